@@ -1,0 +1,195 @@
+"""Command line: ``python -m cbir_tutorial demo | search | evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+FORMATS = ("farfetch", "fashion-products", "folder", "sample")
+DEMO_BACKBONE = "resnet50"
+OFFLINE_BACKBONE = "efficientnet_lite0"
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def _weights(text: str):
+    return None if text.lower() in ("none", "random") else text
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cbir_tutorial",
+                                     description="Fashion image search engine (content-based image retrieval).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p, catalogue_required=True):
+        p.add_argument("--catalogue", required=catalogue_required, help="catalogue folder (or the Farfetch CSV's folder)")
+        p.add_argument("--format", default="folder", help=f"catalogue layout: {', '.join(FORMATS)}")
+        p.add_argument("--backbone", default=DEMO_BACKBONE, help="vgg16, resnet50, xception or efficientnet_lite0")
+        p.add_argument("--weights", type=_weights, default="imagenet",
+                       help="imagenet (default), random (untrained) or a weights file path")
+        p.add_argument("--images", default="model", help="Farfetch only: model or cutout photos")
+        p.add_argument("--resize", default="squash", choices=("squash", "pad"))
+        p.add_argument("--limit", type=int, default=None, help="use a random subset of this many products")
+        p.add_argument("--k", type=int, default=10)
+        p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+
+    demo = sub.add_parser("demo", help="index the sample catalogue, run one query, print results and MAP@10")
+    demo.add_argument("--backbone", default=DEMO_BACKBONE)
+    demo.add_argument("--k", type=int, default=10)
+    demo.add_argument("--query", default=None, help="query image (default: a catalogue product)")
+    demo.add_argument("--out", default="cbir_demo.png", help="where to write the result grid PNG")
+
+    search = sub.add_parser("search", help="top-K catalogue products for a query image")
+    common(search)
+    search.add_argument("--query", required=True, help="query image file")
+    search.add_argument("--out", default=None, help="write the result grid to this PNG")
+
+    evaluate = sub.add_parser("evaluate", help="leave-one-out precision@K and MAP@K over the catalogue")
+    common(evaluate)
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    return parser
+
+
+def _catalogue(args):
+    from .data import load_catalogue
+
+    if args.format not in FORMATS:
+        raise CLIError(f"--format {args.format!r} is not supported; use one of: {', '.join(FORMATS)}")
+    path = Path(args.catalogue).expanduser() if args.catalogue else None
+    if args.format != "sample" and not path.exists():
+        raise CLIError(f"--catalogue {args.catalogue}: no such file or folder")
+    options = {"images": args.images} if args.format == "farfetch" else {}
+    catalogue = load_catalogue(path, args.format, **options)
+    if args.limit:
+        catalogue = catalogue.stratified_sample(args.limit) if args.limit < len(catalogue) else catalogue
+    if len(catalogue) == 0:
+        raise CLIError(f"--catalogue {args.catalogue}: no images found for format {args.format!r}")
+    return catalogue
+
+
+def _engine(catalogue, backbone, weights, args, progress=True):
+    from .engine import SearchEngine
+
+    return SearchEngine.build(catalogue, backbone, weights, resize=getattr(args, "resize", "squash"),
+                              cache=not getattr(args, "no_cache", False), progress=progress)
+
+
+def _print_results(results) -> None:
+    import pandas as pd
+
+    with pd.option_context("display.width", 160, "display.max_colwidth", 40):
+        print(results[["rank", "brand", "description", "price", "category", "distance"]].to_string(index=False))
+
+
+def _write_grid(query, results, out, title) -> Path:
+    from .plotting import results_figure
+
+    out = Path(out).expanduser().resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    results_figure(query, results, title=title).savefig(out, dpi=110)
+    return out
+
+
+def run_demo(args) -> None:
+    from .backbones import WeightsUnavailableError, backbone
+    from .data import load_sample
+    from .engine import SearchEngine
+
+    catalogue = load_sample()
+    print(catalogue)
+    try:
+        engine = SearchEngine.build(catalogue, args.backbone, "imagenet")
+    except WeightsUnavailableError:
+        print(f"{backbone(args.backbone).title} ImageNet weights are not available offline: "
+              f"using {OFFLINE_BACKBONE} (ImageNet weights shipped with pip).")
+        engine = SearchEngine.build(catalogue, OFFLINE_BACKBONE, "imagenet")
+    print(engine)
+    print(engine.extraction.report())
+    if args.query:
+        query, title = args.query, f"query: {args.query}"
+        results = engine.search(query, args.k)
+    else:
+        table = engine.catalogue.table
+        row = int(np.flatnonzero(table["category"] == table["category"].mode().iloc[0])[0])
+        query, title = table["path"].iloc[row], f"catalogue product {table['id'].iloc[row]} (left out of its results)"
+        results = engine.search(row, args.k)
+    print(f"\nTop {args.k} for {title}")
+    _print_results(results)
+    scores = engine.evaluate(args.k)
+    overall = scores.iloc[0]
+    print(f"\nMAP@{args.k} = {overall.map_at_k:.3f}, P@{args.k} = {overall.precision_at_k:.3f} "
+          f"(leave-one-out over {overall.n_queries} queries, {engine.extractor.name})")
+    path = _write_grid(query, results, args.out, f"{engine.extractor.name}: {title}")
+    print(f"Result grid written to {path}")
+
+
+def run_search(args) -> None:
+    catalogue = _catalogue(args)
+    engine = _engine(catalogue, args.backbone, args.weights, args)
+    if engine.extraction.skipped:
+        print(engine.extraction.report())
+    results = engine.search(args.query, args.k)
+    print(f"Top {args.k} of {len(engine)} products for {args.query} ({engine.extractor})")
+    _print_results(results)
+    if args.out:
+        print(f"Result grid written to {_write_grid(args.query, results, args.out, engine.extractor.name)}")
+
+
+def run_evaluate(args) -> None:
+    report_to = sys.stderr if args.json else sys.stdout
+    with contextlib.redirect_stdout(report_to):
+        catalogue = _catalogue(args)
+        engine = _engine(catalogue, args.backbone, args.weights, args)
+    scores = engine.evaluate(args.k)
+    skipped = [{"file": s.path, "reason": s.reason} for s in engine.extraction.skipped]
+    if args.json:
+        overall = scores.iloc[0] if len(scores) else None
+        print(json.dumps({
+            "backbone": engine.extractor.name,
+            "weights": "random" if args.weights is None else str(args.weights),
+            "k": args.k, "n_images": len(engine), "n_queries": int(overall.n_queries) if overall is not None else 0,
+            "map_at_k": float(overall.map_at_k) if overall is not None else None,
+            "precision_at_k": float(overall.precision_at_k) if overall is not None else None,
+            "per_category": {r.category: {"n_queries": int(r.n_queries), "map_at_k": float(r.map_at_k),
+                                          "precision_at_k": float(r.precision_at_k)}
+                             for r in scores.iloc[1:].itertuples()},
+            "skipped": skipped,
+        }, indent=2))
+        return
+    print(engine.extraction.report())
+    if not len(scores):
+        raise CLIError("no category has 2 or more products: nothing to evaluate")
+    overall = scores.iloc[0]
+    print(f"{engine.extractor}\nMAP@{args.k} = {overall.map_at_k:.4f}   P@{args.k} = {overall.precision_at_k:.4f}"
+          f"   ({int(overall.n_queries)} queries over {len(engine)} images)\n")
+    print(scores.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 user error)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = _parser().parse_args(argv)
+    from .backbones import WeightsUnavailableError
+    from .images import ImageError
+
+    try:
+        {"demo": run_demo, "search": run_search, "evaluate": run_evaluate}[args.command](args)
+    except (CLIError, ValueError, FileNotFoundError, ImageError, WeightsUnavailableError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

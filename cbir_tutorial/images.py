@@ -1,0 +1,114 @@
+"""Reading product photos robustly: any mode to RGB, transparency onto white, bad files reported."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+#: Images with more pixels than this are refused (decompression-bomb guard): 40 megapixels.
+MAX_PIXELS = 40_000_000
+RESIZE_POLICIES = ("squash", "pad")
+
+ImageSource = Union[str, Path, bytes, BinaryIO, Image.Image]
+
+
+class ImageError(ValueError):
+    """An image that cannot be used; the message names the file and the reason."""
+
+
+@dataclass(frozen=True)
+class SkippedImage:
+    """A catalogue image left out of the index, and why."""
+
+    path: str
+    reason: str
+
+
+def _open(source: ImageSource) -> tuple[Image.Image, str]:
+    if isinstance(source, Image.Image):
+        return source, "<PIL image>"
+    if isinstance(source, bytes):
+        source, name = io.BytesIO(source), "<uploaded bytes>"
+    elif isinstance(source, (str, Path)):
+        name = str(source)
+        path = Path(source)
+        if not path.is_file():
+            raise ImageError(f"{name}: file not found")
+        if path.stat().st_size == 0:
+            raise ImageError(f"{name}: empty file (0 bytes)")
+    else:
+        name = getattr(source, "name", "<file object>")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(source), name
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image file Pillow can read") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"{name}: image too large ({e})") from None
+    except OSError as e:
+        raise ImageError(f"{name}: cannot open ({e})") from None
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode as RGB; transparent pixels composited onto white."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        top = array.max() or 1.0
+        image = Image.fromarray((array * (255.0 / top)).astype(np.uint8), mode="L")
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def load_rgb(source: ImageSource, size: int | None = None, resize: str = "squash",
+             max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode an image as ``(H, W, 3)`` uint8 RGB; with ``size``, resized to ``(size, size, 3)``.
+
+    ``resize``: ``"squash"`` stretches to a square (as Keras' ``load_img(target_size=...)`` does),
+    ``"pad"`` keeps the aspect ratio and pads on white. EXIF rotation is applied. Raises
+    :class:`ImageError` naming the file for missing, empty, non-image, truncated or
+    over-``max_pixels`` files.
+    """
+    if resize not in RESIZE_POLICIES:
+        raise ValueError(f"resize={resize!r}: use one of {RESIZE_POLICIES}")
+    image, name = _open(source)
+    try:
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ImageError(
+                f"{name}: image too large ({width}x{height} = {width * height:,} pixels, "
+                f"limit {max_pixels:,}); downscale it first"
+            )
+        if size is not None and image.format == "JPEG":
+            image.draft("RGB", (size, size))  # decode at reduced scale: much faster for big JPEGs
+        image = ImageOps.exif_transpose(image)
+        image = _to_rgb(image)
+        if size is not None:
+            image = _resized(image, size, resize)
+        return np.asarray(image, dtype=np.uint8)
+    except ImageError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise ImageError(f"{name}: corrupt or truncated image ({e})") from None
+
+
+def _resized(image: Image.Image, size: int, resize: str) -> Image.Image:
+    if resize == "squash":
+        return image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    scale = size / max(image.size)
+    inner = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    canvas = Image.new("RGB", (size, size), (255, 255, 255))
+    canvas.paste(image.resize(inner, Image.Resampling.BILINEAR, reducing_gap=3.0),
+                 ((size - inner[0]) // 2, (size - inner[1]) // 2))
+    return canvas
