@@ -58,10 +58,9 @@ def _open(source: ImageSource) -> tuple[Image.Image, str]:
 
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow mode as RGB; transparent pixels composited onto white."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float64)
-        top = array.max() or 1.0
-        image = Image.fromarray((array * (255.0 / top)).astype(np.uint8), mode="L")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit greyscale: 0..65535 → 0..255
+        array = np.asarray(image, dtype=np.float64) / 257.0
+        image = Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8), mode="L")
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):

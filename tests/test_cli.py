@@ -1,0 +1,82 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cbir_tutorial.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_evaluate_json_on_the_sample(sample_dir, capsys):
+    status = main(["evaluate", "--catalogue", str(sample_dir), "--format", "fashion-products",
+                   "--backbone", "efficientnet_lite0", "--k", "10", "--json"])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    result = json.loads(captured.out)
+    assert {"backbone", "k", "n_images", "n_queries", "map_at_k", "precision_at_k", "per_category",
+            "skipped"} <= set(result)
+    assert result["backbone"] == "efficientnet_lite0" and result["k"] == 10
+    assert result["n_images"] == 770 and result["skipped"] == []
+    assert 0 < result["n_queries"] <= 770
+    assert 0.5 < result["map_at_k"] <= 1 and 0.4 < result["precision_at_k"] <= 1
+    assert result["per_category"]["Watches"]["n_queries"] > 10
+
+
+def test_evaluate_table_reports_skipped_files(tmp_path, sample_dir, capsys):
+    shop = tmp_path / "shop"
+    for category in ("bags", "shoes"):
+        (shop / category).mkdir(parents=True)
+    photos = sorted((sample_dir / "images").glob("*.jpg"))
+    for i, photo in enumerate(photos[:6]):
+        (shop / ("bags" if i < 3 else "shoes") / photo.name).write_bytes(photo.read_bytes())
+    (shop / "shoes" / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    status = main(["evaluate", "--catalogue", str(shop), "--format", "folder", "--backbone", "efficientnet_lite0",
+                   "--k", "2", "--no-cache"])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "6 of 7 images indexed, 1 skipped" in out and "broken.jpg" in out and "MAP@2 =" in out
+
+
+def test_search_prints_the_top_k_and_writes_a_grid(sample_dir, tmp_path, capsys):
+    query = sorted((sample_dir / "images").glob("*.jpg"))[5]
+    out_png = tmp_path / "grid.png"
+    status = main(["search", "--catalogue", str(sample_dir), "--format", "fashion-products",
+                   "--backbone", "efficientnet_lite0", "--query", str(query), "--k", "4", "--out", str(out_png)])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "Top 4 of 770 products" in out and out_png.stat().st_size > 10_000
+    table_lines = [line for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert len(table_lines) == 4 and table_lines[0].split()[0] == "1"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["evaluate", "--catalogue", "/no/such/folder", "--format", "folder"], "/no/such/folder"),
+    (["evaluate", "--catalogue", ".", "--format", "pinterest"], "--format 'pinterest' is not supported"),
+    (["evaluate", "--catalogue", "SAMPLE", "--format", "fashion-products", "--backbone", "alexnet"],
+     "Unknown backbone 'alexnet'"),
+])
+def test_user_errors_are_one_line_without_traceback(argv, message, sample_dir, capsys):
+    argv = [str(sample_dir) if a == "SAMPLE" else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.startswith("error: ")
+
+
+def test_empty_folder_says_no_images(tmp_path, capsys):
+    assert main(["evaluate", "--catalogue", str(tmp_path), "--format", "folder"]) == 2
+    assert "no images" in capsys.readouterr().err.lower()
+
+
+def test_demo_runs_headless_and_falls_back_offline(tmp_path):
+    env = dict(os.environ, KERAS_HOME=str(tmp_path / "keras"), PYTHONPATH=ROOT)
+    run = subprocess.run([sys.executable, "-m", "cbir_tutorial", "demo", "--out", str(tmp_path / "demo.png")],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = run.stdout
+    if "not available offline" in out:  # no internet: one clear line, then the offline backbone
+        assert "using efficientnet_lite0" in out
+    assert "Top 10 for" in out and "MAP@10 =" in out
+    assert f"Result grid written to {tmp_path / 'demo.png'}" in out and (tmp_path / "demo.png").is_file()
