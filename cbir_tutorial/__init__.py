@@ -5,6 +5,10 @@ The pipeline, one module each: ``data`` (catalogues) → ``images`` (robust deco
 ``metrics`` (precision@K, MAP@K) → ``plotting`` → ``widgets`` (the explorer) → ``cli``.
 """
 
+import os as _os
+
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of lessons
+
 from .backbones import BACKBONES, Backbone, WeightsUnavailableError, backbone, feature_model
 from .catalogue import Catalogue
 from .engine import SearchEngine
