@@ -330,15 +330,30 @@ def _download_sample() -> tuple[Path, Path]:
     return files[SAMPLE_CSV[0]], _image_folder(_extract_once(files[SAMPLE_ZIP[0]], extracted))
 
 
+#: Where a source checkout may find the sample without downloading it (first hit wins).
+CHECKOUT_SAMPLES = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-sample",
+    Path("..") / "shared" / "data" / "fashion-sample",
+)
+
+
+def _checkout_sample() -> str | None:
+    for folder in CHECKOUT_SAMPLES:
+        if (folder / "styles.csv").is_file() and (folder / "images").is_dir():
+            return str(folder)
+    return None
+
+
 def load_sample() -> Catalogue:
     """The 770-photo sample catalogue (30 ``articleType`` categories, 60x80 JPEGs).
 
     If ``$CBIR_TUTORIAL_DATA`` names a folder with ``styles.csv`` + ``images/``, that folder is loaded
     with :func:`load_fashion_products`. Otherwise the subset of the public repository
     ``jina-ai/example-multimodal-fashion-search`` (pinned commit, SHA-256 checked) is downloaded once
-    into ``cache_dir("data")``. Raises :class:`SampleUnavailableError` when neither works.
+    into ``cache_dir("data")``; before downloading, a copy laid beside a source checkout
+    (:data:`CHECKOUT_SAMPLES`) is used. Raises :class:`SampleUnavailableError` when neither works.
     """
-    local = os.environ.get(SAMPLE_ENV)
+    local = os.environ.get(SAMPLE_ENV) or _checkout_sample()
     if local:
         root = Path(local).expanduser()
         if not ((root / "styles.csv").is_file() and (root / "images").is_dir()):

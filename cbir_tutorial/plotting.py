@@ -36,7 +36,7 @@ def _grid(n: int, columns: int) -> tuple[int, int]:
     return int(np.ceil(n / columns)), columns
 
 
-def results_figure(query: ImageSource | None, results: pd.DataFrame, *, columns: int = 5,
+def results_figure(query: ImageSource | None, results: pd.DataFrame, *, columns: int = 6,
                    title: str | None = None, query_relevant: Sequence[bool] | None = None) -> Figure:
     """The query image, then the results (thumbnail, brand, description, price, distance) in a grid.
 

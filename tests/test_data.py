@@ -51,6 +51,7 @@ def test_sample_from_env_folder(monkeypatch, capsys):
 
 def test_sample_offline_names_both_options(monkeypatch, tmp_path):
     monkeypatch.delenv(data.SAMPLE_ENV, raising=False)
+    monkeypatch.setattr(data, "CHECKOUT_SAMPLES", ())
     monkeypatch.setenv("CBIR_TUTORIAL_CACHE", str(tmp_path / "cache"))
 
     def offline(*args, **kwargs):
@@ -77,6 +78,7 @@ def test_sample_download_is_verified_extracted_and_loaded(monkeypatch, tmp_path)
     """A stand-in for the pinned GitHub files: a zip of 12 photos (in a sub-folder, with macOS junk)
     and the CSV; checks the URLs and hashes passed to ``keras.utils.get_file``."""
     monkeypatch.delenv(data.SAMPLE_ENV, raising=False)
+    monkeypatch.setattr(data, "CHECKOUT_SAMPLES", ())
     monkeypatch.setenv("CBIR_TUTORIAL_CACHE", str(tmp_path / "cache"))
     upstream = tmp_path / "upstream"
     upstream.mkdir()
@@ -302,3 +304,9 @@ def test_load_catalogue_sample_and_fashion_products(monkeypatch):
     monkeypatch.setenv(data.SAMPLE_ENV, str(SAMPLE))
     assert len(load_catalogue(None, "sample")) == 770
     assert len(load_catalogue(SAMPLE, "fashion-products")) == 770
+
+
+def test_sample_beside_a_checkout_is_found_without_the_env_var(monkeypatch):
+    monkeypatch.delenv(data.SAMPLE_ENV, raising=False)
+    monkeypatch.setattr(data, "CHECKOUT_SAMPLES", (Path("/no/such/place"), SAMPLE))
+    assert len(load_sample()) == 770
