@@ -1,0 +1,57 @@
+"""The tutorial notebooks are committed clean: no outputs, a keras-io style header, one parameters cell."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))
+HEADER_FIELDS = ("**Author:** cbir-tutorial", "**Date created:**", "**Last modified:**", "**Description:**")
+
+
+def cells(path):
+    return json.loads(path.read_text(encoding="utf-8"))["cells"]
+
+
+def source(cell):
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def test_the_numbered_sequence_is_there():
+    names = [p.name for p in PATHS]
+    for expected in ("01_setup_and_data", "02_cnns", "03_transfer_learning", "04_architectures",
+                     "05_image_retrieval", "06_evaluation"):
+        assert f"{expected}.ipynb" in names
+    numbers = [int(re.match(r"(\d\d)_", name).group(1)) for name in names]
+    assert numbers == list(range(1, len(numbers) + 1)), f"notebooks must be numbered 01, 02, ...: {names}"
+
+
+@pytest.mark.parametrize("path", PATHS, ids=[p.name for p in PATHS])
+def test_committed_without_outputs(path):
+    dirty = [i for i, cell in enumerate(cells(path)) if cell["cell_type"] == "code"
+             and (cell.get("outputs") or cell.get("execution_count") is not None)]
+    assert not dirty, (f"{path.name}: cells {dirty} have outputs or execution counts; clear them with "
+                       f"`jupyter nbconvert --clear-output --inplace {path.relative_to(NOTEBOOKS.parent)}`")
+
+
+@pytest.mark.parametrize("path", PATHS, ids=[p.name for p in PATHS])
+def test_header_cell(path):
+    first = cells(path)[0]
+    assert first["cell_type"] == "markdown", f"{path.name}: the first cell must be the markdown header"
+    text = source(first)
+    assert re.match(r"# \S", text), f"{path.name}: the header starts with a '# Title' line"
+    missing = [field for field in HEADER_FIELDS if field not in text]
+    assert not missing, f"{path.name}: the header lacks {missing}"
+    dates = re.findall(r"\*\*(?:Date created|Last modified):\*\* (\d{4}[-/]\d{2}[-/]\d{2})", text)
+    assert len(dates) == 2 and dates[0] <= dates[1], f"{path.name}: dates must read YYYY-MM-DD, created <= modified"
+
+
+@pytest.mark.parametrize("path", PATHS, ids=[p.name for p in PATHS])
+def test_one_parameters_cell_near_the_top(path):
+    code = [(i, source(c)) for i, c in enumerate(cells(path)) if c["cell_type"] == "code"]
+    with_parameters = [i for i, text in code if "notebook_parameters(" in text]
+    assert len(with_parameters) == 1, f"{path.name}: expected one cell calling notebook_parameters(), found {with_parameters}"
+    position = [i for i, _ in code].index(with_parameters[0])
+    assert position <= 1, f"{path.name}: the parameters cell must be among the first two code cells"
