@@ -29,8 +29,9 @@ def _parser() -> argparse.ArgumentParser:
                                      description="Fashion image search engine (content-based image retrieval).")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def common(p, catalogue_required=True):
-        p.add_argument("--catalogue", required=catalogue_required, help="catalogue folder (or the Farfetch CSV's folder)")
+    def common(p):
+        p.add_argument("--catalogue", help="catalogue folder (Farfetch: the CSV's folder, found on Kaggle "
+                                           "when omitted; sample: not needed)")
         p.add_argument("--format", default="folder", help=f"catalogue layout: {', '.join(FORMATS)}")
         p.add_argument("--backbone", default=DEMO_BACKBONE, help="vgg16, resnet50, xception or efficientnet_lite0")
         p.add_argument("--weights", type=_weights, default="imagenet",
@@ -64,7 +65,9 @@ def _catalogue(args):
     if args.format not in FORMATS:
         raise CLIError(f"--format {args.format!r} is not supported; use one of: {', '.join(FORMATS)}")
     path = Path(args.catalogue).expanduser() if args.catalogue else None
-    if args.format != "sample" and not path.exists():
+    if path is None and args.format in ("folder", "fashion-products"):
+        raise CLIError(f"--format {args.format} needs --catalogue PATH")
+    if path is not None and not path.exists():
         raise CLIError(f"--catalogue {args.catalogue}: no such file or folder")
     options = {"images": args.images} if args.format == "farfetch" else {}
     catalogue = load_catalogue(path, args.format, **options)

@@ -65,6 +65,14 @@ def test_user_errors_are_one_line_without_traceback(argv, message, sample_dir, c
     assert message in err and "Traceback" not in err and err.startswith("error: ")
 
 
+def test_sample_format_needs_no_path_and_folder_format_does(capsys):
+    assert main(["evaluate", "--format", "folder"]) == 2
+    assert "--format folder needs --catalogue PATH" in capsys.readouterr().err
+    assert main(["evaluate", "--format", "sample", "--backbone", "efficientnet_lite0", "--limit", "60",
+                 "--k", "3"]) == 0
+    assert "MAP@3 =" in capsys.readouterr().out
+
+
 def test_empty_folder_says_no_images(tmp_path, capsys):
     assert main(["evaluate", "--catalogue", str(tmp_path), "--format", "folder"]) == 2
     assert "no images" in capsys.readouterr().err.lower()
