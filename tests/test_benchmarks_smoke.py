@@ -1,0 +1,115 @@
+"""Every benchmark script runs end to end at its ``--smoke`` size and prints its table.
+
+Speed targets are not asserted here (they live in ``benchmarks/RESULTS.md``); what is asserted is what a
+maintainer relies on when reading a full run: the script exits 0, prints its Markdown table, and the
+figures in it are sane (pipelines agree, top-k lists match, memory is measured, the trained backbone
+beats chance).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+HAS_LITE = importlib.util.find_spec("cbir_tutorial.efficientnet_lite") is not None
+HAS_FAISS = importlib.util.find_spec("faiss") is not None
+
+
+def run_smoke(script: str, *extra: str) -> str:
+    """stdout of ``python benchmarks/<script> --smoke``; fails with its stderr if it exits non-zero."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    done = subprocess.run([sys.executable, str(BENCHMARKS / script), "--smoke", *extra],
+                          capture_output=True, text=True, env=env, timeout=240)
+    assert done.returncode == 0, f"{script} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+    return done.stdout
+
+
+def table(stdout: str, title: str) -> list[dict]:
+    """The rows of the Markdown table printed under ``## <title>...`` as dicts of strings."""
+    match = re.search(r"^## " + re.escape(title) + r".*\n\n((?:\|.*\|\n)+)", stdout, re.MULTILINE)
+    assert match, f"no table titled {title!r} in:\n{stdout[-3000:]}"
+    lines = match.group(1).strip().splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert set(lines[1].replace("|", "")) == {"-"}, "second line of a Markdown table must be the separator"
+    return [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in lines[2:]]
+
+
+def number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def test_extraction_smoke():
+    out = run_smoke("bench_extraction.py")
+    assert "GPU:" in out and "FLOPs/cycle" in out
+    rows = table(out, "Extraction throughput")
+    backbones = {"resnet50", "efficientnet_lite0"} if HAS_LITE else {"resnet50"}
+    assert {r["backbone"] for r in rows} == backbones
+    for row in rows:
+        assert number(row["img/s"]) > 0
+        assert 0 < number(row["GFLOP/img"]) < 20
+    originals = [r for r in rows if r["pipeline"].startswith("original")]
+    for row in originals:
+        assert number(row["x original"]) == 1
+        # the model part of both pipelines agrees exactly when fed the same pixels
+        same_pixels = float(row["note"].rsplit(":", 1)[1])
+        assert same_pixels > 0.999, row["note"]
+    resnet = next(r for r in originals if r["backbone"] == "resnet50")
+    assert 7.0 < number(resnet["GFLOP/img"]) < 8.5  # ResNet-50 without top: about 3.9 G multiply-adds
+
+
+def test_ranking_smoke():
+    out = run_smoke("bench_ranking.py", "--profile")
+    rows = table(out, "Search time")
+    methods = {(r["method"], r["storage"]) for r in rows}
+    assert ("package EuclideanIndex", "float32") in methods and ("original dict loop", "float32") in methods
+    assert (("FAISS IndexFlatL2", "float32") in methods) == HAS_FAISS
+    for row in rows:
+        assert number(row["1 query ms"]) > 0
+        if row["storage"] == "float32":  # exact search in float32: the same top-k as the reference
+            assert row[next(c for c in row if c.startswith("top-k vs"))].startswith("100% same order"), row
+    assert table(out, "Memory floor")
+    assert table(out, "Profile:")
+    assert table(out, "Package float32 by chunk_rows")
+
+
+def test_scale_smoke():
+    out = run_smoke("bench_scale.py")
+    search = table(out, "Search over the simulated gallery")
+    assert [r["search"] for r in search] == ["1 query", "batch of 8"]
+    for row in search:
+        assert number(row["median s"]) > 0
+        assert number(row["extra MiB (tracemalloc)"]) > 0
+    extraction = table(out, "Extraction memory")
+    assert [number(r["images"]) for r in extraction] == [8, 24]
+    for row in extraction:
+        assert number(row["kept"]) == number(row["images"])
+        assert number(row["peak RSS MiB"]) >= number(row["RSS before MiB"]) > 0
+
+
+def test_quality_smoke():
+    out = run_smoke("bench_quality.py")
+    rows = table(out, "Retrieval quality")
+    scores = {r["configuration"]: r for r in rows}
+    chance = number(scores["chance (random ranking, expected)"]["MAP@10"])
+    for row in rows:
+        for column in ("MAP@5", "MAP@10", "MAP@20", "P@10"):
+            assert 0 <= number(row[column]) <= 1
+    if HAS_LITE:
+        trained = number(scores["efficientnet_lite0, ImageNet, squash"]["MAP@10"])
+        assert trained > 2 * chance, (trained, chance)
+        assert "efficientnet_lite0, ImageNet, pad" in scores
+    assert re.search(r"^Chart: .*quality\.png \([\d,]+ bytes\)", out, re.MULTILINE)
+
+
+def test_explorer_smoke():
+    out = run_smoke("bench_explorer.py")
+    rows = table(out, "Interactions on")
+    assert rows
+    for row in rows:
+        assert 0 < number(row["median ms"]) < 60_000, row
