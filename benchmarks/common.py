@@ -128,17 +128,6 @@ def versions(names: Iterable[str]) -> str:
     return ", ".join(parts)
 
 
-def gpu_names() -> list[str]:
-    """Names of the GPUs TensorFlow sees (empty on a CPU-only machine)."""
-    import tensorflow as tf
-
-    names = []
-    for device in tf.config.list_physical_devices("GPU"):
-        details = tf.config.experimental.get_device_details(device)
-        names.append(details.get("device_name", device.name))
-    return names
-
-
 def print_header(title: str, modules: Sequence[str] = ("numpy",), gpu: bool = True) -> None:
     """Print what the figures below were measured on."""
     info = cpu_info()
@@ -150,6 +139,8 @@ def print_header(title: str, modules: Sequence[str] = ("numpy",), gpu: bool = Tr
           "(anything near or above the core count means other jobs share the CPU)")
     print(f"Versions: {versions(modules)}")
     if gpu:
+        from cbir_tutorial.environment import gpu_names  # imports TensorFlow: only when asked
+
         names = gpu_names()
         print(f"GPU: {', '.join(names) if names else 'none seen by TensorFlow (CPU only)'}")
     print()

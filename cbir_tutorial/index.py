@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Gallery rows scored per step: bounds the temporary ``(Q, chunk)`` distance block and float16 upcasts.
+#: Most gallery rows scored per step: bounds the float16 upcast buffer and the distance block.
 DEFAULT_CHUNK_ROWS = 16_384
+#: Distances held per step, ``Q x rows``: a cache-sized block keeps selecting the top k cheap for batches.
+BLOCK_DISTANCES = 131_072
 
 
 class EuclideanIndex:
@@ -75,9 +77,15 @@ class EuclideanIndex:
         q_norms = np.einsum("ij,ij->i", queries, queries)
         best_d = np.full((len(queries), 0), np.inf, dtype=np.float32)
         best_i = np.zeros((len(queries), 0), dtype=np.int64)
-        for start in range(0, len(self), self.chunk_rows):
-            block = self.gallery[start:start + self.chunk_rows]
-            d2 = block.astype(np.float32, copy=False) @ queries.T  # (C, Q): gallery-major keeps BLAS fast
+        step = max(256, min(self.chunk_rows, BLOCK_DISTANCES // len(queries)))
+        upcast = (np.empty((min(step, len(self)), self.dim), dtype=np.float32)
+                  if self.gallery.dtype != np.float32 else None)
+        for start in range(0, len(self), step):
+            block = self.gallery[start:start + step]
+            if upcast is not None:  # one reused buffer: no per-chunk allocation
+                np.copyto(upcast[:len(block)], block)
+                block = upcast[:len(block)]
+            d2 = block @ queries.T  # (C, Q): gallery-major keeps BLAS fast
             d2 = d2.T
             d2 *= -2.0
             d2 += q_norms[:, None]
@@ -89,9 +97,9 @@ class EuclideanIndex:
                 local = exclude - start
                 rows = np.flatnonzero((local >= 0) & (local < len(block)))
                 d2[rows, local[rows]] = np.inf
-            cand_i = _smallest_k(d2, k) + start
-            cand_d = np.take_along_axis(d2, cand_i - start, axis=1)
-            best_d, best_i = _merge(best_d, best_i, cand_d, cand_i, k)
+            cand_d, cand_i = _candidates(d2, best_d, k)
+            if cand_d.shape[1]:
+                best_d, best_i = _merge(best_d, best_i, cand_d, cand_i + start, k)
         return (np.sqrt(best_d[0]), best_i[0]) if single else (np.sqrt(best_d), best_i)
 
     def search_rows(self, rows: np.ndarray | None = None, k: int = 10, *, exclude_self: bool = True):
@@ -114,6 +122,27 @@ def _smallest_k(d: np.ndarray, k: int) -> np.ndarray:
         at_cut = np.flatnonzero(d[r] == kth[r])[: k - len(below)]
         part[r] = np.concatenate([below, at_cut])
     return part
+
+
+def _candidates(d: np.ndarray, best_d: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(Q, m)`` distances and column indices of ``d`` that may enter the current top ``k``.
+
+    Once every query holds ``k`` results, only entries strictly below its k-th best can enter (strictly:
+    a later chunk loses ties), and they are few; otherwise the chunk's own top ``k`` is taken.
+    """
+    if best_d.shape[1] == k:
+        rows, cols = np.nonzero(d < best_d[:, -1:])
+        counts = np.bincount(rows, minlength=len(d))
+        width = int(counts.max(initial=0))
+        if width <= k:
+            cand_d = np.full((len(d), width), np.inf, dtype=np.float32)
+            cand_i = np.zeros((len(d), width), dtype=np.int64)
+            slot = np.arange(len(rows)) - (np.cumsum(counts) - counts)[rows]
+            cand_d[rows, slot] = d[rows, cols]
+            cand_i[rows, slot] = cols
+            return cand_d, cand_i
+    cand_i = _smallest_k(d, k)
+    return np.take_along_axis(d, cand_i, axis=1), cand_i
 
 
 def _merge(d1, i1, d2, i2, k):
