@@ -13,6 +13,7 @@ from .catalogue import Catalogue
 from .images import ImageError, ImageSource, load_rgb
 
 THUMBNAIL = 160
+METRIC_NAMES = {"map_at_k": "MAP@K", "precision_at_k": "precision@K", "recall_at_k": "recall@K"}
 
 
 def thumbnail(source: ImageSource, size: int = THUMBNAIL) -> np.ndarray:
@@ -100,7 +101,7 @@ def map_comparison_figure(scores: pd.DataFrame, *, metric: str = "map_at_k", by:
     bars = ax.bar(labels, values, color=[f"C{i}" for i in range(len(labels))])
     ax.bar_label(bars, fmt="%.3f", fontsize=9)
     ax.set_ylim(0, max(1.0, values.max(initial=0) * 1.15))
-    ax.set_ylabel(metric.replace("_at_k", "@K").replace("_", " "))
+    ax.set_ylabel(METRIC_NAMES.get(metric, metric))
     k = scores["k"].iloc[0] if "k" in scores else None
     ax.set_title(title or (f"{ax.get_ylabel()} (K = {k})" if k is not None else ax.get_ylabel()))
     ax.tick_params(axis="x", labelrotation=20)

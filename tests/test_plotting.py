@@ -22,7 +22,7 @@ def test_catalogue_grid_and_map_chart(sample_catalogue):
     scores = pd.DataFrame({"backbone": ["lite", "random"], "map_at_k": [0.7, 0.3], "k": [10, 10]})
     chart = map_comparison_figure(scores)
     bars = chart.axes[0].patches
-    assert [round(b.get_height(), 2) for b in bars] == [0.7, 0.3] and "K = 10" in chart.axes[0].get_title()
+    assert [round(b.get_height(), 2) for b in bars] == [0.7, 0.3] and chart.axes[0].get_title() == "MAP@K (K = 10)"
 
 
 def test_unreadable_thumbnail_is_a_grey_square(tmp_path):
