@@ -77,7 +77,7 @@ class EuclideanIndex:
         q_norms = np.einsum("ij,ij->i", queries, queries)
         best_d = np.full((len(queries), 0), np.inf, dtype=np.float32)
         best_i = np.zeros((len(queries), 0), dtype=np.int64)
-        step = max(256, min(self.chunk_rows, BLOCK_DISTANCES // len(queries)))
+        step = min(self.chunk_rows, max(256, BLOCK_DISTANCES // len(queries)))
         upcast = (np.empty((min(step, len(self)), self.dim), dtype=np.float32)
                   if self.gallery.dtype != np.float32 else None)
         for start in range(0, len(self), step):
