@@ -56,7 +56,7 @@ def simulated_rows(labels: np.ndarray, n: int, seed: int = 0) -> tuple[np.ndarra
 def simulated_catalogue(catalogue, photo: np.ndarray, folder: Path, seed: int = 0):
     """Rows of ``catalogue`` at ``photo``, each with its own copy of its photo in ``folder`` (so thumbnails
     are made per product), a new id ``<id>-<n>`` and a random euro display price; other metadata kept."""
-    from cbir_tutorial.catalogue import Catalogue
+    from cbir_tutorial.data.catalogue import Catalogue
 
     table = catalogue.table.iloc[photo].reset_index(drop=True)
     table["id"] = table["id"] + "-" + np.arange(len(photo)).astype(str)
@@ -101,7 +101,7 @@ def main(argv=None) -> int:
     parser.add_argument("--backbone", default="efficientnet_lite0")
     parser.add_argument("--second", default="random",
                         help="weights of a second engine of the same backbone for the switch/compare rows "
-                             "('random', or 'none' to skip)")
+                             "('random', a weights file, or 'skip')")
     parser.add_argument("--noise", type=float, default=0.1, help="norm of the noise added to each simulated product")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=7)
@@ -114,8 +114,8 @@ def main(argv=None) -> int:
 
     print_header("Search explorer: interaction latency", ("numpy", "pandas", "tensorflow", "ipywidgets"))
     from cbir_tutorial import FeatureExtractor, SearchEngine
-    from cbir_tutorial import explorer as core
-    from cbir_tutorial.widgets import SearchExplorer
+    from cbir_tutorial.ui import explorer as core
+    from cbir_tutorial.ui.widgets import SearchExplorer
 
     sample = sample_catalogue()
     if 0 < args.photos < len(sample):
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
     folder = tempfile.TemporaryDirectory(prefix="bench_explorer_")
     catalogue = simulated_catalogue(sample, photo, Path(folder.name))
     engines = []
-    weights_list = ["imagenet"] + ([] if args.second.lower() == "none" else [None])
+    weights_list = ["imagenet"] + ([] if args.second.lower() == "skip" else [args.second])
     for weights in weights_list:
         extractor = FeatureExtractor(args.backbone, weights)
         started = time.perf_counter()
@@ -152,7 +152,7 @@ def main(argv=None) -> int:
     low, high = c["price"].min, c["price"].max
     prices = itertools.cycle([(100.0, 500.0), (500.0, 2_000.0), (low, high), (50.0, 300.0)])
     photos = itertools.cycle([sample.paths[i] for i in rng.choice(len(sample), size=32, replace=False)])
-    backbones = itertools.cycle([e for e in explorer.shelf.options][::-1])
+    backbones = itertools.cycle([e for e in explorer.shelf.choices][::-1])
 
     def cold(fn):
         """``fn`` with the thumbnail cache emptied first: every result photo decoded and encoded again."""
@@ -183,7 +183,7 @@ def main(argv=None) -> int:
             (f"new query, compare mode ({len(engines)} backbones)", compare_query),
         ]
 
-    first = next(iter(explorer.shelf.options))
+    first = next(iter(explorer.shelf.choices))
 
     def reset():
         """Back to K = args.k, no filter, one backbone, so each row changes one thing."""
@@ -206,12 +206,12 @@ def main(argv=None) -> int:
 
     # The parts of one query: search + metrics alone, the HTML grid alone, an upload's features alone.
     key, shelf, query = first, explorer.shelf, core.Query.from_row(catalogue, 123)
-    answer = core.search(shelf, key, query, args.k)
+    answer = core.answer_for(shelf, key, query, args.k)
     small_photo = Path(sample.paths[5]).read_bytes()
     farfetch_size, phone_size = enlarged(sample.paths[5], (1000, 1333)), enlarged(sample.paths[6], (3000, 4000))
     parts = [
-        ("search + P@K/AP@K (explorer.search)", lambda: core.search(shelf, key, query, args.k)),
-        ("search with category + price filter", lambda: core.search(
+        ("search + P@K/AP@K (explorer.answer_for)", lambda: core.answer_for(shelf, key, query, args.k)),
+        ("search with category + price filter", lambda: core.answer_for(
             shelf, key, query, args.k, core.Filters(category="Tshirts", price=(100.0, 800.0)))),
         ("results grid HTML, cold thumbnails", cold(lambda: core.results_html(answer))),
         ("results grid HTML, warm thumbnails", lambda: core.results_html(answer)),

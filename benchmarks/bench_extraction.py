@@ -15,7 +15,6 @@ measured float32 matrix product.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -96,7 +95,7 @@ def benchmark_backbone(name: str, weights, paths: list[str], repeats: int, batch
                        peak: float, sgemm: float) -> list[dict]:
     """Table rows for one backbone: original loop, package pipeline, model alone."""
     from cbir_tutorial import FeatureExtractor
-    from cbir_tutorial.backbones import weights_label
+    from cbir_tutorial.choices import weights_label
 
     extractor = FeatureExtractor(name, weights, batch_size=batch_size)
     size = extractor.input_size
@@ -177,9 +176,6 @@ def main(argv=None) -> int:
 
     rows = []
     for name in args.backbones:
-        if name == "efficientnet_lite0" and importlib.util.find_spec("cbir_tutorial.efficientnet_lite") is None:
-            print(f"{name}: skipped, cbir_tutorial.efficientnet_lite is not installed yet\n")
-            continue
         weights = {"auto": DEFAULT_WEIGHTS.get(name), "imagenet": "imagenet", "random": None}[args.weights]
         rows += benchmark_backbone(name, weights, paths, args.repeats, args.batch_size, peak, sgemm)
     if not rows:

@@ -2,7 +2,7 @@
 
 Leave-one-out over the 770-photo sample (30 ``articleType`` categories): every product queries all the
 others; a result is relevant when it has the query's category (``SearchEngine.evaluate``, i.e.
-``cbir_tutorial.metrics.evaluate``, AP normalised by min(K, R)). Backbones: efficientnet_lite0 with its
+``cbir_tutorial.evaluation.metrics.evaluate``, AP normalised by min(K, R)). Backbones: efficientnet_lite0 with its
 (offline) ImageNet weights, with both resize policies (squash, pad on white); vgg16, resnet50 and
 xception with ImageNet weights when they can be had, otherwise with random weights as the untrained
 baseline, labelled as such. A "chance" row gives the exact expected scores of a random ranking.
@@ -19,7 +19,6 @@ Writes the MAP@10 bar chart to ``benchmarks/quality.png``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shutil
 import sys
 import tempfile
@@ -72,16 +71,11 @@ def configurations(backbones: list[str], weights: str) -> list[tuple[str, str, s
 
 def extractor_for(name: str, request: str, resize: str):
     """``(FeatureExtractor, weights label)``; ``request`` 'auto' tries ImageNet, then random weights."""
-    from cbir_tutorial import FeatureExtractor, WeightsUnavailableError
+    from cbir_tutorial.choices import available_extractor
 
-    if request in ("auto", "imagenet"):
-        try:
-            return FeatureExtractor(name, "imagenet", resize=resize), "ImageNet"
-        except WeightsUnavailableError as error:
-            if request == "imagenet":
-                raise
-            print(f"{name}: using random weights; {str(error).splitlines()[0]}")
-    return FeatureExtractor(name, None, resize=resize), "random (untrained baseline)"
+    weights = "random" if request == "random" else "imagenet"
+    extractor = available_extractor(name, weights, fallback="random" if request == "auto" else None, resize=resize)
+    return extractor, "ImageNet" if extractor.pretrained else "random (untrained baseline)"
 
 
 def evaluate_configuration(catalogue, name: str, request: str, resize: str, ks: list[int],
@@ -121,8 +115,7 @@ def main(argv=None) -> int:
         args.ks.append(10)  # P@10 is always reported
     scratch = Path(tempfile.mkdtemp(prefix="bench_quality_"))
     if args.smoke:
-        lite = importlib.util.find_spec("cbir_tutorial.efficientnet_lite") is not None
-        args.backbones = ["efficientnet_lite0"] if lite else ["resnet50"]
+        args.backbones = ["efficientnet_lite0"]
         args.images = 60
         args.figure = args.figure or str(scratch / "quality.png")
     figure_path = Path(args.figure or HERE / "quality.png")
@@ -138,10 +131,6 @@ def main(argv=None) -> int:
         print(f"Catalogue: {catalogue.name}, {len(catalogue)} photos, {len(set(labels) - {''})} categories; "
               f"features cached in {features_cache}"
               f"{'' if args.cache else ' (fresh for this run, deleted at the end)'}\n")
-        if "efficientnet_lite0" in args.backbones and importlib.util.find_spec(
-                "cbir_tutorial.efficientnet_lite") is None:
-            print("efficientnet_lite0: skipped, cbir_tutorial.efficientnet_lite is not installed yet\n")
-            args.backbones.remove("efficientnet_lite0")
 
         rows, first_per_category = [], None
         for name, request, resize in configurations(args.backbones, args.weights):
@@ -169,7 +158,7 @@ def main(argv=None) -> int:
                  "P@10": r.precision_at_k, "MAP@10": r.map_at_k}
                 for r in table.sort_values("map_at_k", ascending=False).itertuples()])
 
-        from cbir_tutorial.plotting import map_comparison_figure
+        from cbir_tutorial.ui.plotting import map_comparison_figure
 
         bars = [f"{r['backbone']}\n{r['weights'].replace(' (untrained baseline)', ' weights')}\n{r['resize']}"
                 for r in rows[:-1]] + ["chance\n(random ranking)"]

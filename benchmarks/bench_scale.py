@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import itertools
 import json
 import subprocess
@@ -128,8 +127,7 @@ def main(argv=None) -> int:
     parser.add_argument("--child-extract", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.backbone is None:
-        lite = importlib.util.find_spec("cbir_tutorial.efficientnet_lite") is not None
-        args.backbone = "efficientnet_lite0" if lite else "resnet50"
+        args.backbone = "efficientnet_lite0"
     if args.weights is None:
         args.weights = "imagenet" if args.backbone == "efficientnet_lite0" else "random"
 

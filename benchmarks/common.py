@@ -19,8 +19,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-#: The 770-photo sample catalogue, beside the repository (same relative path in CI).
-SAMPLE = ROOT.parent / "shared" / "data" / "fashion-sample"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -139,7 +137,7 @@ def print_header(title: str, modules: Sequence[str] = ("numpy",), gpu: bool = Tr
           "(anything near or above the core count means other jobs share the CPU)")
     print(f"Versions: {versions(modules)}")
     if gpu:
-        from cbir_tutorial.environment import gpu_names  # imports TensorFlow: only when asked
+        from cbir_tutorial.lessons.environment import gpu_names  # imports TensorFlow: only when asked
 
         names = gpu_names()
         print(f"GPU: {', '.join(names) if names else 'none seen by TensorFlow (CPU only)'}")
@@ -268,7 +266,6 @@ def unit_vectors(n: int, dim: int, seed: int, dtype=np.float32, chunk: int = 65_
 
 def sample_catalogue():
     """The sample catalogue (``$CBIR_TUTORIAL_DATA``, by default ``../shared/data/fashion-sample``)."""
-    os.environ.setdefault("CBIR_TUTORIAL_DATA", str(SAMPLE))
-    from cbir_tutorial.data import load_sample
+    from cbir_tutorial.data.loaders import load_sample
 
     return load_sample()

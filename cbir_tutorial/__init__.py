@@ -1,28 +1,28 @@
 """cbir_tutorial: build and measure a fashion image search engine with Keras.
 
-The pipeline, one module each: ``data`` (catalogues) → ``images`` (robust decoding) →
-``backbones`` / ``features`` (CNN features, cached) → ``index`` (exact Euclidean search) →
-``metrics`` (precision@K, MAP@K) → ``plotting`` → ``widgets`` (the explorer) → ``cli``.
+The folders follow the pipeline: ``data`` (catalogues, image decoding, derived categories) →
+``models`` (backbones, feature extraction) → ``search`` (the index and the engine) → ``evaluation``
+(precision@K, MAP@K) → ``ui`` (figures, the explorer); ``lessons`` holds what only the notebooks use,
+``choices`` turns the words users write into objects, ``cli`` is the command line.
+
+Importing the package does not load TensorFlow: that happens when the first model is built.
 """
 
-import os as _os
-
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of lessons
-
-from .backbones import BACKBONES, Backbone, WeightsUnavailableError, backbone, feature_model
-from .catalogue import Catalogue
-from .engine import SearchEngine
-from .features import Extraction, FeatureExtractor
-from .images import ImageError, SkippedImage, load_rgb
-from .index import EuclideanIndex
-from .metrics import (average_precision_at_k, evaluate, map_at_k, precision_at_k, recall_at_k,
-                      relevance_mask, share_within_threshold)
+from ._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BACKBONES", "Backbone", "Catalogue", "EuclideanIndex", "Extraction", "FeatureExtractor", "ImageError",
-    "SearchEngine", "SkippedImage", "WeightsUnavailableError", "average_precision_at_k", "backbone",
-    "evaluate", "feature_model", "load_rgb", "map_at_k", "precision_at_k", "recall_at_k", "relevance_mask",
-    "share_within_threshold",
-]
+_EXPORTS = {
+    "BACKBONES": ".models.backbones", "Backbone": ".models.backbones", "WeightsUnavailableError": ".models.backbones",
+    "backbone_spec": ".models.backbones", "feature_model": ".models.backbones",
+    "Extraction": ".models.features", "FeatureExtractor": ".models.features",
+    "BackboneChoice": ".choices", "available_extractor": ".choices", "load_catalogue": ".choices",
+    "Catalogue": ".data.catalogue", "ImageError": ".data.images", "SkippedImage": ".data.images",
+    "load_rgb": ".data.images",
+    "EuclideanIndex": ".search.index", "SearchEngine": ".search.engine",
+    "average_precision_at_k": ".evaluation.metrics", "evaluate": ".evaluation.metrics",
+    "map_at_k": ".evaluation.metrics", "precision_at_k": ".evaluation.metrics",
+    "recall_at_k": ".evaluation.metrics", "relevance_mask": ".evaluation.metrics",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

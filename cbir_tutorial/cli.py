@@ -9,19 +9,13 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
+from .choices import FORMATS, OFFLINE_BACKBONE, RESIZE_POLICIES
 
-FORMATS = ("farfetch", "fashion-products", "folder", "sample")
 DEMO_BACKBONE = "resnet50"
-OFFLINE_BACKBONE = "efficientnet_lite0"
 
 
 class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
-
-
-def _weights(text: str):
-    return None if text.lower() in ("none", "random") else text
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,14 +24,14 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p):
-        p.add_argument("--catalogue", help="catalogue folder (Farfetch: the CSV's folder, found on Kaggle "
-                                           "when omitted; sample: not needed)")
-        p.add_argument("--format", default="folder", help=f"catalogue layout: {', '.join(FORMATS)}")
+        p.add_argument("--catalogue", default="auto",
+                       help="auto (Farfetch when attached on Kaggle, else the sample), sample, farfetch or a folder")
+        p.add_argument("--format", default="auto", help=f"the folder's layout: {', '.join(FORMATS)}")
         p.add_argument("--backbone", default=DEMO_BACKBONE, help="vgg16, resnet50, xception or efficientnet_lite0")
-        p.add_argument("--weights", type=_weights, default="imagenet",
-                       help="imagenet (default), random (untrained) or a weights file path")
-        p.add_argument("--images", default="model", help="Farfetch only: model or cutout photos")
-        p.add_argument("--resize", default="squash", choices=("squash", "pad"))
+        p.add_argument("--weights", default="imagenet",
+                       help="imagenet (default), random (also none, untrained) or a weights file path")
+        p.add_argument("--photos", default="cutout", help="Farfetch only: cutout or model photos")
+        p.add_argument("--resize", default="squash", help=f"{' or '.join(RESIZE_POLICIES)}")
         p.add_argument("--limit", type=int, default=None, help="use a random subset of this many products")
         p.add_argument("--k", type=int, default=10)
         p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
@@ -60,29 +54,30 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _catalogue(args):
-    from .data import load_catalogue
+    from .choices import load_catalogue
 
     if args.format not in FORMATS:
         raise CLIError(f"--format {args.format!r} is not supported; use one of: {', '.join(FORMATS)}")
-    path = Path(args.catalogue).expanduser() if args.catalogue else None
-    if path is None and args.format in ("folder", "fashion-products"):
+    if args.format in ("folder", "fashion-products") and args.catalogue in ("auto", "sample", "farfetch"):
         raise CLIError(f"--format {args.format} needs --catalogue PATH")
-    if path is not None and not path.exists():
-        raise CLIError(f"--catalogue {args.catalogue}: no such file or folder")
-    options = {"images": args.images} if args.format == "farfetch" else {}
-    catalogue = load_catalogue(path, args.format, **options)
-    if args.limit:
-        catalogue = catalogue.stratified_sample(args.limit) if args.limit < len(catalogue) else catalogue
+    try:
+        catalogue = load_catalogue(args.catalogue, args.format, photos=args.photos)
+    except FileNotFoundError as error:
+        raise CLIError(f"--catalogue {args.catalogue}: {error}") from None
+    if args.limit and args.limit < len(catalogue):
+        catalogue = catalogue.stratified_sample(args.limit)
     if len(catalogue) == 0:
-        raise CLIError(f"--catalogue {args.catalogue}: no images found for format {args.format!r}")
+        raise CLIError(f"--catalogue {args.catalogue}: no images found (format {args.format!r})")
     return catalogue
 
 
-def _engine(catalogue, backbone, weights, args, progress=True):
-    from .engine import SearchEngine
+def _engine(catalogue, args, progress=True):
+    from .choices import resize_from_word, weights_from_word
+    from .search.engine import SearchEngine
 
-    return SearchEngine.build(catalogue, backbone, weights, resize=getattr(args, "resize", "squash"),
-                              cache=not getattr(args, "no_cache", False), progress=progress)
+    weights = weights_from_word(args.weights, "--weights")
+    return SearchEngine.build(catalogue, args.backbone, weights, resize=resize_from_word(args.resize, "--resize"),
+                              cache=not args.no_cache, progress=progress)
 
 
 def _print_results(results) -> None:
@@ -93,7 +88,7 @@ def _print_results(results) -> None:
 
 
 def _write_grid(query, results, out, title) -> Path:
-    from .plotting import results_figure
+    from .ui.plotting import results_figure
 
     out = Path(out).expanduser().resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -102,18 +97,14 @@ def _write_grid(query, results, out, title) -> Path:
 
 
 def run_demo(args) -> None:
-    from .backbones import WeightsUnavailableError, backbone
-    from .data import load_sample
-    from .engine import SearchEngine
+    import numpy as np
 
-    catalogue = load_sample()
+    from .choices import available_extractor, load_catalogue
+    from .search.engine import SearchEngine
+
+    catalogue = load_catalogue("sample")
     print(catalogue)
-    try:
-        engine = SearchEngine.build(catalogue, args.backbone, "imagenet")
-    except WeightsUnavailableError:
-        print(f"{backbone(args.backbone).title} ImageNet weights are not available offline: "
-              f"using {OFFLINE_BACKBONE} (ImageNet weights shipped with pip).")
-        engine = SearchEngine.build(catalogue, OFFLINE_BACKBONE, "imagenet")
+    engine = SearchEngine.build(catalogue, available_extractor(args.backbone, "imagenet", fallback=OFFLINE_BACKBONE))
     print(engine)
     print(engine.extraction.report())
     if args.query:
@@ -129,35 +120,37 @@ def run_demo(args) -> None:
     scores = engine.evaluate(args.k)
     overall = scores.iloc[0]
     print(f"\nMAP@{args.k} = {overall.map_at_k:.3f}, P@{args.k} = {overall.precision_at_k:.3f} "
-          f"(leave-one-out over {overall.n_queries} queries, {engine.extractor.name})")
-    path = _write_grid(query, results, args.out, f"{engine.extractor.name}: {title}")
+          f"(leave-one-out over {overall.n_queries} queries, {engine.extractor.backbone})")
+    path = _write_grid(query, results, args.out, f"{engine.extractor.backbone}: {title}")
     print(f"Result grid written to {path}")
 
 
 def run_search(args) -> None:
     catalogue = _catalogue(args)
-    engine = _engine(catalogue, args.backbone, args.weights, args)
+    engine = _engine(catalogue, args)
     if engine.extraction.skipped:
         print(engine.extraction.report())
     results = engine.search(args.query, args.k)
     print(f"Top {args.k} of {len(engine)} products for {args.query} ({engine.extractor})")
     _print_results(results)
     if args.out:
-        print(f"Result grid written to {_write_grid(args.query, results, args.out, engine.extractor.name)}")
+        print(f"Result grid written to {_write_grid(args.query, results, args.out, engine.extractor.backbone)}")
 
 
 def run_evaluate(args) -> None:
+    from .choices import weights_word
+
     report_to = sys.stderr if args.json else sys.stdout
     with contextlib.redirect_stdout(report_to):
         catalogue = _catalogue(args)
-        engine = _engine(catalogue, args.backbone, args.weights, args)
+        engine = _engine(catalogue, args)
     scores = engine.evaluate(args.k)
     skipped = [{"file": s.path, "reason": s.reason} for s in engine.extraction.skipped]
     if args.json:
         overall = scores.iloc[0] if len(scores) else None
         print(json.dumps({
-            "backbone": engine.extractor.name,
-            "weights": "random" if args.weights is None else str(args.weights),
+            "backbone": engine.extractor.backbone,
+            "weights": weights_word(engine.extractor.weights),
             "k": args.k, "n_images": len(engine), "n_queries": int(overall.n_queries) if overall is not None else 0,
             "map_at_k": float(overall.map_at_k) if overall is not None else None,
             "precision_at_k": float(overall.precision_at_k) if overall is not None else None,
@@ -180,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 user error)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = _parser().parse_args(argv)
-    from .backbones import WeightsUnavailableError
-    from .images import ImageError
+    from .models.backbones import WeightsUnavailableError
+    from .data.images import ImageError
 
     try:
         {"demo": run_demo, "search": run_search, "evaluate": run_evaluate}[args.command](args)

@@ -5,9 +5,7 @@ parameters cells (``cbir_tutorial.parameters.notebook_parameters`` reads ``CBIR_
 """
 
 import os
-from pathlib import Path
-
-SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fashion-sample"
+from cbir_tutorial.data.loaders import CHECKOUT_SAMPLE as SAMPLE  # ../shared/data/fashion-sample
 
 TEST_RUN = {
     "CBIR_TUTORIAL_DATA": str(SAMPLE),        # absolute: kernels run from notebooks/

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from cbir_tutorial.data.loaders import CHECKOUT_SAMPLE as SAMPLE  # ../shared/data/fashion-sample
+
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT.parent / "shared" / "data" / "fashion-sample"
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CBIR_TUTORIAL_DATA", str(SAMPLE))
@@ -33,7 +34,7 @@ def sample_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def sample_catalogue(sample_dir):
-    from cbir_tutorial.data import load_fashion_products
+    from cbir_tutorial.data.loaders import load_fashion_products
 
     return load_fashion_products(sample_dir)
 
@@ -50,3 +51,28 @@ def sample_engine(sample_catalogue, lite_extractor):
     from cbir_tutorial import SearchEngine
 
     return SearchEngine.build(sample_catalogue, lite_extractor, progress=False)
+
+
+@pytest.fixture
+def offline_keras(monkeypatch):
+    """Keras backbones whose ImageNet download fails, as on a machine without internet."""
+    from cbir_tutorial.models import backbones
+
+    application = backbones.keras_application
+
+    def offline(spec, weights, **options):
+        if weights == "imagenet":
+            raise backbones.WeightsUnavailableError(f"ImageNet weights for {spec.title} could not be downloaded")
+        return application(spec, weights, **options)
+
+    monkeypatch.setattr(backbones, "keras_application", offline)
+
+
+@pytest.fixture(scope="session")
+def lite_weights_file(tmp_path_factory) -> Path:
+    """A real ``.weights.h5`` file of EfficientNet-Lite0's feature model (random init, seed 1)."""
+    from cbir_tutorial.models.backbones import feature_model
+
+    path = tmp_path_factory.mktemp("weights") / "lite0_seed1.weights.h5"
+    feature_model("efficientnet_lite0", None, seed=1).save_weights(path)
+    return path

@@ -17,7 +17,6 @@ from pathlib import Path
 
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-HAS_LITE = importlib.util.find_spec("cbir_tutorial.efficientnet_lite") is not None
 HAS_FAISS = importlib.util.find_spec("faiss") is not None
 
 
@@ -48,7 +47,7 @@ def test_extraction_smoke():
     out = run_smoke("bench_extraction.py")
     assert "GPU:" in out and "FLOPs/cycle" in out
     rows = table(out, "Extraction throughput")
-    backbones = {"resnet50", "efficientnet_lite0"} if HAS_LITE else {"resnet50"}
+    backbones = {"resnet50", "efficientnet_lite0"}
     assert {r["backbone"] for r in rows} == backbones
     for row in rows:
         assert number(row["img/s"]) > 0
@@ -100,10 +99,9 @@ def test_quality_smoke():
     for row in rows:
         for column in ("MAP@5", "MAP@10", "MAP@20", "P@10"):
             assert 0 <= number(row[column]) <= 1
-    if HAS_LITE:
-        trained = number(scores["efficientnet_lite0, ImageNet, squash"]["MAP@10"])
-        assert trained > 2 * chance, (trained, chance)
-        assert "efficientnet_lite0, ImageNet, pad" in scores
+    trained = number(scores["efficientnet_lite0, ImageNet, squash"]["MAP@10"])
+    assert trained > 2 * chance, (trained, chance)
+    assert "efficientnet_lite0, ImageNet, pad" in scores
     assert re.search(r"^Chart: .*quality\.png \([\d,]+ bytes\)", out, re.MULTILINE)
 
 

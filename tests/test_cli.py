@@ -84,7 +84,7 @@ def test_demo_runs_headless_and_falls_back_offline(tmp_path):
                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     out = run.stdout
-    if "not available offline" in out:  # no internet: one clear line, then the offline backbone
-        assert "using efficientnet_lite0" in out
+    if "unavailable (offline?)" in out:  # no internet: one clear line, then the offline backbone
+        assert "-> using EfficientNet-Lite0, ImageNet weights (shipped with pip) instead." in out
     assert "Top 10 for" in out and "MAP@10 =" in out
     assert f"Result grid written to {tmp_path / 'demo.png'}" in out and (tmp_path / "demo.png").is_file()

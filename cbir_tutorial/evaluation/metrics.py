@@ -1,0 +1,122 @@
+r"""Retrieval metrics from a relevance mask: precision@K, recall@K, AP@K, MAP@K.
+
+Every metric works from one boolean ``(Q, K)`` mask, ``mask[q, j]`` = "the j-th result of query q is
+relevant", and from ``n_relevant`` ``(Q,)``, the number of relevant gallery items of each query (R).
+
+AP@K uses the normaliser ``min(K, R)`` (the number of relevant items a perfect list of length K can
+hold), so a perfect list scores 1 even when R > K:
+
+.. math::  \mathrm{AP@K} = \frac{1}{\min(K, R)} \sum_{j=1}^{K} P@j \cdot \mathrm{rel}_j ,
+           \qquad \mathrm{MAP@K} = \frac{1}{Q} \sum_q \mathrm{AP@K}_q
+
+A query with R = 0 has AP@K = 0 (and recall 0); :func:`evaluate` leaves such queries out.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+
+def relevance_mask(query_labels, retrieved_labels, relevant: Callable | None = None) -> np.ndarray:
+    """``(Q, K)`` bool: result ``j`` of query ``q`` is relevant.
+
+    Default relevance: same label (and not the empty label ""). ``relevant(query_label, result_label)``
+    may replace it (applied element-wise).
+    """
+    query_labels = np.asarray(query_labels, dtype=object)
+    retrieved_labels = np.asarray(retrieved_labels, dtype=object)
+    if retrieved_labels.ndim == 1:
+        retrieved_labels = retrieved_labels[None, :]
+    if relevant is None:
+        return (retrieved_labels == query_labels[:, None]) & (query_labels[:, None] != "")
+    return np.array([[bool(relevant(q, r)) for r in row] for q, row in zip(query_labels, retrieved_labels)],
+                    dtype=bool).reshape(retrieved_labels.shape)
+
+
+def _at(mask: np.ndarray, k: int | None) -> tuple[np.ndarray, int]:
+    mask = np.atleast_2d(np.asarray(mask, dtype=bool))
+    k = mask.shape[1] if k is None else int(k)
+    if k < 1:
+        raise ValueError(f"k={k}: must be at least 1")
+    if k > mask.shape[1]:
+        raise ValueError(f"k={k} but only {mask.shape[1]} results per query were retrieved")
+    return mask[:, :k], k
+
+
+def precision_at_k(mask: np.ndarray, k: int | None = None) -> np.ndarray:
+    """``(Q,)`` share of the top ``k`` results that are relevant."""
+    mask, k = _at(mask, k)
+    return mask.sum(axis=1) / k
+
+
+def recall_at_k(mask: np.ndarray, n_relevant, k: int | None = None) -> np.ndarray:
+    """``(Q,)`` share of each query's ``n_relevant`` items found in the top ``k`` (0 when R = 0)."""
+    mask, k = _at(mask, k)
+    n_relevant = np.asarray(n_relevant, dtype=np.float64).reshape(len(mask))
+    found = mask.sum(axis=1)
+    return np.divide(found, n_relevant, out=np.zeros(len(mask)), where=n_relevant > 0)
+
+
+def average_precision_at_k(mask: np.ndarray, n_relevant, k: int | None = None) -> np.ndarray:
+    """``(Q,)`` AP@K with normaliser ``min(k, R)`` (0 when R = 0)."""
+    mask, k = _at(mask, k)
+    n_relevant = np.asarray(n_relevant, dtype=np.float64).reshape(len(mask))
+    precision_at_j = np.cumsum(mask, axis=1) / np.arange(1, k + 1)
+    total = (precision_at_j * mask).sum(axis=1)
+    denominator = np.minimum(k, n_relevant)
+    return np.divide(total, denominator, out=np.zeros(len(mask)), where=denominator > 0)
+
+
+def map_at_k(mask: np.ndarray, n_relevant, k: int | None = None) -> float:
+    """Mean of :func:`average_precision_at_k` over the queries."""
+    return float(np.mean(average_precision_at_k(mask, n_relevant, k)))
+
+
+def evaluate(index, labels, k: int = 10, *, relevant: Callable | None = None,
+             min_class_size: int = 2) -> pd.DataFrame:
+    """Leave-one-out evaluation: every labelled item whose class has ``min_class_size`` members queries the rest.
+
+    ``index``: an :class:`~cbir_tutorial.index.EuclideanIndex` over the catalogue's features;
+    ``labels``: ``(N,)`` category per gallery row ("" = unknown, never a query).
+    Returns a tidy DataFrame, one row ``"(all)"`` then one per category, with columns
+    ``category, n_queries, n_relevant_mean, precision_at_k, recall_at_k, map_at_k`` and ``k``.
+    """
+    labels = np.asarray(labels, dtype=object)
+    if len(labels) != len(index):
+        raise ValueError(f"{len(labels)} labels for an index of {len(index)} items")
+    names, counts = np.unique(labels[labels != ""].astype(str), return_counts=True)
+    size = dict(zip(names, counts))
+    n_relevant = np.array([size.get(str(l), 0) - 1 if l != "" else 0 for l in labels])
+    rows = np.flatnonzero((labels != "") & (n_relevant >= min_class_size - 1))
+    columns = ["category", "n_queries", "n_relevant_mean", "precision_at_k", "recall_at_k", "map_at_k", "k"]
+    if len(rows) == 0:
+        return pd.DataFrame(columns=columns)
+    _, found = index.search_rows(rows, k, exclude_self=True)
+    mask = relevance_mask(labels[rows], labels[found], relevant)
+    if relevant is not None:  # R must follow the same relevance rule: count it per distinct label
+        everyone, count = np.unique(labels.astype(str), return_counts=True)
+        r_of = {u: sum(c for v, c in zip(everyone, count) if relevant(u, v)) - bool(relevant(u, u))
+                for u in np.unique(labels[rows].astype(str))}
+        n_relevant = np.array([r_of[str(l)] for l in labels[rows]])
+    else:
+        n_relevant = n_relevant[rows]
+    per_query = pd.DataFrame({
+        "category": labels[rows].astype(str),
+        "n_relevant": n_relevant,
+        "precision_at_k": precision_at_k(mask, mask.shape[1]),
+        "recall_at_k": recall_at_k(mask, n_relevant, mask.shape[1]),
+        "map_at_k": average_precision_at_k(mask, n_relevant, mask.shape[1]),
+    })
+    overall = per_query.drop(columns="category").mean().to_frame().T.assign(category="(all)", n_queries=len(rows))
+    by_category = (per_query.groupby("category", sort=True)
+                   .agg(n_queries=("map_at_k", "size"), n_relevant=("n_relevant", "mean"),
+                        precision_at_k=("precision_at_k", "mean"), recall_at_k=("recall_at_k", "mean"),
+                        map_at_k=("map_at_k", "mean"))
+                   .reset_index())
+    table = pd.concat([overall, by_category], ignore_index=True).rename(columns={"n_relevant": "n_relevant_mean"})
+    table["k"] = mask.shape[1]
+    table["n_queries"] = table["n_queries"].astype(int)
+    return table[columns]

@@ -1,0 +1,97 @@
+"""Where the notebooks run (laptop, Kaggle, Colab), what that machine offers, and what it falls back to.
+
+``environment_summary()`` answers the first questions of a session: which platform, GPU or not,
+which TensorFlow and Keras, how to install this package there, whether the Farfetch listings are
+attached and which ImageNet weight files are already on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Mapping
+
+#: GitHub path of this repository (``owner/name``): replace the placeholder in your fork.
+REPOSITORY = "REPO_URL"
+PLATFORMS = ("local", "kaggle", "colab")
+
+
+def running_on(environ: Mapping[str, str] | None = None, modules: Mapping | None = None) -> str:
+    """``"kaggle"``, ``"colab"`` or ``"local"`` (anything else: a laptop, a server, CI).
+
+    Kaggle kernels set ``KAGGLE_KERNEL_RUN_TYPE``; Colab sets ``COLAB_RELEASE_TAG`` and imports
+    ``google.colab``. ``environ`` and ``modules`` replace ``os.environ`` and ``sys.modules`` (for tests).
+    """
+    environ = os.environ if environ is None else environ
+    modules = sys.modules if modules is None else modules
+    if "KAGGLE_KERNEL_RUN_TYPE" in environ or "KAGGLE_URL_BASE" in environ:
+        return "kaggle"
+    if "COLAB_RELEASE_TAG" in environ or "COLAB_GPU" in environ or "google.colab" in modules:
+        return "colab"
+    return "local"
+
+
+def install_command(where: str | None = None, repository: str = REPOSITORY) -> str:
+    """The shell command that installs this package on platform ``where`` (default: this one).
+
+    Locally, from a clone: an editable install. On Kaggle and Colab: straight from GitHub
+    (in a notebook cell, prefix it with ``%``).
+    """
+    where = running_on() if where is None else where
+    if where not in PLATFORMS:
+        raise ValueError(f"where={where!r}: use one of {PLATFORMS}")
+    if where == "local":
+        return 'pip install -e ".[dev]"   # from the repository root'
+    return f'pip install --quiet "git+https://github.com/{repository}"'
+
+
+def gpu_names() -> list[str]:
+    """Names of the GPUs TensorFlow can use (empty on a CPU-only machine)."""
+    from ..models.runtime import tensorflow_module
+
+    tf = tensorflow_module()
+
+    names = []
+    for device in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(device)
+        names.append(details.get("device_name", device.name))
+    return names
+
+
+def imagenet_weights_on_disk() -> dict[str, bool]:
+    """For each Keras backbone, whether its ImageNet weights file is already in the Keras cache."""
+    from ..models.backbones import BACKBONES, keras_weights_path
+
+    return {name: keras_weights_path(spec).is_file() for name, spec in BACKBONES.items()
+            if spec.weights_file is not None}
+
+
+def environment_summary() -> dict:
+    """Platform, Python/TensorFlow/Keras versions, GPUs, CPU count, install command, data and weights found."""
+    from .. import __version__
+    from ..data.loaders import SAMPLE_ENV, find_farfetch_root, kaggle_input_dir
+    from ..models.runtime import keras_module, tensorflow_module
+    from ..paths import cache_dir
+
+    keras, tf = keras_module(), tensorflow_module()
+
+    gpus = gpu_names()
+    farfetch = find_farfetch_root()
+    on_disk = imagenet_weights_on_disk()
+    return {
+        "running on": running_on(),
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "cbir_tutorial": __version__,
+        "gpu": bool(gpus),
+        "gpus": ", ".join(gpus) if gpus else "none (CPU only: keep the image counts small)",
+        "cpu cores": os.cpu_count(),
+        "install": install_command(),
+        "farfetch listings": str(farfetch) if farfetch else f"not found under {kaggle_input_dir()}",
+        "sample catalogue": os.environ.get(SAMPLE_ENV) or "downloaded on first use",
+        "imagenet weights on disk": ", ".join(f"{n}: {'yes' if ok else 'no'}" for n, ok in on_disk.items()),
+        "cache": str(cache_dir()),
+    }

@@ -1,0 +1,14 @@
+"""Models: the ImageNet backbones cut at their feature layer, and batched, cached feature extraction.
+
+TensorFlow is imported when the first model is built (see :mod:`cbir_tutorial.models.runtime`).
+"""
+
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    "BACKBONES": ".backbones", "Backbone": ".backbones", "WeightsUnavailableError": ".backbones",
+    "backbone_spec": ".backbones", "feature_model": ".backbones",
+    "Extraction": ".features", "FeatureExtractor": ".features",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

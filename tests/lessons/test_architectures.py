@@ -1,0 +1,121 @@
+import keras
+import numpy as np
+import pytest
+
+from cbir_tutorial.lessons.architectures import (backbone_summary, conv_cost, conv_vs_separable, layer_table,
+                                         preprocessing_of, receptive_field, residual_block_model,
+                                         separable_conv_cost, small_cnn, small_cnn_parameters,
+                                         vgg_stack_vs_large_kernel)
+
+
+@pytest.mark.parametrize("input_shape, filters, dense, n_classes, kernel", [
+    ((64, 64, 3), (16, 32), 64, 10, 3),
+    ((80, 60, 3), (8,), 32, 30, 5),
+    ((224, 224, 3), (32, 64, 128), 256, 1000, 3),
+])
+def test_small_cnn_parameters_by_hand_equal_keras(input_shape, filters, dense, n_classes, kernel):
+    model = small_cnn(input_shape, filters, dense, n_classes, kernel)
+    table = small_cnn_parameters(input_shape, filters, dense, n_classes, kernel)
+    assert table["parameters"].sum() == model.count_params()
+    keras_table = layer_table(model).iloc[1:]  # without the input layer
+    assert table["layer"].tolist() == keras_table["layer"].tolist()
+    assert table["output_shape"].tolist() == keras_table["output_shape"].tolist()
+    assert table["parameters"].tolist() == keras_table["parameters"].tolist()
+
+
+def test_small_cnn_default_numbers():
+    table = small_cnn_parameters().set_index("layer")
+    assert table.loc["conv1", "parameters"] == 3 * 3 * 3 * 16 + 16 == 448
+    assert table.loc["conv1", "formula"] == "3*3*3*16 + 16"
+    assert table.loc["pool2", "output_shape"] == (14, 14, 32)
+    assert table.loc["dense", "parameters"] == 14 * 14 * 32 * 64 + 64  # the flatten -> dense layer dominates
+
+
+def test_receptive_field():
+    assert receptive_field([(3, 1)]) == 3
+    assert receptive_field([(3, 1)] * 2) == 5
+    assert receptive_field([(3, 1)] * 3) == 7
+    assert receptive_field([(7, 2), (3, 2)]) == 11  # ResNet50's stem: 7x7/2 conv then 3x3/2 pool
+    assert receptive_field([(3, 1), (3, 1), (2, 2), (3, 1)]) == 10
+
+
+def test_vgg_stack_vs_large_kernel():
+    table = vgg_stack_vs_large_kernel(channels=256, depth=3)
+    assert table["receptive_field"].tolist() == [7, 7]
+    assert table["weights"].tolist() == [27 * 256 * 256, 49 * 256 * 256]
+    assert table["nonlinearities"].tolist() == [3, 1]
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("c_in, c_out, kernel", [(64, 128, 3), (3, 32, 5), (728, 728, 3)])
+def test_conv_costs_equal_keras_layers(c_in, c_out, kernel, bias):
+    conv = keras.layers.Conv2D(c_out, kernel, padding="same", use_bias=bias)
+    conv.build((None, 10, 10, c_in))
+    separable = keras.layers.SeparableConv2D(c_out, kernel, padding="same", use_bias=bias)
+    separable.build((None, 10, 10, c_in))
+    assert conv_cost(10, 10, c_in, c_out, kernel, bias)["parameters"] == conv.count_params()
+    assert separable_conv_cost(10, 10, c_in, c_out, kernel, bias)["parameters"] == separable.count_params()
+
+
+def test_multiplies_and_the_xception_ratio():
+    assert conv_cost(147, 147, 64, 128)["multiplies"] == 147 * 147 * 9 * 64 * 128
+    assert separable_conv_cost(147, 147, 64, 128)["multiplies"] == 147 * 147 * (9 * 64 + 64 * 128)
+    table = conv_vs_separable()
+    assert table.loc["parameters", "regular conv"] == 73_728
+    assert table.loc["parameters", "separable conv"] == 8_768
+    assert table.loc["multiplies", "regular / separable"] == pytest.approx(8.4)
+
+
+def test_residual_block_shapes_and_shortcuts():
+    identity = residual_block_model((14, 14, 256), filters=64)
+    assert identity.output.shape[1:] == (14, 14, 256)
+    assert "block_0_conv" not in [layer.name for layer in identity.layers]
+    projection = residual_block_model((14, 14, 64), filters=64, stride=2)
+    assert projection.output.shape[1:] == (7, 7, 256)
+    assert projection.get_layer("block_0_conv").strides == (2, 2)
+
+
+def test_skip_connection_passes_the_input_when_the_branch_is_silent():
+    block = residual_block_model((8, 8, 256), filters=64, seed=3)
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 256)).astype(np.float32)
+    assert not np.allclose(np.asarray(block(x)), np.maximum(x, 0), atol=1e-3)
+    last_bn = block.get_layer("block_3_bn")
+    gamma, beta, mean, variance = last_bn.get_weights()
+    last_bn.set_weights([np.zeros_like(gamma), np.zeros_like(beta), mean, variance])
+    np.testing.assert_allclose(np.asarray(block(x)), np.maximum(x, 0), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_residual_block_equals_keras_resnet50_blocks():
+    resnet = keras.applications.ResNet50(weights=None, include_top=False)
+    for keras_block, shape in (("conv2_block1", (56, 56, 64)), ("conv2_block2", (56, 56, 256)),
+                               ("conv3_block1", (56, 56, 256))):
+        stride = 2 if keras_block == "conv3_block1" else 1
+        filters = 128 if keras_block.startswith("conv3") else 64
+        ours = residual_block_model(shape, filters, stride, name=keras_block)
+        theirs = {layer.name: layer.count_params() for layer in resnet.layers if layer.name.startswith(keras_block + "_")}
+        assert {layer.name: layer.count_params() for layer in ours.layers[1:]} == theirs
+
+
+@pytest.mark.slow
+def test_separable_cost_equals_a_real_xception_layer():
+    xception = keras.applications.Xception(weights=None, include_top=False, input_shape=(299, 299, 3))
+    layer = xception.get_layer("block2_sepconv1")
+    assert tuple(layer.input.shape[1:]) == (147, 147, 64)
+    assert layer.count_params() == conv_vs_separable().loc["parameters", "separable conv"]
+
+
+def test_preprocessing_is_measured():
+    assert preprocessing_of("xception") == "scale 0..255 to -1..1"
+    assert preprocessing_of("efficientnet_lite0") == "scale 0..255 to -0.992188..1"
+    assert preprocessing_of("resnet50").startswith("BGR, minus the ImageNet mean per channel (black -> [-103.9")
+    assert preprocessing_of("vgg16") == preprocessing_of("resnet50")
+
+
+def test_backbone_summary():
+    row = backbone_summary("xception")
+    assert row == {"backbone": "Xception", "input": "299x299x3", "preprocessing": "scale 0..255 to -1..1",
+                   "feature layer": "avg_pool", "feature width": 2048}
+    model = small_cnn((32, 32, 3), (4,), 8, 5)
+    row = backbone_summary("efficientnet_lite0", model, weights="random")
+    assert row["measured width"] == 5 and row["parameters"] == model.count_params() and row["weights"] == "random"

@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+
+from cbir_tutorial import FeatureExtractor, WeightsUnavailableError, backbone_spec
+from cbir_tutorial.models.backbones import BACKBONES, feature_model
+
+
+@pytest.mark.parametrize("name, canonical", [
+    ("VGG", "vgg16"), ("ResNet", "resnet50"), ("Xception", "xception"), ("resnet50", "resnet50"),
+    ("EfficientNet-Lite0", "efficientnet_lite0"),
+])
+def test_names_and_tutorial_spellings(name, canonical):
+    assert backbone_spec(name).name == canonical
+
+
+def test_unknown_backbone_lists_the_choices():
+    with pytest.raises(ValueError, match="Unknown backbone 'alexnet'.*efficientnet_lite0.*vgg16"):
+        backbone_spec("alexnet")
+
+
+def test_specs_follow_the_tutorial():
+    assert [(b.name, b.feature_layer, b.feature_dim, b.input_size) for b in BACKBONES.values()] == [
+        ("vgg16", "fc1", 4096, 224), ("resnet50", "avg_pool", 2048, 224),
+        ("xception", "avg_pool", 2048, 299), ("efficientnet_lite0", "avg_pool", 1280, 224)]
+
+
+def test_each_backbone_has_its_own_preprocessing():
+    pixels = np.array([[[[0.0, 127.5, 255.0]]]], dtype=np.float32)
+    caffe = np.asarray(backbone_spec("resnet50").preprocess(pixels.copy()))  # BGR, ImageNet means removed
+    np.testing.assert_allclose(caffe[0, 0, 0], [255 - 103.939, 127.5 - 116.779, 0 - 123.68], atol=1e-3)
+    np.testing.assert_allclose(np.asarray(backbone_spec("vgg16").preprocess(pixels.copy())), caffe, atol=1e-3)
+    tf_mode = np.asarray(backbone_spec("xception").preprocess(pixels.copy()))
+    np.testing.assert_allclose(tf_mode[0, 0, 0], [-1.0, 0.0, 1.0], atol=1e-6)
+
+
+def test_missing_imagenet_weights_raise_with_the_fixes(monkeypatch, tmp_path):
+    from keras.src.utils import file_utils
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://example: None -- [Errno -2] Name or service not known")
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    with pytest.raises(WeightsUnavailableError) as error:
+        feature_model("ResNet", "imagenet")
+    message = str(error.value)
+    assert "ResNet50" in message and "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
+    assert str(tmp_path / "models") in message and "efficientnet_lite0" in message and "weights=" in message
+
+
+def test_missing_weights_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.weights.h5"):
+        FeatureExtractor("efficientnet_lite0", weights=tmp_path / "nope.weights.h5")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["vgg16", "resnet50", "xception"])
+def test_random_weight_backbones_give_the_documented_features(name):
+    extractor = FeatureExtractor(name, weights=None)
+    size = extractor.input_size
+    pixels = np.random.default_rng(0).integers(0, 256, (2, size, size, 3)).astype(np.uint8)
+    features = extractor.features_of_pixels(pixels)
+    assert features.shape == (2, BACKBONES[name].feature_dim) and features.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(features, axis=1), 1.0, atol=1e-5)
+    assert extractor.model.layers[-1].name == BACKBONES[name].feature_layer
+
+
+def test_random_weights_are_reproducible():
+    pixels = np.full((1, 224, 224, 3), 120, dtype=np.uint8)
+    a = FeatureExtractor("efficientnet_lite0", weights=None, seed=3).features_of_pixels(pixels)
+    b = FeatureExtractor("efficientnet_lite0", weights=None, seed=3).features_of_pixels(pixels)
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_weights_file_path_loads_those_weights(tmp_path):
+    from cbir_tutorial.models.efficientnet_lite import imagenet_weights_path
+
+    pixels = np.full((1, 224, 224, 3), 90, dtype=np.uint8)
+    by_path = FeatureExtractor("efficientnet_lite0", weights=imagenet_weights_path()).features_of_pixels(pixels)
+    by_name = FeatureExtractor("efficientnet_lite0").features_of_pixels(pixels)
+    np.testing.assert_allclose(by_path, by_name, atol=1e-5)

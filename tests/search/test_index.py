@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+
+from cbir_tutorial.search.index import EuclideanIndex
+
+
+def brute_force(gallery, queries, k, exclude=None):
+    """Reference: every distance, stable sort (ties → lower index)."""
+    d = np.sqrt(((queries[:, None, :].astype(np.float64) - gallery[None].astype(np.float64)) ** 2).sum(-1))
+    if exclude is not None:
+        d[np.arange(len(queries)), exclude] = np.inf
+    order = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(d, order, axis=1), order
+
+
+@pytest.fixture
+def unit_vectors():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1000, 32)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("chunk_rows", [7, 128, 10_000])
+def test_matches_brute_force_whatever_the_chunking(unit_vectors, chunk_rows):
+    queries = unit_vectors[:20] + 0.05
+    distances, indices = EuclideanIndex(unit_vectors, chunk_rows=chunk_rows).search(queries, 15)
+    ref_d, ref_i = brute_force(unit_vectors, queries, 15)
+    np.testing.assert_array_equal(indices, ref_i)
+    np.testing.assert_allclose(distances, ref_d, atol=1e-5)
+    assert distances.dtype == np.float32 and indices.shape == (20, 15)
+    assert np.all(np.diff(distances, axis=1) >= 0)
+
+
+def test_single_query_returns_one_dimensional_results(unit_vectors):
+    distances, indices = EuclideanIndex(unit_vectors).search(unit_vectors[3], 5)
+    assert distances.shape == indices.shape == (5,)
+    assert indices[0] == 3 and distances[0] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_exclude_self_is_leave_one_out(unit_vectors):
+    index = EuclideanIndex(unit_vectors, chunk_rows=100)
+    distances, indices = index.search_rows(np.arange(50), 5)
+    ref_d, ref_i = brute_force(unit_vectors, unit_vectors[:50], 5, exclude=np.arange(50))
+    np.testing.assert_array_equal(indices, ref_i)
+    assert not np.any(indices == np.arange(50)[:, None])
+
+
+def test_ties_are_broken_by_lower_index_across_chunks():
+    gallery = np.zeros((30, 4), dtype=np.float32)
+    gallery[:, 0] = 1.0  # thirty identical vectors
+    gallery[[5, 17], 1] = 0.5  # two farther ones
+    for chunk_rows in (4, 64):
+        distances, indices = EuclideanIndex(gallery, chunk_rows=chunk_rows).search(gallery[0], 10)
+        np.testing.assert_array_equal(indices, [0, 1, 2, 3, 4, 6, 7, 8, 9, 10])
+        np.testing.assert_allclose(distances, 0.0, atol=1e-6)
+
+
+def test_float16_storage_halves_memory_and_keeps_the_ranking(unit_vectors):
+    index32, index16 = EuclideanIndex(unit_vectors), EuclideanIndex(unit_vectors, dtype=np.float16)
+    assert index16.gallery.nbytes * 2 == index32.gallery.nbytes
+    d32, i32 = index32.search(unit_vectors[:10], 5)
+    d16, i16 = index16.search(unit_vectors[:10], 5)
+    assert (i16[:, 0] == i32[:, 0]).all()
+    np.testing.assert_allclose(d16, d32, atol=2e-2)
+
+
+def test_allowed_rows_filter_results(unit_vectors):
+    allowed = np.zeros(len(unit_vectors), dtype=bool)
+    allowed[::3] = True
+    _, indices = EuclideanIndex(unit_vectors, chunk_rows=50).search(unit_vectors[:4], 8, allowed=allowed)
+    assert allowed[indices].all()
+    _, ref = brute_force(unit_vectors[allowed], unit_vectors[:4], 8)
+    np.testing.assert_array_equal(indices, np.flatnonzero(allowed)[ref])
+
+
+def test_k_is_capped_by_the_candidates():
+    gallery = np.eye(3, dtype=np.float32)
+    index = EuclideanIndex(gallery)
+    assert index.search(gallery[0], 10)[1].tolist() == [0, 1, 2]
+    assert index.search_rows([0], 10)[1].tolist() == [[1, 2]]
+    assert index.search(gallery[0], 5, allowed=np.array([False, True, False]))[1].tolist() == [1]
+
+
+def test_distances_never_negative_for_identical_vectors():
+    gallery = np.full((4, 2048), 1 / np.sqrt(2048), dtype=np.float32)
+    distances, _ = EuclideanIndex(gallery).search(gallery[0], 4)
+    assert (distances >= 0).all() and not np.isnan(distances).any()
+
+
+def test_bad_arguments_are_named():
+    index = EuclideanIndex(np.eye(4, dtype=np.float32))
+    with pytest.raises(ValueError, match="queries have 3 dimensions, the index has 4"):
+        index.search(np.ones(3, dtype=np.float32), 2)
+    with pytest.raises(ValueError, match="k=0"):
+        index.search(np.ones(4, dtype=np.float32), 0)
+    with pytest.raises(ValueError, match="float32 or float16"):
+        EuclideanIndex(np.eye(4), dtype=np.int8)
+    with pytest.raises(ValueError, match=r"\(N, D\)"):
+        EuclideanIndex(np.ones(4))

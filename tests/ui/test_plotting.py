@@ -1,0 +1,31 @@
+import pandas as pd
+from matplotlib.figure import Figure
+
+from cbir_tutorial.ui.plotting import catalogue_figure, map_comparison_figure, results_figure, thumbnail
+
+
+def test_results_grid_has_the_query_and_captioned_results(sample_catalogue):
+    rows = sample_catalogue.table.head(4)
+    results = rows.assign(rank=range(1, 5), distance=[0.0, 0.1, 0.2, 0.3], row=range(4))
+    fig = results_figure(rows["path"].iloc[0], results, columns=5, query_relevant=[True, False, True, True])
+    assert isinstance(fig, Figure)
+    shown = [ax for ax in fig.axes if ax.images]
+    assert len(shown) == 5 and shown[0].get_title() == "query"
+    captions = [t.get_text() for ax in shown[1:] for t in ax.texts]
+    assert any("d = 0.100" in c for c in captions)
+    assert rows["description"].iloc[1][:15] in captions[1]
+
+
+def test_catalogue_grid_and_map_chart(sample_catalogue):
+    fig = catalogue_figure(sample_catalogue, n=8, columns=4)
+    assert sum(1 for ax in fig.axes if ax.images) == 8
+    scores = pd.DataFrame({"backbone": ["lite", "random"], "map_at_k": [0.7, 0.3], "k": [10, 10]})
+    chart = map_comparison_figure(scores)
+    bars = chart.axes[0].patches
+    assert [round(b.get_height(), 2) for b in bars] == [0.7, 0.3] and chart.axes[0].get_title() == "MAP@K (K = 10)"
+
+
+def test_unreadable_thumbnail_is_a_grey_square(tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"nope")
+    assert thumbnail(bad, 20).shape == (20, 20, 3) and (thumbnail(bad, 20) == 200).all()

@@ -1,0 +1,200 @@
+"""The explorer's widgets, driven without a browser: set a control's value, assert the results that follow."""
+
+import datetime
+
+import numpy as np
+import pytest
+
+from cbir_tutorial.ui.explorer import ALL
+from cbir_tutorial.ui.widgets import SearchExplorer
+
+LITE, RANDOM = "efficientnet_lite0:imagenet", "resnet50:random"
+K = 6
+
+
+@pytest.fixture(scope="module")
+def catalogue(sample_catalogue):
+    """125 products of the sample, every category kept (random-weight ResNet50 is slow on CPU)."""
+    return sample_catalogue.stratified_sample(100, seed=0)
+
+
+@pytest.fixture(scope="module")
+def session(catalogue):
+    """One explorer for the module: EfficientNet-Lite0 built at start, random ResNet50 on first use."""
+    return SearchExplorer(catalogue, backbones={"efficientnet_lite0": "imagenet", "resnet50": None}, k=K,
+                          row=0, progress=False)
+
+
+@pytest.fixture
+def explorer(session):
+    """The module's explorer, put back to its starting controls before each test."""
+    c = session.controls
+    c["compare"].value = False
+    c["backbone"].value = LITE
+    c["gender"].value = c["category"].value = ALL
+    c["k"].value = K
+    c["query"].value = 1
+    c["query"].value = 0
+    return session
+
+
+def upload(content: bytes, name: str) -> tuple:
+    return ({"name": name, "type": "image/jpeg", "size": len(content), "content": memoryview(content),
+             "last_modified": datetime.datetime(2024, 1, 1)},)
+
+
+def rows(explorer) -> list[int]:
+    return explorer.results["row"].tolist()
+
+
+def test_starts_on_the_first_backbone_with_k_results(explorer, catalogue):
+    assert explorer.backbone == LITE and explorer.shelf.built[0] == LITE
+    assert set(explorer.controls) >= {"backbone", "compare", "query", "random", "upload", "k", "gender",
+                                      "category", "status", "progress", "query_view", "results_view", "log"}
+    assert "price" not in explorer.controls  # the sample has no prices
+    assert len(explorer.results) == K and 0 not in rows(explorer)
+    assert explorer.results["distance"].is_monotonic_increasing
+    assert explorer.controls["results_view"].value.count('class="cbir-result') == K
+    assert explorer.controls["k"].continuous_update is False and explorer.controls["query"].continuous_update is False
+    labels = dict((key, label) for label, key in explorer.controls["backbone"].options)
+    assert labels == {LITE: "EfficientNet-Lite0, ImageNet weights", RANDOM: "ResNet50, RANDOM weights (untrained)"}
+    bundle = explorer._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+
+
+def test_a_new_query_changes_the_results(explorer, catalogue):
+    before = rows(explorer)
+    explorer.controls["query"].value = 40
+    assert explorer.query.row == 40 and explorer.query.category == catalogue.labels[40]
+    assert rows(explorer) != before and 40 not in rows(explorer) and len(rows(explorer)) == K
+    assert catalogue.table["description"].iloc[40][:20] in explorer.controls["query_view"].value
+
+
+def test_the_random_button_picks_another_product(explorer):
+    seen = {explorer.query.row}
+    for _ in range(3):
+        before = (explorer.query.row, rows(explorer))
+        explorer.controls["random"].click()
+        assert explorer.query.row != before[0] and explorer.controls["query"].value == explorer.query.row
+        assert rows(explorer) != before[1]
+        seen.add(explorer.query.row)
+    assert len(seen) == 4
+
+
+@pytest.mark.parametrize("k", [1, 17, 50])
+def test_the_k_slider_sets_the_number_of_results(explorer, k):
+    explorer.controls["k"].value = k
+    assert len(explorer.results) == k and explorer.results["rank"].tolist() == list(range(1, k + 1))
+    assert explorer.controls["results_view"].value.count('class="cbir-result') == k
+    assert f"top {k} of" in explorer.message
+
+
+def test_a_category_filter_keeps_only_that_category(explorer, catalogue):
+    unfiltered = rows(explorer)
+    explorer.controls["category"].value = "Watches"
+    assert (explorer.results["category"] == "Watches").all()
+    assert len(explorer.results) == min(K, int((catalogue.labels == "Watches").sum()))
+    query_is_watch = explorer.query.category == "Watches"
+    assert (explorer.answer.precision == 1.0) is query_is_watch
+    explorer.controls["gender"].value = "Women"
+    genders = catalogue.table["gender"].iloc[rows(explorer)]
+    assert (genders == "Women").all() and (explorer.results["category"] == "Watches").all()
+    assert "gender Women, category Watches" in explorer.message
+    explorer.controls["gender"].value = explorer.controls["category"].value = ALL
+    assert rows(explorer) == unfiltered and "no filter" in explorer.message
+
+
+def test_a_price_range_keeps_only_products_in_that_range(session):
+    """Farfetch-style display prices ("€1,250") give a price slider; the results obey it."""
+    from cbir_tutorial import Catalogue, SearchEngine
+    from cbir_tutorial.ui.explorer import price_values
+
+    engine = session.shelf.engine(LITE)
+    table = engine.catalogue.table.copy()
+    table["price"] = [f"€{p:,}" for p in np.random.default_rng(0).integers(5, 300, len(table)) * 10]
+    priced = SearchExplorer.from_engines([SearchEngine(Catalogue(table), engine.extractor, engine.features)],
+                                         k=K, row=0, progress=False)
+    slider = priced.controls["price"]
+    prices = price_values(table["price"])
+    assert (slider.min, slider.max) == (prices.min(), prices.max()) and priced.filters.price is None
+    slider.value = (200.0, 800.0)
+    shown = price_values(priced.results["price"])
+    assert len(shown) == K and ((shown >= 200) & (shown <= 800)).all()
+    assert "price 200 to 800" in priced.message
+    slider.value = (slider.min, slider.max)
+    assert priced.filters.price is None and "no filter" in priced.message
+
+
+def test_a_bad_upload_shows_a_message_and_the_explorer_keeps_answering(explorer, catalogue):
+    before = rows(explorer)
+    explorer.controls["upload"].value = upload(b"%PDF-1.4 this is not a photo", "invoice.pdf")
+    assert "That upload cannot be used" in explorer.message and "invoice.pdf" in explorer.message
+    assert "not an image" in explorer.message
+    assert rows(explorer) == before and explorer.query.row == 0 and explorer.controls["upload"].value == ()
+    photo = open(catalogue.paths[3], "rb").read()
+    explorer.controls["upload"].value = upload(photo[: len(photo) // 2], "cut.jpg")
+    assert "cut.jpg" in explorer.message and "corrupt or truncated" in explorer.message
+    explorer.controls["query"].value = 25
+    assert explorer.query.row == 25 and rows(explorer) != before and len(rows(explorer)) == K
+    assert "cannot be used" not in explorer.message
+
+
+def test_an_uploaded_photo_becomes_the_query(explorer, catalogue):
+    row = int(np.flatnonzero(catalogue.labels == "Handbags")[0])
+    explorer.controls["upload"].value = upload(open(catalogue.paths[row], "rb").read(), "my bag.jpg")
+    assert explorer.query.is_upload and explorer.query.name == "my bag.jpg"
+    assert rows(explorer)[0] == row and explorer.results["distance"].iloc[0] < 1e-2
+    assert "uploaded photo" in explorer.controls["query_view"].value
+    explorer.controls["k"].value = 3  # other controls keep the uploaded query
+    assert explorer.query.is_upload and len(explorer.results) == 3
+
+
+def test_switching_backbones_builds_once_and_compare_shows_both(explorer):
+    lite_rows = rows(explorer)
+    explorer.controls["backbone"].value = RANDOM
+    assert explorer.backbone == RANDOM and explorer.answer.choice.key == RANDOM
+    assert rows(explorer) != lite_rows and len(rows(explorer)) == K
+    assert "RANDOM weights" in explorer.message and "features computed in" in explorer.message
+    engines = {key: explorer.shelf.engine(key) for key in (LITE, RANDOM)}
+    explorer.controls["backbone"].value = LITE
+    assert rows(explorer) == lite_rows and "features computed" not in explorer.message
+    explorer.controls["compare"].value = True
+    assert set(explorer.comparison) == {LITE, RANDOM}
+    assert all(len(table) == K for table in explorer.comparison.values())
+    assert explorer.comparison[LITE]["row"].tolist() == lite_rows
+    view = explorer.controls["results_view"].value
+    assert view.count('class="cbir-column"') == 2 and view.count('class="cbir-result') == 2 * K
+    assert {key: explorer.shelf.engine(key) for key in (LITE, RANDOM)} == engines  # kept, not rebuilt
+    explorer.controls["query"].value = 9
+    assert all(9 not in table["row"].tolist() for table in explorer.comparison.values())
+
+
+def test_a_backbone_without_weights_is_marked_and_never_crashes(catalogue, monkeypatch):
+    """Offline, Keras cannot download ImageNet weights: the choice is marked, the explorer stays usable."""
+    from keras.src.utils import file_utils
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3] offline")
+
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    small = catalogue.subset(np.arange(20))
+    explorer = SearchExplorer(small, backbones=[("resnet50", "imagenet"), ("efficientnet_lite0", "imagenet")],
+                              k=4, row=2, progress=False)
+    assert explorer.backbone == LITE and len(explorer.results) == 4  # started on the one that works
+    assert "resnet50:imagenet" in explorer.shelf.unavailable
+    labels = [label for label, _ in explorer.controls["backbone"].options]
+    assert labels[0] == "ResNet50, ImageNet weights  [unavailable]"
+    before = rows(explorer)
+    explorer.controls["backbone"].value = "resnet50:imagenet"
+    assert explorer.backbone == LITE and rows(explorer) == before
+    assert "is unavailable" in explorer.message and "efficientnet_lite0" in explorer.message
+    explorer.controls["compare"].value = True
+    assert set(explorer.comparison) == {LITE}
+    assert "unavailable: ImageNet weights for ResNet50" in explorer.controls["results_view"].value
+    explorer.controls["query"].value = 7
+    assert 7 not in rows(explorer) and len(rows(explorer)) == 4
+    nothing = SearchExplorer(small, backbones={"resnet50": "imagenet"}, k=4, row=2, progress=False)
+    assert nothing.results.empty and nothing.answer is None
+    assert "No backbone could be loaded" in nothing.message and "could not be downloaded" in nothing.message
+    nothing.controls["k"].value = 5  # still answers, in words
+    assert nothing.results.empty and "could not be downloaded" in nothing.message
