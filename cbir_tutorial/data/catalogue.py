@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -28,6 +29,7 @@ class Catalogue:
     root: Path | None = None
     #: Listings dropped by the loader because their image file is missing.
     n_dropped: int = 0
+    #: What the loader said about its input (kept and dropped counts, repairs), shown with the table.
     notes: tuple[str, ...] = field(default=())
 
     def __post_init__(self):
@@ -53,7 +55,8 @@ class Catalogue:
         )
 
     def _repr_html_(self) -> str:
-        return f"<p><b>{repr(self)}</b></p>" + self.table.head(10)._repr_html_()
+        notes = "".join(f"<p><small>{html.escape(note)}</small></p>" for note in self.notes)
+        return f"<p><b>{html.escape(repr(self))}</b></p>{notes}" + self.table.head(10)._repr_html_()
 
     @property
     def paths(self) -> list[str]:

@@ -35,3 +35,9 @@ def test_samples_are_reproducible_and_stratified():
     assert len(catalogue.sample(500)) == 60
     strata = catalogue.stratified_sample(12).table["category"].value_counts()
     assert strata["a"] == 6 and strata["b"] == 4 and strata["c"] == 2
+
+
+def test_loader_notes_show_with_the_table_and_survive_subsets():
+    catalogue = Catalogue(table(), "shop", notes=("load_x: kept 6 of 8 listings; dropped 2 <no image>",))
+    page = catalogue.subset([0, 1])._repr_html_()
+    assert "kept 6 of 8 listings; dropped 2 &lt;no image&gt;" in page and page.count("<tr") == 3
