@@ -114,12 +114,15 @@ def peak_fp32_flops(info: dict | None = None, ghz: float | None = None) -> tuple
 
 def versions(names: Iterable[str]) -> str:
     """``python 3.11.7, numpy 2.4.6, ...`` for the already importable modules among ``names``."""
+    from cbir_tutorial.models.runtime import keras_module, tensorflow_module
+
+    quiet = {"tensorflow": tensorflow_module, "keras": keras_module}  # without TensorFlow's C++ start-up lines
     parts = [f"python {platform.python_version()}"]
     for name in names:
         module = sys.modules.get(name)
         if module is None:
             try:
-                module = __import__(name)
+                module = quiet[name]() if name in quiet else __import__(name)
             except ImportError:
                 continue
         parts.append(f"{name} {getattr(module, '__version__', '?')}")
