@@ -29,8 +29,10 @@ def _code_up_to_first_keras_cell(notebook: str) -> str:
             code.append("".join(cell["source"]))
             if "keras" in code[-1]:
                 break
-    # IPython magics (%matplotlib, %pip) are the setup cell's business, not Python
-    return "\n".join(line for cell in code for line in cell.splitlines() if not line.lstrip().startswith("%"))
+    # IPython magics (%matplotlib, %pip) are not Python: each becomes a `pass` at its indentation
+    lines = [line for cell in code for line in cell.splitlines()]
+    return "\n".join(line[:len(line) - len(line.lstrip())] + "pass" if line.lstrip().startswith("%") else line
+                     for line in lines)
 
 
 def test_a_notebooks_first_tensorflow_use_prints_no_start_up_lines(sample_dir, tmp_path):
