@@ -10,8 +10,12 @@ The pattern, in a notebook (notebooks 08 and 09 follow it too)::
         \"\"\"AP@K of one result list: ...\"\"\"
         ...  # your code
 
-    # check cell, right below
-    check("ap_at_k", my_ap_at_k)
+    # check cell, right below (the ";" keeps Jupyter from echoing the returned True/False)
+    check("ap_at_k", my_ap_at_k);
+
+    # or, to use the learner's function once it is right:
+    if check("ap_at_k", my_ap_at_k):
+        print(my_ap_at_k([1, 0, 1], 2, 3))
 
 * ``exercise(name)`` returns the learner's function unchanged once its body holds code. While the body is
   still only ``...`` (or ``pass``), it returns a stand-in that raises :class:`NotDone` when called, or,
