@@ -88,3 +88,23 @@ def test_is_stub_and_unknown_names():
     assert is_stub(empty) and not is_stub(one_line)
     with pytest.raises(ValueError, match="unknown exercise 'ap_at_j'; the exercises are: query_mask"):
         exercise("ap_at_j")
+
+
+def test_every_lesson_notebook_has_unsolved_exercises_each_followed_by_its_check():
+    import json
+    import re
+    from pathlib import Path
+
+    notebooks = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("0[1-7]_*.ipynb"))
+    assert len(notebooks) == 7
+    for path in notebooks:
+        code = ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+        names = []
+        for i, source in enumerate(code):
+            for name, function in re.findall(r'@exercise\("(\w+)"\)\ndef (\w+)\(', source):
+                assert name in EXERCISES, (path.name, name)
+                body = source.split(f"def {function}(", 1)[1]
+                assert body.rstrip().endswith("...  # your code: replace this line"), (path.name, name)  # no solution
+                assert f'check("{name}", {function})' in code[i + 1], (path.name, name)
+                names.append(name)
+        assert len(names) >= 2, path.name
