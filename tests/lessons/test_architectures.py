@@ -133,3 +133,10 @@ def test_multiply_adds_counts_convolutions_and_dense_layers_from_their_shapes():
     depthwise = keras.layers.DepthwiseConv2D(3, padding="same")(inputs)
     model = keras.Model(inputs, [separable, depthwise])
     assert multiply_adds(model) == separable_conv_cost(19, 19, 64, 128)["multiplies"] + 19 * 19 * 9 * 64
+
+
+def test_weights_file_parameters_count_what_the_package_downloads():
+    from cbir_tutorial.lessons.architectures import weights_file_parameters
+
+    # ResNet50's "notop" file: the 23.6 M parameters of its feature part, about 94 MB of float32
+    assert weights_file_parameters("resnet50") == 23_587_712
