@@ -216,3 +216,60 @@ def backbone_summary(backbone: str, model=None, weights: str = "") -> dict:
     if weights:
         row["weights"] = weights
     return row
+
+
+# --------------------------------------------------------------------------------------------------
+# What a backbone costs
+
+
+def multiply_adds(model) -> int:
+    """Multiply-adds of one forward pass of one image through ``model``, counted from its layers' shapes.
+
+    Convolutions (regular, depthwise, separable) and dense layers only: ``k*k*C_in/groups*C_out`` per
+    output position for a convolution, ``n_in*n_out`` per position for a dense layer. Additions of
+    biases, batch normalisation, activations and pooling are left out (a few percent at most).
+    One multiply-add is two floating-point operations (FLOP).
+    """
+    total = 0
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if hasattr(layer, "layers") and kind not in {"Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense"}:
+            total += multiply_adds(layer)  # a nested model
+            continue
+        if kind not in {"Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense"}:
+            continue
+        out = tuple(layer.output.shape[1:])
+        positions = int(np.prod(out[:-1])) if len(out) > 1 else 1
+        c_in = int(layer.input.shape[-1])
+        if kind == "Dense":
+            total += positions * c_in * out[-1]
+            continue
+        kh, kw = layer.kernel_size
+        if kind == "Conv2D":
+            total += positions * kh * kw * (c_in // layer.groups) * out[-1]
+        elif kind == "DepthwiseConv2D":
+            total += positions * kh * kw * c_in * layer.depth_multiplier
+        else:  # separable: depthwise then pointwise
+            depth = c_in * layer.depth_multiplier
+            total += positions * (kh * kw * depth + depth * out[-1])
+    return int(total)
+
+
+def weights_file_parameters(backbone: str) -> int:
+    """Parameters stored in the ImageNet weights file the package downloads for ``backbone``.
+
+    VGG16's features come from ``fc1``, so its file holds the whole network with its dense layers; the
+    others' files stop before the head (``include_top=False``). Built with random weights, nothing is
+    downloaded. At 4 bytes per float32 parameter, ``4 * parameters`` is the file's size to within its
+    little metadata.
+    """
+    from ..models.backbones import backbone_spec, keras_application
+
+    spec = backbone_spec(backbone)
+    if spec.name == "efficientnet_lite0":
+        from ..models.backbones import feature_model
+
+        return feature_model(spec.name, weights=None).count_params()
+    model = keras_application(spec, None, include_top=spec.name == "vgg16",
+                              input_shape=(spec.input_size, spec.input_size, 3))
+    return model.count_params()

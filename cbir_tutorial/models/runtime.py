@@ -5,7 +5,11 @@
 TensorFlow with file descriptor 2 (stderr) captured, drops the known start-up lines (absl's
 "All log messages before absl::InitializeLog()", oneDNN's notice, a CPU machine's failed ``cuInit``,
 cuDNN/cuBLAS factory registrations) and writes every other captured line back to stderr, so real
-errors still show.
+errors still show. TensorFlow only calls ``cuInit`` (and logs its failure on a machine without a GPU)
+when it first looks for devices, so that look-up happens inside the capture too.
+
+A notebook's first TensorFlow import must go through here (``keras = keras_module()``, or any package
+call that builds a model): a plain ``import keras`` before that prints the start-up lines.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ def _import_quietly(name: str):
         os.dup2(captured.fileno(), 2)
         try:
             module = importlib.import_module(name)
+            if name == "tensorflow":
+                module.config.list_physical_devices()  # CUDA's first (failed) initialisation logs here
         finally:
             os.dup2(saved, 2)
             os.close(saved)

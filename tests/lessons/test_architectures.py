@@ -119,3 +119,24 @@ def test_backbone_summary():
     model = small_cnn((32, 32, 3), (4,), 8, 5)
     row = backbone_summary("efficientnet_lite0", model, weights="random")
     assert row["measured width"] == 5 and row["parameters"] == model.count_params() and row["weights"] == "random"
+
+
+def test_multiply_adds_counts_convolutions_and_dense_layers_from_their_shapes():
+    from cbir_tutorial.lessons.architectures import multiply_adds, separable_conv_cost, small_cnn
+
+    # conv1 62*62 positions * 3*3*3*16, conv2 29*29 * 3*3*16*32, dense 6272*64, classes 64*10
+    expected = 62 * 62 * 27 * 16 + 29 * 29 * 144 * 32 + 6272 * 64 + 64 * 10
+    assert multiply_adds(small_cnn((64, 64, 3), (16, 32), 64, 10)) == expected
+
+    inputs = keras.Input((19, 19, 64))
+    separable = keras.layers.SeparableConv2D(128, 3, padding="same")(inputs)
+    depthwise = keras.layers.DepthwiseConv2D(3, padding="same")(inputs)
+    model = keras.Model(inputs, [separable, depthwise])
+    assert multiply_adds(model) == separable_conv_cost(19, 19, 64, 128)["multiplies"] + 19 * 19 * 9 * 64
+
+
+def test_weights_file_parameters_count_what_the_package_downloads():
+    from cbir_tutorial.lessons.architectures import weights_file_parameters
+
+    # ResNet50's "notop" file: the 23.6 M parameters of its feature part, about 94 MB of float32
+    assert weights_file_parameters("resnet50") == 23_587_712

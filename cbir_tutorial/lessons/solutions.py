@@ -1,0 +1,130 @@
+"""Solutions of the notebooks' checked exercises (see :mod:`cbir_tutorial.lessons.exercises`).
+
+Kept out of the notebooks on purpose: a learner who wants one reads it here, or runs the notebooks with
+``CBIR_TUTORIAL_SOLUTIONS=1``. Each function is named after its exercise and written the way a learner
+would, with numpy only, so it can be read as a worked answer.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+
+# notebook 1: the catalogue
+def query_mask(labels: Sequence[str]) -> np.ndarray:
+    """``(N,)`` bool: True for the products that can be queries (labelled, and not alone in their category)."""
+    labels = np.asarray(labels, dtype=object)
+    values, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    return (labels != "") & (counts[inverse] >= 2)
+
+
+def chance_precision(labels: Sequence[str]) -> float:
+    """Expected precision of a random result list, averaged over the queries of :func:`query_mask`.
+
+    A query of category ``c`` finds a relevant product with probability ``(n_c - 1) / (N - 1)``.
+    """
+    labels = np.asarray(labels, dtype=object)
+    queries = query_mask(labels)
+    values, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    return float(np.mean((counts[inverse][queries] - 1) / (len(labels) - 1)))
+
+
+# notebook 2: convolution
+def conv3x3(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """``(H-2, W-2)`` valid, stride-1 "convolution" of a 2-D ``image`` by a 3x3 ``kernel``, as Conv2D
+    computes it (cross-correlation: the kernel is not flipped)."""
+    h, w = image.shape
+    out = np.zeros((h - 2, w - 2))
+    for i in range(h - 2):
+        for j in range(w - 2):
+            out[i, j] = (image[i:i + 3, j:j + 3] * kernel).sum()
+    return out
+
+
+def output_size(n: int, kernel: int, stride: int, padding: int) -> int:
+    """Output length along one axis of ``n`` pixels, with ``padding`` zeros added on each side."""
+    return (n + 2 * padding - kernel) // stride + 1
+
+
+def conv_parameters(kernel: int, c_in: int, c_out: int, bias: bool = True) -> int:
+    """Trainable parameters of a ``kernel`` x ``kernel`` Conv2D from ``c_in`` to ``c_out`` channels."""
+    return kernel * kernel * c_in * c_out + (c_out if bias else 0)
+
+
+# notebook 3: transfer learning
+def global_average_pool(maps: np.ndarray) -> np.ndarray:
+    """``(B, H, W, C)`` feature maps -> ``(B, C)``: each map averaged over its positions."""
+    return maps.mean(axis=(1, 2))
+
+
+def l2_normalise(features: np.ndarray) -> np.ndarray:
+    """``(N, D)`` -> ``(N, D)``, every row scaled to length 1."""
+    return features / np.linalg.norm(features, axis=1, keepdims=True)
+
+
+# notebook 4: architectures
+def receptive_field(layers: Sequence[tuple[int, int]]) -> int:
+    """Input pixels (along one axis) seen by one output of stacked ``(kernel, stride)`` layers."""
+    field, jump = 1, 1
+    for kernel, stride in layers:
+        field += (kernel - 1) * jump
+        jump *= stride
+    return field
+
+
+def residual(x: np.ndarray, branch: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """A residual block's output: ``relu(branch(x) + x)``."""
+    return np.maximum(branch(x) + x, 0)
+
+
+def separable_parameters(kernel: int, c_in: int, c_out: int) -> int:
+    """Weights of a depthwise separable convolution without bias: depthwise ``k*k*c_in`` + pointwise ``c_in*c_out``."""
+    return kernel * kernel * c_in + c_in * c_out
+
+
+# notebook 5: retrieval
+def euclidean_distances(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
+    """``(M, D)`` and ``(N, D)`` -> ``(M, N)`` Euclidean distances, through one matrix product."""
+    squared = (queries ** 2).sum(axis=1)[:, None] - 2 * queries @ gallery.T + (gallery ** 2).sum(axis=1)[None]
+    return np.sqrt(np.maximum(squared, 0))
+
+
+def cosine_top_k(gallery: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
+    """``(k,)`` rows of ``gallery`` (N, D) with the highest cosine similarity to ``query`` (D,), best first."""
+    similarity = (gallery @ query) / (np.linalg.norm(gallery, axis=1) * np.linalg.norm(query))
+    return np.argsort(-similarity, kind="stable")[:k]
+
+
+# notebook 6: evaluation
+def precision_at_k(relevant: Sequence[int], k: int) -> float:
+    """Share of relevant results among the first ``k`` of one result list (0/1 per rank)."""
+    return float(np.sum(relevant[:k]) / k)
+
+
+def ap_at_k(relevant: Sequence[int], n_relevant: int, k: int) -> float:
+    """AP@K of one result list: precision at each relevant rank, summed, over ``min(k, n_relevant)``."""
+    relevant = np.asarray(relevant[:k], dtype=float)
+    if n_relevant == 0:
+        return 0.0
+    precision_at_j = np.cumsum(relevant) / np.arange(1, len(relevant) + 1)
+    return float((precision_at_j * relevant).sum() / min(k, n_relevant))
+
+
+def map_at_k(hits: np.ndarray, n_relevant: Sequence[int], k: int) -> float:
+    """MAP@K: the mean of :func:`ap_at_k` over the queries (rows of ``hits``)."""
+    return float(np.mean([ap_at_k(row, r, k) for row, r in zip(hits, n_relevant)]))
+
+
+# notebook 7: the explorer
+def filtered_top_k(distances: np.ndarray, allowed: np.ndarray, k: int) -> np.ndarray:
+    """Catalogue rows of the ``k`` nearest products among the ``allowed`` ones, nearest first."""
+    rows = np.flatnonzero(allowed)
+    return rows[np.argsort(distances[rows], kind="stable")[:k]]
+
+
+def precision_curve(relevant: Sequence[int]) -> np.ndarray:
+    """``(K,)`` precision@1 ... precision@K of one result list."""
+    relevant = np.asarray(relevant, dtype=float)
+    return np.cumsum(relevant) / np.arange(1, len(relevant) + 1)
