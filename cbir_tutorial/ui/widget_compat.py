@@ -92,8 +92,9 @@ def send_upload(upload: ipywidgets.FileUpload, files: Iterable[tuple[str, bytes,
 def widget_bundle(widget: ipywidgets.Widget, **kwargs) -> dict:
     """The display data of ``widget`` (``text/plain`` and the widget view's model id), in either version.
 
-    ipywidgets 8 makes it in ``_repr_mimebundle_``; 7 publishes the same dict from
-    ``_ipython_display_``, so it is built here and the widget told it was displayed, as 7 does.
+    ``kwargs``: what IPython passes to ``_repr_mimebundle_`` (``include``, ``exclude``). ipywidgets 8
+    makes the dict in ``_repr_mimebundle_``; 7 publishes the same dict from ``_ipython_display_``, so it
+    is built here and the widget told it was displayed, as 7 does.
     """
     if hasattr(widget, "_repr_mimebundle_"):
         return widget._repr_mimebundle_(**kwargs)
@@ -101,5 +102,5 @@ def widget_bundle(widget: ipywidgets.Widget, **kwargs) -> dict:
     data = {"text/plain": plaintext if len(plaintext) <= 110 else plaintext[:110] + "…"}
     if widget._view_name is not None:
         data[VIEW_MIME] = {"version_major": 2, "version_minor": 0, "model_id": widget._model_id}
-        widget._handle_displayed(**kwargs)
+        widget._handle_displayed()  # 7 calls on_displayed callbacks without include/exclude
     return data

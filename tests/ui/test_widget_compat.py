@@ -76,8 +76,24 @@ def test_the_display_data_is_the_widget_view_in_both_versions():
     box = w.VBox([w.HTML("<b>x</b>")])
     displayed = []
     if IPYWIDGETS_MAJOR < 8:
-        box.on_displayed(lambda widget, **kwargs: displayed.append(widget))
-    bundle = widget_bundle(box)
+        box.on_displayed(lambda widget: displayed.append(widget))  # no **kwargs, as Box's own callback
+    bundle = widget_bundle(box, include=None, exclude=None)  # as IPython's formatter calls it
     assert bundle[VIEW_MIME]["model_id"] == box.model_id and bundle["text/plain"].startswith("VBox(")
     assert (bundle[VIEW_MIME]["version_major"], bundle[VIEW_MIME]["version_minor"]) == (2, 0)
     assert displayed == ([box] if IPYWIDGETS_MAJOR < 8 else [])
+
+
+def test_ipython_displays_an_object_that_shows_a_widget_through_widget_bundle():
+    """What a notebook cell ending in ``explorer`` does: IPython's formatter asks for the bundle."""
+    from IPython.core.formatters import DisplayFormatter
+
+    class Shows:
+        def __init__(self, widget):
+            self.widget = widget
+
+        def _repr_mimebundle_(self, **kwargs):
+            return widget_bundle(self.widget, **kwargs)
+
+    box = w.VBox([w.Button(description="b")])
+    data, _ = DisplayFormatter().format(Shows(box))
+    assert data[VIEW_MIME]["model_id"] == box.model_id

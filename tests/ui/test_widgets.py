@@ -58,8 +58,10 @@ def test_starts_on_the_first_backbone_with_k_results(explorer, catalogue):
     assert explorer.controls["k"].continuous_update is False and explorer.controls["query"].continuous_update is False
     labels = dict((key, label) for label, key in explorer.controls["backbone"].options)
     assert labels == {LITE: "EfficientNet-Lite0, ImageNet weights", RANDOM: "ResNet50, RANDOM weights (untrained)"}
-    bundle = explorer._repr_mimebundle_()
-    assert bundle[VIEW_MIME]["model_id"] == explorer.widget.model_id
+    from IPython.core.formatters import DisplayFormatter
+
+    data, _ = DisplayFormatter().format(explorer)  # what a cell ending in `explorer` shows
+    assert data[VIEW_MIME]["model_id"] == explorer.widget.model_id
 
 
 def test_a_new_query_changes_the_results(explorer, catalogue):
