@@ -39,12 +39,13 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="index the sample catalogue, run one query, print results and MAP@10")
     demo.add_argument("--backbone", default=DEMO_BACKBONE)
     demo.add_argument("--k", type=int, default=10)
-    demo.add_argument("--query", default=None, help="query image (default: a catalogue product)")
+    demo.add_argument("--query", default=None,
+                      help="query image file or http(s) URL of a photo (default: a catalogue product)")
     demo.add_argument("--out", default="cbir_demo.png", help="where to write the result grid PNG")
 
     search = sub.add_parser("search", help="top-K catalogue products for a query image")
     common(search)
-    search.add_argument("--query", required=True, help="query image file")
+    search.add_argument("--query", required=True, help="query image file or http(s) URL of a photo")
     search.add_argument("--out", default=None, help="write the result grid to this PNG")
 
     evaluate = sub.add_parser("evaluate", help="leave-one-out precision@K and MAP@K over the catalogue")
@@ -80,6 +81,18 @@ def _engine(catalogue, args, progress=True):
                               cache=not args.no_cache, progress=progress)
 
 
+def _query_image(query: str):
+    """The ``--query`` to search with: a file path as given, or the bytes of the photo at a URL
+    (fetched now, with a timeout, a size cap and a check that it is an image: errors name the URL)."""
+    from .data.remote import is_url
+
+    if not is_url(query):
+        return query
+    from .ui.explorer import Query
+
+    return Query.from_url(query).image
+
+
 def _print_results(results) -> None:
     import pandas as pd
 
@@ -102,13 +115,14 @@ def run_demo(args) -> None:
     from .choices import available_extractor, load_catalogue
     from .search.engine import SearchEngine
 
+    query_image = _query_image(args.query) if args.query else None  # a bad URL fails before any indexing
     catalogue = load_catalogue("sample")
     print(catalogue)
     engine = SearchEngine.build(catalogue, available_extractor(args.backbone, "imagenet", fallback=OFFLINE_BACKBONE))
     print(engine)
     print(engine.extraction.report())
     if args.query:
-        query, title = args.query, f"query: {args.query}"
+        query, title = query_image, f"query: {args.query}"
         results = engine.search(query, args.k)
     else:
         table = engine.catalogue.table
@@ -126,15 +140,16 @@ def run_demo(args) -> None:
 
 
 def run_search(args) -> None:
+    query = _query_image(args.query)  # a bad URL fails before any indexing
     catalogue = _catalogue(args)
     engine = _engine(catalogue, args)
     if engine.extraction.skipped:
         print(engine.extraction.report())
-    results = engine.search(args.query, args.k)
+    results = engine.search(query, args.k)
     print(f"Top {args.k} of {len(engine)} products for {args.query} ({engine.extractor})")
     _print_results(results)
     if args.out:
-        print(f"Result grid written to {_write_grid(args.query, results, args.out, engine.extractor.backbone)}")
+        print(f"Result grid written to {_write_grid(query, results, args.out, engine.extractor.backbone)}")
 
 
 def run_evaluate(args) -> None:

@@ -76,3 +76,81 @@ def lite_weights_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "lite0_seed1.weights.h5"
     feature_model("efficientnet_lite0", None, seed=1).save_weights(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def photo_server(sample_dir):
+    """A web server on 127.0.0.1 (a free port, in a thread) for queries by URL: ``(base_url, photo path)``.
+
+    ``/photo.jpg`` a real sample photo (image/jpeg), ``/untyped`` the same bytes without a type,
+    ``/redirect`` → ``/photo.jpg``, ``/page.html`` an HTML page, ``/fake.jpg`` HTML sent as image/jpeg,
+    ``/huge.jpg`` declares 50 MiB, ``/stream.jpg`` 4 MiB with no length, ``/slow.jpg`` answers after
+    2 s, ``/dribble.jpg`` one byte every 0.1 s (4 s), anything else 404. Every answer ends by itself.
+    """
+    import http.server
+    import threading
+    import time
+
+    photo = sorted((sample_dir / "images").glob("*.jpg"))[7]
+    content = photo.read_bytes()
+    page = b"<!doctype html><html><body><h1>A shop page</h1><img src='photo.jpg'></body></html>"
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def answer(self, body: bytes, kind: str | None, length: int | None = None):
+            self.send_response(200)
+            if kind:
+                self.send_header("Content-Type", kind)
+            if length is not None:
+                self.send_header("Content-Length", str(length))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            try:
+                if self.path == "/photo.jpg":
+                    self.answer(content, "image/jpeg", len(content))
+                elif self.path == "/untyped":
+                    self.answer(content, None, len(content))
+                elif self.path == "/redirect":
+                    self.send_response(302)
+                    self.send_header("Location", "/photo.jpg")
+                    self.end_headers()
+                elif self.path == "/page.html":
+                    self.answer(page, "text/html; charset=utf-8", len(page))
+                elif self.path == "/fake.jpg":
+                    self.answer(page, "image/jpeg", len(page))
+                elif self.path == "/huge.jpg":
+                    self.answer(content, "image/jpeg", 50 * 1024 * 1024)  # the client must refuse, not read
+                elif self.path == "/stream.jpg":
+                    self.answer(b"", "image/jpeg")
+                    for _ in range(4):
+                        self.wfile.write(bytes(1024 * 1024))
+                elif self.path == "/slow.jpg":
+                    time.sleep(2)
+                    self.answer(content, "image/jpeg", len(content))
+                elif self.path == "/dribble.jpg":
+                    self.answer(b"", "image/jpeg", len(content))
+                    for byte in content[:40]:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(0.1)
+                else:
+                    self.send_error(404, "Not Found")
+            except (BrokenPipeError, ConnectionResetError):  # the client gave up, as it should
+                pass
+
+    existing = os.environ.get("no_proxy") or os.environ.get("NO_PROXY") or ""
+    os.environ["no_proxy"] = ",".join(filter(None, ["127.0.0.1", existing]))  # never through a proxy
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", photo
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -52,6 +52,33 @@ def test_search_prints_the_top_k_and_writes_a_grid(sample_dir, tmp_path, capsys)
     assert len(table_lines) == 4 and table_lines[0].split()[0] == "1"
 
 
+def test_search_and_demo_take_a_photo_url(sample_dir, photo_server, tmp_path, capsys):
+    base, photo = photo_server
+    url = f"{base}/photo.jpg"
+    status = main(["search", "--catalogue", str(sample_dir), "--format", "fashion-products",
+                   "--backbone", "efficientnet_lite0", "--query", url, "--k", "3", "--out", str(tmp_path / "s.png")])
+    out = capsys.readouterr().out
+    assert status == 0 and f"Top 3 of 770 products for {url}" in out and (tmp_path / "s.png").stat().st_size > 10_000
+    table_lines = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert len(table_lines) == 3 and float(table_lines[0][-1]) < 1e-3  # the sample's own photo comes first
+    status = main(["demo", "--backbone", "efficientnet_lite0", "--query", url, "--k", "5",
+                   "--out", str(tmp_path / "d.png")])
+    out = capsys.readouterr().out
+    assert status == 0 and f"Top 5 for query: {url}" in out and (tmp_path / "d.png").is_file()
+
+
+@pytest.mark.parametrize("command", ["search", "demo"])
+@pytest.mark.parametrize("path, said", [("/page.html", "the server sent text/html, not an image"),
+                                        ("/missing.jpg", "the server answered 404 Not Found"),
+                                        ("/fake.jpg", "not an image file Pillow can read")])
+def test_a_bad_photo_url_is_one_line_before_any_indexing(command, path, said, photo_server, capsys):
+    base, _ = photo_server
+    argv = [command, "--backbone", "efficientnet_lite0", "--query", f"{base}{path}"]
+    assert main(argv + (["--catalogue", "/no/such/folder"] if command == "search" else [])) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"error: {base}{path}: {said}\n" and captured.out == ""
+
+
 @pytest.mark.parametrize("argv, message", [
     (["evaluate", "--catalogue", "/no/such/folder", "--format", "folder"], "/no/such/folder"),
     (["evaluate", "--catalogue", ".", "--format", "pinterest"], "--format 'pinterest' is not supported"),

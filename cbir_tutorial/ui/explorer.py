@@ -26,6 +26,7 @@ from ..models.backbones import BACKBONES, WeightsUnavailableError
 from ..data.catalogue import Catalogue
 from ..search.engine import RESULT_COLUMNS, SearchEngine
 from ..data.images import ImageError, load_rgb
+from ..data.remote import URL_MAX_BYTES, URL_TIMEOUT_S, RemoteImageError, image_bytes_from_url
 from ..evaluation.metrics import average_precision_at_k, precision_at_k, relevance_mask
 from .plotting import results_figure, thumbnail
 
@@ -164,7 +165,8 @@ class EngineShelf:
 
 @dataclass(eq=False)
 class Query:
-    """What the learner searches with: catalogue product ``row`` or an uploaded photo (``image`` bytes).
+    """What the learner searches with: catalogue product ``row`` or an uploaded photo (``image`` bytes;
+    ``url``: the web address it came from, if any).
 
     ``category`` is the product's category (``""`` for an upload: no relevance, no scores).
     """
@@ -174,6 +176,7 @@ class Query:
     name: str = ""
     category: str = ""
     path: str = ""
+    url: str = ""
     _features: dict = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -193,6 +196,22 @@ class Query:
         except ImageError as error:
             raise ImageError(str(error).replace("<uploaded bytes>", repr(name))) from None
         return cls(image=content, name=name)
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout_s: float = URL_TIMEOUT_S, max_bytes: int = URL_MAX_BYTES) -> "Query":
+        """The photo at web address ``url`` (http or https), fetched and decoded now.
+
+        Raises :class:`~cbir_tutorial.data.remote.RemoteImageError` (an :class:`ImageError`) naming
+        ``url``: unreachable, too slow (``timeout_s``), too big (``max_bytes``), not an image.
+        """
+        url = str(url).strip()
+        content = image_bytes_from_url(url, timeout_s=timeout_s, max_bytes=max_bytes)
+        try:
+            query = cls.from_upload(content, url)
+        except ImageError as error:
+            raise RemoteImageError(str(error).replace(repr(url), url, 1)) from None
+        query.url = url
+        return query
 
     @property
     def is_upload(self) -> bool:
@@ -401,7 +420,10 @@ def results_html(answer: Answer, size: int = THUMBNAIL_PX) -> str:
 def query_html(answer: Answer, size: int = 160) -> str:
     """The query card: its image, name, category, backbone and the scores of its results."""
     query = answer.query
-    origin = "uploaded photo" if query.is_upload else f"catalogue row {query.row}"
+    if query.is_upload:
+        origin = "photo from a URL" if query.url else "uploaded photo"
+    else:
+        origin = f"catalogue row {query.row}"
     lines = [f"<b>query</b> ({origin})", html.escape(_short(query.name, 60)),
              f"category: {html.escape(query.category)}" if query.category else "",
              html.escape(answer.choice.label), html.escape(answer.filters.describe()),

@@ -3,7 +3,8 @@
     from cbir_tutorial.widgets import SearchExplorer
     SearchExplorer(catalogue, backbones={"efficientnet_lite0": "imagenet", "resnet50": None}, k=10)
 
-Works in JupyterLab 4, Notebook 7 and Colab with ipywidgets 8 (no front-end extension to build).
+Works in JupyterLab 4, Notebook 7, Colab and Kaggle with ipywidgets 7.7 or 8 (no front-end extension
+to build); the few differences between the two are kept in :mod:`cbir_tutorial.ui.widget_compat`.
 """
 
 from __future__ import annotations
@@ -23,12 +24,15 @@ from ..search.engine import RESULT_COLUMNS, SearchEngine
 from .explorer import (ALL, Answer, EngineShelf, Filters, Query, offered_choices,
                        comparison_html, filter_choices, query_html, results_html, answer_for)
 from ..data.images import ImageError
+from ..data.remote import URL_MAX_BYTES, URL_TIMEOUT_S
+from .widget_compat import clear_upload, uploaded_files, widget_bundle
 
 K_MAX = 50
 
 
 class SearchExplorer:
-    """Pick a backbone and a query (catalogue product, random product or your own photo), see the top K.
+    """Pick a backbone and a query (catalogue product, random product, your own photo or a photo's web
+    address), see the top K.
 
     ``backbones``: what to offer (see :func:`~cbir_tutorial.explorer.offered_choices`), e.g.
     ``{"efficientnet_lite0": "imagenet", "resnet50": None}`` (``None`` = random weights). Each engine is
@@ -39,7 +43,16 @@ class SearchExplorer:
     State for code and tests: ``backbone`` (choice key), ``query``, ``answer``, ``results``
     (DataFrame), ``comparison``, ``message`` and ``controls`` (name → widget; set a control's
     ``.value`` and the results follow).
+
+    A photo URL is fetched with a ``url_timeout_s`` timeout and a ``url_max_bytes`` size cap (attributes;
+    set them on an instance to change them).
     """
+
+    url_timeout_s: float = URL_TIMEOUT_S
+    url_max_bytes: int = URL_MAX_BYTES
+    #: A click on the URL button within this many seconds of the box fetching the same address is the
+    #: click that committed the text (the box fetches when it loses focus): it is not fetched twice.
+    url_repeat_s: float = 1.0
 
     def __init__(self, catalogue: Catalogue, backbones=None, k: int = 10, *, row: int | None = None,
                  seed: int = 0, progress: bool = True, cache=True, **extractor_options):
@@ -76,6 +89,7 @@ class SearchExplorer:
         self._built_in = 0.0
         self._answer: Answer | None = None
         self._comparison: dict[str, Answer | str] = {}
+        self._last_url: tuple[str, float] = ("", float("-inf"))  # address fetched last, and when
         row = int(self._rng.integers(len(self.catalogue))) if row is None else int(row)
         self._query = Query.from_row(self.catalogue, row)
         self.controls = self._controls(int(k), row)
@@ -146,7 +160,7 @@ class SearchExplorer:
         display(self.widget)
 
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        return widget_bundle(self.widget, **kwargs)
 
     # ---------------------------------------------------------------------------------------------
     # Controls
@@ -162,6 +176,10 @@ class SearchExplorer:
                                  continuous_update=False, layout=w.Layout(width="420px")),
             "random": w.Button(description="random", icon="random", tooltip="a random catalogue product"),
             "upload": w.FileUpload(accept="image/*", multiple=False, description="your photo"),
+            "url": w.Text(value="", placeholder="https://... the address of a photo (Enter to search)",
+                          description="photo URL", continuous_update=False, style=wide,
+                          layout=w.Layout(width="440px")),
+            "fetch": w.Button(description="search URL", icon="link", tooltip="fetch the photo at this address"),
             "k": w.IntSlider(value=max(1, min(k, K_MAX)), min=1, max=K_MAX, description="K",
                              continuous_update=False),
         }
@@ -188,6 +206,7 @@ class SearchExplorer:
         return w.VBox([
             w.HBox([c["backbone"], c["compare"]], layout=wrap),
             w.HBox([c["query"], c["random"], c["upload"]], layout=wrap),
+            w.HBox([c["url"], c["fetch"]], layout=wrap),
             w.HBox(filters, layout=wrap),
             c["status"], c["progress"],
             w.HBox([c["query_view"], c["results_view"]], layout=w.Layout(align_items="flex-start")),
@@ -198,12 +217,13 @@ class SearchExplorer:
         """Observe the controls; every callback's unexpected error is shown in the ``log`` Output."""
         shown = self.controls["log"].capture(clear_output=True)
         handlers = {"backbone": self._on_backbone, "query": self._on_row, "upload": self._on_upload,
-                    "compare": self._on_change, "k": self._on_change, "gender": self._on_change,
+                    "url": self._on_url, "compare": self._on_change, "k": self._on_change, "gender": self._on_change,
                     "category": self._on_change, "price": self._on_change}
         for name, handler in handlers.items():
             if name in self.controls:
                 self.controls[name].observe(shown(handler), names="value")
         self.controls["random"].on_click(shown(self._on_random))
+        self.controls["fetch"].on_click(shown(self._on_fetch))
 
     @contextlib.contextmanager
     def _quietly(self):
@@ -259,18 +279,46 @@ class SearchExplorer:
         self.controls["query"].value = row + (row >= current)  # never the current product
 
     def _on_upload(self, change):
-        if self._quiet or not change["new"]:
+        files = uploaded_files(change["new"])
+        if self._quiet or not files:
             return
-        file = change["new"][0]
         try:
-            query = Query.from_upload(file["content"], file.get("name") or "your photo")
+            query = Query.from_upload(files[0].content, files[0].name)
         except ImageError as error:
             self._say(f"<b>That upload cannot be used</b>: {html.escape(str(error))}. "
                       "Try a JPEG or PNG photo; the explorer still shows the previous query.", error=True)
             return
         finally:
             with self._quietly():  # so that the same file can be uploaded again
-                self.controls["upload"].value = ()
+                clear_upload(self.controls["upload"])
+        self._update(query)
+
+    def _on_url(self, change):
+        if not self._quiet and change["new"].strip():
+            self._fetch(change["new"].strip())
+
+    def _on_fetch(self, _button=None):
+        url = self.controls["url"].value.strip()
+        if not url:
+            self._say("Paste the address of a photo in the <i>photo URL</i> box first.", error=True)
+            return
+        fetched, when = self._last_url
+        if url == fetched and time.monotonic() - when < self.url_repeat_s:
+            return  # the box fetched it a moment ago, when this click took the focus away from it
+        self._fetch(url)
+
+    def _fetch(self, url: str):
+        """The photo at ``url`` becomes the query; a bad address is said in words, the query stays."""
+        self._say(f"⏳ Fetching {html.escape(url)}…")
+        try:
+            query = Query.from_url(url, timeout_s=self.url_timeout_s, max_bytes=self.url_max_bytes)
+        except ImageError as error:
+            self._say(f"<b>That URL cannot be used</b>: {html.escape(str(error))}. Paste the address of a "
+                      "JPEG or PNG photo (right-click a photo, <i>Copy image address</i>); the explorer still "
+                      "shows the previous query.", error=True)
+            return
+        finally:
+            self._last_url = (url, time.monotonic())
         self._update(query)
 
     def _on_change(self, _change):

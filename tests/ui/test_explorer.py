@@ -118,6 +118,23 @@ def test_uploads_are_checked_when_they_arrive(sample_catalogue):
         Query.from_upload(photo[: len(photo) // 2], "half.jpg")
 
 
+def test_a_photo_url_is_fetched_and_checked_like_an_upload(photo_server):
+    from cbir_tutorial.data.remote import RemoteImageError
+
+    base, photo = photo_server
+    query = Query.from_url(f" {base}/photo.jpg ")
+    assert query.is_upload and query.source == photo.read_bytes() and query.category == ""
+    assert query.url == query.name == f"{base}/photo.jpg"
+    with pytest.raises(RemoteImageError, match=rf"^{base}/fake\.jpg: not an image file Pillow can read$"):
+        Query.from_url(f"{base}/fake.jpg")  # said to be a JPEG, holds HTML
+    with pytest.raises(RemoteImageError, match=r"page\.html: the server sent text/html, not an image"):
+        Query.from_url(f"{base}/page.html")
+    with pytest.raises(RemoteImageError, match="larger than the"):
+        Query.from_url(f"{base}/photo.jpg", max_bytes=1000)
+    with pytest.raises(RemoteImageError, match="no answer within 0.2 s"):
+        Query.from_url(f"{base}/slow.jpg", timeout_s=0.2)
+
+
 def test_catalogue_queries_carry_their_category(sample_catalogue):
     query = Query.from_row(sample_catalogue, 5)
     assert not query.is_upload and query.source == sample_catalogue.paths[5]
@@ -181,6 +198,16 @@ def test_an_uploaded_catalogue_photo_finds_itself_first(shelf):
     assert answer.results["row"].iloc[0] == row and answer.results["distance"].iloc[0] < 1e-2
     assert answer.relevant is None and answer.precision is None
     assert answer.scores_text() == "no scores: the query has no category"
+    assert "(uploaded photo)" in query_html(answer)
+
+
+def test_a_photo_from_a_url_finds_the_same_products_as_its_file(shelf, photo_server):
+    base, photo = photo_server
+    by_url = answer_for(shelf, LITE.key, Query.from_url(f"{base}/photo.jpg"), k=5)
+    by_file = shelf.engine(LITE.key).search(str(photo), 5)
+    assert by_url.results["id"].tolist() == by_file["id"].tolist()
+    assert np.allclose(by_url.results["distance"], by_file["distance"], atol=1e-5)
+    assert "(photo from a URL)" in query_html(by_url) and f"{base}/photo.jpg" in query_html(by_url)
 
 
 def test_unreadable_products_keep_catalogue_rows_straight(tmp_path, sample_catalogue):

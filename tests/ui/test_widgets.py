@@ -1,11 +1,10 @@
 """The explorer's widgets, driven without a browser: set a control's value, assert the results that follow."""
 
-import datetime
-
 import numpy as np
 import pytest
 
 from cbir_tutorial.ui.explorer import ALL
+from cbir_tutorial.ui.widget_compat import VIEW_MIME, send_upload, uploaded_files
 from cbir_tutorial.ui.widgets import SearchExplorer
 
 LITE, RANDOM = "efficientnet_lite0:imagenet", "resnet50:random"
@@ -30,6 +29,7 @@ def explorer(session):
     """The module's explorer, put back to its starting controls before each test."""
     c = session.controls
     c["compare"].value = False
+    c["url"].value = ""
     c["backbone"].value = LITE
     c["gender"].value = c["category"].value = ALL
     c["k"].value = K
@@ -38,9 +38,9 @@ def explorer(session):
     return session
 
 
-def upload(content: bytes, name: str) -> tuple:
-    return ({"name": name, "type": "image/jpeg", "size": len(content), "content": memoryview(content),
-             "last_modified": datetime.datetime(2024, 1, 1)},)
+def upload(explorer, content: bytes, name: str) -> None:
+    """``content`` picked in the explorer's upload button (the value shape of the installed ipywidgets)."""
+    send_upload(explorer.controls["upload"], [(name, content, "image/jpeg")])
 
 
 def rows(explorer) -> list[int]:
@@ -58,8 +58,10 @@ def test_starts_on_the_first_backbone_with_k_results(explorer, catalogue):
     assert explorer.controls["k"].continuous_update is False and explorer.controls["query"].continuous_update is False
     labels = dict((key, label) for label, key in explorer.controls["backbone"].options)
     assert labels == {LITE: "EfficientNet-Lite0, ImageNet weights", RANDOM: "ResNet50, RANDOM weights (untrained)"}
-    bundle = explorer._repr_mimebundle_()
-    assert "application/vnd.jupyter.widget-view+json" in bundle
+    from IPython.core.formatters import DisplayFormatter
+
+    data, _ = DisplayFormatter().format(explorer)  # what a cell ending in `explorer` shows
+    assert data[VIEW_MIME]["model_id"] == explorer.widget.model_id
 
 
 def test_a_new_query_changes_the_results(explorer, catalogue):
@@ -127,12 +129,13 @@ def test_a_price_range_keeps_only_products_in_that_range(session):
 
 def test_a_bad_upload_shows_a_message_and_the_explorer_keeps_answering(explorer, catalogue):
     before = rows(explorer)
-    explorer.controls["upload"].value = upload(b"%PDF-1.4 this is not a photo", "invoice.pdf")
+    upload(explorer, b"%PDF-1.4 this is not a photo", "invoice.pdf")
     assert "That upload cannot be used" in explorer.message and "invoice.pdf" in explorer.message
     assert "not an image" in explorer.message
-    assert rows(explorer) == before and explorer.query.row == 0 and explorer.controls["upload"].value == ()
+    assert rows(explorer) == before and explorer.query.row == 0
+    assert uploaded_files(explorer.controls["upload"].value) == []
     photo = open(catalogue.paths[3], "rb").read()
-    explorer.controls["upload"].value = upload(photo[: len(photo) // 2], "cut.jpg")
+    upload(explorer, photo[: len(photo) // 2], "cut.jpg")
     assert "cut.jpg" in explorer.message and "corrupt or truncated" in explorer.message
     explorer.controls["query"].value = 25
     assert explorer.query.row == 25 and rows(explorer) != before and len(rows(explorer)) == K
@@ -141,12 +144,71 @@ def test_a_bad_upload_shows_a_message_and_the_explorer_keeps_answering(explorer,
 
 def test_an_uploaded_photo_becomes_the_query(explorer, catalogue):
     row = int(np.flatnonzero(catalogue.labels == "Handbags")[0])
-    explorer.controls["upload"].value = upload(open(catalogue.paths[row], "rb").read(), "my bag.jpg")
+    upload(explorer, open(catalogue.paths[row], "rb").read(), "my bag.jpg")
     assert explorer.query.is_upload and explorer.query.name == "my bag.jpg"
     assert rows(explorer)[0] == row and explorer.results["distance"].iloc[0] < 1e-2
     assert "uploaded photo" in explorer.controls["query_view"].value
     explorer.controls["k"].value = 3  # other controls keep the uploaded query
     assert explorer.query.is_upload and len(explorer.results) == 3
+    upload(explorer, open(catalogue.paths[row], "rb").read(), "my bag.jpg")  # the same file again
+    explorer.controls["k"].value = K
+    upload(explorer, open(catalogue.paths[row], "rb").read(), "my bag.jpg")
+    assert explorer.query.is_upload and len(explorer.results) == K and rows(explorer)[0] == row
+
+
+def test_a_photo_url_becomes_the_query(explorer, photo_server, catalogue):
+    base, photo = photo_server
+    explorer.controls["url"].value = f"{base}/photo.jpg"
+    assert explorer.query.is_upload and explorer.query.url == f"{base}/photo.jpg"
+    assert explorer.query.image == photo.read_bytes() and len(rows(explorer)) == K
+    assert "photo from a URL" in explorer.controls["query_view"].value and f"top {K} of" in explorer.message
+    expected = explorer.shelf.engine(LITE).search(str(photo), K)
+    assert rows(explorer) == explorer.shelf.catalogue_rows(LITE, expected["row"].to_numpy()).tolist()
+    explorer.controls["k"].value = 4  # other controls keep the URL's photo
+    assert explorer.query.url == f"{base}/photo.jpg" and len(rows(explorer)) == 4
+
+
+@pytest.mark.parametrize("path, said", [
+    ("/page.html", "the server sent text/html, not an image"),
+    ("/fake.jpg", "not an image file Pillow can read"),
+    ("/missing.jpg", "the server answered 404 Not Found"),
+    ("/slow.jpg", "no answer within 0.3 s"),
+    ("/stream.jpg", "larger than the 1.0 MiB limit"),
+])
+def test_a_bad_url_is_said_and_the_explorer_keeps_answering(explorer, photo_server, path, said):
+    base, _ = photo_server
+    explorer.url_timeout_s, explorer.url_max_bytes = 0.3, 1024 * 1024
+    try:
+        before = rows(explorer)
+        explorer.controls["url"].value = f"{base}{path}"
+        assert "That URL cannot be used" in explorer.message and f"{base}{path}" in explorer.message
+        assert said in explorer.message
+        assert rows(explorer) == before and explorer.query.row == 0  # the previous query stays
+        explorer.controls["query"].value = 12
+        assert explorer.query.row == 12 and len(rows(explorer)) == K and "cannot be used" not in explorer.message
+    finally:
+        del explorer.url_timeout_s, explorer.url_max_bytes
+
+
+def test_the_url_button_fetches_again_but_not_twice_for_one_entry(explorer, photo_server, monkeypatch):
+    from cbir_tutorial.ui.explorer import Query
+
+    fetched, from_url = [], Query.from_url
+    monkeypatch.setattr(Query, "from_url", staticmethod(lambda url, **kw: fetched.append(url) or from_url(url, **kw)))
+    base, _ = photo_server
+    explorer.controls["fetch"].click()
+    assert "Paste the address of a photo" in explorer.message and fetched == []
+    explorer.controls["url"].value = f"{base}/page.html"  # typed, then the click takes the focus away
+    explorer.controls["fetch"].click()
+    assert fetched == [f"{base}/page.html"] and "text/html, not an image" in explorer.message
+    explorer.controls["query"].value = 3
+    assert explorer.query.row == 3 and "cannot be used" not in explorer.message
+    explorer.url_repeat_s = 0.0
+    try:
+        explorer.controls["fetch"].click()  # a retry of the same address fetches it again
+        assert len(fetched) == 2 and "text/html, not an image" in explorer.message and explorer.query.row == 3
+    finally:
+        del explorer.url_repeat_s
 
 
 def test_switching_backbones_builds_once_and_compare_shows_both(explorer):
