@@ -213,13 +213,19 @@ class ShardWriter:
     def add(self, keys: Sequence[str], rows: np.ndarray) -> None:
         """Rows ``(B, D)`` float32 for images ``keys``."""
         if len(keys):
+            self._start_clock()
             self.keys.extend(keys)
             self.rows.append(np.asarray(rows, dtype=np.float32))
             self._maybe_flush()
 
     def skip(self, key: str, reason: str) -> None:
+        self._start_clock()
         self.skips[key] = reason
         self._maybe_flush()
+
+    def _start_clock(self) -> None:
+        if not self.keys and not self.skips:
+            self.started = time.monotonic()
 
     def _maybe_flush(self) -> None:
         if (len(self.keys) >= SHARD_ROWS or
@@ -228,7 +234,6 @@ class ShardWriter:
 
     def flush(self) -> None:
         """Write the collected rows as one shard: ``.npy`` first, then the ``.json`` that vouches for it."""
-        self.started = time.monotonic()
         if not self.keys and not self.skips:
             return
         store = self.store
