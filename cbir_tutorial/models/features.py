@@ -24,8 +24,10 @@ from ..paths import cache_dir
 CACHE_FORMAT = 2
 GPU_BATCH_SIZE = 128
 CPU_BATCH_SIZE = 32
-#: Batches decoded ahead of the one the model is running on.
-PREFETCH_BATCHES = 2
+#: Batches decoded ahead of the one the model is running on: with a GPU, so JPEG decoding never starves
+#: it; on a CPU decoding and the model share the cores, and one batch ahead already hides decoding.
+GPU_PREFETCH_BATCHES = 2
+CPU_PREFETCH_BATCHES = 1
 
 
 def gpus(devices: Sequence | None = None) -> list:
@@ -116,6 +118,7 @@ class FeatureExtractor:
         self.spec = backbone_spec(self.choice.backbone)
         self.weights = self.choice.weights
         self.batch_size = int(batch_size or default_batch_size())
+        self.prefetch_batches = GPU_PREFETCH_BATCHES if gpus() else CPU_PREFETCH_BATCHES
         if self.batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r}: expected a positive number of images (or 0 for the default)")
         self.precision = mixed_precision_policy(mixed_precision)
@@ -185,7 +188,8 @@ class FeatureExtractor:
                 progress: bool = True) -> Extraction:
         """Features of every readable image in ``paths`` (see :class:`Extraction`).
 
-        Images are decoded on ``workers`` threads, :data:`PREFETCH_BATCHES` batches ahead of the model.
+        Images are decoded on ``workers`` threads, ``prefetch_batches`` batches ahead of the model (2 with
+        a GPU, 1 on a CPU).
         With ``cache`` (True or a folder) every image's features are kept in a :class:`FeatureStore`
         under its file's path, size and mtime: only images not seen before (new or changed files, or
         those of an interrupted run) are extracted, and rows are written to disk as they are made.
@@ -224,11 +228,12 @@ class FeatureExtractor:
             return reasons
         bar = _progress_bar(len(todo), f"{self.spec.name} features", progress)
         with ThreadPoolExecutor(self.workers) as pool:
-            pending = deque(self._decode(pool, paths, rows) for rows in batches[:PREFETCH_BATCHES + 1])
+            ahead = max(1, self.prefetch_batches)
+            pending = deque(self._decode(pool, paths, rows) for rows in batches[:ahead])
             for b, rows in enumerate(batches):
                 decoded = [f.result() for f in pending.popleft()]
-                if b + PREFETCH_BATCHES + 1 < len(batches):
-                    pending.append(self._decode(pool, paths, batches[b + PREFETCH_BATCHES + 1]))
+                if b + ahead < len(batches):  # while the model runs batch b, batches b+1..b+ahead decode
+                    pending.append(self._decode(pool, paths, batches[b + ahead]))
                 good = [i for i, (pixels, _, _) in enumerate(decoded) if pixels is not None]
                 for row, (pixels, reason, lasting) in zip(rows, decoded):
                     if pixels is None:
