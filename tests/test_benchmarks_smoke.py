@@ -62,6 +62,27 @@ def test_extraction_smoke():
     assert 7.0 < number(resnet["GFLOP/img"]) < 8.5  # ResNet-50 without top: about 3.9 G multiply-adds
 
 
+def test_extraction_smoke_with_and_without_mixed_precision():
+    out = run_smoke("bench_extraction.py", "--backbones", "efficientnet_lite0", "--mixed-precision", "both")
+    rows = table(out, "Extraction throughput")
+    assert sorted({r["precision"] for r in rows}) == ["float32", "mixed_bfloat16"]  # bfloat16 on a CPU
+    for row in rows:
+        if row["pipeline"].startswith("model only"):
+            assert number(row["% model only"]) == 100
+        assert number(row["% model only"]) > 0
+    assert out.count("of the model-only rate") == 2
+
+
+def test_cache_smoke():
+    out = run_smoke("bench_cache.py")
+    rows = table(out, "Incremental cache")
+    assert [(number(r["images"]), number(r["extracted"]), number(r["reused"])) for r in rows] == [
+        (60, 60, 0), (63, 3, 60), (63, 0, 63)]
+    assert number(rows[0]["x full extraction"]) == 1 and number(rows[1]["seconds"]) > 0
+    assert float(rows[1]["note"].rsplit(" ", 1)[1]) < 1e-5  # the added rows equal an uncached extraction
+    assert "faster" in out
+
+
 def test_ranking_smoke():
     out = run_smoke("bench_ranking.py", "--profile")
     rows = table(out, "Search time")

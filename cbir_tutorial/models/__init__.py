@@ -1,4 +1,4 @@
-"""Models: the ImageNet backbones cut at their feature layer, and batched, cached feature extraction.
+"""Models: the ImageNet backbones cut at their feature layer, and batched feature extraction cached per image.
 
 TensorFlow is imported when the first model is built (see :mod:`cbir_tutorial.models.runtime`).
 """
@@ -9,6 +9,7 @@ _EXPORTS = {
     "BACKBONES": ".backbones", "Backbone": ".backbones", "WeightsUnavailableError": ".backbones",
     "backbone_spec": ".backbones", "feature_model": ".backbones",
     "Extraction": ".features", "FeatureExtractor": ".features",
+    "FeatureStore": ".feature_store", "image_key": ".feature_store",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

@@ -1,24 +1,70 @@
-"""Turning images into L2-normalised feature vectors: batched, streamed, cached on disk."""
+"""Turning images into L2-normalised feature vectors: batched, decoded ahead of the model, cached per image."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from collections import deque
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ..choices import BackboneChoice, Weights, resize_from_word
 from .backbones import backbone_spec, feature_model
+from .feature_store import FeatureStore, image_key
 from ..data.catalogue import Catalogue
 from ..data.images import ImageError, ImageSource, SkippedImage, load_rgb
-from ..paths import atomic_write_bytes, cache_dir
+from ..paths import cache_dir
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
+GPU_BATCH_SIZE = 128
+CPU_BATCH_SIZE = 32
+#: Batches decoded ahead of the one the model is running on: with a GPU, so JPEG decoding never starves
+#: it; on a CPU decoding and the model share the cores, and one batch ahead already hides decoding.
+GPU_PREFETCH_BATCHES = 2
+CPU_PREFETCH_BATCHES = 1
+
+
+def gpus(devices: Sequence | None = None) -> list:
+    """The GPUs among ``devices`` (objects with ``device_type``, as ``tf.config.list_physical_devices()``
+    returns; default: this machine's)."""
+    if devices is None:
+        from .runtime import tensorflow_module
+
+        devices = tensorflow_module().config.list_physical_devices()
+    return [d for d in devices if getattr(d, "device_type", "") == "GPU"]
+
+
+def default_batch_size(devices: Sequence | None = None) -> int:
+    """Images per model call: :data:`GPU_BATCH_SIZE` with a GPU, else :data:`CPU_BATCH_SIZE`."""
+    return GPU_BATCH_SIZE if gpus(devices) else CPU_BATCH_SIZE
+
+
+def mixed_precision_policy(mixed_precision: bool | str | None = None, devices: Sequence | None = None) -> str | None:
+    """The Keras dtype policy the model computes in: ``"mixed_float16"`` on a GPU, ``"mixed_bfloat16"``
+    on a CPU, or None (float32).
+
+    ``mixed_precision``: None or ``"auto"`` (on with a GPU), True/``"on"``, False/``"off"``, or the
+    16-bit type ``"float16"`` / ``"bfloat16"``.
+    """
+    word = str(mixed_precision).strip().lower() if mixed_precision is not None else "auto"
+    if word in ("float16", "bfloat16"):
+        return f"mixed_{word}"
+    if word in ("auto", ""):
+        on = bool(gpus(devices))
+    elif word in ("true", "on", "1", "yes"):
+        on = True
+    elif word in ("false", "off", "0", "no", "none"):
+        return None
+    else:
+        raise ValueError(f"mixed_precision={mixed_precision!r}: expected None/'auto', True/'on', False/'off', "
+                         "'float16' or 'bfloat16'")
+    return ("mixed_float16" if gpus(devices) else "mixed_bfloat16") if on else None
 
 
 @dataclass
@@ -27,18 +73,26 @@ class Extraction:
 
     ``features``: ``(N_ok, D)`` float32, L2-normalised, in input order without the skipped images;
     ``kept``: ``(N,)`` bool, True where the input image gave a row of ``features``;
-    ``skipped``: the images left out, with the reason.
+    ``skipped``: the images left out, with the reason;
+    ``reused`` / ``extracted``: images answered from the cache / decoded and run through the model
+    (``from_cache``: nothing had to be extracted).
     """
 
     features: np.ndarray
     kept: np.ndarray
     skipped: list[SkippedImage] = field(default_factory=list)
     from_cache: bool = False
+    reused: int = 0
+    extracted: int = 0
 
     def report(self, limit: int = 10) -> str:
         """One line of counts, then up to ``limit`` skipped files with their reasons."""
-        lines = [f"{int(self.kept.sum())} of {len(self.kept)} images indexed, {len(self.skipped)} skipped"
-                 + (" (features from cache)" if self.from_cache else "")]
+        cached = ""
+        if self.from_cache:
+            cached = " (features from cache)"
+        elif self.reused:
+            cached = f" ({self.reused} from cache, {self.extracted} extracted)"
+        lines = [f"{int(self.kept.sum())} of {len(self.kept)} images indexed, {len(self.skipped)} skipped" + cached]
         lines += [f"  skipped {s.path}: {s.reason}" for s in self.skipped[:limit]]
         if len(self.skipped) > limit:
             lines.append(f"  ... and {len(self.skipped) - limit} more")
@@ -52,18 +106,26 @@ class FeatureExtractor:
     (avg_pool, 2048-d, 299 px) or ``efficientnet_lite0`` (avg_pool, 1280-d, 224 px, offline ImageNet
     weights). ``weights``: ``"imagenet"``, ``"random"`` / ``None`` (untrained) or a weights file.
     ``resize``: ``"squash"`` (stretch to square) or ``"pad"`` (keep aspect, pad on white).
+    ``batch_size``: None or 0 for :func:`default_batch_size` (larger on a GPU).
+    ``mixed_precision``: see :func:`mixed_precision_policy` (default: on with a GPU); it applies to this
+    model only, and features are float32 and L2-normalised either way.
     """
 
-    def __init__(self, backbone: str = "resnet50", weights: Weights = "imagenet", *, batch_size: int = 32,
-                 resize: str = "squash", workers: int | None = None, seed: int = 0):
+    def __init__(self, backbone: str = "resnet50", weights: Weights = "imagenet", *, batch_size: int | None = None,
+                 mixed_precision: bool | str | None = None, resize: str = "squash", workers: int | None = None,
+                 seed: int = 0):
         self.choice = BackboneChoice.of(backbone, weights)
         self.spec = backbone_spec(self.choice.backbone)
         self.weights = self.choice.weights
-        self.batch_size = int(batch_size)
+        self.batch_size = int(batch_size or default_batch_size())
+        self.prefetch_batches = GPU_PREFETCH_BATCHES if gpus() else CPU_PREFETCH_BATCHES
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r}: expected a positive number of images (or 0 for the default)")
+        self.precision = mixed_precision_policy(mixed_precision)
         self.resize = resize_from_word(resize)
         self.workers = workers or min(8, (os.cpu_count() or 2) + 1)
         self.seed = seed
-        self.model = feature_model(self.spec.name, self.weights, seed=seed)
+        self.model = _model_in_policy(self.spec.name, self.weights, seed, self.precision)
         self._infer = _compiled_inference(self.model, self.spec)
 
     @property
@@ -83,9 +145,14 @@ class FeatureExtractor:
     def pretrained(self) -> bool:
         return self.weights is not None
 
+    @property
+    def mixed_precision(self) -> bool:
+        return self.precision is not None
+
     def __repr__(self) -> str:
+        precision = f", {self.precision}" if self.precision else ""
         return (f"FeatureExtractor({self.choice.label}, {self.input_size} px "
-                f"{self.resize}, {self.spec.feature_layer} -> {self.feature_dim}-d)")
+                f"{self.resize}, {self.spec.feature_layer} -> {self.feature_dim}-d{precision})")
 
     def features_of_pixels(self, images: np.ndarray) -> np.ndarray:
         """``(B, S, S, 3)`` uint8/float RGB in 0..255 → ``(B, D)`` float32 L2-normalised features."""
@@ -100,89 +167,128 @@ class FeatureExtractor:
         pixels = load_rgb(source, self.input_size, self.resize)
         return self.features_of_pixels(pixels[None])[0]
 
-    def cache_key(self, paths: Sequence[str]) -> str:
-        """Hex key naming the features of ``paths`` under this backbone, weights, size and resize policy."""
+    @property
+    def cache_key(self) -> str:
+        """Hex key of everything that changes the numbers: backbone, layer, weights, input size, resize
+        policy and precision (not the batch size or the number of workers)."""
         recipe = {
             "format": CACHE_FORMAT, "backbone": self.spec.name, "layer": self.spec.feature_layer,
             "weights": _weights_id(self.weights, self.seed), "input_size": self.input_size,
-            "resize": self.resize, "images": _files_fingerprint(paths),
+            "resize": self.resize, "precision": self.precision or "float32",
         }
         return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:24]
+
+    def store(self, cache: bool | str | Path = True) -> FeatureStore:
+        """The per-image feature store of this recipe under ``cache`` (True: the package's cache folder)."""
+        folder = cache_dir("features") if cache is True else Path(cache)
+        _remove_format1_caches(folder)
+        return FeatureStore(folder / f"{self.spec.name}-{self.cache_key}", self.feature_dim)
 
     def extract(self, paths: Sequence[str | Path], *, cache: bool | str | Path = True,
                 progress: bool = True) -> Extraction:
         """Features of every readable image in ``paths`` (see :class:`Extraction`).
 
-        Images are decoded on ``workers`` threads while the model runs on the previous batch, so
-        memory stays at two batches whatever the catalogue size; rows are written straight into the
-        output (an on-disk ``.npy`` when caching). With ``cache`` (True or a folder), a finished run is
-        reused when backbone, weights, input size, resize policy and the image files are unchanged.
+        Images are decoded on ``workers`` threads, ``prefetch_batches`` batches ahead of the model (2 with
+        a GPU, 1 on a CPU).
+        With ``cache`` (True or a folder) every image's features are kept in a :class:`FeatureStore`
+        under its file's path, size and mtime: only images not seen before (new or changed files, or
+        those of an interrupted run) are extracted, and rows are written to disk as they are made.
+        Unreadable images are remembered with their reason until their file changes.
         """
         paths = [str(p) for p in paths]
-        folder = None if cache is False else (cache_dir("features") if cache is True else Path(cache))
-        if folder is not None:
-            folder.mkdir(parents=True, exist_ok=True)
-            stem = folder / f"{self.spec.name}-{self.cache_key(paths)}"
-            cached = _read_cache(stem, len(paths), self.feature_dim)
-            if cached is not None:
-                return cached
-            tmp = stem.with_name(f".{stem.name}.{os.getpid()}.tmp.npy")
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
-                                            shape=(len(paths), self.feature_dim))
+        out = np.zeros((len(paths), self.feature_dim), dtype=np.float32)
+        reasons: dict[int, str] = {}
+        store = None if cache is False else self.store(cache)
+        if store is not None:
+            keys = [image_key(p) for p in paths]
+            known, reasons = store.fill(keys, out)
+            todo = np.flatnonzero(~known)
         else:
-            out = np.zeros((len(paths), self.feature_dim), dtype=np.float32)
-        try:
-            kept, skipped = self._fill(paths, out, progress)
-            if folder is not None:
-                out.flush()
-                del out
-                result = _write_cache(stem, tmp, kept, skipped)
-                return result
-            return Extraction(out[kept], kept, skipped)
-        finally:
-            if folder is not None:
-                Path(tmp).unlink(missing_ok=True)
+            keys, todo = None, np.arange(len(paths))
+        reused = len(paths) - len(todo)
+        with store.writer() if store is not None else nullcontext() as writer:
+            reasons.update(self._fill(paths, todo, out, writer, keys, progress))
+        kept = np.ones(len(paths), dtype=bool)
+        kept[list(reasons)] = False
+        skipped = [SkippedImage(paths[i], reasons[i]) for i in sorted(reasons)]
+        return Extraction(_compacted(out, kept), kept, skipped, from_cache=store is not None and len(todo) == 0,
+                          reused=reused, extracted=len(todo))
 
     def extract_catalogue(self, catalogue: Catalogue, **kwargs) -> tuple[Catalogue, np.ndarray, Extraction]:
         """``(catalogue without unreadable images, (N_ok, D) features in its row order, extraction)``."""
         extraction = self.extract(catalogue.paths, **kwargs)
         return catalogue.subset(extraction.kept), extraction.features, extraction
 
-    def _fill(self, paths: list[str], out: np.ndarray, progress: bool) -> tuple[np.ndarray, list[SkippedImage]]:
-        kept = np.zeros(len(paths), dtype=bool)
-        skipped: list[SkippedImage] = []
-        starts = range(0, len(paths), self.batch_size)
-        bar = _progress_bar(len(paths), f"{self.spec.name} features", progress)
+    def _fill(self, paths: list[str], todo: np.ndarray, out: np.ndarray, writer, keys, progress: bool) -> dict[int, str]:
+        """Extract rows ``todo`` of ``out`` (and hand them to ``writer``); returns ``{row: reason}`` of the
+        unreadable ones."""
+        reasons: dict[int, str] = {}
+        batches = [todo[i:i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
+        if not batches:
+            return reasons
+        bar = _progress_bar(len(todo), f"{self.spec.name} features", progress)
         with ThreadPoolExecutor(self.workers) as pool:
-            pending = self._decode(pool, paths, 0)
-            for start in starts:
-                decoded = [f.result() for f in pending]
-                nxt = start + self.batch_size
-                pending = self._decode(pool, paths, nxt) if nxt < len(paths) else []
-                good = [i for i, item in enumerate(decoded) if isinstance(item, np.ndarray)]
-                for i, item in enumerate(decoded):
-                    if not isinstance(item, np.ndarray):
-                        skipped.append(SkippedImage(paths[start + i], item))
+            ahead = max(1, self.prefetch_batches)
+            pending = deque(self._decode(pool, paths, rows) for rows in batches[:ahead])
+            for b, rows in enumerate(batches):
+                decoded = [f.result() for f in pending.popleft()]
+                if b + ahead < len(batches):  # while the model runs batch b, batches b+1..b+ahead decode
+                    pending.append(self._decode(pool, paths, batches[b + ahead]))
+                good = [i for i, (pixels, _, _) in enumerate(decoded) if pixels is not None]
+                for row, (pixels, reason, lasting) in zip(rows, decoded):
+                    if pixels is None:
+                        reasons[int(row)] = reason
+                        if writer is not None and lasting:
+                            writer.skip(keys[row], reason)
                 if good:
-                    rows = start + np.asarray(good)
-                    out[rows] = self.features_of_pixels(np.stack([decoded[i] for i in good]))
-                    kept[rows] = True
-                bar.update(len(decoded))
+                    features = self.features_of_pixels(np.stack([decoded[i][0] for i in good]))
+                    out[rows[good]] = features
+                    if writer is not None:
+                        writer.add([keys[r] for r in rows[good]], features)
+                bar.update(len(rows))
         bar.close()
-        return kept, skipped
+        return reasons
 
-    def _decode(self, pool: Executor, paths: list[str], start: int) -> list[Future]:
-        return [pool.submit(_pixels_or_reason, p, self.input_size, self.resize)
-                for p in paths[start:start + self.batch_size]]
+    def _decode(self, pool: Executor, paths: list[str], rows: np.ndarray) -> list[Future]:
+        return [pool.submit(_pixels_or_reason, paths[r], self.input_size, self.resize) for r in rows]
 
 
-def _pixels_or_reason(path: str, size: int, resize: str) -> np.ndarray | str:
+def _pixels_or_reason(path: str, size: int, resize: str) -> tuple[np.ndarray | None, str, bool]:
+    """``(pixels, "", True)``, or ``(None, reason, lasting)``: ``lasting`` when the file itself is at fault
+    (worth remembering until it changes) rather than something unexpected."""
     try:
-        return load_rgb(path, size, resize)
+        return load_rgb(path, size, resize), "", True
     except ImageError as e:
-        return str(e).removeprefix(f"{path}: ")
+        return None, str(e).removeprefix(f"{path}: "), True
     except Exception as e:  # one unexpected failure must not sink a catalogue
-        return f"unexpected {type(e).__name__}: {e}"
+        return None, f"unexpected {type(e).__name__}: {e}", False
+
+
+def _compacted(out: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """``out[kept]`` without a second copy: kept rows moved up in place, chunk by chunk (a view of ``out``)."""
+    if kept.all():
+        return out
+    rows = np.flatnonzero(kept)
+    step = 4096
+    for start in range(0, len(rows), step):  # destination rows never pass the source rows still to move
+        chunk = rows[start:start + step]
+        out[start:start + len(chunk)] = out[chunk]
+    return out[:len(rows)]
+
+
+def _model_in_policy(backbone: str, weights: Weights, seed: int, policy: str | None):
+    """The feature model, its layers built under the dtype ``policy``; Keras's global policy is restored."""
+    if policy is None:
+        return feature_model(backbone, weights, seed=seed)
+    from .runtime import keras_module
+
+    keras = keras_module()
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        return feature_model(backbone, weights, seed=seed)
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def _compiled_inference(model, spec):
@@ -210,59 +316,16 @@ def _weights_id(weights: Weights, seed: int) -> str:
     return f"{Path(weights).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
-def _files_fingerprint(paths: Iterable[str]) -> str:
-    """Hash of each file's absolute path, size and modification time, in order."""
-    digest = hashlib.sha256()
-    for path in paths:
+def _remove_format1_caches(folder: Path) -> None:
+    """Delete the one-file-per-catalogue caches of format 1 (``<backbone>-<24 hex>.npy/.json``): never reused."""
+    for meta in folder.glob("*-" + "[0-9a-f]" * 24 + ".json"):
         try:
-            stat = os.stat(path)
-            digest.update(f"{os.path.abspath(path)}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
-        except OSError:
-            digest.update(f"{os.path.abspath(path)}\tmissing\n".encode())
-    return digest.hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _write_cache(stem: Path, tmp_npy: Path, kept: np.ndarray, skipped: list[SkippedImage]) -> Extraction:
-    """Commit a finished extraction: features file first, then the metadata that vouches for it."""
-    npy, meta = stem.with_suffix(".npy"), stem.with_suffix(".json")
-    meta.unlink(missing_ok=True)
-    os.replace(tmp_npy, npy)
-    record = {"format": CACHE_FORMAT, "sha256": _file_sha256(npy), "n": int(len(kept)),
-              "skipped": [[s.path, s.reason] for s in skipped],
-              "skipped_rows": np.flatnonzero(~kept).tolist()}
-    atomic_write_bytes(meta, json.dumps(record).encode())
-    return Extraction(np.load(npy)[kept], kept, skipped)
-
-
-def _read_cache(stem: Path, n: int, dim: int) -> Extraction | None:
-    """The cached extraction, or None when absent, unfinished, corrupt or of the wrong shape."""
-    npy, meta = stem.with_suffix(".npy"), stem.with_suffix(".json")
-    if not (npy.is_file() and meta.is_file()):
-        return None
-    try:
-        record = json.loads(meta.read_text())
-        if record.get("format") != CACHE_FORMAT or record["n"] != n or record["sha256"] != _file_sha256(npy):
-            raise ValueError("metadata does not match the features file")
-        features = np.load(npy)
-        if features.shape != (n, dim) or features.dtype != np.float32:
-            raise ValueError(f"features have shape {features.shape}, expected {(n, dim)}")
-        kept = np.ones(n, dtype=bool)
-        kept[record["skipped_rows"]] = False
-        skipped = [SkippedImage(path, reason) for path, reason in record["skipped"]]
-        return Extraction(features[kept], kept, skipped, from_cache=True)
-    except Exception as e:  # a stale or corrupt cache is rebuilt, never trusted
-        print(f"Feature cache {npy.name} is unusable ({e}); extracting again.")
-        npy.unlink(missing_ok=True)
+            if json.loads(meta.read_text()).get("format") != 1:
+                continue
+        except Exception:
+            continue
+        meta.with_suffix(".npy").unlink(missing_ok=True)
         meta.unlink(missing_ok=True)
-        return None
 
 
 def _progress_bar(total: int, desc: str, enabled: bool):

@@ -1,4 +1,3 @@
-import json
 import os
 import shutil
 
@@ -69,51 +68,64 @@ def test_bad_files_are_skipped_reported_and_never_shift_rows(lite_extractor, bro
     assert report.startswith("14 of 19 images indexed, 5 skipped") and "bomb.png" in report
 
 
-def test_cache_is_reused_and_keyed_by_the_files(lite_extractor, photos, tmp_path):
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    paths = [str(shutil.copy(p, folder)) for p in photos[:6]]
+def test_cache_is_reused_and_keyed_by_what_changes_the_numbers(lite_extractor, photos, tmp_path):
     cache = tmp_path / "cache"
-    first = lite_extractor.extract(paths, cache=cache, progress=False)
-    again = lite_extractor.extract(paths, cache=cache, progress=False)
+    first = lite_extractor.extract(photos[:6], cache=cache, progress=False)
+    again = lite_extractor.extract(photos[:6], cache=cache, progress=False)
     assert not first.from_cache and again.from_cache
     np.testing.assert_array_equal(first.features, again.features)
-    assert len(list(cache.glob("*.npy"))) == 1 and not list(cache.glob(".*tmp*"))
-    os.utime(paths[2], ns=(1, 1))  # a changed image file means a new key
-    assert not lite_extractor.extract(paths, cache=cache, progress=False).from_cache
-    assert lite_extractor.cache_key(paths) != lite_extractor.cache_key(paths[::-1])
+    assert not list(cache.rglob("*tmp*"))
+
+    def variant(**changes):
+        other = FeatureExtractor.__new__(FeatureExtractor)
+        other.__dict__.update(lite_extractor.__dict__, **changes)
+        return other.cache_key
+
+    from cbir_tutorial.models.backbones import backbone_spec
+
+    keys = {lite_extractor.cache_key, variant(spec=backbone_spec("resnet50")), variant(weights=None),
+            variant(weights=None, seed=1), variant(resize="pad"), variant(precision="mixed_bfloat16"),
+            variant(precision="mixed_float16")}
+    assert len(keys) == 7
+    assert variant(batch_size=3, workers=1) == lite_extractor.cache_key
 
 
-def test_corrupt_cache_is_detected_and_rebuilt(lite_extractor, photos, tmp_path, capsys):
-    cache = tmp_path / "cache"
-    first = lite_extractor.extract(photos[:5], cache=cache, progress=False)
-    npy = next(cache.glob("*.npy"))
-    npy.write_bytes(npy.read_bytes()[:-100])
-    rebuilt = lite_extractor.extract(photos[:5], cache=cache, progress=False)
-    assert not rebuilt.from_cache and "unusable" in capsys.readouterr().out
-    np.testing.assert_allclose(rebuilt.features, first.features, atol=1e-6)
-    meta = next(cache.glob("*.json"))
-    meta.write_text(json.dumps({"format": 1, "n": 4, "sha256": "x", "skipped": [], "skipped_rows": []}))
-    assert not lite_extractor.extract(photos[:5], cache=cache, progress=False).from_cache
+class FakeDevice:
+    def __init__(self, device_type):
+        self.device_type = device_type
 
 
-def test_interrupted_extraction_leaves_no_cache(lite_extractor, photos, tmp_path, monkeypatch):
-    cache = tmp_path / "cache"
-    calls = []
-    original = FeatureExtractor.features_of_pixels
+def test_batch_size_and_mixed_precision_defaults_follow_the_device():
+    from cbir_tutorial.models.features import default_batch_size, gpus, mixed_precision_policy
 
-    def dies_on_second_batch(self, images):
-        calls.append(len(images))
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return original(self, images)
+    cpu, gpu = [FakeDevice("CPU")], [FakeDevice("CPU"), FakeDevice("GPU")]
+    assert len(gpus(gpu)) == 1 and gpus(cpu) == []
+    assert default_batch_size(cpu) == 32 and default_batch_size(gpu) == 128
+    assert mixed_precision_policy(None, cpu) is None and mixed_precision_policy("auto", gpu) == "mixed_float16"
+    assert mixed_precision_policy(True, cpu) == "mixed_bfloat16" and mixed_precision_policy("on", gpu) == "mixed_float16"
+    assert mixed_precision_policy(False, gpu) is None and mixed_precision_policy("off", gpu) is None
+    assert mixed_precision_policy("bfloat16", gpu) == "mixed_bfloat16"
+    with pytest.raises(ValueError, match="mixed_precision='half'"):
+        mixed_precision_policy("half", cpu)
+    with pytest.raises(ValueError, match="batch_size=-2"):
+        FeatureExtractor("efficientnet_lite0", batch_size=-2)
 
-    monkeypatch.setattr(FeatureExtractor, "features_of_pixels", dies_on_second_batch)
-    with pytest.raises(KeyboardInterrupt):
-        lite_extractor.extract(photos, cache=cache, progress=False)
-    assert list(cache.iterdir()) == []
-    monkeypatch.undo()
-    assert not lite_extractor.extract(photos, cache=cache, progress=False).from_cache
+
+def test_mixed_precision_gives_float32_unit_features_for_this_model_only(lite_extractor, photos):
+    from cbir_tutorial.models.runtime import keras_module
+
+    keras = keras_module()
+    half = FeatureExtractor("efficientnet_lite0", mixed_precision=True)  # bfloat16 on a CPU
+    assert half.mixed_precision and half.model.compute_dtype == "bfloat16" and "mixed_bfloat16" in repr(half)
+    assert keras.config.dtype_policy().name == "float32"  # nothing leaks into later models
+    assert lite_extractor.model.compute_dtype == "float32"
+    features = half.extract(photos[:8], cache=False, progress=False).features
+    assert features.dtype == np.float32 and features.shape == (8, 1280)
+    np.testing.assert_allclose(np.linalg.norm(features, axis=1), 1.0, atol=1e-5)
+    full = lite_extractor.extract(photos[:8], cache=False, progress=False).features
+    cosine = np.sum(features * full, axis=1)
+    assert cosine.min() > 0.99 and not np.array_equal(features, full)
+    assert half.cache_key != lite_extractor.cache_key
 
 
 def test_engine_drops_unreadable_products_and_keeps_captions_aligned(lite_extractor, broken_folder):
