@@ -31,6 +31,8 @@ CATALOGUE_WORDS = ("auto", "sample", "farfetch")
 #: Catalogue layouts (``format``); ``"auto"`` detects the layout of a folder.
 FORMATS = ("auto", "farfetch", "fashion-products", "folder", "sample")
 RESIZE_POLICIES = ("squash", "pad")
+#: Mixed-precision words: ``auto`` (on with a GPU), ``on``, ``off``, or the 16-bit type to compute in.
+PRECISION_WORDS = ("auto", "on", "off", "float16", "bfloat16")
 #: Backbone whose ImageNet weights install offline (pip), the fallback when Keras cannot download.
 OFFLINE_BACKBONE = "efficientnet_lite0"
 
@@ -150,6 +152,17 @@ def resize_from_word(word: str, argument: str = "resize") -> str:
     text = str(word).strip().lower()
     if text not in RESIZE_POLICIES:
         raise ValueError(f"{argument}={word!r}: use one of {', '.join(RESIZE_POLICIES)}")
+    return text
+
+
+def mixed_precision_from_word(word) -> str:
+    """One of :data:`PRECISION_WORDS` from ``None``/``"auto"``/``""``, ``True``/``"on"``/``"yes"``/``"1"``,
+    ``False``/``"off"``/``"no"``/``"none"``/``"0"``, ``"float16"`` or ``"bfloat16"``; ValueError otherwise."""
+    text = "auto" if word is None else str(word).strip().lower()
+    aliases = {"": "auto", "true": "on", "yes": "on", "1": "on", "false": "off", "no": "off", "none": "off", "0": "off"}
+    text = aliases.get(text, text)
+    if text not in PRECISION_WORDS:
+        raise ValueError(f"mixed_precision={word!r}: use one of {', '.join(PRECISION_WORDS)} (or True / False)")
     return text
 
 

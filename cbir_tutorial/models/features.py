@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..choices import BackboneChoice, Weights, resize_from_word
+from ..choices import BackboneChoice, Weights, mixed_precision_from_word, resize_from_word
 from .backbones import backbone_spec, feature_model
 from .feature_store import FeatureStore, image_key
 from ..data.catalogue import Catalogue
@@ -52,18 +52,12 @@ def mixed_precision_policy(mixed_precision: bool | str | None = None, devices: S
     ``mixed_precision``: None or ``"auto"`` (on with a GPU), True/``"on"``, False/``"off"``, or the
     16-bit type ``"float16"`` / ``"bfloat16"``.
     """
-    word = str(mixed_precision).strip().lower() if mixed_precision is not None else "auto"
+    word = mixed_precision_from_word(mixed_precision)
     if word in ("float16", "bfloat16"):
         return f"mixed_{word}"
-    if word in ("auto", ""):
-        on = bool(gpus(devices))
-    elif word in ("true", "on", "1", "yes"):
-        on = True
-    elif word in ("false", "off", "0", "no", "none"):
+    if word == "off":
         return None
-    else:
-        raise ValueError(f"mixed_precision={mixed_precision!r}: expected None/'auto', True/'on', False/'off', "
-                         "'float16' or 'bfloat16'")
+    on = word == "on" or bool(gpus(devices))
     return ("mixed_float16" if gpus(devices) else "mixed_bfloat16") if on else None
 
 
