@@ -12,7 +12,14 @@ deleted at the end), so every run extracts and times its own features; ``--cache
 a folder instead. Converted EfficientNet-Lite0 weights come from the usual ``CBIR_TUTORIAL_CACHE``.
 Writes the MAP@10 bar chart to ``benchmarks/quality.png``.
 
+Then one row per named recipe (``cbir_tutorial.search.recipes.RECIPES``, each adding one step to the one
+before) with EfficientNet-Lite0: MAP@10 on the whole sample and on its tuning / report halves, the
+indexing time (its features' extraction, timed once per distinct extractor, plus fitting whitening and
+expansion) and the time of one query photo (extraction + transforms + search, median over 20 photos),
+each also as the extra over the baseline.
+
     python benchmarks/bench_quality.py
+    python benchmarks/bench_quality.py --backbones efficientnet_lite0   # recipes only need this one
     python benchmarks/bench_quality.py --smoke      # 60 photos, one backbone, chart to a temp file (deleted)
 """
 
@@ -100,6 +107,49 @@ def evaluate_configuration(catalogue, name: str, request: str, resize: str, ks: 
     return row, per_category
 
 
+def recipe_rows(catalogue, recipes, cache, n_queries: int = 20) -> list[dict]:
+    """One row per recipe: MAP@10 (all / tuning / report halves), indexing and per-query seconds, extras."""
+    from cbir_tutorial import SearchEngine
+    from cbir_tutorial.search.recipes import extractor_for, recipe_from_word, recipe_table
+
+    backbone = "efficientnet_lite0"
+    extraction_s: dict = {}
+
+    def extraction_time(recipe, name):
+        key = (name, recipe.pooling, recipe.p, recipe.flip, tuple(recipe.scales))
+        if key not in extraction_s:
+            extractor = extractor_for(recipe, name, "imagenet")
+            start = time.perf_counter()
+            extractor.extract(catalogue.paths, cache=cache, progress=False)
+            extraction_s[key] = time.perf_counter() - start
+        return extraction_s[key]
+
+    scores = recipe_table(catalogue, recipes, backbone, cache=cache).set_index("recipe")
+    queries = catalogue.paths[:: max(1, len(catalogue) // n_queries)][:n_queries]
+    rows = []
+    for name in recipes:
+        recipe = recipe_from_word(name)
+        extract = extraction_time(recipe, backbone) + (extraction_time(recipe, recipe.fuse_with)
+                                                       if recipe.fuse_with else 0.0)
+        start = time.perf_counter()
+        engine = SearchEngine.build(catalogue, backbone, "imagenet", recipe=recipe, cache=cache, progress=False)
+        fit = time.perf_counter() - start  # features from the cache: loading + whitening + DBA
+        engine.search(queries[0], 10)  # warm-up (traces the query-size graph)
+        times = []
+        for query in queries:
+            start = time.perf_counter()
+            engine.search(query, 10)
+            times.append(time.perf_counter() - start)
+        rows.append({"recipe": recipe.name, "steps": ", ".join(recipe.steps()) or "-",
+                     "MAP@10": scores.loc[recipe.name, "map_all"], "tuning half": scores.loc[recipe.name, "map_tuning"],
+                     "report half": scores.loc[recipe.name, "map_report"], "index s": extract + fit,
+                     "query ms": 1000 * float(np.median(times))})
+    for row in rows:
+        row["extra index s"] = row["index s"] - rows[0]["index s"]
+        row["extra query ms"] = row["query ms"] - rows[0]["query ms"]
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbones", nargs="+", default=list(ALL_BACKBONES), choices=ALL_BACKBONES)
@@ -110,6 +160,8 @@ def main(argv=None) -> int:
     parser.add_argument("--figure", default=None, help=f"bar chart PNG (default {HERE / 'quality.png'})")
     parser.add_argument("--images", type=int, default=None, help="evaluate a stratified sample of this size")
     parser.add_argument("--smoke", action="store_true", help="60 photos, one backbone, chart to a temp file")
+    parser.add_argument("--recipes", nargs="*", default=None,
+                        help="named recipes to time (default: all; --smoke: baseline and best; none: skip)")
     args = parser.parse_args(argv)
     if 10 not in args.ks:
         args.ks.append(10)  # P@10 is always reported
@@ -167,6 +219,18 @@ def main(argv=None) -> int:
                                                      f"({len(catalogue)} photos, {len(set(labels) - {''})} categories)")
         figure.savefig(figure_path, dpi=110)
         print(f"Chart: {figure_path} ({figure_path.stat().st_size:,} bytes)")
+
+        from cbir_tutorial.search.recipes import RECIPES
+
+        recipes = args.recipes if args.recipes is not None else (["baseline", "best"] if args.smoke else list(RECIPES))
+        if recipes and recipes[0] != "baseline":
+            recipes = ["baseline", *recipes]  # extras are measured against it
+        if recipes and "efficientnet_lite0" in args.backbones:
+            print()
+            print_table("Recipes (efficientnet_lite0; MAP@10 leave-one-out; extra = over the baseline)",
+                        recipe_rows(catalogue, recipes, features_cache),
+                        ["recipe", "MAP@10", "tuning half", "report half", "index s", "extra index s",
+                         "query ms", "extra query ms", "steps"])
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return 0

@@ -23,8 +23,8 @@ def test_recipe_names_and_steps():
     assert list(RECIPES)[:1] == ["baseline"] and "best" in RECIPES
     assert recipe_from_word(None) is BASELINE and recipe_from_word(" BEST ") is RECIPES["best"]
     assert BASELINE.steps() == []
-    assert RECIPES["best"].steps() == ["GeM pooling (p=3)", "flip TTA", "PCA whitening (dim=256, power=0.5)",
-                                       "DBA (n=2, alpha=3)", "alpha-QE (n=2, alpha=3)"]
+    assert RECIPES["best"].steps() == ["GeM pooling (p=3)", "flip TTA", "PCA whitening (dim=64, power=0.5)",
+                                       "DBA (n=1, alpha=3)", "alpha-QE (n=2, alpha=3)"]
     with pytest.raises(ValueError, match="choose one of baseline, gem"):
         recipe_from_word("fastest")
 
