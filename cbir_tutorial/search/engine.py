@@ -22,11 +22,13 @@ class SearchEngine:
 
     Built with :meth:`build` (extracts, or reads cached, features of every catalogue image). Products
     whose image cannot be read are left out and listed in ``extraction.skipped``; ``catalogue`` holds
-    the indexed products only, in the row order of ``features``.
+    the indexed products only, in the row order of ``features``. ``recipe``: the fitted
+    :class:`~cbir_tutorial.search.recipes.FittedRecipe` the features come from (None: the baseline);
+    query images go through its steps too.
     """
 
     def __init__(self, catalogue: Catalogue, extractor: FeatureExtractor, features: np.ndarray,
-                 extraction: Extraction | None = None, dtype=np.float32):
+                 extraction: Extraction | None = None, dtype=np.float32, recipe=None):
         if len(catalogue) != len(features):
             raise ValueError(f"{len(catalogue)} products but {len(features)} feature rows")
         self.catalogue = catalogue
@@ -34,12 +36,24 @@ class SearchEngine:
         self.features = features
         self.extraction = extraction
         self.index = EuclideanIndex(features, dtype=dtype)
+        self.recipe = recipe
+        if recipe is not None and recipe.index is not None:
+            self.index = recipe.index
 
     @classmethod
     def build(cls, catalogue: Catalogue, backbone: str | FeatureExtractor = "resnet50",
               weights: Weights = "imagenet", *, cache=True, progress: bool = True, dtype=np.float32,
-              **extractor_options) -> "SearchEngine":
-        """Extract (or load cached) features of ``catalogue`` with ``backbone`` and index them."""
+              recipe=None, **extractor_options) -> "SearchEngine":
+        """Extract (or load cached) features of ``catalogue`` with ``backbone`` and index them.
+
+        ``recipe``: a name from :data:`~cbir_tutorial.search.recipes.RECIPES` (e.g. ``"best"``) or a
+        ``Recipe``; its pooling, fusion, whitening and expansion are applied and kept with the engine.
+        """
+        if recipe is not None:
+            from .recipes import build_engine
+
+            return build_engine(cls, catalogue, backbone, weights, recipe, cache=cache, progress=progress,
+                                dtype=dtype, **extractor_options)
         extractor = (backbone if isinstance(backbone, FeatureExtractor)
                      else FeatureExtractor(backbone, weights, **extractor_options))
         kept, features, extraction = extractor.extract_catalogue(catalogue, cache=cache, progress=progress)
@@ -59,6 +73,8 @@ class SearchEngine:
             return self.features[int(query)].astype(np.float32)
         if isinstance(query, np.ndarray) and query.ndim == 1 and query.dtype.kind == "f":
             return query.astype(np.float32)
+        if self.recipe is not None:
+            return self.recipe.features_of(query)
         return self.extractor.features_of(query)
 
     def search(self, query: ImageSource | np.ndarray | int, k: int = 10, *,

@@ -225,7 +225,7 @@ class Query:
     def features(self, key: str, engine: SearchEngine) -> np.ndarray:
         """``(D,)`` features of an uploaded photo under choice ``key``, computed once per backbone."""
         if key not in self._features:
-            self._features[key] = engine.extractor.features_of(self.image)
+            self._features[key] = engine.query_features(self.image)  # through the engine's recipe, if any
         return self._features[key]
 
 

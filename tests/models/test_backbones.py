@@ -21,7 +21,8 @@ def test_unknown_backbone_lists_the_choices():
 def test_specs_follow_the_tutorial():
     assert [(b.name, b.feature_layer, b.feature_dim, b.input_size) for b in BACKBONES.values()] == [
         ("vgg16", "fc1", 4096, 224), ("resnet50", "avg_pool", 2048, 224),
-        ("xception", "avg_pool", 2048, 299), ("efficientnet_lite0", "avg_pool", 1280, 224)]
+        ("xception", "avg_pool", 2048, 299), ("efficientnet_lite0", "avg_pool", 1280, 224),
+        ("efficientnet_lite2", "avg_pool", 1280, 260)]
 
 
 def test_each_backbone_has_its_own_preprocessing():

@@ -66,7 +66,8 @@ def test_price_values_parse_a_column_in_order():
 
 def test_offered_choices_default_to_every_backbone_offline_one_first():
     defaults = offered_choices()
-    assert defaults[0] == LITE and {o.backbone for o in defaults} == {"efficientnet_lite0", "resnet50", "vgg16", "xception"}
+    assert defaults[0] == LITE and {o.backbone for o in defaults} == {"efficientnet_lite0", "efficientnet_lite2",
+                                                                    "resnet50", "vgg16", "xception"}
     assert offered_choices({"efficientnet_lite0": "imagenet", "ResNet": None})[1].label == \
         "ResNet50, RANDOM weights (untrained)"
 
