@@ -122,7 +122,7 @@ def test_no_learner_meets_a_placeholder():
 def test_set_then_unset_round_trip(tmp_path):
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, tmp_path / name)
-    shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks", ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks", ignore=shutil.ignore_patterns("*.py", "*.env", "__pycache__"))
     before = {p: p.read_text() for p in tmp_path.rglob("*") if p.is_file()}
 
     changed = sync(tmp_path, "me/cbir-tutorial")
