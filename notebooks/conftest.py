@@ -1,21 +1,22 @@
-"""Test-run parameters for the notebooks: small and offline (a learner's Jupyter session ignores this file).
+"""Test-run parameters for the notebooks run in place: small and offline (a learner's Jupyter session ignores this file).
 
-nbval starts each notebook's kernel from this process, so the variables below reach the notebooks'
-parameters cells (``cbir_tutorial.parameters.notebook_parameters`` reads ``CBIR_NB_<NAME>``).
+nbval starts each notebook's kernel from this process, so the variables of ``test_run.env`` reach the
+notebooks' parameters cells (``cbir_tutorial.lessons.parameters.notebook_parameters`` reads ``CBIR_NB_<NAME>``).
+CI runs the notebooks outside the repository with the same file (tests/test_notebooks_run.py).
 """
 
 import os
+from pathlib import Path
+
 from cbir_tutorial.data.loaders import CHECKOUT_SAMPLE as SAMPLE  # ../shared/data/fashion-sample
 
-TEST_RUN = {
-    "CBIR_TUTORIAL_DATA": str(SAMPLE),        # absolute: kernels run from notebooks/
-    "CBIR_NB_CATALOGUE": "sample",
-    "CBIR_NB_WEIGHTS": "random",              # Keras ImageNet downloads are impossible offline
-    "CBIR_NB_BACKBONE": "efficientnet_lite0",  # offline ImageNet weights where results must mean something
-    "CBIR_NB_N_IMAGES_BACKBONES": "150",      # VGG16 and Xception with random weights are slow on 2 cores
-    "CBIR_TUTORIAL_SOLUTIONS": "1",           # unwritten exercises use the package's solutions, so every check runs
-    "TF_CPP_MIN_LOG_LEVEL": "2",
-    "MPLBACKEND": "Agg",
-}
-for name, value in TEST_RUN.items():
+
+def settings_from(path: Path = Path(__file__).with_name("test_run.env")) -> dict[str, str]:
+    """``NAME=value`` lines of ``path`` (``#`` comments and blank lines skipped)."""
+    lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+os.environ.setdefault("CBIR_TUTORIAL_DATA", str(SAMPLE))  # absolute: kernels run from notebooks/
+for name, value in settings_from().items():
     os.environ.setdefault(name, value)

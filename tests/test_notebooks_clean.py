@@ -55,3 +55,12 @@ def test_one_parameters_cell_near_the_top(path):
     assert len(with_parameters) == 1, f"{path.name}: expected one cell calling notebook_parameters(), found {with_parameters}"
     position = [i for i, _ in code].index(with_parameters[0])
     assert position <= 1, f"{path.name}: the parameters cell must be among the first two code cells"
+
+
+@pytest.mark.parametrize("path", PATHS, ids=[p.name for p in PATHS])
+def test_metadata_requests_a_gpu_and_internet_on_colab_and_kaggle(path):
+    metadata = json.loads(path.read_text(encoding="utf-8"))["metadata"]
+    assert metadata["accelerator"] == "GPU" and metadata["colab"]["gpuType"] == "T4"  # what Colab saves
+    kaggle = metadata["kaggle"]  # what Kaggle saves: a T4, and Internet on for pip and the Keras weights
+    assert kaggle["isGpuEnabled"] is True and kaggle["accelerator"] == "nvidiaTeslaT4"
+    assert kaggle["isInternetEnabled"] is True

@@ -13,8 +13,6 @@ import sys
 from pathlib import Path
 from typing import Mapping
 
-#: GitHub path of this repository (``owner/name``): replace the placeholder in your fork.
-REPOSITORY = "REPO_URL"
 PLATFORMS = ("local", "kaggle", "colab")
 
 
@@ -33,18 +31,44 @@ def running_on(environ: Mapping[str, str] | None = None, modules: Mapping | None
     return "local"
 
 
-def install_command(where: str | None = None, repository: str = REPOSITORY) -> str:
+def github_repository() -> str | None:
+    """This tutorial's GitHub location (``"owner/name"``) from the installed package's metadata
+    (``Repository`` under ``[project.urls]`` in pyproject.toml); ``None`` while it is not set."""
+    from importlib import metadata
+
+    from .setup_cells import repository_from_url
+
+    try:
+        urls = metadata.metadata("cbir-tutorial").get_all("Project-URL") or []
+    except metadata.PackageNotFoundError:
+        return None
+    for entry in urls:
+        label, _, url = entry.partition(",")
+        if label.strip().lower() == "repository":
+            return repository_from_url(url)
+    return None
+
+
+def install_command(where: str | None = None, repository: str | None | bool = False) -> str:
     """The shell command that installs this package on platform ``where`` (default: this one).
 
-    Locally, from a clone: an editable install. On Kaggle and Colab: straight from GitHub
-    (in a notebook cell, prefix it with ``%``).
+    Locally, from a clone: an editable install. On Kaggle and Colab: from GitHub when the
+    ``repository`` location is known (default: :func:`github_repository`), else from a wheel built with
+    ``python -m build`` and uploaded there. pip keeps the platform's packages that already satisfy the
+    requirements (in a notebook cell, prefix the command with ``%``).
     """
+    from .. import __version__
+
     where = running_on() if where is None else where
     if where not in PLATFORMS:
         raise ValueError(f"where={where!r}: use one of {PLATFORMS}")
     if where == "local":
         return 'pip install -e ".[dev]"   # from the repository root'
-    return f'pip install --quiet "git+https://github.com/{repository}"'
+    repository = github_repository() if repository is False else repository
+    if repository:
+        return f'pip install --quiet "git+https://github.com/{repository}"'
+    wheel = f"cbir_tutorial-{__version__}-py3-none-any.whl"
+    return f"pip install --quiet {wheel}   # no GitHub location set: `python -m build` makes it, upload it first"
 
 
 def gpu_names() -> list[str]:
@@ -66,6 +90,36 @@ def imagenet_weights_on_disk() -> dict[str, bool]:
 
     return {name: keras_weights_path(spec).is_file() for name, spec in BACKBONES.items()
             if spec.weights_file is not None}
+
+
+def internet_reachable(host: str = "pypi.org", port: int = 443, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to ``host:port`` opens within ``timeout`` seconds (pip's index by default)."""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:  # no route, DNS failure, refused, timed out
+        return False
+
+
+def setup_advice(summary: Mapping) -> list[str]:
+    """What to switch on, from an :func:`environment_summary`: one line per missing piece, empty when all is well.
+
+    On Kaggle: Internet (off by default; pip and the Keras ImageNet weights need it), the GPU, the
+    Farfetch listings. On Colab: the GPU. Locally: nothing to switch on.
+    """
+    where, advice = summary["running on"], []
+    if where == "kaggle" and not summary["internet"]:
+        advice.append("Kaggle: Internet is off. Switch it on (notebook Settings → Internet, phone-verified "
+                      "account): pip and the Keras ImageNet weights need it. Then run the notebook again.")
+    if where in ("kaggle", "colab") and not summary["gpu"]:
+        menu = "Settings → Accelerator → GPU" if where == "kaggle" else "Runtime → Change runtime type → T4 GPU"
+        advice.append(f"{where.capitalize()}: no GPU. Switch one on ({menu}) and run the notebook again.")
+    if where == "kaggle" and str(summary["farfetch listings"]).startswith("not found"):
+        advice.append("Kaggle: the Farfetch listings are not attached (Add Input → search \"farfetch listings\"); "
+                      "the notebooks use the 770-photo sample meanwhile.")
+    return advice
 
 
 def environment_summary() -> dict:
@@ -90,6 +144,7 @@ def environment_summary() -> dict:
         "gpus": ", ".join(gpus) if gpus else "none (CPU only: keep the image counts small)",
         "cpu cores": os.cpu_count(),
         "install": install_command(),
+        "internet": internet_reachable(),
         "farfetch listings": str(farfetch) if farfetch else f"not found under {kaggle_input_dir()}",
         "sample catalogue": os.environ.get(SAMPLE_ENV) or "downloaded on first use",
         "imagenet weights on disk": ", ".join(f"{n}: {'yes' if ok else 'no'}" for n, ok in on_disk.items()),

@@ -1,0 +1,157 @@
+"""Every notebook, copied alone into an empty folder, runs under nbval with the package installed from a
+wheel: on the sample, and with ``catalogue="auto"`` on a Farfetch-layout dataset under a Kaggle input root.
+
+Nothing but ``CBIR_TUTORIAL_DATA`` and ``CBIR_TUTORIAL_KAGGLE_INPUT`` tells the notebooks where data is:
+no ``../shared``, no repository checkout on ``sys.path``, the kernel's working folder holds only
+notebooks. Settings: ``notebooks/test_run.env`` (the same as a run in place through notebooks/conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from farfetch_layout import build_farfetch_layout
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
+SETTINGS = ROOT / "notebooks" / "test_run.env"
+#: The Farfetch run: every notebook with catalogue="auto", on 300 listings, small indexes.
+FARFETCH_SETTINGS = {"CBIR_NB_CATALOGUE": "auto", "CBIR_NB_N_IMAGES": "150", "CBIR_NB_N_IMAGES_BACKBONES": "60"}
+FARFETCH_LISTINGS = 300
+
+#: Runs nbval in the wheel's environment and writes, per notebook, its failures and printed output.
+RUNNER = '''
+import json, sys
+from pathlib import Path
+import pytest
+
+class Record:
+    def __init__(self):
+        self.results = {}
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        report = (yield).get_result()
+        entry = self.results.setdefault(Path(str(item.path)).name, {"cells": 0, "failures": [], "output": ""})
+        if report.when == "call":
+            entry["cells"] += 1
+            outputs = getattr(item, "test_outputs", None) or []
+            entry["output"] += "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+        if report.failed:
+            entry["failures"].append(f"{item.name} ({report.when}): {report.longreprtext[-4000:]}")
+
+record = Record()
+status = pytest.main(sys.argv[2:], plugins=[record])
+Path(sys.argv[1]).write_text(json.dumps(record.results))
+sys.exit(int(status))
+'''
+
+
+def settings_from(path: Path = SETTINGS) -> dict[str, str]:
+    """``NAME=value`` lines of ``path`` (``#`` comments and blank lines skipped), as notebooks/conftest.py reads them."""
+    lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def clean_environment(**settings: str) -> dict[str, str]:
+    """This process's environment without anything pointing into the repository, plus ``settings``."""
+    env = {name: value for name, value in os.environ.items()
+           if name not in ("PYTHONPATH", "CBIR_TUTORIAL_KAGGLE_INPUT") and not name.startswith("CBIR_NB_")}
+    env.update(settings)
+    return env
+
+
+@pytest.fixture(scope="session")
+def wheel_python(tmp_path_factory) -> Path:
+    """The Python of a venv that reuses the installed packages and holds cbir_tutorial from a wheel built now."""
+    folder = tmp_path_factory.mktemp("wheel")
+    source = folder / "source"  # a clean copy: no stale build/ of the checkout ends up in the wheel
+    shutil.copytree(ROOT / "cbir_tutorial", source / "cbir_tutorial", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--wheel-dir", str(folder / "dist"), str(source)], check=True, cwd=folder, env=clean_environment())
+    wheel, = (folder / "dist").glob("cbir_tutorial-*.whl")
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(folder / "venv")],
+                   check=True)
+    python = folder / "venv" / "bin" / "python"
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check",
+                    str(wheel)], check=True, cwd=folder, env=clean_environment())
+    where = subprocess.run([str(python), "-c", "import cbir_tutorial; print(cbir_tutorial.__file__)"], check=True,
+                           cwd=folder, env=clean_environment(), capture_output=True, text=True).stdout.strip()
+    assert Path(where).is_relative_to(folder / "venv"), f"cbir_tutorial imported from {where}, not from the wheel"
+    return python
+
+
+@pytest.fixture(scope="module", params=["sample", "farfetch"])
+def notebook_run(request, wheel_python, sample_dir, tmp_path_factory) -> dict:
+    """All notebooks run once per dataset: ``{"dataset": ..., "results": {notebook: {cells, failures, output}}}``."""
+    dataset = request.param
+    base = tmp_path_factory.mktemp(f"run-{dataset}")
+    folder = base / "notebooks"
+    folder.mkdir()
+    for name in NOTEBOOKS:
+        shutil.copy(ROOT / "notebooks" / name, folder / name)
+    settings = {**settings_from(), "CBIR_TUTORIAL_DATA": str(sample_dir)}
+    if dataset == "farfetch":
+        kaggle_input = base / "kaggle-input"
+        build_farfetch_layout(kaggle_input / "farfetch-listings", sample_dir, n_listings=FARFETCH_LISTINGS)
+        settings.update(FARFETCH_SETTINGS, CBIR_TUTORIAL_KAGGLE_INPUT=str(kaggle_input))
+    (base / "runner.py").write_text(RUNNER)
+    results = base / "results.json"
+    command = [str(wheel_python), str(base / "runner.py"), str(results), "--nbval-lax", "--nbval-current-env",
+               "-p", "no:cacheprovider", "-q", *NOTEBOOKS]
+    run = subprocess.run(command, cwd=folder, env=clean_environment(**settings), capture_output=True, text=True)
+    if not results.is_file():
+        pytest.fail(f"nbval did not run (exit {run.returncode}):\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
+    assert sorted(p.name for p in folder.iterdir() if p.suffix == ".ipynb") == NOTEBOOKS
+    return {"dataset": dataset, "results": json.loads(results.read_text()), "log": run.stdout[-2000:]}
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_notebook_runs_outside_the_repository(notebook_run, notebook):
+    result = notebook_run["results"].get(notebook)
+    assert result and result["cells"] > 0, f"{notebook} was not run:\n{notebook_run['log']}"
+    assert not result["failures"], "\n\n".join(result["failures"])
+    if notebook_run["dataset"] == "farfetch":
+        assert "load_farfetch('cutout'): kept" in result["output"], f"{notebook} did not use the Farfetch listings"
+    else:
+        assert "load_farfetch" not in result["output"]
+
+
+def test_farfetch_layout_is_what_kaggle_mounts(tmp_path, sample_dir, capsys):
+    from cbir_tutorial.choices import load_catalogue
+    from cbir_tutorial.data.images import ImageError, load_rgb
+    from farfetch_layout import COLUMNS, NO_CATEGORY
+
+    import pandas as pd
+
+    root = build_farfetch_layout(tmp_path / "input" / "farfetch-listings", sample_dir, n_listings=120)
+    raw = pd.read_csv(root / "current_farfetch_listings.csv", dtype=str, keep_default_na=False)
+    assert len(raw.columns) == 23 and list(raw.columns) == ["Unnamed: 0", *COLUMNS]
+    assert raw["priceInfo.formattedFinalPrice"].str.fullmatch(r"€\d{1,3}(,\d{3})*").all()
+    assert (raw["priceInfo.formattedFinalPrice"].str.len() > 4).any()  # some prices have a thousands separator
+
+    catalogue = load_catalogue("auto", kaggle_input=tmp_path / "input")
+    assert catalogue.name == "farfetch-cutout" and "load_farfetch('cutout'): kept" in capsys.readouterr().out
+    assert catalogue.n_dropped > 0 and len(catalogue) == len(raw) - catalogue.n_dropped
+    table = catalogue.table
+    assert set(NO_CATEGORY) <= set(table["description"]) and (table["category"] == "").sum() >= len(NO_CATEGORY)
+    assert table["price"].str.startswith("€").all() and table["brand"].ne("").all()
+    unreadable = []
+    for path in table["path"]:
+        try:
+            load_rgb(path, 32)
+        except ImageError:
+            unreadable.append(path)
+    assert len(unreadable) == 3
+    model = load_catalogue(str(root), photos="model")
+    assert len(model) == len(catalogue) and set(model.table["id"]) == set(table["id"])
