@@ -13,6 +13,9 @@ TEST_RUN = {
     "CBIR_NB_WEIGHTS": "random",              # Keras ImageNet downloads are impossible offline
     "CBIR_NB_BACKBONE": "efficientnet_lite0",  # offline ImageNet weights where results must mean something
     "CBIR_NB_N_IMAGES_BACKBONES": "150",      # VGG16 and Xception with random weights are slow on 2 cores
+    "CBIR_NB_GALLERY_ROWS": "10000",          # 09: a synthetic gallery small enough for CI
+    "CBIR_NB_GALLERY_DIM": "512",
+    "CBIR_NB_N_QUERIES": "20",
     "TF_CPP_MIN_LOG_LEVEL": "2",
     "MPLBACKEND": "Agg",
 }

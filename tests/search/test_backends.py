@@ -196,3 +196,24 @@ def test_engine_saves_and_reopens_without_extraction(sample_engine, tmp_path):
         engine.save(tmp_path / "other")
     with pytest.raises(FileNotFoundError, match="engine.json is missing"):
         SearchEngine.load(tmp_path / "nowhere")
+
+
+def test_index_bytes_match_what_the_index_holds(features):
+    from cbir_tutorial.search.sizing import index_bytes
+
+    for storage in ("float32", "bfloat16", "int8"):
+        assert index_bytes(*features.shape, storage) == EuclideanIndex(features, dtype=storage).nbytes
+    assert index_bytes(1_000_000, 2048, "int8") / index_bytes(1_000_000, 2048) < 0.26
+    with pytest.raises(ValueError, match="storage='int4'"):
+        index_bytes(10, 4, "int4")
+
+
+def test_recall_and_latency_of_an_exact_and_a_broken_index(features):
+    from cbir_tutorial.search.sizing import recall_and_latency
+
+    exact = EuclideanIndex(features)
+    reference = exact.search(features[:20], 10)[1]
+    assert recall_and_latency(exact, features[:20], reference, repeats=1)["recall"] == 1.0
+    half = EuclideanIndex(features[::2])  # rows renumbered: a wrong index must score low
+    measured = recall_and_latency(half, features[:20], reference, repeats=1)
+    assert measured["recall"] < 0.5 and measured["ms per query"] > 0
