@@ -93,6 +93,7 @@ def storage_rows(n: int, dim: int, n_queries: int, k: int, repeats: int) -> list
                      "ms per query in batch": 1e3 * batch / n_queries,
                      "extra MiB, 1 query (tracemalloc)": traced, "peak RSS rise MiB": rss_rise,
                      f"recall@{k} random": recalls["random"], f"recall@{k} near a row": recalls["near a row"]})
+        print(f"  {storage}: 1 query {one:.3f} s, batch {batch:.2f} s, recall {recalls}", flush=True)
         del index
     return rows
 

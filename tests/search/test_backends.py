@@ -217,3 +217,23 @@ def test_recall_and_latency_of_an_exact_and_a_broken_index(features):
     half = EuclideanIndex(features[::2])  # rows renumbered: a wrong index must score low
     measured = recall_and_latency(half, features[:20], reference, repeats=1)
     assert measured["recall"] < 0.5 and measured["ms per query"] > 0
+
+
+def test_cli_index_choice_is_checked_and_used(capsys):
+    from cbir_tutorial.cli import main
+
+    base = ["evaluate", "--format", "sample", "--backbone", "efficientnet_lite0", "--limit", "60", "--json"]
+    assert main(base + ["--index", "annoy"]) == 2
+    assert "error: --index 'annoy' is not supported; use one of: exact, faiss-flat" in capsys.readouterr().err
+    assert main(base + ["--index-uri", "http://localhost:19530"]) == 2
+    assert "error: --index-uri is for --index milvus, not --index exact" in capsys.readouterr().err
+    if not HAS_FAISS:
+        pytest.skip('faiss is not installed (pip install ".[scale]")')
+    import json
+
+    scores = {}
+    for name in ("exact", "faiss-flat"):
+        assert main(base + ["--index", name]) == 0
+        scores[name] = json.loads(capsys.readouterr().out)
+    assert scores["exact"]["n_images"] == scores["faiss-flat"]["n_images"] > 0
+    assert scores["faiss-flat"]["map_at_k"] == pytest.approx(scores["exact"]["map_at_k"], abs=1e-6)
