@@ -12,6 +12,8 @@ from pathlib import Path
 from .choices import FORMATS, OFFLINE_BACKBONE, RESIZE_POLICIES
 
 DEMO_BACKBONE = "resnet50"
+#: The --index choices (cbir_tutorial.search.backends.INDEXES, without importing it).
+INDEX_NAMES = ("exact", "faiss-flat", "faiss-ivf", "faiss-hnsw", "milvus")
 
 
 class CLIError(Exception):
@@ -35,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--limit", type=int, default=None, help="use a random subset of this many products")
         p.add_argument("--k", type=int, default=10)
         p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+        p.add_argument("--index", default="exact", help=f"search backend: {' | '.join(INDEX_NAMES)}")
+        p.add_argument("--index-uri", default=None,
+                       help="--index milvus: a Milvus server URI (default: a Milvus Lite file in the cache)")
 
     demo = sub.add_parser("demo", help="index the sample catalogue, run one query, print results and MAP@10")
     demo.add_argument("--backbone", default=DEMO_BACKBONE)
@@ -89,8 +94,17 @@ def _engine(catalogue, args, progress=True):
             recipe = recipe_from_word(recipe)
         except ValueError as error:
             raise CLIError(f"--recipe: {error}") from None
-    return SearchEngine.build(catalogue, args.backbone, weights, resize=resize_from_word(args.resize, "--resize"),
-                              cache=not args.no_cache, progress=progress, recipe=recipe)
+    if args.index not in INDEX_NAMES:
+        raise CLIError(f"--index {args.index!r} is not supported; use one of: {', '.join(INDEX_NAMES)}")
+    if args.index_uri and args.index != "milvus":
+        raise CLIError(f"--index-uri is for --index milvus, not --index {args.index}")
+    options = {"uri": args.index_uri} if args.index_uri else {}
+    try:
+        return SearchEngine.build(catalogue, args.backbone, weights, resize=resize_from_word(args.resize, "--resize"),
+                                  cache=not args.no_cache, progress=progress, recipe=recipe, index=args.index,
+                                  index_options=options)
+    except ImportError as error:
+        raise CLIError(f"--index {args.index}: {error}") from None
 
 
 def _query_image(query: str):

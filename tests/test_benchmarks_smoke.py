@@ -89,10 +89,17 @@ def test_ranking_smoke():
     methods = {(r["method"], r["storage"]) for r in rows}
     assert ("package EuclideanIndex", "float32") in methods and ("original dict loop", "float32") in methods
     assert (("FAISS IndexFlatL2", "float32") in methods) == HAS_FAISS
+    assert {s for m, s in methods if m == "package EuclideanIndex"} == {"float32", "bfloat16", "int8", "float16"}
     for row in rows:
         assert number(row["1 query ms"]) > 0
-        if row["storage"] == "float32":  # exact search in float32: the same top-k as the reference
-            assert row[next(c for c in row if c.startswith("top-k vs"))].startswith("100% same order"), row
+        exact = row["top-k vs exact float64"]
+        overlap = float(exact.split(", ")[1].split("%")[0])
+        if row["method"] == "package EuclideanIndex" and row["storage"] == "float32":
+            assert exact.startswith("100% same order"), row  # ties broken like the float64 reference
+        # FAISS computes in float32 too: near-ties may swap, but the same rows come back
+        assert overlap >= (90.0 if row["storage"] in ("bfloat16", "int8") else 99.0), row
+        if HAS_FAISS:
+            assert number(row["overlap vs FAISS %"]) >= (90.0 if row["storage"] in ("bfloat16", "int8") else 99.0), row
     assert table(out, "Memory floor")
     assert table(out, "Profile:")
     assert table(out, "Package float32 by chunk_rows")
@@ -100,11 +107,22 @@ def test_ranking_smoke():
 
 def test_scale_smoke():
     out = run_smoke("bench_scale.py")
-    search = table(out, "Search over the simulated gallery")
-    assert [r["search"] for r in search] == ["1 query", "batch of 8"]
+    search = table(out, "Search over the simulated gallery by storage")
+    assert [r["storage"] for r in search] == ["float32", "bfloat16", "int8", "float32"]
+    gib = {r["storage"]: number(r["index GiB"]) for r in search}
+    assert gib["bfloat16"] < 0.51 * gib["float32"] and gib["int8"] < 0.26 * gib["float32"]
     for row in search:
-        assert number(row["median s"]) > 0
-        assert number(row["extra MiB (tracemalloc)"]) > 0
+        assert number(row["1 query s"]) > 0 and number(row["batch of 8 s"]) > 0
+        assert number(row["recall@10 near a row"]) >= 0.9, row
+        if row["storage"] == "float32":
+            assert number(row["recall@10 random"]) == 1
+    assert re.search(r"^int8: time [\d.]+x float32 .*; memory .*; recall@10 >= ", out, re.MULTILINE)
+    ann = {r["index"]: r for r in table(out, "Approximate indexes and Milvus Lite")}
+    if HAS_FAISS:
+        assert number(ann["faiss-flat"]["recall@10"]) == 1  # exact
+        assert number(ann["faiss-hnsw, ef_search=256"]["recall@10"]) >= 0.9
+    if HAS_FAISS and importlib.util.find_spec("milvus_lite"):
+        assert number(ann["milvus"]["recall@10"]) == 1 and number(ann["milvus"]["rows/s added"]) > 0
     extraction = table(out, "Extraction memory")
     assert [number(r["images"]) for r in extraction] == [8, 24]
     for row in extraction:

@@ -1,7 +1,9 @@
-"""Search: the exact Euclidean index over L2-normalised features, and the engine that queries it with images."""
+"""Search: index backends (exact numpy, FAISS, Milvus) over L2-normalised features, and the engine that queries them with images."""
 
 from .._lazy import lazy_exports
 
-_EXPORTS = {"EuclideanIndex": ".index", "SearchEngine": ".engine", "RESULT_COLUMNS": ".engine"}
+_EXPORTS = {"EuclideanIndex": ".index", "SearchEngine": ".engine", "RESULT_COLUMNS": ".engine",
+            "Index": ".backends", "INDEXES": ".backends", "make_index": ".backends", "load_index": ".backends",
+            "FaissIndex": ".faiss_index", "MilvusIndex": ".milvus_index", "filter_expression": ".milvus_index"}
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..choices import Weights
+from ..choices import Weights, weights_from_word, weights_word
 from ..data.catalogue import Catalogue
 from ..models.features import Extraction, FeatureExtractor
 from ..data.images import ImageSource
-from .index import EuclideanIndex
+from .backends import Index, load_index, make_index
 from ..evaluation.metrics import evaluate
 
+#: The file that marks a folder as a saved engine.
+ENGINE_FILE = "engine.json"
 RESULT_COLUMNS = ["rank", "id", "brand", "description", "price", "category", "distance", "path", "row"]
 
 
@@ -27,39 +32,126 @@ class SearchEngine:
     query images go through its steps too.
     """
 
-    def __init__(self, catalogue: Catalogue, extractor: FeatureExtractor, features: np.ndarray,
-                 extraction: Extraction | None = None, dtype=np.float32, recipe=None):
-        if len(catalogue) != len(features):
-            raise ValueError(f"{len(catalogue)} products but {len(features)} feature rows")
+    def __init__(self, catalogue: Catalogue, extractor: FeatureExtractor, features: np.ndarray | None = None,
+                 extraction: Extraction | None = None, dtype=np.float32, *, index: str | Index = "exact",
+                 index_options: dict | None = None, recipe=None):
+        """``index``: a backend name (see :data:`~.backends.INDEXES`) built over ``features`` with
+        ``index_options`` (``dtype`` is the exact index's storage), or an already built :class:`Index`.
+        A ``recipe`` with query expansion brings its own exact index."""
+        if recipe is not None and recipe.index is not None:
+            if not (isinstance(index, str) and index == "exact"):
+                raise ValueError(f"recipe {recipe.recipe.name!r} expands queries on its own exact index: "
+                                 f"use index='exact', not {index!r}")
+            index, features = recipe.index, None
+        if not isinstance(index, str):
+            if features is not None:
+                raise ValueError("give features or a built index, not both")
+        else:
+            if features is None:
+                raise ValueError("features are needed to build an index")
+            options = dict(index_options or {})
+            if index == "exact":
+                options.setdefault("dtype", dtype)
+            index = make_index(index, features, metadata=catalogue.table, **options)
+        if len(catalogue) != len(index):
+            raise ValueError(f"{len(catalogue)} products but {len(index)} feature rows")
         self.catalogue = catalogue
         self.extractor = extractor
-        self.features = features
         self.extraction = extraction
-        self.index = EuclideanIndex(features, dtype=dtype)
+        self.index = index
         self.recipe = recipe
-        if recipe is not None and recipe.index is not None:
-            self.index = recipe.index
+
+    @property
+    def features(self) -> np.ndarray:
+        """``(N, D)`` float32 features as the index stores them: the index's own array for exact float32
+        storage (the engine keeps one copy of the gallery), a decoded copy otherwise."""
+        return self.index.vectors()
 
     @classmethod
     def build(cls, catalogue: Catalogue, backbone: str | FeatureExtractor = "resnet50",
               weights: Weights = "imagenet", *, cache=True, progress: bool = True, dtype=np.float32,
-              recipe=None, **extractor_options) -> "SearchEngine":
+              recipe=None, index: str = "exact", index_options: dict | None = None,
+              **extractor_options) -> "SearchEngine":
         """Extract (or load cached) features of ``catalogue`` with ``backbone`` and index them.
 
         ``recipe``: a name from :data:`~cbir_tutorial.search.recipes.RECIPES` (e.g. ``"best"``) or a
         ``Recipe``; its pooling, fusion, whitening and expansion are applied and kept with the engine.
+        ``index``: ``"exact"`` (default), ``"faiss-flat"``, ``"faiss-ivf"``, ``"faiss-hnsw"`` or ``"milvus"``,
+        with ``index_options`` for it (e.g. ``{"nlist": 256}``, ``{"uri": "http://host:19530"}``).
         """
         if recipe is not None:
             from .recipes import build_engine
 
             return build_engine(cls, catalogue, backbone, weights, recipe, cache=cache, progress=progress,
-                                dtype=dtype, **extractor_options)
+                                dtype=dtype, index=index, index_options=index_options, **extractor_options)
         extractor = (backbone if isinstance(backbone, FeatureExtractor)
                      else FeatureExtractor(backbone, weights, **extractor_options))
         kept, features, extraction = extractor.extract_catalogue(catalogue, cache=cache, progress=progress)
         if len(kept) == 0:
             raise ValueError(f"No readable image in catalogue {catalogue.name!r}:\n{extraction.report()}")
-        return cls(kept, extractor, features, extraction, dtype=dtype)
+        return cls(kept, extractor, features, extraction, dtype=dtype, index=index, index_options=index_options)
+
+    def save(self, folder) -> Path:
+        """Write the engine into ``folder``: ``engine.json`` (backbone, weights, extractor options, catalogue
+        name), ``catalogue.json`` (the indexed products) and ``index/``. Atomic: a reader sees the old folder
+        or the whole new one. A Milvus index saves its connection; its rows stay in the Milvus database."""
+        if self.recipe is not None and self.recipe.recipe.name != "baseline":
+            raise NotImplementedError(
+                f"saving an engine built with recipe {self.recipe.recipe.name!r} is not supported yet (its "
+                "whitening and expansion are not saved): build it again, its features come from the cache")
+        folder = Path(folder).expanduser().resolve()
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            self.index.save(tmp / "index")
+            self.catalogue.table.to_json(tmp / "catalogue.json", orient="split", index=False)
+            extractor = self.extractor
+            description = {
+                "version": 1, "backbone": extractor.backbone, "weights": weights_word(extractor.weights),
+                "resize": extractor.resize, "batch_size": extractor.batch_size, "seed": extractor.seed,
+                "catalogue": {"name": self.catalogue.name, "n_dropped": self.catalogue.n_dropped,
+                              "root": None if self.catalogue.root is None else str(self.catalogue.root),
+                              "notes": list(self.catalogue.notes)},
+                "rows": len(self),
+            }
+            (tmp / ENGINE_FILE).write_text(json.dumps(description, indent=1) + "\n")
+            old = folder.with_name(f".{folder.name}.{os.getpid()}.old")
+            if folder.exists():
+                if not (folder / ENGINE_FILE).is_file():
+                    raise FileExistsError(f"{folder} exists and is not a saved engine: choose another folder")
+                os.replace(folder, old)
+            os.replace(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return folder
+
+    @classmethod
+    def load(cls, folder, extractor: FeatureExtractor | None = None) -> "SearchEngine":
+        """Reopen an engine written by :meth:`save`, without extracting features again.
+
+        The feature extractor (needed for image queries) is rebuilt from the saved backbone and weights,
+        unless ``extractor`` is given.
+        """
+        folder = Path(folder).expanduser()
+        path = folder / ENGINE_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: {folder} is not a saved engine (see SearchEngine.save)")
+        description = json.loads(path.read_text())
+        table = pd.read_json(folder / "catalogue.json", orient="split", dtype=False)
+        info = description["catalogue"]
+        catalogue = Catalogue(table, name=info["name"], root=None if info["root"] is None else Path(info["root"]),
+                              n_dropped=info["n_dropped"], notes=tuple(info["notes"]))
+        if extractor is None:
+            extractor = FeatureExtractor(description["backbone"], weights_from_word(description["weights"]),
+                                         resize=description["resize"], batch_size=description["batch_size"],
+                                         seed=description["seed"])
+        elif extractor.backbone != description["backbone"]:
+            raise ValueError(f"the engine in {folder} was built with {description['backbone']}, "
+                             f"not {extractor.backbone}")
+        return cls(catalogue, extractor, index=load_index(folder / "index"))
 
     def __len__(self) -> int:
         return len(self.catalogue)
@@ -70,7 +162,7 @@ class SearchEngine:
     def query_features(self, query: ImageSource | np.ndarray | int) -> np.ndarray:
         """``(D,)`` features of a query: an image (path, bytes, file, PIL), a feature vector or a catalogue row."""
         if isinstance(query, (int, np.integer)):
-            return self.features[int(query)].astype(np.float32)
+            return self.index.vectors([int(query)])[0]
         if isinstance(query, np.ndarray) and query.ndim == 1 and query.dtype.kind == "f":
             return query.astype(np.float32)
         if self.recipe is not None:
@@ -78,15 +170,19 @@ class SearchEngine:
         return self.extractor.features_of(query)
 
     def search(self, query: ImageSource | np.ndarray | int, k: int = 10, *,
-               allowed: np.ndarray | None = None, exclude_self: bool | None = None) -> pd.DataFrame:
+               allowed: np.ndarray | None = None, exclude_self: bool | None = None,
+               where: str | None = None) -> pd.DataFrame:
         """The ``k`` nearest products as a table with :data:`RESULT_COLUMNS`, nearest first.
 
         A catalogue row as ``query`` leaves itself out unless ``exclude_self=False``; ``allowed`` is an
-        optional ``(N,)`` bool filter over the catalogue rows.
+        optional ``(N,)`` bool filter over the catalogue rows; ``where`` a Milvus filter expression over the
+        product fields (``milvus`` index only, see :func:`~.milvus_index.filter_expression`).
         """
         is_row = isinstance(query, (int, np.integer))
         exclude = np.array([int(query)]) if is_row and exclude_self is not False else None
-        distances, rows = self.index.search(self.query_features(query), k, exclude=exclude, allowed=allowed)
+        options = {} if where is None else {"where": where}
+        distances, rows = self.index.search(self.query_features(query), k, exclude=exclude, allowed=allowed,
+                                            **options)
         return self.results_table(distances, rows)
 
     def results_table(self, distances: np.ndarray, rows: np.ndarray) -> pd.DataFrame:

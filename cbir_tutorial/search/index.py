@@ -1,37 +1,112 @@
-"""Exact nearest-neighbour search by Euclidean distance, vectorised and chunked."""
+"""Exact nearest-neighbour search by Euclidean distance, vectorised and chunked, over compressed storage."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-#: Most gallery rows scored per step: bounds the float16 upcast buffer and the distance block.
+from .backends import Index, check_filters, n_candidates
+
+#: Most gallery rows scored per step: bounds the distance block.
 DEFAULT_CHUNK_ROWS = 16_384
 #: Distances held per step, ``Q x rows``: a cache-sized block keeps selecting the top k cheap for batches.
 BLOCK_DISTANCES = 131_072
+#: float32 values decoded per sub-step from compressed storage (1 MiB): the decoded rows stay in cache
+#: while the matrix product reads them, so compressed storage reads fewer bytes from memory.
+DECODE_VALUES = 262_144
+#: Storage names: bytes per value and what is kept.
+STORAGES = {
+    "float32": "4 bytes a value, exact",
+    "bfloat16": "2 bytes: float32's 8-bit exponent and top 7 mantissa bits (ml_dtypes), about 3 significant digits",
+    "int8": "1 byte: per-dimension scale and offset over the gallery's range (scalar quantisation)",
+    "float16": "2 bytes: IEEE half precision; decoding is numpy's slow scalar cast: prefer bfloat16",
+}
 
 
-class EuclideanIndex:
+def storage_name(dtype) -> str:
+    """``"float32" | "bfloat16" | "int8" | "float16"`` for a storage word or dtype."""
+    name = dtype if isinstance(dtype, str) else getattr(np.dtype(dtype), "name", str(dtype))
+    if name not in STORAGES:
+        raise ValueError(f"dtype={dtype!r}: use one of {', '.join(STORAGES)}")
+    return name
+
+
+def bfloat16():
+    """The ``bfloat16`` numpy dtype (from ``ml_dtypes``, installed with TensorFlow)."""
+    try:
+        import ml_dtypes
+    except ImportError as error:  # pragma: no cover - TensorFlow depends on it
+        raise ImportError("bfloat16 storage needs the ml_dtypes package: pip install ml_dtypes") from error
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+class EuclideanIndex(Index):
     """Exact k-nearest-neighbour search over a gallery of feature vectors.
 
     ``features``: ``(N, D)`` gallery (L2-normalised features give distances in ``[0, 2]``).
-    ``dtype``: storage, ``float32`` or ``float16`` (half the memory; distances computed in float32).
+    ``dtype``: storage (see :data:`STORAGES`): ``float32`` (default; a float32 C-contiguous array is used
+    in place, not copied), ``bfloat16`` (half the memory), ``int8`` (a quarter; per-dimension
+    ``offset + scale * code``) or ``float16``. Compressed rows are decoded to float32 a few at a time in one
+    reused buffer and the distances are exact for the decoded vectors.
     Distances use ``‖q‖² + ‖x‖² − 2 q·x`` in one matrix product per chunk, clamped at 0.
     Ties are broken by the lower gallery index, so results are deterministic.
     """
 
-    def __init__(self, features: np.ndarray, dtype=np.float32, chunk_rows: int = DEFAULT_CHUNK_ROWS):
+    name = "exact"
+
+    def __init__(self, features: np.ndarray, dtype=np.float32, chunk_rows: int = DEFAULT_CHUNK_ROWS, *,
+                 offset: np.ndarray | None = None, scale: np.ndarray | None = None):
         features = np.asarray(features)
         if features.ndim != 2:
             raise ValueError(f"features must be (N, D), got shape {features.shape}")
-        dtype = np.dtype(dtype)
-        if dtype not in (np.float32, np.float16):
-            raise ValueError(f"dtype={dtype}: use float32 or float16")
-        self.gallery = np.ascontiguousarray(features, dtype=dtype)
+        self.storage = storage_name(dtype)
         self.chunk_rows = int(chunk_rows)
-        self.sq_norms = np.empty(len(self.gallery), dtype=np.float32)
-        for start in range(0, len(self.gallery), self.chunk_rows):
-            block = self.gallery[start:start + self.chunk_rows].astype(np.float32, copy=False)
-            self.sq_norms[start:start + len(block)] = np.einsum("ij,ij->i", block, block)
+        self.offset = self.scale = None
+        if self.storage == "int8":
+            if offset is None or scale is None:
+                offset, scale = int8_range(features, self.chunk_rows)
+            self.offset = np.asarray(offset, dtype=np.float32)
+            self.scale = np.asarray(scale, dtype=np.float32)
+        self.gallery = self._encode(features)
+        self.sq_norms = self._sq_norms(0, len(self.gallery))
+
+    @classmethod
+    def build(cls, features, *, metadata=None, dtype=np.float32, chunk_rows: int = DEFAULT_CHUNK_ROWS):
+        return cls(features, dtype=dtype, chunk_rows=chunk_rows)
+
+    def _encode(self, features: np.ndarray) -> np.ndarray:
+        """``features`` in the storage dtype, converted chunk by chunk (no full float32 temporary)."""
+        if self.storage == "float32":
+            return np.ascontiguousarray(features, dtype=np.float32)
+        dtype = {"bfloat16": bfloat16(), "int8": np.int8, "float16": np.float16}[self.storage]
+        out = np.empty(features.shape, dtype=dtype)
+        for start in range(0, len(features), self.chunk_rows):
+            block = np.asarray(features[start:start + self.chunk_rows], dtype=np.float32)
+            if self.storage == "int8":
+                block = np.rint((block - self.offset) / self.scale)
+                np.clip(block, -127, 127, out=block)
+            out[start:start + len(block)] = block
+        return out
+
+    def _decode(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+        """``(stop-start, D)`` float32 stored rows (a view for float32 storage)."""
+        block = self.gallery[start:stop]
+        if self.storage == "float32":
+            return block
+        out = np.empty(block.shape, np.float32) if out is None else out[:len(block)]
+        np.copyto(out, block)
+        if self.storage == "int8":
+            out *= self.scale
+            out += self.offset
+        return out
+
+    def _sq_norms(self, start: int, stop: int) -> np.ndarray:
+        norms = np.empty(stop - start, dtype=np.float32)
+        for s in range(start, stop, self.chunk_rows):
+            block = self._decode(s, min(s + self.chunk_rows, stop))
+            norms[s - start:s - start + len(block)] = np.einsum("ij,ij->i", block, block)
+        return norms
 
     def __len__(self) -> int:
         return len(self.gallery)
@@ -40,8 +115,56 @@ class EuclideanIndex:
     def dim(self) -> int:
         return self.gallery.shape[1]
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes held: the stored gallery plus the float32 squared norms (and int8's scale and offset)."""
+        extra = 0 if self.scale is None else self.scale.nbytes + self.offset.nbytes
+        return self.gallery.nbytes + self.sq_norms.nbytes + extra
+
     def __repr__(self) -> str:
-        return f"EuclideanIndex({len(self)} x {self.dim}, {self.gallery.dtype}, {self.gallery.nbytes / 2**20:.1f} MiB)"
+        return f"EuclideanIndex({len(self)} x {self.dim}, {self.storage}, {self.nbytes / 2**20:.1f} MiB)"
+
+    def add(self, features: np.ndarray, metadata=None) -> None:
+        """Append ``(n, D)`` rows (int8: encoded with the existing scale, values outside its range clipped)."""
+        features = np.atleast_2d(np.asarray(features))
+        if features.shape[1] != self.dim:
+            raise ValueError(f"features have {features.shape[1]} dimensions, the index has {self.dim}")
+        n = len(self.gallery)
+        self.gallery = np.concatenate([self.gallery, self._encode(features)])
+        self.sq_norms = np.concatenate([self.sq_norms, self._sq_norms(n, len(self.gallery))])
+
+    def vectors(self, rows=None) -> np.ndarray:
+        """float32 stored rows: the gallery itself (no copy) for float32 storage and ``rows=None``."""
+        if rows is None:
+            if self.storage == "float32":
+                return self.gallery
+            return self._decode(0, len(self))
+        rows = np.asarray(rows, dtype=np.int64)
+        block = self.gallery[rows].astype(np.float32)
+        if self.storage == "int8":
+            block = block * self.scale + self.offset
+        return block
+
+    def get_config(self) -> dict:
+        return {"dtype": self.storage, "chunk_rows": self.chunk_rows}
+
+    def _save_data(self, folder: Path) -> None:
+        stored = self.gallery.view(np.uint16) if self.storage == "bfloat16" else self.gallery
+        extra = {} if self.scale is None else {"offset": self.offset, "scale": self.scale}
+        with open(folder / "gallery.npz", "wb") as file:
+            np.savez(file, gallery=stored, sq_norms=self.sq_norms, **extra)
+
+    @classmethod
+    def _load_data(cls, folder: Path, config: dict) -> "EuclideanIndex":
+        with np.load(folder / "gallery.npz") as data:
+            index = cls.__new__(cls)
+            index.storage, index.chunk_rows = config["dtype"], int(config["chunk_rows"])
+            gallery = data["gallery"]
+            index.gallery = gallery.view(bfloat16()) if index.storage == "bfloat16" else gallery
+            index.sq_norms = data["sq_norms"]
+            index.offset = data["offset"] if "offset" in data else None
+            index.scale = data["scale"] if "scale" in data else None
+        return index
 
     def search(self, queries: np.ndarray, k: int = 10, *, exclude: np.ndarray | None = None,
                allowed: np.ndarray | None = None):
@@ -59,54 +182,64 @@ class EuclideanIndex:
             raise ValueError(f"queries have {queries.shape[1]} dimensions, the index has {self.dim}")
         if k < 1:
             raise ValueError(f"k={k}: must be at least 1")
-        if exclude is not None:
-            exclude = np.asarray(exclude, dtype=np.int64).reshape(len(queries))
-        n_candidates = len(self)
-        if allowed is not None:
-            allowed = np.asarray(allowed, dtype=bool).reshape(len(self))
-            n_candidates = int(allowed.sum())
-            if exclude is not None:
-                n_candidates -= int(allowed[exclude[exclude >= 0]].any())
-        elif exclude is not None:
-            n_candidates -= 1
-        k = min(k, n_candidates)
+        exclude, allowed = check_filters(len(self), len(queries), exclude, allowed)
+        k = min(k, n_candidates(len(self), exclude, allowed))
         if k < 1:
             empty = np.zeros((len(queries), 0))
             return (empty[0].astype(np.float32), empty[0].astype(np.int64)) if single else (
                 empty.astype(np.float32), empty.astype(np.int64))
         q_norms = np.einsum("ij,ij->i", queries, queries)
+        # int8: q·(offset + scale*code) = q·offset + (q*scale)·code, so codes are only cast, not rescaled
+        weights = queries if self.scale is None else queries * self.scale
+        q_shift = None if self.offset is None else queries @ self.offset
         best_d = np.full((len(queries), 0), np.inf, dtype=np.float32)
         best_i = np.zeros((len(queries), 0), dtype=np.int64)
         step = min(self.chunk_rows, max(256, BLOCK_DISTANCES // len(queries)))
-        upcast = (np.empty((min(step, len(self)), self.dim), dtype=np.float32)
-                  if self.gallery.dtype != np.float32 else None)
+        dots = np.empty((min(step, len(self)), len(queries)), dtype=np.float32)
+        sub = max(1, DECODE_VALUES // self.dim)
+        decoded = (np.empty((min(sub, len(self)), self.dim), dtype=np.float32)
+                   if self.storage != "float32" else None)
         for start in range(0, len(self), step):
-            block = self.gallery[start:start + step]
-            if upcast is not None:  # one reused buffer: no per-chunk allocation
-                np.copyto(upcast[:len(block)], block)
-                block = upcast[:len(block)]
-            d2 = block @ queries.T  # (C, Q): gallery-major keeps BLAS fast
-            d2 = d2.T
+            stop = min(start + step, len(self))
+            if decoded is None:
+                np.matmul(self.gallery[start:stop], weights.T, out=dots[:stop - start])
+            else:  # decode a few rows into one reused, cache-sized buffer, then one product per sub-step
+                for s in range(start, stop, sub):
+                    e = min(s + sub, stop)
+                    np.copyto(decoded[:e - s], self.gallery[s:e])
+                    np.matmul(decoded[:e - s], weights.T, out=dots[s - start:e - start])
+            d2 = dots[:stop - start].T  # (Q, C); the product ran gallery-major, which keeps BLAS fast
+            if q_shift is not None:
+                d2 += q_shift[:, None]
             d2 *= -2.0
             d2 += q_norms[:, None]
-            d2 += self.sq_norms[start:start + len(block)][None, :]
+            d2 += self.sq_norms[start:stop][None, :]
             np.maximum(d2, 0.0, out=d2)
             if allowed is not None:
-                d2[:, ~allowed[start:start + len(block)]] = np.inf
+                d2[:, ~allowed[start:stop]] = np.inf
             if exclude is not None:
                 local = exclude - start
-                rows = np.flatnonzero((local >= 0) & (local < len(block)))
+                rows = np.flatnonzero((local >= 0) & (local < stop - start))
                 d2[rows, local[rows]] = np.inf
             cand_d, cand_i = _candidates(d2, best_d, k)
             if cand_d.shape[1]:
                 best_d, best_i = _merge(best_d, best_i, cand_d, cand_i + start, k)
         return (np.sqrt(best_d[0]), best_i[0]) if single else (np.sqrt(best_d), best_i)
 
-    def search_rows(self, rows: np.ndarray | None = None, k: int = 10, *, exclude_self: bool = True):
-        """Use gallery rows (all when ``rows`` is None) as queries; leave each one out of its own results."""
-        rows = np.arange(len(self)) if rows is None else np.asarray(rows, dtype=np.int64)
-        queries = self.gallery[rows].astype(np.float32)
-        return self.search(queries, k, exclude=rows if exclude_self else None)
+
+def int8_range(features: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    """``(offset, scale)``, each ``(D,)`` float32: codes ``-127..127`` span each dimension's min..max."""
+    low = np.full(features.shape[1], np.inf, dtype=np.float32)
+    high = np.full(features.shape[1], -np.inf, dtype=np.float32)
+    for start in range(0, len(features), chunk_rows):
+        block = np.asarray(features[start:start + chunk_rows], dtype=np.float32)
+        np.minimum(low, block.min(axis=0), out=low)
+        np.maximum(high, block.max(axis=0), out=high)
+    if not len(features):
+        low[:], high[:] = -1.0, 1.0
+    scale = (high - low) / 254.0
+    scale[scale <= 0] = 1.0
+    return ((high + low) / 2).astype(np.float32), scale.astype(np.float32)
 
 
 def _smallest_k(d: np.ndarray, k: int) -> np.ndarray:

@@ -282,6 +282,10 @@ class ExpandedIndex:
         distances, indices = np.concatenate(all_d), np.concatenate(all_i)
         return (distances[0], indices[0]) if single else (distances, indices)
 
+    def vectors(self, rows=None) -> np.ndarray:
+        """``(len(rows), D)`` float32 un-augmented gallery vectors of ``rows`` (all when None)."""
+        return self.gallery if rows is None else self.gallery[np.asarray(rows, dtype=np.int64)]
+
     def search_rows(self, rows: np.ndarray | None = None, k: int = 10, *, exclude_self: bool = True):
         """Gallery rows (all when None) as queries, by their original, un-augmented vectors; each leaves itself out."""
         rows = np.arange(len(self)) if rows is None else np.asarray(rows, dtype=np.int64)

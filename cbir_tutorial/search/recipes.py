@@ -179,7 +179,7 @@ def fit_recipe(recipe: "str | Recipe", extractors: list, raw: Sequence[np.ndarra
 
 
 def build_engine(engine_class, catalogue, backbone, weights, recipe, *, cache=True, progress=True,
-                 dtype=np.float32, **extractor_options):
+                 dtype=np.float32, index="exact", index_options=None, **extractor_options):
     """``engine_class`` over ``catalogue`` with ``recipe`` applied (see ``SearchEngine.build``)."""
     recipe = recipe_from_word(recipe)
     extractors = [extractor_for(recipe, backbone, weights, **extractor_options)]
@@ -193,7 +193,8 @@ def build_engine(engine_class, catalogue, backbone, weights, recipe, *, cache=Tr
     raw = [x.features[np.flatnonzero(kept[x.kept])] if not kept[x.kept].all() else x.features
            for x in extractions]
     fitted, features = fit_recipe(recipe, extractors, raw)
-    return engine_class(catalogue.subset(kept), extractors[0], features, extractions[0], dtype=dtype, recipe=fitted)
+    return engine_class(catalogue.subset(kept), extractors[0], features, extractions[0], dtype=dtype, index=index,
+                        index_options=index_options, recipe=fitted)
 
 
 def halves(catalogue) -> tuple:

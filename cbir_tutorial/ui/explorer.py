@@ -259,6 +259,13 @@ class Filters:
             keep &= (values >= low) & (values <= high)  # nan (no price) fails both
         return keep
 
+    def expression(self) -> str:
+        """The same filters as a Milvus filter expression (``""`` when no filter is set)."""
+        from ..search.milvus_index import filter_expression
+
+        return filter_expression(None if self.gender == ALL else self.gender,
+                                 None if self.category == ALL else self.category, self.price)
+
     def describe(self) -> str:
         parts = [f"gender {self.gender}" if self.gender != ALL else "",
                  f"category {self.category}" if self.category != ALL else "",

@@ -93,7 +93,7 @@ def test_bad_arguments_are_named():
         index.search(np.ones(3, dtype=np.float32), 2)
     with pytest.raises(ValueError, match="k=0"):
         index.search(np.ones(4, dtype=np.float32), 0)
-    with pytest.raises(ValueError, match="float32 or float16"):
-        EuclideanIndex(np.eye(4), dtype=np.int8)
+    with pytest.raises(ValueError, match="use one of float32, bfloat16, int8, float16"):
+        EuclideanIndex(np.eye(4), dtype=np.int64)
     with pytest.raises(ValueError, match=r"\(N, D\)"):
         EuclideanIndex(np.ones(4))

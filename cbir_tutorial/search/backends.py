@@ -1,0 +1,151 @@
+"""Index backends behind one small interface, chosen by name (like TF Similarity's ``search/``).
+
+Every backend holds the gallery once and answers ``search(queries, k, exclude=, allowed=)`` with
+``(distances, rows)``: Euclidean distances (not squared, float32) and gallery row numbers (int64), nearest
+first. ``add`` appends rows, ``vectors`` gives rows back as float32, ``get_config`` + ``save`` / ``load``
+reopen a built index without the features it was built from.
+
+==============  ==========================================  =====================================
+name            backend                                     exact?
+==============  ==========================================  =====================================
+``exact``       :class:`~.index.EuclideanIndex` (numpy)     yes (float32; bfloat16 / int8 storage)
+``faiss-flat``  FAISS ``IndexFlatL2`` (GPU when available)  yes
+``faiss-ivf``   FAISS ``IndexIVFFlat`` / ``IndexIVFPQ``     approximate: ``nprobe`` of ``nlist``
+``faiss-hnsw``  FAISS ``IndexHNSWFlat``                     approximate: ``ef_search``
+``milvus``      Milvus Lite file or a Milvus server         FLAT index: yes; others approximate
+==============  ==========================================  =====================================
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+#: Index names and the ``module:class`` implementing each; FAISS and Milvus are imported on first use.
+INDEXES = {
+    "exact": ("index", "EuclideanIndex", {}),
+    "faiss-flat": ("faiss_index", "FaissIndex", {"kind": "flat"}),
+    "faiss-ivf": ("faiss_index", "FaissIndex", {"kind": "ivf"}),
+    "faiss-hnsw": ("faiss_index", "FaissIndex", {"kind": "hnsw"}),
+    "milvus": ("milvus_index", "MilvusIndex", {}),
+}
+#: Name of the file holding an index's config in its saved folder.
+CONFIG_FILE = "index.json"
+
+
+class Index(abc.ABC):
+    """What every backend does. Rows are numbered ``0..N-1`` in the order they were added."""
+
+    #: The name under which :data:`INDEXES` knows the backend.
+    name: str = ""
+
+    @abc.abstractmethod
+    def __len__(self) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def dim(self) -> int: ...
+
+    @abc.abstractmethod
+    def add(self, features: np.ndarray, metadata=None) -> None:
+        """Append ``(n, D)`` rows (``metadata``: a table of ``n`` rows, used by backends that filter on it)."""
+
+    @abc.abstractmethod
+    def search(self, queries: np.ndarray, k: int = 10, *, exclude: np.ndarray | None = None,
+               allowed: np.ndarray | None = None):
+        """``(distances, rows)`` of the ``k`` nearest rows; see :meth:`.index.EuclideanIndex.search`."""
+
+    @abc.abstractmethod
+    def vectors(self, rows=None) -> np.ndarray:
+        """``(len(rows), D)`` float32 stored vectors of ``rows`` (all when None), as the index sees them."""
+
+    @abc.abstractmethod
+    def get_config(self) -> dict:
+        """JSON-serialisable options that rebuild an empty index of the same kind."""
+
+    @abc.abstractmethod
+    def _save_data(self, folder: Path) -> None: ...
+
+    @classmethod
+    @abc.abstractmethod
+    def _load_data(cls, folder: Path, config: dict) -> "Index": ...
+
+    def save(self, folder) -> Path:
+        """Write the index into ``folder`` (created): ``index.json`` plus the backend's data files."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self._save_data(folder)
+        config = {"index": self.name, **self.get_config(), "rows": len(self), "dim": self.dim}
+        (folder / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n")
+        return folder
+
+    def search_rows(self, rows: np.ndarray | None = None, k: int = 10, *, exclude_self: bool = True):
+        """Use stored rows (all when ``rows`` is None) as queries; leave each one out of its own results."""
+        rows = np.arange(len(self)) if rows is None else np.asarray(rows, dtype=np.int64)
+        return self.search(self.vectors(rows), k, exclude=rows if exclude_self else None)
+
+
+def index_class(name: str):
+    """The class and fixed options behind index ``name`` (see :data:`INDEXES`)."""
+    if name not in INDEXES:
+        raise ValueError(f"index={name!r} is not known; use one of: {', '.join(INDEXES)}")
+    module, cls, fixed = INDEXES[name]
+    return getattr(importlib.import_module(f"{__package__}.{module}"), cls), fixed
+
+
+def make_index(name: str, features: np.ndarray, *, metadata=None, **options) -> Index:
+    """An index ``name`` (see :data:`INDEXES`) over ``(N, D)`` ``features``; ``options`` go to its class."""
+    cls, fixed = index_class(name)
+    return cls.build(features, metadata=metadata, **fixed, **options)
+
+
+def load_index(folder) -> Index:
+    """Reopen an index written by :meth:`Index.save`."""
+    folder = Path(folder)
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: {folder} holds no saved index")
+    config = json.loads(path.read_text())
+    cls, _ = index_class(config["index"])
+    return cls._load_data(folder, config)
+
+
+def check_filters(n: int, n_queries: int, exclude, allowed):
+    """``exclude`` as ``(Q,)`` int64 (or None) and ``allowed`` as ``(N,)`` bool (or None), shapes checked."""
+    if exclude is not None:
+        exclude = np.asarray(exclude, dtype=np.int64).reshape(n_queries)
+    if allowed is not None:
+        allowed = np.asarray(allowed, dtype=bool)
+        if allowed.shape != (n,):
+            raise ValueError(f"allowed has shape {allowed.shape}; it must be ({n},), one flag per gallery row")
+    return exclude, allowed
+
+
+def n_candidates(n: int, exclude, allowed) -> int:
+    """How many rows a query may return at most, given its filters (the worst case over queries)."""
+    if allowed is not None:
+        count = int(allowed.sum())
+        if exclude is not None:
+            count -= int(allowed[exclude[exclude >= 0]].any())
+        return count
+    return n - (1 if exclude is not None else 0)
+
+
+def drop_excluded(distances, rows, exclude, k):
+    """Top ``k`` of over-fetched ``(Q, k+1)`` results, without each query's ``exclude`` row and -1 padding.
+
+    Returns ``(Q, k)`` arrays, padded with ``inf`` / -1 where a query has fewer results.
+    """
+    out_d = np.full((len(rows), k), np.inf, dtype=np.float32)
+    out_i = np.full((len(rows), k), -1, dtype=np.int64)
+    for q in range(len(rows)):
+        keep = rows[q] >= 0
+        if exclude is not None:
+            keep &= rows[q] != exclude[q]
+        found_d, found_i = distances[q][keep][:k], rows[q][keep][:k]
+        out_d[q, :len(found_i)], out_i[q, :len(found_i)] = found_d, found_i
+    return out_d, out_i
