@@ -136,8 +136,10 @@ class PooledExtractor(FeatureExtractor):
                              f"got {images.shape}")
         return self._pooled(images).numpy()
 
-    def cache_key(self, paths: Sequence[str]) -> str:
-        pooled = {"base": super().cache_key(paths), "pooling": self.pooling, "p": self.p if self.pooling == "gem" else None,
+    @property
+    def cache_key(self) -> str:
+        """The parent's key (backbone, weights, size, resize, precision) plus the pooling and augmentation."""
+        pooled = {"base": super().cache_key, "pooling": self.pooling, "p": self.p if self.pooling == "gem" else None,
                   "flip": self.flip, "scales": list(self.scales), "dim": self.feature_dim}
         return hashlib.sha256(json.dumps(pooled, sort_keys=True).encode()).hexdigest()[:24]
 
