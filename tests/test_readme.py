@@ -12,7 +12,7 @@ def code_blocks(language: str) -> list[str]:
 
 def test_readme_opens_with_install_then_test_then_demo():
     first, *_ = code_blocks("bash")
-    assert first.strip().splitlines() == ['python -m pip install -e ".[dev]"', "python -m pytest"]
+    assert first.strip().splitlines() == ['python -m pip install -e ".[dev,scale]"', "python -m pytest"]
     assert code_blocks("bash")[1].strip() == "python -m cbir_tutorial demo"
 
 
