@@ -16,6 +16,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,6 +31,10 @@ COMMANDS = {
 }
 
 
+#: The children's working folder: ``python -c`` puts it first on ``sys.path``, so it must hold no checkout.
+EMPTY = tempfile.mkdtemp(prefix="bench_import_")
+
+
 def measured(checkout: Path, argv: list[str]) -> tuple[float, float, bool]:
     """``(seconds, peak RSS MiB, tensorflow imported?)`` of ``python argv`` with ``checkout`` first on the path."""
     env = dict(os.environ, PYTHONPATH=str(checkout), TF_CPP_MIN_LOG_LEVEL="3")
@@ -42,7 +47,7 @@ def measured(checkout: Path, argv: list[str]) -> tuple[float, float, bool]:
             "atexit.register(report)\n" + probe[1])
     start = time.perf_counter()
     run = subprocess.run([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True, cwd=EMPTY)  # no checkout in the working folder
     seconds = time.perf_counter() - start
     last = run.stderr.strip().splitlines()[-1] if run.stderr.strip() else ""
     if run.returncode != 0 or not last.startswith("TF="):

@@ -153,3 +153,11 @@ def test_explorer_smoke():
     assert rows
     for row in rows:
         assert 0 < number(row["median ms"]) < 60_000, row
+
+
+def test_import_smoke():
+    out = run_smoke("bench_import.py")
+    rows = {r["command"]: r for r in table(out, "Wall time and peak RSS")}
+    assert rows["python -m cbir_tutorial --help"]["now loads TF"] == "no"
+    assert rows["import cbir_tutorial"]["now loads TF"] == "no" and number(rows["import cbir_tutorial"]["now MiB"]) > 0
+    assert "--help imports TensorFlow: no (target met)" in out
