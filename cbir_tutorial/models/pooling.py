@@ -116,7 +116,7 @@ class PooledExtractor(FeatureExtractor):
         self.conv_model = conv_map_model(self.spec.name, self.weights, any_size=any_size, seed=self.seed,
                                          features=None if any_size else self.model)
         self.map_channels = int(self.conv_model.output.shape[-1])
-        self._pooled = _pooled_inference(self.conv_model, self.spec, self.pooling, self.p, self.flip, self.scales)
+        self._infer = _pooled_inference(self.conv_model, self.spec, self.pooling, self.p, self.flip, self.scales)
 
     @property
     def feature_dim(self) -> int:
@@ -127,14 +127,6 @@ class PooledExtractor(FeatureExtractor):
         pooling = f"gem(p={self.p:g})" if self.pooling == "gem" else self.pooling
         return (f"PooledExtractor({self.choice.label}, {self.input_size} px {self.resize}, "
                 f"{pooling}{tta} -> {self.feature_dim}-d)")
-
-    def features_of_pixels(self, images: np.ndarray) -> np.ndarray:
-        """``(B, S, S, 3)`` RGB in 0..255 → ``(B, C)`` float32 L2-normalised pooled (augmented) features."""
-        images = np.asarray(images, dtype=np.float32)
-        if images.ndim != 4 or images.shape[1:] != (self.input_size, self.input_size, 3):
-            raise ValueError(f"expected images of shape (B, {self.input_size}, {self.input_size}, 3), "
-                             f"got {images.shape}")
-        return self._pooled(images).numpy()
 
     @property
     def cache_key(self) -> str:

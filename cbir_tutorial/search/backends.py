@@ -114,6 +114,20 @@ def load_index(folder) -> Index:
     return cls._load_data(folder, config)
 
 
+def checked_query(index: "Index", queries, k: int, exclude, allowed):
+    """``(single, queries, exclude, allowed, k)`` for a search of ``index``: ``queries`` as ``(Q, D)`` float32
+    (``single``: one ``(D,)`` query was given), the filters checked by :func:`check_filters`, and ``k``
+    capped at the rows a query may return. ValueError for a wrong dimension or ``k < 1``."""
+    single = np.ndim(queries) == 1
+    queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+    if queries.shape[1] != index.dim:
+        raise ValueError(f"queries have {queries.shape[1]} dimensions, the index has {index.dim}")
+    if k < 1:
+        raise ValueError(f"k={k}: must be at least 1")
+    exclude, allowed = check_filters(len(index), len(queries), exclude, allowed)
+    return single, queries, exclude, allowed, min(k, n_candidates(len(index), exclude, allowed))
+
+
 def check_filters(n: int, n_queries: int, exclude, allowed):
     """``exclude`` as ``(Q,)`` int64 (or None) and ``allowed`` as ``(N,)`` bool (or None), shapes checked."""
     if exclude is not None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import Index, check_filters, drop_excluded, n_candidates
+from .backends import Index, checked_query, drop_excluded
 
 #: Options per kind, with their defaults.
 DEFAULTS = {
@@ -125,14 +125,7 @@ class FaissIndex(Index):
         """As :meth:`.index.EuclideanIndex.search`. ``allowed`` goes to FAISS as an ID selector (exact for
         ``flat``); ``exclude`` is met by fetching ``k + 1`` and dropping each query's excluded row."""
         faiss = faiss_module()
-        single = np.ndim(queries) == 1
-        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        if queries.shape[1] != self.dim:
-            raise ValueError(f"queries have {queries.shape[1]} dimensions, the index has {self.dim}")
-        if k < 1:
-            raise ValueError(f"k={k}: must be at least 1")
-        exclude, allowed = check_filters(len(self), len(queries), exclude, allowed)
-        k = min(k, n_candidates(len(self), exclude, allowed))
+        single, queries, exclude, allowed, k = checked_query(self, queries, k, exclude, allowed)
         fetch = min(k + (exclude is not None), len(self))
         if k < 1:
             d, i = np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import Index, check_filters, n_candidates
+from .backends import Index, checked_query
 
 #: Most gallery rows scored per step: bounds the distance block.
 DEFAULT_CHUNK_ROWS = 16_384
@@ -176,14 +176,7 @@ class EuclideanIndex(Index):
         Returns ``(distances, indices)``, each ``(Q, k')`` (``(k',)`` for one query) sorted by ascending
         distance, ``k' = min(k, N - excluded)``; distances are Euclidean (not squared), float32.
         """
-        single = np.ndim(queries) == 1
-        queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-        if queries.shape[1] != self.dim:
-            raise ValueError(f"queries have {queries.shape[1]} dimensions, the index has {self.dim}")
-        if k < 1:
-            raise ValueError(f"k={k}: must be at least 1")
-        exclude, allowed = check_filters(len(self), len(queries), exclude, allowed)
-        k = min(k, n_candidates(len(self), exclude, allowed))
+        single, queries, exclude, allowed, k = checked_query(self, queries, k, exclude, allowed)
         if k < 1:
             empty = np.zeros((len(queries), 0))
             return (empty[0].astype(np.float32), empty[0].astype(np.int64)) if single else (

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import Index, check_filters, drop_excluded, n_candidates
+from .backends import Index, checked_query, drop_excluded
 
 #: Scalar fields stored beside each vector: name -> (kind, longest string).
 FIELDS = {"brand": "str", "price": "float", "category": "str", "gender": "str"}
@@ -163,14 +163,8 @@ class MilvusIndex(Index):
         """As :meth:`.index.EuclideanIndex.search`, plus ``where``: a Milvus filter expression
         (:func:`filter_expression`). ``allowed`` becomes ``id in [...]`` (fine for thousands of rows; for a
         large catalogue express the filter with ``where``); ``exclude`` over-fetches one row and drops it."""
-        single = np.ndim(queries) == 1
-        queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-        if queries.shape[1] != self.dim:
-            raise ValueError(f"queries have {queries.shape[1]} dimensions, the index has {self.dim}")
-        if k < 1:
-            raise ValueError(f"k={k}: must be at least 1")
-        exclude, allowed = check_filters(len(self), len(queries), exclude, allowed)
-        k = min(k, n_candidates(len(self), exclude, allowed), MAX_LIMIT - 1)
+        single, queries, exclude, allowed, k = checked_query(self, queries, k, exclude, allowed)
+        k = min(k, MAX_LIMIT - 1)
         parts = [f"({where})"] if where else []
         if allowed is not None:
             parts.append(f"id in {np.flatnonzero(allowed).tolist()}")
