@@ -161,3 +161,14 @@ def test_import_smoke():
     assert rows["python -m cbir_tutorial --help"]["now loads TF"] == "no"
     assert rows["import cbir_tutorial"]["now loads TF"] == "no" and number(rows["import cbir_tutorial"]["now MiB"]) > 0
     assert "--help imports TensorFlow: no (target met)" in out
+
+
+def test_choose_recipe_smoke():
+    out = run_smoke("choose_recipe.py")
+    ranked = table(out, "Tuning half")
+    scores = [number(r["map_tuning"]) for r in ranked]
+    assert len(ranked) == 4 and scores == sorted(scores, reverse=True)
+    final = {r["recipe"]: r for r in table(out, "The chosen recipe against the baseline")}
+    assert set(final) == {"baseline", ranked[0]["recipe"]}
+    assert number(final[ranked[0]["recipe"]]["map_tuning"]) == number(ranked[0]["map_tuning"])
+    assert f"chosen: {ranked[0]['recipe']}" in out and "report half (the honest one)" in out

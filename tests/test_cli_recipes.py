@@ -21,7 +21,7 @@ def test_best_recipe_beats_the_baseline(capsys):
     assert (baseline["recipe"], baseline["steps"], baseline["half"]) == ("baseline", [], "all")
     assert best["recipe"] == "best" and best["steps"][0] == "GeM pooling (p=3)" and len(best["steps"]) == 5
     assert best["n_images"] == baseline["n_images"] == 770
-    assert best["map_at_k"] > baseline["map_at_k"] + 0.01  # measured +0.02 (the issue asked for +0.04)
+    assert best["map_at_k"] > baseline["map_at_k"] + 0.01  # measured +0.022 (the issue asked for +0.04)
 
 
 def test_half_evaluates_one_half_only(capsys):

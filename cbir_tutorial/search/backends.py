@@ -13,6 +13,7 @@ name            backend                                     exact?
 ``faiss-ivf``   FAISS ``IndexIVFFlat`` / ``IndexIVFPQ``     approximate: ``nprobe`` of ``nlist``
 ``faiss-hnsw``  FAISS ``IndexHNSWFlat``                     approximate: ``ef_search``
 ``milvus``      Milvus Lite file or a Milvus server         FLAT index: yes; others approximate
+``expanded``    :class:`~.postprocessing.ExpandedIndex`     yes, after DBA / αQE (recipes use it)
 ==============  ==========================================  =====================================
 """
 
@@ -32,6 +33,7 @@ INDEXES = {
     "faiss-ivf": ("faiss_index", "FaissIndex", {"kind": "ivf"}),
     "faiss-hnsw": ("faiss_index", "FaissIndex", {"kind": "hnsw"}),
     "milvus": ("milvus_index", "MilvusIndex", {}),
+    "expanded": ("postprocessing", "ExpandedIndex", {}),  # a recipe's own index (DBA / αQE), not a CLI choice
 }
 #: Name of the file holding an index's config in its saved folder.
 CONFIG_FILE = "index.json"

@@ -39,7 +39,7 @@ class SearchEngine:
         ``index_options`` (``dtype`` is the exact index's storage), or an already built :class:`Index`.
         A ``recipe`` with query expansion brings its own exact index."""
         if recipe is not None and recipe.index is not None:
-            if not (isinstance(index, str) and index == "exact"):
+            if not (isinstance(index, str) and index == "exact") and index is not recipe.index:
                 raise ValueError(f"recipe {recipe.recipe.name!r} expands queries on its own exact index: "
                                  f"use index='exact', not {index!r}")
             index, features = recipe.index, None
@@ -92,13 +92,10 @@ class SearchEngine:
         return cls(kept, extractor, features, extraction, dtype=dtype, index=index, index_options=index_options)
 
     def save(self, folder) -> Path:
-        """Write the engine into ``folder``: ``engine.json`` (backbone, weights, extractor options, catalogue
-        name), ``catalogue.json`` (the indexed products) and ``index/``. Atomic: a reader sees the old folder
-        or the whole new one. A Milvus index saves its connection; its rows stay in the Milvus database."""
-        if self.recipe is not None and self.recipe.recipe.name != "baseline":
-            raise NotImplementedError(
-                f"saving an engine built with recipe {self.recipe.recipe.name!r} is not supported yet (its "
-                "whitening and expansion are not saved): build it again, its features come from the cache")
+        """Write the engine into ``folder``: ``engine.json`` (backbone, weights, extractor options, recipe,
+        catalogue name), ``catalogue.json`` (the indexed products), ``index/`` and, for a recipe with
+        whitening, ``whitening.npz``. Atomic: a reader sees the old folder or the whole new one. A Milvus
+        index saves its connection; its rows stay in the Milvus database."""
         folder = Path(folder).expanduser().resolve()
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
@@ -115,7 +112,11 @@ class SearchEngine:
                               "root": None if self.catalogue.root is None else str(self.catalogue.root),
                               "notes": list(self.catalogue.notes)},
                 "rows": len(self),
+                "recipe": None if self.recipe is None else self.recipe.recipe.settings(),
             }
+            if self.recipe is not None and self.recipe.whitening is not None:
+                with open(tmp / "whitening.npz", "wb") as file:
+                    np.savez(file, **self.recipe.whitening.state())
             (tmp / ENGINE_FILE).write_text(json.dumps(description, indent=1) + "\n")
             old = folder.with_name(f".{folder.name}.{os.getpid()}.old")
             if folder.exists():
@@ -151,7 +152,14 @@ class SearchEngine:
         elif extractor.backbone != description["backbone"]:
             raise ValueError(f"the engine in {folder} was built with {description['backbone']}, "
                              f"not {extractor.backbone}")
-        return cls(catalogue, extractor, index=load_index(folder / "index"))
+        index = load_index(folder / "index")
+        recipe = None
+        if description.get("recipe"):
+            from .recipes import saved_recipe
+
+            recipe = saved_recipe(description["recipe"], extractor, index, folder / "whitening.npz")
+            extractor = recipe.extractors[0]
+        return cls(catalogue, extractor, index=index, recipe=recipe)
 
     def __len__(self) -> int:
         return len(self.catalogue)

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from .backends import Index, checked_query
 
-#: Most gallery rows scored per step: bounds the distance block.
-DEFAULT_CHUNK_ROWS = 16_384
+#: Most gallery rows scored per step (a search of one query steps through this many rows at a time).
+DEFAULT_CHUNK_ROWS = 65_536
+#: Rows converted at a time when encoding or measuring norms: bounds the float32 temporaries (64 MiB at 2048-d).
+ENCODE_ROWS = 8_192
 #: Distances held per step, ``Q x rows``: a cache-sized block keeps selecting the top k cheap for batches.
 BLOCK_DISTANCES = 131_072
 #: float32 values decoded per sub-step from compressed storage (1 MiB): the decoded rows stay in cache
 #: while the matrix product reads them, so compressed storage reads fewer bytes from memory.
 DECODE_VALUES = 262_144
+#: Up to this many queries a search is memory-bound: compressed rows are decoded on every core.
+FEW_QUERIES = 8
 #: Storage names: bytes per value and what is kept.
 STORAGES = {
     "float32": "4 bytes a value, exact",
@@ -65,7 +71,7 @@ class EuclideanIndex(Index):
         self.offset = self.scale = None
         if self.storage == "int8":
             if offset is None or scale is None:
-                offset, scale = int8_range(features, self.chunk_rows)
+                offset, scale = int8_range(features)
             self.offset = np.asarray(offset, dtype=np.float32)
             self.scale = np.asarray(scale, dtype=np.float32)
         self.gallery = self._encode(features)
@@ -81,8 +87,8 @@ class EuclideanIndex(Index):
             return np.ascontiguousarray(features, dtype=np.float32)
         dtype = {"bfloat16": bfloat16(), "int8": np.int8, "float16": np.float16}[self.storage]
         out = np.empty(features.shape, dtype=dtype)
-        for start in range(0, len(features), self.chunk_rows):
-            block = np.asarray(features[start:start + self.chunk_rows], dtype=np.float32)
+        for start in range(0, len(features), ENCODE_ROWS):
+            block = np.asarray(features[start:start + ENCODE_ROWS], dtype=np.float32)
             if self.storage == "int8":
                 block = np.rint((block - self.offset) / self.scale)
                 np.clip(block, -127, 127, out=block)
@@ -103,8 +109,8 @@ class EuclideanIndex(Index):
 
     def _sq_norms(self, start: int, stop: int) -> np.ndarray:
         norms = np.empty(stop - start, dtype=np.float32)
-        for s in range(start, stop, self.chunk_rows):
-            block = self._decode(s, min(s + self.chunk_rows, stop))
+        for s in range(start, stop, ENCODE_ROWS):
+            block = self._decode(s, min(s + ENCODE_ROWS, stop))
             norms[s - start:s - start + len(block)] = np.einsum("ij,ij->i", block, block)
         return norms
 
@@ -166,6 +172,32 @@ class EuclideanIndex(Index):
             index.scale = data["scale"] if "scale" in data else None
         return index
 
+    def _decoded_products(self, start: int, stop: int, weights: np.ndarray, dots: np.ndarray) -> None:
+        """``dots[:stop-start] = decoded rows start..stop @ weights.T`` for compressed storage.
+
+        Rows are decoded a few at a time into a cache-sized float32 buffer and multiplied at once, so
+        compressed rows are read from memory once. For a few queries the product is memory-bound and
+        runs on every core (numpy's casts release the GIL), as BLAS runs the float32 product; for a batch
+        BLAS already keeps the cores busy and one thread decodes larger blocks.
+        """
+        few = len(weights) <= FEW_QUERIES
+        sub = max(1, DECODE_VALUES // self.dim) * (1 if few else 4)
+        workers = min(_decode_workers() if few else 1, -(-(stop - start) // sub))
+        bounds = np.linspace(start, stop, workers + 1).astype(int)
+
+        def run(worker: int) -> None:  # one contiguous share of the rows per thread
+            first, last = bounds[worker], bounds[worker + 1]
+            buffer = np.empty((min(sub, last - first), self.dim), dtype=np.float32)
+            for s in range(first, last, sub):
+                e = min(s + sub, last)
+                np.copyto(buffer[:e - s], self.gallery[s:e])
+                np.matmul(buffer[:e - s], weights.T, out=dots[s - start:e - start])
+
+        if workers == 1:
+            run(0)
+        else:
+            list(_decode_pool().map(run, range(workers)))
+
     def search(self, queries: np.ndarray, k: int = 10, *, exclude: np.ndarray | None = None,
                allowed: np.ndarray | None = None):
         """The ``k`` nearest gallery rows of each query.
@@ -181,33 +213,21 @@ class EuclideanIndex(Index):
             empty = np.zeros((len(queries), 0))
             return (empty[0].astype(np.float32), empty[0].astype(np.int64)) if single else (
                 empty.astype(np.float32), empty.astype(np.int64))
-        q_norms = np.einsum("ij,ij->i", queries, queries)
-        # int8: q·(offset + scale*code) = q·offset + (q*scale)·code, so codes are only cast, not rescaled
-        weights = queries if self.scale is None else queries * self.scale
-        q_shift = None if self.offset is None else queries @ self.offset
+        # Ranking per query needs only ‖x‖² − 2 q·x: ‖q‖² (and int8's q·offset) are added to the k kept.
+        # int8: q·(offset + scale*code) = q·offset + (q*scale)·code, so codes are only cast, not rescaled.
+        weights = -2.0 * (queries if self.scale is None else queries * self.scale)
         best_d = np.full((len(queries), 0), np.inf, dtype=np.float32)
         best_i = np.zeros((len(queries), 0), dtype=np.int64)
         step = min(self.chunk_rows, max(256, BLOCK_DISTANCES // len(queries)))
         dots = np.empty((min(step, len(self)), len(queries)), dtype=np.float32)
-        sub = max(1, DECODE_VALUES // self.dim)
-        decoded = (np.empty((min(sub, len(self)), self.dim), dtype=np.float32)
-                   if self.storage != "float32" else None)
         for start in range(0, len(self), step):
             stop = min(start + step, len(self))
-            if decoded is None:
+            if self.storage == "float32":
                 np.matmul(self.gallery[start:stop], weights.T, out=dots[:stop - start])
-            else:  # decode a few rows into one reused, cache-sized buffer, then one product per sub-step
-                for s in range(start, stop, sub):
-                    e = min(s + sub, stop)
-                    np.copyto(decoded[:e - s], self.gallery[s:e])
-                    np.matmul(decoded[:e - s], weights.T, out=dots[s - start:e - start])
+            else:
+                self._decoded_products(start, stop, weights, dots)
             d2 = dots[:stop - start].T  # (Q, C); the product ran gallery-major, which keeps BLAS fast
-            if q_shift is not None:
-                d2 += q_shift[:, None]
-            d2 *= -2.0
-            d2 += q_norms[:, None]
             d2 += self.sq_norms[start:stop][None, :]
-            np.maximum(d2, 0.0, out=d2)
             if allowed is not None:
                 d2[:, ~allowed[start:stop]] = np.inf
             if exclude is not None:
@@ -217,15 +237,36 @@ class EuclideanIndex(Index):
             cand_d, cand_i = _candidates(d2, best_d, k)
             if cand_d.shape[1]:
                 best_d, best_i = _merge(best_d, best_i, cand_d, cand_i + start, k)
+        best_d += np.einsum("ij,ij->i", queries, queries)[:, None]
+        if self.offset is not None:
+            best_d += (-2.0 * (queries @ self.offset))[:, None]
+        np.maximum(best_d, 0.0, out=best_d)
         return (np.sqrt(best_d[0]), best_i[0]) if single else (np.sqrt(best_d), best_i)
 
 
-def int8_range(features: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+def _decode_workers() -> int:
+    """Threads that decode compressed rows: the cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+_POOL: dict[int, ThreadPoolExecutor] = {}
+
+
+def _decode_pool() -> ThreadPoolExecutor:
+    """The decode threads of this process (a forked child starts its own: it inherits no threads)."""
+    pid = os.getpid()
+    if pid not in _POOL:
+        _POOL.clear()
+        _POOL[pid] = ThreadPoolExecutor(_decode_workers(), thread_name_prefix="cbir-decode")
+    return _POOL[pid]
+
+
+def int8_range(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(offset, scale)``, each ``(D,)`` float32: codes ``-127..127`` span each dimension's min..max."""
     low = np.full(features.shape[1], np.inf, dtype=np.float32)
     high = np.full(features.shape[1], -np.inf, dtype=np.float32)
-    for start in range(0, len(features), chunk_rows):
-        block = np.asarray(features[start:start + chunk_rows], dtype=np.float32)
+    for start in range(0, len(features), ENCODE_ROWS):
+        block = np.asarray(features[start:start + ENCODE_ROWS], dtype=np.float32)
         np.minimum(low, block.min(axis=0), out=low)
         np.maximum(high, block.max(axis=0), out=high)
     if not len(features):

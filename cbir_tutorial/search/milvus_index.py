@@ -25,6 +25,14 @@ MAX_TEXT = 512
 INSERT_ROWS = 2_000
 #: Milvus's largest ``limit`` and number of query vectors per request.
 MAX_LIMIT = 16_384
+#: Milvus Lite's exact search holds ``queries x rows x dim`` float32 differences at once: queries per
+#: request are capped so that this stays under 1 GiB (one query at a time from about 130,000 x 2048).
+LITE_SEARCH_BYTES = 2**30
+
+
+def is_lite(uri: str) -> bool:
+    """True for a Milvus Lite database file (no ``scheme://``)."""
+    return "://" not in str(uri)
 
 
 def default_uri() -> str:
@@ -171,9 +179,12 @@ class MilvusIndex(Index):
         fetch = k + (exclude is not None)
         d2 = np.full((len(queries), max(fetch, 0)), np.inf, dtype=np.float32)
         rows = np.full((len(queries), max(fetch, 0)), -1, dtype=np.int64)
+        per_request = MAX_LIMIT
+        if is_lite(self.uri):
+            per_request = int(np.clip(LITE_SEARCH_BYTES // max(1, 4 * len(self) * self.dim), 1, MAX_LIMIT))
         if k >= 1:
-            for start in range(0, len(queries), MAX_LIMIT):
-                batch = queries[start:start + MAX_LIMIT]
+            for start in range(0, len(queries), per_request):
+                batch = queries[start:start + per_request]
                 hits = self.client.search(self.collection, data=batch.tolist(), limit=fetch,
                                           filter=" and ".join(parts), anns_field="vector",
                                           search_params={"metric_type": "L2", "params": self.search_params})

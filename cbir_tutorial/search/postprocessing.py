@@ -20,9 +20,12 @@ its neighbours' augmented vectors is taken out before they are ranked against it
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from .backends import Index
 
 #: Queries scored per step (``Q x N`` similarities held at once at most ``_BLOCK`` floats).
 _BLOCK = 4_000_000
@@ -162,14 +165,17 @@ def database_augmentation(gallery: np.ndarray, n: int = 2, alpha: float = 3.0) -
     return alpha_query_expansion(gallery, gallery, n, alpha, exclude=np.arange(len(gallery)))
 
 
-class ExpandedIndex:
+class ExpandedIndex(Index):
     """Exact search by cosine similarity with optional DBA on the gallery and αQE on the queries.
 
-    Same interface as :class:`~cbir_tutorial.search.index.EuclideanIndex` (``search``, ``search_rows``,
-    ``len``); distances are Euclidean between the L2-normalised (expanded) vectors. ``dba_n`` / ``qe_n``
-    = 0 switch a step off. A gallery row given in ``exclude`` (a leave-one-out query) is neither one of
-    its query's expansion neighbours nor counted inside its neighbours' augmented vectors.
+    An :class:`~cbir_tutorial.search.backends.Index` (``make_index("expanded", features, qe_n=2)``);
+    distances are Euclidean between the L2-normalised (expanded) vectors. ``dba_n`` / ``qe_n`` = 0 switch
+    a step off. A gallery row given in ``exclude`` (a leave-one-out query) is neither one of its query's
+    expansion neighbours nor counted inside its neighbours' augmented vectors. Saved as its un-augmented
+    gallery; DBA is recomputed on load (deterministic).
     """
+
+    name = "expanded"
 
     def __init__(self, features: np.ndarray, *, qe_n: int = 0, qe_alpha: float = 3.0, dba_n: int = 0,
                  dba_alpha: float = 3.0):
@@ -194,12 +200,34 @@ class ExpandedIndex:
         self._pairs = np.argsort(flat, kind="stable")
         self._pair_starts = np.searchsorted(flat[self._pairs], np.arange(n + 1))
 
+    @classmethod
+    def build(cls, features, *, metadata=None, **options) -> "ExpandedIndex":
+        return cls(features, **options)
+
     def __len__(self) -> int:
         return len(self.gallery)
 
     @property
     def dim(self) -> int:
         return self.gallery.shape[1]
+
+    def get_config(self) -> dict:
+        return {"qe_n": self.qe_n, "qe_alpha": self.qe_alpha, "dba_n": self.dba_n, "dba_alpha": self.dba_alpha}
+
+    def add(self, features: np.ndarray, metadata=None) -> None:
+        """Append ``(n, D)`` rows; every row's DBA neighbours are found again (new rows may be among them)."""
+        features = np.atleast_2d(np.asarray(features, dtype=np.float32))
+        if features.shape[1] != self.dim:
+            raise ValueError(f"features have {features.shape[1]} dimensions, the index has {self.dim}")
+        self.__init__(np.concatenate([self.gallery, features]), **self.get_config())
+
+    def _save_data(self, folder: Path) -> None:
+        np.save(folder / "gallery.npy", self.gallery)
+
+    @classmethod
+    def _load_data(cls, folder: Path, config: dict) -> "ExpandedIndex":
+        options = {key: config[key] for key in ("qe_n", "qe_alpha", "dba_n", "dba_alpha")}
+        return cls(np.load(folder / "gallery.npy"), **options)
 
     def __repr__(self) -> str:
         steps = [f"DBA(n={self.dba_n}, alpha={self.dba_alpha:g})"] if self.dba_n else []

@@ -5,16 +5,19 @@ returns a :class:`FittedRecipe` (the fitted whitening, the index, the extractors
 so a later query image goes through exactly the same steps. ``SearchEngine.build(..., recipe="best")``,
 ``python -m cbir_tutorial evaluate --recipe best`` and the explorer all take a name from :data:`RECIPES`.
 
-How "best" was chosen (no labels are used by the recipe itself; labels only scored the choices):
+How the settings were chosen (no labels are used by a recipe itself; labels only scored the choices):
 the sample was split by product id parity. On the **even-id half** (the tuning half, 385 photos) each
 step was tried on top of the previous one with EfficientNet-Lite0, leave-one-out MAP@10 there:
 
 - pooling: average 0.679, max 0.681, GeM p=2/3/4 0.683/0.684/0.684 → GeM with p=3, the literature's
-  value for off-the-shelf features (Radenović et al. 2018); + flip TTA 0.694;
-- PCA whitening alone lowers it (dim 64/128/256 at power 0.5: 0.691/0.675/0.669; power 1 much
-  worse: 0.62/0.54), so it is kept only because, with expansion, dim 64 power 0.5 gives the best score;
-- DBA n and αQE n in 0..3 (α=3 as in the literature, α=1 tried and no better): without whitening
-  the best was DBA 2 + QE 1 = 0.711; with whitening (64, 0.5) DBA 1 + QE 2 = 0.716, the chosen one.
+  value for off-the-shelf features (Radenović et al. 2018); + flip TTA 0.694; multi-scale TTA
+  (0.75 and 1, or 1 and 1.25) 0.693 / 0.700 for 2-3x the extraction: left out;
+- then a grid of 54 label-free recipes on top of GeM + flip (``benchmarks/choose_recipe.py``): with or
+  without EfficientNet-Lite2 fused, no whitening or PCA whitening to 64 / 256 dimensions (power 0.5),
+  DBA n and αQE n in 0..2 (α=3 as in the literature). Its highest tuning-half score, 0.735, is
+  **"best"**: Lite2 fused, no whitening, DBA 1 + αQE 2. The highest with one backbone, 0.716, is
+  **"single"**: whitening to 64 dimensions, DBA 1 + αQE 2 (whitening alone lowers the score: 0.691
+  at 64 dimensions, power 1 much worse, 0.62/0.54; it pays only together with expansion).
 
 The **odd-id half** (the report half) was only scored with the settings fixed; its figures are in
 ``benchmarks/RESULTS.md`` and notebook 08 (:func:`halves` builds the two halves).
@@ -95,12 +98,15 @@ TTA = replace(GEM, name="gem+flip", description="GeM + horizontal-flip test-time
 WHITEN = replace(TTA, name="gem+flip+whiten", description="... + PCA whitening learned on the gallery",
                  whiten_dim=64, whiten_power=0.5)
 DBA = replace(WHITEN, name="gem+flip+whiten+dba", description="... + database-side augmentation", dba_n=1)
-BEST = replace(DBA, name="best", description="GeM + flip + PCA whitening + DBA + alpha-QE (no labels)", qe_n=2)
-FUSION = replace(BEST, name="fusion", description="best, on EfficientNet-Lite0 + Lite2 features fused",
+SINGLE = replace(DBA, name="single", description="the best with one backbone: GeM + flip + whitening + DBA + "
+                 "alpha-QE", qe_n=2)
+FUSION = replace(TTA, name="fusion", description="GeM + flip on EfficientNet-Lite0 and Lite2, fused",
                  fuse_with="efficientnet_lite2")
+BEST = replace(FUSION, name="best", description="fusion + DBA + alpha-QE (no labels)", dba_n=1, qe_n=2)
 
-#: The named recipes, in the order of the cumulative table (each adds one step to the one before).
-RECIPES: dict[str, Recipe] = {r.name: r for r in (BASELINE, GEM, TTA, WHITEN, DBA, BEST, FUSION)}
+#: The named recipes, in the order of the cumulative table: each adds a step to the one before, except
+#: ``fusion``, which starts again from ``gem+flip`` with a second backbone.
+RECIPES: dict[str, Recipe] = {r.name: r for r in (BASELINE, GEM, TTA, WHITEN, DBA, SINGLE, FUSION, BEST)}
 
 
 def recipe_from_word(recipe: "str | Recipe | None") -> Recipe:
@@ -139,6 +145,27 @@ class FittedRecipe:
     def describe(self) -> dict:
         """JSON-ready: the recipe's name, steps and settings."""
         return {"recipe": self.recipe.name, "steps": self.recipe.steps(), "settings": self.recipe.settings()}
+
+
+def saved_recipe(settings: dict, extractor, index, whitening_file) -> FittedRecipe:
+    """The :class:`FittedRecipe` of a saved engine: its ``settings`` (:meth:`Recipe.settings`), extractors
+    rebuilt around the saved backbone's ``extractor``, the whitening read from ``whitening_file`` (when
+    the recipe whitens) and ``index`` when it is the recipe's own (expanded) index."""
+    from pathlib import Path
+
+    recipe = Recipe(**{**settings, "scales": tuple(settings["scales"])})
+    extractors = [extractor_for(recipe, extractor)]
+    if recipe.fuse_with:
+        extractors.append(extractor_for(recipe, recipe.fuse_with, extractor.weights, resize=extractor.resize,
+                                        batch_size=extractor.batch_size, seed=extractor.seed))
+    fitted = FittedRecipe(recipe, extractors, index=index if isinstance(index, ExpandedIndex) else None)
+    if recipe.whiten_dim != 0:
+        if not Path(whitening_file).is_file():
+            raise FileNotFoundError(f"{whitening_file} is missing: the saved engine's recipe {recipe.name!r} "
+                                    "whitens its features; save the engine again")
+        with np.load(whitening_file) as state:
+            fitted.whitening = PCAWhitening.from_state(state)
+    return fitted
 
 
 def extractor_for(recipe: Recipe, backbone, weights="imagenet", **options):
@@ -204,12 +231,14 @@ def halves(catalogue) -> tuple:
 
 
 def recipe_table(catalogue, recipes: Sequence = tuple(RECIPES), backbone="efficientnet_lite0", weights="imagenet",
-                 *, k: int = 10, cache=True, progress: bool = False, **extractor_options):
+                 *, k: int = 10, cache=True, progress: bool = False, parts: Sequence[str] = ("all", "tuning", "report"),
+                 **extractor_options):
     """MAP@k of each recipe on the whole catalogue and on its tuning and report halves (:func:`halves`).
 
     Features are extracted once per distinct extractor over the whole catalogue; each part then fits
     its recipe (whitening, expansion) on its own rows only, exactly as an engine built on that part
-    would. Returns a DataFrame with columns ``recipe, steps, map_all, map_tuning, map_report``.
+    would. ``parts``: which of ``"all"``, ``"tuning"``, ``"report"`` to score. Returns a DataFrame with
+    columns ``recipe, steps`` and ``map_<part>`` for each part.
     """
     import pandas as pd
 
@@ -229,18 +258,20 @@ def recipe_table(catalogue, recipes: Sequence = tuple(RECIPES), backbone="effici
     rows = []
     for recipe in recipes:
         recipe = recipe_from_word(recipe)
-        parts = [features_for(recipe, backbone)]
+        sources = [features_for(recipe, backbone)]
         if recipe.fuse_with:
-            parts.append(features_for(recipe, recipe.fuse_with))
-        kept = np.logical_and.reduce([x.kept for _, x in parts])
+            sources.append(features_for(recipe, recipe.fuse_with))
+        kept = np.logical_and.reduce([x.kept for _, x in sources])
         full = []
-        for _, extraction in parts:  # (N, D) with zeros where unreadable, then kept rows only
+        for _, extraction in sources:  # (N, D) with zeros where unreadable, then kept rows only
             dense = np.zeros((len(kept), extraction.features.shape[1]), dtype=np.float32)
             dense[extraction.kept] = extraction.features
             full.append(dense)
         row = {"recipe": recipe.name, "steps": ", ".join(recipe.steps()) or "-"}
-        for part, mask in (("all", kept), ("tuning", kept & (ids % 2 == 0)), ("report", kept & (ids % 2 == 1))):
-            fitted, features = fit_recipe(recipe, [e for e, _ in parts], [f[mask] for f in full])
+        masks = {"all": kept, "tuning": kept & (ids % 2 == 0), "report": kept & (ids % 2 == 1)}
+        for part in parts:
+            mask = masks[part]
+            fitted, features = fit_recipe(recipe, [e for e, _ in sources], [f[mask] for f in full])
             index = fitted.index if fitted.index is not None else EuclideanIndex(features)
             row[f"map_{part}"] = float(evaluate(index, np.asarray(catalogue.labels, dtype=object)[mask], k).iloc[0].map_at_k)
         rows.append(row)

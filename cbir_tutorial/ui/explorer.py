@@ -95,68 +95,90 @@ def offered_choices(backbones=None) -> list[BackboneChoice]:
 
 
 class EngineShelf:
-    """Search engines over one catalogue, one per :class:`BackboneChoice`, built on first use and kept.
+    """Search engines over one catalogue, one per :class:`BackboneChoice` and recipe, built on first use and kept.
 
     Features come from :class:`~cbir_tutorial.features.FeatureExtractor`'s disk cache when they were
     extracted before. A backbone whose weights cannot be had is remembered in ``unavailable``
-    (key → the error message) and not tried again.
+    (key → the error message) and not tried again. ``recipe``: the name of the
+    :data:`~cbir_tutorial.search.recipes.RECIPES` entry new engines are built with (``"baseline"``:
+    the backbone's own features); set it to switch, the engines of other recipes stay on the shelf.
     """
 
-    def __init__(self, catalogue: Catalogue, choices: Sequence[BackboneChoice], *, cache=True,
+    def __init__(self, catalogue: Catalogue, choices: Sequence[BackboneChoice], *, cache=True, recipe=None,
                  **extractor_options):
         self.catalogue = catalogue
         self.choices = {choice.key: choice for choice in choices}
         self.cache = cache
+        self.recipe = recipe
         self.extractor_options = extractor_options
         self.unavailable: dict[str, str] = {}
-        self._engines: dict[str, SearchEngine] = {}
-        self._rows: dict[str, np.ndarray] = {}
+        self._engines: dict[tuple, SearchEngine] = {}
+        self._rows: dict[tuple, np.ndarray] = {}
 
     def __repr__(self) -> str:
-        return (f"EngineShelf({self.catalogue.name!r}: {len(self.choices)} choices, built {self.built}, "
-                f"unavailable {sorted(self.unavailable)})")
+        return (f"EngineShelf({self.catalogue.name!r}: {len(self.choices)} choices, recipe {self.recipe_name!r}, "
+                f"built {self.built}, unavailable {sorted(self.unavailable)})")
+
+    @property
+    def recipe(self):
+        """The recipe new engines are built with (a :class:`~cbir_tutorial.search.recipes.Recipe`)."""
+        return self._recipe
+
+    @recipe.setter
+    def recipe(self, recipe) -> None:
+        from ..search.recipes import recipe_from_word
+
+        self._recipe = recipe_from_word(recipe)
+
+    @property
+    def recipe_name(self) -> str:
+        return self._recipe.name
 
     @property
     def built(self) -> list[str]:
-        """Keys of the engines in memory, in choice order."""
-        return [key for key in self.choices if key in self._engines]
+        """Keys of the engines in memory under the current recipe, in choice order."""
+        return [key for key in self.choices if (key, self.recipe_name) in self._engines]
 
     def add(self, choice: BackboneChoice, engine: SearchEngine) -> None:
-        """Shelve a ready ``engine`` whose catalogue is this shelf's catalogue, row for row."""
+        """Shelve a ready ``engine`` whose catalogue is this shelf's catalogue, row for row (under its
+        own recipe; the shelf switches to that recipe)."""
         if len(engine) != len(self.catalogue):
             raise ValueError(f"the engine indexes {len(engine)} products, the catalogue has {len(self.catalogue)}")
         self.choices.setdefault(choice.key, choice)
-        self._engines[choice.key] = engine
-        self._rows[choice.key] = np.arange(len(engine))
+        self.recipe = None if engine.recipe is None else engine.recipe.recipe
+        self._engines[choice.key, self.recipe_name] = engine
+        self._rows[choice.key, self.recipe_name] = np.arange(len(engine))
 
     def engine(self, key: str, *, progress: bool = False) -> SearchEngine:
-        """The engine of choice ``key``, built now if needed (raises :class:`WeightsUnavailableError`)."""
-        if key in self._engines:
-            return self._engines[key]
+        """The engine of choice ``key`` under the current recipe, built now if needed (raises
+        :class:`WeightsUnavailableError`)."""
+        if (key, self.recipe_name) in self._engines:
+            return self._engines[key, self.recipe_name]
         if key not in self.choices:
             raise KeyError(f"no backbone choice {key!r}; offered: {list(self.choices)}")
         if key in self.unavailable:
             raise WeightsUnavailableError(self.unavailable[key])
         choice = self.choices[key]
+        recipe = None if self.recipe_name == "baseline" else self.recipe
         try:
             engine = SearchEngine.build(self.catalogue, choice.backbone, choice.weights, cache=self.cache,
-                                        progress=progress, **self.extractor_options)
+                                        progress=progress, recipe=recipe, **self.extractor_options)
         except WeightsUnavailableError as error:
             self.unavailable[key] = str(error)
             raise
         kept = engine.extraction.kept
-        self._engines[key] = engine
-        self._rows[key] = np.where(kept, np.cumsum(kept) - 1, -1)
+        self._engines[key, self.recipe_name] = engine
+        self._rows[key, self.recipe_name] = np.where(kept, np.cumsum(kept) - 1, -1)
         return engine
 
     def engine_row(self, key: str, row: int) -> int | None:
         """The engine row of catalogue ``row`` under choice ``key`` (``None``: its image was unreadable)."""
-        found = int(self._rows[key][row])
+        found = int(self._rows[key, self.recipe_name][row])
         return None if found < 0 else found
 
     def catalogue_rows(self, key: str, engine_rows: np.ndarray) -> np.ndarray:
         """``(n,)`` int64 catalogue rows of engine rows (they differ when some images were unreadable)."""
-        return np.flatnonzero(self._rows[key] >= 0)[np.asarray(engine_rows, dtype=np.int64)]
+        return np.flatnonzero(self._rows[key, self.recipe_name] >= 0)[np.asarray(engine_rows, dtype=np.int64)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -223,7 +245,7 @@ class Query:
         return self.image if self.is_upload else self.path
 
     def features(self, key: str, engine: SearchEngine) -> np.ndarray:
-        """``(D,)`` features of an uploaded photo under choice ``key``, computed once per backbone."""
+        """``(D,)`` features of an uploaded photo for ``engine``, computed once per ``key`` (backbone and recipe)."""
         if key not in self._features:
             self._features[key] = engine.query_features(self.image)  # through the engine's recipe, if any
         return self._features[key]
@@ -347,7 +369,7 @@ def answer_for(shelf: EngineShelf, key: str, query: Query, k: int = 10, filters:
     allowed = filters.mask(table)
     n_allowed = len(table) if allowed is None else int(allowed.sum())
     if query.is_upload:
-        found = engine.search(query.features(key, engine), k, allowed=allowed)
+        found = engine.search(query.features(f"{key}|{shelf.recipe_name}", engine), k, allowed=allowed)
         own_row = None
     else:
         own_row = shelf.engine_row(key, query.row)

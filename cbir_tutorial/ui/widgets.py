@@ -21,6 +21,7 @@ import pandas as pd
 from ..models.backbones import WeightsUnavailableError
 from ..data.catalogue import Catalogue
 from ..search.engine import RESULT_COLUMNS, SearchEngine
+from ..search.recipes import RECIPES
 from .explorer import (ALL, Answer, EngineShelf, Filters, Query, offered_choices,
                        comparison_html, filter_choices, query_html, results_html, answer_for)
 from ..data.images import ImageError
@@ -31,14 +32,17 @@ K_MAX = 50
 
 
 class SearchExplorer:
-    """Pick a backbone and a query (catalogue product, random product, your own photo or a photo's web
-    address), see the top K.
+    """Pick a backbone, a recipe and a query (catalogue product, random product, your own photo or a
+    photo's web address), see the top K.
 
     ``backbones``: what to offer (see :func:`~cbir_tutorial.explorer.offered_choices`), e.g.
     ``{"efficientnet_lite0": "imagenet", "resnet50": None}`` (``None`` = random weights). Each engine is
     built the first time its backbone is chosen (features from the disk cache when extracted before)
     and kept, so switching back is instant; a backbone whose weights cannot be had is marked
     unavailable. ``row``: the first query (``None``: a random product drawn with ``seed``).
+
+    ``recipe`` (a name from :data:`~cbir_tutorial.search.recipes.RECIPES`, e.g. ``"best"``): the steps
+    engines are built with; the *recipe* dropdown switches it, building each engine once.
 
     State for code and tests: ``backbone`` (choice key), ``query``, ``answer``, ``results``
     (DataFrame), ``comparison``, ``message`` and ``controls`` (name → widget; set a control's
@@ -55,8 +59,8 @@ class SearchExplorer:
     url_repeat_s: float = 1.0
 
     def __init__(self, catalogue: Catalogue, backbones=None, k: int = 10, *, row: int | None = None,
-                 seed: int = 0, progress: bool = True, cache=True, **extractor_options):
-        shelf = EngineShelf(catalogue, offered_choices(backbones), cache=cache, **extractor_options)
+                 seed: int = 0, progress: bool = True, cache=True, recipe=None, **extractor_options):
+        shelf = EngineShelf(catalogue, offered_choices(backbones), cache=cache, recipe=recipe, **extractor_options)
         self._start(shelf, k, row, seed, progress)
 
     @classmethod
@@ -92,6 +96,7 @@ class SearchExplorer:
         self._last_url: tuple[str, float] = ("", float("-inf"))  # address fetched last, and when
         row = int(self._rng.integers(len(self.catalogue))) if row is None else int(row)
         self._query = Query.from_row(self.catalogue, row)
+        self._recipes = {**RECIPES, shelf.recipe_name: shelf.recipe}  # the named ones, and the shelf's own
         self.controls = self._controls(int(k), row)
         self.widget = self._layout()
         for key in shelf.choices:  # start on the first backbone that can be built
@@ -171,6 +176,10 @@ class SearchExplorer:
         c: dict[str, w.Widget] = {
             "backbone": w.Dropdown(options=[(o.label, o.key) for o in self.shelf.choices.values()],
                                    description="backbone", style=wide, layout=w.Layout(width="440px")),
+            "recipe": w.Dropdown(options=[(f"{name}: {recipe.description}", name)
+                                          for name, recipe in self._recipes.items()],
+                                 value=self.shelf.recipe_name, description="recipe", style=wide,
+                                 layout=w.Layout(width="440px")),
             "compare": w.Checkbox(value=False, description="compare backbones", indent=False),
             "query": w.IntSlider(value=row, min=0, max=len(self.catalogue) - 1, description="product",
                                  continuous_update=False, layout=w.Layout(width="420px")),
@@ -205,6 +214,7 @@ class SearchExplorer:
         filters = [c[name] for name in ("k", "gender", "category", "price") if name in c]
         return w.VBox([
             w.HBox([c["backbone"], c["compare"]], layout=wrap),
+            c["recipe"],
             w.HBox([c["query"], c["random"], c["upload"]], layout=wrap),
             w.HBox([c["url"], c["fetch"]], layout=wrap),
             w.HBox(filters, layout=wrap),
@@ -216,9 +226,9 @@ class SearchExplorer:
     def _wire(self):
         """Observe the controls; every callback's unexpected error is shown in the ``log`` Output."""
         shown = self.controls["log"].capture(clear_output=True)
-        handlers = {"backbone": self._on_backbone, "query": self._on_row, "upload": self._on_upload,
-                    "url": self._on_url, "compare": self._on_change, "k": self._on_change, "gender": self._on_change,
-                    "category": self._on_change, "price": self._on_change}
+        handlers = {"backbone": self._on_backbone, "recipe": self._on_recipe, "query": self._on_row,
+                    "upload": self._on_upload, "url": self._on_url, "compare": self._on_change, "k": self._on_change,
+                    "gender": self._on_change, "category": self._on_change, "price": self._on_change}
         for name, handler in handlers.items():
             if name in self.controls:
                 self.controls[name].observe(shown(handler), names="value")
@@ -265,6 +275,19 @@ class SearchExplorer:
             self._say(f"<b>{html.escape(choice.label)} is unavailable</b>; still showing "
                       f"{html.escape(self.shelf.choices[change['old']].label)}.<pre style='white-space:pre-wrap'>"
                       f"{html.escape(str(error))}</pre>", error=True)
+
+    def _on_recipe(self, change):
+        if self._quiet:
+            return
+        self.shelf.recipe = self._recipes[change["new"]]
+        try:
+            self._refresh()
+        except (WeightsUnavailableError, ImageError) as error:
+            self.shelf.recipe = self._recipes[change["old"]]
+            with self._quietly():
+                self.controls["recipe"].value = change["old"]
+            self._say(f"<b>Recipe {html.escape(change['new'])} failed</b>; still showing "
+                      f"{html.escape(change['old'])}: {html.escape(str(error).splitlines()[0])}", error=True)
 
     def _on_row(self, change):
         if self._quiet:
@@ -377,5 +400,6 @@ class SearchExplorer:
             c["results_view"].value = results_html(answer)
         elapsed = time.perf_counter() - started
         built = f" (features computed in {self._built_in:.1f} s)" if self._built_in else ""
-        self._say(f"{html.escape(answer.choice.label)}: top {len(answer.results)} of {answer.n_allowed:,} "
+        recipe = "" if self.shelf.recipe_name == "baseline" else f", recipe {html.escape(self.shelf.recipe_name)}"
+        self._say(f"{html.escape(answer.choice.label)}{recipe}: top {len(answer.results)} of {answer.n_allowed:,} "
                   f"products ({html.escape(answer.filters.describe())}) in {elapsed:.2f} s{built}")

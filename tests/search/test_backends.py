@@ -92,7 +92,7 @@ def test_add_appends_rows_and_unknown_names_are_refused(features):
     np.testing.assert_array_equal(index.search(features[:5], 10)[1], whole.search(features[:5], 10)[1])
     with pytest.raises(ValueError, match="index='annoy' is not known; use one of: exact, faiss-flat"):
         make_index("annoy", features)
-    assert set(INDEXES) == {"exact", "faiss-flat", "faiss-ivf", "faiss-hnsw", "milvus"}
+    assert set(INDEXES) == {"exact", "faiss-flat", "faiss-ivf", "faiss-hnsw", "milvus", "expanded"}
 
 
 @needs_faiss
@@ -162,6 +162,23 @@ def test_milvus_lite_matches_numpy_with_filters_and_expressions(features, priced
         assert mask[found[1]].all()
         assert_same_top_k(found, exact.search(queries, 10, exclude=QUERIES, allowed=mask))
     np.testing.assert_array_equal(milvus.vectors([3, 700]), features[[3, 700]])
+
+
+@needs_milvus
+def test_milvus_lite_batches_are_cut_to_bound_its_memory(features, milvus, monkeypatch):
+    import cbir_tutorial.search.milvus_index as milvus_module
+
+    assert milvus_module.is_lite(milvus.uri) and not milvus_module.is_lite("http://localhost:19530")
+    queries = features[QUERIES]
+    whole = milvus.search(queries, 10, exclude=QUERIES)
+    requests = []
+    search = milvus.client.search
+    monkeypatch.setattr(milvus.client, "search", lambda *a, **kw: requests.append(len(kw["data"])) or search(*a, **kw))
+    monkeypatch.setattr(milvus_module, "LITE_SEARCH_BYTES", 3 * 4 * len(milvus) * milvus.dim)  # 3 queries a request
+    cut = milvus.search(queries, 10, exclude=QUERIES)
+    assert max(requests) == 3 and sum(requests) == len(queries)
+    np.testing.assert_array_equal(cut[1], whole[1])
+    np.testing.assert_allclose(cut[0], whole[0])
 
 
 @needs_milvus

@@ -97,3 +97,24 @@ def test_bad_arguments_are_named():
         EuclideanIndex(np.eye(4), dtype=np.int64)
     with pytest.raises(ValueError, match=r"\(N, D\)"):
         EuclideanIndex(np.ones(4))
+
+
+@pytest.mark.parametrize("storage", ["bfloat16", "int8"])
+@pytest.mark.parametrize("n_queries", [1, 3, 40])
+def test_compressed_search_is_the_same_on_any_number_of_decode_threads(monkeypatch, storage, n_queries):
+    import cbir_tutorial.search.index as index_module
+
+    rng = np.random.default_rng(1)
+    gallery = rng.standard_normal((1000, 2048)).astype(np.float32)  # 2048-d: 128-row decode blocks
+    gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
+    index = EuclideanIndex(gallery, dtype=storage, chunk_rows=700)  # steps that end mid-block
+    queries, exclude = gallery[:n_queries] + 0.01, np.arange(n_queries)
+    answers = []
+    for workers in (1, 3):
+        monkeypatch.setattr(index_module, "_decode_workers", lambda: workers)
+        answers.append(index.search(queries, 12, exclude=exclude))
+    np.testing.assert_array_equal(answers[0][1], answers[1][1])
+    np.testing.assert_allclose(answers[0][0], answers[1][0], rtol=1e-6)
+    decoded = EuclideanIndex(index.vectors()).search(queries, 12, exclude=exclude)
+    np.testing.assert_array_equal(answers[1][1], decoded[1])
+    np.testing.assert_allclose(answers[1][0], decoded[0], atol=1e-5)

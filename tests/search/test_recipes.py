@@ -23,8 +23,10 @@ def test_recipe_names_and_steps():
     assert list(RECIPES)[:1] == ["baseline"] and "best" in RECIPES
     assert recipe_from_word(None) is BASELINE and recipe_from_word(" BEST ") is RECIPES["best"]
     assert BASELINE.steps() == []
-    assert RECIPES["best"].steps() == ["GeM pooling (p=3)", "flip TTA", "PCA whitening (dim=64, power=0.5)",
+    assert RECIPES["best"].steps() == ["GeM pooling (p=3)", "flip TTA", "fusion with efficientnet_lite2 (weight 1)",
                                        "DBA (n=1, alpha=3)", "alpha-QE (n=2, alpha=3)"]
+    assert RECIPES["single"].steps() == ["GeM pooling (p=3)", "flip TTA", "PCA whitening (dim=64, power=0.5)",
+                                         "DBA (n=1, alpha=3)", "alpha-QE (n=2, alpha=3)"]
     with pytest.raises(ValueError, match="choose one of baseline, gem"):
         recipe_from_word("fastest")
 
@@ -48,6 +50,22 @@ def test_expanded_recipe_keeps_its_whitening_for_new_queries(expanded_engine, sa
     assert 11 not in by_row["row"].to_list() and len(by_row) == 5
     assert (expanded_engine.evaluate(10).iloc[0].map_at_k
             > sample_engine.evaluate(10).iloc[0].map_at_k + 0.005)  # measured 0.741 vs 0.732
+
+
+def test_a_saved_recipe_engine_reopens_and_answers_identically(expanded_engine, tmp_path):
+    folder = expanded_engine.save(tmp_path / "engine")
+    assert (folder / "whitening.npz").is_file()
+    reopened = SearchEngine.load(folder)
+    assert reopened.recipe.recipe == EXPANDED and type(reopened.index) is type(expanded_engine.index)
+    path = expanded_engine.catalogue.paths[11]
+    np.testing.assert_allclose(reopened.query_features(path), expanded_engine.query_features(path), atol=1e-5)
+    for query in (path, 11):
+        mine, theirs = expanded_engine.search(query, 10), reopened.search(query, 10)
+        assert mine["row"].to_list() == theirs["row"].to_list()
+        np.testing.assert_allclose(mine["distance"], theirs["distance"], atol=1e-5)
+    (folder / "whitening.npz").unlink()
+    with pytest.raises(FileNotFoundError, match="whitening.npz is missing: the saved engine's recipe 'expanded'"):
+        SearchEngine.load(folder)
 
 
 def test_halves_split_by_product_id_parity(sample_catalogue):

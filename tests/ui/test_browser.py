@@ -153,7 +153,8 @@ def test_the_explorer_runs_in_jupyterlab_and_answers_clicks(lab):
             second = wait_for_new_grid(page, first, 60_000)
             expect(query).not_to_contain_text("catalogue row 0")
 
-            backbone = page.locator(".widget-dropdown", has_text="backbone").locator("select")
+            backbone = page.locator(".widget-dropdown").filter(
+                has=page.get_by_text("backbone", exact=True)).locator("select")  # the one labelled "backbone"
             backbone.select_option(label="ResNet50, RANDOM weights (untrained)")
             wait_for_new_grid(page, second, 300_000)  # builds the random ResNet50's features first
             status = page.locator(".cbir-status")

@@ -31,6 +31,7 @@ def explorer(session):
     c["compare"].value = False
     c["url"].value = ""
     c["backbone"].value = LITE
+    c["recipe"].value = "baseline"
     c["gender"].value = c["category"].value = ALL
     c["k"].value = K
     c["query"].value = 1
@@ -229,6 +230,24 @@ def test_switching_backbones_builds_once_and_compare_shows_both(explorer):
     assert {key: explorer.shelf.engine(key) for key in (LITE, RANDOM)} == engines  # kept, not rebuilt
     explorer.controls["query"].value = 9
     assert all(9 not in table["row"].tolist() for table in explorer.comparison.values())
+
+
+def test_the_recipe_dropdown_builds_that_recipes_engine_and_keeps_the_baseline(explorer, catalogue):
+    from cbir_tutorial.search.recipes import RECIPES
+
+    assert [value for _, value in explorer.controls["recipe"].options] == list(RECIPES)
+    baseline_rows, baseline = rows(explorer), explorer.shelf.engine(LITE)
+    explorer.controls["recipe"].value = "single"
+    engine = explorer.shelf.engine(LITE)
+    assert engine is not baseline and engine.recipe.recipe is RECIPES["single"]
+    assert "recipe single" in explorer.message and len(rows(explorer)) == K and 0 not in rows(explorer)
+    with open(catalogue.paths[0], "rb") as photo:
+        upload(explorer, photo.read(), "product 0 again")
+    assert explorer.results["row"].iloc[0] == 0  # the photo goes through the recipe's steps too
+    explorer.controls["recipe"].value = "baseline"
+    explorer.controls["query"].value = 1
+    explorer.controls["query"].value = 0
+    assert explorer.shelf.engine(LITE) is baseline and rows(explorer) == baseline_rows
 
 
 def test_a_backbone_without_weights_is_marked_and_never_crashes(catalogue, monkeypatch):
