@@ -213,9 +213,12 @@ class EuclideanIndex(Index):
             empty = np.zeros((len(queries), 0))
             return (empty[0].astype(np.float32), empty[0].astype(np.int64)) if single else (
                 empty.astype(np.float32), empty.astype(np.int64))
-        # Ranking per query needs only ‖x‖² − 2 q·x: ‖q‖² (and int8's q·offset) are added to the k kept.
+        # d² = ‖q‖² + ‖x‖² − 2 q·x, with −2 folded into the queries (exact: a power of two).
         # int8: q·(offset + scale*code) = q·offset + (q*scale)·code, so codes are only cast, not rescaled.
         weights = -2.0 * (queries if self.scale is None else queries * self.scale)
+        shift = np.einsum("ij,ij->i", queries, queries)
+        if self.offset is not None:
+            shift = shift - 2.0 * (queries @ self.offset)
         best_d = np.full((len(queries), 0), np.inf, dtype=np.float32)
         best_i = np.zeros((len(queries), 0), dtype=np.int64)
         step = min(self.chunk_rows, max(256, BLOCK_DISTANCES // len(queries)))
@@ -227,7 +230,9 @@ class EuclideanIndex(Index):
             else:
                 self._decoded_products(start, stop, weights, dots)
             d2 = dots[:stop - start].T  # (Q, C); the product ran gallery-major, which keeps BLAS fast
+            d2 += shift[:, None]
             d2 += self.sq_norms[start:stop][None, :]
+            np.maximum(d2, 0.0, out=d2)
             if allowed is not None:
                 d2[:, ~allowed[start:stop]] = np.inf
             if exclude is not None:
@@ -237,10 +242,6 @@ class EuclideanIndex(Index):
             cand_d, cand_i = _candidates(d2, best_d, k)
             if cand_d.shape[1]:
                 best_d, best_i = _merge(best_d, best_i, cand_d, cand_i + start, k)
-        best_d += np.einsum("ij,ij->i", queries, queries)[:, None]
-        if self.offset is not None:
-            best_d += (-2.0 * (queries @ self.offset))[:, None]
-        np.maximum(best_d, 0.0, out=best_d)
         return (np.sqrt(best_d[0]), best_i[0]) if single else (np.sqrt(best_d), best_i)
 
 
