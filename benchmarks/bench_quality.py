@@ -166,7 +166,7 @@ def main(argv=None) -> int:
     parser.add_argument("--smoke", action="store_true", help="60 photos, one backbone, chart to a temp file")
     parser.add_argument("--recipes-only", action="store_true", help="skip the backbone table and chart")
     parser.add_argument("--recipes", nargs="*", default=None,
-                        help="named recipes to time (default: all; --smoke: baseline and best; none: skip)")
+                        help="named recipes to time (default: all; --smoke: baseline and single; none: skip)")
     args = parser.parse_args(argv)
     if 10 not in args.ks:
         args.ks.append(10)  # P@10 is always reported
@@ -231,7 +231,7 @@ def main(argv=None) -> int:
 
         from cbir_tutorial.search.recipes import RECIPES
 
-        recipes = args.recipes if args.recipes is not None else (["baseline", "best"] if args.smoke else list(RECIPES))
+        recipes = args.recipes if args.recipes is not None else (["baseline", "single"] if args.smoke else list(RECIPES))
         if recipes and recipes[0] != "baseline":
             recipes = ["baseline", *recipes]  # extras are measured against it
         if recipes and "efficientnet_lite0" in args.backbones:

@@ -143,7 +143,7 @@ def test_quality_smoke():
     assert "efficientnet_lite0, ImageNet, pad" in scores
     assert re.search(r"^Chart: .*quality\.png \([\d,]+ bytes\)", out, re.MULTILINE)
     recipes = {r["recipe"]: r for r in table(out, "Recipes")}
-    assert list(recipes) == ["baseline", "best"] and number(recipes["baseline"]["extra index s"]) == 0
+    assert list(recipes) == ["baseline", "single"] and number(recipes["baseline"]["extra index s"]) == 0
     assert all(0 < number(r["MAP@10"]) <= 1 and number(r["query ms"]) > 0 for r in recipes.values())
 
 
