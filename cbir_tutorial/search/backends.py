@@ -130,6 +130,14 @@ def checked_query(index: "Index", queries, k: int, exclude, allowed):
     return single, queries, exclude, allowed, min(k, n_candidates(len(index), exclude, allowed))
 
 
+def checked_rows(index: "Index", features) -> np.ndarray:
+    """``features`` to add to ``index`` as ``(n, D)`` C-contiguous float32; ValueError for a wrong dimension."""
+    features = np.ascontiguousarray(np.atleast_2d(features), dtype=np.float32)
+    if features.shape[1] != index.dim:
+        raise ValueError(f"features have {features.shape[1]} dimensions, the index has {index.dim}")
+    return features
+
+
 def check_filters(n: int, n_queries: int, exclude, allowed):
     """``exclude`` as ``(Q,)`` int64 (or None) and ``allowed`` as ``(N,)`` bool (or None), shapes checked."""
     if exclude is not None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import Index, checked_query, drop_excluded
+from .backends import Index, checked_query, checked_rows, drop_excluded
 
 #: Options per kind, with their defaults.
 DEFAULTS = {
@@ -99,9 +99,7 @@ class FaissIndex(Index):
         return f"FaissIndex({self.kind}, {len(self)} x {self.dim}, {self.options})"
 
     def add(self, features: np.ndarray, metadata=None) -> None:
-        features = np.ascontiguousarray(np.atleast_2d(features), dtype=np.float32)
-        if features.shape[1] != self.dim:
-            raise ValueError(f"features have {features.shape[1]} dimensions, the index has {self.dim}")
+        features = checked_rows(self, features)
         if self.cpu is None:
             self.cpu = self._create(features)
         self.cpu.add(features)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import Index, checked_query
+from .backends import Index, checked_query, checked_rows
 
 #: Most gallery rows scored per step (a search of one query steps through this many rows at a time).
 DEFAULT_CHUNK_ROWS = 65_536
@@ -132,9 +132,7 @@ class EuclideanIndex(Index):
 
     def add(self, features: np.ndarray, metadata=None) -> None:
         """Append ``(n, D)`` rows (int8: encoded with the existing scale, values outside its range clipped)."""
-        features = np.atleast_2d(np.asarray(features))
-        if features.shape[1] != self.dim:
-            raise ValueError(f"features have {features.shape[1]} dimensions, the index has {self.dim}")
+        features = checked_rows(self, features)
         n = len(self.gallery)
         self.gallery = np.concatenate([self.gallery, self._encode(features)])
         self.sq_norms = np.concatenate([self.sq_norms, self._sq_norms(n, len(self.gallery))])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import Index, checked_query, drop_excluded
+from .backends import Index, checked_query, checked_rows, drop_excluded
 
 #: Scalar fields stored beside each vector: name -> (kind, longest string).
 FIELDS = {"brand": "str", "price": "float", "category": "str", "gender": "str"}
@@ -152,9 +152,7 @@ class MilvusIndex(Index):
 
     def add(self, features: np.ndarray, metadata=None) -> None:
         """Insert ``(n, D)`` rows with their products' metadata (a table of ``n`` rows, or None)."""
-        features = np.atleast_2d(np.asarray(features, dtype=np.float32))
-        if features.shape[1] != self.dim:
-            raise ValueError(f"features have {features.shape[1]} dimensions, the index has {self.dim}")
+        features = checked_rows(self, features)
         if metadata is not None and len(metadata) != len(features):
             raise ValueError(f"{len(metadata)} metadata rows for {len(features)} feature rows")
         columns = metadata_columns(metadata, len(features))

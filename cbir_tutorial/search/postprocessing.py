@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .backends import Index
+from .backends import Index, checked_rows
 
 #: Queries scored per step (``Q x N`` similarities held at once at most ``_BLOCK`` floats).
 _BLOCK = 4_000_000
@@ -216,9 +216,7 @@ class ExpandedIndex(Index):
 
     def add(self, features: np.ndarray, metadata=None) -> None:
         """Append ``(n, D)`` rows; every row's DBA neighbours are found again (new rows may be among them)."""
-        features = np.atleast_2d(np.asarray(features, dtype=np.float32))
-        if features.shape[1] != self.dim:
-            raise ValueError(f"features have {features.shape[1]} dimensions, the index has {self.dim}")
+        features = checked_rows(self, features)
         self.__init__(np.concatenate([self.gallery, features]), **self.get_config())
 
     def _save_data(self, folder: Path) -> None:
