@@ -254,3 +254,13 @@ def test_cli_index_choice_is_checked_and_used(capsys):
         scores[name] = json.loads(capsys.readouterr().out)
     assert scores["exact"]["n_images"] == scores["faiss-flat"]["n_images"] > 0
     assert scores["faiss-flat"]["map_at_k"] == pytest.approx(scores["exact"]["map_at_k"], abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["exact", "expanded", "faiss-flat"])
+def test_rows_of_another_dimension_are_refused_by_add(features, name):
+    if name.startswith("faiss"):
+        pytest.importorskip("faiss")
+    index = make_index(name, features[:20])
+    with pytest.raises(ValueError, match=f"features have 7 dimensions, the index has {features.shape[1]}"):
+        index.add(np.zeros((2, 7), dtype=np.float32))
+    assert len(index) == 20
