@@ -154,10 +154,7 @@ def saved_recipe(settings: dict, extractor, index, whitening_file) -> FittedReci
     from pathlib import Path
 
     recipe = Recipe(**{**settings, "scales": tuple(settings["scales"])})
-    extractors = [extractor_for(recipe, extractor)]
-    if recipe.fuse_with:
-        extractors.append(extractor_for(recipe, recipe.fuse_with, extractor.weights, resize=extractor.resize,
-                                        batch_size=extractor.batch_size, seed=extractor.seed))
+    extractors = recipe_extractors(recipe, extractor, batch_size=extractor.batch_size, seed=extractor.seed)
     fitted = FittedRecipe(recipe, extractors, index=index if isinstance(index, ExpandedIndex) else None)
     if recipe.whiten_dim != 0:
         if not Path(whitening_file).is_file():
@@ -186,6 +183,16 @@ def extractor_for(recipe: Recipe, backbone, weights="imagenet", **options):
                            scales=recipe.scales, **options)
 
 
+def recipe_extractors(recipe: Recipe, backbone, weights="imagenet", **options) -> list:
+    """The recipe's extractors: ``backbone``'s, then, when it fuses, ``recipe.fuse_with``'s with the same
+    weights and resize policy (see :func:`extractor_for`)."""
+    extractors = [extractor_for(recipe, backbone, weights, **options)]
+    if recipe.fuse_with:
+        extractors.append(extractor_for(recipe, recipe.fuse_with, extractors[0].weights,
+                                        **{**options, "resize": extractors[0].resize}))
+    return extractors
+
+
 def fit_recipe(recipe: "str | Recipe", extractors: list, raw: Sequence[np.ndarray]) -> tuple[FittedRecipe, np.ndarray]:
     """Fit ``recipe``'s whitening on the gallery's per-backbone features ``raw`` and build its index.
 
@@ -209,10 +216,7 @@ def build_engine(engine_class, catalogue, backbone, weights, recipe, *, cache=Tr
                  dtype=np.float32, index="exact", index_options=None, **extractor_options):
     """``engine_class`` over ``catalogue`` with ``recipe`` applied (see ``SearchEngine.build``)."""
     recipe = recipe_from_word(recipe)
-    extractors = [extractor_for(recipe, backbone, weights, **extractor_options)]
-    if recipe.fuse_with:
-        extractors.append(extractor_for(recipe, recipe.fuse_with, extractors[0].weights,
-                                        **{**extractor_options, "resize": extractors[0].resize}))
+    extractors = recipe_extractors(recipe, backbone, weights, **extractor_options)
     extractions = [e.extract(catalogue.paths, cache=cache, progress=progress) for e in extractors]
     kept = np.logical_and.reduce([x.kept for x in extractions])
     if not kept.any():
