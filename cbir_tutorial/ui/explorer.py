@@ -25,6 +25,7 @@ from ..choices import BackboneChoice, backbone_choices
 from ..models.backbones import BACKBONES, WeightsUnavailableError
 from ..data.catalogue import Catalogue
 from ..search.engine import RESULT_COLUMNS, SearchEngine
+from ..search.recipes import recipe_from_word
 from ..data.images import ImageError, load_rgb
 from ..data.remote import URL_MAX_BYTES, URL_TIMEOUT_S, RemoteImageError, image_bytes_from_url
 from ..evaluation.metrics import average_precision_at_k, precision_at_k, relevance_mask
@@ -99,9 +100,9 @@ class EngineShelf:
 
     Features come from :class:`~cbir_tutorial.features.FeatureExtractor`'s disk cache when they were
     extracted before. A backbone whose weights cannot be had is remembered in ``unavailable``
-    (key → the error message) and not tried again. ``recipe``: the name of the
-    :data:`~cbir_tutorial.search.recipes.RECIPES` entry new engines are built with (``"baseline"``:
-    the backbone's own features); set it to switch, the engines of other recipes stay on the shelf.
+    (key → the error message) and not tried again. ``recipe``: what new engines are built with, a name
+    from :data:`~cbir_tutorial.search.recipes.RECIPES` or a ``Recipe`` (``None``: ``"baseline"``, the
+    backbone's own features); set it to switch, the engines of other recipes stay on the shelf.
     """
 
     def __init__(self, catalogue: Catalogue, choices: Sequence[BackboneChoice], *, cache=True, recipe=None,
@@ -126,8 +127,6 @@ class EngineShelf:
 
     @recipe.setter
     def recipe(self, recipe) -> None:
-        from ..search.recipes import recipe_from_word
-
         self._recipe = recipe_from_word(recipe)
 
     @property
@@ -159,7 +158,7 @@ class EngineShelf:
         if key in self.unavailable:
             raise WeightsUnavailableError(self.unavailable[key])
         choice = self.choices[key]
-        recipe = None if self.recipe_name == "baseline" else self.recipe
+        recipe = None if self.recipe == recipe_from_word(None) else self.recipe  # the baseline: plain features
         try:
             engine = SearchEngine.build(self.catalogue, choice.backbone, choice.weights, cache=self.cache,
                                         progress=progress, recipe=recipe, **self.extractor_options)
