@@ -100,7 +100,7 @@ def benchmark_backbone(name: str, weights, paths: list[str], repeats: int, batch
                        peak: float, sgemm: float, mixed_precision=False) -> list[dict]:
     """Table rows for one backbone: original loop, package pipeline, model alone."""
     from cbir_tutorial import FeatureExtractor
-    from cbir_tutorial.choices import weights_label
+    from cbir_tutorial.models.weights import weights_label
 
     extractor = FeatureExtractor(name, weights, batch_size=batch_size, mixed_precision=mixed_precision)
     batch_size = extractor.batch_size

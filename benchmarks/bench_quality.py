@@ -78,7 +78,7 @@ def configurations(backbones: list[str], weights: str) -> list[tuple[str, str, s
 
 def extractor_for(name: str, request: str, resize: str):
     """``(FeatureExtractor, weights label)``; ``request`` 'auto' tries ImageNet, then random weights."""
-    from cbir_tutorial.choices import available_extractor
+    from cbir_tutorial import available_extractor
 
     weights = "random" if request == "random" else "imagenet"
     extractor = available_extractor(name, weights, fallback="random" if request == "auto" else None, resize=resize)
@@ -88,7 +88,7 @@ def extractor_for(name: str, request: str, resize: str):
 def evaluate_configuration(catalogue, name: str, request: str, resize: str, ks: list[int],
                            cache) -> tuple[dict, pd.DataFrame]:
     """One row of scores (and the per-category table at K = 10) for one backbone configuration."""
-    from cbir_tutorial import SearchEngine
+    from cbir_tutorial import SearchEngine, evaluate
 
     extractor, label = extractor_for(name, request, resize)
     start = time.perf_counter()
@@ -98,7 +98,7 @@ def evaluate_configuration(catalogue, name: str, request: str, resize: str, ks: 
            "indexed": len(engine), "extraction s": seconds}
     per_category = None
     for k in ks:
-        table = engine.evaluate(k)
+        table = evaluate(engine, k=k)
         overall = table.iloc[0]
         row[f"MAP@{k}"] = float(overall["map_at_k"])
         row[f"P@{k}"] = float(overall["precision_at_k"])
@@ -110,7 +110,8 @@ def evaluate_configuration(catalogue, name: str, request: str, resize: str, ks: 
 def recipe_rows(catalogue, recipes, cache, n_queries: int = 20, n_timed: int = 64) -> list[dict]:
     """One row per recipe: MAP@10 (all / tuning / report halves), indexing and per-query seconds, extras."""
     from cbir_tutorial import SearchEngine
-    from cbir_tutorial.search.recipes import extractor_for, recipe_from_word, recipe_table
+    from cbir_tutorial.evaluation.reports import recipe_table
+    from cbir_tutorial.search.recipes import extractor_for, recipe_from_word
 
     backbone = "efficientnet_lite0"
     per_photo_s: dict = {}

@@ -1,6 +1,6 @@
 """How the "best" recipe is chosen: a grid of label-free settings scored on the tuning half only.
 
-The sample is split by product id parity (:func:`cbir_tutorial.search.recipes.halves`). Every recipe of
+The sample is split by product id parity (:func:`cbir_tutorial.evaluation.reports.halves`). Every recipe of
 the grid below is scored by leave-one-out MAP@K on the **tuning half** (even ids); the highest wins.
 Only then is the winner scored on the **report half** (odd ids), which chose nothing, next to the
 baseline. Values the literature fixes are not searched: GeM p = 3 and α = 3 (Radenović et al. 2018),
@@ -50,7 +50,8 @@ def main(argv=None) -> int:
     parser.add_argument("--smoke", action="store_true", help="4 recipes on 60 photos: checks the script runs")
     args = parser.parse_args(argv)
 
-    from cbir_tutorial.search.recipes import BASELINE, recipe_table
+    from cbir_tutorial.evaluation.reports import recipe_table
+    from cbir_tutorial.search.recipes import BASELINE
 
     catalogue = sample_catalogue()
     if args.smoke:

@@ -9,7 +9,9 @@ import os
 import sys
 from pathlib import Path
 
-from .choices import FORMATS, OFFLINE_BACKBONE, RESIZE_POLICIES
+from .data.images import RESIZE_POLICIES
+from .data.loaders import FORMATS
+from .models.backbones import OFFLINE_BACKBONE
 
 DEMO_BACKBONE = "resnet50"
 #: The --index choices (cbir_tutorial.search.backends.INDEXES, without importing it).
@@ -64,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _catalogue(args):
-    from .choices import load_catalogue
+    from .data.loaders import load_catalogue
 
     if args.format not in FORMATS:
         raise CLIError(f"--format {args.format!r} is not supported; use one of: {', '.join(FORMATS)}")
@@ -82,7 +84,8 @@ def _catalogue(args):
 
 
 def _engine(catalogue, args, progress=True):
-    from .choices import resize_from_word, weights_from_word
+    from .data.images import resize_from_word
+    from .models.weights import weights_from_word
     from .search.engine import SearchEngine
 
     weights = weights_from_word(args.weights, "--weights")
@@ -138,7 +141,9 @@ def _write_grid(query, results, out, title) -> Path:
 def run_demo(args) -> None:
     import numpy as np
 
-    from .choices import available_extractor, load_catalogue
+    from .data.loaders import load_catalogue
+    from .models.features import available_extractor
+    from .evaluation.metrics import evaluate
     from .search.engine import SearchEngine
 
     query_image = _query_image(args.query) if args.query else None  # a bad URL fails before any indexing
@@ -157,7 +162,7 @@ def run_demo(args) -> None:
         results = engine.search(row, args.k)
     print(f"\nTop {args.k} for {title}")
     _print_results(results)
-    scores = engine.evaluate(args.k)
+    scores = evaluate(engine, k=args.k)
     overall = scores.iloc[0]
     print(f"\nMAP@{args.k} = {overall.map_at_k:.3f}, P@{args.k} = {overall.precision_at_k:.3f} "
           f"(leave-one-out over {overall.n_queries} queries, {engine.extractor.backbone})")
@@ -179,17 +184,18 @@ def run_search(args) -> None:
 
 
 def run_evaluate(args) -> None:
-    from .choices import weights_word
+    from .evaluation.metrics import evaluate
+    from .models.weights import weights_word
 
     report_to = sys.stderr if args.json else sys.stdout
     with contextlib.redirect_stdout(report_to):
         catalogue = _catalogue(args)
         if args.half != "all":
-            from .search.recipes import halves
+            from .evaluation.reports import halves
 
             catalogue = halves(catalogue)[args.half == "report"]
         engine = _engine(catalogue, args)
-    scores = engine.evaluate(args.k)
+    scores = evaluate(engine, k=args.k)
     skipped = [{"file": s.path, "reason": s.reason} for s in engine.extraction.skipped]
     if args.json:
         overall = scores.iloc[0] if len(scores) else None

@@ -143,7 +143,7 @@ def test_notebook_runs_outside_the_repository(notebook_run, notebook):
 
 
 def test_farfetch_layout_is_what_kaggle_mounts(tmp_path, sample_dir, capsys):
-    from cbir_tutorial.choices import load_catalogue
+    from cbir_tutorial import load_catalogue
     from cbir_tutorial.data.images import ImageError, load_rgb
     from farfetch_layout import COLUMNS, NO_CATEGORY
 

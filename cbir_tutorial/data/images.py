@@ -111,3 +111,11 @@ def _resized(image: Image.Image, size: int, resize: str) -> Image.Image:
     canvas.paste(image.resize(inner, Image.Resampling.BILINEAR, reducing_gap=3.0),
                  ((size - inner[0]) // 2, (size - inner[1]) // 2))
     return canvas
+
+
+def resize_from_word(word: str, argument: str = "resize") -> str:
+    """``"squash"`` or ``"pad"``; ValueError naming ``argument`` otherwise."""
+    text = str(word).strip().lower()
+    if text not in RESIZE_POLICIES:
+        raise ValueError(f"{argument}={word!r}: use one of {', '.join(RESIZE_POLICIES)}")
+    return text

@@ -10,8 +10,10 @@ dataset.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import urllib.request
 import zipfile
 from pathlib import Path
 from typing import Iterable
@@ -40,6 +42,8 @@ SAMPLE_COMMIT = "c92ee24811034c9cd2bdcfb2d6cbc8aaf7b62fad"
 SAMPLE_BASE_URL = f"https://raw.githubusercontent.com/{SAMPLE_REPOSITORY}/{SAMPLE_COMMIT}/data/subset"
 SAMPLE_ZIP = ("fashion_subset.zip", "9fb2c5078f29ae4ea282ac43652b2d324f1c10ce40eed032c1050f5c8da46528")
 SAMPLE_CSV = ("fashion_subset.csv", "2f3da5554c23032d46451a5b3fd96a7d3767b9214808221f64ac6cf8e3f21d38")
+#: Seconds without an answer after which a sample download gives up.
+DOWNLOAD_TIMEOUT_S = 60
 
 
 class SampleUnavailableError(RuntimeError):
@@ -325,6 +329,33 @@ def _extract_once(archive: Path, target: Path) -> Path:
     return target
 
 
+def _downloaded(file_name: str, sha256: str, folder: Path) -> Path:
+    """``folder/file_name``: the sample file of that name, downloaded once and checked against ``sha256``
+    (a download that breaks off or does not match is never kept)."""
+    path = folder / file_name
+    if path.is_file() and _sha256(path) == sha256:
+        return path
+    partial = path.with_name(f".{file_name}.{os.getpid()}.partial")
+    try:
+        with urllib.request.urlopen(f"{SAMPLE_BASE_URL}/{file_name}", timeout=DOWNLOAD_TIMEOUT_S) as answer, \
+                open(partial, "wb") as out:
+            shutil.copyfileobj(answer, out)
+        if _sha256(partial) != sha256:
+            raise SampleUnavailableError(_sample_download_message(f"{file_name} does not match its SHA-256"))
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _download_sample() -> tuple[Path, Path]:
     """The sample's ``(csv, image folder)``, downloaded, hash-checked and extracted on first use."""
     folder = cache_dir("data")
@@ -333,21 +364,12 @@ def _download_sample() -> tuple[Path, Path]:
     if (extracted / ".extracted").exists() and csv_path.is_file():
         return csv_path, _image_folder(extracted)
     try:
-        from ..models.runtime import keras_module
-
-        keras = keras_module()
-
-        files = {}
-        for file_name, sha256 in (SAMPLE_ZIP, SAMPLE_CSV):
-            files[file_name] = Path(keras.utils.get_file(
-                fname=file_name, origin=f"{SAMPLE_BASE_URL}/{file_name}", file_hash=sha256,
-                hash_algorithm="sha256", cache_dir=str(folder), cache_subdir="."))
-    except Exception as error:  # offline, proxy, hash mismatch...: keras raises plain Exception too
+        files = {name: _downloaded(name, sha256, folder) for name, sha256 in (SAMPLE_ZIP, SAMPLE_CSV)}
+    except (OSError, ValueError) as error:  # offline, proxy, refused, timed out (URLError is an OSError)
         raise SampleUnavailableError(_sample_download_message(f"download failed: {error}")) from error
     return files[SAMPLE_CSV[0]], _image_folder(_extract_once(files[SAMPLE_ZIP[0]], extracted))
 
 
-#: Where a source checkout may find the sample without downloading it (first hit wins).
 #: Where a source checkout finds the sample without downloading it: ``../shared/data/fashion-sample``.
 CHECKOUT_SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "fashion-sample"
 
@@ -415,3 +437,47 @@ def load_folder(path: str | os.PathLike) -> Catalogue:
         "category": [p.parts[0] if len(p.parts) > 1 else "" for p in relative],
     }, columns=list(COLUMNS))
     return Catalogue(table, name=root.name or str(root), root=root)
+
+
+#: Catalogue words besides a folder path.
+CATALOGUE_WORDS = ("auto", "sample", "farfetch")
+#: Catalogue layouts (``format``); ``"auto"`` detects the layout of a folder.
+FORMATS = ("auto", "farfetch", "fashion-products", "folder", "sample")
+
+
+def load_catalogue(source: str | os.PathLike | None = "auto", format: str = "auto", *, photos: str = "cutout",
+                   kaggle_input: str | os.PathLike | None = None):
+    """The :class:`~cbir_tutorial.data.catalogue.Catalogue` that ``source`` names.
+
+    ``source``: ``"auto"`` (the Farfetch listings when attached under the Kaggle input folder, else
+    the sample), ``"sample"``, ``"farfetch"`` (found under the Kaggle input folder) or a folder path.
+    ``format``: the folder's layout, ``"auto"`` to detect it (Farfetch CSV, ``styles.csv`` +
+    ``images/``, else any folder of images). ``photos``: Farfetch's ``"cutout"`` or ``"model"`` photos.
+    ``kaggle_input``: where Kaggle datasets are (default ``$CBIR_TUTORIAL_KAGGLE_INPUT`` or ``/kaggle/input``).
+    """
+    if format not in FORMATS:
+        raise ValueError(f"format={format!r} is not supported; use one of: {', '.join(FORMATS)}")
+    word = "auto" if source is None else str(source).strip()
+    key = word.lower()
+    if key in CATALOGUE_WORDS and format not in ("auto", "sample", "farfetch"):
+        raise ValueError(f"format={format!r} needs a catalogue folder, not {word!r}")
+    if format == "sample" or key == "sample":
+        return load_sample()
+    if key == "auto":
+        found = find_farfetch_root(kaggle_input)
+        if format == "farfetch" and found is None:
+            return load_farfetch(None, photos, kaggle_input=kaggle_input)  # raises, saying where it looked
+        return load_farfetch(found, photos) if found is not None else load_sample()
+    if key == "farfetch":
+        return load_farfetch(None, photos, kaggle_input=kaggle_input)
+    path = Path(word).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"catalogue {word!r}: no such folder. Use one of {', '.join(CATALOGUE_WORDS)} "
+                                "or the folder of a catalogue (see data/README.md).")
+    if format == "auto":
+        format = layout_of(path)
+    if format == "farfetch":
+        return load_farfetch(path, photos)
+    if format == "fashion-products":
+        return load_fashion_products(path)
+    return load_folder(path)

@@ -75,22 +75,27 @@ def map_at_k(mask: np.ndarray, n_relevant, k: int | None = None) -> float:
     return float(np.mean(average_precision_at_k(mask, n_relevant, k)))
 
 
-def evaluate(index, labels, k: int = 10, *, relevant: Callable | None = None,
-             min_class_size: int = 2) -> pd.DataFrame:
-    """Leave-one-out evaluation: every labelled item whose class has ``min_class_size`` members queries the rest.
+def evaluate(searchable, labels=None, k: int = 10, *, relevant: Callable | None = None) -> pd.DataFrame:
+    """Leave-one-out evaluation: every labelled item whose class has another member queries the rest.
 
-    ``index``: an :class:`~cbir_tutorial.index.EuclideanIndex` over the catalogue's features;
-    ``labels``: ``(N,)`` category per gallery row ("" = unknown, never a query).
+    ``searchable``: a :class:`~cbir_tutorial.search.engine.SearchEngine` (its index and its catalogue's
+    labels: ``evaluate(engine, k=10)``) or any :class:`~cbir_tutorial.search.backends.Index` over the
+    gallery's features, with ``labels``: ``(N,)`` category per gallery row ("" = unknown, never a query).
     Returns a tidy DataFrame, one row ``"(all)"`` then one per category, with columns
     ``category, n_queries, n_relevant_mean, precision_at_k, recall_at_k, map_at_k`` and ``k``.
     """
+    index = getattr(searchable, "index", searchable)
+    if labels is None:
+        if not hasattr(searchable, "catalogue"):
+            raise ValueError("labels are needed to evaluate an index: evaluate(index, labels, k)")
+        labels = searchable.catalogue.labels
     labels = np.asarray(labels, dtype=object)
     if len(labels) != len(index):
         raise ValueError(f"{len(labels)} labels for an index of {len(index)} items")
     names, counts = np.unique(labels[labels != ""].astype(str), return_counts=True)
     size = dict(zip(names, counts))
     n_relevant = np.array([size.get(str(l), 0) - 1 if l != "" else 0 for l in labels])
-    rows = np.flatnonzero((labels != "") & (n_relevant >= min_class_size - 1))
+    rows = np.flatnonzero((labels != "") & (n_relevant >= 1))
     columns = ["category", "n_queries", "n_relevant_mean", "precision_at_k", "recall_at_k", "map_at_k", "k"]
     if len(rows) == 0:
         return pd.DataFrame(columns=columns)

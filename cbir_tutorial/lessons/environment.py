@@ -57,7 +57,7 @@ def install_command(where: str | None = None, repository: str | None | bool = Fa
     ``python -m build`` and uploaded there. pip keeps the platform's packages that already satisfy the
     requirements (in a notebook cell, prefix the command with ``%``).
     """
-    from .. import __version__
+    from .._version import __version__
 
     where = running_on() if where is None else where
     if where not in PLATFORMS:
@@ -124,7 +124,7 @@ def setup_advice(summary: Mapping) -> list[str]:
 
 def environment_summary() -> dict:
     """Platform, Python/TensorFlow/Keras versions, GPUs, CPU count, install command, data and weights found."""
-    from .. import __version__
+    from .._version import __version__
     from ..data.loaders import SAMPLE_ENV, find_farfetch_root, kaggle_input_dir
     from ..models.runtime import keras_module, tensorflow_module
     from ..paths import cache_dir

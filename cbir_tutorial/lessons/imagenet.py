@@ -14,7 +14,9 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-from ..choices import BackboneChoice, Weights, resize_from_word, weights_from_word
+from ..data.images import resize_from_word
+from ..models.backbones import BackboneChoice
+from ..models.weights import Weights, weights_from_word
 from ..models.backbones import backbone_spec, keras_application
 from ..data.images import ImageSource, load_rgb
 

@@ -8,10 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..choices import IMAGENET, Weights, weights_from_word
 from .runtime import keras_module
+from .weights import IMAGENET, Weights, weights_from_word, weights_label, weights_word
 
 KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
+#: The backbone whose ImageNet weights install offline (pip): the default everywhere, and the fallback
+#: when Keras cannot download the others' weights.
+OFFLINE_BACKBONE = "efficientnet_lite0"
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -142,3 +145,66 @@ def feature_model(name: str, weights: Weights = IMAGENET, seed: int = 0):
     body = keras_application(spec, weights, include_top=False, input_shape=shape)
     pooled = keras.layers.GlobalAveragePooling2D(name="avg_pool")(body.output)
     return keras.Model(body.input, pooled, name=f"{spec.name}_avg_pool")
+
+
+@dataclass(frozen=True)
+class BackboneChoice:
+    """A backbone with its weights, as written ``"resnet50=random"`` or ``"efficientnet_lite0"``.
+
+    ``backbone``: the canonical backbone name; ``weights``: ``"imagenet"``, ``None`` or a file path.
+    """
+
+    backbone: str
+    weights: Weights = IMAGENET
+
+    @classmethod
+    def of(cls, backbone: str, weights=IMAGENET) -> "BackboneChoice":
+        """The choice for a backbone word and a weights word (both parsed, see the module docstring)."""
+        return cls(backbone_spec(backbone).name, weights_from_word(weights))
+
+    @classmethod
+    def parse(cls, text: str) -> "BackboneChoice":
+        """From ``"name"`` or ``"name=weights"`` (weights default to ImageNet)."""
+        name, _, weights = str(text).partition("=")
+        return cls.of(name, weights.strip() or IMAGENET)
+
+    @property
+    def key(self) -> str:
+        """``"resnet50:random"``: unique per backbone and weights."""
+        return f"{self.backbone}:{weights_word(self.weights)}"
+
+    @property
+    def label(self) -> str:
+        """What a learner reads: ``"ResNet50, RANDOM weights (untrained)"``."""
+        return f"{backbone_spec(self.backbone).title}, {weights_label(self.weights)}"
+
+    @property
+    def short_label(self) -> str:
+        """For table rows and chart ticks: ``"resnet50 (random)"``, ``"resnet50 (imagenet)"``."""
+        kind = "random" if self.weights is None else (IMAGENET if self.weights == IMAGENET
+                                                       else Path(self.weights).name)
+        return f"{self.backbone} ({kind})"
+
+
+def backbone_choices(backbones) -> list[BackboneChoice]:
+    """Choices in order, without repeats, from text (``"efficientnet_lite0, resnet50=random"``), a
+    mapping ``{backbone: weights}``, or a sequence of such texts, ``(backbone, weights)`` pairs or
+    :class:`BackboneChoice`."""
+    if isinstance(backbones, str):
+        items = [part for part in backbones.split(",") if part.strip()]
+    elif isinstance(backbones, dict):
+        items = list(backbones.items())
+    else:
+        items = list(backbones)
+    choices = []
+    for item in items:
+        if isinstance(item, BackboneChoice):
+            choices.append(item)
+        elif isinstance(item, str):
+            choices.extend(BackboneChoice.parse(part) for part in item.split(",") if part.strip())
+        else:
+            choices.append(BackboneChoice.of(*item))
+    unique = list({choice.key: choice for choice in reversed(choices)}.values())[::-1]
+    if not unique:
+        raise ValueError(f"no backbone in {backbones!r}: name at least one, e.g. 'efficientnet_lite0'")
+    return unique

@@ -14,11 +14,11 @@ from typing import Sequence
 
 import numpy as np
 
-from ..choices import BackboneChoice, Weights, mixed_precision_from_word, resize_from_word
-from .backbones import backbone_spec, feature_model
+from .backbones import OFFLINE_BACKBONE, BackboneChoice, WeightsUnavailableError, backbone_spec, feature_model
+from .weights import IMAGENET, RANDOM_WORDS, Weights
 from .feature_store import FeatureStore, image_key
 from ..data.catalogue import Catalogue
-from ..data.images import ImageError, ImageSource, SkippedImage, load_rgb
+from ..data.images import ImageError, ImageSource, SkippedImage, load_rgb, resize_from_word
 from ..paths import cache_dir
 
 CACHE_FORMAT = 2
@@ -28,6 +28,8 @@ CPU_BATCH_SIZE = 32
 #: it; on a CPU decoding and the model share the cores, and one batch ahead already hides decoding.
 GPU_PREFETCH_BATCHES = 2
 CPU_PREFETCH_BATCHES = 1
+#: Mixed-precision words: ``auto`` (on with a GPU), ``on``, ``off``, or the 16-bit type to compute in.
+PRECISION_WORDS = ("auto", "on", "off", "float16", "bfloat16")
 
 
 def gpus(devices: Sequence | None = None) -> list:
@@ -43,6 +45,17 @@ def gpus(devices: Sequence | None = None) -> list:
 def default_batch_size(devices: Sequence | None = None) -> int:
     """Images per model call: :data:`GPU_BATCH_SIZE` with a GPU, else :data:`CPU_BATCH_SIZE`."""
     return GPU_BATCH_SIZE if gpus(devices) else CPU_BATCH_SIZE
+
+
+def mixed_precision_from_word(word) -> str:
+    """One of :data:`PRECISION_WORDS` from ``None``/``"auto"``/``""``, ``True``/``"on"``/``"yes"``/``"1"``,
+    ``False``/``"off"``/``"no"``/``"none"``/``"0"``, ``"float16"`` or ``"bfloat16"``; ValueError otherwise."""
+    text = "auto" if word is None else str(word).strip().lower()
+    aliases = {"": "auto", "true": "on", "yes": "on", "1": "on", "false": "off", "no": "off", "none": "off", "0": "off"}
+    text = aliases.get(text, text)
+    if text not in PRECISION_WORDS:
+        raise ValueError(f"mixed_precision={word!r}: use one of {', '.join(PRECISION_WORDS)} (or True / False)")
+    return text
 
 
 def mixed_precision_policy(mixed_precision: bool | str | None = None, devices: Sequence | None = None) -> str | None:
@@ -326,3 +339,31 @@ def _progress_bar(total: int, desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="img", disable=not enabled, leave=False)
+
+
+def fallback_message(choice: BackboneChoice, fallback: BackboneChoice) -> str:
+    """The one line said when ``choice``'s ImageNet weights cannot be had and ``fallback`` is used."""
+    instead = ("RANDOM, untrained weights" if fallback.backbone == choice.backbone
+               else f"{fallback.label} (shipped with pip)")
+    return f"{choice.label}: unavailable (offline?) -> using {instead} instead."
+
+
+def available_extractor(backbone: str = OFFLINE_BACKBONE, weights=IMAGENET, fallback: str | None = "random",
+                        **options):
+    """A :class:`~cbir_tutorial.models.features.FeatureExtractor`, falling back when ImageNet weights are
+    unavailable.
+
+    ``fallback``: ``"random"`` (the same architecture, untrained: labelled RANDOM everywhere), a backbone
+    name such as ``"efficientnet_lite0"`` (its ImageNet weights install with pip), or ``None`` to raise
+    :class:`~cbir_tutorial.models.backbones.WeightsUnavailableError`. One line says what was used instead.
+    """
+    choice = BackboneChoice.of(backbone, weights)
+    try:
+        return FeatureExtractor(choice.backbone, choice.weights, **options)
+    except WeightsUnavailableError:
+        if fallback is None:
+            raise
+        other = (BackboneChoice(choice.backbone, None) if str(fallback).lower() in RANDOM_WORDS
+                 else BackboneChoice.of(fallback, IMAGENET))
+        print(fallback_message(choice, other))
+        return FeatureExtractor(other.backbone, other.weights, **options)

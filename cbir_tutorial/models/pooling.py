@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..choices import Weights
+from .weights import Weights, weights_from_word
 from .backbones import backbone_spec, keras_application
 from .features import FeatureExtractor
 from .runtime import keras_module, tensorflow_module
@@ -40,7 +40,6 @@ def conv_map_model(backbone: str, weights: Weights = "imagenet", *, any_size: bo
     accepting any input size (for multi-scale features): EfficientNet-Lite through its own port, the
     Keras applications without their top. Channels: 1280 (Lite0/Lite2), 2048 (ResNet50, Xception), 512 (VGG16).
     """
-    from ..choices import weights_from_word
     from .backbones import feature_model
 
     spec = backbone_spec(backbone)

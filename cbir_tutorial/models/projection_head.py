@@ -6,7 +6,8 @@ than every product of another category, softly, at temperature ``τ``. Only the 
 backbone's features are computed once, so training takes seconds on a CPU.
 
 It needs labels, which a learner's own catalogue may not have, and it can only learn the categories
-it is shown: :func:`category_split` keeps whole categories unseen so :func:`head_report` can measure
+it is shown: :func:`category_split` keeps whole categories unseen so
+:func:`~cbir_tutorial.evaluation.reports.head_report` can measure
 both what it learned (held-out products of seen categories) and how far that carries (unseen ones).
 """
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from .runtime import keras_module, tensorflow_module
 
@@ -114,22 +114,3 @@ class ProjectionHead:
     def transform(self, features: np.ndarray) -> np.ndarray:
         """``(N, D)`` features → ``(N, dim)`` float32 L2-normalised embeddings."""
         return self.model(np.asarray(features, dtype=np.float32), training=False).numpy().astype(np.float32)
-
-
-def head_report(features: np.ndarray, labels, split: CategorySplit, head: ProjectionHead, k: int = 10) -> pd.DataFrame:
-    """Leave-one-out MAP@k inside each test gallery, backbone features vs the learned head.
-
-    Rows: ``"seen categories, held-out products"`` and ``"unseen categories"``; columns ``gallery,
-    n_images, backbone_map, head_map, gain``.
-    """
-    from ..evaluation.metrics import evaluate
-    from ..search.index import EuclideanIndex
-
-    labels = np.asarray(labels, dtype=object)
-    rows = []
-    for name, mask in (("seen categories, held-out products", split.seen_test), ("unseen categories", split.unseen)):
-        scores = [evaluate(EuclideanIndex(f[mask]), labels[mask], k).iloc[0].map_at_k
-                  for f in (features, head.transform(features))]
-        rows.append({"gallery": name, "n_images": int(mask.sum()), "backbone_map": float(scores[0]),
-                     "head_map": float(scores[1]), "gain": float(scores[1] - scores[0])})
-    return pd.DataFrame(rows)

@@ -4,6 +4,6 @@ from .._lazy import lazy_exports
 
 _EXPORTS = {"EuclideanIndex": ".index", "SearchEngine": ".engine", "RESULT_COLUMNS": ".engine",
             "Index": ".backends", "INDEXES": ".backends", "make_index": ".backends", "load_index": ".backends",
-            "FaissIndex": ".faiss_index", "MilvusIndex": ".milvus_index", "filter_expression": ".milvus_index"}
+            "FaissIndex": ".faiss_index", "MilvusIndex": ".milvus_index", "Filters": ".filters", "ALL": ".filters"}
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..choices import Weights, weights_from_word, weights_word
+from ..models.weights import Weights, weights_from_word, weights_word
 from ..data.catalogue import Catalogue
 from ..models.features import Extraction, FeatureExtractor
 from ..data.images import ImageSource
 from .backends import Index, load_index, make_index
-from ..evaluation.metrics import evaluate
 
 #: The file that marks a folder as a saved engine.
 ENGINE_FILE = "engine.json"
@@ -184,7 +183,7 @@ class SearchEngine:
 
         A catalogue row as ``query`` leaves itself out unless ``exclude_self=False``; ``allowed`` is an
         optional ``(N,)`` bool filter over the catalogue rows; ``where`` a Milvus filter expression over the
-        product fields (``milvus`` index only, see :func:`~.milvus_index.filter_expression`).
+        product fields (``milvus`` index only, see :meth:`~.filters.Filters.milvus_expression`).
         """
         is_row = isinstance(query, (int, np.integer))
         exclude = np.array([int(query)]) if is_row and exclude_self is not False else None
@@ -204,7 +203,3 @@ class SearchEngine:
             "path": table["path"].to_numpy(), "row": np.asarray(rows, dtype=np.int64),
         })
         return out
-
-    def evaluate(self, k: int = 10, **options) -> pd.DataFrame:
-        """Leave-one-out precision@K and MAP@K over the catalogue (see :func:`metrics.evaluate`)."""
-        return evaluate(self.index, self.catalogue.labels, k, **options)

@@ -4,17 +4,18 @@
 no server; default ``<cache>/milvus/cbir.db``) or a server URI such as ``http://host:19530`` (a Milvus
 standalone or cluster, which is how a catalogue outgrows one machine). Each row is stored with the
 product's ``brand``, ``price`` (float, -1 when unknown), ``category`` and ``gender`` (lower case) as
-fields, so metadata filters run inside Milvus as filter expressions (:func:`filter_expression`).
+fields, so metadata filters run inside Milvus as filter expressions
+(:meth:`~.filters.Filters.milvus_expression`).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 
+from ..data.prices import price_values
 from .backends import Index, checked_query, checked_rows, drop_excluded
 
 #: Scalar fields stored beside each vector: name -> (kind, longest string).
@@ -50,32 +51,8 @@ def milvus_client(uri: str):
     return MilvusClient(uri)
 
 
-def _quote(value: str) -> str:
-    return json.dumps(str(value))  # a double-quoted string with \" and \\ escaped, as Milvus reads it
-
-
-def filter_expression(gender: str | None = None, category: str | None = None,
-                      price: tuple[float, float] | None = None) -> str:
-    """A Milvus filter expression for the explorer's filters (``""``: no filter).
-
-    ``gender`` / ``category``: exact values (``None`` or ``""``: any); ``price``: ``(low, high)``
-    inclusive, which leaves out unknown prices (stored as -1) as the explorer's mask does.
-    """
-    parts = []
-    if gender:
-        parts.append(f"gender == {_quote(str(gender).lower())}")
-    if category:
-        parts.append(f"category == {_quote(category)}")
-    if price is not None:
-        low, high = (float(v) for v in price)
-        parts.append(f"(price >= {max(low, 0.0)!r} and price <= {high!r})")
-    return " and ".join(parts)
-
-
 def metadata_columns(metadata, n: int) -> dict[str, list]:
     """The :data:`FIELDS` of ``n`` products from a catalogue table (missing columns: "" / -1)."""
-    from ..ui.explorer import price_values  # the one price parser
-
     columns = {}
     for field, kind in FIELDS.items():
         if metadata is None or field not in metadata.columns:
@@ -167,7 +144,7 @@ class MilvusIndex(Index):
     def search(self, queries: np.ndarray, k: int = 10, *, exclude: np.ndarray | None = None,
                allowed: np.ndarray | None = None, where: str = ""):
         """As :meth:`.index.EuclideanIndex.search`, plus ``where``: a Milvus filter expression
-        (:func:`filter_expression`). ``allowed`` becomes ``id in [...]`` (fine for thousands of rows; for a
+        (:meth:`.Filters.milvus_expression`). ``allowed`` becomes ``id in [...]`` (fine for thousands of rows; for a
         large catalogue express the filter with ``where``); ``exclude`` over-fetches one row and drops it."""
         single, queries, exclude, allowed, k = checked_query(self, queries, k, exclude, allowed)
         k = min(k, MAX_LIMIT - 1)

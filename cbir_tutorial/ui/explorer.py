@@ -11,74 +11,29 @@ import base64
 import functools
 import html
 import io
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from PIL import Image
 
-from ..choices import BackboneChoice, backbone_choices
-from ..models.backbones import BACKBONES, WeightsUnavailableError
+from ..models.backbones import BACKBONES, BackboneChoice, WeightsUnavailableError, backbone_choices
 from ..data.catalogue import Catalogue
 from ..search.engine import RESULT_COLUMNS, SearchEngine
+from ..search.filters import ALL, FilterChoices, Filters, filter_choices
 from ..search.recipes import recipe_from_word
 from ..data.images import ImageError, load_rgb
 from ..data.remote import URL_MAX_BYTES, URL_TIMEOUT_S, RemoteImageError, image_bytes_from_url
 from ..evaluation.metrics import average_precision_at_k, precision_at_k, relevance_mask
 from .plotting import results_figure, thumbnail
 
-#: The filter value that lets everything through.
-ALL = "(all)"
 #: Backbones offered when the caller names none: the offline one first, then the others (ImageNet weights).
 DEFAULT_BACKBONES = ("efficientnet_lite0", *sorted(set(BACKBONES) - {"efficientnet_lite0"}))
 #: Thumbnail side in the HTML grid, pixels.
 THUMBNAIL_PX = 120
-
-
-# --------------------------------------------------------------------------------------------------
-# Prices
-
-_NUMBER = re.compile(r"\d(?:[\d.,'\s\u00a0\u202f]*\d)?")
-_GROUPED = re.compile(r"\d{1,3}(?:[.,]\d{3})+")
-
-
-def parse_price(text) -> float:
-    """A display price as a number, ``nan`` when it holds none.
-
-    ``"€1,250"`` → 1250.0, ``"$1,250.50"`` → 1250.5, ``"1.250,00 €"`` → 1250.0, ``"12,50 €"`` → 12.5,
-    ``"CHF 1'250"`` → 1250.0. With both ``.`` and ``,`` the last one is the decimal mark; a lone
-    separator followed by exactly three digits (``"1,250"``, ``"1.250"``) groups thousands.
-    """
-    if text is None or (isinstance(text, float) and np.isnan(text)):
-        return float("nan")
-    if isinstance(text, (int, float, np.number)):
-        return float(text)
-    match = _NUMBER.search(str(text))
-    if match is None:
-        return float("nan")
-    number = re.sub(r"['\s\u00a0\u202f]", "", match.group())
-    if "." in number and "," in number:
-        decimal = "." if number.rfind(".") > number.rfind(",") else ","
-        number = number.replace("," if decimal == "." else ".", "").replace(decimal, ".")
-    elif _GROUPED.fullmatch(number):
-        number = number.replace(",", "").replace(".", "")
-    elif number.count(",") == 1:
-        number = number.replace(",", ".")
-    try:
-        return float(number)
-    except ValueError:  # e.g. "1,2,3": separators that follow no convention
-        return float("nan")
-
-
-def price_values(prices: Iterable) -> np.ndarray:
-    """``(N,)`` float64 prices parsed with :func:`parse_price` (``nan`` where there is no number)."""
-    prices = pd.Series(list(prices) if not isinstance(prices, pd.Series) else prices, dtype=object)
-    unique = pd.unique(prices)
-    return prices.map({value: parse_price(value) for value in unique}).to_numpy(dtype=np.float64)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -248,76 +203,6 @@ class Query:
         if key not in self._features:
             self._features[key] = engine.query_features(self.image)  # through the engine's recipe, if any
         return self._features[key]
-
-
-@dataclass(frozen=True)
-class Filters:
-    """Metadata filters on the results: ``gender`` and ``category`` (:data:`ALL` for any) and a
-    ``price`` range ``(low, high)`` in the catalogue's currency (``None``: any price, unknown included)."""
-
-    gender: str = ALL
-    category: str = ALL
-    price: tuple[float, float] | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.gender != ALL or self.category != ALL or self.price is not None
-
-    def mask(self, table: pd.DataFrame) -> np.ndarray | None:
-        """``(N,)`` bool: the rows of ``table`` that pass, or ``None`` when no filter is set."""
-        if not self.active:
-            return None
-        keep = np.ones(len(table), dtype=bool)
-        if self.gender != ALL:
-            if "gender" not in table.columns:
-                raise ValueError("this catalogue has no 'gender' column to filter on")
-            keep &= table["gender"].astype(str).str.lower().to_numpy() == self.gender.lower()
-        if self.category != ALL:
-            keep &= table["category"].to_numpy(dtype=object) == self.category
-        if self.price is not None:
-            low, high = self.price
-            values = price_values(table["price"])
-            keep &= (values >= low) & (values <= high)  # nan (no price) fails both
-        return keep
-
-    def expression(self) -> str:
-        """The same filters as a Milvus filter expression (``""`` when no filter is set)."""
-        from ..search.milvus_index import filter_expression
-
-        return filter_expression(None if self.gender == ALL else self.gender,
-                                 None if self.category == ALL else self.category, self.price)
-
-    def describe(self) -> str:
-        parts = [f"gender {self.gender}" if self.gender != ALL else "",
-                 f"category {self.category}" if self.category != ALL else "",
-                 f"price {self.price[0]:,.0f} to {self.price[1]:,.0f}" if self.price is not None else ""]
-        return ", ".join(p for p in parts if p) or "no filter"
-
-
-@dataclass(frozen=True)
-class FilterChoices:
-    """What a catalogue can be filtered on: ``genders``, ``categories`` (sorted, non-empty) and the
-    ``price_range`` ``(min, max)`` of its parsable prices (``None`` with fewer than two distinct)."""
-
-    genders: tuple[str, ...]
-    categories: tuple[str, ...]
-    price_range: tuple[float, float] | None
-
-
-def filter_choices(catalogue: Catalogue) -> FilterChoices:
-    """The filters that make sense for ``catalogue`` (see :class:`FilterChoices`)."""
-    table = catalogue.table
-
-    def distinct(column):
-        if column not in table.columns:
-            return ()
-        values = table[column].fillna("").astype(str).str.strip()
-        return tuple(sorted(set(values[values != ""])))
-
-    prices = price_values(table["price"])
-    prices = prices[~np.isnan(prices)]
-    price_range = (float(prices.min()), float(prices.max())) if len(np.unique(prices)) > 1 else None
-    return FilterChoices(distinct("gender"), distinct("category"), price_range)
 
 
 # --------------------------------------------------------------------------------------------------

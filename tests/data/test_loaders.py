@@ -1,10 +1,14 @@
 """Catalogue loaders on the real sample photos and on synthetic Farfetch / folder layouts."""
 
+import functools
+import http.server
 import shutil
+import threading
+import urllib.error
+import urllib.request
 import zipfile
 from pathlib import Path
 
-import keras
 import pandas as pd
 import pytest
 
@@ -55,16 +59,45 @@ def test_sample_offline_names_both_options(monkeypatch, tmp_path):
     monkeypatch.setenv("CBIR_TUTORIAL_CACHE", str(tmp_path / "cache"))
 
     def offline(*args, **kwargs):
-        raise Exception("URL fetch failure: [Errno -3] Temporary failure in name resolution")
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr(keras.utils, "get_file", offline)
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(RuntimeError) as error:
         load_sample()
     message = str(error.value)
     assert data.SAMPLE_ENV in message and "styles.csv" in message and "images/" in message
-    assert "internet" in message
+    assert "internet" in message and "download failed" in message
     assert f"{data.SAMPLE_COMMIT}/data/subset/fashion_subset.zip" in message
     assert message.count("raw.githubusercontent.com/jina-ai/example-multimodal-fashion-search") == 1
+    assert not list((tmp_path / "cache" / "data").iterdir())  # nothing half-downloaded is kept
+
+
+@pytest.fixture
+def upstream(tmp_path, monkeypatch):
+    """A stand-in for the pinned GitHub folder: a web server on 127.0.0.1 serving ``tmp_path/upstream``;
+    yields that folder and records the requested paths in ``upstream.requests``."""
+    folder = tmp_path / "upstream"
+    folder.mkdir()
+    requests = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            requests.append(self.path)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    monkeypatch.setattr(data, "SAMPLE_BASE_URL", f"http://127.0.0.1:{server.server_address[1]}/{data.SAMPLE_COMMIT}")
+    monkeypatch.delenv(data.SAMPLE_ENV, raising=False)
+    monkeypatch.setattr(data, "CHECKOUT_SAMPLE", Path("/no/such/place"))
+    monkeypatch.setenv("CBIR_TUTORIAL_CACHE", str(tmp_path / "cache"))
+    (folder / data.SAMPLE_COMMIT).mkdir()
+    try:
+        yield folder / data.SAMPLE_COMMIT, requests
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_sample_env_folder_must_hold_styles_and_images(monkeypatch, tmp_path):
@@ -74,40 +107,37 @@ def test_sample_env_folder_must_hold_styles_and_images(monkeypatch, tmp_path):
 
 
 @needs_sample
-def test_sample_download_is_verified_extracted_and_loaded(monkeypatch, tmp_path):
-    """A stand-in for the pinned GitHub files: a zip of 12 photos (in a sub-folder, with macOS junk)
-    and the CSV; checks the URLs and hashes passed to ``keras.utils.get_file``."""
-    monkeypatch.delenv(data.SAMPLE_ENV, raising=False)
-    monkeypatch.setattr(data, "CHECKOUT_SAMPLE", Path("/no/such/place"))
-    monkeypatch.setenv("CBIR_TUTORIAL_CACHE", str(tmp_path / "cache"))
-    upstream = tmp_path / "upstream"
-    upstream.mkdir()
+def test_sample_download_is_verified_extracted_and_loaded(upstream, monkeypatch):
+    """A zip of 12 photos (in a sub-folder, with macOS junk) and the CSV, served over HTTP; their SHA-256
+    must match the pinned ones, so the test pins its own files' hashes."""
+    import hashlib
+
+    folder, requests = upstream
     photos = sample_photos(12)
-    with zipfile.ZipFile(upstream / "fashion_subset.zip", "w") as zipped:
+    with zipfile.ZipFile(folder / "fashion_subset.zip", "w") as zipped:
         for photo in photos:
             zipped.write(photo, f"fashion_subset/images/{photo.name}")
-        zipped.writestr(f"__MACOSX/fashion_subset/images/._{photos[0].name}", b"junk")
-    shutil.copy(SAMPLE / "styles.csv", upstream / "fashion_subset.csv")
-    calls = []
-
-    def fake_get_file(fname, origin, file_hash, hash_algorithm, cache_dir, cache_subdir, **kwargs):
-        calls.append((fname, origin, file_hash, hash_algorithm))
-        target = Path(cache_dir) / cache_subdir / fname
-        shutil.copy(upstream / fname, target)
-        return str(target)
-
-    monkeypatch.setattr(keras.utils, "get_file", fake_get_file)
+        zipped.writestr(f"__MACOSX/fashion_subset/images/._{photo.name}", b"junk")
+    shutil.copy(SAMPLE / "styles.csv", folder / "fashion_subset.csv")
+    for name in ("SAMPLE_ZIP", "SAMPLE_CSV"):
+        file = getattr(data, name)[0]
+        monkeypatch.setattr(data, name, (file, hashlib.sha256((folder / file).read_bytes()).hexdigest()))
     catalogue = load_sample()
     assert_catalogue(catalogue)
     assert sorted(catalogue.table["id"]) == sorted(p.stem for p in photos)
     assert catalogue.n_dropped == 770 - 12
-    assert {c[0]: c[2] for c in calls} == dict([data.SAMPLE_ZIP, data.SAMPLE_CSV])
-    assert all(c[3] == "sha256" and c[1].startswith(data.SAMPLE_BASE_URL) for c in calls)
-    assert data.SAMPLE_COMMIT in calls[0][1]
+    assert sorted(requests) == [f"/{data.SAMPLE_COMMIT}/fashion_subset.csv", f"/{data.SAMPLE_COMMIT}/fashion_subset.zip"]
 
-    # second call: served from the extracted cache, no download
-    monkeypatch.setattr(keras.utils, "get_file", lambda *a, **k: pytest.fail("downloaded twice"))
-    assert len(load_sample()) == 12
+    (folder / "fashion_subset.zip").unlink()  # second call: served from the extracted cache, no download
+    assert len(load_sample()) == 12 and len(requests) == 2
+
+
+def test_a_sample_download_that_does_not_match_its_hash_is_refused_and_not_kept(upstream, tmp_path):
+    folder, _ = upstream
+    (folder / "fashion_subset.zip").write_bytes(b"not the pinned zip")
+    with pytest.raises(RuntimeError, match="fashion_subset.zip does not match its SHA-256"):
+        load_sample()
+    assert not [p.name for p in (tmp_path / "cache" / "data").iterdir()]
 
 
 # --------------------------------------------------------------------------------------------------

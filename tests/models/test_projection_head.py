@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cbir_tutorial.models.projection_head import (ProjectionHead, category_split, head_report,
-                                                  supervised_contrastive_loss)
+from cbir_tutorial.evaluation.reports import head_report
+from cbir_tutorial.models.projection_head import ProjectionHead, category_split, supervised_contrastive_loss
 
 
 @pytest.fixture(scope="module")

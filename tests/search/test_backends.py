@@ -158,7 +158,7 @@ def test_milvus_lite_matches_numpy_with_filters_and_expressions(features, priced
                     Filters(gender="Men", category="Tshirts", price=(0.0, 500.0))):
         mask = filters.mask(priced_table)
         assert 10 < mask.sum() < len(mask)
-        found = milvus.search(queries, 10, exclude=QUERIES, where=filters.expression())
+        found = milvus.search(queries, 10, exclude=QUERIES, where=filters.milvus_expression())
         assert mask[found[1]].all()
         assert_same_top_k(found, exact.search(queries, 10, exclude=QUERIES, allowed=mask))
     np.testing.assert_array_equal(milvus.vectors([3, 700]), features[[3, 700]])

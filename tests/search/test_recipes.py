@@ -7,8 +7,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from cbir_tutorial import SearchEngine
-from cbir_tutorial.search.recipes import BASELINE, RECIPES, FittedRecipe, halves, recipe_from_word
+from cbir_tutorial import SearchEngine, evaluate
+from cbir_tutorial.evaluation.reports import halves
+from cbir_tutorial.search.recipes import BASELINE, RECIPES, FittedRecipe, recipe_from_word
 
 #: Whitening + DBA + αQE on the backbone's own features: no new extraction needed.
 EXPANDED = replace(BASELINE, name="expanded", whiten_dim=256, whiten_power=0.5, dba_n=2, qe_n=2)
@@ -36,7 +37,7 @@ def test_baseline_recipe_is_todays_engine(sample_catalogue, lite_extractor, samp
     assert isinstance(engine.recipe, FittedRecipe) and engine.recipe.recipe is BASELINE
     assert engine.extractor is lite_extractor
     np.testing.assert_array_equal(engine.features, sample_engine.features)
-    assert engine.evaluate(10).iloc[0].map_at_k == pytest.approx(sample_engine.evaluate(10).iloc[0].map_at_k)
+    assert evaluate(engine, k=10).iloc[0].map_at_k == pytest.approx(evaluate(sample_engine, k=10).iloc[0].map_at_k)
 
 
 def test_expanded_recipe_keeps_its_whitening_for_new_queries(expanded_engine, sample_engine):
@@ -48,8 +49,8 @@ def test_expanded_recipe_keeps_its_whitening_for_new_queries(expanded_engine, sa
     assert by_image["row"].iloc[0] == 11 and by_image["distance"].iloc[0] < 0.2  # the query is expanded
     by_row = expanded_engine.search(11, 5)
     assert 11 not in by_row["row"].to_list() and len(by_row) == 5
-    assert (expanded_engine.evaluate(10).iloc[0].map_at_k
-            > sample_engine.evaluate(10).iloc[0].map_at_k + 0.005)  # measured 0.741 vs 0.732
+    assert (evaluate(expanded_engine, k=10).iloc[0].map_at_k
+            > evaluate(sample_engine, k=10).iloc[0].map_at_k + 0.005)  # measured 0.741 vs 0.732
 
 
 def test_a_saved_recipe_engine_reopens_and_answers_identically(expanded_engine, tmp_path):

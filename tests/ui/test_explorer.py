@@ -13,10 +13,11 @@ from PIL import Image
 
 from cbir_tutorial import ImageError
 from cbir_tutorial.data.catalogue import Catalogue
-from cbir_tutorial.choices import BackboneChoice
+from cbir_tutorial.models.backbones import BackboneChoice
+from cbir_tutorial.data.prices import parse_price, price_values
 from cbir_tutorial.ui.explorer import (EngineShelf, Filters, Query, answer_figure,
                                     offered_choices, comparison_html, filter_choices,
-                                    parse_price, price_values, query_html, results_html, answer_for,
+                                    query_html, results_html, answer_for,
                                     thumbnail_uri)
 from cbir_tutorial.evaluation.metrics import average_precision_at_k
 

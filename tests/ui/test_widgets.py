@@ -110,7 +110,7 @@ def test_a_category_filter_keeps_only_that_category(explorer, catalogue):
 def test_a_price_range_keeps_only_products_in_that_range(session):
     """Farfetch-style display prices ("€1,250") give a price slider; the results obey it."""
     from cbir_tutorial import Catalogue, SearchEngine
-    from cbir_tutorial.ui.explorer import price_values
+    from cbir_tutorial.data.prices import price_values
 
     engine = session.shelf.engine(LITE)
     table = engine.catalogue.table.copy()

@@ -10,8 +10,11 @@ import pytest
 from PIL import Image
 
 from cbir_tutorial import FeatureExtractor, WeightsUnavailableError
-from cbir_tutorial.choices import (BackboneChoice, available_extractor, backbone_choices, load_catalogue,
-                                   resize_from_word, weights_from_word, weights_label, weights_word)
+from cbir_tutorial.data.images import resize_from_word
+from cbir_tutorial.data.loaders import load_catalogue
+from cbir_tutorial.models.backbones import BackboneChoice, backbone_choices
+from cbir_tutorial.models.features import available_extractor
+from cbir_tutorial.models.weights import weights_from_word, weights_label, weights_word
 from cbir_tutorial.cli import main
 from cbir_tutorial.ui.explorer import EngineShelf, offered_choices
 
