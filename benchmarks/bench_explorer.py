@@ -113,7 +113,7 @@ def main(argv=None) -> int:
     args.repeats = max(5, args.repeats)
 
     print_header("Search explorer: interaction latency", ("numpy", "pandas", "tensorflow", "ipywidgets"))
-    from cbir_tutorial import FeatureExtractor, SearchEngine
+    from cbir_tutorial import EuclideanIndex, FeatureExtractor, Pipeline, SearchEngine
     from cbir_tutorial.ui import explorer as core
     from cbir_tutorial.ui.widgets import SearchExplorer
 
@@ -131,8 +131,8 @@ def main(argv=None) -> int:
         extraction = extractor.extract(sample.paths, progress=False)
         assert extraction.kept.all(), extraction.report()
         how = "from cache" if extraction.from_cache else f"extracted in {time.perf_counter() - started:.1f} s"
-        engines.append(SearchEngine(catalogue, extractor, simulated_features(extraction.features, photo, partner, weight,
-                                                                         args.noise)))
+        features = simulated_features(extraction.features, photo, partner, weight, args.noise)
+        engines.append(SearchEngine(catalogue, Pipeline([extractor]), EuclideanIndex(features)))
         print(f"{extractor!r}: {len(sample)} real sample features ({how})")
     print(f"SIMULATED catalogue: {len(catalogue):,} products = the {len(sample)} sample products, then "
           f"{max(0, len(catalogue) - len(sample)):,} made by mixing the real features of two photos of one category "

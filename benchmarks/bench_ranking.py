@@ -186,7 +186,7 @@ def profile_rows(index, queries: np.ndarray, k: int, repeats: int, top: int = 6)
 def profile(n: int, dim: int, queries: np.ndarray, k: int, repeats: int) -> None:
     """Print why the package takes the time it takes at gallery size ``n``."""
     from cbir_tutorial import EuclideanIndex
-    from cbir_tutorial.search.index import DEFAULT_CHUNK_ROWS
+    from cbir_tutorial.search.exact import DEFAULT_CHUNK_ROWS
 
     gallery = unit_vectors(n, dim, seed=0)
     for dtype, batch in ((np.float32, queries), (np.float32, queries[:1]), (np.float16, queries[:1])):

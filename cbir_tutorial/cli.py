@@ -11,11 +11,8 @@ from pathlib import Path
 
 from .data.images import RESIZE_POLICIES
 from .data.loaders import FORMATS
-from .models.backbones import OFFLINE_BACKBONE
-
-DEMO_BACKBONE = "resnet50"
-#: The --index choices (cbir_tutorial.search.backends.INDEXES, without importing it).
-INDEX_NAMES = ("exact", "faiss-flat", "faiss-ivf", "faiss-hnsw", "milvus")
+from .models.backbones import BACKBONES, OFFLINE_BACKBONE
+from .search.backends import SEARCH_BACKENDS
 
 
 class CLIError(Exception):
@@ -31,7 +28,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--catalogue", default="auto",
                        help="auto (Farfetch when attached on Kaggle, else the sample), sample, farfetch or a folder")
         p.add_argument("--format", default="auto", help=f"the folder's layout: {', '.join(FORMATS)}")
-        p.add_argument("--backbone", default=DEMO_BACKBONE, help="vgg16, resnet50, xception or efficientnet_lite0")
+        p.add_argument("--backbone", default=None,
+                       help=f"{', '.join(BACKBONES)} (default: the recipe's own, {OFFLINE_BACKBONE} for every named recipe)")
         p.add_argument("--weights", default="imagenet",
                        help="imagenet (default), random (also none, untrained) or a weights file path")
         p.add_argument("--photos", default="cutout", help="Farfetch only: cutout or model photos")
@@ -39,13 +37,18 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--limit", type=int, default=None, help="use a random subset of this many products")
         p.add_argument("--k", type=int, default=10)
         p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
-        p.add_argument("--index", default="exact", help=f"search backend: {' | '.join(INDEX_NAMES)}")
+        p.add_argument("--index", default="exact", help=f"search backend: {' | '.join(SEARCH_BACKENDS)}")
+        p.add_argument("--recipe", default="baseline",
+                       help="a named recipe: baseline (default), best, ... (see cbir_tutorial.search.recipes)")
         p.add_argument("--index-uri", default=None,
                        help="--index milvus: a Milvus server URI (default: a Milvus Lite file in the cache)")
 
     demo = sub.add_parser("demo", help="index the sample catalogue, run one query, print results and MAP@10")
-    demo.add_argument("--backbone", default=DEMO_BACKBONE)
+    demo.add_argument("--backbone", default=OFFLINE_BACKBONE,
+                      help=f"{', '.join(BACKBONES)}; without internet, ImageNet weights other than "
+                           f"{OFFLINE_BACKBONE}'s fall back to it")
     demo.add_argument("--k", type=int, default=10)
+    demo.add_argument("--recipe", default="baseline", help="a named recipe: baseline (default), best, ...")
     demo.add_argument("--query", default=None,
                       help="query image file or http(s) URL of a photo (default: a catalogue product)")
     demo.add_argument("--out", default="cbir_demo.png", help="where to write the result grid PNG")
@@ -58,8 +61,6 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="leave-one-out precision@K and MAP@K over the catalogue")
     common(evaluate)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    evaluate.add_argument("--recipe", default=None,
-                          help="a named recipe: baseline (default), best, ... (see cbir_tutorial.search.recipes)")
     evaluate.add_argument("--half", default="all", choices=("all", "tuning", "report"),
                           help="evaluate on the products with even ids (tuning) or odd ids (report) only")
     return parser
@@ -68,14 +69,10 @@ def _parser() -> argparse.ArgumentParser:
 def _catalogue(args):
     from .data.loaders import load_catalogue
 
-    if args.format not in FORMATS:
-        raise CLIError(f"--format {args.format!r} is not supported; use one of: {', '.join(FORMATS)}")
-    if args.format in ("folder", "fashion-products") and args.catalogue in ("auto", "sample", "farfetch"):
-        raise CLIError(f"--format {args.format} needs --catalogue PATH")
     try:
         catalogue = load_catalogue(args.catalogue, args.format, photos=args.photos)
-    except FileNotFoundError as error:
-        raise CLIError(f"--catalogue {args.catalogue}: {error}") from None
+    except (FileNotFoundError, ValueError) as error:
+        raise CLIError(f"--catalogue {args.catalogue} --format {args.format}: {error}") from None
     if args.limit and args.limit < len(catalogue):
         catalogue = catalogue.stratified_sample(args.limit)
     if len(catalogue) == 0:
@@ -89,16 +86,9 @@ def _engine(catalogue, args, progress=True):
     from .search.engine import SearchEngine
 
     weights = weights_from_word(args.weights, "--weights")
-    recipe = getattr(args, "recipe", None)
-    if recipe is not None:
-        from .search.recipes import recipe_from_word
-
-        try:
-            recipe = recipe_from_word(recipe)
-        except ValueError as error:
-            raise CLIError(f"--recipe: {error}") from None
-    if args.index not in INDEX_NAMES:
-        raise CLIError(f"--index {args.index!r} is not supported; use one of: {', '.join(INDEX_NAMES)}")
+    recipe = _recipe(args)
+    if args.index not in SEARCH_BACKENDS:
+        raise CLIError(f"--index {args.index!r} is not supported; use one of: {', '.join(SEARCH_BACKENDS)}")
     if args.index_uri and args.index != "milvus":
         raise CLIError(f"--index-uri is for --index milvus, not --index {args.index}")
     options = {"uri": args.index_uri} if args.index_uri else {}
@@ -110,16 +100,23 @@ def _engine(catalogue, args, progress=True):
         raise CLIError(f"--index {args.index}: {error}") from None
 
 
+def _recipe(args):
+    from .search.recipes import recipe_from_word
+
+    try:
+        return recipe_from_word(args.recipe)
+    except ValueError as error:
+        raise CLIError(f"--recipe: {error}") from None
+
+
 def _query_image(query: str):
     """The ``--query`` to search with: a file path as given, or the bytes of the photo at a URL
     (fetched now, with a timeout, a size cap and a check that it is an image: errors name the URL)."""
-    from .data.remote import is_url
+    from .data.remote import is_url, photo_from_url
 
     if not is_url(query):
         return query
-    from .ui.explorer import Query
-
-    return Query.from_url(query).image
+    return photo_from_url(query)
 
 
 def _print_results(results) -> None:
@@ -149,7 +146,8 @@ def run_demo(args) -> None:
     query_image = _query_image(args.query) if args.query else None  # a bad URL fails before any indexing
     catalogue = load_catalogue("sample")
     print(catalogue)
-    engine = SearchEngine.build(catalogue, available_extractor(args.backbone, "imagenet", fallback=OFFLINE_BACKBONE))
+    engine = SearchEngine.build(catalogue, available_extractor(args.backbone, "imagenet", fallback=OFFLINE_BACKBONE),
+                                recipe=_recipe(args))
     print(engine)
     print(engine.extraction.report())
     if args.query:
@@ -202,7 +200,7 @@ def run_evaluate(args) -> None:
         print(json.dumps({
             "backbone": engine.extractor.backbone,
             "weights": weights_word(engine.extractor.weights),
-            **_recipe_fields(engine), "half": args.half,
+            "recipe": engine.recipe.name, "steps": engine.recipe.steps(), "half": args.half,
             "k": args.k, "n_images": len(engine), "n_queries": int(overall.n_queries) if overall is not None else 0,
             "map_at_k": float(overall.map_at_k) if overall is not None else None,
             "precision_at_k": float(overall.precision_at_k) if overall is not None else None,
@@ -216,20 +214,10 @@ def run_evaluate(args) -> None:
     if not len(scores):
         raise CLIError("no category has 2 or more products: nothing to evaluate")
     overall = scores.iloc[0]
-    if engine.recipe is not None:
-        print(f"recipe {engine.recipe.recipe.name}: {', '.join(engine.recipe.recipe.steps()) or 'no extra step'}")
+    print(f"recipe {engine.recipe.name}: {', '.join(engine.recipe.steps()) or 'no extra step'}")
     print(f"{engine.extractor}\nMAP@{args.k} = {overall.map_at_k:.4f}   P@{args.k} = {overall.precision_at_k:.4f}"
           f"   ({int(overall.n_queries)} queries over {len(engine)} images)\n")
     print(scores.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-
-
-def _recipe_fields(engine) -> dict:
-    from .search.recipes import recipe_from_word
-
-    fitted = engine.recipe
-    if fitted is None:
-        return {"recipe": "baseline", "steps": recipe_from_word("baseline").steps()}
-    return {"recipe": fitted.recipe.name, "steps": fitted.recipe.steps()}
 
 
 def main(argv: list[str] | None = None) -> int:

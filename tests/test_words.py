@@ -1,8 +1,6 @@
 """The one vocabulary: weights, backbone, catalogue, resize and fallback words, in every place a user writes them."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -203,20 +201,3 @@ def test_folder_layouts_and_errors(sample_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("CBIR_TUTORIAL_KAGGLE_INPUT", str(tmp_path / "empty"))
     with pytest.raises(FileNotFoundError, match=f"no current_farfetch_listings.csv under {tmp_path / 'empty'}"):
         load_catalogue("farfetch")
-
-
-# --------------------------------------------------------------------------------------------------
-# Importing is cheap
-
-
-def test_help_and_metrics_do_not_import_tensorflow():
-    code = ("import sys, contextlib, io\n"
-            "from cbir_tutorial import evaluate, map_at_k, load_catalogue, SearchEngine\n"
-            "from cbir_tutorial.cli import main\n"
-            "with contextlib.redirect_stdout(io.StringIO()):\n"
-            "    try: main(['--help'])\n"
-            "    except SystemExit: pass\n"
-            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "[]"

@@ -17,7 +17,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from .images import ImageError
+from .images import ImageError, load_rgb
 
 #: Seconds to wait for the server, and for the whole download.
 URL_TIMEOUT_S = 15.0
@@ -27,6 +27,8 @@ SCHEMES = ("http", "https")
 #: Declared types that may still hold an image (servers that do not say what they send).
 UNTYPED = ("", "application/octet-stream", "binary/octet-stream")
 _CHUNK = 64 * 1024
+#: Side, pixels, at which a fetched photo is decoded to check it.
+CHECK_PX = 120
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _USER_AGENT = "cbir-tutorial (python urllib; query photo)"
 
@@ -93,3 +95,14 @@ def image_bytes_from_url(url: str, timeout_s: float = URL_TIMEOUT_S, max_bytes: 
     if not body:
         raise RemoteImageError(f"{url}: the server sent an empty body, not an image")
     return bytes(body)
+
+
+def photo_from_url(url: str, *, timeout_s: float = URL_TIMEOUT_S, max_bytes: int = URL_MAX_BYTES) -> bytes:
+    """The bytes of the photo at ``url``, fetched (:func:`image_bytes_from_url`) and decoded once now, so
+    that a file that is no image fails here: :class:`RemoteImageError` naming ``url``."""
+    content = image_bytes_from_url(url, timeout_s=timeout_s, max_bytes=max_bytes)
+    try:
+        load_rgb(content, CHECK_PX)  # decodes it all (a JPEG at reduced scale: fast for big photos)
+    except ImageError as error:
+        raise RemoteImageError(str(error).replace("<uploaded bytes>", str(url).strip())) from None
+    return content

@@ -9,8 +9,10 @@ import numpy as np
 import pandas as pd
 
 from ..models.projection_head import CategorySplit, ProjectionHead
-from ..search.index import EuclideanIndex
-from ..search.recipes import RECIPES, extractor_for, fit_recipe, recipe_from_word
+from ..search.backends import make_index
+from ..search.exact import EuclideanIndex
+from ..search.pipeline import extractor_for, fit_pipeline
+from ..search.recipes import RECIPES, recipe_from_word
 from .metrics import evaluate
 
 
@@ -26,14 +28,15 @@ def half_masks(catalogue) -> tuple[np.ndarray, np.ndarray]:
     return ids % 2 == 0, ids % 2 == 1
 
 
-def recipe_table(catalogue, recipes: Sequence = tuple(RECIPES), backbone="efficientnet_lite0", weights="imagenet",
+def recipe_table(catalogue, recipes: Sequence = tuple(RECIPES), backbone: str | None = None, weights="imagenet",
                  *, k: int = 10, cache=True, progress: bool = False, parts: Sequence[str] = ("all", "tuning", "report"),
                  **extractor_options):
     """MAP@k of each recipe on the whole catalogue and on its tuning and report halves (:func:`halves`).
 
     Features are extracted once per distinct extractor over the whole catalogue; each part then fits
     its recipe (whitening, expansion) on its own rows only, exactly as an engine built on that part
-    would. ``parts``: which of ``"all"``, ``"tuning"``, ``"report"`` to score. Returns a DataFrame with
+    would. ``backbone``: start every recipe from this backbone instead of its own. ``parts``: which of
+    ``"all"``, ``"tuning"``, ``"report"`` to score. Returns a DataFrame with
     columns ``recipe, steps`` and ``map_<part>`` for each part.
     """
     tuning, report = half_masks(catalogue)
@@ -48,8 +51,8 @@ def recipe_table(catalogue, recipes: Sequence = tuple(RECIPES), backbone="effici
 
     rows = []
     for recipe in recipes:
-        recipe = recipe_from_word(recipe)
-        sources = [features_for(recipe, backbone)]
+        recipe = recipe_from_word(recipe).with_backbone(backbone)
+        sources = [features_for(recipe, recipe.backbone)]
         if recipe.fuse_with:
             sources.append(features_for(recipe, recipe.fuse_with))
         kept = np.logical_and.reduce([x.kept for _, x in sources])
@@ -62,8 +65,8 @@ def recipe_table(catalogue, recipes: Sequence = tuple(RECIPES), backbone="effici
         masks = {"all": kept, "tuning": kept & tuning, "report": kept & report}
         for part in parts:
             mask = masks[part]
-            fitted, features = fit_recipe(recipe, [e for e, _ in sources], [f[mask] for f in full])
-            index = fitted.index if fitted.index is not None else EuclideanIndex(features)
+            _, features = fit_pipeline(recipe, [e for e, _ in sources], [f[mask] for f in full])
+            index = make_index(*recipe.index_choice("exact"), features)
             row[f"map_{part}"] = float(evaluate(index, np.asarray(catalogue.labels, dtype=object)[mask], k).iloc[0].map_at_k)
         rows.append(row)
     return pd.DataFrame(rows)

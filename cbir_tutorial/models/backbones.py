@@ -23,10 +23,15 @@ class WeightsUnavailableError(RuntimeError):
 
 @dataclass(frozen=True)
 class Backbone:
-    """How to build one backbone as a feature extractor.
+    """How to build one backbone as a feature extractor: adding a backbone is one entry of :data:`BACKBONES`.
 
-    ``input_size`` in pixels (square), ``feature_dim`` the width of ``feature_layer``'s output,
-    ``weights_file`` the Keras cache file name of its ImageNet weights (``None``: shipped offline).
+    ``input_size`` in pixels (square); ``feature_layer`` the layer whose output are the features
+    (``feature_dim`` wide; ``"avg_pool"`` is added after the body when the model has none);
+    ``module`` holds ``preprocess_input`` and the ``constructor``, called as
+    ``constructor(weights=, input_shape=, include_top=)``; ``include_top``: the features come from the
+    classifier head (VGG16's ``fc1``); ``conv_map_layer``: the layer giving the last convolutional map
+    (``None``: the input of ``avg_pool``, or the body's output); ``weights_file``: the Keras cache file
+    of its ImageNet weights under :data:`KERAS_WEIGHTS_URL` ``/weights_folder/`` (``None``: shipped offline).
     """
 
     name: str
@@ -34,8 +39,12 @@ class Backbone:
     input_size: int
     feature_layer: str
     feature_dim: int
-    weights_file: str | None
     module: str
+    constructor: str
+    include_top: bool = False
+    conv_map_layer: str | None = None
+    weights_file: str | None = None
+    weights_folder: str | None = None
 
     def preprocess_function(self) -> Callable:
         """This backbone's own ``preprocess_input``: ``(B, S, S, 3)`` RGB float in 0..255 → model input."""
@@ -45,20 +54,25 @@ class Backbone:
         """``x`` preprocessed for this backbone (see :meth:`preprocess_function`)."""
         return self.preprocess_function()(x)
 
+    def constructor_function(self) -> Callable:
+        """The function that builds this backbone's Keras model (``keras.applications.ResNet50``...)."""
+        return getattr(importlib.import_module(self.module), self.constructor)
+
 
 BACKBONES: dict[str, Backbone] = {
     b.name: b
     for b in (
-        Backbone("vgg16", "VGG16", 224, "fc1", 4096,
-                 "vgg16_weights_tf_dim_ordering_tf_kernels.h5", "keras.applications.vgg16"),
-        Backbone("resnet50", "ResNet50", 224, "avg_pool", 2048,
-                 "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", "keras.applications.resnet50"),
-        Backbone("xception", "Xception", 299, "avg_pool", 2048,
-                 "xception_weights_tf_dim_ordering_tf_kernels_notop.h5", "keras.applications.xception"),
+        Backbone("vgg16", "VGG16", 224, "fc1", 4096, "keras.applications.vgg16", "VGG16", include_top=True,
+                 conv_map_layer="block5_pool", weights_file="vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+                 weights_folder="vgg16"),
+        Backbone("resnet50", "ResNet50", 224, "avg_pool", 2048, "keras.applications.resnet50", "ResNet50",
+                 weights_file="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", weights_folder="resnet"),
+        Backbone("xception", "Xception", 299, "avg_pool", 2048, "keras.applications.xception", "Xception",
+                 weights_file="xception_weights_tf_dim_ordering_tf_kernels_notop.h5", weights_folder="xception"),
         Backbone("efficientnet_lite0", "EfficientNet-Lite0", 224, "avg_pool", 1280,
-                 None, "cbir_tutorial.models.efficientnet_lite"),
+                 "cbir_tutorial.models.efficientnet_lite", "efficientnet_lite0"),
         Backbone("efficientnet_lite2", "EfficientNet-Lite2", 260, "avg_pool", 1280,
-                 None, "cbir_tutorial.models.efficientnet_lite"),
+                 "cbir_tutorial.models.efficientnet_lite", "efficientnet_lite2"),
     )
 }
 
@@ -93,8 +107,7 @@ def keras_weights_path(spec: Backbone) -> Path | None:
 def _unavailable_message(spec: Backbone, error: Exception, include_top: bool) -> str:
     file = spec.weights_file.replace("_notop", "") if include_top else spec.weights_file
     target = keras_weights_path(spec).with_name(file)
-    folder = {"vgg16": "vgg16", "resnet50": "resnet", "xception": "xception"}[spec.name]
-    url = f"{KERAS_WEIGHTS_URL}{folder}/{file}"
+    url = f"{KERAS_WEIGHTS_URL}{spec.weights_folder}/{file}"
     return (
         f"ImageNet weights for {spec.title} could not be downloaded ({error}).\n"
         "Fixes, any one of:\n"
@@ -108,13 +121,11 @@ def _unavailable_message(spec: Backbone, error: Exception, include_top: bool) ->
 
 
 def keras_application(spec: Backbone, weights: Weights, **options):
-    """``keras.applications.<spec.title>(weights=weights, **options)``, raising
+    """``spec``'s Keras model, ``constructor(weights=weights, **options)``, raising
     :class:`WeightsUnavailableError` (with the fixes) when ImageNet weights cannot be downloaded."""
-    keras = keras_module()
-    constructor = {"vgg16": keras.applications.VGG16, "resnet50": keras.applications.ResNet50,
-                   "xception": keras.applications.Xception}[spec.name]
+    keras_module()  # TensorFlow through the package's quiet import
     try:
-        return constructor(weights=weights, **options)
+        return spec.constructor_function()(weights=weights, **options)
     except Exception as error:  # Keras raises a bare Exception on a failed download
         if weights == IMAGENET and "fetch failure" in str(error).lower():
             raise WeightsUnavailableError(_unavailable_message(spec, error, options.get("include_top", True))) from None
@@ -133,18 +144,13 @@ def feature_model(name: str, weights: Weights = IMAGENET, seed: int = 0):
     keras = keras_module()
     if weights is None:
         keras.utils.set_random_seed(seed)
-    shape = (spec.input_size, spec.input_size, 3)
-    if spec.name in ("efficientnet_lite0", "efficientnet_lite2"):
-        from . import efficientnet_lite
-
-        build = getattr(efficientnet_lite, spec.name)
-        return build(weights=weights, input_shape=shape, include_top=False)
-    if spec.name == "vgg16":
-        full = keras_application(spec, weights, include_top=True, input_shape=shape)
-        return keras.Model(full.input, full.get_layer("fc1").output, name="vgg16_fc1")
-    body = keras_application(spec, weights, include_top=False, input_shape=shape)
-    pooled = keras.layers.GlobalAveragePooling2D(name="avg_pool")(body.output)
-    return keras.Model(body.input, pooled, name=f"{spec.name}_avg_pool")
+    body = keras_application(spec, weights, include_top=spec.include_top,
+                             input_shape=(spec.input_size, spec.input_size, 3))
+    names = {layer.name for layer in body.layers}
+    if spec.feature_layer in names:
+        return keras.Model(body.input, body.get_layer(spec.feature_layer).output, name=f"{spec.name}_{spec.feature_layer}")
+    pooled = keras.layers.GlobalAveragePooling2D(name=spec.feature_layer)(body.output)
+    return keras.Model(body.input, pooled, name=f"{spec.name}_{spec.feature_layer}")
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,7 @@ class FeatureExtractor:
     model only, and features are float32 and L2-normalised either way.
     """
 
-    def __init__(self, backbone: str = "resnet50", weights: Weights = "imagenet", *, batch_size: int | None = None,
+    def __init__(self, backbone: str = OFFLINE_BACKBONE, weights: Weights = "imagenet", *, batch_size: int | None = None,
                  mixed_precision: bool | str | None = None, resize: str = "squash", workers: int | None = None,
                  seed: int = 0):
         self.choice = BackboneChoice.of(backbone, weights)

@@ -27,8 +27,6 @@ from .features import FeatureExtractor
 from .runtime import keras_module, tensorflow_module
 
 POOLINGS = ("avg", "max", "gem")
-#: The layer whose output is the last convolutional map, in the model :func:`feature_model` builds.
-CONV_MAP_LAYER = {"vgg16": "block5_pool"}  # others: the input of their "avg_pool" layer
 
 
 def conv_map_model(backbone: str, weights: Weights = "imagenet", *, any_size: bool = False, seed: int = 0,
@@ -46,19 +44,21 @@ def conv_map_model(backbone: str, weights: Weights = "imagenet", *, any_size: bo
     keras = keras_module()
     if not any_size:
         model = features if features is not None else feature_model(spec.name, weights, seed=seed)
-        layer = CONV_MAP_LAYER.get(spec.name)
-        output = model.get_layer(layer).output if layer else model.get_layer("avg_pool").input
-        return keras.Model(model.input, output, name=f"{spec.name}_conv_map")
+        return keras.Model(model.input, _conv_map(spec, model), name=f"{spec.name}_conv_map")
     weights = weights_from_word(weights)
     if weights is None:
         keras.utils.set_random_seed(seed)
-    if spec.name.startswith("efficientnet_lite"):
-        from . import efficientnet_lite
-
-        body = getattr(efficientnet_lite, spec.name)(weights=weights, input_shape=(None, None, 3), include_top=False)
-        return keras.Model(body.input, body.get_layer("avg_pool").input, name=f"{spec.name}_conv_map")
     body = keras_application(spec, weights, include_top=False, input_shape=(None, None, 3))
-    return keras.Model(body.input, body.output, name=f"{spec.name}_conv_map")
+    return keras.Model(body.input, _conv_map(spec, body), name=f"{spec.name}_conv_map")
+
+
+def _conv_map(spec, model):
+    """The last convolutional map of ``model``: ``spec.conv_map_layer``'s output, else the input of its
+    ``avg_pool`` layer, else its output (a body without top)."""
+    if spec.conv_map_layer:
+        return model.get_layer(spec.conv_map_layer).output
+    names = {layer.name for layer in model.layers}
+    return model.get_layer("avg_pool").input if "avg_pool" in names else model.output
 
 
 def pool(maps, pooling: str = "avg", p: float = 3.0):

@@ -2,7 +2,7 @@
 
 from .._lazy import lazy_exports
 
-_EXPORTS = {"EuclideanIndex": ".index", "SearchEngine": ".engine", "RESULT_COLUMNS": ".engine",
+_EXPORTS = {"EuclideanIndex": ".exact", "SearchEngine": ".engine", "RESULT_COLUMNS": ".engine",
             "Index": ".backends", "INDEXES": ".backends", "make_index": ".backends", "load_index": ".backends",
             "FaissIndex": ".faiss_index", "MilvusIndex": ".milvus_index", "Filters": ".filters", "ALL": ".filters"}
 __all__ = sorted(_EXPORTS)

@@ -8,12 +8,12 @@ reopen a built index without the features it was built from.
 ==============  ==========================================  =====================================
 name            backend                                     exact?
 ==============  ==========================================  =====================================
-``exact``       :class:`~.index.EuclideanIndex` (numpy)     yes (float32; bfloat16 / int8 storage)
+``exact``       :class:`~.exact.EuclideanIndex` (numpy)     yes (float32; bfloat16 / int8 storage)
 ``faiss-flat``  FAISS ``IndexFlatL2`` (GPU when available)  yes
 ``faiss-ivf``   FAISS ``IndexIVFFlat`` / ``IndexIVFPQ``     approximate: ``nprobe`` of ``nlist``
 ``faiss-hnsw``  FAISS ``IndexHNSWFlat``                     approximate: ``ef_search``
 ``milvus``      Milvus Lite file or a Milvus server         FLAT index: yes; others approximate
-``expanded``    :class:`~.postprocessing.ExpandedIndex`     yes, after DBA / αQE (recipes use it)
+``expanded``    :class:`~.expansion.ExpandedIndex`          yes, after DBA / αQE (recipes use it)
 ==============  ==========================================  =====================================
 """
 
@@ -28,13 +28,15 @@ import numpy as np
 
 #: Index names and the ``module:class`` implementing each; FAISS and Milvus are imported on first use.
 INDEXES = {
-    "exact": ("index", "EuclideanIndex", {}),
+    "exact": ("exact", "EuclideanIndex", {}),
     "faiss-flat": ("faiss_index", "FaissIndex", {"kind": "flat"}),
     "faiss-ivf": ("faiss_index", "FaissIndex", {"kind": "ivf"}),
     "faiss-hnsw": ("faiss_index", "FaissIndex", {"kind": "hnsw"}),
     "milvus": ("milvus_index", "MilvusIndex", {}),
-    "expanded": ("postprocessing", "ExpandedIndex", {}),  # a recipe's own index (DBA / αQE), not a CLI choice
+    "expanded": ("expansion", "ExpandedIndex", {}),  # a recipe's own index (DBA / αQE), not a CLI choice
 }
+#: The backends a user chooses by name (``"expanded"`` is chosen by a recipe that expands queries).
+SEARCH_BACKENDS = tuple(name for name in INDEXES if name != "expanded")
 #: Name of the file holding an index's config in its saved folder.
 CONFIG_FILE = "index.json"
 
@@ -59,7 +61,7 @@ class Index(abc.ABC):
     @abc.abstractmethod
     def search(self, queries: np.ndarray, k: int = 10, *, exclude: np.ndarray | None = None,
                allowed: np.ndarray | None = None):
-        """``(distances, rows)`` of the ``k`` nearest rows; see :meth:`.index.EuclideanIndex.search`."""
+        """``(distances, rows)`` of the ``k`` nearest rows; see :meth:`.exact.EuclideanIndex.search`."""
 
     @abc.abstractmethod
     def vectors(self, rows=None) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The search engine: a catalogue, a feature extractor and an index, queried with an image."""
+"""The search engine: a catalogue, the pipeline that turns its images into vectors, and an index over them."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..models.weights import Weights, weights_from_word, weights_word
 from ..data.catalogue import Catalogue
-from ..models.features import Extraction, FeatureExtractor
 from ..data.images import ImageSource
+from ..models.features import Extraction, FeatureExtractor
+from ..models.weights import Weights
 from .backends import Index, load_index, make_index
+from .pipeline import Pipeline, fit_pipeline, load_pipeline, pipeline_extractors
+from .recipes import Recipe, recipe_from_word
 
 #: The file that marks a folder as a saved engine.
 ENGINE_FILE = "engine.json"
@@ -24,41 +26,30 @@ RESULT_COLUMNS = ["rank", "id", "brand", "description", "price", "category", "di
 class SearchEngine:
     """Catalogue products ranked by Euclidean distance between L2-normalised image features.
 
-    Built with :meth:`build` (extracts, or reads cached, features of every catalogue image). Products
-    whose image cannot be read are left out and listed in ``extraction.skipped``; ``catalogue`` holds
-    the indexed products only, in the row order of ``features``. ``recipe``: the fitted
-    :class:`~cbir_tutorial.search.recipes.FittedRecipe` the features come from (None: the baseline);
-    query images go through its steps too.
+    ``catalogue``: the indexed products, in the index's row order; ``pipeline``: the fitted
+    :class:`~cbir_tutorial.search.pipeline.Pipeline` that turns a query image into the vectors ``index``
+    holds (the baseline: one backbone's features); ``index``: any
+    :class:`~cbir_tutorial.search.backends.Index`; ``extraction``: what the build extracted and skipped.
+    :meth:`build` makes all three from a catalogue and a recipe; :meth:`load` reopens a saved engine.
     """
 
-    def __init__(self, catalogue: Catalogue, extractor: FeatureExtractor, features: np.ndarray | None = None,
-                 extraction: Extraction | None = None, dtype=np.float32, *, index: str | Index = "exact",
-                 index_options: dict | None = None, recipe=None):
-        """``index``: a backend name (see :data:`~.backends.INDEXES`) built over ``features`` with
-        ``index_options`` (``dtype`` is the exact index's storage), or an already built :class:`Index`.
-        A ``recipe`` with query expansion brings its own exact index."""
-        if recipe is not None and recipe.index is not None:
-            if not (isinstance(index, str) and index == "exact") and index is not recipe.index:
-                raise ValueError(f"recipe {recipe.recipe.name!r} expands queries on its own exact index: "
-                                 f"use index='exact', not {index!r}")
-            index, features = recipe.index, None
-        if not isinstance(index, str):
-            if features is not None:
-                raise ValueError("give features or a built index, not both")
-        else:
-            if features is None:
-                raise ValueError("features are needed to build an index")
-            options = dict(index_options or {})
-            if index == "exact":
-                options.setdefault("dtype", dtype)
-            index = make_index(index, features, metadata=catalogue.table, **options)
+    def __init__(self, catalogue: Catalogue, pipeline: Pipeline, index: Index, extraction: Extraction | None = None):
         if len(catalogue) != len(index):
-            raise ValueError(f"{len(catalogue)} products but {len(index)} feature rows")
+            raise ValueError(f"{len(catalogue)} products but {len(index)} index rows")
         self.catalogue = catalogue
-        self.extractor = extractor
-        self.extraction = extraction
+        self.pipeline = pipeline
         self.index = index
-        self.recipe = recipe
+        self.extraction = extraction
+
+    @property
+    def recipe(self) -> Recipe:
+        """The recipe the engine was built with (``baseline`` at least)."""
+        return self.pipeline.recipe
+
+    @property
+    def extractor(self) -> FeatureExtractor:
+        """The feature extractor of the recipe's first backbone."""
+        return self.pipeline.extractor
 
     @property
     def features(self) -> np.ndarray:
@@ -67,34 +58,37 @@ class SearchEngine:
         return self.index.vectors()
 
     @classmethod
-    def build(cls, catalogue: Catalogue, backbone: str | FeatureExtractor = "resnet50",
-              weights: Weights = "imagenet", *, cache=True, progress: bool = True, dtype=np.float32,
-              recipe=None, index: str = "exact", index_options: dict | None = None,
+    def build(cls, catalogue: Catalogue, backbone: str | FeatureExtractor | None = None,
+              weights: Weights = "imagenet", *, recipe: "str | Recipe" = "baseline", index: str = "exact",
+              index_options: dict | None = None, cache=True, progress: bool = True,
               **extractor_options) -> "SearchEngine":
-        """Extract (or load cached) features of ``catalogue`` with ``backbone`` and index them.
+        """Extract (or load cached) features of ``catalogue`` with ``recipe``'s steps and index them.
 
-        ``recipe``: a name from :data:`~cbir_tutorial.search.recipes.RECIPES` (e.g. ``"best"``) or a
-        ``Recipe``; its pooling, fusion, whitening and expansion are applied and kept with the engine.
+        ``recipe``: a name from :data:`~cbir_tutorial.search.recipes.RECIPES` (``"baseline"``, ``"best"``...)
+        or a :class:`Recipe`; it names its own backbone(s) (EfficientNet-Lite0 by default, whose ImageNet
+        weights install offline). ``backbone``: another backbone to start from (a name, or a ready
+        :class:`FeatureExtractor`), with ``weights`` and ``extractor_options`` (``resize``, ``batch_size``...).
         ``index``: ``"exact"`` (default), ``"faiss-flat"``, ``"faiss-ivf"``, ``"faiss-hnsw"`` or ``"milvus"``,
-        with ``index_options`` for it (e.g. ``{"nlist": 256}``, ``{"uri": "http://host:19530"}``).
+        with ``index_options`` for it (e.g. ``{"dtype": "bfloat16"}``, ``{"nlist": 256}``,
+        ``{"uri": "http://host:19530"}``); a recipe that expands queries uses its own exact ``"expanded"`` index.
         """
-        if recipe is not None:
-            from .recipes import build_engine
-
-            return build_engine(cls, catalogue, backbone, weights, recipe, cache=cache, progress=progress,
-                                dtype=dtype, index=index, index_options=index_options, **extractor_options)
-        extractor = (backbone if isinstance(backbone, FeatureExtractor)
-                     else FeatureExtractor(backbone, weights, **extractor_options))
-        kept, features, extraction = extractor.extract_catalogue(catalogue, cache=cache, progress=progress)
-        if len(kept) == 0:
-            raise ValueError(f"No readable image in catalogue {catalogue.name!r}:\n{extraction.report()}")
-        return cls(kept, extractor, features, extraction, dtype=dtype, index=index, index_options=index_options)
+        recipe = recipe_from_word(recipe)
+        name, options = recipe.index_choice(index, index_options)
+        extractors = pipeline_extractors(recipe, backbone, weights, **extractor_options)
+        extractions = [e.extract(catalogue.paths, cache=cache, progress=progress) for e in extractors]
+        kept = np.logical_and.reduce([x.kept for x in extractions])
+        if not kept.any():
+            raise ValueError(f"No readable image in catalogue {catalogue.name!r}:\n{extractions[0].report()}")
+        raw = [x.features if kept[x.kept].all() else x.features[np.flatnonzero(kept[x.kept])] for x in extractions]
+        pipeline, features = fit_pipeline(recipe, extractors, raw)
+        indexed = catalogue.subset(kept)
+        return cls(indexed, pipeline, make_index(name, features, metadata=indexed.table, **options), extractions[0])
 
     def save(self, folder) -> Path:
-        """Write the engine into ``folder``: ``engine.json`` (backbone, weights, extractor options, recipe,
-        catalogue name), ``catalogue.json`` (the indexed products), ``index/`` and, for a recipe with
-        whitening, ``whitening.npz``. Atomic: a reader sees the old folder or the whole new one. A Milvus
-        index saves its connection; its rows stay in the Milvus database."""
+        """Write the engine into ``folder``: ``engine.json`` (the pipeline: recipe, weights, extractor
+        options; the catalogue's name), ``catalogue.json`` (the indexed products), ``index/`` and, for a
+        recipe with whitening, ``whitening.npz``. Atomic: a reader sees the old folder or the whole new
+        one. A Milvus index saves its connection; its rows stay in the Milvus database."""
         folder = Path(folder).expanduser().resolve()
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
@@ -103,19 +97,13 @@ class SearchEngine:
         try:
             self.index.save(tmp / "index")
             self.catalogue.table.to_json(tmp / "catalogue.json", orient="split", index=False)
-            extractor = self.extractor
             description = {
-                "version": 1, "backbone": extractor.backbone, "weights": weights_word(extractor.weights),
-                "resize": extractor.resize, "batch_size": extractor.batch_size, "seed": extractor.seed,
+                "version": 2, "pipeline": self.pipeline.save(tmp),
                 "catalogue": {"name": self.catalogue.name, "n_dropped": self.catalogue.n_dropped,
                               "root": None if self.catalogue.root is None else str(self.catalogue.root),
                               "notes": list(self.catalogue.notes)},
                 "rows": len(self),
-                "recipe": None if self.recipe is None else self.recipe.recipe.settings(),
             }
-            if self.recipe is not None and self.recipe.whitening is not None:
-                with open(tmp / "whitening.npz", "wb") as file:
-                    np.savez(file, **self.recipe.whitening.state())
             (tmp / ENGINE_FILE).write_text(json.dumps(description, indent=1) + "\n")
             old = folder.with_name(f".{folder.name}.{os.getpid()}.old")
             if folder.exists():
@@ -132,39 +120,27 @@ class SearchEngine:
     def load(cls, folder, extractor: FeatureExtractor | None = None) -> "SearchEngine":
         """Reopen an engine written by :meth:`save`, without extracting features again.
 
-        The feature extractor (needed for image queries) is rebuilt from the saved backbone and weights,
-        unless ``extractor`` is given.
+        The pipeline's extractors (needed for image queries) are built again from the saved recipe,
+        weights and options, around ``extractor`` when one is given.
         """
         folder = Path(folder).expanduser()
         path = folder / ENGINE_FILE
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: {folder} is not a saved engine (see SearchEngine.save)")
-        description = json.loads(path.read_text())
+        description = _current_description(json.loads(path.read_text()))
         table = pd.read_json(folder / "catalogue.json", orient="split", dtype=False)
         info = description["catalogue"]
         catalogue = Catalogue(table, name=info["name"], root=None if info["root"] is None else Path(info["root"]),
                               n_dropped=info["n_dropped"], notes=tuple(info["notes"]))
-        if extractor is None:
-            extractor = FeatureExtractor(description["backbone"], weights_from_word(description["weights"]),
-                                         resize=description["resize"], batch_size=description["batch_size"],
-                                         seed=description["seed"])
-        elif extractor.backbone != description["backbone"]:
-            raise ValueError(f"the engine in {folder} was built with {description['backbone']}, "
-                             f"not {extractor.backbone}")
-        index = load_index(folder / "index")
-        recipe = None
-        if description.get("recipe"):
-            from .recipes import saved_recipe
-
-            recipe = saved_recipe(description["recipe"], extractor, index, folder / "whitening.npz")
-            extractor = recipe.extractors[0]
-        return cls(catalogue, extractor, index=index, recipe=recipe)
+        pipeline = load_pipeline(description["pipeline"], folder, extractor)
+        return cls(catalogue, pipeline, load_index(folder / "index"))
 
     def __len__(self) -> int:
         return len(self.catalogue)
 
     def __repr__(self) -> str:
-        return f"SearchEngine({self.catalogue.name!r}, {len(self)} products, {self.extractor!r})"
+        return (f"SearchEngine({self.catalogue.name!r}, {len(self)} products, recipe {self.recipe.name!r}, "
+                f"{self.extractor!r}, {self.index!r})")
 
     def query_features(self, query: ImageSource | np.ndarray | int) -> np.ndarray:
         """``(D,)`` features of a query: an image (path, bytes, file, PIL), a feature vector or a catalogue row."""
@@ -172,9 +148,7 @@ class SearchEngine:
             return self.index.vectors([int(query)])[0]
         if isinstance(query, np.ndarray) and query.ndim == 1 and query.dtype.kind == "f":
             return query.astype(np.float32)
-        if self.recipe is not None:
-            return self.recipe.features_of(query)
-        return self.extractor.features_of(query)
+        return self.pipeline.features_of(query)
 
     def search(self, query: ImageSource | np.ndarray | int, k: int = 10, *,
                allowed: np.ndarray | None = None, exclude_self: bool | None = None,
@@ -203,3 +177,14 @@ class SearchEngine:
             "path": table["path"].to_numpy(), "row": np.asarray(rows, dtype=np.int64),
         })
         return out
+
+
+def _current_description(description: dict) -> dict:
+    """A saved engine's ``engine.json`` in today's layout (version 1 kept the first extractor's options at
+    the top and ``null`` for the baseline recipe)."""
+    if description.get("version", 1) >= 2:
+        return description
+    recipe = dict(description.get("recipe") or Recipe("baseline").settings())
+    recipe["backbone"] = description["backbone"]
+    pipeline = {"recipe": recipe, **{key: description[key] for key in ("weights", "resize", "batch_size", "seed")}}
+    return {**description, "version": 2, "pipeline": pipeline}

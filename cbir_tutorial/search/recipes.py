@@ -1,8 +1,9 @@
 """Named retrieval recipes: which pooling, augmentation, fusion, whitening and expansion an engine uses.
 
-A :class:`Recipe` is a list of settings; :func:`fit_recipe` applies it to a catalogue's features and
-returns a :class:`FittedRecipe` (the fitted whitening, the index, the extractors) that the engine keeps,
-so a later query image goes through exactly the same steps. ``SearchEngine.build(..., recipe="best")``,
+A :class:`Recipe` is a list of settings, its backbone(s) included; fitted on a catalogue it becomes a
+:class:`~cbir_tutorial.search.pipeline.Pipeline` (the extractors and the fitted whitening) that the engine
+keeps, so a later query image goes through exactly the same steps, and its expansion steps choose the
+engine's index (``"expanded"``). ``SearchEngine.build(catalogue, recipe="best")``,
 ``python -m cbir_tutorial evaluate --recipe best`` and the explorer all take a name from :data:`RECIPES`.
 
 How the settings were chosen (no labels are used by a recipe itself; labels only scored the choices):
@@ -20,44 +21,43 @@ step was tried on top of the previous one with EfficientNet-Lite0, leave-one-out
   at 64 dimensions, power 1 much worse, 0.62/0.54; it pays only together with expansion).
 
 The **odd-id half** (the report half) was only scored with the settings fixed; its figures are in
-``benchmarks/RESULTS.md`` and notebook 08 (:func:`halves` builds the two halves).
+``benchmarks/RESULTS.md`` and notebook 08 (:func:`~cbir_tutorial.evaluation.reports.halves` builds the
+two halves).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
-from typing import Sequence
+from dataclasses import asdict, dataclass, fields, replace
 
-import numpy as np
-
-from .postprocessing import ExpandedIndex, PCAWhitening, fuse
+from ..models.backbones import OFFLINE_BACKBONE, backbone_spec
+from .expansion import ALPHA
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """Settings of every step; the defaults are today's engine (average pooling, nothing after).
+    """Settings of every step; the defaults are the baseline (average pooling, nothing after).
 
+    ``backbone``: the backbone whose features the recipe starts from (the one that works offline by
+    default; :meth:`with_backbone` swaps it);
     ``pooling``/``p``/``flip``/``scales``: see :class:`~cbir_tutorial.models.pooling.PooledExtractor`;
-    ``fuse_with``: a second backbone whose features are concatenated (weight ``fuse_weight`` against 1);
+    ``fuse_with``: a second backbone whose features are concatenated, with equal weight;
     ``whiten_dim``: PCA-whitening output size (``0`` = no whitening, ``None`` = all components),
     ``whiten_power``: 1 full whitening, 0.5 square-root; ``dba_n``/``qe_n``: neighbours used by database
-    augmentation / α-query expansion (0 = off), with exponent ``dba_alpha``/``qe_alpha``.
+    augmentation / α-query expansion (0 = off), with exponent :data:`~.expansion.ALPHA`.
     """
 
     name: str
     description: str = ""
+    backbone: str = OFFLINE_BACKBONE
     pooling: str = "avg"
     p: float = 3.0
     flip: bool = False
     scales: tuple = (1.0,)
     fuse_with: str | None = None
-    fuse_weight: float = 1.0
     whiten_dim: int | None = 0
     whiten_power: float = 1.0
     dba_n: int = 0
-    dba_alpha: float = 3.0
     qe_n: int = 0
-    qe_alpha: float = 3.0
 
     @property
     def plain_features(self) -> bool:
@@ -76,20 +76,53 @@ class Recipe:
         if tuple(self.scales) != (1.0,):
             steps.append(f"multi-scale TTA {tuple(self.scales)}")
         if self.fuse_with:
-            steps.append(f"fusion with {self.fuse_with} (weight {self.fuse_weight:g})")
+            steps.append(f"fusion with {self.fuse_with} (weight 1)")
         if self.whiten_dim != 0:
             steps.append(f"PCA whitening (dim={self.whiten_dim or 'all'}, power={self.whiten_power:g})")
         if self.dba_n:
-            steps.append(f"DBA (n={self.dba_n}, alpha={self.dba_alpha:g})")
+            steps.append(f"DBA (n={self.dba_n}, alpha={ALPHA:g})")
         if self.qe_n:
-            steps.append(f"alpha-QE (n={self.qe_n}, alpha={self.qe_alpha:g})")
+            steps.append(f"alpha-QE (n={self.qe_n}, alpha={ALPHA:g})")
         return steps
 
     def settings(self) -> dict:
-        """The settings as a JSON-ready dict."""
+        """The settings as a JSON-ready dict (:meth:`from_settings` reads it back)."""
         out = asdict(self)
         out["scales"] = list(self.scales)
         return out
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> "Recipe":
+        """The recipe :meth:`settings` wrote (settings this version no longer has are ignored)."""
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in settings.items() if key in known}
+        return cls(**{**values, "scales": tuple(values.get("scales", (1.0,)))})
+
+    def with_backbone(self, backbone: str | None) -> "Recipe":
+        """This recipe starting from ``backbone`` instead (``None``: unchanged)."""
+        if backbone is None or backbone_spec(backbone).name == self.backbone:
+            return self
+        return replace(self, backbone=backbone_spec(backbone).name)
+
+    @property
+    def backbones(self) -> list[str]:
+        """Every backbone the recipe runs: its own, then the fused one."""
+        return [self.backbone] + ([self.fuse_with] if self.fuse_with else [])
+
+    @property
+    def expands(self) -> bool:
+        """True when the recipe moves vectors towards their neighbours (DBA or αQE): its index is ``"expanded"``."""
+        return bool(self.dba_n or self.qe_n)
+
+    def index_choice(self, index: str = "exact", options: dict | None = None) -> tuple[str, dict]:
+        """``(backend name, options)`` of the engine's index: ``index`` as asked, or ``"expanded"`` (exact
+        search after DBA / αQE) for a recipe that expands, which only the exact backend can do."""
+        if not self.expands:
+            return index, dict(options or {})
+        if index != "exact" or options:
+            raise ValueError(f"recipe {self.name!r} expands queries (DBA / alpha-QE) on an exact index of its own: "
+                             f"use index='exact' without options, not {index!r}")
+        return "expanded", {"qe_n": self.qe_n, "dba_n": self.dba_n}
 
 
 BASELINE = Recipe("baseline", "ImageNet features, global average pooling, L2-normalised, Euclidean distance")
@@ -109,120 +142,11 @@ BEST = replace(FUSION, name="best", description="fusion + DBA + alpha-QE (no lab
 RECIPES: dict[str, Recipe] = {r.name: r for r in (BASELINE, GEM, TTA, WHITEN, DBA, SINGLE, FUSION, BEST)}
 
 
-def recipe_from_word(recipe: "str | Recipe | None") -> Recipe:
-    """A :class:`Recipe` from its name (``None`` or ``""`` → baseline); raises ValueError naming the choices."""
+def recipe_from_word(recipe: "str | Recipe") -> Recipe:
+    """A :class:`Recipe` from its name (``""`` → baseline); raises ValueError naming the choices."""
     if isinstance(recipe, Recipe):
         return recipe
-    word = "baseline" if recipe is None or str(recipe).strip() == "" else str(recipe).strip().lower()
+    word = str(recipe).strip().lower() or "baseline"
     if word not in RECIPES:
         raise ValueError(f"recipe={recipe!r}: choose one of {', '.join(RECIPES)}")
     return RECIPES[word]
-
-
-@dataclass
-class FittedRecipe:
-    """A recipe applied to one gallery: the extractors, the fitted whitening and the index to search.
-
-    ``extractors``: one per backbone (the second when fusing); ``whitening``: the gallery-fitted
-    :class:`PCAWhitening` or None; ``index``: an :class:`ExpandedIndex` (or None for the baseline,
-    whose engine keeps its plain Euclidean index).
-    """
-
-    recipe: Recipe
-    extractors: list = field(default_factory=list)
-    whitening: PCAWhitening | None = None
-    index: ExpandedIndex | None = None
-
-    def combine(self, raw: Sequence[np.ndarray]) -> np.ndarray:
-        """Per-backbone ``(N, D_b)`` features → the recipe's ``(N, D)`` features (fused, whitened)."""
-        features = raw[0] if len(raw) == 1 else fuse(raw, [1.0, self.recipe.fuse_weight])
-        return features if self.whitening is None else self.whitening.transform(features)
-
-    def features_of(self, source) -> np.ndarray:
-        """One query image → ``(D,)`` features in the gallery's space (same pooling, fusion, whitening)."""
-        return self.combine([e.features_of(source)[None] for e in self.extractors])[0]
-
-    def describe(self) -> dict:
-        """JSON-ready: the recipe's name, steps and settings."""
-        return {"recipe": self.recipe.name, "steps": self.recipe.steps(), "settings": self.recipe.settings()}
-
-
-def saved_recipe(settings: dict, extractor, index, whitening_file) -> FittedRecipe:
-    """The :class:`FittedRecipe` of a saved engine: its ``settings`` (:meth:`Recipe.settings`), extractors
-    rebuilt around the saved backbone's ``extractor``, the whitening read from ``whitening_file`` (when
-    the recipe whitens) and ``index`` when it is the recipe's own (expanded) index."""
-    from pathlib import Path
-
-    recipe = Recipe(**{**settings, "scales": tuple(settings["scales"])})
-    extractors = recipe_extractors(recipe, extractor, batch_size=extractor.batch_size, seed=extractor.seed)
-    fitted = FittedRecipe(recipe, extractors, index=index if isinstance(index, ExpandedIndex) else None)
-    if recipe.whiten_dim != 0:
-        if not Path(whitening_file).is_file():
-            raise FileNotFoundError(f"{whitening_file} is missing: the saved engine's recipe {recipe.name!r} "
-                                    "whitens its features; save the engine again")
-        with np.load(whitening_file) as state:
-            fitted.whitening = PCAWhitening.from_state(state)
-    return fitted
-
-
-def extractor_for(recipe: Recipe, backbone, weights="imagenet", **options):
-    """The feature extractor a recipe needs for ``backbone`` (a name, or an extractor reused as it is
-    when the recipe keeps the backbone's own features)."""
-    from ..models.features import FeatureExtractor
-    from ..models.pooling import PooledExtractor
-
-    if isinstance(backbone, FeatureExtractor):
-        if recipe.plain_features and type(backbone) is FeatureExtractor:
-            return backbone
-        weights, options = backbone.weights, {"resize": backbone.resize, "batch_size": backbone.batch_size,
-                                              "seed": backbone.seed, **options}
-        backbone = backbone.backbone
-    if recipe.plain_features:
-        return FeatureExtractor(backbone, weights, **options)
-    return PooledExtractor(backbone, weights, pooling=recipe.pooling, p=recipe.p, flip=recipe.flip,
-                           scales=recipe.scales, **options)
-
-
-def recipe_extractors(recipe: Recipe, backbone, weights="imagenet", **options) -> list:
-    """The recipe's extractors: ``backbone``'s, then, when it fuses, ``recipe.fuse_with``'s with the same
-    weights and resize policy (see :func:`extractor_for`)."""
-    extractors = [extractor_for(recipe, backbone, weights, **options)]
-    if recipe.fuse_with:
-        extractors.append(extractor_for(recipe, recipe.fuse_with, extractors[0].weights,
-                                        **{**options, "resize": extractors[0].resize}))
-    return extractors
-
-
-def fit_recipe(recipe: "str | Recipe", extractors: list, raw: Sequence[np.ndarray]) -> tuple[FittedRecipe, np.ndarray]:
-    """Fit ``recipe``'s whitening on the gallery's per-backbone features ``raw`` and build its index.
-
-    Returns ``(fitted, (N, D) gallery features in the recipe's space)``.
-    """
-    recipe = recipe_from_word(recipe)
-    fitted = FittedRecipe(recipe, list(extractors))
-    features = fitted.combine(raw)
-    if recipe.whiten_dim != 0:
-        dim = recipe.whiten_dim if recipe.whiten_dim is None else min(recipe.whiten_dim, len(features) - 1,
-                                                                      features.shape[1])
-        fitted.whitening = PCAWhitening(dim, recipe.whiten_power).fit(features)
-        features = fitted.whitening.transform(features)
-    if recipe.dba_n or recipe.qe_n:
-        fitted.index = ExpandedIndex(features, qe_n=recipe.qe_n, qe_alpha=recipe.qe_alpha,
-                                     dba_n=recipe.dba_n, dba_alpha=recipe.dba_alpha)
-    return fitted, features
-
-
-def build_engine(engine_class, catalogue, backbone, weights, recipe, *, cache=True, progress=True,
-                 dtype=np.float32, index="exact", index_options=None, **extractor_options):
-    """``engine_class`` over ``catalogue`` with ``recipe`` applied (see ``SearchEngine.build``)."""
-    recipe = recipe_from_word(recipe)
-    extractors = recipe_extractors(recipe, backbone, weights, **extractor_options)
-    extractions = [e.extract(catalogue.paths, cache=cache, progress=progress) for e in extractors]
-    kept = np.logical_and.reduce([x.kept for x in extractions])
-    if not kept.any():
-        raise ValueError(f"No readable image in catalogue {catalogue.name!r}:\n{extractions[0].report()}")
-    raw = [x.features[np.flatnonzero(kept[x.kept])] if not kept[x.kept].all() else x.features
-           for x in extractions]
-    fitted, features = fit_recipe(recipe, extractors, raw)
-    return engine_class(catalogue.subset(kept), extractors[0], features, extractions[0], dtype=dtype, index=index,
-                        index_options=index_options, recipe=fitted)

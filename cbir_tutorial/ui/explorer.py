@@ -26,7 +26,7 @@ from ..search.engine import RESULT_COLUMNS, SearchEngine
 from ..search.filters import ALL, FilterChoices, Filters, filter_choices
 from ..search.recipes import recipe_from_word
 from ..data.images import ImageError, load_rgb
-from ..data.remote import URL_MAX_BYTES, URL_TIMEOUT_S, RemoteImageError, image_bytes_from_url
+from ..data.remote import URL_MAX_BYTES, URL_TIMEOUT_S, photo_from_url
 from ..evaluation.metrics import average_precision_at_k, precision_at_k, relevance_mask
 from .plotting import results_figure, thumbnail
 
@@ -44,7 +44,7 @@ def offered_choices(backbones=None) -> list[BackboneChoice]:
     """The backbone choices to offer, in order, without repeats.
 
     ``backbones``: ``None`` (every registered backbone with ImageNet weights, the offline one first),
-    or anything :func:`~cbir_tutorial.choices.backbone_choices` takes (``"resnet50=random"``,
+    or anything :func:`~cbir_tutorial.models.backbones.backbone_choices` takes (``"resnet50=random"``,
     ``{"resnet50": None}``, ``[("vgg16", "random")]``...).
     """
     return backbone_choices(DEFAULT_BACKBONES if backbones is None else backbones)
@@ -56,11 +56,11 @@ class EngineShelf:
     Features come from :class:`~cbir_tutorial.features.FeatureExtractor`'s disk cache when they were
     extracted before. A backbone whose weights cannot be had is remembered in ``unavailable``
     (key → the error message) and not tried again. ``recipe``: what new engines are built with, a name
-    from :data:`~cbir_tutorial.search.recipes.RECIPES` or a ``Recipe`` (``None``: ``"baseline"``, the
-    backbone's own features); set it to switch, the engines of other recipes stay on the shelf.
+    from :data:`~cbir_tutorial.search.recipes.RECIPES` or a ``Recipe`` (``"baseline"``: the backbone's
+    own features); set it to switch, the engines of other recipes stay on the shelf.
     """
 
-    def __init__(self, catalogue: Catalogue, choices: Sequence[BackboneChoice], *, cache=True, recipe=None,
+    def __init__(self, catalogue: Catalogue, choices: Sequence[BackboneChoice], *, cache=True, recipe="baseline",
                  **extractor_options):
         self.catalogue = catalogue
         self.choices = {choice.key: choice for choice in choices}
@@ -99,7 +99,7 @@ class EngineShelf:
         if len(engine) != len(self.catalogue):
             raise ValueError(f"the engine indexes {len(engine)} products, the catalogue has {len(self.catalogue)}")
         self.choices.setdefault(choice.key, choice)
-        self.recipe = None if engine.recipe is None else engine.recipe.recipe
+        self.recipe = engine.recipe
         self._engines[choice.key, self.recipe_name] = engine
         self._rows[choice.key, self.recipe_name] = np.arange(len(engine))
 
@@ -113,10 +113,9 @@ class EngineShelf:
         if key in self.unavailable:
             raise WeightsUnavailableError(self.unavailable[key])
         choice = self.choices[key]
-        recipe = None if self.recipe == recipe_from_word(None) else self.recipe  # the baseline: plain features
         try:
             engine = SearchEngine.build(self.catalogue, choice.backbone, choice.weights, cache=self.cache,
-                                        progress=progress, recipe=recipe, **self.extractor_options)
+                                        progress=progress, recipe=self.recipe, **self.extractor_options)
         except WeightsUnavailableError as error:
             self.unavailable[key] = str(error)
             raise
@@ -181,13 +180,7 @@ class Query:
         ``url``: unreachable, too slow (``timeout_s``), too big (``max_bytes``), not an image.
         """
         url = str(url).strip()
-        content = image_bytes_from_url(url, timeout_s=timeout_s, max_bytes=max_bytes)
-        try:
-            query = cls.from_upload(content, url)
-        except ImageError as error:
-            raise RemoteImageError(str(error).replace(repr(url), url, 1)) from None
-        query.url = url
-        return query
+        return cls(image=photo_from_url(url, timeout_s=timeout_s, max_bytes=max_bytes), name=url, url=url)
 
     @property
     def is_upload(self) -> bool:

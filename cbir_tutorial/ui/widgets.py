@@ -1,6 +1,6 @@
-"""The search explorer in ipywidgets: controls wired to :mod:`cbir_tutorial.explorer`, nothing more.
+"""The search explorer in ipywidgets: controls wired to :mod:`cbir_tutorial.ui.explorer`, nothing more.
 
-    from cbir_tutorial.widgets import SearchExplorer
+    from cbir_tutorial import SearchExplorer
     SearchExplorer(catalogue, backbones={"efficientnet_lite0": "imagenet", "resnet50": None}, k=10)
 
 Works in JupyterLab 4, Notebook 7, Colab and Kaggle with ipywidgets 7.7 or 8 (no front-end extension
@@ -59,7 +59,7 @@ class SearchExplorer:
     url_repeat_s: float = 1.0
 
     def __init__(self, catalogue: Catalogue, backbones=None, k: int = 10, *, row: int | None = None,
-                 seed: int = 0, progress: bool = True, cache=True, recipe=None, **extractor_options):
+                 seed: int = 0, progress: bool = True, cache=True, recipe="baseline", **extractor_options):
         shelf = EngineShelf(catalogue, offered_choices(backbones), cache=cache, recipe=recipe, **extractor_options)
         self._start(shelf, k, row, seed, progress)
 

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cbir_tutorial.search.index import EuclideanIndex
+from cbir_tutorial.search.exact import EuclideanIndex
 from cbir_tutorial.evaluation.metrics import (average_precision_at_k, evaluate, map_at_k, precision_at_k, recall_at_k,
                                    relevance_mask)
 

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from cbir_tutorial import FeatureExtractor, WeightsUnavailableError, backbone_spec
+from cbir_tutorial import FeatureExtractor, WeightsUnavailableError
+from cbir_tutorial.models.backbones import backbone_spec
 from cbir_tutorial.models.backbones import BACKBONES, feature_model
 
 

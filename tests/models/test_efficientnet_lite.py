@@ -14,13 +14,14 @@ import pytest
 from PIL import Image
 
 from cbir_tutorial.models import efficientnet_lite as lite
+from cbir_tutorial.models import torch_pickle
 
 MILITARY_UNIFORM = 652
 
 
 @pytest.fixture(scope="module")
 def state_dict():
-    return lite.read_torch_state_dict(lite.torch_weights_path())
+    return torch_pickle.read_torch_state_dict(lite.torch_weights_path())
 
 
 @pytest.fixture(scope="module")
@@ -41,26 +42,26 @@ def grace_hopper(size: int = lite.INPUT_SIZE) -> np.ndarray:
 def test_unpickler_refuses_os_system():
     payload = b"cos\nsystem\n(S'echo pwned'\ntR."  # protocol 0: os.system('echo pwned')
     with pytest.raises(pickle.UnpicklingError, match=r"os\.system"):
-        lite.SafeTorchUnpickler(io.BytesIO(payload)).load()
+        torch_pickle.SafeTorchUnpickler(io.BytesIO(payload)).load()
 
 
 def test_reader_refuses_a_malicious_state_dict(tmp_path):
-    header = b"".join(pickle.dumps(v, protocol=2) for v in (lite._TORCH_MAGIC, 1001, {"little_endian": True}))
+    header = b"".join(pickle.dumps(v, protocol=2) for v in (torch_pickle._TORCH_MAGIC, 1001, {"little_endian": True}))
     path = tmp_path / "evil.pth"
     path.write_bytes(header + b"cposix\nsystem\n(S'echo pwned'\ntR.")
     with pytest.raises(pickle.UnpicklingError, match=r"posix\.system"):
-        lite.read_torch_state_dict(path)
+        torch_pickle.read_torch_state_dict(path)
 
 
 def test_reader_names_the_file_when_the_format_is_wrong(tmp_path):
     zipped = tmp_path / "new_format.pth"
     zipped.write_bytes(b"PK\x03\x04" + bytes(100))
     with pytest.raises(ValueError, match="new_format.pth.*zip"):
-        lite.read_torch_state_dict(zipped)
+        torch_pickle.read_torch_state_dict(zipped)
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"\x00not a pickle")
     with pytest.raises(ValueError, match="garbage.pth"):
-        lite.read_torch_state_dict(garbage)
+        torch_pickle.read_torch_state_dict(garbage)
 
 
 def _fake_torch(monkeypatch):
@@ -104,7 +105,7 @@ def write_legacy_pth(path, tensors, storages, torch, utils):
             return None
 
     out = io.BytesIO()
-    for value in (lite._TORCH_MAGIC, 1001, {"protocol_version": 1001, "little_endian": True}):
+    for value in (torch_pickle._TORCH_MAGIC, 1001, {"protocol_version": 1001, "little_endian": True}):
         pickle.dump(value, out, protocol=2)
     Pickler(out, protocol=2).dump(OrderedDict((k, Tensor(*v)) for k, v in tensors.items()))
     pickle.dump(list(storages), out, protocol=2)
@@ -125,7 +126,7 @@ def test_reader_honours_dtype_offset_shape_and_strides(tmp_path, monkeypatch):
     monkeypatch.delitem(sys.modules, "torch")
     monkeypatch.delitem(sys.modules, "torch._utils")
 
-    state = lite.read_torch_state_dict(path)
+    state = torch_pickle.read_torch_state_dict(path)
 
     np.testing.assert_array_equal(state["transposed"], flat[:12].reshape(4, 3).T)
     np.testing.assert_array_equal(state["offset"], flat[12:18].reshape(2, 3))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from cbir_tutorial.models import efficientnet_lite as lite
+from cbir_tutorial.models import torch_pickle
 from cbir_tutorial.models.backbones import backbone_spec
 
 LITE2 = "efficientnet_lite2"
@@ -27,7 +28,7 @@ def test_lite2_is_a_registered_260_px_backbone():
 
 
 def test_every_lite2_tensor_maps_to_one_keras_weight():
-    state = lite.read_torch_state_dict(lite.torch_weights_path(LITE2))
+    state = torch_pickle.read_torch_state_dict(lite.torch_weights_path(LITE2))
     weights = lite.keras_weights_from_state_dict(state, LITE2)  # raises on any unused or missing tensor
     assert len(lite._block_specs(lite.VARIANTS[LITE2])) == 21
     assert weights["block20_project_conv"][0].shape == (1, 1, 1248, 352)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from cbir_tutorial.search.backends import INDEXES, load_index, make_index
-from cbir_tutorial.search.index import EuclideanIndex
+from cbir_tutorial.search.exact import EuclideanIndex
 
 HAS_FAISS = importlib.util.find_spec("faiss") is not None
 HAS_MILVUS = importlib.util.find_spec("pymilvus") is not None and importlib.util.find_spec("milvus_lite") is not None

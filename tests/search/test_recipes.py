@@ -9,7 +9,8 @@ import pytest
 
 from cbir_tutorial import SearchEngine, evaluate
 from cbir_tutorial.evaluation.reports import halves
-from cbir_tutorial.search.recipes import BASELINE, RECIPES, FittedRecipe, recipe_from_word
+from cbir_tutorial.search.pipeline import Pipeline
+from cbir_tutorial.search.recipes import BASELINE, RECIPES, recipe_from_word
 
 #: Whitening + DBA + αQE on the backbone's own features: no new extraction needed.
 EXPANDED = replace(BASELINE, name="expanded", whiten_dim=256, whiten_power=0.5, dba_n=2, qe_n=2)
@@ -22,7 +23,7 @@ def expanded_engine(sample_catalogue, lite_extractor):
 
 def test_recipe_names_and_steps():
     assert list(RECIPES)[:1] == ["baseline"] and "best" in RECIPES
-    assert recipe_from_word(None) is BASELINE and recipe_from_word(" BEST ") is RECIPES["best"]
+    assert recipe_from_word("") is BASELINE and recipe_from_word(" BEST ") is RECIPES["best"]
     assert BASELINE.steps() == []
     assert RECIPES["best"].steps() == ["GeM pooling (p=3)", "flip TTA", "fusion with efficientnet_lite2 (weight 1)",
                                        "DBA (n=1, alpha=3)", "alpha-QE (n=2, alpha=3)"]
@@ -34,7 +35,7 @@ def test_recipe_names_and_steps():
 
 def test_baseline_recipe_is_todays_engine(sample_catalogue, lite_extractor, sample_engine):
     engine = SearchEngine.build(sample_catalogue, lite_extractor, progress=False, recipe="baseline")
-    assert isinstance(engine.recipe, FittedRecipe) and engine.recipe.recipe is BASELINE
+    assert isinstance(engine.pipeline, Pipeline) and engine.recipe is BASELINE and engine.index.name == "exact"
     assert engine.extractor is lite_extractor
     np.testing.assert_array_equal(engine.features, sample_engine.features)
     assert evaluate(engine, k=10).iloc[0].map_at_k == pytest.approx(evaluate(sample_engine, k=10).iloc[0].map_at_k)
@@ -42,7 +43,7 @@ def test_baseline_recipe_is_todays_engine(sample_catalogue, lite_extractor, samp
 
 def test_expanded_recipe_keeps_its_whitening_for_new_queries(expanded_engine, sample_engine):
     assert expanded_engine.features.shape == (770, 256)
-    assert expanded_engine.recipe.whitening is not None and expanded_engine.index is expanded_engine.recipe.index
+    assert expanded_engine.pipeline.whitening is not None and expanded_engine.index.name == "expanded"
     path = expanded_engine.catalogue.paths[11]
     np.testing.assert_allclose(expanded_engine.query_features(path), expanded_engine.features[11], atol=1e-4)
     by_image = expanded_engine.search(path, 5, exclude_self=False)
@@ -57,7 +58,7 @@ def test_a_saved_recipe_engine_reopens_and_answers_identically(expanded_engine, 
     folder = expanded_engine.save(tmp_path / "engine")
     assert (folder / "whitening.npz").is_file()
     reopened = SearchEngine.load(folder)
-    assert reopened.recipe.recipe == EXPANDED and type(reopened.index) is type(expanded_engine.index)
+    assert reopened.recipe == EXPANDED and type(reopened.index) is type(expanded_engine.index)
     path = expanded_engine.catalogue.paths[11]
     np.testing.assert_allclose(reopened.query_features(path), expanded_engine.query_features(path), atol=1e-5)
     for query in (path, 11):
@@ -83,7 +84,7 @@ def test_explorer_shelf_builds_its_engines_with_a_recipe(sample_catalogue):
 
     shelf = EngineShelf(sample_catalogue, offered_choices("efficientnet_lite0"), recipe=EXPANDED)
     key = next(iter(shelf.choices))
-    assert shelf.engine(key).recipe.recipe is EXPANDED
+    assert shelf.engine(key).recipe is EXPANDED
     photo = sample_catalogue.paths[11]
     upload = Query.from_upload(Path(photo).read_bytes(), "same photo")
     answer = answer_for(shelf, key, upload, k=3)

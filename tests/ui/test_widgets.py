@@ -115,7 +115,7 @@ def test_a_price_range_keeps_only_products_in_that_range(session):
     engine = session.shelf.engine(LITE)
     table = engine.catalogue.table.copy()
     table["price"] = [f"€{p:,}" for p in np.random.default_rng(0).integers(5, 300, len(table)) * 10]
-    priced = SearchExplorer.from_engines([SearchEngine(Catalogue(table), engine.extractor, engine.features)],
+    priced = SearchExplorer.from_engines([SearchEngine(Catalogue(table), engine.pipeline, engine.index)],
                                          k=K, row=0, progress=False)
     slider = priced.controls["price"]
     prices = price_values(table["price"])
@@ -239,7 +239,7 @@ def test_the_recipe_dropdown_builds_that_recipes_engine_and_keeps_the_baseline(e
     baseline_rows, baseline = rows(explorer), explorer.shelf.engine(LITE)
     explorer.controls["recipe"].value = "single"
     engine = explorer.shelf.engine(LITE)
-    assert engine is not baseline and engine.recipe.recipe is RECIPES["single"]
+    assert engine is not baseline and engine.recipe is RECIPES["single"]
     assert "recipe single" in explorer.message and len(rows(explorer)) == K and 0 not in rows(explorer)
     with open(catalogue.paths[0], "rb") as photo:
         upload(explorer, photo.read(), "product 0 again")

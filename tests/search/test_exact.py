@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from cbir_tutorial.search.index import EuclideanIndex
+from cbir_tutorial.search.exact import EuclideanIndex
 
 
 def brute_force(gallery, queries, k, exclude=None):
@@ -102,7 +102,7 @@ def test_bad_arguments_are_named():
 @pytest.mark.parametrize("storage", ["bfloat16", "int8"])
 @pytest.mark.parametrize("n_queries", [1, 3, 40])
 def test_compressed_search_is_the_same_on_any_number_of_decode_threads(monkeypatch, storage, n_queries):
-    import cbir_tutorial.search.index as index_module
+    import cbir_tutorial.search.exact as index_module
 
     rng = np.random.default_rng(1)
     gallery = rng.standard_normal((1000, 2048)).astype(np.float32)  # 2048-d: 128-row decode blocks

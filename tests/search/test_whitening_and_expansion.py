@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from cbir_tutorial.evaluation.metrics import evaluate
-from cbir_tutorial.search.index import EuclideanIndex
-from cbir_tutorial.search.postprocessing import (ExpandedIndex, PCAWhitening, alpha_query_expansion,
-                                                 database_augmentation, fuse, l2_normalise)
+from cbir_tutorial.search.exact import EuclideanIndex
+from cbir_tutorial.search.expansion import ExpandedIndex, alpha_query_expansion, database_augmentation
+from cbir_tutorial.search.whitening import PCAWhitening, fuse, l2_normalise
 
 
 @pytest.fixture(scope="module")

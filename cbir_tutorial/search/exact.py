@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .backends import Index, checked_query, checked_rows
+from .ranking import smallest_k
 
 #: Most gallery rows scored per step (a search of one query steps through this many rows at a time).
 DEFAULT_CHUNK_ROWS = 65_536
@@ -275,21 +276,6 @@ def int8_range(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ((high + low) / 2).astype(np.float32), scale.astype(np.float32)
 
 
-def _smallest_k(d: np.ndarray, k: int) -> np.ndarray:
-    """Column indices of the ``k`` smallest entries per row, ties at the cut going to lower indices."""
-    if k >= d.shape[1]:
-        return np.broadcast_to(np.arange(d.shape[1]), d.shape).copy()
-    part = np.argpartition(d, k - 1, axis=1)[:, :k]
-    kth = np.take_along_axis(d, part[:, -1:], axis=1).max(axis=1)
-    n_at_cut = (d == kth[:, None]).sum(axis=1)
-    n_below = (d < kth[:, None]).sum(axis=1)
-    for r in np.flatnonzero(n_below + n_at_cut > k):  # rare: ties straddle the cut
-        below = np.flatnonzero(d[r] < kth[r])
-        at_cut = np.flatnonzero(d[r] == kth[r])[: k - len(below)]
-        part[r] = np.concatenate([below, at_cut])
-    return part
-
-
 def _candidates(d: np.ndarray, best_d: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """``(Q, m)`` distances and column indices of ``d`` that may enter the current top ``k``.
 
@@ -307,7 +293,7 @@ def _candidates(d: np.ndarray, best_d: np.ndarray, k: int) -> tuple[np.ndarray, 
             cand_d[rows, slot] = d[rows, cols]
             cand_i[rows, slot] = cols
             return cand_d, cand_i
-    cand_i = _smallest_k(d, k)
+    cand_i = smallest_k(d, k)
     return np.take_along_axis(d, cand_i, axis=1), cand_i
 
 

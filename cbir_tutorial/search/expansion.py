@@ -1,0 +1,191 @@
+r"""Query expansion and database augmentation: each vector moved towards its nearest neighbours.
+
+- :func:`alpha_query_expansion` (αQE, Radenović et al. 2018): the query becomes
+  :math:`q + \sum_{i \le n} \max(s_i, 0)^\alpha x_i` over its ``n`` nearest gallery items, renormalised;
+- :func:`database_augmentation` (DBA, Arandjelović & Zisserman 2012): every gallery item becomes the
+  same weighted sum over its own ``n`` neighbours (itself with weight 1).
+
+:class:`ExpandedIndex` searches with DBA and αQE together, and keeps leave-one-out evaluation honest:
+a gallery row used as a query is never one of its own expansion neighbours, and its contribution to
+its neighbours' augmented vectors is taken out before they are ranked against it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .backends import Index, checked_query, checked_rows
+from .ranking import nearest_first
+from .whitening import l2_normalise
+
+#: Queries scored per step (``Q x N`` similarities held at once at most ``_BLOCK`` floats).
+_BLOCK = 4_000_000
+#: The neighbours' weight exponent α of DBA and αQE (3, as Radenović et al. 2018).
+ALPHA = 3.0
+
+
+def _expansion_weights(similarities: np.ndarray, alpha: float) -> np.ndarray:
+    return np.maximum(similarities, 0.0) ** alpha
+
+
+class ExpandedIndex(Index):
+    """Exact search by cosine similarity with optional DBA on the gallery and αQE on the queries.
+
+    An :class:`~cbir_tutorial.search.backends.Index` (``make_index("expanded", features, qe_n=2)``);
+    distances are Euclidean between the L2-normalised (expanded) vectors. ``dba_n`` / ``qe_n`` = 0 switch
+    a step off. A gallery row given in ``exclude`` (a leave-one-out query) is neither one of its query's
+    expansion neighbours nor counted inside its neighbours' augmented vectors. Saved as its un-augmented
+    gallery; DBA is recomputed on load (deterministic).
+    """
+
+    name = "expanded"
+
+    def __init__(self, features: np.ndarray, *, qe_n: int = 0, dba_n: int = 0, alpha: float = ALPHA):
+        self.gallery = l2_normalise(features)
+        if self.gallery.ndim != 2:
+            raise ValueError(f"features must be (N, D), got shape {self.gallery.shape}")
+        self.qe_n, self.dba_n, self.alpha = int(qe_n), int(dba_n), float(alpha)
+        n = len(self.gallery)
+        if self.dba_n > 0 and n > 1:
+            self._neighbours, self._weights = self._gallery_neighbours(min(self.dba_n, n - 1))
+            sums = self.gallery + np.einsum("jm,jmd->jd", self._weights, self.gallery[self._neighbours])
+        else:
+            self._neighbours = np.zeros((n, 0), dtype=np.int64)
+            self._weights = np.zeros((n, 0), dtype=np.float32)
+            sums = self.gallery.copy()
+        self._sums = sums.astype(np.float32)  # unnormalised augmented vectors S_j
+        self._norms = np.linalg.norm(self._sums, axis=1)
+        self.augmented = self._sums / np.maximum(self._norms, 1e-12)[:, None]
+        # who counts row e among its neighbours: the (j, m) pairs with neighbours[j, m] == e, grouped by e
+        flat = self._neighbours.ravel()
+        self._pairs = np.argsort(flat, kind="stable")
+        self._pair_starts = np.searchsorted(flat[self._pairs], np.arange(n + 1))
+
+    @classmethod
+    def build(cls, features, *, metadata=None, **options) -> "ExpandedIndex":
+        return cls(features, **options)
+
+    def __len__(self) -> int:
+        return len(self.gallery)
+
+    @property
+    def dim(self) -> int:
+        return self.gallery.shape[1]
+
+    def get_config(self) -> dict:
+        return {"qe_n": self.qe_n, "dba_n": self.dba_n, "alpha": self.alpha}
+
+    def add(self, features: np.ndarray, metadata=None) -> None:
+        """Append ``(n, D)`` rows; every row's DBA neighbours are found again (new rows may be among them)."""
+        features = checked_rows(self, features)
+        self.__init__(np.concatenate([self.gallery, features]), **self.get_config())
+
+    def _save_data(self, folder: Path) -> None:
+        np.save(folder / "gallery.npy", self.gallery)
+
+    @classmethod
+    def _load_data(cls, folder: Path, config: dict) -> "ExpandedIndex":
+        options = {key: config[key] for key in ("qe_n", "dba_n", "alpha") if key in config}
+        return cls(np.load(folder / "gallery.npy"), **options)
+
+    def __repr__(self) -> str:
+        steps = [f"DBA(n={self.dba_n})"] if self.dba_n else []
+        steps += [f"aQE(n={self.qe_n})"] if self.qe_n else []
+        steps += [f"alpha={self.alpha:g}"] if steps else []
+        return f"ExpandedIndex({len(self)} x {self.dim}, {' + '.join(steps) or 'no expansion'})"
+
+    def _gallery_neighbours(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        neighbours = np.empty((len(self.gallery), n), dtype=np.int64)
+        weights = np.empty((len(self.gallery), n), dtype=np.float32)
+        step = max(1, _BLOCK // len(self.gallery))
+        for start in range(0, len(self.gallery), step):
+            rows = np.arange(start, min(start + step, len(self.gallery)))
+            scores = self.gallery[rows] @ self.gallery.T
+            scores[np.arange(len(rows)), rows] = -np.inf
+            top = nearest_first(-scores, n)
+            neighbours[rows] = top
+            weights[rows] = _expansion_weights(np.take_along_axis(scores, top, axis=1), self.alpha)
+        return neighbours, weights
+
+    def _scores(self, queries: np.ndarray, exclude: np.ndarray) -> np.ndarray:
+        """``(Q, N)`` cosine similarity to the augmented gallery, each query's own row taken out of it."""
+        scores = queries @ self._sums.T
+        norms = np.broadcast_to(self._norms, scores.shape).copy()
+        for q in np.flatnonzero(exclude >= 0):
+            e = exclude[q]
+            pairs = self._pairs[self._pair_starts[e]:self._pair_starts[e + 1]]
+            if len(pairs):
+                j, m = np.divmod(pairs, self._neighbours.shape[1])
+                w = self._weights[j, m]
+                own = self.gallery[e]
+                scores[q, j] -= w * (queries[q] @ own)
+                corrected = self._sums[j] - w[:, None] * own
+                norms[q, j] = np.linalg.norm(corrected, axis=1)
+        scores /= np.maximum(norms, 1e-12)
+        has = np.flatnonzero(exclude >= 0)
+        scores[has, exclude[has]] = -np.inf
+        return scores
+
+    def _expanded(self, queries: np.ndarray, exclude: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        neighbours = nearest_first(-scores, min(self.qe_n, len(self) - 1 if (exclude >= 0).any() else len(self)))
+        weights = _expansion_weights(np.take_along_axis(scores, neighbours, axis=1), self.alpha)
+        vectors = self.augmented[neighbours]  # (Q, n, D)
+        for q in np.flatnonzero(exclude >= 0):  # neighbours' vectors without the query's own contribution
+            e = exclude[q]
+            for slot, j in enumerate(neighbours[q]):
+                hit = np.flatnonzero(self._neighbours[j] == e)
+                if len(hit):
+                    corrected = self._sums[j] - self._weights[j, hit[0]] * self.gallery[e]
+                    vectors[q, slot] = corrected / max(np.linalg.norm(corrected), 1e-12)
+        return l2_normalise(queries + np.einsum("qn,qnd->qd", weights, vectors))
+
+    def search(self, queries: np.ndarray, k: int = 10, *, exclude: np.ndarray | None = None,
+               allowed: np.ndarray | None = None):
+        """The ``k`` nearest gallery rows of each query, as :meth:`EuclideanIndex.search`."""
+        single, queries, exclude, allowed, k = checked_query(self, queries, k, exclude, allowed)
+        queries = l2_normalise(queries)
+        exclude = np.full(len(queries), -1, dtype=np.int64) if exclude is None else exclude
+        all_d, all_i = [], []
+        step = max(1, _BLOCK // max(1, len(self)))
+        for start in range(0, len(queries), step):
+            q, e = queries[start:start + step], exclude[start:start + step]
+            scores = self._scores(q, e)
+            if self.qe_n > 0:
+                q = self._expanded(q, e, scores)
+                scores = self._scores(q, e)
+            if allowed is not None:
+                scores[:, ~allowed] = -np.inf
+            kk = min(k, int(np.isfinite(scores).sum(axis=1).min()))
+            top = nearest_first(-scores, kk)
+            similarity = np.take_along_axis(scores, top, axis=1)
+            all_d.append(np.sqrt(np.maximum(2.0 - 2.0 * similarity, 0.0)).astype(np.float32))
+            all_i.append(top.astype(np.int64))
+        distances, indices = np.concatenate(all_d), np.concatenate(all_i)
+        return (distances[0], indices[0]) if single else (distances, indices)
+
+    def vectors(self, rows=None) -> np.ndarray:
+        """``(len(rows), D)`` float32 un-augmented gallery vectors of ``rows`` (all when None)."""
+        return self.gallery if rows is None else self.gallery[np.asarray(rows, dtype=np.int64)]
+
+    def expanded_queries(self, queries: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
+        """``(Q, D)`` queries after αQE against this gallery (each its own ``exclude`` row left out, -1: none)."""
+        queries = l2_normalise(np.atleast_2d(queries))
+        exclude = (np.full(len(queries), -1, dtype=np.int64) if exclude is None
+                   else np.asarray(exclude, dtype=np.int64).reshape(len(queries)))
+        return self._expanded(queries, exclude, self._scores(queries, exclude))
+
+
+def alpha_query_expansion(queries: np.ndarray, gallery: np.ndarray, n: int = 2, alpha: float = ALPHA,
+                          exclude: np.ndarray | None = None) -> np.ndarray:
+    """αQE: each ``(Q, D)`` query plus its ``n`` nearest ``(N, D)`` gallery items weighted by
+    ``max(similarity, 0)^alpha``, renormalised. ``exclude``: ``(Q,)`` gallery row per query that may
+    not be a neighbour (the query itself in leave-one-out; -1 for none)."""
+    return ExpandedIndex(gallery, qe_n=n, alpha=alpha).expanded_queries(queries, exclude)
+
+
+def database_augmentation(gallery: np.ndarray, n: int = 2, alpha: float = ALPHA) -> np.ndarray:
+    """DBA: every ``(N, D)`` gallery item plus its ``n`` nearest other items weighted by
+    ``max(similarity, 0)^alpha``, renormalised."""
+    return ExpandedIndex(gallery, dba_n=n, alpha=alpha).augmented

@@ -1,0 +1,128 @@
+"""What turns an image into the vector an engine searches with: a recipe's extractors, fused and whitened.
+
+A :class:`Pipeline` is a :class:`~cbir_tutorial.search.recipes.Recipe` fitted on one gallery (like a
+scikit-learn pipeline after ``fit``): the feature extractors of its backbones (pooled as the recipe
+says) and, when the recipe whitens, the :class:`~cbir_tutorial.search.whitening.PCAWhitening` learned on
+the gallery. The baseline is the shortest pipeline: one extractor, nothing after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..models.features import FeatureExtractor
+from ..models.pooling import PooledExtractor
+from ..models.weights import Weights, weights_from_word, weights_word
+from .recipes import BASELINE, Recipe, recipe_from_word
+from .whitening import PCAWhitening, fuse
+
+#: The file of a saved pipeline's fitted whitening.
+WHITENING_FILE = "whitening.npz"
+
+
+@dataclass
+class Pipeline:
+    """A recipe's steps as fitted on one gallery: ``(N, D)`` float32 L2-normalised features per image.
+
+    ``extractors``: one per backbone of the recipe (the second when fusing), in
+    :attr:`Recipe.backbones` order; ``whitening``: the gallery-fitted :class:`PCAWhitening`, or None.
+    """
+
+    extractors: list
+    recipe: Recipe = BASELINE
+    whitening: PCAWhitening | None = field(default=None, repr=False)
+
+    @property
+    def extractor(self) -> FeatureExtractor:
+        """The first backbone's extractor (the one a single-backbone recipe uses)."""
+        return self.extractors[0]
+
+    def combine(self, raw: Sequence[np.ndarray]) -> np.ndarray:
+        """Per-backbone ``(N, D_b)`` features → the pipeline's ``(N, D)`` features (fused, whitened)."""
+        features = raw[0] if len(raw) == 1 else fuse(raw)
+        return features if self.whitening is None else self.whitening.transform(features)
+
+    def features_of(self, source) -> np.ndarray:
+        """One query image → ``(D,)`` features in the gallery's space (same pooling, fusion, whitening)."""
+        return self.combine([e.features_of(source)[None] for e in self.extractors])[0]
+
+    def describe(self) -> dict:
+        """JSON-ready: the recipe's name, steps and settings."""
+        return {"recipe": self.recipe.name, "steps": self.recipe.steps(), "settings": self.recipe.settings()}
+
+    def save(self, folder: Path) -> dict:
+        """Write the fitted whitening (if any) into ``folder``; returns the JSON-ready description
+        :func:`load_pipeline` rebuilds the pipeline from (recipe, weights and extractor options)."""
+        if self.whitening is not None:
+            with open(Path(folder) / WHITENING_FILE, "wb") as file:
+                np.savez(file, **self.whitening.state())
+        extractor = self.extractor
+        return {"recipe": self.recipe.settings(), "weights": weights_word(extractor.weights),
+                "resize": extractor.resize, "batch_size": extractor.batch_size, "seed": extractor.seed}
+
+
+def pipeline_extractors(recipe: Recipe, backbone: str | FeatureExtractor | None = None, weights: Weights = "imagenet",
+                        **options) -> list:
+    """The extractors of ``recipe``: its backbone's (or ``backbone``'s: a name, or an extractor reused as
+    it is when the recipe keeps the backbone's own features), then, when it fuses, ``recipe.fuse_with``'s
+    with the same weights and resize policy."""
+    if isinstance(backbone, FeatureExtractor):
+        first = backbone if recipe.plain_features and type(backbone) is FeatureExtractor else None
+        weights, options = backbone.weights, {"resize": backbone.resize, "batch_size": backbone.batch_size,
+                                              "seed": backbone.seed, **options}
+        backbone = backbone.backbone
+    else:
+        first = None
+    recipe = recipe.with_backbone(backbone)
+    extractors = [first or extractor_for(recipe, recipe.backbone, weights, **options)]
+    if recipe.fuse_with:
+        extractors.append(extractor_for(recipe, recipe.fuse_with, extractors[0].weights,
+                                        **{**options, "resize": extractors[0].resize}))
+    return extractors
+
+
+def extractor_for(recipe: Recipe, backbone: str, weights: Weights = "imagenet", **options) -> FeatureExtractor:
+    """The feature extractor ``recipe`` runs for ``backbone``: the backbone's own features, or its last
+    convolutional map pooled as the recipe says (:class:`~cbir_tutorial.models.pooling.PooledExtractor`)."""
+    if recipe.plain_features:
+        return FeatureExtractor(backbone, weights, **options)
+    return PooledExtractor(backbone, weights, pooling=recipe.pooling, p=recipe.p, flip=recipe.flip,
+                           scales=recipe.scales, **options)
+
+
+def fit_pipeline(recipe: "str | Recipe", extractors: list, raw: Sequence[np.ndarray]) -> tuple[Pipeline, np.ndarray]:
+    """``recipe``'s pipeline over ``extractors``, its whitening fitted on the gallery's per-backbone
+    features ``raw``. Returns ``(pipeline, (N, D) gallery features in the pipeline's space)``."""
+    recipe = recipe_from_word(recipe)
+    pipeline = Pipeline(list(extractors), recipe.with_backbone(extractors[0].backbone))
+    features = pipeline.combine(raw)
+    if recipe.whiten_dim != 0:
+        dim = recipe.whiten_dim if recipe.whiten_dim is None else min(recipe.whiten_dim, len(features) - 1,
+                                                                      features.shape[1])
+        pipeline.whitening = PCAWhitening(dim, recipe.whiten_power).fit(features)
+        features = pipeline.whitening.transform(features)
+    return pipeline, features
+
+
+def load_pipeline(description: dict, folder: Path, extractor: FeatureExtractor | None = None) -> Pipeline:
+    """The pipeline :meth:`Pipeline.save` described, extractors built again (or around ``extractor``) and
+    the whitening read from ``folder``."""
+    recipe = Recipe.from_settings(description["recipe"])
+    if extractor is not None and extractor.backbone != recipe.backbone:
+        raise ValueError(f"the engine in {folder} was built with {recipe.backbone}, not {extractor.backbone}")
+    extractors = pipeline_extractors(recipe, extractor, weights_from_word(description["weights"]),
+                                     **({} if extractor is not None else
+                                        {key: description[key] for key in ("resize", "batch_size", "seed")}))
+    pipeline = Pipeline(extractors, recipe)
+    if recipe.whiten_dim != 0:
+        path = Path(folder) / WHITENING_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: the saved engine's recipe {recipe.name!r} whitens its "
+                                    "features; save the engine again")
+        with np.load(path) as state:
+            pipeline.whitening = PCAWhitening.from_state(state)
+    return pipeline
