@@ -31,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
+from cbir_tutorial.search.sizing import ann_recall_at_k
 
 from common import (median_seconds, peak_rss_mib, print_header, print_table, reset_peak_rss, rss_mib,
                     sample_catalogue, unit_vectors)
@@ -50,11 +51,6 @@ def search_memory(index, queries: np.ndarray, k: int) -> tuple[float, float]:
         tracemalloc.stop()
     rss_rise = peak_rss_mib() - before if resettable else float("nan")
     return traced_peak / 2**20, rss_rise
-
-
-def recall_at_k(found: np.ndarray, reference: np.ndarray) -> float:
-    """Mean share of each reference top-k list found."""
-    return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(found, reference)]))
 
 
 def near_queries(gallery: np.ndarray, n: int, seed: int = 2, noise: float = 0.5) -> np.ndarray:
@@ -94,7 +90,7 @@ def storage_rows(n: int, dim: int, n_queries: int, k: int, repeats: int) -> list
     rows = []
     for storage, index in indexes.items():
         traced, rss_rise = search_memory(index, queries[:1], k)
-        recalls = {name: recall_at_k(index.search(q, k)[1], reference[name]) for name, q in query_sets.items()}
+        recalls = {name: ann_recall_at_k(index.search(q, k)[1], reference[name]) for name, q in query_sets.items()}
         rows.append({"gallery": f"{n:,} x {dim}", "storage": storage, "index GiB": index.nbytes / 2**30,
                      "built s": built[storage], "1 query s": float(np.median(one[storage])) / 4,
                      f"batch of {n_queries} s": float(np.median(batch[storage])),
@@ -186,7 +182,7 @@ def ann_rows(n: int, dim: int, n_queries: int, k: int, repeats: int, milvus_max:
             rows.append({"gallery": f"{n:,} x {dim}", "index": label, "build s": built,
                          "rows/s added": n / built, "1 query ms": 1e3 * one,
                          f"batch of {n_queries} ms": 1e3 * batch,
-                         f"recall@{k}": recall_at_k(index.search(queries, k)[1], reference)})
+                         f"recall@{k}": ann_recall_at_k(index.search(queries, k)[1], reference)})
             if name == "milvus":
                 index.close()
     return rows

@@ -81,7 +81,7 @@ def test_a_bad_photo_url_is_one_line_before_any_indexing(command, path, said, ph
 
 @pytest.mark.parametrize("argv, message", [
     (["evaluate", "--catalogue", "/no/such/folder", "--format", "folder"], "/no/such/folder"),
-    (["evaluate", "--catalogue", ".", "--format", "pinterest"], "--format 'pinterest' is not supported"),
+    (["evaluate", "--catalogue", ".", "--format", "pinterest"], "--format pinterest: format='pinterest' is not supported"),
     (["evaluate", "--catalogue", "SAMPLE", "--format", "fashion-products", "--backbone", "alexnet"],
      "Unknown backbone 'alexnet'"),
 ])
@@ -94,7 +94,7 @@ def test_user_errors_are_one_line_without_traceback(argv, message, sample_dir, c
 
 def test_sample_format_needs_no_path_and_folder_format_does(capsys):
     assert main(["evaluate", "--format", "folder"]) == 2
-    assert "--format folder needs --catalogue PATH" in capsys.readouterr().err
+    assert "format='folder' needs a catalogue folder, not 'auto'" in capsys.readouterr().err
     assert main(["evaluate", "--format", "sample", "--backbone", "efficientnet_lite0", "--limit", "60",
                  "--k", "3"]) == 0
     assert "MAP@3 =" in capsys.readouterr().out

@@ -1,7 +1,7 @@
 """Catalogue loaders: Kaggle's Farfetch listings, the Fashion Product Images layout, any image folder,
 and the 770-photo sample catalogue.
 
-Every loader returns a :class:`~cbir_tutorial.catalogue.Catalogue` whose table has the columns
+Every loader returns a :class:`~cbir_tutorial.data.catalogue.Catalogue` whose table has the columns
 ``id, path, description, brand, price, category`` (strings, ``""`` where unknown) plus a few extra
 columns of the source (``gender``...). Listings whose image file is missing are dropped, counted in
 ``Catalogue.n_dropped`` and reported in one printed line. See ``data/README.md`` for how to get each
@@ -145,7 +145,7 @@ def load_farfetch(root: str | os.PathLike | None = None, photos: str = "cutout",
 
     Columns: ``id``, ``path``, ``description`` (``shortDescription``), ``brand`` (``brand.name``),
     ``price`` (``priceInfo.formattedFinalPrice``), ``category`` (derived from the description with
-    :func:`~cbir_tutorial.categories.category_from_description`), ``gender``, ``image`` (file name).
+    :func:`~cbir_tutorial.data.categories.category_from_description`), ``gender``, ``image`` (file name).
     Listings without an image file are dropped (``n_dropped``); repeated ids keep their first row.
     """
     if photos not in FARFETCH_PHOTOS:

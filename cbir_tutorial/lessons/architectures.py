@@ -266,10 +266,5 @@ def weights_file_parameters(backbone: str) -> int:
     from ..models.backbones import backbone_spec, keras_application
 
     spec = backbone_spec(backbone)
-    if spec.name == "efficientnet_lite0":
-        from ..models.backbones import feature_model
-
-        return feature_model(spec.name, weights=None).count_params()
-    model = keras_application(spec, None, include_top=spec.name == "vgg16",
-                              input_shape=(spec.input_size, spec.input_size, 3))
+    model = keras_application(spec, None, include_top=spec.include_top, input_shape=(spec.input_size, spec.input_size, 3))
     return model.count_params()

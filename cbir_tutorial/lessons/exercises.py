@@ -386,8 +386,3 @@ def check(name: str, function: Callable) -> bool:
         raise AssertionError(f"{name}: {problem}")
     print(f"✗ {name}: {problem}")
     return False
-
-
-def exercise_names() -> list[str]:
-    """The exercises' names, in the notebooks' order."""
-    return list(EXERCISES)

@@ -87,13 +87,7 @@ def classifier_model(backbone: str, weights: Weights = "imagenet"):
     Raises :class:`~cbir_tutorial.models.backbones.WeightsUnavailableError` when ImageNet weights can be neither found nor downloaded
     (``efficientnet_lite0``'s ship with the package).
     """
-    spec = backbone_spec(backbone)
-    weights = weights_from_word(weights)
-    if spec.name == "efficientnet_lite0":
-        from ..models.efficientnet_lite import efficientnet_lite0
-
-        return efficientnet_lite0(weights=weights, include_top=True)
-    return keras_application(spec, weights, include_top=True)
+    return keras_application(backbone_spec(backbone), weights_from_word(weights), include_top=True)
 
 
 class ImageNetClassifier:

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..paths import atomic_write_bytes
 
+#: The cache's format: part of every store's key (a new format never reads an old store).
 FORMAT = 2
 #: A shard is written when it holds this many rows, or ...
 SHARD_ROWS = 2048
@@ -256,3 +257,22 @@ class ShardWriter:
             store.skipped[key] = reason
             store.index.pop(key, None)
         self.keys, self.rows, self.skips = [], [], {}
+
+
+def feature_store(folder: Path, name: str, dim: int) -> FeatureStore:
+    """The store ``name`` of ``dim``-wide features under ``folder``; the caches of format 1 there (one file
+    per catalogue, never reused) are removed first."""
+    _remove_format1_caches(folder)
+    return FeatureStore(folder / name, dim)
+
+
+def _remove_format1_caches(folder: Path) -> None:
+    """Delete the one-file-per-catalogue caches of format 1 (``<backbone>-<24 hex>.npy/.json``): never reused."""
+    for meta in folder.glob("*-" + "[0-9a-f]" * 24 + ".json"):
+        try:
+            if json.loads(meta.read_text()).get("format") != 1:
+                continue
+        except Exception:
+            continue
+        meta.with_suffix(".npy").unlink(missing_ok=True)
+        meta.unlink(missing_ok=True)

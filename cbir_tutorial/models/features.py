@@ -16,12 +16,11 @@ import numpy as np
 
 from .backbones import OFFLINE_BACKBONE, BackboneChoice, WeightsUnavailableError, backbone_spec, feature_model
 from .weights import IMAGENET, RANDOM_WORDS, Weights
-from .feature_store import FeatureStore, image_key
+from .feature_store import FORMAT, FeatureStore, feature_store, image_key
 from ..data.catalogue import Catalogue
 from ..data.images import ImageError, ImageSource, SkippedImage, load_rgb, resize_from_word
 from ..paths import cache_dir
 
-CACHE_FORMAT = 2
 GPU_BATCH_SIZE = 128
 CPU_BATCH_SIZE = 32
 #: Batches decoded ahead of the one the model is running on: with a GPU, so JPEG decoding never starves
@@ -179,7 +178,7 @@ class FeatureExtractor:
         """Hex key of everything that changes the numbers: backbone, layer, weights, input size, resize
         policy and precision (not the batch size or the number of workers)."""
         recipe = {
-            "format": CACHE_FORMAT, "backbone": self.spec.name, "layer": self.spec.feature_layer,
+            "format": FORMAT, "backbone": self.spec.name, "layer": self.spec.feature_layer,
             "weights": _weights_id(self.weights, self.seed), "input_size": self.input_size,
             "resize": self.resize, "precision": self.precision or "float32",
         }
@@ -188,8 +187,7 @@ class FeatureExtractor:
     def store(self, cache: bool | str | Path = True) -> FeatureStore:
         """The per-image feature store of this recipe under ``cache`` (True: the package's cache folder)."""
         folder = cache_dir("features") if cache is True else Path(cache)
-        _remove_format1_caches(folder)
-        return FeatureStore(folder / f"{self.spec.name}-{self.cache_key}", self.feature_dim)
+        return feature_store(folder, f"{self.spec.name}-{self.cache_key}", self.feature_dim)
 
     def extract(self, paths: Sequence[str | Path], *, cache: bool | str | Path = True,
                 progress: bool = True) -> Extraction:
@@ -321,18 +319,6 @@ def _weights_id(weights: Weights, seed: int) -> str:
         return "imagenet"
     stat = Path(weights).stat()
     return f"{Path(weights).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-
-
-def _remove_format1_caches(folder: Path) -> None:
-    """Delete the one-file-per-catalogue caches of format 1 (``<backbone>-<24 hex>.npy/.json``): never reused."""
-    for meta in folder.glob("*-" + "[0-9a-f]" * 24 + ".json"):
-        try:
-            if json.loads(meta.read_text()).get("format") != 1:
-                continue
-        except Exception:
-            continue
-        meta.with_suffix(".npy").unlink(missing_ok=True)
-        meta.unlink(missing_ok=True)
 
 
 def _progress_bar(total: int, desc: str, enabled: bool):

@@ -47,6 +47,12 @@ class Index(abc.ABC):
     #: The name under which :data:`INDEXES` knows the backend.
     name: str = ""
 
+    @classmethod
+    @abc.abstractmethod
+    def build(cls, features: np.ndarray, *, metadata=None, **options) -> "Index":
+        """An index over ``(N, D)`` ``features`` (``metadata``: a table of ``N`` rows, for backends that
+        filter on it): how :func:`make_index` builds every backend, whatever its constructor takes."""
+
     @abc.abstractmethod
     def __len__(self) -> int: ...
 

@@ -31,6 +31,19 @@ STORAGES = {
 }
 
 
+#: Bytes per stored value.
+BYTES_PER_VALUE = {"float32": 4, "bfloat16": 2, "int8": 1, "float16": 2}
+
+
+def index_bytes(n: int, dim: int, storage: str = "float32") -> int:
+    """Bytes an exact index holds for ``n`` vectors of ``dim`` values: the stored gallery plus one float32
+    squared norm per row (and int8's per-dimension scale and offset)."""
+    if storage not in BYTES_PER_VALUE:
+        raise ValueError(f"storage={storage!r}: use one of {', '.join(BYTES_PER_VALUE)}")
+    extra = 8 * dim if storage == "int8" else 0
+    return n * dim * BYTES_PER_VALUE[storage] + 4 * n + extra
+
+
 def storage_name(dtype) -> str:
     """``"float32" | "bfloat16" | "int8" | "float16"`` for a storage word or dtype."""
     name = dtype if isinstance(dtype, str) else getattr(np.dtype(dtype), "name", str(dtype))
@@ -124,9 +137,8 @@ class EuclideanIndex(Index):
 
     @property
     def nbytes(self) -> int:
-        """Bytes held: the stored gallery plus the float32 squared norms (and int8's scale and offset)."""
-        extra = 0 if self.scale is None else self.scale.nbytes + self.offset.nbytes
-        return self.gallery.nbytes + self.sq_norms.nbytes + extra
+        """Bytes held (see :func:`index_bytes`)."""
+        return index_bytes(len(self), self.dim, self.storage)
 
     def __repr__(self) -> str:
         return f"EuclideanIndex({len(self)} x {self.dim}, {self.storage}, {self.nbytes / 2**20:.1f} MiB)"

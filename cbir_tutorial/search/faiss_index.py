@@ -120,7 +120,7 @@ class FaissIndex(Index):
 
     def search(self, queries: np.ndarray, k: int = 10, *, exclude: np.ndarray | None = None,
                allowed: np.ndarray | None = None):
-        """As :meth:`.index.EuclideanIndex.search`. ``allowed`` goes to FAISS as an ID selector (exact for
+        """As :meth:`.exact.EuclideanIndex.search`. ``allowed`` goes to FAISS as an ID selector (exact for
         ``flat``); ``exclude`` is met by fetching ``k + 1`` and dropping each query's excluded row."""
         faiss = faiss_module()
         single, queries, exclude, allowed, k = checked_query(self, queries, k, exclude, allowed)

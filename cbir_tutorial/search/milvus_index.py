@@ -143,7 +143,7 @@ class MilvusIndex(Index):
 
     def search(self, queries: np.ndarray, k: int = 10, *, exclude: np.ndarray | None = None,
                allowed: np.ndarray | None = None, where: str = ""):
-        """As :meth:`.index.EuclideanIndex.search`, plus ``where``: a Milvus filter expression
+        """As :meth:`.exact.EuclideanIndex.search`, plus ``where``: a Milvus filter expression
         (:meth:`.Filters.milvus_expression`). ``allowed`` becomes ``id in [...]`` (fine for thousands of rows; for a
         large catalogue express the filter with ``where``); ``exclude`` over-fetches one row and drops it."""
         single, queries, exclude, allowed, k = checked_query(self, queries, k, exclude, allowed)

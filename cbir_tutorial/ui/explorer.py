@@ -2,7 +2,7 @@
 queries (a catalogue product or an uploaded photo), metadata filters, one search with its precision@K
 and AP@K, and the HTML / matplotlib views of an answer.
 
-:mod:`cbir_tutorial.widgets` only wires ipywidgets controls to these functions.
+:mod:`cbir_tutorial.ui.widgets` only wires ipywidgets controls to these functions.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def offered_choices(backbones=None) -> list[BackboneChoice]:
 class EngineShelf:
     """Search engines over one catalogue, one per :class:`BackboneChoice` and recipe, built on first use and kept.
 
-    Features come from :class:`~cbir_tutorial.features.FeatureExtractor`'s disk cache when they were
+    Features come from :class:`~cbir_tutorial.models.features.FeatureExtractor`'s disk cache when they were
     extracted before. A backbone whose weights cannot be had is remembered in ``unavailable``
     (key → the error message) and not tried again. ``recipe``: what new engines are built with, a name
     from :data:`~cbir_tutorial.search.recipes.RECIPES` or a ``Recipe`` (``"baseline"``: the backbone's
@@ -206,7 +206,7 @@ class Query:
 class Answer:
     """The top-K of one query under one backbone, with the query's scores when it has a category.
 
-    ``results``: table of :data:`~cbir_tutorial.engine.RESULT_COLUMNS` (``row`` = catalogue row);
+    ``results``: table of :data:`~cbir_tutorial.search.engine.RESULT_COLUMNS` (``row`` = catalogue row);
     ``relevant``: ``(len(results),)`` bool, same category as the query (``None`` without category);
     ``n_relevant``: R, allowed products (query excluded) sharing the query's category;
     ``precision`` / ``average_precision``: P@K and AP@K over the returned results (AP normaliser min(K, R)).

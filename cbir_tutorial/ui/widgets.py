@@ -35,7 +35,7 @@ class SearchExplorer:
     """Pick a backbone, a recipe and a query (catalogue product, random product, your own photo or a
     photo's web address), see the top K.
 
-    ``backbones``: what to offer (see :func:`~cbir_tutorial.explorer.offered_choices`), e.g.
+    ``backbones``: what to offer (see :func:`~cbir_tutorial.ui.explorer.offered_choices`), e.g.
     ``{"efficientnet_lite0": "imagenet", "resnet50": None}`` (``None`` = random weights). Each engine is
     built the first time its backbone is chosen (features from the disk cache when extracted before)
     and kept, so switching back is instant; a backbone whose weights cannot be had is marked
@@ -66,7 +66,7 @@ class SearchExplorer:
     @classmethod
     def from_shelf(cls, shelf: EngineShelf, k: int = 10, *, row: int | None = None, seed: int = 0,
                    progress: bool = True) -> "SearchExplorer":
-        """An explorer over an :class:`~cbir_tutorial.explorer.EngineShelf` (its built engines are reused)."""
+        """An explorer over an :class:`~cbir_tutorial.ui.explorer.EngineShelf` (its built engines are reused)."""
         self = cls.__new__(cls)
         self._start(shelf, k, row, seed, progress)
         return self

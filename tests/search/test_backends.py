@@ -216,10 +216,12 @@ def test_engine_saves_and_reopens_without_extraction(sample_engine, tmp_path):
 
 
 def test_index_bytes_match_what_the_index_holds(features):
-    from cbir_tutorial.search.sizing import index_bytes
+    from cbir_tutorial.search.exact import index_bytes
 
     for storage in ("float32", "bfloat16", "int8"):
-        assert index_bytes(*features.shape, storage) == EuclideanIndex(features, dtype=storage).nbytes
+        index = EuclideanIndex(features, dtype=storage)
+        held = index.gallery.nbytes + index.sq_norms.nbytes + (0 if index.scale is None else 8 * index.dim)
+        assert index_bytes(*features.shape, storage) == index.nbytes == held
     assert index_bytes(1_000_000, 2048, "int8") / index_bytes(1_000_000, 2048) < 0.26
     with pytest.raises(ValueError, match="storage='int4'"):
         index_bytes(10, 4, "int4")
