@@ -114,7 +114,10 @@ def main(argv=None) -> int:
 
     print_header("Search explorer: interaction latency", ("numpy", "pandas", "tensorflow", "ipywidgets"))
     from cbir_tutorial import EuclideanIndex, FeatureExtractor, Pipeline, SearchEngine
-    from cbir_tutorial.ui import explorer as core
+    from cbir_tutorial.search.filters import ALL, Filters
+    from cbir_tutorial.ui import views
+    from cbir_tutorial.ui.answer import answer_for
+    from cbir_tutorial.ui.query import Query
     from cbir_tutorial.ui.widgets import SearchExplorer
 
     sample = sample_catalogue()
@@ -148,7 +151,7 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(1)
     query_rows = itertools.cycle(rng.choice(n, size=64, replace=False).tolist())
     ks = itertools.cycle([25, 10, 50, 5, 20])
-    categories = itertools.cycle(["Watches", "Tshirts", "Casual Shoes", "Handbags", core.ALL])
+    categories = itertools.cycle(["Watches", "Tshirts", "Casual Shoes", "Handbags", ALL])
     low, high = c["price"].min, c["price"].max
     prices = itertools.cycle([(100.0, 500.0), (500.0, 2_000.0), (low, high), (50.0, 300.0)])
     photos = itertools.cycle([sample.paths[i] for i in rng.choice(len(sample), size=32, replace=False)])
@@ -157,7 +160,7 @@ def main(argv=None) -> int:
     def cold(fn):
         """``fn`` with the thumbnail cache emptied first: every result photo decoded and encoded again."""
         def run():
-            core._path_thumbnail_uri.cache_clear()
+            views._path_thumbnail_uri.cache_clear()
             fn()
         return run
 
@@ -190,7 +193,7 @@ def main(argv=None) -> int:
         c["compare"].value = False
         c["backbone"].value = first
         c["k"].value = args.k
-        c["category"].value = core.ALL
+        c["category"].value = ALL
         c["price"].value = (low, high)
 
     table = []
@@ -205,21 +208,21 @@ def main(argv=None) -> int:
                       "max ms": max(times) * 1e3, "HTML KiB": html_kib, "results": len(explorer.results)})
 
     # The parts of one query: search + metrics alone, the HTML grid alone, an upload's features alone.
-    key, shelf, query = first, explorer.shelf, core.Query.from_row(catalogue, 123)
-    answer = core.answer_for(shelf, key, query, args.k)
+    key, shelf, query = first, explorer.shelf, Query.from_row(catalogue, 123)
+    answer = answer_for(shelf, key, query, args.k)
     small_photo = Path(sample.paths[5]).read_bytes()
     farfetch_size, phone_size = enlarged(sample.paths[5], (1000, 1333)), enlarged(sample.paths[6], (3000, 4000))
     parts = [
-        ("search + P@K/AP@K (explorer.answer_for)", lambda: core.answer_for(shelf, key, query, args.k)),
-        ("search with category + price filter", lambda: core.answer_for(
-            shelf, key, query, args.k, core.Filters(category="Tshirts", price=(100.0, 800.0)))),
-        ("results grid HTML, cold thumbnails", cold(lambda: core.results_html(answer))),
-        ("results grid HTML, warm thumbnails", lambda: core.results_html(answer)),
-        ("upload: decode + check (Query.from_upload)", lambda: core.Query.from_upload(small_photo)),
+        ("search + P@K/AP@K (explorer.answer_for)", lambda: answer_for(shelf, key, query, args.k)),
+        ("search with category + price filter", lambda: answer_for(
+            shelf, key, query, args.k, Filters(category="Tshirts", price=(100.0, 800.0)))),
+        ("results grid HTML, cold thumbnails", cold(lambda: views.results_html(answer))),
+        ("results grid HTML, warm thumbnails", lambda: views.results_html(answer)),
+        ("upload: decode + check (Query.from_upload)", lambda: Query.from_upload(small_photo)),
         ("upload: features of one photo", lambda: engines[0].extractor.features_of(small_photo)),
-        ("thumbnail of a 1000x1333 JPEG (Farfetch photo size)", lambda: core.thumbnail_uri(farfetch_size)),
+        ("thumbnail of a 1000x1333 JPEG (Farfetch photo size)", lambda: views.thumbnail_uri(farfetch_size)),
         ("upload of a 3000x4000 JPEG (phone photo): check + features",
-         lambda: engines[0].extractor.features_of(core.Query.from_upload(phone_size).image)),
+         lambda: engines[0].extractor.features_of(Query.from_upload(phone_size).image)),
     ]
     table_parts = []
     for name, fn in parts:

@@ -14,7 +14,7 @@ from cbir_tutorial.models.backbones import BackboneChoice, backbone_choices
 from cbir_tutorial.models.features import available_extractor
 from cbir_tutorial.models.weights import weights_from_word, weights_label, weights_word
 from cbir_tutorial.cli import main
-from cbir_tutorial.ui.explorer import EngineShelf, offered_choices
+from cbir_tutorial.ui.shelf import EngineShelf, offered_choices
 
 RANDOM_WORDS = ["untrained", "random", "none", "None", " RANDOM ", ""]
 

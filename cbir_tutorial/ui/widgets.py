@@ -1,4 +1,5 @@
-"""The search explorer in ipywidgets: controls wired to :mod:`cbir_tutorial.ui.explorer`, nothing more.
+"""The search explorer in ipywidgets: controls wired to the browser-free explorer (:mod:`~cbir_tutorial.ui.shelf`,
+:mod:`~cbir_tutorial.ui.query`, :mod:`~cbir_tutorial.ui.answer`, :mod:`~cbir_tutorial.ui.views`), nothing more.
 
     from cbir_tutorial import SearchExplorer
     SearchExplorer(catalogue, backbones={"efficientnet_lite0": "imagenet", "resnet50": None}, k=10)
@@ -22,8 +23,11 @@ from ..models.backbones import WeightsUnavailableError
 from ..data.catalogue import Catalogue
 from ..search.engine import RESULT_COLUMNS, SearchEngine
 from ..search.recipes import RECIPES
-from .explorer import (ALL, Answer, EngineShelf, Filters, Query, offered_choices,
-                       comparison_html, filter_choices, query_html, results_html, answer_for)
+from ..search.filters import ALL, Filters, filter_choices
+from .answer import Answer, answer_for
+from .query import Query
+from .shelf import EngineShelf, offered_choices
+from .views import comparison_html, query_html, results_html
 from ..data.images import ImageError
 from ..data.remote import URL_MAX_BYTES, URL_TIMEOUT_S
 from .widget_compat import clear_upload, uploaded_files, widget_bundle
@@ -35,7 +39,7 @@ class SearchExplorer:
     """Pick a backbone, a recipe and a query (catalogue product, random product, your own photo or a
     photo's web address), see the top K.
 
-    ``backbones``: what to offer (see :func:`~cbir_tutorial.ui.explorer.offered_choices`), e.g.
+    ``backbones``: what to offer (see :func:`~cbir_tutorial.ui.shelf.offered_choices`), e.g.
     ``{"efficientnet_lite0": "imagenet", "resnet50": None}`` (``None`` = random weights). Each engine is
     built the first time its backbone is chosen (features from the disk cache when extracted before)
     and kept, so switching back is instant; a backbone whose weights cannot be had is marked
@@ -66,7 +70,7 @@ class SearchExplorer:
     @classmethod
     def from_shelf(cls, shelf: EngineShelf, k: int = 10, *, row: int | None = None, seed: int = 0,
                    progress: bool = True) -> "SearchExplorer":
-        """An explorer over an :class:`~cbir_tutorial.ui.explorer.EngineShelf` (its built engines are reused)."""
+        """An explorer over an :class:`~cbir_tutorial.ui.shelf.EngineShelf` (its built engines are reused)."""
         self = cls.__new__(cls)
         self._start(shelf, k, row, seed, progress)
         return self

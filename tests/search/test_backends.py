@@ -146,7 +146,7 @@ def milvus(features, priced_table, tmp_path_factory):
 
 @needs_milvus
 def test_milvus_lite_matches_numpy_with_filters_and_expressions(features, priced_table, milvus):
-    from cbir_tutorial.ui.explorer import Filters
+    from cbir_tutorial.search.filters import Filters
 
     exact = make_index("exact", features)
     queries = features[QUERIES]

@@ -80,7 +80,9 @@ def test_halves_split_by_product_id_parity(sample_catalogue):
 def test_explorer_shelf_builds_its_engines_with_a_recipe(sample_catalogue):
     from pathlib import Path
 
-    from cbir_tutorial.ui.explorer import EngineShelf, Query, answer_for, offered_choices
+    from cbir_tutorial.ui.answer import answer_for
+    from cbir_tutorial.ui.query import Query
+    from cbir_tutorial.ui.shelf import EngineShelf, offered_choices
 
     shelf = EngineShelf(sample_catalogue, offered_choices("efficientnet_lite0"), recipe=EXPANDED)
     key = next(iter(shelf.choices))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cbir_tutorial.ui.explorer import ALL
+from cbir_tutorial.search.filters import ALL
 from cbir_tutorial.ui.widget_compat import VIEW_MIME, send_upload, uploaded_files
 from cbir_tutorial.ui.widgets import SearchExplorer
 
@@ -192,7 +192,7 @@ def test_a_bad_url_is_said_and_the_explorer_keeps_answering(explorer, photo_serv
 
 
 def test_the_url_button_fetches_again_but_not_twice_for_one_entry(explorer, photo_server, monkeypatch):
-    from cbir_tutorial.ui.explorer import Query
+    from cbir_tutorial.ui.query import Query
 
     fetched, from_url = [], Query.from_url
     monkeypatch.setattr(Query, "from_url", staticmethod(lambda url, **kw: fetched.append(url) or from_url(url, **kw)))

@@ -15,10 +15,11 @@ from cbir_tutorial import ImageError
 from cbir_tutorial.data.catalogue import Catalogue
 from cbir_tutorial.models.backbones import BackboneChoice
 from cbir_tutorial.data.prices import parse_price, price_values
-from cbir_tutorial.ui.explorer import (EngineShelf, Filters, Query, answer_figure,
-                                    offered_choices, comparison_html, filter_choices,
-                                    query_html, results_html, answer_for,
-                                    thumbnail_uri)
+from cbir_tutorial.search.filters import Filters, filter_choices
+from cbir_tutorial.ui.answer import answer_for
+from cbir_tutorial.ui.query import Query
+from cbir_tutorial.ui.shelf import EngineShelf, offered_choices
+from cbir_tutorial.ui.views import answer_figure, comparison_html, query_html, results_html, thumbnail_uri
 from cbir_tutorial.evaluation.metrics import average_precision_at_k
 
 LITE = BackboneChoice("efficientnet_lite0", "imagenet")
