@@ -111,7 +111,8 @@ def recipe_rows(catalogue, recipes, cache, n_queries: int = 20, n_timed: int = 6
     """One row per recipe: MAP@10 (all / tuning / report halves), indexing and per-query seconds, extras."""
     from cbir_tutorial import SearchEngine
     from cbir_tutorial.evaluation.reports import recipe_table
-    from cbir_tutorial.search.recipes import extractor_for, recipe_from_word
+    from cbir_tutorial.search.pipeline import extractor_for
+    from cbir_tutorial.search.recipes import recipe_from_word
 
     backbone = "efficientnet_lite0"
     per_photo_s: dict = {}

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import tempfile
 import warnings
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union

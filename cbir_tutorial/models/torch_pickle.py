@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pickle
 import struct
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, BinaryIO, Union
 

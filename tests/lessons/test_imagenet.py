@@ -105,12 +105,12 @@ def test_random_classifier_has_the_same_interface():
 
 
 def test_failed_download_becomes_weights_unavailable(monkeypatch):
-    import keras
+    import keras.applications.resnet50 as resnet50  # where the backbone table finds the constructor
 
     def offline(*args, **kwargs):
         raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3]")
 
-    monkeypatch.setattr(keras.applications, "ResNet50", offline)
+    monkeypatch.setattr(resnet50, "ResNet50", offline)
     with pytest.raises(WeightsUnavailableError, match="resnet50_weights_tf_dim_ordering_tf_kernels.h5"):
         classifier_model("resnet50")
     with pytest.raises(Exception, match="URL fetch failure"):

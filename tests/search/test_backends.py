@@ -185,7 +185,7 @@ def test_milvus_lite_batches_are_cut_to_bound_its_memory(features, milvus, monke
 def test_engine_saved_with_milvus_reopens_and_answers_identically(sample_engine, milvus, tmp_path):
     from cbir_tutorial import SearchEngine
 
-    engine = SearchEngine(sample_engine.catalogue, sample_engine.extractor, index=milvus)
+    engine = SearchEngine(sample_engine.catalogue, sample_engine.pipeline, milvus)
     folder = engine.save(tmp_path / "engine")
     again = SearchEngine.load(folder, extractor=sample_engine.extractor)
     assert again.index.get_config() == milvus.get_config()
@@ -196,8 +196,8 @@ def test_engine_saved_with_milvus_reopens_and_answers_identically(sample_engine,
 def test_engine_saves_and_reopens_without_extraction(sample_engine, tmp_path):
     from cbir_tutorial import SearchEngine
 
-    engine = SearchEngine(sample_engine.catalogue, sample_engine.extractor, sample_engine.features,
-                          index="exact", index_options={"dtype": "int8"})
+    engine = SearchEngine(sample_engine.catalogue, sample_engine.pipeline,
+                          make_index("exact", sample_engine.features, dtype="int8"))
     folder = engine.save(tmp_path / "engine")
     engine.save(folder)  # replacing a saved engine is allowed, atomically
     assert sorted(p.name for p in tmp_path.iterdir()) == ["engine"]
