@@ -24,7 +24,7 @@ def test_best_recipe_runs_offline_without_a_backbone(capsys):
                                                           "fusion with efficientnet_lite2 (weight 1)",
                                                           "DBA (n=1, alpha=3)", "alpha-QE (n=2, alpha=3)"]
     assert best["backbone"] == baseline["backbone"] == "efficientnet_lite0" and best["weights"] == "imagenet"
-    assert best["n_images"] == baseline["n_images"] == 120 and 0 < best["map_at_k"] <= 1
+    assert best["n_images"] == baseline["n_images"] >= 120 and 0 < best["map_at_k"] <= 1  # --limit: by category
 
 
 def test_half_evaluates_one_half_only(capsys):
