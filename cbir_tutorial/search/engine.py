@@ -130,11 +130,14 @@ class SearchEngine:
         return folder
 
     @classmethod
-    def load(cls, folder, extractor: FeatureExtractor | None = None) -> "SearchEngine":
+    def load(cls, folder, extractor: FeatureExtractor | None = None, *,
+             index_uri: str | None = None) -> "SearchEngine":
         """Reopen an engine written by :meth:`save`, without extracting features again.
 
         The feature extractor (needed for image queries) is rebuilt from the saved backbone and weights,
-        unless ``extractor`` is given.
+        unless ``extractor`` is given. ``index_uri``: the Milvus database holding a Milvus engine's rows
+        (a ``.db`` file or ``http://host:19530``); the ``uri`` saved in the folder is used only when it is
+        this machine's default Milvus Lite file, so a folder someone sent you never opens another database.
         """
         folder = Path(folder).expanduser()
         path = folder / ENGINE_FILE
@@ -152,7 +155,7 @@ class SearchEngine:
         elif extractor.backbone != description["backbone"]:
             raise ValueError(f"the engine in {folder} was built with {description['backbone']}, "
                              f"not {extractor.backbone}")
-        index = load_index(folder / "index")
+        index = load_index(folder / "index", uri=index_uri)
         recipe = None
         if description.get("recipe"):
             from .recipes import saved_recipe

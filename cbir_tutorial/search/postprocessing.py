@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .backends import Index, checked_rows
+from .backends import Index, checked_rows, saved_arrays
 
 #: Queries scored per step (``Q x N`` similarities held at once at most ``_BLOCK`` floats).
 _BLOCK = 4_000_000
@@ -225,7 +225,7 @@ class ExpandedIndex(Index):
     @classmethod
     def _load_data(cls, folder: Path, config: dict) -> "ExpandedIndex":
         options = {key: config[key] for key in ("qe_n", "qe_alpha", "dba_n", "dba_alpha")}
-        return cls(np.load(folder / "gallery.npy"), **options)
+        return cls(saved_arrays(folder / "gallery.npy")[""], **options)
 
     def __repr__(self) -> str:
         steps = [f"DBA(n={self.dba_n}, alpha={self.dba_alpha:g})"] if self.dba_n else []

@@ -30,6 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .backends import saved_arrays
 from .postprocessing import ExpandedIndex, PCAWhitening, fuse
 
 
@@ -160,8 +161,7 @@ def saved_recipe(settings: dict, extractor, index, whitening_file) -> FittedReci
         if not Path(whitening_file).is_file():
             raise FileNotFoundError(f"{whitening_file} is missing: the saved engine's recipe {recipe.name!r} "
                                     "whitens its features; save the engine again")
-        with np.load(whitening_file) as state:
-            fitted.whitening = PCAWhitening.from_state(state)
+        fitted.whitening = PCAWhitening.from_state(saved_arrays(whitening_file))
     return fitted
 
 
