@@ -27,7 +27,7 @@ from ..data.catalogue import Catalogue
 from ..search.engine import RESULT_COLUMNS, SearchEngine
 from ..search.recipes import recipe_from_word
 from ..data.images import ImageError, load_rgb
-from ..data.remote import URL_MAX_BYTES, URL_TIMEOUT_S, RemoteImageError, image_bytes_from_url
+from ..data.remote import URL_MAX_BYTES, URL_TIMEOUT_S, RemoteImageError, image_bytes_from_url, shown_url
 from ..evaluation.metrics import average_precision_at_k, precision_at_k, relevance_mask
 from .plotting import results_figure, thumbnail
 
@@ -223,15 +223,16 @@ class Query:
         """The photo at web address ``url`` (http or https), fetched and decoded now.
 
         Raises :class:`~cbir_tutorial.data.remote.RemoteImageError` (an :class:`ImageError`) naming
-        ``url``: unreachable, too slow (``timeout_s``), too big (``max_bytes``), not an image.
+        ``url``: unreachable, too slow (``timeout_s``), too big (``max_bytes``), not an image. A password
+        in ``url`` is sent, never shown (the query's name and ``url`` are :func:`~.remote.shown_url`).
         """
-        url = str(url).strip()
         content = image_bytes_from_url(url, timeout_s=timeout_s, max_bytes=max_bytes)
+        name = shown_url(url)
         try:
-            query = cls.from_upload(content, url)
+            query = cls.from_upload(content, name)
         except ImageError as error:
-            raise RemoteImageError(str(error).replace(repr(url), url, 1)) from None
-        query.url = url
+            raise RemoteImageError(str(error).replace(repr(name), name, 1)) from None
+        query.url = name
         return query
 
     @property
