@@ -141,3 +141,39 @@ def test_demo_runs_headless_and_falls_back_offline(tmp_path):
         assert "-> using EfficientNet-Lite0, ImageNet weights (shipped with pip) instead." in out
     assert "Top 10 for" in out and "MAP@10 =" in out
     assert f"Result grid written to {tmp_path / 'demo.png'}" in out and (tmp_path / "demo.png").is_file()
+
+
+def test_a_hostile_folder_is_indexed_without_its_bad_files(tmp_path, sample_dir, capsys):
+    """An EPS drawing named .jpg (never given to Ghostscript), a PNG text bomb and a file name that is not
+    UTF-8: each left out with its reason, the rest indexed and evaluated."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    shop = tmp_path / "shop"
+    photos = sorted((sample_dir / "images").glob("*.jpg"))
+    for i, photo in enumerate(photos[:6]):
+        (shop / ("bags" if i < 3 else "shoes")).mkdir(parents=True, exist_ok=True)
+        (shop / ("bags" if i < 3 else "shoes") / photo.name).write_bytes(photo.read_bytes())
+    (shop / "shoes" / "drawing.jpg").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\nshowpage\n")
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buffer, "PNG")
+    text = b"Comment\x00\x00" + zlib.compress(b"a" * 50_000_000, 9)
+    bomb = struct.pack(">I", len(text)) + b"zTXt" + text + struct.pack(">I", zlib.crc32(b"zTXt" + text))
+    (shop / "bags" / "bomb.png").write_bytes(buffer.getvalue()[:33] + bomb + buffer.getvalue()[33:])
+    with open(os.fsencode(shop / "bags") + b"/caf\xe9.jpg", "wb") as file:
+        file.write(photos[7].read_bytes())
+    status = main(["evaluate", "--catalogue", str(shop), "--format", "folder", "--backbone", "efficientnet_lite0",
+                   "--k", "2", "--no-cache"])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    out = captured.out
+    assert (f"load_folder({str(shop)!r}): kept 8 of 9 listings; dropped 1 whose file name is not UTF-8 (such as "
+            "b'bags/caf\\xe9.jpg'): rename them to include them") in out
+    assert "6 of 8 images indexed, 2 skipped" in out and "MAP@2 =" in out
+    assert ("drawing.jpg: EPS format, not one of the accepted image formats (JPEG, PNG, WEBP, GIF, BMP, TIFF); "
+            "convert it to JPEG or PNG") in out
+    assert "bomb.png: corrupt or unsafe image (Decompressed data too large for PngImagePlugin.MAX_TEXT_CHUNK)" in out
+    assert "unexpected" not in out and "Traceback" not in captured.err
