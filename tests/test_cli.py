@@ -177,3 +177,33 @@ def test_a_hostile_folder_is_indexed_without_its_bad_files(tmp_path, sample_dir,
             "convert it to JPEG or PNG") in out
     assert "bomb.png: corrupt or unsafe image (Decompressed data too large for PngImagePlugin.MAX_TEXT_CHUNK)" in out
     assert "unexpected" not in out and "Traceback" not in captured.err
+
+
+def test_a_weights_file_that_is_not_hdf5_is_one_line(tmp_path, capsys):
+    weights = tmp_path / "mine.weights.h5"
+    weights.write_text("not HDF5 at all\n")
+    assert main(["evaluate", "--catalogue", "sample", "--limit", "30", "--backbone", "efficientnet_lite0",
+                 "--weights", str(weights), "--no-cache"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: weights file {weights}: not Keras weights for EfficientNet-Lite0 (Unable to synchronously open file "
+        "(file signature not found)); use a .weights.h5 file saved with model.save_weights(), 'imagenet' or "
+        "'random'\n")
+
+
+def test_shipped_weights_whose_pickle_would_run_code_are_one_line(tmp_path, monkeypatch, capsys):
+    """The pip package's .pth replaced by a pickle calling os.system: refused, nothing run, one line."""
+    import pickle
+
+    from cbir_tutorial.models import efficientnet_lite as lite
+
+    mark = tmp_path / "ran"
+    header = b"".join(pickle.dumps(v, protocol=2) for v in (lite._TORCH_MAGIC, 1001, {"little_endian": True}))
+    evil = tmp_path / "efficientnet_lite0.pth"
+    evil.write_bytes(header + f"cposix\nsystem\n(S'touch {mark}'\ntR.".encode())
+    monkeypatch.setattr(lite, "torch_weights_path", lambda variant: evil)
+    monkeypatch.setenv("CBIR_TUTORIAL_CACHE", str(tmp_path / "cache"))  # nothing converted yet
+    assert main(["evaluate", "--catalogue", "sample", "--limit", "30", "--backbone", "efficientnet_lite0",
+                 "--no-cache"]) == 2
+    assert capsys.readouterr().err == (f"error: {evil}: refusing to load global posix.system from a weights file; "
+                                       "replace the file (a weights file holds tensors only)\n")
+    assert not mark.exists()

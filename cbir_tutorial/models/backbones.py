@@ -123,13 +123,27 @@ def feature_model(name: str, weights: Weights = IMAGENET, seed: int = 0):
 
     ``weights``: ``"imagenet"``, ``None``/``"random"`` (random init, reproducible with ``seed``) or a
     weights file path. Raises :class:`WeightsUnavailableError` when ImageNet weights can be neither
-    found nor downloaded.
+    found nor downloaded, ValueError naming the file for a weights file that is not this backbone's
+    Keras weights (not HDF5, another format, other layers).
     """
     spec = backbone_spec(name)
     weights = weights_from_word(weights)
     keras = keras_module()
     if weights is None:
         keras.utils.set_random_seed(seed)
+    if weights in (None, IMAGENET):
+        return _feature_model(spec, weights, keras)
+    try:
+        return _feature_model(spec, weights, keras)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as error:  # h5py: not HDF5; Keras: another format or other layers
+        reason = " ".join(str(error).split())
+        raise ValueError(f"weights file {weights}: not Keras weights for {spec.title} ({reason}); use a "
+                         ".weights.h5 file saved with model.save_weights(), 'imagenet' or 'random'") from None
+
+
+def _feature_model(spec: Backbone, weights: Weights, keras):
     shape = (spec.input_size, spec.input_size, 3)
     if spec.name in ("efficientnet_lite0", "efficientnet_lite2"):
         from . import efficientnet_lite
