@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pandas as pd
 from ..choices import Weights, weights_from_word, weights_word
 from ..data.catalogue import Catalogue
 from ..models.features import Extraction, FeatureExtractor
+from ..paths import replace_folder, temporary_sibling
 from ..data.images import ImageSource
 from .backends import Index, load_index, make_index
 from ..evaluation.metrics import evaluate
@@ -94,11 +94,14 @@ class SearchEngine:
     def save(self, folder) -> Path:
         """Write the engine into ``folder``: ``engine.json`` (backbone, weights, extractor options, recipe,
         catalogue name), ``catalogue.json`` (the indexed products), ``index/`` and, for a recipe with
-        whitening, ``whitening.npz``. Atomic: a reader sees the old folder or the whole new one. A Milvus
-        index saves its connection; its rows stay in the Milvus database."""
+        whitening, ``whitening.npz``. Atomic: a reader sees the old folder or the whole new one (on Linux,
+        never no folder), and what a killed save left beside it is removed by the next one. A Milvus
+        index saves its connection and the checksum of its rows; its rows stay in the Milvus database."""
         folder = Path(folder).expanduser().resolve()
         folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+        if folder.exists() and not (folder / ENGINE_FILE).is_file():
+            raise FileExistsError(f"{folder} exists and is not a saved engine: choose another folder")
+        tmp = temporary_sibling(folder)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         try:
@@ -118,13 +121,7 @@ class SearchEngine:
                 with open(tmp / "whitening.npz", "wb") as file:
                     np.savez(file, **self.recipe.whitening.state())
             (tmp / ENGINE_FILE).write_text(json.dumps(description, indent=1) + "\n")
-            old = folder.with_name(f".{folder.name}.{os.getpid()}.old")
-            if folder.exists():
-                if not (folder / ENGINE_FILE).is_file():
-                    raise FileExistsError(f"{folder} exists and is not a saved engine: choose another folder")
-                os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
+            replace_folder(tmp, folder)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return folder

@@ -181,3 +181,30 @@ def test_a_saved_array_file_holding_objects_is_refused_naming_it(sample_engine, 
         SearchEngine.load(folder, extractor=sample_engine.extractor)
     assert str(refused.value) == (f"{gallery}: not an array file written by save (Object arrays cannot be loaded "
                                   "when allow_pickle=False); save it again")
+
+
+def test_saving_over_an_engine_never_leaves_the_folder_missing_nor_old_temporaries(sample_engine, tmp_path,
+                                                                                   monkeypatch):
+    """A killed save left ``.engine.<dead pid>.tmp``: the next save removes it (not a live process's), and
+    the folder always holds a whole engine while it is replaced."""
+    import os
+    import subprocess
+    import sys
+
+    from cbir_tutorial import SearchEngine
+    from cbir_tutorial.search.engine import ENGINE_FILE
+
+    folder = tmp_path / "engine"
+    SearchEngine(sample_engine.catalogue, sample_engine.extractor, sample_engine.features).save(folder)
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead, alive = tmp_path / f".engine.{int(finished.stdout)}.tmp", tmp_path / f".engine.{os.getppid()}.tmp"
+    for leftover in (dead, alive):
+        (leftover / "index").mkdir(parents=True)
+    seen = []
+    replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (replace(a, b), seen.append((folder / ENGINE_FILE).is_file())))
+    small = sample_engine.catalogue.subset(np.arange(100))
+    SearchEngine(small, sample_engine.extractor, sample_engine.features[:100]).save(folder)
+    monkeypatch.undo()
+    assert all(seen) and len(SearchEngine.load(folder, extractor=sample_engine.extractor)) == 100
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["engine", alive.name])
