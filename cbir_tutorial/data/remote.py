@@ -61,6 +61,11 @@ def shown_url(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
 
 
+def _failure(name: str, said) -> RemoteImageError:
+    """``name: said`` on one printable line (servers put line breaks and control bytes in what they say)."""
+    return RemoteImageError(f"{name}: " + " ".join("".join(c if c.isprintable() else " " for c in str(said)).split()))
+
+
 def _megabytes(n: int) -> str:
     return f"{n / 1024 / 1024:.1f} MiB"
 
@@ -188,20 +193,19 @@ def image_bytes_from_url(url: str, timeout_s: float = URL_TIMEOUT_S, max_bytes: 
                 if deadline.expired:  # a body cut short by the deadline can end like a whole one
                     raise TimeoutError
         except _Refused as refusal:
-            raise RemoteImageError(f"{name}: {refusal}") from None
+            raise _failure(name, refusal) from None
         except urllib.error.HTTPError as error:
             if 300 <= error.code < 400:
-                raise RemoteImageError(f"{name}: more than {MAX_REDIRECTS} redirects; use the photo's own "
-                                       "address") from None
-            raise RemoteImageError(f"{name}: the server answered {error.code} {error.reason}") from None
+                raise _failure(name, f"more than {MAX_REDIRECTS} redirects; use the photo's own address") from None
+            raise _failure(name, f"the server answered {error.code} {error.reason}") from None
         except (OSError, ValueError, http.client.HTTPException) as error:  # reset, cut short, malformed, bad port
             if deadline.expired or isinstance(error, (TimeoutError, socket.timeout)) or (
                     isinstance(error, urllib.error.URLError) and isinstance(error.reason, TimeoutError)):
                 said = "the download took longer than" if answered else "no answer within"
-                raise RemoteImageError(f"{name}: {said} {timeout_s:g} s") from None
+                raise _failure(name, f"{said} {timeout_s:g} s") from None
             if isinstance(error, urllib.error.URLError):
-                raise RemoteImageError(f"{name}: cannot reach the server ({error.reason})") from None
-            raise RemoteImageError(f"{name}: download failed ({error})") from None
+                raise _failure(name, f"cannot reach the server ({error.reason})") from None
+            raise _failure(name, f"download failed ({error})") from None
     if not body:
         raise RemoteImageError(f"{name}: the server sent an empty body, not an image")
     return bytes(body)
