@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from cbir_tutorial.data.loaders import CHECKOUT_SAMPLE as SAMPLE  # ../shared/data/fashion-sample
+from cbir_tutorial.data.loaders import CHECKOUT_SAMPLE as SAMPLE
+
+# pymilvus sets up logging when first imported, closing the stream of TensorFlow's (absl's) log handler
+# unless that is sys.stderr; under pytest it is a finished test's capture. So it is imported first.
+try:
+    import pymilvus  # noqa: F401
+except ImportError:
+    pass  # ../shared/data/fashion-sample
 
 ROOT = Path(__file__).resolve().parents[1]
 

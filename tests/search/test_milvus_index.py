@@ -190,3 +190,20 @@ def test_a_milvus_lite_file_in_use_is_one_line(held_lite_file, sample_dir, featu
     assert main(["evaluate", "--catalogue", str(sample_dir), "--format", "fashion-products", "--backbone",
                  "efficientnet_lite0", "--limit", "60", "--index", "milvus", "--index-uri", str(held_lite_file)]) == 2
     assert capsys.readouterr().err == f"error: {message}\n"
+
+
+def test_a_milvus_server_that_does_not_answer_is_one_line(features):
+    import importlib.util
+    import socket
+
+    if importlib.util.find_spec("pymilvus") is None:
+        pytest.skip('pymilvus is not installed (pip install ".[scale]")')
+    from cbir_tutorial.search.milvus_index import MilvusIndex
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        host = f"127.0.0.1:{sock.getsockname()[1]}"
+    with pytest.raises(RuntimeError) as refused:
+        MilvusIndex.build(features, uri=f"http://{host}")
+    assert str(refused.value) == (f"Milvus server http://{host} cannot be reached (Fail connecting to server on {host}, "
+                                  "illegal connection params or server unavailable): start it or check --index-uri")
