@@ -110,11 +110,14 @@ def _recipe(args):
 
 
 def _query_image(query: str):
-    """The ``--query`` to search with: a file path as given, or the bytes of the photo at a URL
-    (fetched now, with a timeout, a size cap and a check that it is an image: errors name the URL)."""
+    """The ``--query`` to search with: a file path as given (checked now, before any indexing), or the
+    bytes of the photo at a URL (fetched now, with a deadline, a size cap and a check that it is an
+    image: errors name the URL, without its password)."""
     from .data.remote import is_url, photo_from_url
 
     if not is_url(query):
+        if not Path(query).expanduser().is_file():
+            raise CLIError(f"--query {query}: no such file; give an image file or an http(s) address of a photo")
         return query
     return photo_from_url(query)
 
@@ -139,8 +142,9 @@ def run_demo(args) -> None:
     import numpy as np
 
     from .data.loaders import load_catalogue
-    from .models.features import available_extractor
+    from .data.remote import shown_url
     from .evaluation.metrics import evaluate
+    from .models.features import available_extractor
     from .search.engine import SearchEngine
 
     query_image = _query_image(args.query) if args.query else None  # a bad URL fails before any indexing
@@ -151,7 +155,7 @@ def run_demo(args) -> None:
     print(engine)
     print(engine.extraction.report())
     if args.query:
-        query, title = query_image, f"query: {args.query}"
+        query, title = query_image, f"query: {shown_url(args.query)}"
         results = engine.search(query, args.k)
     else:
         table = engine.catalogue.table
@@ -169,13 +173,15 @@ def run_demo(args) -> None:
 
 
 def run_search(args) -> None:
+    from .data.remote import shown_url
+
     query = _query_image(args.query)  # a bad URL fails before any indexing
     catalogue = _catalogue(args)
     engine = _engine(catalogue, args)
     if engine.extraction.skipped:
         print(engine.extraction.report())
     results = engine.search(query, args.k)
-    print(f"Top {args.k} of {len(engine)} products for {args.query} ({engine.extractor})")
+    print(f"Top {args.k} of {len(engine)} products for {shown_url(args.query)} ({engine.extractor})")
     _print_results(results)
     if args.out:
         print(f"Result grid written to {_write_grid(query, results, args.out, engine.extractor.backbone)}")

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from cbir_tutorial.data.loaders import CHECKOUT_SAMPLE as SAMPLE  # ../shared/data/fashion-sample
+from cbir_tutorial.data.loaders import CHECKOUT_SAMPLE as SAMPLE
+
+# pymilvus sets up logging when first imported, closing the stream of TensorFlow's (absl's) log handler
+# unless that is sys.stderr; under pytest it is a finished test's capture. So it is imported first.
+try:
+    import pymilvus  # noqa: F401
+except ImportError:
+    pass  # ../shared/data/fashion-sample
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,8 +92,12 @@ def photo_server(sample_dir):
     ``/photo.jpg`` a real sample photo (image/jpeg), ``/untyped`` the same bytes without a type,
     ``/redirect`` → ``/photo.jpg``, ``/page.html`` an HTML page, ``/fake.jpg`` HTML sent as image/jpeg,
     ``/huge.jpg`` declares 50 MiB, ``/stream.jpg`` 4 MiB with no length, ``/slow.jpg`` answers after
-    2 s, ``/dribble.jpg`` one byte every 0.1 s (4 s), anything else 404. Every answer ends by itself.
+    2 s, ``/dribble.jpg`` one byte every 0.1 s (4 s), ``/drip-headers.jpg`` one header line every 0.1 s
+    (5 s), ``/chain/N`` N redirects then the photo, ``/loop`` a redirect to itself, ``/to-ftp`` a redirect to
+    ``ftp://``, ``/private.jpg`` the photo for user ``ann`` with password ``s3cret`` (else 401),
+    ``/shoe.eps`` an EPS drawing as image/x-eps, anything else 404. Every answer ends by itself.
     """
+    import base64
     import http.server
     import threading
     import time
@@ -94,6 +105,8 @@ def photo_server(sample_dir):
     photo = sorted((sample_dir / "images").glob("*.jpg"))[7]
     content = photo.read_bytes()
     page = b"<!doctype html><html><body><h1>A shop page</h1><img src='photo.jpg'></body></html>"
+    password = "Basic " + base64.b64encode(b"ann:s3cret").decode()
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n%%EndComments\nshowpage\n%%EOF\n"
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def log_message(self, *args):
@@ -108,16 +121,41 @@ def photo_server(sample_dir):
             self.end_headers()
             self.wfile.write(body)
 
+        def redirect(self, location: str):
+            self.send_response(302)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
         def do_GET(self):
             try:
-                if self.path == "/photo.jpg":
+                if self.path.startswith("/chain/"):
+                    left = int(self.path.rsplit("/", 1)[1])
+                    self.redirect(f"/chain/{left - 1}" if left > 0 else "/photo.jpg")
+                elif self.path == "/loop":
+                    self.redirect("/loop")
+                elif self.path == "/to-ftp":
+                    self.redirect("ftp://127.0.0.1/photo.jpg")
+                elif self.path == "/private.jpg":
+                    if self.headers.get("Authorization") == password:
+                        self.answer(content, "image/jpeg", len(content))
+                    else:
+                        self.send_error(401, "Unauthorized")
+                elif self.path == "/shoe.eps":
+                    self.answer(eps, "image/x-eps", len(eps))
+                elif self.path == "/drip-headers.jpg":
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                    for i in range(50):
+                        self.wfile.write(f"X-Drip-{i}: {i}\r\n".encode())
+                        self.wfile.flush()
+                        time.sleep(0.1)
+                    self.wfile.write(b"\r\n")
+                elif self.path == "/photo.jpg":
                     self.answer(content, "image/jpeg", len(content))
                 elif self.path == "/untyped":
                     self.answer(content, None, len(content))
                 elif self.path == "/redirect":
-                    self.send_response(302)
-                    self.send_header("Location", "/photo.jpg")
-                    self.end_headers()
+                    self.redirect("/photo.jpg")
                 elif self.path == "/page.html":
                     self.answer(page, "text/html; charset=utf-8", len(page))
                 elif self.path == "/fake.jpg":

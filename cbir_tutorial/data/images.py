@@ -1,4 +1,8 @@
-"""Reading product photos robustly: any mode to RGB, transparency onto white, bad files reported."""
+"""Reading product photos robustly: any mode to RGB, transparency onto white, bad files reported.
+
+Only the formats a product photo comes in (:data:`FORMATS`) are decoded: Pillow's other decoders (EPS,
+which runs Ghostscript, PSD, DDS, ...) are never reached; such a file is refused with its format named.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 #: Images with more pixels than this are refused (decompression-bomb guard): 40 megapixels.
 MAX_PIXELS = 40_000_000
 RESIZE_POLICIES = ("squash", "pad")
+#: The Pillow formats decoded (a JPEG with several pictures, "MPO", is opened as JPEG).
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+_SIGNATURE_BYTES = 16  # what Pillow's format checks look at
 
 ImageSource = Union[str, Path, bytes, BinaryIO, Image.Image]
 
@@ -30,11 +37,43 @@ class SkippedImage:
     reason: str
 
 
+def format_of(signature: bytes) -> str | None:
+    """The Pillow format whose signature the first 16 bytes of a file have (None: none), decoding nothing."""
+    Image.init()
+    for name, (_, accept) in Image.OPEN.items():
+        try:
+            if accept is not None and accept(signature[:_SIGNATURE_BYTES]):
+                return name
+        except Exception:  # a check that cannot read so short a prefix
+            continue
+    return None
+
+
+def _signature(source) -> bytes:
+    if isinstance(source, bytes):
+        return source[:_SIGNATURE_BYTES]
+    if isinstance(source, (str, Path)):
+        with open(source, "rb") as file:
+            return file.read(_SIGNATURE_BYTES)
+    start = source.tell()
+    signature = source.read(_SIGNATURE_BYTES)
+    source.seek(start)
+    return signature
+
+
+def _unidentified(name: str, signature: bytes) -> ImageError:
+    found = format_of(signature)
+    if found is None or found in FORMATS:
+        return ImageError(f"{name}: not an image file Pillow can read")
+    return ImageError(f"{name}: {found} format, not one of the accepted image formats ({', '.join(FORMATS)}); "
+                      "convert it to JPEG or PNG")
+
+
 def _open(source: ImageSource) -> tuple[Image.Image, str]:
     if isinstance(source, Image.Image):
         return source, "<PIL image>"
     if isinstance(source, bytes):
-        source, name = io.BytesIO(source), "<uploaded bytes>"
+        name = "<uploaded bytes>"
     elif isinstance(source, (str, Path)):
         name = str(source)
         path = Path(source)
@@ -45,15 +84,18 @@ def _open(source: ImageSource) -> tuple[Image.Image, str]:
     else:
         name = getattr(source, "name", "<file object>")
     try:
+        signature = _signature(source)
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return Image.open(source), name
+            return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source, formats=FORMATS), name
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image file Pillow can read") from None
+        raise _unidentified(name, signature) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageError(f"{name}: image too large ({e})") from None
     except OSError as e:
         raise ImageError(f"{name}: cannot open ({e})") from None
+    except (ValueError, SyntaxError) as e:  # e.g. a PNG text chunk that decompresses past Pillow's limit
+        raise ImageError(f"{name}: corrupt or unsafe image ({e})") from None
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -10,6 +10,7 @@ dataset.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
 import shutil
@@ -65,6 +66,29 @@ def _text(table: pd.DataFrame, column: str) -> pd.Series:
     if column not in table.columns:
         return pd.Series("", index=table.index, dtype=object)
     return table[column].fillna("").astype(str).str.strip()
+
+
+def _read_csv(csv_path: Path, **options) -> pd.DataFrame:
+    """``pd.read_csv(csv_path, **options)``; ValueError in one line naming ``csv_path`` for a file that is
+    empty, not UTF-8 or not CSV."""
+    try:
+        return pd.read_csv(csv_path, **options)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{csv_path} is empty: expected a CSV file with a header line and one line per "
+                         "product") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{csv_path}: not UTF-8 text (byte {error.start:,}: {error.reason}); save it as UTF-8 "
+                         "CSV") from None
+    except (ValueError, csv.Error) as error:  # pandas' ParserError is a ValueError
+        reason = " ".join(str(error).split())
+        raise ValueError(f"{csv_path}: not a readable CSV file ({reason})") from None
+
+
+def _first_of_each_id(ids: pd.Series) -> tuple[pd.Series, int]:
+    """``(first, n_repeated)``: a mask keeping the first row of each id, and how many rows it leaves out
+    (a repeated product would find itself and inflate MAP)."""
+    first = ~ids.duplicated()
+    return first, int((~first).sum())
 
 
 def _report(loader: str, kept: int, total: int, reasons: Iterable[str]) -> str:
@@ -178,7 +202,7 @@ def load_farfetch(root: str | os.PathLike | None = None, photos: str = "cutout",
     url_column = FARFETCH_URL_COLUMNS[photos]
     wanted = {"id", "brand.name", "gender", "shortDescription", url_column,
               "priceInfo.formattedFinalPrice", "priceInfo.finalPrice"}
-    raw = pd.read_csv(csv_path, usecols=lambda c: c in wanted, dtype=str, keep_default_na=False)
+    raw = _read_csv(csv_path, usecols=lambda c: c in wanted, dtype=str, keep_default_na=False)
     missing = [c for c in ("id", url_column) if c not in raw.columns]
     if missing:
         raise ValueError(f"{csv_path} lacks columns {missing}: is it the Farfetch listings CSV?")
@@ -189,8 +213,7 @@ def load_farfetch(root: str | os.PathLike | None = None, photos: str = "cutout",
     raw, names = raw[has_image], names[has_image]
     n_dropped = total - len(raw)
     ids = _text(raw, "id")
-    first = ~ids.duplicated()
-    n_repeated = int((~first).sum())
+    first, n_repeated = _first_of_each_id(ids)
     raw, names, ids = raw[first], names[first], ids[first]
 
     price = _text(raw, "priceInfo.formattedFinalPrice")
@@ -224,15 +247,14 @@ def _read_styles(csv_path: Path) -> tuple[pd.DataFrame, int]:
     Kaggle's ``styles.csv`` has a few lines whose ``productDisplayName`` (the last column) contains
     unquoted commas; their extra fields are joined back into that last column instead of failing.
     """
-    header = pd.read_csv(csv_path, nrows=0).columns
+    header = _read_csv(csv_path, nrows=0).columns
     width, repaired = len(header), []
 
     def join_extra_fields(fields: list[str]) -> list[str]:
         repaired.append(fields)
         return fields[: width - 1] + [",".join(fields[width - 1:])]
 
-    table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, engine="python",
-                        on_bad_lines=join_extra_fields)
+    table = _read_csv(csv_path, dtype=str, keep_default_na=False, engine="python", on_bad_lines=join_extra_fields)
     return table, len(repaired)
 
 
@@ -252,6 +274,8 @@ def _load_styles(csv_path: Path, image_dir: Path, name: str, loader: str) -> Cat
     keep = names.notna() & (ids != "")
     styles, ids, names = styles[keep], ids[keep], names[keep]
     n_dropped = total - len(styles)
+    first, n_repeated = _first_of_each_id(ids)
+    styles, ids, names = styles[first], ids[first], names[first]
 
     table = pd.DataFrame({
         "id": ids,
@@ -266,6 +290,7 @@ def _load_styles(csv_path: Path, image_dir: Path, name: str, loader: str) -> Cat
             table[column] = _text(styles, column)
     line = _report(loader, len(table), total, [
         f"{n_dropped:,} whose image <id>.jpg is not in {image_dir}" if n_dropped else "",
+        f"{n_repeated:,} repeated ids" if n_repeated else "",
     ])
     notes = (line,)
     if n_repaired:
@@ -420,12 +445,13 @@ def load_folder(path: str | os.PathLike) -> Catalogue:
                                 f"({', '.join(IMAGE_EXTENSIONS)}), optionally in one sub-folder per category.")
     if not root.is_dir():
         raise NotADirectoryError(f"{root} is a file: load_folder expects a folder of images.")
-    relative = []
+    relative, not_utf8 = [], []
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         base = Path(folder).relative_to(root)
-        relative.extend(base / f for f in files
-                        if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS)
+        for f in files:
+            if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS:
+                (relative if _is_utf8(str(base / f)) else not_utf8).append(base / f)
     relative.sort(key=lambda p: p.as_posix())
     resolved = root.resolve()
     table = pd.DataFrame({
@@ -436,7 +462,21 @@ def load_folder(path: str | os.PathLike) -> Catalogue:
         "price": "",
         "category": [p.parts[0] if len(p.parts) > 1 else "" for p in relative],
     }, columns=list(COLUMNS))
-    return Catalogue(table, name=root.name or str(root), root=root)
+    notes = ()
+    if not_utf8:
+        example = os.fsencode(sorted(not_utf8)[0])
+        notes = (_report(f"load_folder({str(root)!r})", len(table), len(table) + len(not_utf8), [
+            f"{len(not_utf8):,} whose file name is not UTF-8 (such as {example!r}): rename them to include them"]),)
+    return Catalogue(table, name=root.name or str(root), root=root, notes=notes)
+
+
+def _is_utf8(name: str) -> bool:
+    """False for a file name with bytes that are not UTF-8 (Python holds them as lone surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 #: Catalogue words besides a folder path.

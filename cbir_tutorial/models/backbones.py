@@ -137,13 +137,28 @@ def feature_model(name: str, weights: Weights = IMAGENET, seed: int = 0):
 
     ``weights``: ``"imagenet"``, ``None``/``"random"`` (random init, reproducible with ``seed``) or a
     weights file path. Raises :class:`WeightsUnavailableError` when ImageNet weights can be neither
-    found nor downloaded.
+    found nor downloaded, ValueError naming the file for a weights file that is not this backbone's
+    Keras weights (not HDF5, another format, other layers).
     """
     spec = backbone_spec(name)
     weights = weights_from_word(weights)
     keras = keras_module()
     if weights is None:
         keras.utils.set_random_seed(seed)
+    try:
+        return _feature_model(spec, weights, keras)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as error:  # h5py: not HDF5; Keras: another format or other layers
+        if weights in (None, IMAGENET):
+            raise
+        reason = " ".join(str(error).split())
+        raise ValueError(f"weights file {weights}: not Keras weights for {spec.title} ({reason}); use a "
+                         ".weights.h5 file saved with model.save_weights(), 'imagenet' or 'random'") from None
+
+
+def _feature_model(spec: Backbone, weights: Weights, keras):
+    """``spec``'s body cut at its feature layer (``avg_pool`` added after a body that has none)."""
     body = keras_application(spec, weights, include_top=spec.include_top,
                              input_shape=(spec.input_size, spec.input_size, 3))
     names = {layer.name for layer in body.layers}

@@ -27,7 +27,7 @@ _STORAGE_DTYPES = {
 }
 
 
-class RefusedGlobalError(pickle.UnpicklingError):
+class RefusedGlobalError(pickle.UnpicklingError, ValueError):
     """The pickle asked for a global outside the allow-list (code it would have run, or data we don't know)."""
 
 
@@ -123,8 +123,8 @@ def _load_pickle(f: BinaryIO, path: Path) -> Any:
     """The next pickle in ``f``; refused globals propagate, any other failure is a ``ValueError``."""
     try:
         return SafeTorchUnpickler(f).load()
-    except RefusedGlobalError:
-        raise
+    except RefusedGlobalError as error:
+        raise RefusedGlobalError(f"{path}: {error}; replace the file (a weights file holds tensors only)") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as error:
         raise ValueError(f"{path} is not a legacy PyTorch state dict file ({error})") from None
 
@@ -135,7 +135,8 @@ def read_torch_state_dict(path: Union[str, Path]) -> dict[str, np.ndarray]:
     Float tensors come back ``float32`` (``float16``/``float64`` as stored), counters such as
     ``num_batches_tracked`` as ``int64`` scalars. Raises ``ValueError`` naming the file when it is
     not a legacy (pre-zip, ``_use_new_zipfile_serialization=False``) little-endian state dict;
-    raises :class:`RefusedGlobalError` when a pickle asks for anything outside the allow-list.
+    raises :class:`RefusedGlobalError` (also a ``ValueError``) naming the file when a pickle asks for
+    anything outside the allow-list.
     """
     path = Path(path)
     with open(path, "rb") as f:

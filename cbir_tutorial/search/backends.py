@@ -22,6 +22,7 @@ from __future__ import annotations
 import abc
 import importlib
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -113,15 +114,42 @@ def make_index(name: str, features: np.ndarray, *, metadata=None, **options) -> 
     return cls.build(features, metadata=metadata, **fixed, **options)
 
 
-def load_index(folder) -> Index:
-    """Reopen an index written by :meth:`Index.save`."""
+def load_index(folder, *, uri: str | None = None) -> Index:
+    """Reopen an index written by :meth:`Index.save`.
+
+    ``uri``: where a saved Milvus index's rows are (a saved folder's own ``uri`` is not trusted, see
+    :meth:`.milvus_index.MilvusIndex._load_data`); refused for the other backends.
+    """
     folder = Path(folder)
     path = folder / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: {folder} holds no saved index")
     config = json.loads(path.read_text())
     cls, _ = index_class(config["index"])
-    return cls._load_data(folder, config)
+    if uri is None:
+        return cls._load_data(folder, config)
+    if config["index"] != "milvus":
+        raise ValueError(f"index_uri={uri!r} is for a Milvus index; {folder} holds a {config['index']!r} index")
+    return cls._load_data(folder, config, uri=uri)
+
+
+def saved_arrays(path) -> dict[str, np.ndarray]:
+    """The arrays of a ``.npz`` file (or the one array of a ``.npy`` file, under ``""``) that a ``save`` wrote.
+
+    Read without pickles; ValueError naming ``path`` for anything else (object arrays, another format,
+    a truncated file), FileNotFoundError when it is missing.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: the saved folder is incomplete; save it again")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            return {"": loaded}
+        with loaded:
+            return {key: loaded[key] for key in loaded.files}
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path}: not an array file written by save ({error}); save it again") from None
 
 
 def checked_query(index: "Index", queries, k: int, exclude, allowed):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from ..data.catalogue import Catalogue
 from ..data.images import ImageSource
 from ..models.features import Extraction, FeatureExtractor
 from ..models.weights import Weights
+from ..paths import replace_folder, temporary_sibling
 from .backends import Index, load_index, make_index
 from .pipeline import Pipeline, fit_pipeline, load_pipeline, pipeline_extractors
 from .recipes import Recipe, recipe_from_word
@@ -88,10 +88,13 @@ class SearchEngine:
         """Write the engine into ``folder``: ``engine.json`` (the pipeline: recipe, weights, extractor
         options; the catalogue's name), ``catalogue.json`` (the indexed products), ``index/`` and, for a
         recipe with whitening, ``whitening.npz``. Atomic: a reader sees the old folder or the whole new
-        one. A Milvus index saves its connection; its rows stay in the Milvus database."""
+        one (on Linux, never no folder), and what a killed save left beside it is removed by the next one.
+        A Milvus index saves its connection and the checksum of its rows; its rows stay in the Milvus database."""
         folder = Path(folder).expanduser().resolve()
         folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+        if folder.exists() and not (folder / ENGINE_FILE).is_file():
+            raise FileExistsError(f"{folder} exists and is not a saved engine: choose another folder")
+        tmp = temporary_sibling(folder)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         try:
@@ -105,23 +108,21 @@ class SearchEngine:
                 "rows": len(self),
             }
             (tmp / ENGINE_FILE).write_text(json.dumps(description, indent=1) + "\n")
-            old = folder.with_name(f".{folder.name}.{os.getpid()}.old")
-            if folder.exists():
-                if not (folder / ENGINE_FILE).is_file():
-                    raise FileExistsError(f"{folder} exists and is not a saved engine: choose another folder")
-                os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
+            replace_folder(tmp, folder)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return folder
 
     @classmethod
-    def load(cls, folder, extractor: FeatureExtractor | None = None) -> "SearchEngine":
+    def load(cls, folder, extractor: FeatureExtractor | None = None, *,
+             index_uri: str | None = None) -> "SearchEngine":
         """Reopen an engine written by :meth:`save`, without extracting features again.
 
         The pipeline's extractors (needed for image queries) are built again from the saved recipe,
-        weights and options, around ``extractor`` when one is given.
+        weights and options, around ``extractor`` when one is given. ``index_uri``: the Milvus database
+        holding a Milvus engine's rows (a ``.db`` file or ``http://host:19530``); the ``uri`` saved in the
+        folder is used only when it is this machine's default Milvus Lite file, so a folder someone sent
+        you never opens another database.
         """
         folder = Path(folder).expanduser()
         path = folder / ENGINE_FILE
@@ -133,7 +134,7 @@ class SearchEngine:
         catalogue = Catalogue(table, name=info["name"], root=None if info["root"] is None else Path(info["root"]),
                               n_dropped=info["n_dropped"], notes=tuple(info["notes"]))
         pipeline = load_pipeline(description["pipeline"], folder, extractor)
-        return cls(catalogue, pipeline, load_index(folder / "index"))
+        return cls(catalogue, pipeline, load_index(folder / "index", uri=index_uri))
 
     def __len__(self) -> int:
         return len(self.catalogue)

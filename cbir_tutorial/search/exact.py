@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import Index, checked_query, checked_rows
+from .backends import Index, checked_query, checked_rows, saved_arrays
 from .ranking import smallest_k
 
 #: Most gallery rows scored per step (a search of one query steps through this many rows at a time).
@@ -173,14 +173,14 @@ class EuclideanIndex(Index):
 
     @classmethod
     def _load_data(cls, folder: Path, config: dict) -> "EuclideanIndex":
-        with np.load(folder / "gallery.npz") as data:
-            index = cls.__new__(cls)
-            index.storage, index.chunk_rows = config["dtype"], int(config["chunk_rows"])
-            gallery = data["gallery"]
-            index.gallery = gallery.view(bfloat16()) if index.storage == "bfloat16" else gallery
-            index.sq_norms = data["sq_norms"]
-            index.offset = data["offset"] if "offset" in data else None
-            index.scale = data["scale"] if "scale" in data else None
+        data = saved_arrays(folder / "gallery.npz")
+        index = cls.__new__(cls)
+        index.storage, index.chunk_rows = config["dtype"], int(config["chunk_rows"])
+        gallery = data["gallery"]
+        index.gallery = gallery.view(bfloat16()) if index.storage == "bfloat16" else gallery
+        index.sq_norms = data["sq_norms"]
+        index.offset = data.get("offset")
+        index.scale = data.get("scale")
         return index
 
     def _decoded_products(self, start: int, stop: int, weights: np.ndarray, dots: np.ndarray) -> None:

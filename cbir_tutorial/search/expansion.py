@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import Index, checked_query, checked_rows
+from .backends import Index, checked_query, checked_rows, saved_arrays
 from .ranking import nearest_first
 from .whitening import l2_normalise
 
@@ -88,7 +88,7 @@ class ExpandedIndex(Index):
     @classmethod
     def _load_data(cls, folder: Path, config: dict) -> "ExpandedIndex":
         options = {key: config[key] for key in ("qe_n", "dba_n", "alpha") if key in config}
-        return cls(np.load(folder / "gallery.npy"), **options)
+        return cls(saved_arrays(folder / "gallery.npy")[""], **options)
 
     def __repr__(self) -> str:
         steps = [f"DBA(n={self.dba_n})"] if self.dba_n else []

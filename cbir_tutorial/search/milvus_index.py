@@ -6,10 +6,19 @@ standalone or cluster, which is how a catalogue outgrows one machine). Each row 
 product's ``brand``, ``price`` (float, -1 when unknown), ``category`` and ``gender`` (lower case) as
 fields, so metadata filters run inside Milvus as filter expressions
 (:meth:`~.filters.Filters.milvus_expression`).
+
+A collection belongs to one engine: unless ``collection=`` is given, it is named from the rows' content
+(``cbir_<hash>``), so engines over other catalogues never share it. A saved engine keeps the checksum of
+its rows (:data:`CHECKED_ROWS` spread over the collection, computed from the vectors it inserted) and
+reopens only when the collection still holds them; it reconnects only to the ``uri`` the caller passes or
+to the default Milvus Lite file of this machine's cache, never to an address read from the saved folder.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import re
 from pathlib import Path
 
@@ -29,6 +38,10 @@ MAX_LIMIT = 16_384
 #: Milvus Lite's exact search holds ``queries x rows x dim`` float32 differences at once: queries per
 #: request are capped so that this stays under 1 GiB (one query at a time from about 130,000 x 2048).
 LITE_SEARCH_BYTES = 2**30
+#: Rows whose vectors are compared when a saved index reopens (evenly spread; every row of a smaller one).
+CHECKED_ROWS = 2_048
+#: The file beside ``index.json`` holding that checksum.
+CHECKSUM_FILE = "milvus_rows.json"
 
 
 def is_lite(uri: str) -> bool:
@@ -44,11 +57,51 @@ def default_uri() -> str:
 
 
 def milvus_client(uri: str):
+    """A ``MilvusClient`` for ``uri``; RuntimeError in one line when a Milvus Lite file is held by another
+    process (Milvus Lite opens a file in one process at a time) or a server cannot be reached."""
     try:
         from pymilvus import MilvusClient
+        from pymilvus.exceptions import MilvusException
     except ImportError as error:
         raise ImportError('the milvus index needs pymilvus and milvus-lite: pip install "cbir-tutorial[scale]"') from error
-    return MilvusClient(uri)
+    lite_log = logging.getLogger("milvus_lite")  # it logs a traceback before pymilvus raises
+    level = lite_log.level
+    lite_log.setLevel(logging.CRITICAL + 1)
+    try:
+        return MilvusClient(uri)
+    except MilvusException as error:
+        if is_lite(uri):
+            raise RuntimeError(f"Milvus Lite file {uri} cannot be opened: another process is using it (one process "
+                               "at a time); wait for it to finish, or use another .db file or a Milvus server "
+                               "(--index-uri)") from None
+        raise RuntimeError(f"Milvus server {uri} cannot be reached ({error.message}): start it or check "
+                           "--index-uri") from None
+    finally:
+        lite_log.setLevel(level)
+
+
+def row_digests(features: np.ndarray) -> np.ndarray:
+    """``(n,)`` uint64: an 8-byte BLAKE2b digest of each float32 row of ``(n, D)`` ``features``."""
+    rows = np.ascontiguousarray(features, dtype=np.float32)
+    return np.array([int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest(), "little")
+                     for row in rows], dtype=np.uint64)
+
+
+def sampled_rows(n: int, count: int = CHECKED_ROWS) -> np.ndarray:
+    """Up to ``count`` row numbers spread evenly over ``0..n-1`` (all of them when ``n <= count``)."""
+    return np.unique(np.linspace(0, n - 1, min(n, count)).round().astype(np.int64))
+
+
+def rows_checksum(digests: np.ndarray) -> str:
+    """SHA-256 (hex) of row digests, in order."""
+    return hashlib.sha256(np.asarray(digests, dtype="<u8").tobytes()).hexdigest()
+
+
+def collection_name(features: np.ndarray, columns: dict[str, list]) -> str:
+    """``cbir_<16 hex>``: a collection name from the rows and their metadata (same content, same name)."""
+    digest = hashlib.sha256(np.ascontiguousarray(features, dtype=np.float32).tobytes())
+    digest.update(json.dumps(columns, sort_keys=True).encode())
+    return f"cbir_{digest.hexdigest()[:16]}"
 
 
 def metadata_columns(metadata, n: int) -> dict[str, list]:
@@ -71,7 +124,8 @@ class MilvusIndex(Index):
 
     ``index_type``: ``"FLAT"`` (exact, the default) or what the server offers (``"IVF_FLAT"``,
     ``"HNSW"``...) with ``index_params``; metric L2. An existing collection of the same name is replaced
-    when building (``build``), reused when reopening (``load``).
+    when building (``build``; the default name comes from the content, see :func:`collection_name`), and
+    reopened by ``load`` only when it still holds the saved rows.
     """
 
     name = "milvus"
@@ -86,10 +140,17 @@ class MilvusIndex(Index):
         self.index_params = dict(index_params or {})
         self.search_params = dict(search_params or {})
         self._dim = int(dim)
+        self._digests = np.zeros(0, dtype=np.uint64)  # of the rows this object inserted (0 when unknown)
         self.client = milvus_client(self.uri)
         if create:
             self._create()
-        self._rows = int(self.client.get_collection_stats(collection)["row_count"]) if not create else 0
+            self._rows = 0
+            return
+        if not self.client.has_collection(collection):
+            self.client.close()
+            raise ValueError(f"Milvus collection {collection!r} does not exist at {self.uri}")
+        self._rows = int(self.client.get_collection_stats(collection)["row_count"])
+        self._digests = np.zeros(self._rows, dtype=np.uint64)
 
     def _create(self):
         from pymilvus import DataType
@@ -113,6 +174,8 @@ class MilvusIndex(Index):
     @classmethod
     def build(cls, features, *, metadata=None, **options) -> "MilvusIndex":
         features = np.asarray(features, dtype=np.float32)
+        if options.get("collection") is None:
+            options["collection"] = collection_name(features, metadata_columns(metadata, len(features)))
         index = cls(features.shape[1], **options)
         index.add(features, metadata)
         return index
@@ -139,6 +202,7 @@ class MilvusIndex(Index):
                      **{field: columns[field][r] for field in FIELDS}} for r in range(start, stop)]
             self.client.insert(self.collection, rows)
         self._rows += len(features)
+        self._digests = np.concatenate([self._digests, row_digests(features)])
         self.client.flush(self.collection)
 
     def search(self, queries: np.ndarray, k: int = 10, *, exclude: np.ndarray | None = None,
@@ -190,17 +254,59 @@ class MilvusIndex(Index):
         return {"uri": self.uri, "collection": self.collection, "index_type": self.index_type,
                 "index_params": self.index_params, "search_params": self.search_params}
 
+    def stored_digests(self, rows: np.ndarray) -> np.ndarray | None:
+        """:func:`row_digests` of ``rows`` as the collection holds them now (None: some rows are missing)."""
+        try:
+            return row_digests(self.vectors(rows))
+        except KeyError:
+            return None
+
     def _save_data(self, folder: Path) -> None:
-        self.client.flush(self.collection)  # the rows live in the Milvus database; the config reconnects
+        """The rows stay in the Milvus database; ``milvus_rows.json`` keeps the checksum of the rows this
+        index inserted, after checking that the collection still holds them."""
+        self.client.flush(self.collection)
+        rows = sampled_rows(len(self))
+        known = self._digests[rows]
+        stored = self.stored_digests(rows)
+        if stored is not None:
+            unknown = known == 0  # rows added to a reopened collection by another process
+            known[unknown] = stored[unknown]
+        if stored is None or not np.array_equal(known, stored):
+            raise ValueError(f"Milvus collection {self.collection!r} at {self.uri} no longer holds this index's "
+                             "rows (another build replaced or changed it): build the engine again, then save it")
+        checksum = {"collection": self.collection, "rows": len(self), "checked_rows": len(rows),
+                    "sha256": rows_checksum(known)}
+        (folder / CHECKSUM_FILE).write_text(json.dumps(checksum, indent=1) + "\n")
 
     @classmethod
-    def _load_data(cls, folder: Path, config: dict) -> "MilvusIndex":
-        index = cls(config["dim"], uri=config["uri"], collection=config["collection"],
-                    index_type=config["index_type"], index_params=config["index_params"],
-                    search_params=config["search_params"], create=False)
-        if not index.client.has_collection(index.collection) or len(index) != config["rows"]:
-            raise ValueError(f"Milvus collection {index.collection!r} at {index.uri} no longer holds the "
-                             f"{config['rows']} rows saved in {folder}: build the engine again")
+    def _load_data(cls, folder: Path, config: dict, uri: str | None = None) -> "MilvusIndex":
+        """Reconnect to the saved collection at ``uri`` (default: the saved ``uri`` only when it is this
+        cache's default Milvus Lite file) and check that it holds the saved rows (count and checksum)."""
+        saved_uri = str(config["uri"])
+        if uri is None:
+            if saved_uri != default_uri():
+                raise ValueError(f"{folder / 'index.json'} says the rows are in the Milvus database {saved_uri}, "
+                                 "which is not reopened unasked: pass index_uri= (CLI: --index-uri) with the "
+                                 "database to use")
+            uri = saved_uri
+        path = folder / CHECKSUM_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: the Milvus rows of {folder} cannot be checked; build the "
+                                    "engine again and save it")
+        saved = json.loads(path.read_text())
+        again = f"; build the engine saved in {folder.parent} again"
+        try:
+            index = cls(config["dim"], uri=uri, collection=config["collection"], index_type=config["index_type"],
+                        index_params=config["index_params"], search_params=config["search_params"], create=False)
+        except ValueError as error:
+            raise ValueError(f"{error}{again}") from None
+        rows = sampled_rows(config["rows"], saved["checked_rows"])
+        stored = index.stored_digests(rows) if len(index) == config["rows"] else None
+        if stored is None or rows_checksum(stored) != saved["sha256"]:
+            index.close()
+            raise ValueError(f"Milvus collection {index.collection!r} at {uri} no longer holds the {config['rows']:,} "
+                             f"rows saved in {folder} (another build replaced or changed it){again}")
+        index._digests[rows] = stored
         return index
 
     def close(self) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 from ..models.features import FeatureExtractor
 from ..models.pooling import PooledExtractor
 from ..models.weights import Weights, weights_from_word, weights_word
+from .backends import saved_arrays
 from .recipes import BASELINE, Recipe, recipe_from_word
 from .whitening import PCAWhitening, fuse
 
@@ -123,6 +124,5 @@ def load_pipeline(description: dict, folder: Path, extractor: FeatureExtractor |
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: the saved engine's recipe {recipe.name!r} whitens its "
                                     "features; save the engine again")
-        with np.load(path) as state:
-            pipeline.whitening = PCAWhitening.from_state(state)
+        pipeline.whitening = PCAWhitening.from_state(saved_arrays(path))
     return pipeline

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..data.catalogue import Catalogue
 from ..data.images import ImageError, load_rgb
-from ..data.remote import URL_MAX_BYTES, URL_TIMEOUT_S, photo_from_url
+from ..data.remote import URL_MAX_BYTES, URL_TIMEOUT_S, photo_from_url, shown_url
 from ..search.engine import SearchEngine
 
 #: Side, pixels, at which an uploaded photo is decoded to check it.
@@ -54,10 +54,11 @@ class Query:
         """The photo at web address ``url`` (http or https), fetched and decoded now.
 
         Raises :class:`~cbir_tutorial.data.remote.RemoteImageError` (an :class:`ImageError`) naming
-        ``url``: unreachable, too slow (``timeout_s``), too big (``max_bytes``), not an image.
+        ``url``: unreachable, too slow (``timeout_s``), too big (``max_bytes``), not an image. A password
+        in ``url`` is sent, never shown (the query's name and ``url`` are :func:`~cbir_tutorial.data.remote.shown_url`).
         """
-        url = str(url).strip()
-        return cls(image=photo_from_url(url, timeout_s=timeout_s, max_bytes=max_bytes), name=url, url=url)
+        name = shown_url(url)
+        return cls(image=photo_from_url(url, timeout_s=timeout_s, max_bytes=max_bytes), name=name, url=name)
 
     @property
     def is_upload(self) -> bool:

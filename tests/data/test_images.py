@@ -1,4 +1,5 @@
 import io
+import os
 
 import numpy as np
 import pytest
@@ -89,3 +90,62 @@ def test_truncated_missing_and_huge_files_raise(tmp_path, photo):
         load_rgb(bomb, 32)
     with pytest.raises(ValueError, match="resize='crop'"):
         load_rgb(photo, 32, "crop")
+
+
+EPS = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n%%EndComments\n"
+       b"newpath 0 0 moveto 8 0 lineto 8 8 lineto closepath fill\nshowpage\n%%EOF\n")
+
+
+def ztxt_bomb() -> bytes:
+    """A 4x4 PNG with a zTXt comment that inflates to 50 MB (past Pillow's text-chunk limit)."""
+    import struct
+    import zlib
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buffer, "PNG")
+    png = buffer.getvalue()
+    data = b"Comment\x00\x00" + zlib.compress(b"a" * 50_000_000, 9)
+    chunk = struct.pack(">I", len(data)) + b"zTXt" + data + struct.pack(">I", zlib.crc32(b"zTXt" + data))
+    return png[:33] + chunk + png[33:]  # after the 8-byte signature and the 25-byte IHDR chunk
+
+
+@pytest.mark.parametrize("kind", ["JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"])
+def test_the_formats_of_product_photos_are_decoded(tmp_path, kind):
+    path = save(Image.new("RGB", (8, 8), (200, 10, 10)), tmp_path / "photo.img", format=kind)
+    pixels = load_rgb(path)
+    assert pixels.shape == (8, 8, 3) and abs(int(pixels[..., 0].mean()) - 200) < 8
+
+
+@pytest.mark.parametrize("kind", ["PCX", "SGI", "PPM", "ICO", "DDS", "QOI"])
+def test_other_formats_are_refused_with_their_format_named(tmp_path, kind):
+    path = save(Image.new("RGB", (8, 8), (200, 10, 10)), tmp_path / "photo.jpg", format=kind)
+    with pytest.raises(ImageError) as refused:
+        load_rgb(path, 32)
+    assert str(refused.value) == (f"{path}: {kind} format, not one of the accepted image formats (JPEG, PNG, WEBP, "
+                                  "GIF, BMP, TIFF); convert it to JPEG or PNG")
+
+
+def test_an_eps_file_never_reaches_ghostscript(tmp_path, monkeypatch):
+    """A ``gs`` on the PATH that leaves a mark when run: an EPS is refused before anything runs it."""
+    bin_dir, mark = tmp_path / "bin", tmp_path / "gs-ran"
+    bin_dir.mkdir()
+    (bin_dir / "gs").write_text(f"#!/bin/sh\ntouch {mark}\nexit 1\n")
+    (bin_dir / "gs").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    path = tmp_path / "shoe.jpg"
+    path.write_bytes(EPS)
+    for source, name in ((path, str(path)), (EPS, "<uploaded bytes>"), (io.BytesIO(EPS), "<file object>")):
+        with pytest.raises(ImageError) as refused:
+            load_rgb(source, 32)
+        assert str(refused.value) == (f"{name}: EPS format, not one of the accepted image formats (JPEG, PNG, WEBP, "
+                                      "GIF, BMP, TIFF); convert it to JPEG or PNG")
+    assert not mark.exists()
+
+
+def test_a_png_text_bomb_is_an_image_error_naming_the_file(tmp_path):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(ztxt_bomb())
+    with pytest.raises(ImageError) as refused:
+        load_rgb(path, 32)
+    assert str(refused.value) == (f"{path}: corrupt or unsafe image (Decompressed data too large for "
+                                  "PngImagePlugin.MAX_TEXT_CHUNK)")

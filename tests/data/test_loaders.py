@@ -2,6 +2,7 @@
 
 import functools
 import http.server
+import os
 import shutil
 import threading
 import urllib.error
@@ -171,6 +172,32 @@ def test_fashion_products_repairs_extra_commas_and_drops_missing_images(tmp_path
     assert "kept 3 of 4" in out and "1 lines of styles.csv had extra commas" in out
 
 
+def test_fashion_products_keep_the_first_row_of_a_repeated_id(tmp_path, capsys):
+    (tmp_path / "images").mkdir()
+    photos = sample_photos(2)
+    for photo in photos:
+        shutil.copy(photo, tmp_path / "images" / photo.name)
+    a, b = (p.stem for p in photos)
+    lines = ["id,articleType,productDisplayName", f"{a},Tshirts,first", f"{b},Watches,other", f"{a},Tshirts,again"]
+    (tmp_path / "styles.csv").write_text("\n".join(lines) + "\n")
+    catalogue = load_fashion_products(tmp_path)
+    assert catalogue.table["id"].tolist() == [a, b] and catalogue.table["description"].tolist() == ["first", "other"]
+    assert capsys.readouterr().out == f"load_fashion_products({str(tmp_path)!r}): kept 2 of 3 listings; dropped 1 repeated ids\n"
+
+
+@pytest.mark.parametrize("content, said", [
+    (b"", "is empty: expected a CSV file with a header line and one line per product"),
+    (b"id,articleType\n1,Caf\xe9\n", ": not UTF-8 text (byte 20: invalid continuation byte); save it as UTF-8 CSV"),
+    (b"\xff\xfei\x00d\x00\n\x00", ": not UTF-8 text (byte 0: invalid start byte); save it as UTF-8 CSV"),
+])
+def test_a_broken_styles_csv_is_one_line_naming_it(tmp_path, content, said):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "styles.csv").write_bytes(content)
+    with pytest.raises(ValueError) as error:
+        load_fashion_products(tmp_path)
+    assert str(error.value) == f"{tmp_path / 'styles.csv'}{' ' if said.startswith('is') else ''}{said}"
+
+
 def test_fashion_products_missing_files_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_fashion_products(tmp_path / "nowhere")
@@ -311,6 +338,20 @@ def test_load_folder(tmp_path):
     assert table["description"].tolist() == ["c", "a", "b", "loose"]
     assert table["path"][2] == str(tmp_path.resolve() / "dresses" / "b.JPG")
     assert catalogue.n_dropped == 0
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_and_named(tmp_path, capsys):
+    (tmp_path / "shoes").mkdir()
+    (tmp_path / "shoes" / "a.jpg").write_bytes(b"")
+    os.makedirs(os.fsencode(tmp_path / "bags") + b"/caf\xe9")
+    with open(os.fsencode(tmp_path / "shoes") + b"/caf\xe9.jpg", "wb"), \
+            open(os.fsencode(tmp_path / "bags") + b"/caf\xe9/b.jpg", "wb"):
+        pass
+    catalogue = load_folder(tmp_path)
+    assert catalogue.table["id"].tolist() == ["shoes/a"]
+    line = (f"load_folder({str(tmp_path)!r}): kept 1 of 3 listings; dropped 2 whose file name is not UTF-8 "
+            "(such as b'bags/caf\\xe9/b.jpg'): rename them to include them")
+    assert catalogue.notes == (line,) and capsys.readouterr().out == line + "\n"
 
 
 def test_load_folder_missing_path_is_named(tmp_path):

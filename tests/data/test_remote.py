@@ -1,12 +1,13 @@
 """Query photos by web address, against a server on 127.0.0.1 (the ``photo_server`` fixture)."""
 
 import time
+import urllib.request
 
 import numpy as np
 import pytest
 
 from cbir_tutorial.data.images import ImageError, load_rgb
-from cbir_tutorial.data.remote import RemoteImageError, image_bytes_from_url, is_url
+from cbir_tutorial.data.remote import MAX_REDIRECTS, RemoteImageError, image_bytes_from_url, is_url, shown_url
 
 
 def test_a_photo_url_gives_the_photo_bytes(photo_server):
@@ -93,3 +94,45 @@ def test_is_url_tells_addresses_from_paths():
     assert is_url("https://example.com/a.jpg") and is_url("ftp://host/a.jpg") and is_url(" http://x/y ")
     assert not is_url("images/a.jpg") and not is_url("C:\\photos\\a.jpg") and not is_url(None)
     assert not is_url("photos/a://b.jpg") and not is_url("")
+
+
+def test_a_server_dripping_header_lines_is_cut_at_the_deadline(photo_server):
+    """One header line every 0.1 s for 5 s: each line comes in time, the headers never end in time."""
+    base, _ = photo_server
+    started = time.monotonic()
+    with pytest.raises(RemoteImageError) as error:
+        image_bytes_from_url(f"{base}/drip-headers.jpg", timeout_s=0.5)
+    assert str(error.value) == f"{base}/drip-headers.jpg: no answer within 0.5 s"
+    assert time.monotonic() - started < 1.5
+
+
+def test_a_few_redirects_are_followed_and_no_more(photo_server):
+    base, photo = photo_server
+    assert image_bytes_from_url(f"{base}/chain/{MAX_REDIRECTS - 1}") == photo.read_bytes()  # MAX_REDIRECTS hops
+    for path in (f"/chain/{MAX_REDIRECTS}", "/loop"):
+        with pytest.raises(RemoteImageError) as error:
+            image_bytes_from_url(f"{base}{path}")
+        assert str(error.value) == f"{base}{path}: more than {MAX_REDIRECTS} redirects; use the photo's own address"
+
+
+def test_a_redirect_to_another_scheme_is_refused_before_it_is_followed(photo_server, monkeypatch):
+    base, _ = photo_server
+    followed = []
+    monkeypatch.setattr(urllib.request.FTPHandler, "ftp_open", lambda self, req: followed.append(req))
+    with pytest.raises(RemoteImageError) as error:
+        image_bytes_from_url(f"{base}/to-ftp")
+    assert str(error.value) == f"{base}/to-ftp: redirected to ftp://127.0.0.1/photo.jpg, which is not an http(s) address"
+    assert followed == []
+
+
+def test_a_password_in_the_address_is_sent_and_never_shown(photo_server):
+    base, photo = photo_server
+    host = base.removeprefix("http://")
+    assert image_bytes_from_url(f"http://ann:s3cret@{host}/private.jpg") == photo.read_bytes()
+    for url in (f"http://ann:wrong@{host}/private.jpg", f"http://ann:s3cret@{host}/page.html",
+                f"http://ann:s3cret@{host}:notaport/x.jpg", f"ftp://ann:s3cret@{host}/x.jpg"):
+        with pytest.raises(RemoteImageError) as error:
+            image_bytes_from_url(url, timeout_s=2)
+        assert "s3cret" not in str(error.value) and "wrong" not in str(error.value)
+        assert str(error.value).startswith(shown_url(url) + ": ") and "://***@" in shown_url(url)
+    assert shown_url(f"http://{host}/a.jpg") == f"http://{host}/a.jpg"

@@ -1,5 +1,5 @@
-"""Backends behind one interface: exact numpy (float32, bfloat16, int8), FAISS and Milvus Lite agree on the
-sample's real features, with filters; engines save and reopen without extracting again."""
+"""Backends behind one interface: exact numpy (float32, bfloat16, int8) and FAISS agree on the sample's real
+features, with filters; engines save and reopen without extracting again (Milvus: test_milvus_index.py)."""
 
 from __future__ import annotations
 
@@ -11,46 +11,10 @@ import pytest
 
 from cbir_tutorial.search.backends import INDEXES, load_index, make_index
 from cbir_tutorial.search.exact import EuclideanIndex
+from top_k import QUERIES, assert_same_top_k, recall
 
 HAS_FAISS = importlib.util.find_spec("faiss") is not None
-HAS_MILVUS = importlib.util.find_spec("pymilvus") is not None and importlib.util.find_spec("milvus_lite") is not None
 needs_faiss = pytest.mark.skipif(not HAS_FAISS, reason='faiss is not installed (pip install ".[scale]")')
-needs_milvus = pytest.mark.skipif(not HAS_MILVUS, reason='pymilvus / milvus-lite not installed (pip install ".[scale]")')
-QUERIES = np.arange(0, 770, 7)  # 110 catalogue rows used as queries
-
-
-def recall(found: np.ndarray, reference: np.ndarray) -> float:
-    return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(found, reference)]))
-
-
-def assert_same_top_k(found, reference, atol=1e-5):
-    """Same rows at the same ranks, except that rows whose squared distances tie (within ``atol``) may swap.
-
-    Squared distances are compared: float32 rounding of ``‖q‖² + ‖x‖² − 2q·x`` is about 1e-7, which the
-    square root turns into 3e-4 for duplicate images (distance 0)."""
-    (d1, i1), (d2, i2) = found, reference
-    assert i1.shape == i2.shape
-    d1, d2 = d1.astype(np.float64) ** 2, d2.astype(np.float64) ** 2
-    np.testing.assert_allclose(d1, d2, atol=atol)
-    for q in range(len(i1)):
-        outside = ~np.isin(i1[q], i2[q])  # rows the reference cut off: only in a tie at the k-th distance
-        assert np.allclose(d1[q, outside], d2[q, -1], atol=atol), (q, i1[q], i2[q])
-        swapped = np.flatnonzero((i1[q] != i2[q]) & ~outside)
-        for rank in swapped:  # a swap only between near-equal distances
-            assert np.isclose(d2[q, rank], d2[q], atol=atol).sum() > 1, (q, rank)
-
-
-@pytest.fixture(scope="module")
-def features(sample_engine):
-    return sample_engine.features
-
-
-@pytest.fixture(scope="module")
-def priced_table(sample_engine):
-    """The sample's table with prices (the sample has none): a deterministic spread 10..990 and some unknown."""
-    table = sample_engine.catalogue.table.copy()
-    table["price"] = [("" if i % 11 == 0 else f"€{10 + (i * 37) % 981:,}") for i in range(len(table))]
-    return table
 
 
 @pytest.mark.parametrize("storage, max_share", [("bfloat16", 0.51), ("int8", 0.27)])
@@ -133,66 +97,6 @@ def test_saved_index_answers_identically(features, tmp_path, name, options):
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.fixture(scope="module")
-def milvus(features, priced_table, tmp_path_factory):
-    """A Milvus Lite database in a temporary folder (removed with it), FLAT index: exact."""
-    from cbir_tutorial.search.milvus_index import MilvusIndex
-
-    uri = str(tmp_path_factory.mktemp("milvus") / "test.db")
-    index = MilvusIndex.build(features, metadata=priced_table, uri=uri, collection="sample")
-    yield index
-    index.close()
-
-
-@needs_milvus
-def test_milvus_lite_matches_numpy_with_filters_and_expressions(features, priced_table, milvus):
-    from cbir_tutorial.search.filters import Filters
-
-    exact = make_index("exact", features)
-    queries = features[QUERIES]
-    assert len(milvus) == len(features)
-    assert_same_top_k(milvus.search(queries, 10, exclude=QUERIES), exact.search(queries, 10, exclude=QUERIES))
-    allowed = np.arange(len(features)) % 3 == 0
-    assert_same_top_k(milvus.search(queries, 10, allowed=allowed), exact.search(queries, 10, allowed=allowed))
-    for filters in (Filters(gender="Women"), Filters(category="Watches", price=(100.0, 700.0)),
-                    Filters(gender="Men", category="Tshirts", price=(0.0, 500.0))):
-        mask = filters.mask(priced_table)
-        assert 10 < mask.sum() < len(mask)
-        found = milvus.search(queries, 10, exclude=QUERIES, where=filters.milvus_expression())
-        assert mask[found[1]].all()
-        assert_same_top_k(found, exact.search(queries, 10, exclude=QUERIES, allowed=mask))
-    np.testing.assert_array_equal(milvus.vectors([3, 700]), features[[3, 700]])
-
-
-@needs_milvus
-def test_milvus_lite_batches_are_cut_to_bound_its_memory(features, milvus, monkeypatch):
-    import cbir_tutorial.search.milvus_index as milvus_module
-
-    assert milvus_module.is_lite(milvus.uri) and not milvus_module.is_lite("http://localhost:19530")
-    queries = features[QUERIES]
-    whole = milvus.search(queries, 10, exclude=QUERIES)
-    requests = []
-    search = milvus.client.search
-    monkeypatch.setattr(milvus.client, "search", lambda *a, **kw: requests.append(len(kw["data"])) or search(*a, **kw))
-    monkeypatch.setattr(milvus_module, "LITE_SEARCH_BYTES", 3 * 4 * len(milvus) * milvus.dim)  # 3 queries a request
-    cut = milvus.search(queries, 10, exclude=QUERIES)
-    assert max(requests) == 3 and sum(requests) == len(queries)
-    np.testing.assert_array_equal(cut[1], whole[1])
-    np.testing.assert_allclose(cut[0], whole[0])
-
-
-@needs_milvus
-def test_engine_saved_with_milvus_reopens_and_answers_identically(sample_engine, milvus, tmp_path):
-    from cbir_tutorial import SearchEngine
-
-    engine = SearchEngine(sample_engine.catalogue, sample_engine.pipeline, milvus)
-    folder = engine.save(tmp_path / "engine")
-    again = SearchEngine.load(folder, extractor=sample_engine.extractor)
-    assert again.index.get_config() == milvus.get_config()
-    pd.testing.assert_frame_equal(again.search(12, 10), engine.search(12, 10))
-    pd.testing.assert_frame_equal(again.search(12, 10), sample_engine.search(12, 10), check_exact=False, atol=1e-5)
-
-
 def test_engine_saves_and_reopens_without_extraction(sample_engine, tmp_path):
     from cbir_tutorial import SearchEngine
 
@@ -266,3 +170,43 @@ def test_rows_of_another_dimension_are_refused_by_add(features, name):
     with pytest.raises(ValueError, match=f"features have 7 dimensions, the index has {features.shape[1]}"):
         index.add(np.zeros((2, 7), dtype=np.float32))
     assert len(index) == 20
+
+
+def test_a_saved_array_file_holding_objects_is_refused_naming_it(sample_engine, tmp_path):
+    from cbir_tutorial import SearchEngine
+
+    folder = SearchEngine(sample_engine.catalogue, sample_engine.extractor, sample_engine.features).save(tmp_path / "e")
+    gallery = folder / "index" / "gallery.npz"
+    with open(gallery, "wb") as file:  # a pickled object where the vectors were
+        np.savez(file, gallery=np.array([{"run": "code"}], dtype=object), sq_norms=np.zeros(1))
+    with pytest.raises(ValueError) as refused:
+        SearchEngine.load(folder, extractor=sample_engine.extractor)
+    assert str(refused.value) == (f"{gallery}: not an array file written by save (Object arrays cannot be loaded "
+                                  "when allow_pickle=False); save it again")
+
+
+def test_saving_over_an_engine_never_leaves_the_folder_missing_nor_old_temporaries(sample_engine, tmp_path,
+                                                                                   monkeypatch):
+    """A killed save left ``.engine.<dead pid>.tmp``: the next save removes it (not a live process's), and
+    the folder always holds a whole engine while it is replaced."""
+    import os
+    import subprocess
+    import sys
+
+    from cbir_tutorial import SearchEngine
+    from cbir_tutorial.search.engine import ENGINE_FILE
+
+    folder = tmp_path / "engine"
+    SearchEngine(sample_engine.catalogue, sample_engine.extractor, sample_engine.features).save(folder)
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead, alive = tmp_path / f".engine.{int(finished.stdout)}.tmp", tmp_path / f".engine.{os.getppid()}.tmp"
+    for leftover in (dead, alive):
+        (leftover / "index").mkdir(parents=True)
+    seen = []
+    replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (replace(a, b), seen.append((folder / ENGINE_FILE).is_file())))
+    small = sample_engine.catalogue.subset(np.arange(100))
+    SearchEngine(small, sample_engine.extractor, sample_engine.features[:100]).save(folder)
+    monkeypatch.undo()
+    assert all(seen) and len(SearchEngine.load(folder, extractor=sample_engine.extractor)) == 100
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["engine", alive.name])

@@ -1,0 +1,75 @@
+"""The sample's real features for the index tests, and Milvus databases to run the Milvus tests against."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def features(sample_engine):
+    return sample_engine.features
+
+
+@pytest.fixture(scope="module")
+def priced_table(sample_engine):
+    """The sample's table with prices (the sample has none): a deterministic spread 10..990 and some unknown."""
+    table = sample_engine.catalogue.table.copy()
+    table["price"] = [("" if i % 11 == 0 else f"€{10 + (i * 37) % 981:,}") for i in range(len(table))]
+    return table
+
+
+#: A running Milvus server to test against instead of starting one (e.g. ``http://127.0.0.1:19530``).
+MILVUS_URI_ENV = "CBIR_TUTORIAL_MILVUS_URI"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory):
+    """The URI of a real Milvus server: ``$CBIR_TUTORIAL_MILVUS_URI``, or a standalone server started once per
+    session from the ``milvus`` package (embedded Milvus 2.3, in the dev extra), its data in a temporary
+    folder, on a free port; stopped at the end. Skips, saying why, where no server can start."""
+    import importlib.util
+    import os
+
+    if os.environ.get(MILVUS_URI_ENV):
+        yield os.environ[MILVUS_URI_ENV]
+        return
+    if importlib.util.find_spec("pymilvus") is None:
+        pytest.skip('pymilvus is not installed (pip install ".[scale]")')
+    try:
+        from milvus import MilvusServer
+    except ImportError:
+        pytest.skip(f'no Milvus server: the package milvus (pip install ".[dev]") is not installed and '
+                    f"{MILVUS_URI_ENV} is not set")
+    server = MilvusServer()
+    server.set_base_dir(str(tmp_path_factory.mktemp("milvus_server")))
+    server.listen_port = _free_port()
+    try:
+        server.wait_started = lambda: MilvusServer.wait_started(server, timeout=90_000)
+        server.start()
+    except Exception as error:  # the embedded binary cannot run here (platform, ports, memory)
+        server.stop()
+        pytest.skip(f"the embedded Milvus server did not start ({type(error).__name__}: {error})")
+    try:
+        yield f"http://127.0.0.1:{server.listen_port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module", params=["lite", "server"])
+def milvus_uri(request, tmp_path_factory):
+    """Where the Milvus tests store their rows: a Milvus Lite file in a temporary folder, or the server."""
+    import importlib.util
+
+    if importlib.util.find_spec("pymilvus") is None or importlib.util.find_spec("milvus_lite") is None:
+        pytest.skip('pymilvus / milvus-lite not installed (pip install ".[scale]")')
+    if request.param == "server":
+        return request.getfixturevalue("milvus_server")
+    return str(tmp_path_factory.mktemp("milvus") / "test.db")
