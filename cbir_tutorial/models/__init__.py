@@ -7,8 +7,9 @@ from .._lazy import lazy_exports
 
 _EXPORTS = {
     "BACKBONES": ".backbones", "Backbone": ".backbones", "WeightsUnavailableError": ".backbones",
-    "backbone_spec": ".backbones", "feature_model": ".backbones",
-    "Extraction": ".features", "FeatureExtractor": ".features",
+    "BackboneChoice": ".backbones", "OFFLINE_BACKBONE": ".backbones", "backbone_spec": ".backbones",
+    "feature_model": ".backbones", "IMAGENET": ".weights", "weights_from_word": ".weights",
+    "Extraction": ".features", "FeatureExtractor": ".features", "available_extractor": ".features",
     "FeatureStore": ".feature_store", "image_key": ".feature_store",
 }
 __all__ = sorted(_EXPORTS)

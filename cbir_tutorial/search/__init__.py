@@ -1,9 +1,12 @@
-"""Search: index backends (exact numpy, FAISS, Milvus) over L2-normalised features, and the engine that queries them with images."""
+"""Search: recipes fitted into pipelines (image → vector), index backends (exact numpy, FAISS, Milvus) over
+L2-normalised features, and the engine that puts a catalogue, a pipeline and an index together."""
 
 from .._lazy import lazy_exports
 
-_EXPORTS = {"EuclideanIndex": ".exact", "SearchEngine": ".engine", "RESULT_COLUMNS": ".engine",
-            "Index": ".backends", "INDEXES": ".backends", "make_index": ".backends", "load_index": ".backends",
+_EXPORTS = {"SearchEngine": ".engine", "RESULT_COLUMNS": ".engine", "Recipe": ".recipes", "RECIPES": ".recipes",
+            "recipe_from_word": ".recipes", "Pipeline": ".pipeline", "EuclideanIndex": ".exact",
+            "ExpandedIndex": ".expansion", "Index": ".backends", "INDEXES": ".backends",
+            "SEARCH_BACKENDS": ".backends", "make_index": ".backends", "load_index": ".backends",
             "FaissIndex": ".faiss_index", "MilvusIndex": ".milvus_index", "Filters": ".filters", "ALL": ".filters"}
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
