@@ -118,11 +118,12 @@ def keras_application(spec: Backbone, weights: Weights, **options):
         raise
 
 
-def feature_model(name: str, weights: Weights = IMAGENET, seed: int = 0):
+def feature_model(name: str, weights: Weights = IMAGENET, seed: int = 0, input_size: int | None = None):
     """A Keras model from preprocessed ``(B, S, S, 3)`` images to ``(B, D)`` features of the feature layer.
 
     ``weights``: ``"imagenet"``, ``None``/``"random"`` (random init, reproducible with ``seed``) or a
-    weights file path. Raises :class:`WeightsUnavailableError` when ImageNet weights can be neither
+    weights file path. ``input_size``: S, default the backbone's own (VGG16 keeps 224: its fc1 fixes it).
+    Raises :class:`WeightsUnavailableError` when ImageNet weights can be neither
     found nor downloaded.
     """
     spec = backbone_spec(name)
@@ -130,7 +131,8 @@ def feature_model(name: str, weights: Weights = IMAGENET, seed: int = 0):
     keras = keras_module()
     if weights is None:
         keras.utils.set_random_seed(seed)
-    shape = (spec.input_size, spec.input_size, 3)
+    size = spec.input_size if input_size is None or spec.name == "vgg16" else int(input_size)
+    shape = (size, size, 3)
     if spec.name in ("efficientnet_lite0", "efficientnet_lite2"):
         from . import efficientnet_lite
 
