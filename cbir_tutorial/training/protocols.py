@@ -147,11 +147,13 @@ def altered_copy(image: np.ndarray, kind: str, rng: np.random.Generator) -> np.n
     return np.asarray(out, dtype=np.uint8)
 
 
-def altered_copies(images: np.ndarray, kind: str, seed: int = 0) -> np.ndarray:
-    """``(N, H, W, 3)`` uint8 → ``(N, H, W, 3)`` uint8, each image through :func:`altered_copy` (``kind``),
-    drawn from ``seed`` and the kind only."""
-    rng = np.random.default_rng([seed, ALTERATIONS.index(kind) if kind in ALTERATIONS else 99])
-    return np.stack([altered_copy(image, kind, rng) for image in images]) if len(images) else np.asarray(images)
+def altered_copies(images, kind: str, seed: int = 0) -> list[np.ndarray]:
+    """Each ``(H, W, 3)`` uint8 image of ``images`` (sizes may differ) through :func:`altered_copy` (``kind``),
+    drawn from ``seed`` and the kind only, so every model is queried with the same altered photos."""
+    if kind not in ALTERATIONS:
+        raise ValueError(f"alteration {kind!r}: use one of {ALTERATIONS}")
+    rng = np.random.default_rng([seed, ALTERATIONS.index(kind)])
+    return [altered_copy(image, kind, rng) for image in images]
 
 
 def instance_recall_at_k(mask: np.ndarray, k: int) -> float:

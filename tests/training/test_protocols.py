@@ -79,11 +79,11 @@ def photos(sample_dir):
 
 @pytest.mark.parametrize("kind", ALTERATIONS)
 def test_altered_copies_change_the_photo_and_are_seeded(photos, kind):
-    out = altered_copies(photos, kind, seed=0)
+    out = np.stack(altered_copies(photos, kind, seed=0))
     assert out.shape == photos.shape and out.dtype == np.uint8
     assert (np.abs(out.astype(int) - photos).reshape(4, -1).mean(axis=1) > 3).all()
-    np.testing.assert_array_equal(out, altered_copies(photos, kind, seed=0))
-    assert not np.array_equal(out, altered_copies(photos, kind, seed=1))
+    np.testing.assert_array_equal(out, np.stack(altered_copies(photos, kind, seed=0)))
+    assert not np.array_equal(out, np.stack(altered_copies(photos, kind, seed=1)))
 
 
 def test_scale_leaves_a_white_border(photos):
@@ -91,6 +91,13 @@ def test_scale_leaves_a_white_border(photos):
     assert (out[0] == 255).all() or (out[-1] == 255).all() or (out[:, 0] == 255).all()
     with pytest.raises(ValueError, match="alteration"):
         altered_copy(photos[0], "blur", np.random.default_rng(0))
+    with pytest.raises(ValueError, match="alteration"):
+        altered_copies(photos, "blur")
+
+
+def test_altered_copies_keep_each_photos_own_size(photos):
+    mixed = [photos[0], photos[1][:40, :30]]
+    assert [a.shape for a in altered_copies(mixed, "crop")] == [(64, 64, 3), (40, 30, 3)]
 
 
 def test_farfetch_pairs_join_the_two_photos_of_a_listing(tmp_path, sample_dir):
