@@ -2,7 +2,8 @@
 
 The folders follow the pipeline: ``data`` (catalogues, image decoding, derived categories) →
 ``models`` (backbones, feature extraction) → ``search`` (the index and the engine) → ``evaluation``
-(precision@K, MAP@K) → ``ui`` (figures, the explorer); ``lessons`` holds what only the notebooks use,
+(precision@K, MAP@K) → ``training`` (metric learning, fine-tuning, evaluation protocols) → ``ui``
+(figures, the explorer); ``lessons`` holds what only the notebooks use,
 ``choices`` turns the words users write into objects, ``cli`` is the command line.
 
 Importing the package does not load TensorFlow: that happens when the first model is built.
