@@ -275,7 +275,8 @@ def run_train(args) -> None:
     for line in result.skipped:
         print(f"  skipped {line}")
     print(f"best epoch {result.best_epoch} of {len(result.history)}: validation MAP@{settings.k} "
-          f"{result.best_val_map:.4f}{' (stopped early)' if result.stopped_early else ''}")
+          f"{result.best_val_map:.4f} (frozen {settings.backbone} features: {result.frozen_val_map:.4f})"
+          f"{' (stopped early)' if result.stopped_early else ''}")
     print(f"Trained model written to {Path(args.out).expanduser().resolve()}")
     if split is not None:
         from .training.report import protocol_report

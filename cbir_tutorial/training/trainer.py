@@ -97,12 +97,14 @@ class TrainingSettings:
 @dataclass
 class TrainingResult:
     """What a run did: ``history`` (one dict per epoch: ``epoch``, ``phase``, ``loss``, ``val_map``,
-    ``seconds``), the ``best_epoch`` and its ``best_val_map``, and ``folder`` (the saved trained model)."""
+    ``seconds``), the ``best_epoch`` and its ``best_val_map``, ``frozen_val_map`` (the backbone's own
+    features on the same validation split, before any training) and ``folder`` (the saved trained model)."""
 
     folder: Path
     history: list[dict] = field(default_factory=list)
     best_epoch: int = -1
     best_val_map: float = -1.0
+    frozen_val_map: float = float("nan")
     stopped_early: bool = False
     skipped: list[str] = field(default_factory=list)
 
@@ -128,6 +130,19 @@ class _LossScale:
         self.on = on
         self.scale = tf.Variable(2.0 ** 15 if on else 1.0, trainable=False, dtype=tf.float32)
         self.good = tf.Variable(0, trainable=False, dtype=tf.int64)
+
+    def after_finite_step(self) -> None:
+        if self.on:
+            tf = tensorflow_module()
+            self.good.assign_add(1)
+            double = self.good >= 1000
+            self.scale.assign(tf.where(double, self.scale * 2, self.scale))
+            self.good.assign(tf.where(double, tf.constant(0, tf.int64), self.good))
+
+    def after_overflow(self) -> None:
+        if self.on:
+            self.scale.assign(self.scale / 2)
+            self.good.assign(0)
 
 
 class Trainer:
@@ -202,17 +217,11 @@ class Trainer:
                     count = len(groups[n][0])
                     groups[n][1].apply_gradients(zip(grads[start:start + count], groups[n][0]))
                     start += count
-                if self.loss_scale.on:
-                    self.loss_scale.good.assign_add(1)
-                    double = self.loss_scale.good >= 1000
-                    self.loss_scale.scale.assign(tf.where(double, self.loss_scale.scale * 2, self.loss_scale.scale))
-                    self.loss_scale.good.assign(tf.where(double, tf.constant(0, tf.int64), self.loss_scale.good))
+                self.loss_scale.after_finite_step()
                 return tf.constant(True)
 
             def skip():
-                if self.loss_scale.on:
-                    self.loss_scale.scale.assign(self.loss_scale.scale / 2)
-                    self.loss_scale.good.assign(0)
+                self.loss_scale.after_overflow()
                 return tf.constant(False)
 
             tf.cond(finite, apply, skip)
@@ -220,13 +229,17 @@ class Trainer:
 
         self._steps = {phase: tf.function(lambda i, l, sd, p=phase: step(i, l, sd, p)) for phase in (False, True)}
         self._embed = tf.function(lambda images: model(preprocess(tf.cast(images, tf.float32)), training=False))
+        pooled = keras.Model(model.input, model.get_layer("embedding").input)
+        self._pooled = tf.function(lambda images: pooled(preprocess(tf.cast(images, tf.float32)), training=False))
 
     # --------------------------------------------------------------------------------------------
-    def validation_map(self) -> float:
-        """Leave-one-out MAP@k of the current model on the validation split (no augmentation)."""
+    def validation_map(self, frozen: bool = False) -> float:
+        """Leave-one-out MAP@k of the current model on the validation split (no augmentation); ``frozen``: of
+        the backbone's pooled features instead (what the search engine uses without training)."""
         batch = default_batch_size()
         images = self.pixels[self.validation_rows]
-        embeddings = np.concatenate([np.asarray(self._embed(images[i:i + batch]), dtype=np.float32)
+        embed = self._pooled if frozen else self._embed
+        embeddings = np.concatenate([np.asarray(embed(images[i:i + batch]), dtype=np.float32)
                                      for i in range(0, len(images), batch)])
         return category_map_at_k(embeddings, self.validation_labels, self.settings.k)
 
@@ -252,23 +265,18 @@ class Trainer:
 
     def _save_checkpoint(self, result: TrainingResult, bad_epochs: int) -> None:
         meta = {"settings": asdict(self.settings), "history": result.history, "best_epoch": result.best_epoch,
-                "best_val_map": result.best_val_map, "bad_epochs": bad_epochs}
+                "best_val_map": result.best_val_map, "frozen_val_map": result.frozen_val_map, "bad_epochs": bad_epochs}
         buffer = io.BytesIO()
         np.savez(buffer, meta=np.array(json.dumps(meta)), **self._state())
         atomic_write_bytes(self.out / CHECKPOINT_FILE, buffer.getvalue())
 
     def _load_checkpoint(self, result: TrainingResult) -> int:
         """Restore the last complete epoch; returns the epochs without improvement so far."""
+        meta = resumable_checkpoint(self.out, self.settings, resume=True)
         with np.load(self.out / CHECKPOINT_FILE) as state:
-            meta = json.loads(str(state["meta"]))
-            saved = TrainingSettings(**meta["settings"])
-            differing = [f.name for f in fields(TrainingSettings) if f.name not in RESUMABLE_CHANGES
-                         and getattr(saved, f.name) != getattr(self.settings, f.name)]
-            if differing:
-                raise ValueError(f"{self.out / CHECKPOINT_FILE} was made with other settings ({', '.join(differing)}); "
-                                 "resume with the same ones or train into another folder")
             self._restore(state)
         result.history, result.best_epoch, result.best_val_map = meta["history"], meta["best_epoch"], meta["best_val_map"]
+        result.frozen_val_map = meta["frozen_val_map"]
         return int(meta["bad_epochs"])
 
     def _description(self, result: TrainingResult) -> dict:
@@ -276,7 +284,8 @@ class Trainer:
         return {"backbone": s.backbone, "input_size": self.size, "resize": s.resize, "embedding_dim": s.embedding_dim,
                 "loss": s.loss, "settings": asdict(s), "classes": [str(c) for c in self.classes],
                 "n_train": int(len(self.train_rows)), "n_validation": int(len(self.validation_rows)),
-                "best_epoch": result.best_epoch, "val_map_at_k": result.best_val_map, "history": result.history}
+                "best_epoch": result.best_epoch, "val_map_at_k": result.best_val_map,
+                "frozen_val_map_at_k": result.frozen_val_map, "history": result.history}
 
     def run(self, *, resume: bool = False) -> TrainingResult:
         """Train, saving the best epoch to ``out`` and a checkpoint after each epoch; ``resume``: carry on from
@@ -288,11 +297,12 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         result = TrainingResult(self.out, skipped=self.skipped)
         bad_epochs = 0
-        if (self.out / CHECKPOINT_FILE).is_file():
-            if not resume:
-                raise ValueError(f"{self.out} already holds a training checkpoint: resume it (--resume) "
-                                 "or train into another folder")
+        if resumable_checkpoint(self.out, s, resume) is not None:
             bad_epochs = self._load_checkpoint(result)
+        else:
+            result.frozen_val_map = self.validation_map(frozen=True)
+            if self.progress:
+                print(f"validation MAP@{s.k} of the frozen {s.backbone} features: {result.frozen_val_map:.4f}")
         start = len(result.history)
         for epoch in range(start, s.epochs):
             if bad_epochs >= s.patience:
@@ -330,6 +340,27 @@ class Trainer:
         return result
 
 
+def resumable_checkpoint(out, settings: TrainingSettings, resume: bool) -> dict | None:
+    """The metadata of ``out``'s checkpoint (None when there is none); ValueError when there is one and
+    ``resume`` is off, or when it was made with other settings than ``settings`` (but for
+    :data:`RESUMABLE_CHANGES`). Reads no weights: cheap enough to call before building a model."""
+    path = Path(out).expanduser() / CHECKPOINT_FILE
+    if not path.is_file():
+        return None
+    if not resume:
+        raise ValueError(f"{path.parent} already holds a training checkpoint: resume it (--resume) "
+                         "or train into another folder")
+    with np.load(path) as state:
+        meta = json.loads(str(state["meta"]))
+    saved, settings = TrainingSettings(**meta["settings"]), settings.checked()
+    differing = [f.name for f in fields(TrainingSettings) if f.name not in RESUMABLE_CHANGES
+                 and getattr(saved, f.name) != getattr(settings, f.name)]
+    if differing:
+        raise ValueError(f"{path} was made with other settings ({', '.join(differing)}); "
+                         "resume with the same ones or train into another folder")
+    return meta
+
+
 def save_trained_history(out: Path, result: TrainingResult) -> None:
     """Rewrite ``out``'s ``trained.json`` with the run's whole history (the weights stay the best epoch's)."""
     from ..models.trained import TRAINED_FILE, read_trained
@@ -343,4 +374,6 @@ def train(catalogue: Catalogue, out, settings: TrainingSettings | None = None, *
           progress: bool = True) -> TrainingResult:
     """Fine-tune on ``catalogue`` into ``out`` (see :class:`Trainer`); ``settings`` default
     :meth:`TrainingSettings.for_this_machine`."""
-    return Trainer(catalogue, settings or TrainingSettings.for_this_machine(), out, progress=progress).run(resume=resume)
+    settings = settings or TrainingSettings.for_this_machine()
+    resumable_checkpoint(out, settings, resume)  # a refusal comes before the minutes of building the model
+    return Trainer(catalogue, settings, out, progress=progress).run(resume=resume)

@@ -37,7 +37,7 @@ def test_train_then_resume_matches_a_straight_run(shop, tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
     assert main(["train", "--catalogue", str(shop), *TINY, "--epochs", "2", "--out", str(split), "--resume"]) == 0
     out = capsys.readouterr().out
-    assert "best epoch" in out and "Trained model written to" in out
+    assert "best epoch" in out and "frozen efficientnet_lite0 features" in out and "Trained model written to" in out
     a, b = read_trained(split), read_trained(straight)
     assert [h["epoch"] for h in a["history"]] == [1, 2]
     assert [h["loss"] for h in a["history"]] == pytest.approx([h["loss"] for h in b["history"]], rel=1e-4)

@@ -5,7 +5,7 @@ import pytest
 
 from cbir_tutorial.models.trained import TRAINED_FILE, TrainedExtractor, read_trained
 from cbir_tutorial.training.model import block_names, freeze_all_but_last_blocks, trainable_model
-from cbir_tutorial.training.trainer import CHECKPOINT_FILE, Trainer, TrainingSettings, train
+from cbir_tutorial.training.trainer import CHECKPOINT_FILE, Trainer, TrainingSettings, decoded_images, train
 
 
 @pytest.fixture(scope="module")
@@ -50,24 +50,11 @@ def test_a_run_saves_a_model_that_embeds(straight_run, tiny_catalogue):
     info = read_trained(out)
     assert info["loss"] == "multi-similarity" and info["input_size"] == 32 and len(info["history"]) == 2
     assert info["best_epoch"] == result.best_epoch and info["n_validation"] > 0
+    assert 0 < result.frozen_val_map <= 1 and info["frozen_val_map_at_k"] == result.frozen_val_map
     extractor = TrainedExtractor(out)
     features = extractor.extract(tiny_catalogue.paths[:4], cache=False, progress=False).features
     assert features.shape == (4, 16)
     np.testing.assert_allclose(np.linalg.norm(features, axis=1), 1.0, atol=1e-5)
-
-
-def test_warm_up_leaves_the_backbone_and_batchnorm_alone(tiny_catalogue, tmp_path):
-    trainer = Trainer(tiny_catalogue, tiny(loss="proxy-anchor", epochs=1), tmp_path, progress=False)
-    model = trainer.net.model
-    before = {w.path: np.asarray(w).copy() for w in model.weights}
-    trainer.run()
-    assert changed_weights(before, model) and all(p.startswith("embedding/") for p in changed_weights(before, model))
-
-    trainer.settings = tiny(loss="proxy-anchor", epochs=2)
-    trainer.run(resume=True)
-    changed = changed_weights(before, model)
-    assert any(p.startswith("block15_") for p in changed) and any(p.startswith("top_conv") for p in changed)
-    assert not any("_bn/" in p or p.startswith("block0_") for p in changed)
 
 
 def changed_weights(before, model):
@@ -76,13 +63,21 @@ def changed_weights(before, model):
 
 def test_resume_continues_as_an_uninterrupted_run(straight_run, tiny_catalogue, tmp_path):
     straight, result = straight_run
-    first = train(tiny_catalogue, tmp_path, tiny(loss="multi-similarity", epochs=1), progress=False)
-    assert len(first.history) == 1
+    first = Trainer(tiny_catalogue, tiny(loss="multi-similarity", epochs=1), tmp_path, progress=False)
+    before = {w.path: np.asarray(w).copy() for w in first.net.model.weights}
+    assert len(first.run().history) == 1
+    warmed_up = changed_weights(before, first.net.model)  # the warm-up epoch trains the new layer only
+    assert warmed_up and all(p.startswith("embedding/") for p in warmed_up)
     with pytest.raises(ValueError, match="resume"):
         train(tiny_catalogue, tmp_path, tiny(loss="multi-similarity"), progress=False)
     with pytest.raises(ValueError, match="embedding_dim"):
         train(tiny_catalogue, tmp_path, tiny(loss="multi-similarity", embedding_dim=8), resume=True, progress=False)
-    resumed = train(tiny_catalogue, tmp_path, tiny(loss="multi-similarity"), resume=True, progress=False)
+
+    second = Trainer(tiny_catalogue, tiny(loss="multi-similarity"), tmp_path, progress=False)
+    resumed = second.run(resume=True)
+    changed = changed_weights(before, second.net.model)  # then the last blocks, never BatchNorm or early blocks
+    assert any(p.startswith("block15_") for p in changed) and any(p.startswith("top_conv") for p in changed)
+    assert not any("_bn/" in p or p.startswith("block0_") for p in changed)
     assert [h["epoch"] for h in resumed.history] == [1, 2]
     for a, b in zip(resumed.history, result.history):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4) and a["val_map"] == pytest.approx(b["val_map"], abs=1e-6)
@@ -101,3 +96,36 @@ def test_early_stopping_and_bad_settings(tiny_catalogue, tmp_path):
         TrainingSettings(epochs=0).checked()
     with pytest.raises(ValueError, match="loss"):
         TrainingSettings(loss="contrastive").checked()
+
+
+def test_float16_training_scales_the_loss_and_stays_finite(tiny_catalogue, tmp_path):
+    trainer = Trainer(tiny_catalogue, tiny(mixed_precision="float16"), tmp_path, progress=False)
+    assert trainer.precision == "mixed_float16"
+    assert trainer.net.model.get_layer("top_conv").compute_dtype == "float16"
+    assert trainer.net.model.get_layer("embedding").compute_dtype == "float32"
+    result = trainer.run()
+    scale = float(trainer.loss_scale.scale.numpy())
+    assert np.log2(scale) == int(np.log2(scale)) and 1 <= scale <= 2 ** 15
+    assert all(np.isfinite(h["loss"]) for h in result.history)
+    assert all(np.isfinite(np.asarray(v)).all() for v in trainer.net.head + trainer.net.backbone)
+
+
+def test_unreadable_photos_are_left_out_with_their_reason(sample_catalogue, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not really")
+    pixels, kept, reasons = decoded_images([sample_catalogue.paths[0], str(broken), sample_catalogue.paths[1]], 24,
+                                           "squash")
+    assert pixels.shape == (2, 24, 24, 3) and pixels.dtype == np.uint8
+    assert kept.tolist() == [True, False, True] and len(reasons) == 1 and "broken.jpg" in reasons[0]
+
+
+def test_presets_follow_the_machine(monkeypatch):
+    from cbir_tutorial.training import trainer
+
+    gpu, cpu = TrainingSettings(), TrainingSettings.cpu()
+    assert gpu.classes_per_batch * gpu.images_per_class == 64 and cpu.classes_per_batch * cpu.images_per_class == 32
+    assert gpu.mixed_precision == "auto" and cpu.epochs < gpu.epochs
+    monkeypatch.setattr(trainer, "gpus", lambda: [])
+    assert TrainingSettings.for_this_machine(seed=3) == TrainingSettings.cpu(seed=3)
+    monkeypatch.setattr(trainer, "gpus", lambda: ["GPU:0"])
+    assert TrainingSettings.for_this_machine(seed=3) == TrainingSettings(seed=3)
