@@ -48,13 +48,34 @@ def protocol_report(catalogue: Catalogue, split: ProtocolSplit, trained: str | o
         fitted = ProjectionHead(frozen.feature_dim, seed=seed).fit(train_features, labels[split.train])
         models["projection head"] = (frozen, fitted.transform)
     models[f"fine-tuned ({fine_tuned.info.get('loss', '?')})"] = (fine_tuned, lambda f: f)
-    rows = []
+    rows, computed = [], {}
     for name, (extractor, transform) in models.items():
-        gallery = transform(extractor.extract(test_paths, cache=cache, progress=progress).features)
+        if id(extractor) not in computed:  # the head reuses the frozen features of the same photos
+            computed[id(extractor)] = (extractor.extract(test_paths, cache=cache, progress=progress).features,
+                                       {kind: _features_of_photos(extractor, photos) for kind, photos in queries.items()})
+        gallery_features, query_features = computed[id(extractor)]
+        gallery = transform(gallery_features)
         row = {"model": name, "protocol": split.name, "n_test": len(test_paths),
                f"map_at_{k}": category_map_at_k(gallery, labels[split.test], k)}
-        for kind, photos in queries.items():
-            found = instance_retrieval(transform(_features_of_photos(extractor, photos)), gallery, items, items)
+        for kind, features in query_features.items():
+            found = instance_retrieval(transform(features), gallery, items, items)
             row.update({f"{kind}_{key}": value for key, value in found.items()})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def photo_pair_retrieval(extractor, pairs: pd.DataFrame, *, ks=(1, 10), transform=None, cache=True,
+                         progress: bool = False) -> dict[str, float]:
+    """Instance Recall@K from one photo of a listing to the other: ``pairs`` with columns ``id``,
+    ``model_path`` (the queries) and ``cutout_path`` (the gallery), as
+    :func:`~.protocols.farfetch_photo_pairs` returns. ``extractor``: any feature extractor (frozen or
+    trained); ``transform``: optional ``(N, D) → (N, d)`` on its features (a projection head).
+    Pairs with an unreadable photo are left out; ``n_pairs`` says how many were scored."""
+    queries = extractor.extract(pairs["model_path"].tolist(), cache=cache, progress=progress)
+    gallery = extractor.extract(pairs["cutout_path"].tolist(), cache=cache, progress=progress)
+    both = queries.kept & gallery.kept
+    transform = transform or (lambda f: f)
+    query_features = transform(queries.features[both[queries.kept]])
+    gallery_features = transform(gallery.features[both[gallery.kept]])
+    ids = pairs["id"].to_numpy().astype(str)[both]
+    return {"n_pairs": int(both.sum()), **instance_retrieval(query_features, gallery_features, ids, ids, ks)}

@@ -109,3 +109,16 @@ def test_farfetch_pairs_join_the_two_photos_of_a_listing(tmp_path, sample_dir):
     assert len(pairs) > 10 and pairs["id"].is_unique
     assert (pairs["model_path"] != pairs["cutout_path"]).all()
     assert pairs["model_path"].str.contains("model").all() and pairs["cutout_path"].str.contains("cutout").all()
+
+
+def test_model_photo_to_cutout_retrieval(tmp_path, sample_dir, lite_extractor):
+    from farfetch_layout import build_farfetch_layout
+
+    from cbir_tutorial.training.report import photo_pair_retrieval
+
+    pairs = farfetch_photo_pairs(build_farfetch_layout(tmp_path / "farfetch", sample_dir, n_listings=30))
+    found = photo_pair_retrieval(lite_extractor, pairs, cache=False)
+    assert found["n_pairs"] <= len(pairs) and found["n_pairs"] >= 20  # the layout's few unreadable files are left out
+    assert 0.5 < found["recall@1"] <= found["recall@10"] <= 1  # the "model photo" is the cut-out mirrored
+    shuffled = pairs.assign(cutout_path=pairs["cutout_path"].sample(frac=1, random_state=0).to_numpy())
+    assert photo_pair_retrieval(lite_extractor, shuffled, cache=False)["recall@1"] < found["recall@1"]

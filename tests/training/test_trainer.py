@@ -99,7 +99,7 @@ def test_early_stopping_and_bad_settings(tiny_catalogue, tmp_path):
 
 
 def test_float16_training_scales_the_loss_and_stays_finite(tiny_catalogue, tmp_path):
-    trainer = Trainer(tiny_catalogue, tiny(mixed_precision="float16"), tmp_path, progress=False)
+    trainer = Trainer(tiny_catalogue, tiny(mixed_precision="float16", epochs=1), tmp_path, progress=False)
     assert trainer.precision == "mixed_float16"
     assert trainer.net.model.get_layer("top_conv").compute_dtype == "float16"
     assert trainer.net.model.get_layer("embedding").compute_dtype == "float32"
