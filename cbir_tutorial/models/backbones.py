@@ -122,7 +122,7 @@ def feature_model(name: str, weights: Weights = IMAGENET, seed: int = 0, input_s
     """A Keras model from preprocessed ``(B, S, S, 3)`` images to ``(B, D)`` features of the feature layer.
 
     ``weights``: ``"imagenet"``, ``None``/``"random"`` (random init, reproducible with ``seed``) or a
-    weights file path. ``input_size``: S, default the backbone's own (VGG16 keeps 224: its fc1 fixes it).
+    weights file path. ``input_size``: S, default the backbone's own (VGG16 only takes 224: its fc1 fixes it).
     Raises :class:`WeightsUnavailableError` when ImageNet weights can be neither
     found nor downloaded.
     """
@@ -131,7 +131,9 @@ def feature_model(name: str, weights: Weights = IMAGENET, seed: int = 0, input_s
     keras = keras_module()
     if weights is None:
         keras.utils.set_random_seed(seed)
-    size = spec.input_size if input_size is None or spec.name == "vgg16" else int(input_size)
+    size = spec.input_size if input_size is None else int(input_size)
+    if spec.name == "vgg16" and size != spec.input_size:
+        raise ValueError(f"input_size={input_size}: VGG16's fc1 layer needs {spec.input_size} px inputs")
     shape = (size, size, 3)
     if spec.name in ("efficientnet_lite0", "efficientnet_lite2"):
         from . import efficientnet_lite

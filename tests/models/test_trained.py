@@ -74,3 +74,10 @@ def test_missing_or_wrong_folders_say_what_is_wrong(tiny_model, tmp_path):
     (tmp_path / "m" / TRAINED_FILE).write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         read_trained(tmp_path / "m")
+
+
+def test_vgg16_refuses_another_input_size():
+    from cbir_tutorial.models.backbones import feature_model
+
+    with pytest.raises(ValueError, match="224"):
+        feature_model("vgg16", None, input_size=64)
