@@ -78,8 +78,9 @@ class TrainingSettings:
     def cpu(cls, **changes) -> "TrainingSettings":
         """A preset for a laptop's CPU: batches of 8×4, the last 2 blocks, 12 epochs (1 of warm-up).
 
-        Measured: 390 sample photos (the train side of the unseen-products split), 224 px, 12 epochs of 10
-        batches took 24 minutes on 2 cores shared with other work (about 45 s an epoch once traced)."""
+        Measured on 2 cores: 390 sample photos (the train side of the unseen-products split), 224 px, 12
+        epochs of 10 batches took 8 minutes (multi-similarity) to 24 minutes (Proxy-Anchor, while the cores
+        were shared with other work)."""
         return replace(cls(classes_per_batch=8, images_per_class=4, trainable_blocks=2, epochs=12, warmup_epochs=1,
                            patience=4), **changes)
 
