@@ -3,8 +3,9 @@
 The folders follow the pipeline, each layer importing only from those before it: ``data`` (catalogues,
 image decoding, prices, derived categories) → ``models`` (backbones, weights, feature extraction) →
 ``search`` (recipes, pipelines, index backends, the engine) → ``evaluation`` (precision@K, MAP@K,
-comparison tables) → ``ui`` (figures, the explorer); ``lessons`` holds what only the notebooks use,
-``cli`` is the command line. The names below are the public API (``docs/api.md`` lists them).
+comparison tables) → ``training`` (metric learning, fine-tuning, evaluation protocols) → ``ui`` (figures,
+the explorer); ``lessons`` holds what only the notebooks use, ``cli`` is the command line. The names
+below are the public API (``docs/api.md`` lists them).
 
 Importing the package does not load TensorFlow: that happens when the first model is built.
 """

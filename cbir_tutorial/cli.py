@@ -1,4 +1,4 @@
-"""Command line: ``python -m cbir_tutorial demo | search | evaluate``."""
+"""Command line: ``python -m cbir_tutorial demo | search | evaluate | train``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ from .data.loaders import FORMATS
 from .models.backbones import BACKBONES, OFFLINE_BACKBONE
 from .search.backends import SEARCH_BACKENDS
 
+#: The --loss and --protocol choices (cbir_tutorial.training.losses.LOSSES, without importing TensorFlow).
+LOSS_NAMES = ("proxy-anchor", "multi-similarity")
+PROTOCOL_NAMES = ("none", "unseen-products", "unseen-categories")
+
 
 class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
@@ -24,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
                                      description="Fashion image search engine (content-based image retrieval).")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def common(p):
+    def catalogue_options(p):
         p.add_argument("--catalogue", default="auto",
                        help="auto (Farfetch when attached on Kaggle, else the sample), sample, farfetch or a folder")
         p.add_argument("--format", default="auto", help=f"the folder's layout: {', '.join(FORMATS)}")
@@ -37,9 +41,12 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--limit", type=int, default=None, help="use a random subset of this many products")
         p.add_argument("--k", type=int, default=10)
         p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
-        p.add_argument("--index", default="exact", help=f"search backend: {' | '.join(SEARCH_BACKENDS)}")
+
+    def common(p):
+        catalogue_options(p)
         p.add_argument("--recipe", default="baseline",
                        help="a named recipe: baseline (default), best, ... (see cbir_tutorial.search.recipes)")
+        p.add_argument("--index", default="exact", help=f"search backend: {' | '.join(SEARCH_BACKENDS)}")
         p.add_argument("--index-uri", default=None,
                        help="--index milvus: a Milvus server URI (default: a Milvus Lite file in the cache)")
 
@@ -63,6 +70,25 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     evaluate.add_argument("--half", default="all", choices=("all", "tuning", "report"),
                           help="evaluate on the products with even ids (tuning) or odd ids (report) only")
+
+    train = sub.add_parser("train", help="fine-tune a backbone's last blocks and an embedding on the catalogue's "
+                                         "categories (metric learning); saves a trained model folder")
+    catalogue_options(train)
+    train.set_defaults(backbone=OFFLINE_BACKBONE)
+    train.add_argument("--out", required=True, help="the folder of the trained model (and its checkpoint)")
+    train.add_argument("--loss", default="proxy-anchor", help=" or ".join(LOSS_NAMES))
+    train.add_argument("--epochs", type=int, default=None, help="most epochs (early stopping may end sooner)")
+    train.add_argument("--resume", action="store_true", help="carry on from the checkpoint in --out")
+    train.add_argument("--preset", default="auto", choices=("auto", "cpu", "gpu"),
+                       help="settings sized for this machine (auto), a CPU or a GPU")
+    train.add_argument("--protocol", default="none",
+                       help=f"{' | '.join(PROTOCOL_NAMES)}: train on one side only and report the other, next "
+                            "to the frozen backbone and a projection head")
+    train.add_argument("--embedding-dim", type=int, default=None)
+    train.add_argument("--trainable-blocks", type=int, default=None, help="backbone blocks fine-tuned (0: none)")
+    train.add_argument("--image-size", type=int, default=None, help="input pixels (default: the backbone's)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
 
@@ -226,6 +252,52 @@ def run_evaluate(args) -> None:
     print(scores.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
+def run_train(args) -> None:
+    from dataclasses import replace
+
+    from .data.images import resize_from_word
+    from .models.weights import weights_from_word, weights_word
+    from .training.trainer import TrainingSettings, train
+
+    if args.loss.strip().lower().replace("_", "-") not in LOSS_NAMES:
+        raise CLIError(f"--loss {args.loss!r} is not supported; use one of: {', '.join(LOSS_NAMES)}")
+    if args.protocol not in PROTOCOL_NAMES:
+        raise CLIError(f"--protocol {args.protocol!r} is not supported; use one of: {', '.join(PROTOCOL_NAMES)}")
+    weights = weights_word(weights_from_word(args.weights, "--weights"))
+    preset = {"auto": TrainingSettings.for_this_machine, "cpu": TrainingSettings.cpu,
+              "gpu": TrainingSettings}[args.preset]()
+    changes = {"backbone": args.backbone, "weights": weights, "loss": args.loss, "k": args.k, "seed": args.seed,
+               "resize": resize_from_word(args.resize, "--resize"), "epochs": args.epochs,
+               "embedding_dim": args.embedding_dim, "trainable_blocks": args.trainable_blocks,
+               "image_size": args.image_size}
+    settings = replace(preset, **{key: value for key, value in changes.items() if value is not None})
+    catalogue = _catalogue(args)
+    split = None
+    if args.protocol != "none":
+        from .training.protocols import unseen_categories_split, unseen_products_split
+
+        split = (unseen_products_split if args.protocol == "unseen-products" else unseen_categories_split)(
+            catalogue.labels, seed=args.seed)
+        print(split)
+    training = catalogue if split is None else catalogue.subset(split.train)
+    if (training.labels != "").sum() == 0:
+        raise CLIError(f"--catalogue {args.catalogue}: no product has a category: training needs labels")
+    result = train(training, args.out, settings, resume=args.resume, progress=not args.no_progress)
+    for line in result.skipped:
+        print(f"  skipped {line}")
+    print(f"best epoch {result.best_epoch} of {len(result.history)}: validation MAP@{settings.k} "
+          f"{result.best_val_map:.4f} (frozen {settings.backbone} features: {result.frozen_val_map:.4f})"
+          f"{' (stopped early)' if result.stopped_early else ''}")
+    print(f"Trained model written to {Path(args.out).expanduser().resolve()}")
+    if split is not None:
+        from .training.report import protocol_report
+
+        report = protocol_report(catalogue, split, args.out, backbone=settings.backbone, k=settings.k,
+                                 cache=not args.no_cache, seed=args.seed, progress=not args.no_progress)
+        (Path(args.out) / "report.json").write_text(report.to_json(orient="records", indent=1) + "\n")
+        print(report.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 user error)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -234,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     from .data.images import ImageError
 
     try:
-        {"demo": run_demo, "search": run_search, "evaluate": run_evaluate}[args.command](args)
+        {"demo": run_demo, "search": run_search, "evaluate": run_evaluate, "train": run_train}[args.command](args)
     except (CLIError, ValueError, FileNotFoundError, ImageError, WeightsUnavailableError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

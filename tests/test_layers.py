@@ -100,7 +100,8 @@ def test_the_layer_reader_sees_relative_imports_at_module_level_and_inside_funct
     assert "cbir_tutorial.data.images" in graph["cbir_tutorial.models.features"]
 
 
-@pytest.mark.parametrize("code", ["import cbir_tutorial.search, cbir_tutorial.data\n"
+@pytest.mark.parametrize("code", ["import cbir_tutorial.search, cbir_tutorial.data, cbir_tutorial.training\n"
+                                  "import cbir_tutorial.training.protocols, cbir_tutorial.training.sampler\n"
                                   "from cbir_tutorial import SearchEngine, evaluate, load_catalogue, map_at_k",
                                   "from cbir_tutorial.cli import main\n"
                                   "try:\n    main(['--help'])\nexcept SystemExit:\n    pass"])

@@ -132,21 +132,27 @@ def keras_application(spec: Backbone, weights: Weights, **options):
         raise
 
 
-def feature_model(name: str, weights: Weights = IMAGENET, seed: int = 0):
+def feature_model(name: str, weights: Weights = IMAGENET, seed: int = 0, input_size: int | None = None):
     """A Keras model from preprocessed ``(B, S, S, 3)`` images to ``(B, D)`` features of the feature layer.
 
     ``weights``: ``"imagenet"``, ``None``/``"random"`` (random init, reproducible with ``seed``) or a
-    weights file path. Raises :class:`WeightsUnavailableError` when ImageNet weights can be neither
-    found nor downloaded, ValueError naming the file for a weights file that is not this backbone's
-    Keras weights (not HDF5, another format, other layers).
+    weights file path. ``input_size``: S, default the backbone's own (a backbone whose features come
+    from its classifier head, VGG16's ``fc1``, takes its own size only). Raises
+    :class:`WeightsUnavailableError` when ImageNet weights can be neither found nor downloaded,
+    ValueError naming the file for a weights file that is not this backbone's Keras weights (not HDF5,
+    another format, other layers).
     """
     spec = backbone_spec(name)
     weights = weights_from_word(weights)
     keras = keras_module()
     if weights is None:
         keras.utils.set_random_seed(seed)
+    size = spec.input_size if input_size is None else int(input_size)
+    if spec.include_top and size != spec.input_size:
+        raise ValueError(f"input_size={input_size}: {spec.title}'s {spec.feature_layer} layer needs "
+                         f"{spec.input_size} px inputs")
     try:
-        return _feature_model(spec, weights, keras)
+        return _feature_model(spec, weights, keras, size)
     except FileNotFoundError:
         raise
     except (OSError, ValueError) as error:  # h5py: not HDF5; Keras: another format or other layers
@@ -157,10 +163,9 @@ def feature_model(name: str, weights: Weights = IMAGENET, seed: int = 0):
                          ".weights.h5 file saved with model.save_weights(), 'imagenet' or 'random'") from None
 
 
-def _feature_model(spec: Backbone, weights: Weights, keras):
-    """``spec``'s body cut at its feature layer (``avg_pool`` added after a body that has none)."""
-    body = keras_application(spec, weights, include_top=spec.include_top,
-                             input_shape=(spec.input_size, spec.input_size, 3))
+def _feature_model(spec: Backbone, weights: Weights, keras, size: int):
+    """``spec``'s body at ``size`` px, cut at its feature layer (``avg_pool`` added after a body that has none)."""
+    body = keras_application(spec, weights, include_top=spec.include_top, input_shape=(size, size, 3))
     names = {layer.name for layer in body.layers}
     if spec.feature_layer in names:
         return keras.Model(body.input, body.get_layer(spec.feature_layer).output, name=f"{spec.name}_{spec.feature_layer}")

@@ -10,7 +10,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -131,7 +131,7 @@ class FeatureExtractor:
         self.resize = resize_from_word(resize)
         self.workers = workers or min(8, (os.cpu_count() or 2) + 1)
         self.seed = seed
-        self.model = _model_in_policy(self.spec.name, self.weights, seed, self.precision)
+        self.model = built_in_policy(lambda: feature_model(self.spec.name, self.weights, seed=seed), self.precision)
         self._infer = _compiled_inference(self.model, self.spec)
 
     @property
@@ -281,17 +281,18 @@ def _compacted(out: np.ndarray, kept: np.ndarray) -> np.ndarray:
     return out[:len(rows)]
 
 
-def _model_in_policy(backbone: str, weights: Weights, seed: int, policy: str | None):
-    """The feature model, its layers built under the dtype ``policy``; Keras's global policy is restored."""
+def built_in_policy(build: Callable, policy: str | None):
+    """``build()``'s model, its layers built under the Keras dtype ``policy`` (None: float32); Keras's global
+    policy is restored."""
     if policy is None:
-        return feature_model(backbone, weights, seed=seed)
+        return build()
     from .runtime import keras_module
 
     keras = keras_module()
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
     try:
-        return feature_model(backbone, weights, seed=seed)
+        return build()
     finally:
         keras.config.set_dtype_policy(previous)
 

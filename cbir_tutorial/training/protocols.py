@@ -1,0 +1,199 @@
+"""Honest evaluation protocols for a trained model: what it learned, and how far that carries.
+
+* :func:`unseen_categories_split` - train on some categories, test on the others (never seen);
+* :func:`unseen_products_split` - in every category, train on some products, test on the others;
+* :func:`validation_split` - carved from the training side only, for early stopping and every setting;
+* instance retrieval - find the same product from an altered photo (:func:`altered_copies`) or, on
+  Farfetch, from its model photo to its cut-out (:func:`farfetch_photo_pairs`), scored with
+  :func:`instance_recall_at_k`.
+
+Splits are drawn from the labels and a seed only, never from scores.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageEnhance
+
+ALTERATIONS = ("crop", "colour", "scale")
+
+
+@dataclass
+class ProtocolSplit:
+    """Two disjoint ``(N,)`` bool masks over a catalogue, ``train`` and ``test``, and the categories each
+    holds. Unlabelled ("") products are in neither."""
+
+    name: str
+    train: np.ndarray
+    test: np.ndarray
+    train_categories: list[str]
+    test_categories: list[str]
+
+    def __repr__(self) -> str:
+        return (f"ProtocolSplit({self.name!r}: train {int(self.train.sum())} products of "
+                f"{len(self.train_categories)} categories, test {int(self.test.sum())} of "
+                f"{len(self.test_categories)})")
+
+
+def _categories(labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(labels as str (N,), category names (sorted), their sizes)``, the empty label left out."""
+    labels = np.asarray(labels, dtype=object).astype(str)
+    names, counts = np.unique(labels[labels != ""], return_counts=True)
+    return labels, names, counts
+
+
+def _split(name: str, labels: np.ndarray, test: np.ndarray) -> ProtocolSplit:
+    train = (labels != "") & ~test
+    return ProtocolSplit(name, train, test, sorted(set(labels[train])), sorted(set(labels[test])))
+
+
+def unseen_categories_split(labels, *, test_fraction: float = 0.5, min_size: int = 2, seed: int = 0) -> ProtocolSplit:
+    """Whole categories to the test side: ``test_fraction`` of those with at least ``min_size`` products
+    (so each test product has a relevant item), drawn with ``seed``; every other labelled product trains.
+    At least one category stays on each side."""
+    labels, names, counts = _categories(labels)
+    usable = names[counts >= min_size]
+    if len(usable) < 2:
+        raise ValueError(f"need 2 or more categories with {min_size}+ products, found {len(usable)}")
+    n_test = min(len(usable) - 1, max(1, round(test_fraction * len(usable))))
+    test_names = np.random.default_rng(seed).permutation(usable)[:n_test]
+    return _split("unseen categories", labels, np.isin(labels, test_names))
+
+
+def unseen_products_split(labels, *, test_fraction: float = 0.5, min_size: int = 4, seed: int = 0) -> ProtocolSplit:
+    """In each category with at least ``min_size`` products, ``test_fraction`` of them (at least 2, at
+    least 2 left to train) to the test side, drawn with ``seed``; smaller categories train whole."""
+    labels, names, counts = _categories(labels)
+    rng = np.random.default_rng(seed)
+    test = np.zeros(len(labels), dtype=bool)
+    for name, count in zip(names, counts):
+        if count < max(min_size, 4):
+            continue
+        rows = rng.permutation(np.flatnonzero(labels == name))
+        test[rows[:min(count - 2, max(2, round(test_fraction * count)))]] = True
+    if not test.any():
+        raise ValueError(f"no category has {max(min_size, 4)}+ products: nothing to hold out")
+    return _split("unseen products of seen categories", labels, test)
+
+
+def validation_split(labels, within, *, fraction: float = 0.2, by: str = "products",
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, validation)`` ``(N,)`` bool masks that split the ``within`` mask (the training side) only.
+
+    ``by="products"``: :func:`unseen_products_split` of the training products (the validation set has
+    held-out products of training categories); ``by="categories"``: :func:`unseen_categories_split`
+    (whole training categories held out, to choose settings for the unseen-categories protocol).
+    """
+    within = np.asarray(within, dtype=bool)
+    labels = np.asarray(labels, dtype=object).astype(str)
+    if by not in ("products", "categories"):
+        raise ValueError(f"by={by!r}: use 'products' or 'categories'")
+    split = (unseen_products_split if by == "products" else unseen_categories_split)(
+        labels[within], test_fraction=fraction, seed=seed)
+    train, validation = np.zeros(len(labels), dtype=bool), np.zeros(len(labels), dtype=bool)
+    train[np.flatnonzero(within)[split.train]] = True
+    validation[np.flatnonzero(within)[split.test]] = True
+    return train, validation
+
+
+def category_map_at_k(features: np.ndarray, labels, k: int = 10) -> float:
+    """Leave-one-out MAP@k inside one gallery: every product whose category has another member queries
+    the rest (see :func:`cbir_tutorial.evaluation.metrics.evaluate`); ``features`` ``(N, D)``."""
+    from ..evaluation.metrics import evaluate
+    from ..search.exact import EuclideanIndex
+
+    scores = evaluate(EuclideanIndex(np.asarray(features, dtype=np.float32)), labels, k)
+    if len(scores) == 0:
+        raise ValueError("no category has 2 or more products: nothing to evaluate")
+    return float(scores.iloc[0].map_at_k)
+
+
+# --------------------------------------------------------------------------------------------------
+# Instance retrieval
+
+
+def altered_copy(image: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """``(H, W, 3)`` uint8 → the same photo altered, same shape and dtype.
+
+    ``"crop"``: a random window of 55-80 % of each side, resized back; ``"colour"``: hue turned by 15-45°
+    either way, saturation × 0.6-1.4, brightness × 0.75-1.25; ``"scale"``: shrunk to 45-75 % and pasted at
+    a random place on white (the product smaller in the frame).
+    """
+    picture = Image.fromarray(np.asarray(image, dtype=np.uint8))
+    w, h = picture.size
+    if kind == "crop":
+        cw, ch = (max(1, round(s * rng.uniform(0.55, 0.8))) for s in (w, h))
+        x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        out = picture.crop((x, y, x + cw, y + ch)).resize((w, h), Image.Resampling.BILINEAR)
+    elif kind == "colour":
+        hsv = np.asarray(picture.convert("HSV")).copy()
+        turn = rng.uniform(15, 45) * rng.choice([-1, 1]) * 256 / 360
+        hsv[..., 0] = ((hsv[..., 0].astype(np.int32) + round(turn)) % 256).astype(np.uint8)
+        out = Image.fromarray(hsv, "HSV").convert("RGB")
+        out = ImageEnhance.Color(out).enhance(rng.uniform(0.6, 1.4))
+        out = ImageEnhance.Brightness(out).enhance(rng.uniform(0.75, 1.25))
+    elif kind == "scale":
+        s = rng.uniform(0.45, 0.75)
+        sw, sh = max(1, round(w * s)), max(1, round(h * s))
+        out = Image.new("RGB", (w, h), (255, 255, 255))
+        out.paste(picture.resize((sw, sh), Image.Resampling.BILINEAR),
+                  (int(rng.integers(0, w - sw + 1)), int(rng.integers(0, h - sh + 1))))
+    else:
+        raise ValueError(f"alteration {kind!r}: use one of {ALTERATIONS}")
+    return np.asarray(out, dtype=np.uint8)
+
+
+def altered_copies(images, kind: str, seed: int = 0) -> list[np.ndarray]:
+    """Each ``(H, W, 3)`` uint8 image of ``images`` (sizes may differ) through :func:`altered_copy` (``kind``),
+    drawn from ``seed`` and the kind only, so every model is queried with the same altered photos."""
+    if kind not in ALTERATIONS:
+        raise ValueError(f"alteration {kind!r}: use one of {ALTERATIONS}")
+    rng = np.random.default_rng([seed, ALTERATIONS.index(kind)])
+    return [altered_copy(image, kind, rng) for image in images]
+
+
+def instance_recall_at_k(mask: np.ndarray, k: int) -> float:
+    """Share of queries with at least one relevant item in the top ``k``: ``mask`` ``(Q, K ≥ k)`` bool.
+
+    This is Recall@K as metric learning reports it (a hit rate: 1 for a query as soon as one relevant
+    item shows up), not :func:`cbir_tutorial.evaluation.metrics.recall_at_k`, the share of all R relevant
+    items found.
+    """
+    mask = np.atleast_2d(np.asarray(mask, dtype=bool))
+    if not 1 <= k <= mask.shape[1]:
+        raise ValueError(f"k={k}: need 1 <= k <= {mask.shape[1]} (the results retrieved per query)")
+    return float(mask[:, :k].any(axis=1).mean())
+
+
+def instance_retrieval(query_features: np.ndarray, gallery_features: np.ndarray, query_items, gallery_items,
+                       ks=(1, 10)) -> dict[str, float]:
+    """``{"recall@1": ..., "recall@10": ...}``: :func:`instance_recall_at_k` of the queries ``(Q, D)`` against
+    the gallery ``(N, D)``; a result is relevant when its item id equals the query's."""
+    from ..evaluation.metrics import relevance_mask
+    from ..search.exact import EuclideanIndex
+
+    k = min(max(ks), len(gallery_features))
+    _, found = EuclideanIndex(np.asarray(gallery_features, dtype=np.float32)).search(
+        np.asarray(query_features, dtype=np.float32), k)
+    mask = relevance_mask(np.asarray(query_items, dtype=object).astype(str),
+                          np.asarray(gallery_items, dtype=object).astype(str)[found])
+    return {f"recall@{k_}": instance_recall_at_k(mask, min(k_, k)) for k_ in ks}
+
+
+def farfetch_photo_pairs(root: str | os.PathLike | None = None, **options) -> pd.DataFrame:
+    """The Farfetch listings that have both photos: columns ``id, model_path, cutout_path, category``
+    (the model photo is the query, the cut-out of the same listing the one relevant item).
+
+    ``root`` and ``options`` as :func:`cbir_tutorial.data.loaders.load_farfetch` takes them.
+    """
+    from ..data.loaders import load_farfetch
+
+    model = load_farfetch(root, "model", **options).table[["id", "path", "category"]]
+    cutout = load_farfetch(root, "cutout", **options).table[["id", "path"]]
+    pairs = model.merge(cutout, on="id", suffixes=("_model", "_cutout"))
+    return pairs.rename(columns={"path_model": "model_path", "path_cutout": "cutout_path"})[
+        ["id", "model_path", "cutout_path", "category"]]

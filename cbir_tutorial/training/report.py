@@ -1,0 +1,81 @@
+"""The side-by-side report of a protocol: frozen backbone, projection head and fine-tuned model on its test side."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from ..data.catalogue import Catalogue
+from ..data.images import load_rgb
+from .protocols import ALTERATIONS, ProtocolSplit, altered_copies, category_map_at_k, instance_retrieval
+
+
+def _features_of_photos(extractor, photos: list[np.ndarray]) -> np.ndarray:
+    pixels = np.stack([load_rgb(Image.fromarray(p), extractor.input_size, extractor.resize) for p in photos])
+    return np.concatenate([extractor.features_of_pixels(pixels[i:i + extractor.batch_size])
+                           for i in range(0, len(pixels), extractor.batch_size)])
+
+
+def protocol_report(catalogue: Catalogue, split: ProtocolSplit, trained: str | os.PathLike, *,
+                    backbone: str = "efficientnet_lite0", k: int = 10, alterations=ALTERATIONS, head: bool = True,
+                    cache=True, seed: int = 0, progress: bool = False) -> pd.DataFrame:
+    """MAP@k and instance Recall@1 / @10 on ``split``'s test side, one row per model: the frozen
+    ``backbone`` (ImageNet), a :class:`~cbir_tutorial.models.projection_head.ProjectionHead` trained on the
+    frozen features of the train side (``head``), and the fine-tuned model in the folder ``trained``.
+
+    Columns: ``model, protocol, n_test, map_at_k`` (leave-one-out inside the test gallery) and, for each
+    alteration, ``<kind>_recall@1`` / ``<kind>_recall@10`` (the test photos altered are the queries, the
+    originals the gallery, the same product the one relevant item). Test and train images must be readable.
+    """
+    from ..models.features import FeatureExtractor
+    from ..models.projection_head import ProjectionHead
+    from ..models.trained import TrainedExtractor
+
+    labels = catalogue.labels.astype(str)
+    test_paths = [catalogue.paths[i] for i in np.flatnonzero(split.test)]
+    items = catalogue.table["id"].to_numpy()[split.test].astype(str)
+    originals = [load_rgb(p) for p in test_paths]
+    queries = {kind: altered_copies(originals, kind, seed) for kind in alterations}
+    frozen = FeatureExtractor(backbone)
+    fine_tuned = TrainedExtractor(trained)
+    models = {f"frozen {frozen.backbone}": (frozen, lambda f: f)}
+    if head:
+        train_paths = [catalogue.paths[i] for i in np.flatnonzero(split.train)]
+        train_features = frozen.extract(train_paths, cache=cache, progress=progress).features
+        fitted = ProjectionHead(frozen.feature_dim, seed=seed).fit(train_features, labels[split.train])
+        models["projection head"] = (frozen, fitted.transform)
+    models[f"fine-tuned ({fine_tuned.info.get('loss', '?')})"] = (fine_tuned, lambda f: f)
+    rows, computed = [], {}
+    for name, (extractor, transform) in models.items():
+        if id(extractor) not in computed:  # the head reuses the frozen features of the same photos
+            computed[id(extractor)] = (extractor.extract(test_paths, cache=cache, progress=progress).features,
+                                       {kind: _features_of_photos(extractor, photos) for kind, photos in queries.items()})
+        gallery_features, query_features = computed[id(extractor)]
+        gallery = transform(gallery_features)
+        row = {"model": name, "protocol": split.name, "n_test": len(test_paths),
+               f"map_at_{k}": category_map_at_k(gallery, labels[split.test], k)}
+        for kind, features in query_features.items():
+            found = instance_retrieval(transform(features), gallery, items, items)
+            row.update({f"{kind}_{key}": value for key, value in found.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def photo_pair_retrieval(extractor, pairs: pd.DataFrame, *, ks=(1, 10), transform=None, cache=True,
+                         progress: bool = False) -> dict[str, float]:
+    """Instance Recall@K from one photo of a listing to the other: ``pairs`` with columns ``id``,
+    ``model_path`` (the queries) and ``cutout_path`` (the gallery), as
+    :func:`~.protocols.farfetch_photo_pairs` returns. ``extractor``: any feature extractor (frozen or
+    trained); ``transform``: optional ``(N, D) → (N, d)`` on its features (a projection head).
+    Pairs with an unreadable photo are left out; ``n_pairs`` says how many were scored."""
+    queries = extractor.extract(pairs["model_path"].tolist(), cache=cache, progress=progress)
+    gallery = extractor.extract(pairs["cutout_path"].tolist(), cache=cache, progress=progress)
+    both = queries.kept & gallery.kept
+    transform = transform or (lambda f: f)
+    query_features = transform(queries.features[both[queries.kept]])
+    gallery_features = transform(gallery.features[both[gallery.kept]])
+    ids = pairs["id"].to_numpy().astype(str)[both]
+    return {"n_pairs": int(both.sum()), **instance_retrieval(query_features, gallery_features, ids, ids, ks)}

@@ -1,0 +1,73 @@
+import json
+
+import numpy as np
+import pytest
+
+from cbir_tutorial.cli import main
+from cbir_tutorial.models.trained import read_trained
+from cbir_tutorial.training.trainer import CHECKPOINT_FILE
+
+TINY = ["--format", "folder", "--preset", "cpu", "--image-size", "32", "--embedding-dim", "8", "--no-progress",
+        "--loss", "multi-similarity"]
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory, sample_catalogue):
+    """A folder catalogue of 3 categories × 8 real photos (category = sub-folder)."""
+    root = tmp_path_factory.mktemp("shop")
+    table = sample_catalogue.table
+    for category in ("Tshirts", "Watches", "Handbags"):
+        (root / category).mkdir()
+        for path in table.loc[table["category"] == category, "path"].iloc[:8]:
+            (root / category / path.rsplit("/", 1)[-1]).write_bytes(open(path, "rb").read())
+    return root
+
+
+def checkpoint(folder):
+    with np.load(folder / CHECKPOINT_FILE) as state:
+        return {k: state[k] for k in state.files if k != "meta"}
+
+
+def test_train_then_resume_matches_a_straight_run(shop, tmp_path, capsys):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert main(["train", "--catalogue", str(shop), *TINY, "--epochs", "2", "--out", str(straight)]) == 0
+    assert main(["train", "--catalogue", str(shop), *TINY, "--epochs", "1", "--out", str(split)]) == 0
+    assert len(read_trained(split)["history"]) == 1
+    assert main(["train", "--catalogue", str(shop), *TINY, "--epochs", "2", "--out", str(split)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["train", "--catalogue", str(shop), *TINY, "--epochs", "2", "--out", str(split), "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "best epoch" in out and "frozen efficientnet_lite0 features" in out and "Trained model written to" in out
+    a, b = read_trained(split), read_trained(straight)
+    assert [h["epoch"] for h in a["history"]] == [1, 2]
+    assert [h["loss"] for h in a["history"]] == pytest.approx([h["loss"] for h in b["history"]], rel=1e-4)
+    got, expected = checkpoint(split), checkpoint(straight)
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--loss", "triplet"], "--loss 'triplet' is not supported"),
+    (["--protocol", "unseen-shops"], "--protocol 'unseen-shops' is not supported"),
+    (["--backbone", "alexnet"], "Unknown backbone"),
+])
+def test_train_errors_are_one_line(shop, tmp_path, capsys, options, message):
+    status = main(["train", "--catalogue", str(shop), "--format", "folder", "--out", str(tmp_path / "m"), *options])
+    err = capsys.readouterr().err
+    assert status == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_train_with_a_protocol_reports_the_three_models(shop, tmp_path, capsys):
+    out = tmp_path / "m"
+    status = main(["train", "--catalogue", str(shop), *TINY, "--epochs", "1", "--out", str(out),
+                   "--protocol", "unseen-products", "--no-cache"])
+    printed = capsys.readouterr().out
+    assert status == 0 and "unseen products of seen categories" in printed
+    rows = json.loads((out / "report.json").read_text())
+    assert [r["model"] for r in rows] == ["frozen efficientnet_lite0", "projection head",
+                                          "fine-tuned (multi-similarity)"]
+    for row in rows:
+        assert row["n_test"] == 12  # half of each category's 8 photos held out
+        assert 0 <= row["map_at_10"] <= 1
+        assert all(0 <= row[f"{kind}_recall@{k}"] <= 1 for kind in ("crop", "colour", "scale") for k in (1, 10))
+        assert row["crop_recall@1"] <= row["crop_recall@10"]
