@@ -33,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="auto (Farfetch when attached on Kaggle, else the sample), sample, farfetch or a folder")
         p.add_argument("--format", default="auto", help=f"the folder's layout: {', '.join(FORMATS)}")
         p.add_argument("--backbone", default=None,
-                       help=f"{', '.join(BACKBONES)} (default: the recipe's own, {OFFLINE_BACKBONE} for every named recipe)")
+                       help=f"{', '.join(BACKBONES)} (default: the recipe's own, {OFFLINE_BACKBONE} for every "
+                            "named recipe)")
         p.add_argument("--weights", default="imagenet",
                        help="imagenet (default), random (also none, untrained) or a weights file path")
         p.add_argument("--photos", default="cutout", help="Farfetch only: cutout or model photos")

@@ -195,9 +195,10 @@ def test_shipped_weights_whose_pickle_would_run_code_are_one_line(tmp_path, monk
     import pickle
 
     from cbir_tutorial.models import efficientnet_lite as lite
+    from cbir_tutorial.models import torch_pickle
 
     mark = tmp_path / "ran"
-    header = b"".join(pickle.dumps(v, protocol=2) for v in (lite._TORCH_MAGIC, 1001, {"little_endian": True}))
+    header = b"".join(pickle.dumps(v, protocol=2) for v in (torch_pickle._TORCH_MAGIC, 1001, {"little_endian": True}))
     evil = tmp_path / "efficientnet_lite0.pth"
     evil.write_bytes(header + f"cposix\nsystem\n(S'touch {mark}'\ntR.".encode())
     monkeypatch.setattr(lite, "torch_weights_path", lambda variant: evil)

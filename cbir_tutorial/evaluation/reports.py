@@ -68,7 +68,8 @@ def recipe_table(catalogue, recipes: Sequence = tuple(RECIPES), backbone: str | 
             _, features = fit_pipeline(recipe, [e for e, _ in sources], [f[mask] for f in full])
             name, options = recipe.index_choice("exact")
             index = make_index(name, features, **options)
-            row[f"map_{part}"] = float(evaluate(index, np.asarray(catalogue.labels, dtype=object)[mask], k).iloc[0].map_at_k)
+            labels = np.asarray(catalogue.labels, dtype=object)[mask]
+            row[f"map_{part}"] = float(evaluate(index, labels, k).iloc[0].map_at_k)
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -266,5 +266,6 @@ def weights_file_parameters(backbone: str) -> int:
     from ..models.backbones import backbone_spec, keras_application
 
     spec = backbone_spec(backbone)
-    model = keras_application(spec, None, include_top=spec.include_top, input_shape=(spec.input_size, spec.input_size, 3))
+    model = keras_application(spec, None, include_top=spec.include_top,
+                              input_shape=(spec.input_size, spec.input_size, 3))
     return model.count_params()

@@ -175,7 +175,8 @@ def test_rows_of_another_dimension_are_refused_by_add(features, name):
 def test_a_saved_array_file_holding_objects_is_refused_naming_it(sample_engine, tmp_path):
     from cbir_tutorial import SearchEngine
 
-    folder = SearchEngine(sample_engine.catalogue, sample_engine.extractor, sample_engine.features).save(tmp_path / "e")
+    engine = SearchEngine(sample_engine.catalogue, sample_engine.pipeline, make_index("exact", sample_engine.features))
+    folder = engine.save(tmp_path / "e")
     gallery = folder / "index" / "gallery.npz"
     with open(gallery, "wb") as file:  # a pickled object where the vectors were
         np.savez(file, gallery=np.array([{"run": "code"}], dtype=object), sq_norms=np.zeros(1))
@@ -197,7 +198,8 @@ def test_saving_over_an_engine_never_leaves_the_folder_missing_nor_old_temporari
     from cbir_tutorial.search.engine import ENGINE_FILE
 
     folder = tmp_path / "engine"
-    SearchEngine(sample_engine.catalogue, sample_engine.extractor, sample_engine.features).save(folder)
+    engine = SearchEngine(sample_engine.catalogue, sample_engine.pipeline, make_index("exact", sample_engine.features))
+    engine.save(folder)
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead, alive = tmp_path / f".engine.{int(finished.stdout)}.tmp", tmp_path / f".engine.{os.getppid()}.tmp"
     for leftover in (dead, alive):
@@ -206,7 +208,7 @@ def test_saving_over_an_engine_never_leaves_the_folder_missing_nor_old_temporari
     replace = os.replace
     monkeypatch.setattr(os, "replace", lambda a, b: (replace(a, b), seen.append((folder / ENGINE_FILE).is_file())))
     small = sample_engine.catalogue.subset(np.arange(100))
-    SearchEngine(small, sample_engine.extractor, sample_engine.features[:100]).save(folder)
+    SearchEngine(small, sample_engine.pipeline, make_index("exact", sample_engine.features[:100])).save(folder)
     monkeypatch.undo()
     assert all(seen) and len(SearchEngine.load(folder, extractor=sample_engine.extractor)) == 100
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["engine", alive.name])
