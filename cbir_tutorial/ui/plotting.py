@@ -164,7 +164,9 @@ def query_rows_figure(paths: Sequence, found_paths: Sequence[Sequence], relevant
     under the row (e.g. why the query failed)."""
     k = max((len(row) for row in found_paths), default=0)
     rows = len(paths)
-    fig = Figure(figsize=(1.5 * (k + 1), 1.9 * rows + 0.3), layout="constrained")
+    height = 1.9 * rows + 0.6
+    fig = Figure(figsize=(1.5 * (k + 1), height), layout="constrained")
+    fig.get_layout_engine().set(h_pad=0.25, rect=(0, 0.3 / height, 1, 1 - 0.3 / height))  # room for the captions
     axes = fig.subplots(max(rows, 1), k + 1, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
@@ -180,8 +182,10 @@ def query_rows_figure(paths: Sequence, found_paths: Sequence[Sequence], relevant
             for spine in ax.spines.values():
                 spine.set_edgecolor("tab:green" if flag else "tab:red")
                 spine.set_linewidth(2.5)
-        if i < len(captions):
-            axes[i, 0].text(0, -0.08, captions[i], transform=axes[i, 0].transAxes, ha="left", va="top", fontsize=8)
+        if i < len(captions):  # under the row, left out of the layout so that it does not widen column 0
+            text = axes[i, 0].text(0, -0.06, captions[i], transform=axes[i, 0].transAxes, ha="left", va="top",
+                                   fontsize=8.5)
+            text.set_in_layout(False)
     if title:
         fig.suptitle(title)
     return fig
