@@ -66,7 +66,8 @@ def recipe_table(catalogue, recipes: Sequence = tuple(RECIPES), backbone: str | 
         for part in parts:
             mask = masks[part]
             _, features = fit_pipeline(recipe, [e for e, _ in sources], [f[mask] for f in full])
-            index = make_index(*recipe.index_choice("exact"), features)
+            name, options = recipe.index_choice("exact")
+            index = make_index(name, features, **options)
             row[f"map_{part}"] = float(evaluate(index, np.asarray(catalogue.labels, dtype=object)[mask], k).iloc[0].map_at_k)
         rows.append(row)
     return pd.DataFrame(rows)

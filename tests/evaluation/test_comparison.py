@@ -60,3 +60,4 @@ def test_failure_reason_names_the_confusion_and_a_small_category():
     assert failure_reason("Flats", 1, ["Heels", "Heels", "Flats", "Sandals"]) == (
         "1 of 4 results are Flats; 2 are Heels: the engine confuses Flats with Heels (only 1 other Flats in the catalogue).")
     assert failure_reason("Bags", 20, ["Bags", "Watches"]) == "1 of 2 results are Bags; 1 are Watches."
+
