@@ -1,35 +1,40 @@
-"""Checked exercises: the learner writes a small function, the package says at once whether it is right.
+"""Checked exercises, Kaggle Learn style: the learner writes a small function, ``q.check(fn)`` says at once
+whether it is right, ``q.hint()`` gives a nudge and ``q.solution()`` shows a worked answer.
 
-The pattern, in a notebook (notebooks 08 and 09 follow it too)::
+The pattern, in a notebook::
 
     # exercise cell: the learner replaces the `...` line with code
-    from cbir_tutorial.lessons.exercises import check, exercise
+    from cbir_tutorial.lessons.exercises import nb06
 
-    @exercise("ap_at_k")
+    @nb06.q2.write
     def my_ap_at_k(relevant, n_relevant, k):
         \"\"\"AP@K of one result list: ...\"\"\"
-        ...  # your code
+        ...  # your code: replace this line
 
-    # check cell, right below (the ";" keeps Jupyter from echoing the returned True/False)
-    check("ap_at_k", my_ap_at_k);
+    # check cell, right below
+    nb06.q2.check(my_ap_at_k)
+    # nb06.q2.hint()      # a nudge
+    # nb06.q2.solution()  # the answer
 
     # or, to use the learner's function once it is right:
-    if check("ap_at_k", my_ap_at_k):
+    if nb06.q2.check(my_ap_at_k):
         print(my_ap_at_k([1, 0, 1], 2, 3))
 
-* ``exercise(name)`` returns the learner's function unchanged once its body holds code. While the body is
-  still only ``...`` (or ``pass``), it returns a stand-in that raises :class:`NotDone` when called, or,
-  in **solutions mode** (environment variable ``CBIR_TUTORIAL_SOLUTIONS=1``, set by the notebooks'
-  test run), the solution from :mod:`cbir_tutorial.lessons.solutions`.
-* ``check(name, function)`` runs the function on the exercise's test cases, against the solution. It
-  prints ``not done yet: ...`` for a stand-in (so "run all" goes on), one line naming the first wrong
-  case (the input, the right value, the learner's value) with a hint when the answer matches a typical
-  mistake, or a success line. In solutions mode a wrong answer raises :class:`AssertionError`, so the
-  notebooks' test run fails if a solution or a check breaks.
+* ``q.write`` (or ``exercise(name)``) returns the learner's function unchanged once its body holds code.
+  While the body is still only ``...`` (or ``pass``), it returns a stand-in that raises :class:`NotDone`
+  when called, or, in **solutions mode** (environment variable ``CBIR_TUTORIAL_SOLUTIONS=1``, set by the
+  notebooks' test run), the solution from :mod:`cbir_tutorial.lessons.solutions`.
+* ``q.check(function)`` (or ``check(name, function)``) first refuses a function that uses this package
+  (the exercise is to write the step, not to wrap the package's own implementation), then runs it on the
+  exercise's test cases. It prints ``not done yet: ...`` for a stand-in (so "run all" goes on), one line
+  naming the first wrong case, the learner's value and a hint about the likely mistake (never the
+  expected value), or a success line. In solutions mode a wrong answer raises :class:`AssertionError`, so
+  the notebooks' test run fails if a solution or a check breaks.
 
 Adding an exercise: its solution goes in ``solutions.py`` (same name), its :class:`Exercise` in
-:data:`EXERCISES` (test cases, how to describe a case, typical mistakes as wrong functions with their
-hints), and tests/lessons/test_exercises.py checks that every mistake gets its hint.
+:data:`EXERCISES` (test cases, how to describe a case, a general hint, the package's own implementation,
+typical mistakes as wrong functions with their hints), its place in a lesson in :data:`LESSONS`; and
+tests/lessons/test_exercises.py checks that every mistake and a function calling the package get a hint.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ import copy
 import inspect
 import os
 import textwrap
-from dataclasses import dataclass
+import types
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -62,22 +68,31 @@ def solutions_mode(environ=None) -> bool:
 @dataclass(frozen=True)
 class Exercise:
     """One exercise: ``cases`` are argument tuples, ``describe(*args)`` names a case for a message,
-    ``mistakes`` pairs a hint with a typical wrong function (its output identifies the mistake)."""
+    ``hint_text`` is the nudge of :meth:`hint`, ``package`` names the package's own implementation(s) of
+    the step (dotted paths; a learner's function that uses the package is refused), and ``mistakes`` pairs
+    a hint with a typical wrong function (its output identifies the mistake)."""
 
     name: str
     cases: tuple[tuple, ...]
     describe: Callable[..., str]
     mistakes: tuple[tuple[str, Callable], ...] = ()
     atol: float = 1e-6
+    hint_text: str = ""
+    package: tuple[str, ...] = ()
 
     @property
-    def solution(self) -> Callable:
+    def solution_function(self) -> Callable:
         return getattr(solutions, self.name)
 
     def problem(self, function: Callable) -> str | None:
-        """What is wrong with ``function`` on the first failing case (with a hint), or None when all pass."""
+        """What is wrong with ``function`` (with a hint), or None when it passes every case."""
+        if not _package_name(function):  # the package's own solution and typical mistakes are not refused
+            used = uses_the_package(function)
+            if used:
+                return (f"your function uses the package's own {used}: the exercise is to write this step "
+                        f"yourself, with numpy. Hint: {self.hint_text}")
         for args in self.cases:
-            expected = self.solution(*copy.deepcopy(args))
+            expected = self.solution_function(*copy.deepcopy(args))
             what = self.describe(*args)
             try:
                 got = function(*copy.deepcopy(args))
@@ -87,13 +102,111 @@ class Exercise:
                 return f"{what}: your function raised {type(error).__name__}: {error}"
             if _same(got, expected, self.atol):
                 continue
-            hint = next((hint for hint, wrong in self.mistakes if _same(got, _quietly(wrong, args), self.atol)), "")
+            hint = next((hint for hint, wrong in self.mistakes if _same(got, _quietly(wrong, args), self.atol)),
+                        self.hint_text)
             if _shape(got) != _shape(expected):
                 text = f"{what} should have shape {_shape(expected)}, yours has shape {_shape(got)}"
             else:
-                text = f"{what} should be {_shown(expected)}, yours is {_shown(got)}"
+                text = f"{what} is not {_shown(got)}"
             return text + (f": {hint}" if hint else "")
         return None
+
+    # Kaggle Learn's verbs
+    def write(self, function: Callable) -> Callable:
+        """Decorator for the exercise cell's function: see the module docstring."""
+        return exercise(self.name)(function)
+
+    def check(self, function: Callable) -> "Verdict":
+        """Run ``function`` on the cases; print what is wrong (with a hint) or a success line."""
+        return Verdict(check(self.name, function))
+
+    def hint(self) -> None:
+        """Print a nudge towards the answer."""
+        print(f"Hint ({self.name}): {self.hint_text}")
+
+    def solution(self) -> None:
+        """Print a worked answer (the package's solution, numpy only)."""
+        print(f"Solution ({self.name}):\n\n{textwrap.dedent(inspect.getsource(self.solution_function))}")
+
+
+class Verdict:
+    """What ``q.check`` returns: true when right; shows nothing in a notebook (the check printed already)."""
+
+    def __init__(self, right: bool):
+        self.right = bool(right)
+
+    def __bool__(self) -> bool:
+        return self.right
+
+    def __repr__(self) -> str:
+        return f"Verdict({'right' if self.right else 'not yet'})"
+
+    def _ipython_display_(self) -> None:
+        pass
+
+
+def _referenced(function: Callable, seen: set) -> list:
+    """Global, closure and default values ``function``'s code refers to, with its nested functions' too."""
+    code = getattr(function, "__code__", None)
+    if code is None or id(function) in seen:
+        return []
+    seen.add(id(function))
+    names, codes = set(), [code]
+    while codes:
+        c = codes.pop()
+        names.update(c.co_names)
+        codes.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+    globals_ = getattr(function, "__globals__", {})
+    values = [("import " + n, n) for n in names if n.split(".")[0] == "cbir_tutorial"]
+    values += [(n, globals_[n]) for n in names if n in globals_]
+    values += [(n, cell.cell_contents) for n, cell in zip(code.co_freevars, function.__closure__ or ())
+               if _filled(cell)]
+    values += [("default", v) for v in (function.__defaults__ or ())]
+    return values
+
+
+def _filled(cell) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:
+        return False
+    return True
+
+
+def _package_name(value) -> str:
+    """The dotted ``cbir_tutorial`` name of ``value`` when it belongs to the package, else ''."""
+    if isinstance(value, str):
+        return value if value.split(".")[0] == "cbir_tutorial" else ""
+    if isinstance(value, types.ModuleType):
+        return value.__name__ if value.__name__.split(".")[0] == "cbir_tutorial" else ""
+    module = getattr(value, "__module__", None) or ""
+    if not isinstance(module, str) or module.split(".")[0] != "cbir_tutorial":
+        return ""
+    return f"{module}.{getattr(value, '__qualname__', getattr(value, '__name__', type(value).__name__))}"
+
+
+def uses_the_package(function: Callable, depth: int = 3) -> str:
+    """The first ``cbir_tutorial`` name (function, class or module) ``function`` refers to, or ''.
+
+    Read from its code object (names, imports inside it, closures, defaults) and, ``depth`` levels down,
+    the learner's own helper functions it calls; the package's exercise stand-ins are not the package.
+    """
+    seen: set = set()
+    todo = [(function, 0)]
+    while todo:
+        current, level = todo.pop()
+        for label, value in _referenced(current, seen):
+            if getattr(value, "not_done", False):
+                continue
+            if label.startswith("import "):
+                return f"`{value}`"
+            name = _package_name(value)
+            if name:
+                return f"`{name}`"
+            if (level < depth and isinstance(value, types.FunctionType)
+                    and value.__module__ == getattr(function, "__module__", None)):
+                todo.append((value, level + 1))
+    return ""
 
 
 def _quietly(function: Callable, args: tuple) -> Any:
@@ -277,9 +390,10 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
         "ap_at_k", ((_HITS[0], 3, 5), (_HITS[1], 4, 5), (_HITS[2], 8, 5), (np.array([1, 0, 0, 0, 0, 1, 1]), 2, 5),
                     (_HITS[3], 0, 5)),
         lambda relevant, n_relevant, k: f"AP@{k} of {_items(relevant)} with R = {n_relevant}",
-        (("did you divide by K instead of min(K, R)?",
+        (("did you divide by K instead of min(K, R)? When R < K, a perfect list could not score 1",
           lambda r, n, k: solutions.ap_at_k(r, n, k) * min(k, n) / k),
-         ("did you divide by R instead of min(K, R)? A list of K results holds at most K relevant ones",
+         ("you divided by R: that is a legitimate convention too (truncated AP, as in TF Similarity), but it "
+          "caps a perfect list at K/R when R > K; this tutorial divides by min(K, R), so that 1 means perfect",
           lambda r, n, k: solutions.ap_at_k(r, n, k) * min(k, n) / n if n else 0.0),
          ("did you divide by the relevant results FOUND? Then missing ones cost nothing: divide by min(K, R)",
           lambda r, n, k: solutions.ap_at_k(r, n, k) * min(k, n) / max(np.sum(r[:k]), 1)),
@@ -294,7 +408,7 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
           lambda h, n, k: float(np.mean([solutions.ap_at_k(r, m, k) for r, m in zip(h, n) if np.sum(r[:k])]))),
          ("that is the mean precision@K: MAP averages AP@K, which rewards relevant results that come early",
           lambda h, n, k: float(np.mean([solutions.precision_at_k(r, k) for r in h]))),
-         ("did you divide each AP@K by K instead of min(K, R)?",
+         ("did you divide each AP@K by K instead of min(K, R)? When R < K, a perfect list could not score 1",
           lambda h, n, k: float(np.mean([solutions.ap_at_k(r, m, k) * min(k, m) / k for r, m in zip(h, n)]))))),
     Exercise(
         "filtered_top_k", ((_DISTANCES, _ALLOWED, 3), (_DISTANCES, _ALLOWED, 5), (_DISTANCES, ~_ALLOWED, 2)),
@@ -314,6 +428,148 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
          ("precision@j counts the relevant results among the first j: a running sum (np.cumsum)",
           lambda r: np.asarray(r, dtype=float) / np.arange(1, len(r) + 1)))),
 ]}
+
+
+_MAPS_POSITIVE = np.abs(_MAPS) + 0.1
+_UNIT = _FEATURES / np.linalg.norm(_FEATURES, axis=1, keepdims=True)
+_NEIGHBOURS = np.array([[0.8, 0.6, 0.0], [0.0, 0.6, 0.8], [-0.6, 0.0, 0.8]])
+_FOUND = np.array([[3, 1, 7, 9], [2, 4, 6, 8], [5, 5, 0, 1]])
+_REFERENCE = np.array([[1, 3, 9, 0], [2, 4, 6, 8], [5, 0, 2, 3]])
+_SPREAD = np.array([[0.1, -2.0, 5.0], [0.4, 1.0, 4.0], [-0.3, 0.2, 4.5], [0.25, -0.7, 6.0]])
+
+EXERCISES.update({e.name: e for e in [
+    Exercise(
+        "gem_pool", ((_MAPS_POSITIVE, 3.0), (_MAPS_POSITIVE[:, :2], 1.0), (_MAPS_POSITIVE, 8.0)),
+        lambda maps, p: f"GeM pooling with p = {p:g} of maps of shape {maps.shape} (batch, height, width, channels)",
+        (("the generalised mean ends with the p-th root: (mean of x^p) ** (1 / p)",
+          lambda maps, p: np.mean(maps ** p, axis=(1, 2))),
+         ("raise the values to the power p BEFORE averaging them: the mean of x^p, not (mean of x)^p",
+          lambda maps, p: np.mean(maps, axis=(1, 2)) ** p),
+         ("you summed the positions: the generalised MEAN divides by their number (height x width)",
+          lambda maps, p: np.sum(maps ** p, axis=(1, 2)) ** (1.0 / p)),
+         ("average over the positions (axes 1 and 2), one number per channel, not over the channels",
+          lambda maps, p: np.mean(maps ** p, axis=3) ** (1.0 / p)))),
+    Exercise(
+        "alpha_query_expansion", ((_UNIT[0], _NEIGHBOURS, 3.0), (_NEIGHBOURS[0], _NEIGHBOURS[1:], 1.0),
+                                  (_UNIT[1], _UNIT[2:], 3.0)),
+        lambda q, nb, alpha: f"alpha-QE of query {_list(q)} with neighbours {_list(nb)} and alpha = {alpha:g}",
+        (("scale the expanded query back to length 1: the index compares unit vectors",
+          lambda q, nb, a: q + (np.maximum(nb @ q, 0) ** a) @ nb),
+         ("the query itself stays in the sum, with weight 1: q + sum of w_i n_i",
+          lambda q, nb, a: solutions.l2_normalise(((np.maximum(nb @ q, 0) ** a) @ nb)[None])[0]),
+         ("a neighbour less similar than orthogonal must not pull the query away: clip negative similarities at 0",
+          lambda q, nb, a: solutions.l2_normalise((q + ((nb @ q) ** a) @ nb)[None])[0]),
+         ("raise each similarity to the power alpha: close neighbours count, far ones hardly",
+          lambda q, nb, a: solutions.l2_normalise((q + np.maximum(nb @ q, 0) @ nb)[None])[0]))),
+    Exercise(
+        "ann_recall", ((_FOUND, _REFERENCE), (_FOUND[:1], _REFERENCE[:1]), (_REFERENCE[::-1, ::-1], _REFERENCE[::-1])),
+        lambda found, reference: f"the recall of results {_items(found)} against the exact top k {_items(reference)}",
+        (("the order does not matter: an exact neighbour found at another rank still counts (use sets)",
+          lambda f, r: float(np.mean(np.asarray(f) == np.asarray(r)))),
+         ("a row found twice is one neighbour: count the rows the two lists share, each once",
+          lambda f, r: float(np.mean([sum(x in set(b) for x in a) / len(b) for a, b in zip(f, r)]))),
+         ("divide each query's count by k, then average over the queries (or the total by Q x k), not by Q",
+          lambda f, r: float(np.mean([len(set(a) & set(b)) for a, b in zip(f, r)])))),
+        atol=1e-9),
+    Exercise(
+        "int8_roundtrip", ((_SPREAD,), (_SPREAD[:, ::-1].copy(),)),
+        lambda features: f"the int8 round trip of {_list(features)}",
+        (("the offset is the middle of each column's range, (max + min) / 2, and codes run from -127 to 127",
+          lambda f: f.min(axis=0) + (f.max(axis=0) - f.min(axis=0)) / 254
+          * np.clip(np.rint((f - f.min(axis=0)) / ((f.max(axis=0) - f.min(axis=0)) / 254)), -127, 127)),
+         ("one scale and offset PER COLUMN (axis=0): each dimension has its own range",
+          lambda f: (f.max() + f.min()) / 2 + (f.max() - f.min()) / 254
+          * np.rint((f - (f.max() + f.min()) / 2) / ((f.max() - f.min()) / 254))),
+         ("you returned the codes: decode them, offset + scale * code",
+          lambda f: np.clip(np.rint((f - (f.max(0) + f.min(0)) / 2) / ((f.max(0) - f.min(0)) / 254)), -127, 127)),
+         ("round the codes to whole numbers (np.rint): an int8 holds integers only",
+          lambda f: f + 0.0)),
+        atol=1e-6),
+]})
+
+#: The general hint of each exercise and the package's own implementation(s) of the step.
+_HINTS = {
+    "query_mask": ("np.unique(labels, return_inverse=True, return_counts=True) gives each product's category "
+                   "size (counts[inverse]); a query needs a label (!= \"\") and a size of at least 2.", ()),
+    "chance_precision": ("for each query of category c the chance of a relevant result is (n_c - 1) / (N - 1); "
+                         "average that over the queries of the query mask.", ()),
+    "conv3x3": ("loop over the (H-2) x (W-2) output positions; at (i, j) multiply image[i:i+3, j:j+3] by the "
+                "kernel element by element and sum.", ("cbir_tutorial.lessons.convolution.convolve",)),
+    "output_size": ("count the positions where the kernel fits: from the first (pixel 0 of the padded row) "
+                    "to the last, one stride apart. The padded row has n + 2p pixels.",
+                    ("cbir_tutorial.lessons.convolution.output_size",)),
+    "conv_parameters": ("each output channel has one kernel as deep as the input (k * k * c_in weights) and "
+                        "one bias.", ("cbir_tutorial.lessons.architectures.conv_cost",)),
+    "global_average_pool": ("average each channel over all its positions: the height and width axes.",
+                            ("cbir_tutorial.models.pooling.pool",)),
+    "l2_normalise": ("divide each row by its own length, np.linalg.norm(..., axis=1, keepdims=True).",
+                     ("cbir_tutorial.search.whitening.l2_normalise",)),
+    "receptive_field": ("keep two numbers while walking the layers: the field so far and the 'jump' (input "
+                        "pixels between two neighbouring outputs). A layer adds (k - 1) * jump, then multiplies "
+                        "the jump by its stride.", ("cbir_tutorial.lessons.architectures.receptive_field",)),
+    "residual": ("the skip connection adds the input to the branch's output, and the block ends with a ReLU.",
+                 ("cbir_tutorial.lessons.architectures.residual_block",)),
+    "separable_parameters": ("two steps: one k x k filter per input channel, then a 1 x 1 convolution from "
+                             "c_in to c_out channels.", ("cbir_tutorial.lessons.architectures.separable_conv_cost",)),
+    "euclidean_distances": ("expand |q - x|^2 = |q|^2 - 2 q.x + |x|^2: one matrix product for all the q.x, "
+                            "then broadcast the two norms; clamp at 0 before the square root.",
+                            ("cbir_tutorial.search.exact.EuclideanIndex",)),
+    "cosine_top_k": ("cosine = (g . q) / (|g| |q|); sort it in decreasing order (np.argsort of minus it).",
+                     ("cbir_tutorial.search.exact.EuclideanIndex",)),
+    "precision_at_k": ("count the relevant results among the first k and divide by k.",
+                       ("cbir_tutorial.evaluation.metrics.precision_at_k",)),
+    "ap_at_k": ("at each rank j <= k that holds a relevant result, take precision@j; add them up and divide by "
+                "min(k, R) (0 when R = 0).", ("cbir_tutorial.evaluation.metrics.average_precision_at_k",)),
+    "map_at_k": ("compute AP@k of every row with its own R, then average over all the rows.",
+                 ("cbir_tutorial.evaluation.metrics.map_at_k",)),
+    "filtered_top_k": ("keep the rows that pass the filter (np.flatnonzero(allowed)), sort those by distance, "
+                       "take k.", ("cbir_tutorial.search.ranking",)),
+    "precision_curve": ("precision@j = (relevant results among the first j) / j: a running sum over a running "
+                        "count.", ("cbir_tutorial.evaluation.metrics.precision_at_k",)),
+    "gem_pool": ("raise every value to the power p, average over the positions (axes 1 and 2), take the p-th "
+                 "root.", ("cbir_tutorial.models.pooling.pool",)),
+    "alpha_query_expansion": ("similarities are dot products of unit vectors (neighbours @ query); weight each "
+                              "neighbour by max(similarity, 0) ** alpha, add them to the query, normalise.",
+                              ("cbir_tutorial.search.expansion.alpha_query_expansion",)),
+    "ann_recall": ("for each query, count the rows its answer shares with the exact top k (a set "
+                   "intersection), divide by k, and average over the queries.",
+                   ("cbir_tutorial.search.sizing.ann_recall_at_k",)),
+    "int8_roundtrip": ("per column: low, high = min, max; offset = (high + low) / 2; scale = (high - low) / 254; "
+                       "codes = rint((x - offset) / scale) clipped to -127..127; return offset + scale * codes.",
+                       ("cbir_tutorial.search.exact.int8_range", "cbir_tutorial.search.exact.EuclideanIndex")),
+}
+EXERCISES = {name: replace(item, hint_text=_HINTS[name][0], package=_HINTS[name][1])
+             for name, item in EXERCISES.items()}
+
+
+class Lesson(types.SimpleNamespace):
+    """A notebook's exercises in order: ``nb06.q1``, ``nb06.q2``..."""
+
+    def __repr__(self) -> str:
+        return ", ".join(f"{q}: {e.name}" for q, e in vars(self).items())
+
+
+#: Each notebook's exercises, in the order they appear.
+LESSONS: dict[str, list[str]] = {
+    "nb01": ["query_mask", "chance_precision"],
+    "nb02": ["conv3x3", "output_size", "conv_parameters"],
+    "nb03": ["global_average_pool", "l2_normalise"],
+    "nb04": ["receptive_field", "residual", "separable_parameters"],
+    "nb05": ["cosine_top_k", "euclidean_distances"],
+    "nb06": ["precision_at_k", "ap_at_k", "map_at_k"],
+    "nb07": ["filtered_top_k", "precision_curve"],
+    "nb08": ["gem_pool", "alpha_query_expansion"],
+    "nb09": ["int8_roundtrip", "ann_recall"],
+}
+for _lesson, _names in LESSONS.items():
+    globals()[_lesson] = Lesson(**{f"q{i}": EXERCISES[n] for i, n in enumerate(_names, start=1)})
+
+
+def exercise_for(name: str) -> Exercise:
+    """The exercise called ``name`` (``q = exercise_for("ap_at_k")``; then ``q.check(fn)``, ``q.hint()``...)."""
+    if name not in EXERCISES:
+        raise ValueError(f"unknown exercise {name!r}; the exercises are: {', '.join(EXERCISES)}")
+    return EXERCISES[name]
 
 
 def _not_done(name: str, function_name: str) -> Callable:
@@ -356,7 +612,7 @@ def exercise(name: str) -> Callable[[Callable], Callable]:
         if not is_stub(function):
             return function
         if solutions_mode():
-            return EXERCISES[name].solution
+            return EXERCISES[name].solution_function
         return _not_done(name, function.__name__)
 
     return decorate

@@ -128,3 +128,34 @@ def precision_curve(relevant: Sequence[int]) -> np.ndarray:
     """``(K,)`` precision@1 ... precision@K of one result list."""
     relevant = np.asarray(relevant, dtype=float)
     return np.cumsum(relevant) / np.arange(1, len(relevant) + 1)
+
+
+# notebook 8: going further
+def gem_pool(maps: np.ndarray, p: float) -> np.ndarray:
+    """``(B, H, W, C)`` non-negative feature maps -> ``(B, C)`` generalised mean: ``(mean of x^p)^(1/p)``."""
+    return np.mean(maps ** p, axis=(1, 2)) ** (1.0 / p)
+
+
+def alpha_query_expansion(query: np.ndarray, neighbours: np.ndarray, alpha: float) -> np.ndarray:
+    """``(D,)`` unit query and its ``(n, D)`` unit nearest neighbours -> ``(D,)`` unit expanded query:
+    the query plus each neighbour weighted by ``max(similarity, 0) ** alpha``, scaled back to length 1."""
+    weights = np.maximum(neighbours @ query, 0.0) ** alpha
+    expanded = query + weights @ neighbours
+    return expanded / np.linalg.norm(expanded)
+
+
+# notebook 9: scaling up
+def ann_recall(found: np.ndarray, reference: np.ndarray) -> float:
+    """Mean over queries of the share of the exact top-k rows (``reference``, ``(Q, k)``) that an approximate
+    index's answer (``found``, ``(Q, k)``) also holds, in any order."""
+    return float(np.mean([len(set(f) & set(r)) / len(r) for f, r in zip(found, reference)]))
+
+
+def int8_roundtrip(features: np.ndarray) -> np.ndarray:
+    """``(N, D)`` floats -> ``(N, D)`` floats after int8 scalar quantisation and back: per column, offset
+    ``(max + min) / 2`` and scale ``(max - min) / 254``, codes ``rint((x - offset) / scale)`` in -127..127,
+    decoded as ``offset + scale * code``."""
+    low, high = features.min(axis=0), features.max(axis=0)
+    offset, scale = (high + low) / 2, (high - low) / 254
+    codes = np.clip(np.rint((features - offset) / scale), -127, 127)
+    return offset + scale * codes

@@ -106,3 +106,86 @@ def map_comparison_figure(scores: pd.DataFrame, *, metric: str = "map_at_k", by:
     ax.set_title(title or (f"{ax.get_ylabel()} (K = {k})" if k is not None else ax.get_ylabel()))
     ax.tick_params(axis="x", labelrotation=20)
     return fig
+
+
+def confusion_figure(confusion: pd.DataFrame, *, title: str | None = None, max_categories: int = 25) -> Figure:
+    """Heat map of a top-K confusion table (rows: query category, columns: result category, shares 0..1).
+
+    With more than ``max_categories`` query categories, the largest ones by row order are kept (the
+    columns follow the rows)."""
+    table = confusion.iloc[:max_categories]
+    table = table.reindex(columns=[c for c in table.index if c in table.columns])
+    n = len(table)
+    fig = Figure(figsize=(1.5 + 0.32 * n, 1.2 + 0.3 * n), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(table.to_numpy(dtype=float), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), table.columns, rotation=90, fontsize=7)
+    ax.set_yticks(range(n), table.index, fontsize=7)
+    ax.set_xlabel("category of a result")
+    ax.set_ylabel("category of the query")
+    fig.colorbar(image, ax=ax, shrink=0.6, label="share of the top-K results")
+    ax.set_title(title or "Where the top-K results of each category fall")
+    return fig
+
+
+def projection_2d(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(N, 2)`` coordinates of ``(N, D)`` features on their two principal directions (after centring),
+    and the ``(2,)`` share of the variance each direction holds."""
+    features = np.asarray(features, dtype=np.float64)
+    centred = features - features.mean(axis=0)
+    _, singular, vt = np.linalg.svd(centred, full_matrices=False)
+    variance = singular ** 2
+    return centred @ vt[:2].T, variance[:2] / variance.sum()
+
+
+def projection_figure(features: np.ndarray, labels: Sequence[str], *, top: int = 10,
+                      title: str | None = None) -> Figure:
+    """Scatter of the features' 2-D PCA projection, the ``top`` largest categories in colour, the rest grey."""
+    points, share = projection_2d(features)
+    labels = np.asarray(labels, dtype=object).astype(str)
+    counts = pd.Series(labels[labels != ""]).value_counts()
+    fig = Figure(figsize=(7.5, 5), layout="constrained")
+    ax = fig.subplots()
+    shown = np.isin(labels, counts.index[:top])
+    ax.scatter(*points[~shown].T, s=6, color="0.8", label="other categories")
+    for i, name in enumerate(counts.index[:top]):
+        part = labels == name
+        ax.scatter(*points[part].T, s=10, color=f"C{i % 10}", label=f"{name} ({part.sum()})")
+    ax.set_xlabel(f"first principal direction ({share[0]:.0%} of the variance)")
+    ax.set_ylabel(f"second ({share[1]:.0%})")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
+    ax.set_title(title or f"The features in 2-D (PCA), the {top} largest categories")
+    return fig
+
+
+def query_rows_figure(paths: Sequence, found_paths: Sequence[Sequence], relevant: Sequence[Sequence[bool]], *,
+                      captions: Sequence[str] = (), title: str | None = None) -> Figure:
+    """One row per query: its photo, then its results with green (relevant) or red frames, and a caption
+    under the row (e.g. why the query failed)."""
+    k = max((len(row) for row in found_paths), default=0)
+    rows = len(paths)
+    height = 1.9 * rows + 0.6
+    fig = Figure(figsize=(1.5 * (k + 1), height), layout="constrained")
+    fig.get_layout_engine().set(h_pad=0.25, rect=(0, 0.3 / height, 1, 1 - 0.3 / height))  # room for the captions
+    axes = fig.subplots(max(rows, 1), k + 1, squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, (path, found, flags) in enumerate(zip(paths, found_paths, relevant)):
+        axes[i, 0].imshow(thumbnail(path, 96))
+        axes[i, 0].set_title("query", fontsize=8, fontweight="bold")
+        for j, (result, flag) in enumerate(zip(found, flags), start=1):
+            ax = axes[i, j]
+            ax.imshow(thumbnail(result, 96))
+            ax.axis("on")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_edgecolor("tab:green" if flag else "tab:red")
+                spine.set_linewidth(2.5)
+        if i < len(captions):  # under the row, left out of the layout so that it does not widen column 0
+            text = axes[i, 0].text(0, -0.06, captions[i], transform=axes[i, 0].transAxes, ha="left", va="top",
+                                   fontsize=8.5)
+            text.set_in_layout(False)
+    if title:
+        fig.suptitle(title)
+    return fig

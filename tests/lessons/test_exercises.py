@@ -1,11 +1,15 @@
-"""Every check accepts its solution, rejects each typical mistake with that mistake's hint, and never
-crashes a notebook on an unwritten exercise."""
+"""Every check accepts its solution, rejects each typical mistake with that mistake's hint, refuses a
+function that wraps the package's own implementation (with the exercise's hint), never shows the expected
+value, and never crashes a notebook on an unwritten exercise."""
+
+import importlib
 
 import numpy as np
 import pytest
 
-from cbir_tutorial.lessons import solutions
-from cbir_tutorial.lessons.exercises import EXERCISES, NotDone, check, exercise, is_stub, solutions_mode
+from cbir_tutorial.lessons import exercises, solutions
+from cbir_tutorial.lessons.exercises import (EXERCISES, LESSONS, NotDone, check, exercise, exercise_for, is_stub,
+                                             solutions_mode, uses_the_package)
 
 MISTAKES = [(name, hint, wrong) for name, item in EXERCISES.items() for hint, wrong in item.mistakes]
 
@@ -28,14 +32,101 @@ def test_a_typical_mistake_is_rejected_with_its_hint(name, hint, wrong, capsys):
     assert out.startswith(f"✗ {name}: ") and out.rstrip().endswith(hint), out
 
 
-def test_the_message_names_the_case_the_right_value_and_the_learners():
+def _package_twin(path):
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return importlib.import_module(path)
+
+
+@pytest.mark.parametrize("name", list(EXERCISES))
+def test_a_function_that_calls_the_package_is_refused_with_the_hint(name, capsys):
+    item = EXERCISES[name]
+    solution = item.solution_function
+
+    def wraps_the_solution(*args):  # right answers, but from the package
+        return solution(*args)
+
+    assert check(name, wraps_the_solution) is False
+    out = capsys.readouterr().out
+    assert "uses the package's own `cbir_tutorial.lessons.solutions." in out and out.rstrip().endswith(item.hint_text)
+    for path in item.package:
+        twin = _package_twin(path)
+
+        def wraps_the_package(*args):
+            return twin(*args)
+
+        assert check(name, wraps_the_package) is False
+        out = capsys.readouterr().out
+        assert "uses the package's own `cbir_tutorial." in out and out.rstrip().endswith(item.hint_text), out
+
+
+@pytest.mark.parametrize("name", list(EXERCISES))
+def test_a_wrong_answer_gets_a_hint_and_never_the_expected_value(name, capsys):
+    item = EXERCISES[name]
+
+    def wrong(*args):
+        value = np.asarray(solutions.__dict__[name](*args), dtype=float)
+        return value + 0.5  # right shape, wrong values: no typical mistake
+
+    assert check(name, wrong) is False
+    out = capsys.readouterr().out.rstrip()
+    assert out.endswith(item.hint_text), out
+    expected = np.asarray(item.solution_function(*item.cases[0]), dtype=float)
+    if expected.ndim == 0:
+        assert f"{float(expected):.3f}" not in out.split(": ", 1)[1].replace(item.hint_text, ""), out
+
+
+def test_the_message_names_the_case_and_the_learners_value_not_the_right_one():
     def divides_by_k(relevant, n_relevant, k):
         relevant = np.asarray(relevant[:k], dtype=float)
         return float((np.cumsum(relevant) / np.arange(1, k + 1) * relevant).sum() / k)
 
     assert EXERCISES["ap_at_k"].problem(divides_by_k) == (
-        "AP@5 of [1, 0, 1, 1, 0] with R = 3 should be 0.806, yours is 0.483: "
-        "did you divide by K instead of min(K, R)?")
+        "AP@5 of [1, 0, 1, 1, 0] with R = 3 is not 0.483: did you divide by K instead of min(K, R)? "
+        "When R < K, a perfect list could not score 1")
+
+
+def test_the_package_is_found_through_imports_modules_closures_and_helpers():
+    import cbir_tutorial
+    from cbir_tutorial.evaluation.metrics import precision_at_k
+
+    def via_module(relevant, k):
+        return cbir_tutorial.evaluation.metrics.precision_at_k(relevant[None], k)[0]
+
+    def via_import(relevant, k):
+        from cbir_tutorial.evaluation import metrics
+        return metrics.precision_at_k(relevant[None], k)[0]
+
+    def helper(relevant, k):
+        return precision_at_k(relevant[None], k)[0]
+
+    def via_helper(relevant, k):
+        return helper(relevant, k)
+
+    def own(relevant, k):
+        return float(np.sum(relevant[:k]) / k)
+
+    assert uses_the_package(via_module) == "`cbir_tutorial`"
+    assert uses_the_package(via_import) == "`cbir_tutorial.evaluation`"
+    assert uses_the_package(via_helper) == "`cbir_tutorial.evaluation.metrics.precision_at_k`"
+    assert uses_the_package(own) == ""
+
+
+def test_kaggle_learn_verbs_check_hint_solution(capsys):
+    q = exercises.nb06.q2
+    assert q is exercise_for("ap_at_k")
+    verdict = q.check(solutions.ap_at_k)
+    assert verdict and repr(verdict) == "Verdict(right)"
+    assert not q.check(lambda relevant, n_relevant, k: 0.0)
+    q.hint()
+    q.solution()
+    out = capsys.readouterr().out
+    assert f"Hint (ap_at_k): {q.hint_text}" in out and "def ap_at_k(" in out
+    for lesson, names in LESSONS.items():
+        assert [e.name for e in vars(getattr(exercises, lesson)).values()] == names
+        assert len(names) >= 2, lesson
 
 
 def test_a_wrong_shape_and_an_exception_are_reported_not_raised(capsys):
@@ -95,16 +186,22 @@ def test_every_lesson_notebook_has_unsolved_exercises_each_followed_by_its_check
     import re
     from pathlib import Path
 
-    notebooks = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("0[1-7]_*.ipynb"))
-    assert len(notebooks) == 7
+    notebooks = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("0[1-9]_*.ipynb"))
+    assert len(notebooks) == 9
     for path in notebooks:
+        lesson = "nb" + path.name[:2]
         code = ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
         names = []
         for i, source in enumerate(code):
-            for name, function in re.findall(r'@exercise\("(\w+)"\)\ndef (\w+)\(', source):
-                assert name in EXERCISES, (path.name, name)
+            for nb, q, function in re.findall(r"@(nb\d\d)\.(q\d)\.write\ndef (\w+)\(", source):
+                assert nb == lesson, (path.name, nb)
+                name = vars(getattr(exercises, nb))[q].name
                 body = source.split(f"def {function}(", 1)[1]
                 assert body.rstrip().endswith("...  # your code: replace this line"), (path.name, name)  # no solution
-                assert f'check("{name}", {function})' in code[i + 1], (path.name, name)
+                assert f"{nb}.{q}.check({function})" in code[i + 1], (path.name, name)
+                twins = [p.rpartition(".")[2] for p in EXERCISES[name].package]
+                before = "\n".join(code[:i])
+                for twin in twins:  # the package's implementation is not imported above its exercise
+                    assert not re.search(rf"import[^\n]*\b{twin}\b", before), (path.name, name, twin)
                 names.append(name)
-        assert len(names) >= 2, path.name
+        assert names == LESSONS[lesson], path.name

@@ -29,3 +29,22 @@ def test_unreadable_thumbnail_is_a_grey_square(tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"nope")
     assert thumbnail(bad, 20).shape == (20, 20, 3) and (thumbnail(bad, 20) == 200).all()
+
+
+def test_confusion_projection_and_query_rows_figures(sample_catalogue):
+    import numpy as np
+    import pandas as pd
+
+    from cbir_tutorial.ui.plotting import confusion_figure, projection_2d, projection_figure, query_rows_figure
+
+    table = pd.DataFrame([[0.8, 0.2], [0.1, 0.9]], index=["a", "b"], columns=["a", "b"])
+    assert len(confusion_figure(table).axes) == 2  # the map and its colour bar
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(60, 8)) * np.array([5, 2, 1, 1, 1, 1, 1, 1])
+    points, share = projection_2d(features)
+    assert points.shape == (60, 2) and share[0] > share[1] > 0 and np.allclose(points.mean(axis=0), 0)
+    labels = np.array(["x", "y", "z", ""] * 15, dtype=object)
+    assert projection_figure(features, labels, top=2).axes[0].get_legend() is not None
+    paths = sample_catalogue.paths[:4]
+    fig = query_rows_figure(paths[:2], [paths[2:4], paths[1:3]], [[True, False], [False, False]], captions=["x", "y"])
+    assert len(fig.axes) == 6
