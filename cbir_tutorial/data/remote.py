@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import io
 import re
 import socket
 import threading
@@ -141,7 +142,8 @@ def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
             target = urllib.parse.urljoin(req.full_url, headers.get("location") or headers.get("uri") or "")
             if urllib.parse.urlsplit(target).scheme.lower() not in SCHEMES:
                 raise _Refused(f"redirected to {shown_url(target)}, which is not an http(s) address")
-            return super().http_error_302(req, fp, code, msg, headers)
+            fp.close()  # never read: urllib would read a redirect's whole body, whatever length it declares
+            return super().http_error_302(req, io.BytesIO(), code, msg, headers)
 
         http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
