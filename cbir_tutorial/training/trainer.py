@@ -236,6 +236,13 @@ class Trainer:
         self._pooled = tf.function(lambda images: pooled(preprocess(tf.cast(images, tf.float32)), training=False))
 
     # --------------------------------------------------------------------------------------------
+    def step(self, rows: np.ndarray, *, fine_tune: bool, epoch: int = 0, batch: int = 0) -> float:
+        """One optimiser step on the batch ``rows`` (``(P*K,)`` positions in the train side, as
+        :func:`~.sampler.pk_batches` draws them); ``fine_tune``: the backbone's last blocks move too.
+        The augmentation depends only on ``(seed, epoch, batch)``. Returns the batch's loss."""
+        seed = np.array([self.settings.seed, epoch * 100_000 + batch], dtype=np.int64)
+        return float(self._steps[fine_tune](self.pixels[self.train_rows[rows]], self.train_codes[rows], seed))
+
     def validation_map(self, frozen: bool = False) -> float:
         """Leave-one-out MAP@k of the current model on the validation split (no augmentation); ``frozen``: of
         the backbone's pooled features instead (what the search engine uses without training)."""
@@ -319,10 +326,7 @@ class Trainer:
                        leave=False)
             losses = []
             for b, rows in enumerate(batches):
-                positions = self.train_rows[rows]
-                loss = self._steps[fine_tune](self.pixels[positions], self.train_codes[rows],
-                                              np.array([s.seed, epoch * 100_000 + b], dtype=np.int64))
-                losses.append(float(loss))
+                losses.append(self.step(rows, fine_tune=fine_tune, epoch=epoch, batch=b))
                 bar.set_postfix(loss=f"{losses[-1]:.4f}")
                 bar.update()
             bar.close()

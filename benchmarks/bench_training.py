@@ -1,0 +1,146 @@
+"""Fine-tuning (issue 19): training throughput, and the protocols table from the CLI with its defaults.
+
+1. **Throughput**: images per second of one optimiser step (warm-up: the embedding layer only; fine-tune:
+   the last blocks too) and of embedding without gradients, at the CLI preset's batch (P x K) and the
+   backbone's input size, for each loss. Steps are timed round-robin after one compiling step each.
+2. **Protocols**: ``python -m cbir_tutorial train --catalogue sample --protocol P --loss L --out DIR`` with
+   every other setting at the CLI's default, one subprocess per (protocol, loss), timed (wall and CPU
+   seconds of the child). Each run chooses its epoch on its own validation split (carved from the train
+   side); the test side is seen only by the report (``report.json``): frozen backbone, projection head
+   and the fine-tuned model, MAP@10 and instance Recall@1/@10 for altered photos.
+
+    python benchmarks/bench_training.py                   # 2 protocols x 2 losses: ~35-60 min on 2 cores
+    python benchmarks/bench_training.py --throughput-only # ~2 min
+    python benchmarks/bench_training.py --smoke           # tiny sizes: checks the script runs
+    # on a GPU (Kaggle/Colab), the GPU preset's batch and mixed precision:
+    python benchmarks/bench_training.py --preset gpu --throughput-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np
+
+from common import interleaved_medians, print_header, print_table, sample_catalogue
+
+LOSSES = ("proxy-anchor", "multi-similarity")
+PROTOCOLS = ("unseen-products", "unseen-categories")
+
+
+def throughput_rows(settings, n_images: int, repeats: int, losses=LOSSES) -> list[dict]:
+    """Images/s of a warm-up step, a fine-tune step and embedding, per loss, on ``n_images`` sample photos."""
+    from cbir_tutorial.training.sampler import pk_batches
+    from cbir_tutorial.training.trainer import Trainer
+
+    catalogue = sample_catalogue()
+    rows = []
+    with tempfile.TemporaryDirectory() as out:
+        for loss in losses:
+            trainer = Trainer(catalogue.subset(np.arange(len(catalogue)) < n_images), replace(settings, loss=loss),
+                              out, progress=False)
+            s = trainer.settings
+            batch = pk_batches(trainer.train_codes, s.classes_per_batch, s.images_per_class, seed=s.seed)[0]
+            n_val = len(trainer.validation_rows)
+            timed = interleaved_medians({
+                "warm-up step": lambda: trainer.step(batch, fine_tune=False),
+                f"fine-tune step ({s.trainable_blocks} blocks)": lambda: trainer.step(batch, fine_tune=True),
+                f"embedding ({n_val} validation photos)": trainer.validation_map,
+            }, repeats=repeats)
+            for what, seconds in timed.items():
+                images = n_val if what.startswith("embedding") else len(batch)
+                rows.append({"loss": loss, "what": what, "batch": len(batch), "image px": trainer.size,
+                             "precision": trainer.precision or "float32", "s/call": seconds, "img/s": images / seconds})
+    return rows
+
+
+def cli_run(protocol: str, loss: str, out: Path, extra: list[str]) -> dict:
+    """Runs ``cbir_tutorial train`` in a subprocess; its report rows, history and wall / CPU seconds."""
+    command = [sys.executable, "-m", "cbir_tutorial", "train", "--catalogue", "sample", "--protocol", protocol,
+               "--loss", loss, "--out", str(out), "--no-progress", *extra]
+    print("$", " ".join(command[1:]), flush=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    began = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    wall = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    print(done.stdout, flush=True)
+    info = json.loads((out / "trained.json").read_text())
+    return {"report": json.loads((out / "report.json").read_text()), "history": info["history"],
+            "best_epoch": info["best_epoch"], "val_map": info["val_map_at_k"], "frozen_val_map": info["frozen_val_map_at_k"],
+            "wall": wall, "cpu": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)}
+
+
+def protocol_tables(protocols, losses, extra: list[str], keep: Path | None) -> None:
+    runs, report_rows = [], []
+    with tempfile.TemporaryDirectory() as scratch:
+        for protocol in protocols:
+            for loss in losses:
+                out = (keep or Path(scratch)) / f"{protocol}-{loss}"
+                run = cli_run(protocol, loss, out, extra)
+                runs.append({"protocol": protocol, "loss": loss, "epochs run": len(run["history"]),
+                             "best epoch": run["best_epoch"], "frozen val MAP@10": run["frozen_val_map"],
+                             "best val MAP@10": run["val_map"], "wall s": run["wall"], "CPU s": run["cpu"]})
+                for row in run["report"]:
+                    if any(r["model"] == row["model"] and r["split"] == protocol for r in report_rows):
+                        continue  # the frozen backbone and the head are the same for every loss
+                    report_rows.append({"split": protocol, **row})
+    print_table("Training runs (CLI defaults; epoch chosen on the validation split)", runs)
+    print_table("Protocols: test side of each split", report_rows)
+    for protocol in protocols:
+        rows = [r for r in report_rows if r["split"] == protocol]
+        frozen = next(r["map_at_10"] for r in rows if r["model"].startswith("frozen"))
+        head = next((r["map_at_10"] for r in rows if r["model"] == "projection head"), float("nan"))
+        for r in rows:
+            if r["model"].startswith("fine-tuned"):
+                print(f"{protocol}: {r['model']} MAP@10 {r['map_at_10']:.3f} = frozen {frozen:.3f} "
+                      f"{r['map_at_10'] - frozen:+.3f}, projection head {head:.3f} ({r['map_at_10'] - head:+.3f})")
+    print()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="auto", choices=("auto", "cpu", "gpu"), help="as the CLI's --preset")
+    parser.add_argument("--throughput-images", type=int, default=200, help="sample photos decoded for throughput")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--throughput-only", action="store_true")
+    parser.add_argument("--protocols-only", action="store_true")
+    parser.add_argument("--protocol", action="append", choices=PROTOCOLS, help="default: both")
+    parser.add_argument("--loss", action="append", choices=LOSSES, help="default: both")
+    parser.add_argument("--keep", type=Path, default=None, help="write the trained folders here (default: a temp dir)")
+    parser.add_argument("--smoke", action="store_true", help="64 px, 1 epoch, 120 products: checks the script runs")
+    args = parser.parse_args(argv)
+
+    print_header("Fine-tuning: throughput and protocols", ("numpy", "tensorflow", "keras"))
+    from cbir_tutorial.training.trainer import TrainingSettings
+
+    settings = {"auto": TrainingSettings.for_this_machine, "cpu": TrainingSettings.cpu, "gpu": TrainingSettings}[args.preset]()
+    extra = ["--preset", args.preset]
+    if args.smoke:
+        settings = replace(settings, image_size=64)
+        args.throughput_images, args.repeats = 60, 1
+        args.protocol, args.loss = args.protocol or ["unseen-products"], args.loss or ["multi-similarity"]
+        extra += ["--epochs", "1", "--image-size", "64", "--limit", "80"]
+    if not args.protocols_only:
+        rows = throughput_rows(settings, args.throughput_images, args.repeats, args.loss or LOSSES)
+        print_table(f"Training throughput ({settings.backbone}, {args.preset} preset)", rows)
+    if not args.throughput_only:
+        protocol_tables(args.protocol or PROTOCOLS, args.loss or LOSSES, extra, args.keep)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
