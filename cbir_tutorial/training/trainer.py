@@ -33,6 +33,8 @@ from .protocols import category_map_at_k, validation_split
 from .sampler import pk_batches
 
 CHECKPOINT_FILE = "checkpoint.npz"
+#: The sampler's epoch number for the linear probe's batches (apart from every training epoch's).
+PROBE_EPOCH = 1_000_000
 #: Settings that may change between a run and its resumption (the others must match).
 RESUMABLE_CHANGES = ("epochs", "patience")
 
@@ -41,6 +43,9 @@ RESUMABLE_CHANGES = ("epochs", "patience")
 class TrainingSettings:
     """Every choice of a fine-tuning run; the defaults are meant for a GPU (see :meth:`cpu`).
 
+    ``probe_steps``: steps of the new layers alone on the frozen backbone's features of the unaugmented
+    training photos, before any epoch (a linear probe: cheap, since the backbone runs once per photo; the
+    fine-tuning then starts from a fitted embedding instead of a random projection, LP-FT, Kumar et al. 2022);
     ``trainable_blocks``: backbone blocks fine-tuned after ``warmup_epochs`` epochs of the new layers alone;
     ``learning_rate``: the embedding layer's (AdamW, ``weight_decay``); the proxies learn at
     ``learning_rate * proxy_lr_scale`` (Adam) and the backbone's blocks at ``learning_rate *
@@ -56,6 +61,7 @@ class TrainingSettings:
     loss: str = "proxy-anchor"
     embedding_dim: int = 256
     trainable_blocks: int = 4
+    probe_steps: int = 300
     epochs: int = 30
     warmup_epochs: int = 2
     learning_rate: float = 1e-3
@@ -91,23 +97,26 @@ class TrainingSettings:
 
     def checked(self) -> "TrainingSettings":
         """These settings with the loss and backbone names made canonical; ValueError for impossible ones."""
-        if self.warmup_epochs < 0 or self.epochs < 1 or self.trainable_blocks < 0:
+        if self.warmup_epochs < 0 or self.epochs < 1 or self.trainable_blocks < 0 or self.probe_steps < 0:
             raise ValueError(f"epochs={self.epochs}, warmup_epochs={self.warmup_epochs}, "
-                             f"trainable_blocks={self.trainable_blocks}: need epochs >= 1 and the others >= 0")
+                             f"trainable_blocks={self.trainable_blocks}, probe_steps={self.probe_steps}: "
+                             "need epochs >= 1 and the others >= 0")
         return replace(self, loss=loss_from_word(self.loss), backbone=backbone_spec(self.backbone).name)
 
 
 @dataclass
 class TrainingResult:
     """What a run did: ``history`` (one dict per epoch: ``epoch``, ``phase``, ``loss``, ``val_map``,
-    ``seconds``), the ``best_epoch`` and its ``best_val_map``, ``frozen_val_map`` (the backbone's own
-    features on the same validation split, before any training) and ``folder`` (the saved trained model)."""
+    ``seconds``), the ``best_epoch`` and its ``best_val_map`` (epoch 0: the linear probe was best),
+    ``frozen_val_map`` (the backbone's own features on the same validation split, before any training),
+    ``probe_val_map`` (after the linear probe; NaN without one) and ``folder`` (the saved trained model)."""
 
     folder: Path
     history: list[dict] = field(default_factory=list)
     best_epoch: int = -1
     best_val_map: float = -1.0
     frozen_val_map: float = float("nan")
+    probe_val_map: float = float("nan")
     stopped_early: bool = False
     skipped: list[str] = field(default_factory=list)
 
@@ -204,6 +213,13 @@ class Trainer:
                 return proxy_anchor_loss(embeddings, labels, self.proxies)
             return multi_similarity_loss(embeddings, labels)
 
+        def apply(names, grads):
+            start = 0
+            for n in names:
+                count = len(groups[n][0])
+                groups[n][1].apply_gradients(zip(grads[start:start + count], groups[n][0]))
+                start += count
+
         def step(images, labels, seed, fine_tune: bool):
             x = augmented(images, seed) if s.augment else tf.cast(images, tf.float32)
             names = [n for n in groups if fine_tune or n != "backbone"]
@@ -214,12 +230,8 @@ class Trainer:
             grads = [g / self.loss_scale.scale for g in tape.gradient(scaled, variables)]
             finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
 
-            def apply():
-                start = 0
-                for n in names:
-                    count = len(groups[n][0])
-                    groups[n][1].apply_gradients(zip(grads[start:start + count], groups[n][0]))
-                    start += count
+            def finite_step():
+                apply(names, grads)
                 self.loss_scale.after_finite_step()
                 return tf.constant(True)
 
@@ -227,13 +239,24 @@ class Trainer:
                 self.loss_scale.after_overflow()
                 return tf.constant(False)
 
-            tf.cond(finite, apply, skip)
+            tf.cond(finite, finite_step, skip)
             return loss
 
         self._steps = {phase: tf.function(lambda i, l, sd, p=phase: step(i, l, sd, p)) for phase in (False, True)}
         self._embed = tf.function(lambda images: model(preprocess(tf.cast(images, tf.float32)), training=False))
         pooled = keras.Model(model.input, model.get_layer("embedding").input)
         self._pooled = tf.function(lambda images: pooled(preprocess(tf.cast(images, tf.float32)), training=False))
+        embedding = model.get_layer("embedding")
+
+        def probe_step(features, labels):
+            names = [n for n in ("head", "proxies") if n in groups]
+            variables = [v for n in names for v in groups[n][0]]
+            with tf.GradientTape() as tape:
+                loss = loss_of(embedding(features), labels)
+            apply(names, tape.gradient(loss, variables))
+            return loss
+
+        self._probe_step = tf.function(probe_step)
 
     # --------------------------------------------------------------------------------------------
     def step(self, rows: np.ndarray, *, fine_tune: bool, epoch: int = 0, batch: int = 0) -> float:
@@ -242,6 +265,23 @@ class Trainer:
         The augmentation depends only on ``(seed, epoch, batch)``. Returns the batch's loss."""
         seed = np.array([self.settings.seed, epoch * 100_000 + batch], dtype=np.int64)
         return float(self._steps[fine_tune](self.pixels[self.train_rows[rows]], self.train_codes[rows], seed))
+
+    def pooled_features(self, positions: np.ndarray) -> np.ndarray:
+        """``(len(positions), D)`` float32: the backbone's pooled features (no augmentation) of the decoded
+        photos at ``positions``, what the embedding layer receives."""
+        batch = default_batch_size()
+        images = self.pixels[positions]
+        return np.concatenate([np.asarray(self._pooled(images[i:i + batch]), dtype=np.float32)
+                               for i in range(0, len(images), batch)])
+
+    def probe(self) -> list[float]:
+        """``settings.probe_steps`` steps of the embedding layer (and proxies) alone, on P×K batches of the
+        frozen features of the training photos; returns the losses."""
+        s = self.settings
+        features = self.pooled_features(self.train_rows)
+        batches = pk_batches(self.train_codes, s.classes_per_batch, s.images_per_class, n_batches=s.probe_steps,
+                             seed=s.seed, epoch=PROBE_EPOCH)
+        return [float(self._probe_step(features[rows], self.train_codes[rows])) for rows in batches]
 
     def validation_map(self, frozen: bool = False) -> float:
         """Leave-one-out MAP@k of the current model on the validation split (no augmentation); ``frozen``: of
@@ -275,7 +315,8 @@ class Trainer:
 
     def _save_checkpoint(self, result: TrainingResult, bad_epochs: int) -> None:
         meta = {"settings": asdict(self.settings), "history": result.history, "best_epoch": result.best_epoch,
-                "best_val_map": result.best_val_map, "frozen_val_map": result.frozen_val_map, "bad_epochs": bad_epochs}
+                "best_val_map": result.best_val_map, "frozen_val_map": result.frozen_val_map,
+                "probe_val_map": result.probe_val_map, "bad_epochs": bad_epochs}
         buffer = io.BytesIO()
         np.savez(buffer, meta=np.array(json.dumps(meta)), **self._state())
         atomic_write_bytes(self.out / CHECKPOINT_FILE, buffer.getvalue())
@@ -287,6 +328,7 @@ class Trainer:
             self._restore(state)
         result.history, result.best_epoch, result.best_val_map = meta["history"], meta["best_epoch"], meta["best_val_map"]
         result.frozen_val_map = meta["frozen_val_map"]
+        result.probe_val_map = meta.get("probe_val_map", float("nan"))
         return int(meta["bad_epochs"])
 
     def _description(self, result: TrainingResult) -> dict:
@@ -295,7 +337,8 @@ class Trainer:
                 "loss": s.loss, "settings": asdict(s), "classes": [str(c) for c in self.classes],
                 "n_train": int(len(self.train_rows)), "n_validation": int(len(self.validation_rows)),
                 "best_epoch": result.best_epoch, "val_map_at_k": result.best_val_map,
-                "frozen_val_map_at_k": result.frozen_val_map, "history": result.history}
+                "frozen_val_map_at_k": result.frozen_val_map, "probe_val_map_at_k": result.probe_val_map,
+                "history": result.history}
 
     def run(self, *, resume: bool = False) -> TrainingResult:
         """Train, saving the best epoch to ``out`` and a checkpoint after each epoch; ``resume``: carry on from
@@ -313,6 +356,14 @@ class Trainer:
             result.frozen_val_map = self.validation_map(frozen=True)
             if self.progress:
                 print(f"validation MAP@{s.k} of the frozen {s.backbone} features: {result.frozen_val_map:.4f}")
+            if s.probe_steps:
+                losses = self.probe()
+                result.probe_val_map = self.validation_map()
+                if self.progress:
+                    print(f"linear probe ({s.probe_steps} steps on frozen features): loss {np.mean(losses[-10:]):.4f}, "
+                          f"validation MAP@{s.k} {result.probe_val_map:.4f}")
+                result.best_epoch, result.best_val_map = 0, result.probe_val_map
+                save_trained(self.net.model, self.out, self._description(result))
         start = len(result.history)
         for epoch in range(start, s.epochs):
             if bad_epochs >= s.patience:

@@ -17,7 +17,8 @@ def tiny_catalogue(sample_catalogue):
 
 def tiny(**changes):
     return TrainingSettings.cpu(**{"image_size": 32, "embedding_dim": 16, "classes_per_batch": 3,
-                                   "images_per_class": 3, "validation_fraction": 0.3, "epochs": 2, **changes})
+                                   "images_per_class": 3, "validation_fraction": 0.3, "epochs": 2, "probe_steps": 20,
+                                   **changes})
 
 
 def weights_of(folder):
@@ -61,6 +62,18 @@ def changed_weights(before, model):
     return {w.path for w in model.weights if not np.array_equal(before[w.path], np.asarray(w))}
 
 
+@pytest.mark.parametrize("loss", ["proxy-anchor", "multi-similarity"])
+def test_the_linear_probe_fits_the_embedding_layer_alone_on_frozen_features(tiny_catalogue, tmp_path, loss):
+    trainer = Trainer(tiny_catalogue, tiny(loss=loss, probe_steps=60), tmp_path, progress=False)
+    before = {w.path: np.asarray(w).copy() for w in trainer.net.model.weights}
+    features = trainer.pooled_features(trainer.train_rows)
+    assert features.shape == (len(trainer.train_rows), 1280) and features.dtype == np.float32
+    losses = trainer.probe()
+    assert len(losses) == 60 and np.mean(losses[-10:]) < np.mean(losses[:10])
+    assert changed_weights(before, trainer.net.model) == {"embedding/kernel", "embedding/bias"}
+    np.testing.assert_array_equal(trainer.pooled_features(trainer.train_rows), features)  # the backbone did not move
+
+
 def test_resume_continues_as_an_uninterrupted_run(straight_run, tiny_catalogue, tmp_path):
     straight, result = straight_run
     first = Trainer(tiny_catalogue, tiny(loss="multi-similarity", epochs=1), tmp_path, progress=False)
@@ -91,7 +104,9 @@ def test_resume_continues_as_an_uninterrupted_run(straight_run, tiny_catalogue, 
 def test_early_stopping_and_bad_settings(tiny_catalogue, tmp_path):
     result = train(tiny_catalogue, tmp_path, tiny(loss="ms", epochs=6, patience=1, trainable_blocks=0,
                                                  learning_rate=0.0), progress=False)
-    assert result.stopped_early and len(result.history) == 2 and result.best_epoch == 1
+    # nothing moves: the linear probe (epoch 0) stays best and one epoch without gain is the patience
+    assert result.stopped_early and len(result.history) == 1 and result.best_epoch == 0
+    assert result.best_val_map == result.probe_val_map == result.history[0]["val_map"]
     with pytest.raises(ValueError, match="epochs"):
         TrainingSettings(epochs=0).checked()
     with pytest.raises(ValueError, match="loss"):
