@@ -58,7 +58,8 @@ def test_one_parameters_cell_near_the_top(path):
 
 
 #: The notebooks where a GPU helps: they push whole catalogues through backbones.
-GPU_NOTEBOOKS = {"05_image_retrieval.ipynb", "06_evaluation.ipynb", "07_explore.ipynb", "08_going_further.ipynb"}
+GPU_NOTEBOOKS = {"05_image_retrieval.ipynb", "06_evaluation.ipynb", "07_explore.ipynb", "08_going_further.ipynb",
+                 "10_teach_it_your_catalogue.ipynb"}
 
 
 @pytest.mark.parametrize("path", PATHS, ids=[p.name for p in PATHS])

@@ -487,6 +487,69 @@ EXERCISES.update({e.name: e for e in [
         atol=1e-6),
 ]})
 
+def _batch(seed: int) -> np.ndarray:
+    """7 embeddings in 3-D around three class directions (two of them scaled: lengths differ)."""
+    centres = np.array([[1.0, 0, 0]] * 3 + [[0, 1.0, 0]] * 2 + [[0, 0, 1.0]] * 2)
+    batch = np.random.default_rng(seed).normal(size=(7, 3)) + centres
+    return batch * np.array([[3.0], [1], [1], [1], [0.5], [1], [1]])
+
+
+#: Labels of :func:`_batch`: three classes and a singleton (no positive: it adds 0 but counts in the mean).
+_BATCH_LABELS = np.array([0, 0, 0, 1, 1, 2, 3])
+_FOUND_ITEMS = np.array([["c", "a", "a", "d", "e"], ["b", "f", "g", "h", "b"], ["x", "y", "z", "w", "c"],
+                         ["d", "e", "d", "q", "d"], ["m", "e", "e", "e", "o"]])
+_QUERY_ITEMS = np.array(["a", "b", "c", "d", "e"])
+
+
+def _multi_similarity(embeddings, labels, *, normalise=True, mine=True, self_positive=False, all_anchors=True,
+                      scaled=True, alpha=2.0, beta=50.0, base=0.5, epsilon=0.1):
+    """The multi-similarity loss with one step switchable off: the typical mistakes of the exercise."""
+    x = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True) if normalise else embeddings
+    similarity = x @ x.T
+    labels = np.asarray(labels)
+    same = labels[:, None] == labels[None, :]
+    positive = same if self_positive else same & ~np.eye(len(labels), dtype=bool)
+    losses = []
+    for i in range(len(labels)):
+        pos, neg = similarity[i, positive[i]], similarity[i, ~same[i]]
+        if len(pos) and len(neg) and mine:
+            pos, neg = pos[pos - epsilon < neg.max()], neg[neg + epsilon > pos.min()]
+        if len(pos) and len(neg):
+            losses.append(np.log1p(np.exp(-alpha * (pos - base)).sum()) / (alpha if scaled else 1)
+                          + np.log1p(np.exp(beta * (neg - base)).sum()) / (beta if scaled else 1))
+    return float(np.sum(losses) / (len(labels) if all_anchors else max(len(losses), 1)))
+
+
+EXERCISES.update({e.name: e for e in [
+    Exercise(
+        "multi_similarity_loss", ((_batch(9), _BATCH_LABELS), (_batch(10), _BATCH_LABELS)),
+        lambda embeddings, labels: f"the multi-similarity loss of the {len(labels)} embeddings {_list(embeddings)} "
+                                   f"with labels {_items(labels)}",
+        (("keep only the informative pairs (mining): a positive with S_ij - epsilon < the anchor's hardest "
+          "negative, a negative with S_ik + epsilon > the anchor's easiest positive",
+          lambda e, l: _multi_similarity(e, l, mine=False)),
+         ("S is the COSINE similarity: L2-normalise the rows first (the embeddings have different lengths)",
+          lambda e, l: _multi_similarity(e, l, normalise=False)),
+         ("an image is not its own positive: leave the diagonal (j = i) out of the positives",
+          lambda e, l: _multi_similarity(e, l, self_positive=True)),
+         ("the mean is over all B anchors: an anchor with no kept positive or no kept negative adds 0 but counts",
+          lambda e, l: _multi_similarity(e, l, all_anchors=False)),
+         ("each log term has its own scale in front: 1/alpha for the positives, 1/beta for the negatives",
+          lambda e, l: _multi_similarity(e, l, scaled=False)))),
+    Exercise(
+        "instance_recall_at_k", ((_FOUND_ITEMS, _QUERY_ITEMS, 3), (_FOUND_ITEMS, _QUERY_ITEMS, 5),
+                                 (_FOUND_ITEMS[:3], _QUERY_ITEMS[:3], 1)),
+        lambda found, queries, k: f"Recall@{k} of queries {_items(queries)} with results {_items(found)}",
+        (("only the first k results count: cut each list at k",
+          lambda f, q, k: float(np.mean((f == q[:, None]).any(axis=1)))),
+         ("a query counts once, as soon as its item shows up in its top k, however many photos of it do",
+          lambda f, q, k: float(np.mean((f[:, :k] == q[:, None]).sum(axis=1)))),
+         ("that is precision@k (hits over k): Recall@K asks whether each query's item is found at all",
+          lambda f, q, k: float(np.mean(f[:, :k] == q[:, None]))),
+         ("you looked at the first result only: Recall@K looks at the first k",
+          lambda f, q, k: float(np.mean(f[:, 0] == q))))),
+]})
+
 #: The general hint of each exercise and the package's own implementation(s) of the step.
 _HINTS = {
     "query_mask": ("np.unique(labels, return_inverse=True, return_counts=True) gives each product's category "
@@ -537,6 +600,16 @@ _HINTS = {
     "int8_roundtrip": ("per column: low, high = min, max; offset = (high + low) / 2; scale = (high - low) / 254; "
                        "codes = rint((x - offset) / scale) clipped to -127..127; return offset + scale * codes.",
                        ("cbir_tutorial.search.exact.int8_range", "cbir_tutorial.search.exact.EuclideanIndex")),
+    "multi_similarity_loss": ("S = X X^T of the L2-normalised rows. For each anchor i: its positives (same label, "
+                              "j != i) and negatives; keep the positives below the hardest negative + epsilon and "
+                              "the negatives above the easiest positive - epsilon; add log(1 + sum exp(-alpha "
+                              "(S - base))) / alpha and log(1 + sum exp(beta (S - base))) / beta (0 when a kept "
+                              "set is empty); average over all anchors.",
+                              ("cbir_tutorial.training.losses.multi_similarity_loss",)),
+    "instance_recall_at_k": ("compare the first k result items with each query's item (found[:, :k] == "
+                             "queries[:, None]), ask whether any matches (.any(axis=1)), average over the queries.",
+                             ("cbir_tutorial.training.protocols.instance_recall_at_k",
+                              "cbir_tutorial.training.protocols.instance_retrieval")),
 }
 EXERCISES = {name: replace(item, hint_text=_HINTS[name][0], package=_HINTS[name][1])
              for name, item in EXERCISES.items()}
@@ -560,6 +633,7 @@ LESSONS: dict[str, list[str]] = {
     "nb07": ["filtered_top_k", "precision_curve"],
     "nb08": ["gem_pool", "alpha_query_expansion"],
     "nb09": ["int8_roundtrip", "ann_recall"],
+    "nb10": ["multi_similarity_loss", "instance_recall_at_k"],
 }
 for _lesson, _names in LESSONS.items():
     globals()[_lesson] = Lesson(**{f"q{i}": EXERCISES[n] for i, n in enumerate(_names, start=1)})

@@ -159,3 +159,37 @@ def int8_roundtrip(features: np.ndarray) -> np.ndarray:
     offset, scale = (high + low) / 2, (high - low) / 254
     codes = np.clip(np.rint((features - offset) / scale), -127, 127)
     return offset + scale * codes
+
+
+# notebook 10: teach it your catalogue
+def multi_similarity_loss(embeddings: np.ndarray, labels: Sequence[int], alpha: float = 2.0, beta: float = 50.0,
+                          base: float = 0.5, epsilon: float = 0.1) -> float:
+    """Multi-similarity loss of a batch: ``embeddings`` ``(B, D)`` (any length), ``labels`` ``(B,)``.
+
+    Cosines ``S``; anchor ``i`` keeps its positives with ``S_ij - epsilon < `` its hardest negative and its
+    negatives with ``S_ik + epsilon > `` its easiest positive; its loss is
+    ``log(1 + sum exp(-alpha (S_ij - base))) / alpha + log(1 + sum exp(beta (S_ik - base))) / beta``, or 0
+    when either kept set is empty. The mean is over all ``B`` anchors."""
+    x = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    similarity = x @ x.T
+    labels = np.asarray(labels)
+    same = labels[:, None] == labels[None, :]
+    positive = same & ~np.eye(len(labels), dtype=bool)
+    losses = np.zeros(len(labels))
+    for i in range(len(labels)):
+        pos, neg = similarity[i, positive[i]], similarity[i, ~same[i]]
+        if len(pos) == 0 or len(neg) == 0:
+            continue
+        pos_kept, neg_kept = pos[pos - epsilon < neg.max()], neg[neg + epsilon > pos.min()]
+        if len(pos_kept) == 0 or len(neg_kept) == 0:
+            continue
+        losses[i] = (np.log1p(np.exp(-alpha * (pos_kept - base)).sum()) / alpha
+                     + np.log1p(np.exp(beta * (neg_kept - base)).sum()) / beta)
+    return float(losses.mean())
+
+
+def instance_recall_at_k(found_items: np.ndarray, query_items: Sequence, k: int) -> float:
+    """Share of the queries whose own item is among their first ``k`` results: ``found_items`` ``(Q, K >= k)``
+    item ids of the results, nearest first; ``query_items`` ``(Q,)`` the item each query photo shows."""
+    top = np.asarray(found_items)[:, :k]
+    return float(np.mean((top == np.asarray(query_items)[:, None]).any(axis=1)))

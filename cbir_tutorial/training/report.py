@@ -19,9 +19,9 @@ def _features_of_photos(extractor, photos: list[np.ndarray]) -> np.ndarray:
                            for i in range(0, len(pixels), extractor.batch_size)])
 
 
-def protocol_report(catalogue: Catalogue, split: ProtocolSplit, trained: str | os.PathLike, *,
-                    backbone: str = "efficientnet_lite0", k: int = 10, alterations=ALTERATIONS, head: bool = True,
-                    cache=True, seed: int = 0, progress: bool = False) -> pd.DataFrame:
+def protocol_report(catalogue: Catalogue, split: ProtocolSplit, trained, *, backbone: str = "efficientnet_lite0",
+                    k: int = 10, alterations=ALTERATIONS, head: bool = True, cache=True, seed: int = 0,
+                    progress: bool = False, frozen=None) -> pd.DataFrame:
     """MAP@k and instance Recall@1 / @10 on ``split``'s test side, one row per model: the frozen
     ``backbone`` (ImageNet), a :class:`~cbir_tutorial.models.projection_head.ProjectionHead` trained on the
     frozen features of the train side (``head``), and the fine-tuned model in the folder ``trained``.
@@ -39,8 +39,8 @@ def protocol_report(catalogue: Catalogue, split: ProtocolSplit, trained: str | o
     items = catalogue.table["id"].to_numpy()[split.test].astype(str)
     originals = [load_rgb(p) for p in test_paths]
     queries = {kind: altered_copies(originals, kind, seed) for kind in alterations}
-    frozen = FeatureExtractor(backbone)
-    fine_tuned = TrainedExtractor(trained)
+    frozen = frozen if frozen is not None else FeatureExtractor(backbone)
+    fine_tuned = trained if isinstance(trained, TrainedExtractor) else TrainedExtractor(trained)
     models = {f"frozen {frozen.backbone}": (frozen, lambda f: f)}
     if head:
         train_paths = [catalogue.paths[i] for i in np.flatnonzero(split.train)]

@@ -186,8 +186,8 @@ def test_every_lesson_notebook_has_unsolved_exercises_each_followed_by_its_check
     import re
     from pathlib import Path
 
-    notebooks = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("0[1-9]_*.ipynb"))
-    assert len(notebooks) == 9
+    notebooks = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("[01][0-9]_*.ipynb"))
+    assert len(notebooks) == 10
     for path in notebooks:
         lesson = "nb" + path.name[:2]
         code = ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
@@ -205,3 +205,14 @@ def test_every_lesson_notebook_has_unsolved_exercises_each_followed_by_its_check
                     assert not re.search(rf"import[^\n]*\b{twin}\b", before), (path.name, name, twin)
                 names.append(name)
         assert names == LESSONS[lesson], path.name
+
+
+def test_the_training_solutions_agree_with_the_package_on_their_cases():
+    from cbir_tutorial.training.losses import multi_similarity_loss
+    from cbir_tutorial.training.protocols import instance_recall_at_k
+
+    for embeddings, labels in EXERCISES["multi_similarity_loss"].cases:
+        assert solutions.multi_similarity_loss(embeddings, labels) == pytest.approx(
+            float(multi_similarity_loss(embeddings, labels)), rel=1e-5)
+    for found, queries, k in EXERCISES["instance_recall_at_k"].cases:
+        assert solutions.instance_recall_at_k(found, queries, k) == instance_recall_at_k(found == queries[:, None], k)

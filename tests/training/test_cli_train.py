@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from cbir_tutorial.cli import main
@@ -71,3 +72,14 @@ def test_train_with_a_protocol_reports_the_three_models(shop, tmp_path, capsys):
         assert 0 <= row["map_at_10"] <= 1
         assert all(0 <= row[f"{kind}_recall@{k}"] <= 1 for kind in ("crop", "colour", "scale") for k in (1, 10))
         assert row["crop_recall@1"] <= row["crop_recall@10"]
+    # ready extractors (a notebook reporting several protocols builds each model once) give the same table
+    from cbir_tutorial.data.loaders import load_catalogue
+    from cbir_tutorial.models.features import FeatureExtractor
+    from cbir_tutorial.models.trained import load_trained
+    from cbir_tutorial.training.protocols import unseen_products_split
+    from cbir_tutorial.training.report import protocol_report
+
+    catalogue = load_catalogue(str(shop), "folder")
+    again = protocol_report(catalogue, unseen_products_split(catalogue.labels, seed=0), load_trained(out),
+                            frozen=FeatureExtractor("efficientnet_lite0"), cache=False)
+    pd.testing.assert_frame_equal(again, pd.DataFrame(rows), check_dtype=False, atol=1e-6)
