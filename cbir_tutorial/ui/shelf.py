@@ -96,7 +96,8 @@ class EngineShelf:
         trained = self._recipe.trained
         shared = next((other for other in self.choices if (other, recipe) in self._engines), None) if trained else None
         if shared is not None:  # a trained model's engine does not depend on the choice
-            self._engines[key, recipe], self._rows[key, recipe] = self._engines[shared, recipe], self._rows[shared, recipe]
+            self._engines[key, recipe] = self._engines[shared, recipe]
+            self._rows[key, recipe] = self._rows[shared, recipe]
             return self._engines[key, recipe]
         if key in self.unavailable and not trained:
             raise WeightsUnavailableError(self.unavailable[key])
