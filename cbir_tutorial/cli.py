@@ -120,6 +120,9 @@ def _engine(catalogue, args, progress=True):
 
     weights = weights_from_word(args.weights, "--weights")
     recipe = _recipe(args)
+    if recipe.trained and args.weights != "imagenet":
+        raise CLIError(f"--weights {args.weights}: the trained model in {recipe.trained} (--recipe) brings its own "
+                       "weights; leave --weights out")
     if args.index not in SEARCH_BACKENDS:
         raise CLIError(f"--index {args.index!r} is not supported; use one of: {', '.join(SEARCH_BACKENDS)}")
     if args.index_uri and args.index != "milvus":

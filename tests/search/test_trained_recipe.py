@@ -146,6 +146,8 @@ def test_the_command_line_takes_a_trained_folder_as_recipe(trained_folder, sampl
     out = capsys.readouterr().out
     assert "Top 3 of" in out and "TrainedExtractor" in out and "multi-similarity" in out
 
+    assert main(["evaluate", *options, "--weights", "random"]) == 2
+    assert "brings its own weights; leave --weights out" in capsys.readouterr().err
     assert main(["evaluate", "--recipe", "bestest", "--limit", "30"]) == 2
     err = capsys.readouterr().err
     assert "--recipe: recipe='bestest' is neither" in err and "baseline" in err and "trained.json" in err
