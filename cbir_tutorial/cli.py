@@ -19,6 +19,10 @@ LOSS_NAMES = ("proxy-anchor", "multi-similarity")
 PROTOCOL_NAMES = ("none", "unseen-products", "unseen-categories")
 
 
+RECIPE_HELP = ("a named recipe: baseline (default), best, ... (see cbir_tutorial.search.recipes), or the folder "
+               "of a trained model (cbir-tutorial train --out DIR)")
+
+
 class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
 
@@ -38,15 +42,15 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--weights", default="imagenet",
                        help="imagenet (default), random (also none, untrained) or a weights file path")
         p.add_argument("--photos", default="cutout", help="Farfetch only: cutout or model photos")
-        p.add_argument("--resize", default="squash", help=f"{' or '.join(RESIZE_POLICIES)}")
+        p.add_argument("--resize", default=None,
+                       help=f"{' or '.join(RESIZE_POLICIES)} (default: squash, or a trained model's own)")
         p.add_argument("--limit", type=int, default=None, help="use a random subset of this many products")
         p.add_argument("--k", type=int, default=10)
         p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
 
     def common(p):
         catalogue_options(p)
-        p.add_argument("--recipe", default="baseline",
-                       help="a named recipe: baseline (default), best, ... (see cbir_tutorial.search.recipes)")
+        p.add_argument("--recipe", default="baseline", help=RECIPE_HELP)
         p.add_argument("--index", default="exact", help=f"search backend: {' | '.join(SEARCH_BACKENDS)}")
         p.add_argument("--index-uri", default=None,
                        help="--index milvus: a Milvus server URI (default: a Milvus Lite file in the cache)")
@@ -56,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
                       help=f"{', '.join(BACKBONES)}; without internet, ImageNet weights other than "
                            f"{OFFLINE_BACKBONE}'s fall back to it")
     demo.add_argument("--k", type=int, default=10)
-    demo.add_argument("--recipe", default="baseline", help="a named recipe: baseline (default), best, ...")
+    demo.add_argument("--recipe", default="baseline", help=RECIPE_HELP)
     demo.add_argument("--query", default=None,
                       help="query image file or http(s) URL of a photo (default: a catalogue product)")
     demo.add_argument("--out", default="cbir_demo.png", help="where to write the result grid PNG")
@@ -76,7 +80,9 @@ def _parser() -> argparse.ArgumentParser:
                                          "categories (metric learning); saves a trained model folder")
     catalogue_options(train)
     train.set_defaults(backbone=OFFLINE_BACKBONE)
-    train.add_argument("--out", required=True, help="the folder of the trained model (and its checkpoint)")
+    train.add_argument("--out", default=None,
+                       help="the folder of the trained model and its checkpoint (default: CATALOGUE-BACKBONE-LOSS "
+                            "in the cache's trained/ folder, which the explorer's recipe menu lists)")
     train.add_argument("--loss", default="proxy-anchor", help=" or ".join(LOSS_NAMES))
     train.add_argument("--epochs", type=int, default=None, help="most epochs (early stopping may end sooner)")
     train.add_argument("--resume", action="store_true", help="carry on from the checkpoint in --out")
@@ -114,15 +120,19 @@ def _engine(catalogue, args, progress=True):
 
     weights = weights_from_word(args.weights, "--weights")
     recipe = _recipe(args)
+    if recipe.trained and args.weights != "imagenet":
+        raise CLIError(f"--weights {args.weights}: the trained model in {recipe.trained} (--recipe) brings its own "
+                       "weights; leave --weights out")
     if args.index not in SEARCH_BACKENDS:
         raise CLIError(f"--index {args.index!r} is not supported; use one of: {', '.join(SEARCH_BACKENDS)}")
     if args.index_uri and args.index != "milvus":
         raise CLIError(f"--index-uri is for --index milvus, not --index {args.index}")
     options = {"uri": args.index_uri} if args.index_uri else {}
     try:
-        return SearchEngine.build(catalogue, args.backbone, weights, resize=resize_from_word(args.resize, "--resize"),
-                                  cache=not args.no_cache, progress=progress, recipe=recipe, index=args.index,
-                                  index_options=options)
+        resize = args.resize or (None if recipe.trained else "squash")  # a trained model has its own
+        return SearchEngine.build(catalogue, args.backbone, weights, cache=not args.no_cache, progress=progress,
+                                  recipe=recipe, index=args.index, index_options=options,
+                                  **({"resize": resize_from_word(resize, "--resize")} if resize else {}))
     except ImportError as error:
         raise CLIError(f"--index {args.index}: {error}") from None
 
@@ -177,8 +187,9 @@ def run_demo(args) -> None:
     query_image = _query_image(args.query) if args.query else None  # a bad URL fails before any indexing
     catalogue = load_catalogue("sample")
     print(catalogue)
-    engine = SearchEngine.build(catalogue, available_extractor(args.backbone, "imagenet", fallback=OFFLINE_BACKBONE),
-                                recipe=_recipe(args))
+    recipe = _recipe(args)
+    backbone = None if recipe.trained else available_extractor(args.backbone, "imagenet", fallback=OFFLINE_BACKBONE)
+    engine = SearchEngine.build(catalogue, backbone, recipe=recipe)
     print(engine)
     print(engine.extraction.report())
     if args.query:
@@ -268,7 +279,7 @@ def run_train(args) -> None:
     preset = {"auto": TrainingSettings.for_this_machine, "cpu": TrainingSettings.cpu,
               "gpu": TrainingSettings}[args.preset]()
     changes = {"backbone": args.backbone, "weights": weights, "loss": args.loss, "k": args.k, "seed": args.seed,
-               "resize": resize_from_word(args.resize, "--resize"), "epochs": args.epochs,
+               "resize": args.resize and resize_from_word(args.resize, "--resize"), "epochs": args.epochs,
                "embedding_dim": args.embedding_dim, "trainable_blocks": args.trainable_blocks,
                "image_size": args.image_size}
     settings = replace(preset, **{key: value for key, value in changes.items() if value is not None})
@@ -283,6 +294,10 @@ def run_train(args) -> None:
     training = catalogue if split is None else catalogue.subset(split.train)
     if (training.labels != "").sum() == 0:
         raise CLIError(f"--catalogue {args.catalogue}: no product has a category: training needs labels")
+    if args.out is None:
+        from .models.trained import default_trained_folder
+
+        args.out = str(default_trained_folder(catalogue.name, settings.backbone, settings.loss))
     result = train(training, args.out, settings, resume=args.resume, progress=not args.no_progress)
     for line in result.skipped:
         print(f"  skipped {line}")

@@ -192,3 +192,31 @@ def photo_server(sample_dir):
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+
+@pytest.fixture(scope="session")
+def tiny_catalogue(sample_catalogue):
+    """8 real photos of each of 3 categories (:mod:`tiny_training`)."""
+    from tiny_training import tiny_catalogue_of
+
+    return tiny_catalogue_of(sample_catalogue)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_catalogue, tmp_path_factory):
+    """``(folder, TrainingResult)`` of one tiny fine-tuning run (multi-similarity loss, 2 epochs, 16-d
+    embedding; :func:`tiny_training.tiny`), trained once per session. Tests that change or move the
+    folder work on a copy."""
+    from tiny_training import tiny
+
+    from cbir_tutorial.training.trainer import train
+
+    out = tmp_path_factory.mktemp("trained") / "lite0-tiny"
+    return out, train(tiny_catalogue, out, tiny(loss="multi-similarity"), progress=False)
+
+
+@pytest.fixture(scope="session")
+def trained_folder(trained_run) -> Path:
+    """The trained-model folder of :func:`trained_run`."""
+    return trained_run[0]

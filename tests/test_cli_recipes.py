@@ -35,5 +35,6 @@ def test_half_evaluates_one_half_only(capsys):
 def test_unknown_recipe_is_a_one_line_error(capsys):
     status = main(["evaluate", "--catalogue", "sample", "--recipe", "fastest"])
     err = capsys.readouterr().err
-    assert status == 2 and err.startswith("error: --recipe: recipe='fastest': choose one of baseline, ")
+    assert status == 2 and err.startswith("error: --recipe: recipe='fastest' is neither a recipe nor a trained "
+                                          "model's folder: choose one of baseline, ")
     assert err.count("\n") == 1

@@ -8,7 +8,9 @@ The folder (written by :func:`save_trained`, e.g. at the end of ``cbir-tutorial 
 
 Everything needed to embed a query is there: :class:`TrainedExtractor` rebuilds the model from the JSON,
 loads the weights and checks their hash. Only Keras and the folder are needed (nothing from
-:mod:`cbir_tutorial.training`).
+:mod:`cbir_tutorial.training`). Without ``--out``, ``cbir-tutorial train`` writes into
+:func:`trained_home` (the cache's ``trained`` folder), where the explorer's recipe menu finds it
+(:func:`trained_folders`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 import warnings
 from dataclasses import replace
@@ -24,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.images import resize_from_word
-from ..paths import atomic_write_bytes
+from ..paths import atomic_write_bytes, cache_dir
 from .backbones import BackboneChoice, backbone_spec, feature_model
 from .feature_store import FORMAT
 from .features import (CPU_PREFETCH_BATCHES, GPU_PREFETCH_BATCHES, FeatureExtractor, built_in_policy,
@@ -35,6 +38,8 @@ from .weights import IMAGENET, Weights
 TRAINED_FILE = "trained.json"
 WEIGHTS_FILE = "embedding.weights.h5"
 TRAINED_FORMAT = 1
+#: The cache sub-folder of trained models written without an explicit folder.
+TRAINED_HOME = "trained"
 
 
 def embedding_model(backbone: str, embedding_dim: int, *, weights: Weights = IMAGENET, input_size: int | None = None,
@@ -104,6 +109,36 @@ def is_trained_folder(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a folder holding a trained model (both files present)."""
     path = Path(path).expanduser()
     return (path / TRAINED_FILE).is_file() and (path / WEIGHTS_FILE).is_file()
+
+
+def trained_home() -> Path:
+    """The cache's folder of trained models (``$CBIR_TUTORIAL_CACHE/trained``), created."""
+    return cache_dir(TRAINED_HOME)
+
+
+def default_trained_folder(catalogue: str, backbone: str, loss: str) -> Path:
+    """Where ``cbir-tutorial train`` writes without ``--out``: ``trained_home()/CATALOGUE-BACKBONE-LOSS``
+    (characters other than letters, digits, ``.``, ``_`` and ``-`` become ``_``)."""
+    name = "-".join(re.sub(r"[^A-Za-z0-9._-]+", "_", str(part)).strip("._") or "model"
+                    for part in (catalogue, backbone, loss))
+    return trained_home() / name
+
+
+def trained_folders(folders=()) -> list[Path]:
+    """The trained-model folders in :func:`trained_home`, then in ``folders`` (each a trained model's
+    folder, or a folder whose sub-folders are scanned, one level deep): resolved, sorted by name within
+    each place, without repeats. A folder of ``folders`` holding no trained model raises FileNotFoundError."""
+    given = [folders] if isinstance(folders, (str, os.PathLike)) else list(folders)
+    found: list[Path] = []
+    for place in [trained_home(), *given]:
+        place = Path(place).expanduser().resolve()
+        inside = [place] if is_trained_folder(place) else (
+            sorted(p for p in place.iterdir() if p.is_dir() and is_trained_folder(p)) if place.is_dir() else [])
+        if not inside and place != trained_home().resolve():
+            raise FileNotFoundError(f"{place}: no trained model there (a trained model's folder holds "
+                                    f"{TRAINED_FILE} and {WEIGHTS_FILE}, as cbir-tutorial train writes)")
+        found.extend(p for p in inside if p not in found)
+    return found
 
 
 class TrainedExtractor(FeatureExtractor):

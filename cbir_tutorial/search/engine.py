@@ -64,10 +64,12 @@ class SearchEngine:
               **extractor_options) -> "SearchEngine":
         """Extract (or load cached) features of ``catalogue`` with ``recipe``'s steps and index them.
 
-        ``recipe``: a name from :data:`~cbir_tutorial.search.recipes.RECIPES` (``"baseline"``, ``"best"``...)
-        or a :class:`Recipe`; it names its own backbone(s) (EfficientNet-Lite0 by default, whose ImageNet
-        weights install offline). ``backbone``: another backbone to start from (a name, or a ready
-        :class:`FeatureExtractor`), with ``weights`` and ``extractor_options`` (``resize``, ``batch_size``...).
+        ``recipe``: a name from :data:`~cbir_tutorial.search.recipes.RECIPES` (``"baseline"``, ``"best"``...),
+        a :class:`Recipe`, or the folder of a trained model (``cbir-tutorial train``: its fine-tuned
+        embedding, see :func:`~cbir_tutorial.search.recipes.trained_recipe`); it names its own backbone(s)
+        (EfficientNet-Lite0 by default, whose ImageNet weights install offline). ``backbone``: another
+        backbone to start from (a name, or a ready :class:`FeatureExtractor`), with ``weights`` and
+        ``extractor_options`` (``resize``, ``batch_size``...); a trained model takes none of them.
         ``index``: ``"exact"`` (default), ``"faiss-flat"``, ``"faiss-ivf"``, ``"faiss-hnsw"`` or ``"milvus"``,
         with ``index_options`` for it (e.g. ``{"dtype": "bfloat16"}``, ``{"nlist": 256}``,
         ``{"uri": "http://host:19530"}``); a recipe that expands queries uses its own exact ``"expanded"`` index.
@@ -119,10 +121,11 @@ class SearchEngine:
         """Reopen an engine written by :meth:`save`, without extracting features again.
 
         The pipeline's extractors (needed for image queries) are built again from the saved recipe,
-        weights and options, around ``extractor`` when one is given. ``index_uri``: the Milvus database
-        holding a Milvus engine's rows (a ``.db`` file or ``http://host:19530``); the ``uri`` saved in the
-        folder is used only when it is this machine's default Milvus Lite file, so a folder someone sent
-        you never opens another database.
+        weights and options, around ``extractor`` when one is given. An engine of a trained model reads it
+        from the folder it was built with, and refuses (naming the folder) when it was moved or deleted or
+        its weights changed since. ``index_uri``: the Milvus database holding a Milvus engine's rows (a
+        ``.db`` file or ``http://host:19530``); the ``uri`` saved in the folder is used only when it is this
+        machine's default Milvus Lite file, so a folder someone sent you never opens another database.
         """
         folder = Path(folder).expanduser()
         path = folder / ENGINE_FILE

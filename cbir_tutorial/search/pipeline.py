@@ -3,7 +3,8 @@
 A :class:`Pipeline` is a :class:`~cbir_tutorial.search.recipes.Recipe` fitted on one gallery (like a
 scikit-learn pipeline after ``fit``): the feature extractors of its backbones (pooled as the recipe
 says) and, when the recipe whitens, the :class:`~cbir_tutorial.search.whitening.PCAWhitening` learned on
-the gallery. The baseline is the shortest pipeline: one extractor, nothing after it.
+the gallery. The baseline is the shortest pipeline: one extractor, nothing after it. A trained model's
+recipe runs its :class:`~cbir_tutorial.models.trained.TrainedExtractor` instead (:func:`trained_extractor`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from ..models.features import FeatureExtractor
 from ..models.pooling import PooledExtractor
+from ..models.trained import TrainedExtractor, is_trained_folder, load_trained, read_trained
 from ..models.weights import Weights, weights_from_word, weights_word
 from .backends import saved_arrays
 from .recipes import BASELINE, Recipe, recipe_from_word
@@ -70,7 +72,9 @@ def pipeline_extractors(recipe: Recipe, backbone: str | FeatureExtractor | None 
                         **options) -> list:
     """The extractors of ``recipe``: its backbone's (or ``backbone``'s: a name, or an extractor reused as
     it is when the recipe keeps the backbone's own features), then, when it fuses, ``recipe.fuse_with``'s
-    with the same weights and resize policy."""
+    with the same weights and resize policy. A trained model's recipe: its :func:`trained_extractor`."""
+    if recipe.trained:
+        return [trained_extractor(recipe, backbone, **options)]
     if isinstance(backbone, FeatureExtractor):
         first = backbone if recipe.plain_features and type(backbone) is FeatureExtractor else None
         weights, options = backbone.weights, {"resize": backbone.resize, "batch_size": backbone.batch_size,
@@ -95,6 +99,36 @@ def extractor_for(recipe: Recipe, backbone: str, weights: Weights = "imagenet", 
                            scales=recipe.scales, **options)
 
 
+def trained_extractor(recipe: Recipe, backbone: str | FeatureExtractor | None = None, **options) -> TrainedExtractor:
+    """The :class:`~cbir_tutorial.models.trained.TrainedExtractor` of ``recipe.trained`` (``backbone``: None,
+    the model's own backbone name, or a TrainedExtractor of the same weights' hash, reused). ``options``:
+    ``batch_size``, ``mixed_precision``, ``workers``; a ``resize`` other than the model's is refused, a
+    ``seed`` ignored. Raises FileNotFoundError when the folder is gone and ValueError when its weights are
+    not those ``recipe.trained_hash`` names, each naming the folder and the fix."""
+    if isinstance(backbone, TrainedExtractor) and backbone.info["weights_hash"] == recipe.trained_hash:
+        return backbone  # the same weights: the same numbers, wherever its folder is
+    if isinstance(backbone, FeatureExtractor):
+        raise ValueError(f"recipe {recipe.name!r} is the model trained in {recipe.trained}: it brings its own "
+                         f"extractor, not {backbone!r}; leave the backbone out")
+    recipe.with_backbone(backbone)  # refuses another backbone
+    if recipe.fuse_with or not recipe.plain_features:
+        raise ValueError(f"recipe {recipe.name!r}: a trained model's embedding is neither pooled again nor fused")
+    folder = Path(recipe.trained)
+    if not is_trained_folder(folder):
+        raise FileNotFoundError(f"the trained model in {folder} (recipe {recipe.name!r}) is not there any more: "
+                                f"put the folder back, or build the engine again with recipe=<its new folder>")
+    info = read_trained(folder)
+    if recipe.trained_hash and info["weights_hash"] != recipe.trained_hash:
+        raise ValueError(f"the trained model in {folder} has changed (weights {info['weights_hash']}, not the "
+                         f"{recipe.trained_hash} recipe {recipe.name!r} was made with): build the engine again with "
+                         f"recipe={str(folder)!r}, or put back the weights it was built with")
+    if options.get("resize") not in (None, info["resize"]):
+        raise ValueError(f"resize={options['resize']!r}: the model trained in {folder} resizes with "
+                         f"{info['resize']!r}; leave resize out")
+    return load_trained(folder, **{key: options[key] for key in ("batch_size", "mixed_precision", "workers")
+                                   if options.get(key) is not None})  # checks the weights against trained.json
+
+
 def fit_pipeline(recipe: "str | Recipe", extractors: list, raw: Sequence[np.ndarray]) -> tuple[Pipeline, np.ndarray]:
     """``recipe``'s pipeline over ``extractors``, its whitening fitted on the gallery's per-backbone
     features ``raw``. Returns ``(pipeline, (N, D) gallery features in the pipeline's space)``."""
@@ -115,7 +149,8 @@ def load_pipeline(description: dict, folder: Path, extractor: FeatureExtractor |
     recipe = Recipe.from_settings(description["recipe"])
     if extractor is not None and extractor.backbone != recipe.backbone:
         raise ValueError(f"the engine in {folder} was built with {recipe.backbone}, not {extractor.backbone}")
-    extractors = pipeline_extractors(recipe, extractor, weights_from_word(description["weights"]),
+    weights = "imagenet" if recipe.trained else weights_from_word(description["weights"])  # the folder has its own
+    extractors = pipeline_extractors(recipe, extractor, weights,
                                      **({} if extractor is not None else
                                         {key: description[key] for key in ("resize", "batch_size", "seed")}))
     pipeline = Pipeline(extractors, recipe)

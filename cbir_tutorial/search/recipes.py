@@ -4,7 +4,9 @@ A :class:`Recipe` is a list of settings, its backbone(s) included; fitted on a c
 :class:`~cbir_tutorial.search.pipeline.Pipeline` (the extractors and the fitted whitening) that the engine
 keeps, so a later query image goes through exactly the same steps, and its expansion steps choose the
 engine's index (``"expanded"``). ``SearchEngine.build(catalogue, recipe="best")``,
-``python -m cbir_tutorial evaluate --recipe best`` and the explorer all take a name from :data:`RECIPES`.
+``python -m cbir_tutorial evaluate --recipe best`` and the explorer all take a name from :data:`RECIPES`,
+or the folder of a trained model (:func:`trained_recipe`: the fine-tuned embedding is the recipe's
+features, e.g. ``SearchEngine.build(catalogue, recipe="runs/lite0-proxy")`` or ``--recipe runs/lite0-proxy``).
 
 How the settings were chosen (no labels are used by a recipe itself; labels only scored the choices):
 the sample was split by product id parity. On the **even-id half** (the tuning half, 385 photos) each
@@ -27,9 +29,12 @@ two halves).
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 
 from ..models.backbones import OFFLINE_BACKBONE, backbone_spec
+from ..models.trained import TRAINED_FILE, WEIGHTS_FILE, is_trained_folder, read_trained, trained_folders
 from .expansion import ALPHA
 
 
@@ -43,7 +48,9 @@ class Recipe:
     ``fuse_with``: a second backbone whose features are concatenated, with equal weight;
     ``whiten_dim``: PCA-whitening output size (``0`` = no whitening, ``None`` = all components),
     ``whiten_power``: 1 full whitening, 0.5 square-root; ``dba_n``/``qe_n``: neighbours used by database
-    augmentation / α-query expansion (0 = off), with exponent :data:`~.expansion.ALPHA`.
+    augmentation / α-query expansion (0 = off), with exponent :data:`~.expansion.ALPHA`;
+    ``trained``/``trained_hash``: the folder of a trained model whose embedding replaces the backbone's
+    features, and the hash of the weights the recipe was made with (:func:`trained_recipe`).
     """
 
     name: str
@@ -58,6 +65,13 @@ class Recipe:
     whiten_power: float = 1.0
     dba_n: int = 0
     qe_n: int = 0
+    trained: str | None = None
+    trained_hash: str | None = None
+
+    @property
+    def key(self) -> str:
+        """What tells recipes apart in menus and shelves: the trained model's folder, else the name."""
+        return self.trained or self.name
 
     @property
     def plain_features(self) -> bool:
@@ -66,7 +80,7 @@ class Recipe:
 
     def steps(self) -> list[str]:
         """The steps in order, in words (``[]`` for the baseline)."""
-        steps = []
+        steps = [f"fine-tuned embedding from {self.trained}"] if self.trained else []
         if self.pooling == "gem":
             steps.append(f"GeM pooling (p={self.p:g})")
         elif self.pooling == "max":
@@ -102,6 +116,9 @@ class Recipe:
         """This recipe starting from ``backbone`` instead (``None``: unchanged)."""
         if backbone is None or backbone_spec(backbone).name == self.backbone:
             return self
+        if self.trained:
+            raise ValueError(f"recipe {self.name!r} is the model trained in {self.trained} on {self.backbone}: "
+                             f"it cannot start from {backbone}; leave the backbone out")
         return replace(self, backbone=backbone_spec(backbone).name)
 
     @property
@@ -142,11 +159,43 @@ BEST = replace(FUSION, name="best", description="fusion + DBA + alpha-QE (no lab
 RECIPES: dict[str, Recipe] = {r.name: r for r in (BASELINE, GEM, TTA, WHITEN, DBA, SINGLE, FUSION, BEST)}
 
 
-def recipe_from_word(recipe: "str | Recipe") -> Recipe:
-    """A :class:`Recipe` from its name (``""`` → baseline); raises ValueError naming the choices."""
+def recipe_from_word(recipe: "str | os.PathLike | Recipe") -> Recipe:
+    """A :class:`Recipe` from its name (``""`` → baseline) or a trained model's folder
+    (:func:`trained_recipe`); raises ValueError naming the choices."""
     if isinstance(recipe, Recipe):
         return recipe
     word = str(recipe).strip().lower() or "baseline"
-    if word not in RECIPES:
-        raise ValueError(f"recipe={recipe!r}: choose one of {', '.join(RECIPES)}")
-    return RECIPES[word]
+    if word in RECIPES and not isinstance(recipe, os.PathLike):
+        return RECIPES[word]
+    folder = Path(str(recipe).strip()).expanduser()
+    if is_trained_folder(folder):
+        return trained_recipe(folder)
+    found = f" ({folder} has no {TRAINED_FILE} and {WEIGHTS_FILE})" if folder.is_dir() else ""
+    raise ValueError(f"recipe={str(recipe)!r} is neither a recipe nor a trained model's folder{found}: choose one of "
+                     f"{', '.join(RECIPES)}, or give a folder holding the {TRAINED_FILE} and {WEIGHTS_FILE} that "
+                     "cbir-tutorial train (save_trained) writes")
+
+
+def trained_recipe(folder: str | os.PathLike) -> Recipe:
+    """The recipe whose features are the trained model's embedding in ``folder`` (already L2-normalised;
+    nothing after it): named after the folder, on the model's backbone, with the weights' hash that
+    :func:`~.pipeline.trained_extractor` checks when an engine is built or reopened."""
+    folder = Path(folder).expanduser().resolve()
+    info = read_trained(folder)
+    spec = backbone_spec(info["backbone"])
+    return Recipe(folder.name, f"{info.get('loss', 'fine-tuned')}, {spec.title}, {info['embedding_dim']}-d "
+                  f"(trained model in {folder})", backbone=spec.name, trained=str(folder),
+                  trained_hash=info["weights_hash"])
+
+
+def trained_recipes(folders=()) -> list[Recipe]:
+    """The recipes of the trained models in the cache's ``trained`` folder and in ``folders`` (each a
+    trained model's folder or a folder of them; see :func:`~cbir_tutorial.models.trained.trained_folders`),
+    in that order; a folder whose ``trained.json`` cannot be read is left out."""
+    recipes = []
+    for folder in trained_folders(folders):
+        try:
+            recipes.append(trained_recipe(folder))
+        except (OSError, ValueError, KeyError):
+            continue
+    return recipes

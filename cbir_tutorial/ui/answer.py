@@ -60,7 +60,7 @@ def answer_for(shelf: EngineShelf, key: str, query: Query, k: int = 10, filters:
     allowed = filters.mask(table)
     n_allowed = len(table) if allowed is None else int(allowed.sum())
     if query.is_upload:
-        found = engine.search(query.features(f"{key}|{shelf.recipe_name}", engine), k, allowed=allowed)
+        found = engine.search(query.features(f"{key}|{shelf.recipe_key}", engine), k, allowed=allowed)
         own_row = None
     else:
         own_row = shelf.engine_row(key, query.row)

@@ -22,7 +22,7 @@ import pandas as pd
 from ..models.backbones import WeightsUnavailableError
 from ..data.catalogue import Catalogue
 from ..search.engine import RESULT_COLUMNS, SearchEngine
-from ..search.recipes import RECIPES
+from ..search.recipes import RECIPES, trained_recipes
 from ..search.filters import ALL, Filters, filter_choices
 from .answer import Answer, answer_for
 from .query import Query
@@ -45,8 +45,11 @@ class SearchExplorer:
     and kept, so switching back is instant; a backbone whose weights cannot be had is marked
     unavailable. ``row``: the first query (``None``: a random product drawn with ``seed``).
 
-    ``recipe`` (a name from :data:`~cbir_tutorial.search.recipes.RECIPES`, e.g. ``"best"``): the steps
-    engines are built with; the *recipe* dropdown switches it, building each engine once.
+    ``recipe`` (a name from :data:`~cbir_tutorial.search.recipes.RECIPES`, e.g. ``"best"``, or a trained
+    model's folder): the steps engines are built with; the *recipe* dropdown switches it, building each
+    engine once. The dropdown also offers the trained models in the cache (``cbir-tutorial train``
+    without ``--out``) and in ``trained`` (folders of trained models, or folders holding them), as
+    "folder: loss, backbone"; a trained model brings its own backbone.
 
     State for code and tests: ``backbone`` (choice key), ``query``, ``answer``, ``results``
     (DataFrame), ``comparison``, ``message`` and ``controls`` (name → widget; set a control's
@@ -63,16 +66,17 @@ class SearchExplorer:
     url_repeat_s: float = 1.0
 
     def __init__(self, catalogue: Catalogue, backbones=None, k: int = 10, *, row: int | None = None,
-                 seed: int = 0, progress: bool = True, cache=True, recipe="baseline", **extractor_options):
+                 seed: int = 0, progress: bool = True, cache=True, recipe="baseline", trained=(),
+                 **extractor_options):
         shelf = EngineShelf(catalogue, offered_choices(backbones), cache=cache, recipe=recipe, **extractor_options)
-        self._start(shelf, k, row, seed, progress)
+        self._start(shelf, k, row, seed, progress, trained)
 
     @classmethod
     def from_shelf(cls, shelf: EngineShelf, k: int = 10, *, row: int | None = None, seed: int = 0,
-                   progress: bool = True) -> "SearchExplorer":
+                   progress: bool = True, trained=()) -> "SearchExplorer":
         """An explorer over an :class:`~cbir_tutorial.ui.shelf.EngineShelf` (its built engines are reused)."""
         self = cls.__new__(cls)
-        self._start(shelf, k, row, seed, progress)
+        self._start(shelf, k, row, seed, progress, trained)
         return self
 
     @classmethod
@@ -88,7 +92,7 @@ class SearchExplorer:
             shelf.add(engine.extractor.choice, engine)
         return cls.from_shelf(shelf, k, **options)
 
-    def _start(self, shelf: EngineShelf, k: int, row: int | None, seed: int, progress: bool):
+    def _start(self, shelf: EngineShelf, k: int, row: int | None, seed: int, progress: bool, trained=()):
         self.shelf = shelf
         self.catalogue = shelf.catalogue
         self.progress = progress
@@ -100,7 +104,8 @@ class SearchExplorer:
         self._last_url: tuple[str, float] = ("", float("-inf"))  # address fetched last, and when
         row = int(self._rng.integers(len(self.catalogue))) if row is None else int(row)
         self._query = Query.from_row(self.catalogue, row)
-        self._recipes = {**RECIPES, shelf.recipe_name: shelf.recipe}  # the named ones, and the shelf's own
+        # the named recipes, the trained models found, and the shelf's own; by Recipe.key
+        self._recipes = {r.key: r for r in [*RECIPES.values(), *trained_recipes(trained), shelf.recipe]}
         self.controls = self._controls(int(k), row)
         self.widget = self._layout()
         for key in shelf.choices:  # start on the first backbone that can be built
@@ -180,9 +185,9 @@ class SearchExplorer:
         c: dict[str, w.Widget] = {
             "backbone": w.Dropdown(options=[(o.label, o.key) for o in self.shelf.choices.values()],
                                    description="backbone", style=wide, layout=w.Layout(width="440px")),
-            "recipe": w.Dropdown(options=[(f"{name}: {recipe.description}", name)
-                                          for name, recipe in self._recipes.items()],
-                                 value=self.shelf.recipe_name, description="recipe", style=wide,
+            "recipe": w.Dropdown(options=[(f"{recipe.name}: {recipe.description}", key)
+                                          for key, recipe in self._recipes.items()],
+                                 value=self.shelf.recipe_key, description="recipe", style=wide,
                                  layout=w.Layout(width="440px")),
             "compare": w.Checkbox(value=False, description="compare backbones", indent=False),
             "query": w.IntSlider(value=row, min=0, max=len(self.catalogue) - 1, description="product",
@@ -286,12 +291,12 @@ class SearchExplorer:
         self.shelf.recipe = self._recipes[change["new"]]
         try:
             self._refresh()
-        except (WeightsUnavailableError, ImageError) as error:
+        except (WeightsUnavailableError, ImageError, FileNotFoundError, ValueError) as error:
             self.shelf.recipe = self._recipes[change["old"]]
             with self._quietly():
                 self.controls["recipe"].value = change["old"]
-            self._say(f"<b>Recipe {html.escape(change['new'])} failed</b>; still showing "
-                      f"{html.escape(change['old'])}: {html.escape(str(error).splitlines()[0])}", error=True)
+            self._say(f"<b>Recipe {html.escape(self._recipes[change['new']].name)} failed</b>; still showing "
+                      f"{html.escape(self.shelf.recipe_name)}: {html.escape(str(error).splitlines()[0])}", error=True)
 
     def _on_row(self, change):
         if self._quiet:

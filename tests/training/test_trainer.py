@@ -6,19 +6,7 @@ import pytest
 from cbir_tutorial.models.trained import TRAINED_FILE, TrainedExtractor, read_trained
 from cbir_tutorial.training.model import block_names, freeze_all_but_last_blocks, trainable_model
 from cbir_tutorial.training.trainer import CHECKPOINT_FILE, Trainer, TrainingSettings, decoded_images, train
-
-
-@pytest.fixture(scope="module")
-def tiny_catalogue(sample_catalogue):
-    table = sample_catalogue.table
-    rows = np.concatenate([np.flatnonzero(table["category"] == c)[:8] for c in ("Tshirts", "Watches", "Handbags")])
-    return sample_catalogue.subset(np.sort(rows))
-
-
-def tiny(**changes):
-    return TrainingSettings.cpu(**{"image_size": 32, "embedding_dim": 16, "classes_per_batch": 3,
-                                   "images_per_class": 3, "validation_fraction": 0.3, "epochs": 2, "probe_steps": 20,
-                                   **changes})
+from tiny_training import tiny
 
 
 def weights_of(folder):
@@ -37,14 +25,8 @@ def test_only_the_last_blocks_and_the_head_train_and_batchnorm_is_frozen():
     assert {v.path for v in net.model.trainable_variables} == {v.path for v in net.head}
 
 
-@pytest.fixture(scope="module")
-def straight_run(tiny_catalogue, tmp_path_factory):
-    out = tmp_path_factory.mktemp("straight")
-    return out, train(tiny_catalogue, out, tiny(loss="multi-similarity"), progress=False)
-
-
-def test_a_run_saves_a_model_that_embeds(straight_run, tiny_catalogue):
-    out, result = straight_run
+def test_a_run_saves_a_model_that_embeds(trained_run, tiny_catalogue):
+    out, result = trained_run
     assert [h["epoch"] for h in result.history] == [1, 2]
     assert [h["phase"] for h in result.history] == ["warm-up", "fine-tune"]
     assert all(np.isfinite(h["loss"]) and 0 <= h["val_map"] <= 1 for h in result.history)
@@ -74,8 +56,8 @@ def test_the_linear_probe_fits_the_embedding_layer_alone_on_frozen_features(tiny
     np.testing.assert_array_equal(trainer.pooled_features(trainer.train_rows), features)  # the backbone did not move
 
 
-def test_resume_continues_as_an_uninterrupted_run(straight_run, tiny_catalogue, tmp_path):
-    straight, result = straight_run
+def test_resume_continues_as_an_uninterrupted_run(trained_run, tiny_catalogue, tmp_path):
+    straight, result = trained_run
     first = Trainer(tiny_catalogue, tiny(loss="multi-similarity", epochs=1), tmp_path, progress=False)
     before = {w.path: np.asarray(w).copy() for w in first.net.model.weights}
     assert len(first.run().history) == 1
