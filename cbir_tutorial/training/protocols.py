@@ -150,10 +150,16 @@ def altered_copy(image: np.ndarray, kind: str, rng: np.random.Generator) -> np.n
 def altered_copies(images, kind: str, seed: int = 0) -> list[np.ndarray]:
     """Each ``(H, W, 3)`` uint8 image of ``images`` (sizes may differ) through :func:`altered_copy` (``kind``),
     drawn from ``seed`` and the kind only, so every model is queried with the same altered photos."""
+    rng = alteration_rng(kind, seed)
+    return [altered_copy(image, kind, rng) for image in images]
+
+
+def alteration_rng(kind: str, seed: int = 0) -> np.random.Generator:
+    """The random stream of ``kind``'s alterations: photo ``i`` of a sequence gets the ``i``-th draws, so a
+    sequence altered in chunks with one generator is altered as :func:`altered_copies` alters it whole."""
     if kind not in ALTERATIONS:
         raise ValueError(f"alteration {kind!r}: use one of {ALTERATIONS}")
-    rng = np.random.default_rng([seed, ALTERATIONS.index(kind)])
-    return [altered_copy(image, kind, rng) for image in images]
+    return np.random.default_rng([seed, ALTERATIONS.index(kind)])
 
 
 def instance_recall_at_k(mask: np.ndarray, k: int) -> float:

@@ -10,13 +10,33 @@ from PIL import Image
 
 from ..data.catalogue import Catalogue
 from ..data.images import load_rgb
-from .protocols import ALTERATIONS, ProtocolSplit, altered_copies, category_map_at_k, instance_retrieval
+from .protocols import ALTERATIONS, ProtocolSplit, alteration_rng, altered_copy, category_map_at_k, instance_retrieval
+
+
+#: Test photos decoded and altered at a time: memory stays bounded whatever the catalogue's size.
+ALTERED_CHUNK = 256
 
 
 def _features_of_photos(extractor, photos: list[np.ndarray]) -> np.ndarray:
     pixels = np.stack([load_rgb(Image.fromarray(p), extractor.input_size, extractor.resize) for p in photos])
     return np.concatenate([extractor.features_of_pixels(pixels[i:i + extractor.batch_size])
                            for i in range(0, len(pixels), extractor.batch_size)])
+
+
+def altered_features(paths, extractors, alterations=ALTERATIONS, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """For each of ``extractors``, ``{kind: (N, D) features}`` of the photos at ``paths`` altered by each kind
+    (:func:`~.protocols.altered_copy`), every extractor seeing the same altered photos. The photos are read
+    and altered :data:`ALTERED_CHUNK` at a time; the alterations are those of
+    :func:`~.protocols.altered_copies` over the whole list."""
+    rngs = {kind: alteration_rng(kind, seed) for kind in alterations}
+    parts = [{kind: [] for kind in alterations} for _ in extractors]
+    for start in range(0, len(paths), ALTERED_CHUNK):
+        originals = [load_rgb(p) for p in paths[start:start + ALTERED_CHUNK]]
+        for kind in alterations:
+            photos = [altered_copy(image, kind, rngs[kind]) for image in originals]
+            for part, extractor in zip(parts, extractors):
+                part[kind].append(_features_of_photos(extractor, photos))
+    return [{kind: np.concatenate(chunks) for kind, chunks in part.items()} for part in parts]
 
 
 def protocol_report(catalogue: Catalogue, split: ProtocolSplit, trained, *, backbone: str = "efficientnet_lite0",
@@ -37,8 +57,6 @@ def protocol_report(catalogue: Catalogue, split: ProtocolSplit, trained, *, back
     labels = catalogue.labels.astype(str)
     test_paths = [catalogue.paths[i] for i in np.flatnonzero(split.test)]
     items = catalogue.table["id"].to_numpy()[split.test].astype(str)
-    originals = [load_rgb(p) for p in test_paths]
-    queries = {kind: altered_copies(originals, kind, seed) for kind in alterations}
     frozen = frozen if frozen is not None else FeatureExtractor(backbone)
     fine_tuned = trained if isinstance(trained, TrainedExtractor) else TrainedExtractor(trained)
     models = {f"frozen {frozen.backbone}": (frozen, lambda f: f)}
@@ -48,12 +66,12 @@ def protocol_report(catalogue: Catalogue, split: ProtocolSplit, trained, *, back
         fitted = ProjectionHead(frozen.feature_dim, seed=seed).fit(train_features, labels[split.train])
         models["projection head"] = (frozen, fitted.transform)
     models[f"fine-tuned ({fine_tuned.info.get('loss', '?')})"] = (fine_tuned, lambda f: f)
-    rows, computed = [], {}
+    extractors = list({id(e): e for e, _ in models.values()}.values())  # the head reuses the frozen features
+    altered = dict(zip(map(id, extractors), altered_features(test_paths, extractors, alterations, seed)))
+    originals = {id(e): e.extract(test_paths, cache=cache, progress=progress).features for e in extractors}
+    rows = []
     for name, (extractor, transform) in models.items():
-        if id(extractor) not in computed:  # the head reuses the frozen features of the same photos
-            computed[id(extractor)] = (extractor.extract(test_paths, cache=cache, progress=progress).features,
-                                       {kind: _features_of_photos(extractor, photos) for kind, photos in queries.items()})
-        gallery_features, query_features = computed[id(extractor)]
+        gallery_features, query_features = originals[id(extractor)], altered[id(extractor)]
         gallery = transform(gallery_features)
         row = {"model": name, "protocol": split.name, "n_test": len(test_paths),
                f"map_at_{k}": category_map_at_k(gallery, labels[split.test], k)}

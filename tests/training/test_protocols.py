@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from PIL import Image
 
 from cbir_tutorial.data.images import load_rgb
 from cbir_tutorial.training.protocols import (ALTERATIONS, altered_copies, altered_copy, category_map_at_k,
@@ -122,3 +123,27 @@ def test_model_photo_to_cutout_retrieval(tmp_path, sample_dir, lite_extractor):
     assert 0.5 < found["recall@1"] <= found["recall@10"] <= 1  # the "model photo" is the cut-out mirrored
     shuffled = pairs.assign(cutout_path=pairs["cutout_path"].sample(frac=1, random_state=0).to_numpy())
     assert photo_pair_retrieval(lite_extractor, shuffled, cache=False)["recall@1"] < found["recall@1"]
+
+
+class MeanColour:
+    """The smallest extractor :func:`altered_features` accepts: each photo's mean colour at 16 px, per channel."""
+
+    input_size, resize, batch_size = 16, "squash", 4
+
+    def features_of_pixels(self, pixels):
+        return pixels.reshape(len(pixels), -1, 3).mean(axis=1).astype(np.float32)
+
+
+def test_altered_features_in_chunks_are_the_whole_list_altered_at_once(sample_catalogue, monkeypatch):
+    from cbir_tutorial.training import report
+
+    paths = sample_catalogue.paths[:7]
+    whole = {kind: MeanColour().features_of_pixels(np.stack([load_rgb(Image.fromarray(p), 16) for p in
+                                                             altered_copies([load_rgb(q) for q in paths], kind, 3)]))
+             for kind in ("crop", "scale")}
+    monkeypatch.setattr(report, "ALTERED_CHUNK", 3)  # 3 + 3 + 1 photos
+    first, second = report.altered_features(paths, [MeanColour(), MeanColour()], ("crop", "scale"), seed=3)
+    for kind in ("crop", "scale"):
+        assert first[kind].shape == (7, 3)
+        np.testing.assert_array_equal(first[kind], whole[kind])
+        np.testing.assert_array_equal(second[kind], whole[kind])
