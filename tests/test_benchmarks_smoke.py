@@ -13,7 +13,10 @@ import os
 import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import pytest
 
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -24,9 +27,42 @@ def run_smoke(script: str, *extra: str) -> str:
     """stdout of ``python benchmarks/<script> --smoke``; fails with its stderr if it exits non-zero."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     done = subprocess.run([sys.executable, str(BENCHMARKS / script), "--smoke", *extra],
-                          capture_output=True, text=True, env=env, timeout=240)
+                          capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, f"{script} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
     return done.stdout
+
+
+#: Each test's benchmark run (script, options), longest first: they run two at a time, one per core of the
+#: CI machine, so one run's start-up (Python, TensorFlow, model building: one core) overlaps another's work.
+SMOKE_RUNS = {
+    "test_quality_smoke": ("bench_quality.py",),
+    "test_extraction_smoke": ("bench_extraction.py",),
+    "test_scale_smoke": ("bench_scale.py",),
+    "test_choose_recipe_smoke": ("choose_recipe.py",),
+    "test_explorer_smoke": ("bench_explorer.py",),
+    "test_extraction_smoke_with_and_without_mixed_precision": (
+        "bench_extraction.py", "--backbones", "efficientnet_lite0", "--mixed-precision", "both"),
+    "test_cache_smoke": ("bench_cache.py",),
+    "test_import_smoke": ("bench_import.py",),
+    "test_ranking_smoke": ("bench_ranking.py", "--profile"),
+}
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(request):
+    """``{test name: future of run_smoke's stdout}`` for the selected tests, all started at once, two at a time."""
+    selected = {item.originalname for item in request.session.items if item.module is request.module}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {name: pool.submit(run_smoke, *run) for name, run in SMOKE_RUNS.items() if name in selected}
+        yield futures
+        for future in futures.values():
+            future.cancel()
+
+
+@pytest.fixture
+def smoke_output(request, smoke_runs) -> str:
+    """The stdout of this test's benchmark run (a failed run fails the test with its output)."""
+    return smoke_runs[request.node.originalname].result()
 
 
 def table(stdout: str, title: str) -> list[dict]:
@@ -43,8 +79,8 @@ def number(text: str) -> float:
     return float(text.replace(",", ""))
 
 
-def test_extraction_smoke():
-    out = run_smoke("bench_extraction.py")
+def test_extraction_smoke(smoke_output):
+    out = smoke_output
     assert "GPU:" in out and "FLOPs/cycle" in out
     rows = table(out, "Extraction throughput")
     backbones = {"resnet50", "efficientnet_lite0"}
@@ -62,8 +98,8 @@ def test_extraction_smoke():
     assert 7.0 < number(resnet["GFLOP/img"]) < 8.5  # ResNet-50 without top: about 3.9 G multiply-adds
 
 
-def test_extraction_smoke_with_and_without_mixed_precision():
-    out = run_smoke("bench_extraction.py", "--backbones", "efficientnet_lite0", "--mixed-precision", "both")
+def test_extraction_smoke_with_and_without_mixed_precision(smoke_output):
+    out = smoke_output
     rows = table(out, "Extraction throughput")
     assert sorted({r["precision"] for r in rows}) == ["float32", "mixed_bfloat16"]  # bfloat16 on a CPU
     for row in rows:
@@ -73,8 +109,8 @@ def test_extraction_smoke_with_and_without_mixed_precision():
     assert out.count("of the model-only rate") == 2
 
 
-def test_cache_smoke():
-    out = run_smoke("bench_cache.py")
+def test_cache_smoke(smoke_output):
+    out = smoke_output
     rows = table(out, "Incremental cache")
     assert [(number(r["images"]), number(r["extracted"]), number(r["reused"])) for r in rows] == [
         (60, 60, 0), (63, 3, 60), (63, 0, 63)]
@@ -83,8 +119,8 @@ def test_cache_smoke():
     assert "faster" in out
 
 
-def test_ranking_smoke():
-    out = run_smoke("bench_ranking.py", "--profile")
+def test_ranking_smoke(smoke_output):
+    out = smoke_output
     rows = table(out, "Search time")
     methods = {(r["method"], r["storage"]) for r in rows}
     assert ("package EuclideanIndex", "float32") in methods and ("original dict loop", "float32") in methods
@@ -105,8 +141,8 @@ def test_ranking_smoke():
     assert table(out, "Package float32 by chunk_rows")
 
 
-def test_scale_smoke():
-    out = run_smoke("bench_scale.py")
+def test_scale_smoke(smoke_output):
+    out = smoke_output
     search = table(out, "Search over the simulated gallery by storage")
     assert [r["storage"] for r in search] == ["float32", "bfloat16", "int8"]
     gib = {r["storage"]: number(r["index GiB"]) for r in search}
@@ -130,8 +166,8 @@ def test_scale_smoke():
         assert number(row["peak RSS MiB"]) >= number(row["RSS before MiB"]) > 0
 
 
-def test_quality_smoke():
-    out = run_smoke("bench_quality.py")
+def test_quality_smoke(smoke_output):
+    out = smoke_output
     rows = table(out, "Retrieval quality")
     scores = {r["configuration"]: r for r in rows}
     chance = number(scores["chance (random ranking, expected)"]["MAP@10"])
@@ -147,24 +183,24 @@ def test_quality_smoke():
     assert all(0 < number(r["MAP@10"]) <= 1 and number(r["query ms"]) > 0 for r in recipes.values())
 
 
-def test_explorer_smoke():
-    out = run_smoke("bench_explorer.py")
+def test_explorer_smoke(smoke_output):
+    out = smoke_output
     rows = table(out, "Interactions on")
     assert rows
     for row in rows:
         assert 0 < number(row["median ms"]) < 60_000, row
 
 
-def test_import_smoke():
-    out = run_smoke("bench_import.py")
+def test_import_smoke(smoke_output):
+    out = smoke_output
     rows = {r["command"]: r for r in table(out, "Wall time and peak RSS")}
     assert rows["python -m cbir_tutorial --help"]["now loads TF"] == "no"
     assert rows["import cbir_tutorial"]["now loads TF"] == "no" and number(rows["import cbir_tutorial"]["now MiB"]) > 0
     assert "--help imports TensorFlow: no (target met)" in out
 
 
-def test_choose_recipe_smoke():
-    out = run_smoke("choose_recipe.py")
+def test_choose_recipe_smoke(smoke_output):
+    out = smoke_output
     ranked = table(out, "Tuning half")
     scores = [number(r["map_tuning"]) for r in ranked]
     assert len(ranked) == 4 and scores == sorted(scores, reverse=True)

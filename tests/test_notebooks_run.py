@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
 SETTINGS = ROOT / "notebooks" / "test_run.env"
 #: The Farfetch run: every notebook with catalogue="auto", on 300 listings, small indexes.
-FARFETCH_SETTINGS = {"CBIR_NB_CATALOGUE": "auto", "CBIR_NB_N_IMAGES": "150", "CBIR_NB_N_IMAGES_BACKBONES": "60"}
+FARFETCH_SETTINGS = {"CBIR_NB_CATALOGUE": "auto", "CBIR_NB_N_IMAGES": "150"}
 FARFETCH_LISTINGS = 300
 
 #: Runs nbval in the wheel's environment and writes, per notebook, its failures and printed output.
@@ -103,10 +103,29 @@ def run_checked(command: list[str], cwd: Path, **settings: str) -> str:
     return run.stdout
 
 
-@pytest.fixture(scope="module", params=["sample", "farfetch"])
-def notebook_run(request, wheel_environment, sample_dir, tmp_path_factory) -> dict:
-    """All notebooks run once per dataset: ``{"dataset": ..., "results": {notebook: {cells, failures, output}}}``."""
-    dataset = request.param
+#: The two runs, started together: on 2 cores one run's single-threaded stretches (kernel start-up, imports,
+#: plotting, photo decoding) overlap the other's model calls.
+DATASETS = ("sample", "farfetch")
+
+
+@pytest.fixture(scope="session")
+def notebook_runs(wheel_environment, sample_dir, tmp_path_factory) -> dict[str, dict]:
+    """Every notebook run once per dataset, both runs at the same time: ``{dataset: run}`` (see :func:`finished`)."""
+    started = {}
+    try:
+        for dataset in DATASETS:
+            started[dataset] = started_run(dataset, wheel_environment, sample_dir, tmp_path_factory)
+        return {dataset: finished(*started[dataset]) for dataset in DATASETS}
+    finally:  # an interrupted session leaves no run behind
+        for _, _, _, process, _ in started.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def started_run(dataset: str, wheel_environment: dict[str, str], sample_dir: Path, tmp_path_factory):
+    """``(dataset, folder, results file, process, log file)``: nbval started on copies of the notebooks in an
+    empty folder."""
     base = tmp_path_factory.mktemp(f"run-{dataset}")
     folder = base / "notebooks"
     folder.mkdir()
@@ -121,13 +140,32 @@ def notebook_run(request, wheel_environment, sample_dir, tmp_path_factory) -> di
     results = base / "results.json"
     command = [sys.executable, str(base / "runner.py"), str(results), "--nbval-lax", "--nbval-current-env",
                "-p", "no:cacheprovider", "-q", *NOTEBOOKS]
-    run = subprocess.run(command, cwd=folder, env=clean_environment(**settings, **wheel_environment),
-                         capture_output=True, text=True)
-    if run.returncode not in (0, 1) or not results.is_file():  # 1: some cell failed; anything else: no run
-        pytest.fail(f"nbval did not run (exit {run.returncode}):\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}",
-                    pytrace=False)
+    log = open(base / "log.txt", "w+", encoding="utf-8")  # a file, not a pipe: nothing blocks on a full buffer
+    process = subprocess.Popen(command, cwd=folder, env=clean_environment(**settings, **wheel_environment),
+                               stdout=log, stderr=subprocess.STDOUT, text=True)
+    return dataset, folder, results, process, log
+
+
+def finished(dataset: str, folder: Path, results: Path, process: subprocess.Popen, log) -> dict:
+    """``{"dataset", "results": {notebook: {cells, failures, output}}, "log"}`` once ``process`` has ended, or
+    ``{"dataset", "error"}`` when nbval did not run (each dataset's tests then fail with it)."""
+    with log:
+        code = process.wait()
+        log.seek(0)
+        output = log.read()
+    if code not in (0, 1) or not results.is_file():  # 1: some cell failed; anything else: no run
+        return {"dataset": dataset, "error": f"nbval did not run (exit {code}):\n{output[-6000:]}"}
     assert sorted(p.name for p in folder.iterdir() if p.suffix == ".ipynb") == NOTEBOOKS
-    return {"dataset": dataset, "results": json.loads(results.read_text()), "log": run.stdout[-2000:]}
+    return {"dataset": dataset, "results": json.loads(results.read_text()), "log": output[-2000:]}
+
+
+@pytest.fixture(params=DATASETS)
+def notebook_run(request, notebook_runs) -> dict:
+    """The run on one dataset: ``{"dataset": ..., "results": {notebook: {cells, failures, output}}}``."""
+    run = notebook_runs[request.param]
+    if "error" in run:
+        pytest.fail(run["error"], pytrace=False)
+    return run
 
 
 @pytest.mark.notebooks

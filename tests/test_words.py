@@ -60,7 +60,7 @@ def test_each_weights_word_in_the_cli(word, lite_weights_file, sample_dir, capsy
     assert json.loads(captured.out)["weights"] == expected
 
 
-@pytest.mark.parametrize("word", ["untrained", "random", "none", "FILE"])
+@pytest.mark.parametrize("word", END_TO_END_WORDS)
 def test_each_weights_word_in_the_notebooks(word, lite_weights_file, monkeypatch, capsys):
     """The notebooks read ``CBIR_NB_WEIGHTS`` with ``notebook_parameters`` and pass it to ``available_extractor``."""
     from cbir_tutorial.lessons.parameters import notebook_parameters
