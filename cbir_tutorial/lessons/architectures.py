@@ -258,14 +258,13 @@ def multiply_adds(model) -> int:
 def weights_file_parameters(backbone: str) -> int:
     """Parameters stored in the ImageNet weights file the package downloads for ``backbone``.
 
-    VGG16's features come from ``fc1``, so its file holds the whole network with its dense layers; the
-    others' files stop before the head (``include_top=False``). Built with random weights, nothing is
-    downloaded. At 4 bytes per float32 parameter, ``4 * parameters`` is the file's size to within its
-    little metadata.
+    The file holds the whole network, classifier head included: one download serves notebook 3's
+    ImageNet classifier and the feature extractor (see :func:`cbir_tutorial.models.backbones.imagenet_weights_path`).
+    Built with random weights, nothing is downloaded. At 4 bytes per float32 parameter,
+    ``4 * parameters`` is the file's size to within its little metadata.
     """
     from ..models.backbones import backbone_spec, keras_application
 
     spec = backbone_spec(backbone)
-    model = keras_application(spec, None, include_top=spec.include_top,
-                              input_shape=(spec.input_size, spec.input_size, 3))
+    model = keras_application(spec, None, include_top=True)
     return model.count_params()

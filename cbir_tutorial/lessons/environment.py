@@ -86,9 +86,9 @@ def gpu_names() -> list[str]:
 
 def imagenet_weights_on_disk() -> dict[str, bool]:
     """For each Keras backbone, whether its ImageNet weights file is already in the Keras cache."""
-    from ..models.backbones import BACKBONES, keras_weights_path
+    from ..models.backbones import BACKBONES, cached_imagenet_weights
 
-    return {name: keras_weights_path(spec).is_file() for name, spec in BACKBONES.items()
+    return {name: cached_imagenet_weights(spec, include_top=False) is not None for name, spec in BACKBONES.items()
             if spec.weights_file is not None}
 
 

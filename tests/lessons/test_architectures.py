@@ -138,5 +138,6 @@ def test_multiply_adds_counts_convolutions_and_dense_layers_from_their_shapes():
 def test_weights_file_parameters_count_what_the_package_downloads():
     from cbir_tutorial.lessons.architectures import weights_file_parameters
 
-    # ResNet50's "notop" file: the 23.6 M parameters of its feature part, about 94 MB of float32
-    assert weights_file_parameters("resnet50") == 23_587_712
+    # ResNet50's file with its head (shared by notebook 3's classifier and the features): 25.6 M
+    # parameters, the 23.6 M of its feature part and 2,049,000 of the 1000-class dense layer
+    assert weights_file_parameters("resnet50") == 23_587_712 + 2048 * 1000 + 1000

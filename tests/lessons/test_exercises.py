@@ -79,13 +79,13 @@ def test_a_wrong_answer_gets_a_hint_and_never_the_expected_value(name, capsys):
 
 
 def test_the_message_names_the_case_and_the_learners_value_not_the_right_one():
-    def divides_by_k(relevant, n_relevant, k):
-        relevant = np.asarray(relevant[:k], dtype=float)
-        return float((np.cumsum(relevant) / np.arange(1, k + 1) * relevant).sum() / k)
+    def divides_by_k(ranks, n_relevant, k):
+        found = np.array([r for r in ranks if r <= k], dtype=float)
+        return float(np.sum(np.arange(1, len(found) + 1) / found) / k)
 
     assert EXERCISES["ap_at_k"].problem(divides_by_k) == (
-        "AP@5 of [1, 0, 1, 1, 0] with R = 3 is not 0.483: did you divide by K instead of min(K, R)? "
-        "When R < K, a perfect list could not score 1")
+        "AP@5 with relevant results at ranks [1, 3, 4] and R = 3 is not 0.483: did you divide by K instead of "
+        "min(K, R)? When R < K, a perfect list could not score 1")
 
 
 def test_the_package_is_found_through_imports_modules_closures_and_helpers():
@@ -119,7 +119,7 @@ def test_kaggle_learn_verbs_check_hint_solution(capsys):
     assert q is exercise_for("ap_at_k")
     verdict = q.check(solutions.ap_at_k)
     assert verdict and repr(verdict) == "Verdict(right)"
-    assert not q.check(lambda relevant, n_relevant, k: 0.0)
+    assert not q.check(lambda ranks, n_relevant, k: 0.0)
     q.hint()
     q.solution()
     out = capsys.readouterr().out
@@ -141,14 +141,14 @@ def test_a_wrong_shape_and_an_exception_are_reported_not_raised(capsys):
 
 def test_an_unwritten_exercise_says_not_done_and_its_stand_in_raises(capsys):
     @exercise("ap_at_k")
-    def my_ap_at_k(relevant, n_relevant, k):
+    def my_ap_at_k(ranks, n_relevant, k):
         """AP@K of one result list."""
         ...  # your code
 
     assert check("ap_at_k", my_ap_at_k) is False
     assert capsys.readouterr().out.startswith("not done yet: ap_at_k: write the body of my_ap_at_k")
     with pytest.raises(NotDone, match="my_ap_at_k is not written yet"):
-        my_ap_at_k([1, 0], 1, 2)
+        my_ap_at_k([1], 1, 2)
 
 
 def test_solutions_mode_fills_in_unwritten_exercises_and_keeps_written_ones(monkeypatch):

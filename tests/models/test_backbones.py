@@ -36,18 +36,100 @@ def test_each_backbone_has_its_own_preprocessing():
 
 
 def test_missing_imagenet_weights_raise_with_the_fixes(monkeypatch, tmp_path):
-    from keras.src.utils import file_utils
+    import keras
 
     def offline(*args, **kwargs):
         raise Exception("URL fetch failure on https://example: None -- [Errno -2] Name or service not known")
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setattr(file_utils, "get_file", offline)
+    monkeypatch.setattr(keras.utils, "get_file", offline)
     with pytest.raises(WeightsUnavailableError) as error:
         feature_model("ResNet", "imagenet")
     message = str(error.value)
-    assert "ResNet50" in message and "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
+    assert "ResNet50" in message and "resnet/resnet50_weights_tf_dim_ordering_tf_kernels.h5" in message
+    assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 from the same folder works too" in message
     assert str(tmp_path / "models") in message and "efficientnet_lite0" in message and "weights=" in message
+
+
+@pytest.fixture
+def downloads(monkeypatch, tmp_path):
+    """The files Keras is asked to download, into an empty Keras cache, on a machine without internet."""
+    import keras
+
+    asked = []
+
+    def offline(fname, origin, **kwargs):
+        asked.append((fname, origin, kwargs["cache_dir"], kwargs["file_hash"]))
+        raise Exception(f"URL fetch failure on {origin}: None -- [Errno -2] Name or service not known")
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    return asked
+
+
+@pytest.mark.parametrize("name", ["resnet50", "xception"])
+def test_the_classifier_and_the_features_ask_for_the_same_file(name, downloads, tmp_path):
+    from cbir_tutorial.lessons.imagenet import classifier_model
+
+    spec = BACKBONES[name]
+    for build in (lambda: classifier_model(name), lambda: feature_model(name, "imagenet")):
+        with pytest.raises(WeightsUnavailableError):
+            build()
+    url = f"https://storage.googleapis.com/tensorflow/keras-applications/{spec.weights_folder}/{spec.weights_file}"
+    assert downloads == [(spec.weights_file, url, str(tmp_path / "keras"), spec.weights_md5)] * 2
+    assert not spec.weights_file.endswith("_notop.h5")
+
+
+def test_a_cached_file_is_used_and_the_headless_one_only_for_features(tmp_path, monkeypatch):
+    from cbir_tutorial.models.backbones import cached_imagenet_weights, imagenet_weights_path
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    spec = BACKBONES["resnet50"]
+    (tmp_path / "models").mkdir()
+    headless = tmp_path / "models" / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    headless.write_bytes(b"h5")
+    assert cached_imagenet_weights(spec, include_top=False) == headless == imagenet_weights_path(spec, False)
+    assert cached_imagenet_weights(spec, include_top=True) is None
+    (tmp_path / "models" / spec.weights_file).write_bytes(b"h5")
+    assert cached_imagenet_weights(spec, include_top=True) == tmp_path / "models" / spec.weights_file
+    assert BACKBONES["vgg16"].headless_weights_file is None  # its features need the head (fc1)
+
+
+def test_a_broken_cached_weights_file_is_named_with_the_fix(tmp_path, monkeypatch, downloads):
+    spec = BACKBONES["xception"]
+    broken = tmp_path / "keras" / "models" / spec.weights_file
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"<html>captive portal</html>")
+    with pytest.raises(ValueError, match=f"{broken}: not Keras ImageNet weights for Xception .*delete it"):
+        feature_model("xception", "imagenet")
+    assert downloads == []
+
+
+@pytest.mark.slow
+def test_one_download_serves_the_classifier_and_the_features(tmp_path, monkeypatch, downloads):
+    """Notebook 3 loads ResNet50 with its head, notebooks 4-6 without: both from the same cached file."""
+    import h5py
+    import keras
+    from keras.src.legacy.saving import legacy_h5_format
+
+    from cbir_tutorial.lessons.imagenet import classifier_model
+
+    keras.utils.set_random_seed(5)
+    full = keras.applications.ResNet50(weights=None)  # stands in for the ImageNet file, head included
+    path = tmp_path / "keras" / "models" / BACKBONES["resnet50"].weights_file
+    path.parent.mkdir(parents=True)
+    with h5py.File(path, "w") as file:
+        legacy_h5_format.save_weights_to_hdf5_group(file, full)
+
+    features = feature_model("resnet50", "imagenet", input_size=160)
+    classifier = classifier_model("resnet50")
+    assert downloads == []
+    for layer in ("conv1_conv", "conv4_block6_2_bn", "conv5_block3_3_conv"):
+        for model in (features, classifier):
+            for got, saved in zip(model.get_layer(layer).get_weights(), full.get_layer(layer).get_weights()):
+                np.testing.assert_array_equal(got, saved)
+    for got, saved in zip(classifier.get_layer("predictions").get_weights(), full.get_layer("predictions").get_weights()):
+        np.testing.assert_array_equal(got, saved)
 
 
 def test_missing_weights_file_is_named(tmp_path):
