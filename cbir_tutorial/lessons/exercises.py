@@ -44,6 +44,7 @@ import copy
 import inspect
 import os
 import textwrap
+import tracemalloc
 import types
 from dataclasses import dataclass, replace
 from typing import Any, Callable
@@ -70,7 +71,9 @@ class Exercise:
     """One exercise: ``cases`` are argument tuples, ``describe(*args)`` names a case for a message,
     ``hint_text`` is the nudge of :meth:`hint`, ``package`` names the package's own implementation(s) of
     the step (dotted paths; a learner's function that uses the package is refused), and ``mistakes`` pairs
-    a hint with a typical wrong function (its output identifies the mistake)."""
+    a hint with a typical wrong function (its output identifies the mistake). ``rule(function)``, when
+    given, is a condition on how the answer is computed, checked once the values are right: what is wrong,
+    or None."""
 
     name: str
     cases: tuple[tuple, ...]
@@ -79,6 +82,7 @@ class Exercise:
     atol: float = 1e-6
     hint_text: str = ""
     package: tuple[str, ...] = ()
+    rule: Callable[[Callable], str | None] | None = None
 
     @property
     def solution_function(self) -> Callable:
@@ -109,7 +113,8 @@ class Exercise:
             else:
                 text = f"{what} is not {_shown(got)}"
             return text + (f": {hint}" if hint else "")
-        return None
+        broken = self.rule(function) if self.rule else None
+        return f"{broken}: {self.hint_text}" if broken else None
 
     # Kaggle Learn's verbs
     def write(self, function: Callable) -> Callable:
@@ -265,6 +270,37 @@ _MAP_5X5 = np.round(np.random.default_rng(20).normal(size=(5, 5, 2)), 2)
 _MIX = np.array([[1.0, -1.0, 0.5], [0.5, 1.0, -2.0]])
 
 
+def _corner_conv3x3(padded, kernel):
+    """``(H, W)`` from an ``(H+2, W+2)`` array: each output is the 3x3 window whose top-left corner it is."""
+    h, w = padded.shape[0] - 2, padded.shape[1] - 2
+    return np.array([[(padded[i:i + 3, j:j + 3] * kernel).sum() for j in range(w)] for i in range(h)])
+
+
+def _without_differences_array(function: Callable) -> str | None:
+    """None when ``function(queries, gallery)`` stays well below the memory of an (M, N, D) array of differences
+    (peak of the allocations it makes, traced by tracemalloc, which sees numpy's arrays)."""
+    rng = np.random.default_rng(3)
+    queries, gallery = rng.normal(size=(50, 128)), rng.normal(size=(400, 128))
+    differences = queries.shape[0] * gallery.shape[0] * queries.shape[1] * 8  # bytes, float64: 20 MB
+    tracing = tracemalloc.is_tracing()
+    if not tracing:
+        tracemalloc.start()
+    try:
+        start, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        _quietly(function, (queries, gallery))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        if not tracing:
+            tracemalloc.stop()
+    if peak - start < differences / 4:
+        return None
+    return (f"right values, but for 50 queries and 400 gallery vectors of width 128 your function needed "
+            f"{(peak - start) / 1e6:.0f} MB at once, where the (50, 400) answer takes 0.16 MB and the (M, N, D) "
+            f"array of differences {differences / 1e6:.0f} MB (20 GB in float32 for 200 queries and 20,000 "
+            "products of width 1,280): compute |q - x|^2 without such an array")
+
+
 def _every_other_mixed(x):
     """F(x) = x[::2, ::2] @ [[1, -1, 0.5], [0.5, 1, -2]] - 0.25"""
     return x[::2, ::2] @ _MIX - 0.25
@@ -316,11 +352,18 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
           lambda labels: float(np.mean((_category_sizes(labels) - 1) / (len(labels) - 1)))))),
     Exercise(
         "conv3x3", ((_IMAGE, _KERNEL), (_IMAGE.T.copy(), np.ones((3, 3)))),
-        lambda image, kernel: f"the convolution of a {image.shape[0]}x{image.shape[1]} image by kernel {_list(kernel)}",
+        lambda image, kernel: (f"the 'same' convolution of a {image.shape[0]}x{image.shape[1]} image by kernel "
+                               f"{_list(kernel)}"),
         (("you flipped the kernel: that is the convolution of mathematics; Conv2D (and `convolve`) slide the "
           "kernel as it is, a cross-correlation", lambda image, kernel: solutions.conv3x3(image, kernel[::-1, ::-1])),
-         ("a valid 3x3 convolution has no padding: the output loses one pixel on each side, (H-2, W-2)",
-          lambda image, kernel: solutions.conv3x3(np.pad(image, 1), kernel)))),
+         ("that is the 'valid' output, (H-2, W-2): 'same' keeps the image's size, so add zeros around the image "
+          "first (how many does a 3x3 kernel centred on a border pixel need?)",
+          lambda image, kernel: solutions.conv3x3(image, kernel)[1:-1, 1:-1]),
+         ("you padded with copies of the border pixels: Conv2D(padding=\"same\") pads with zeros",
+          lambda image, kernel: _corner_conv3x3(np.pad(image, 1, mode="edge"), kernel)),
+         ("your windows are one pixel off: out[i, j] is the window CENTRED on pixel (i, j), image[i-1:i+2, "
+          "j-1:j+2] (the padding makes it exist at the border)",
+          lambda image, kernel: _corner_conv3x3(np.pad(image, ((0, 2), (0, 2))), kernel)))),
     Exercise(
         "output_size", ((224, 3, 1, 0), (7, 7, 1, 3), (224, 3, 2, 1), (10, 3, 2, 0), (10, 5, 3, 2)),
         lambda n, kernel, stride, padding: f"output_size(n={n}, kernel={kernel}, stride={stride}, padding={padding})",
@@ -387,7 +430,8 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
         lambda q, g: f"the distances between {q.shape[0]} queries and {g.shape[0]} gallery vectors of width {q.shape[1]}",
         (("those are squared distances: take the square root", lambda q, g: solutions.euclidean_distances(q, g) ** 2),
          ("the result has one ROW per query: shape (M, N)", lambda q, g: solutions.euclidean_distances(q, g).T),
-         ("that is the dot product (a similarity), not a distance", lambda q, g: q @ g.T))),
+         ("that is the dot product (a similarity), not a distance", lambda q, g: q @ g.T)),
+        rule=_without_differences_array),
     Exercise(
         "cosine_top_k", ((_COSINE_GALLERY, np.array([1.0, 0.0]), 3), (_COSINE_GALLERY, np.array([0.0, 2.0]), 5)),
         lambda g, q, k: f"the top {k} of gallery {_list(g)} for query {_list(q)}",
@@ -576,8 +620,10 @@ _HINTS = {
                    "size (counts[inverse]); a query needs a label (!= \"\") and a size of at least 2.", ()),
     "chance_precision": ("for each query of category c the chance of a relevant result is (n_c - 1) / (N - 1); "
                          "average that over the queries of the query mask.", ()),
-    "conv3x3": ("loop over the (H-2) x (W-2) output positions; at (i, j) multiply image[i:i+3, j:j+3] by the "
-                "kernel element by element and sum.", ("cbir_tutorial.lessons.convolution.convolve",)),
+    "conv3x3": ("centred on a border pixel, a 3x3 kernel reaches one pixel beyond the image: add one ring of "
+                "zeros (np.pad), then loop over the H x W output positions; the window of output (i, j) is the "
+                "padded image's [i:i+3, j:j+3]: multiply it by the kernel element by element and sum.",
+                ("cbir_tutorial.lessons.convolution.convolve",)),
     "output_size": ("count the positions where the kernel fits: from the first (pixel 0 of the padded row) "
                     "to the last, one stride apart. The padded row has n + 2p pixels.",
                     ("cbir_tutorial.lessons.convolution.output_size",)),
@@ -595,8 +641,10 @@ _HINTS = {
                             "Add it to F(x), then the ReLU.", ("cbir_tutorial.lessons.architectures.residual_block",)),
     "separable_parameters": ("two steps: one k x k filter per input channel, then a 1 x 1 convolution from "
                              "c_in to c_out channels.", ("cbir_tutorial.lessons.architectures.separable_conv_cost",)),
-    "euclidean_distances": ("expand |q - x|^2 = |q|^2 - 2 q.x + |x|^2: one matrix product for all the q.x, "
-                            "then broadcast the two norms; clamp at 0 before the square root.",
+    "euclidean_distances": ("write |q - x|^2 as the dot product (q - x).(q - x) and expand it: one term "
+                            "holds q.x, which for all pairs at once is one matrix product; the other two "
+                            "depend on q alone or on x alone (broadcast them along rows and columns). Rounding "
+                            "can make a tiny distance slightly negative: clamp at 0 before the square root.",
                             ("cbir_tutorial.search.exact.EuclideanIndex",)),
     "cosine_top_k": ("cosine = (g . q) / (|g| |q|); sort it in decreasing order (np.argsort of minus it).",
                      ("cbir_tutorial.search.exact.EuclideanIndex",)),

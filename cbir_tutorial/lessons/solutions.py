@@ -33,13 +33,14 @@ def chance_precision(labels: Sequence[str]) -> float:
 
 # notebook 2: convolution
 def conv3x3(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """``(H-2, W-2)`` valid, stride-1 "convolution" of a 2-D ``image`` by a 3x3 ``kernel``, as Conv2D
-    computes it (cross-correlation: the kernel is not flipped)."""
+    """``(H, W)`` stride-1 "convolution" of a 2-D ``image`` by a 3x3 ``kernel`` with 'same' zero padding, as
+    ``Conv2D(padding="same")`` computes it (cross-correlation: the kernel is not flipped)."""
     h, w = image.shape
-    out = np.zeros((h - 2, w - 2))
-    for i in range(h - 2):
-        for j in range(w - 2):
-            out[i, j] = (image[i:i + 3, j:j + 3] * kernel).sum()
+    padded = np.pad(image, 1)  # one ring of zeros: the kernel centred on a border pixel reaches one pixel out
+    out = np.zeros((h, w))
+    for i in range(h):
+        for j in range(w):
+            out[i, j] = (padded[i:i + 3, j:j + 3] * kernel).sum()
     return out
 
 

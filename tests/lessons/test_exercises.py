@@ -130,7 +130,8 @@ def test_kaggle_learn_verbs_check_hint_solution(capsys):
 
 
 def test_a_wrong_shape_and_an_exception_are_reported_not_raised(capsys):
-    assert "should have shape (3, 4), yours has shape (5, 6)" in EXERCISES["conv3x3"].problem(lambda image, k: image)
+    assert "should have shape (5, 6), yours has shape (3, 4)" in EXERCISES["conv3x3"].problem(
+        lambda image, k: image[1:-1, 1:-1])
 
     def broken(relevant, k):
         return relevant[k + 100]
@@ -216,3 +217,32 @@ def test_the_training_solutions_agree_with_the_package_on_their_cases():
             float(multi_similarity_loss(embeddings, labels)), rel=1e-5)
     for found, queries, k in EXERCISES["instance_recall_at_k"].cases:
         assert solutions.instance_recall_at_k(found, queries, k) == instance_recall_at_k(found == queries[:, None], k)
+
+
+def test_conv3x3_is_the_same_padded_convolution_of_the_package():
+    from cbir_tutorial.lessons.convolution import convolve
+
+    for image, kernel in EXERCISES["conv3x3"].cases:
+        assert solutions.conv3x3(image, kernel).shape == image.shape
+        np.testing.assert_allclose(solutions.conv3x3(image, kernel), convolve(image, kernel, padding="same"),
+                                   atol=1e-4)
+
+
+def test_euclidean_distances_refuses_the_array_of_differences_with_the_hint(capsys):
+    import tracemalloc
+
+    def with_differences(queries, gallery):  # right values, through an (M, N, D) array
+        return np.sqrt(((queries[:, None] - gallery[None]) ** 2).sum(axis=2))
+
+    item = EXERCISES["euclidean_distances"]
+    assert check("euclidean_distances", with_differences) is False
+    out = capsys.readouterr().out.rstrip()
+    assert "right values, but for 50 queries" in out and "without such an array" in out, out
+    assert out.endswith(item.hint_text) and not tracemalloc.is_tracing()
+    tracemalloc.start()  # a learner's own tracing stays on
+    try:
+        assert item.problem(solutions.euclidean_distances) is None
+        assert "without such an array" in item.problem(with_differences)
+        assert tracemalloc.is_tracing()
+    finally:
+        tracemalloc.stop()
