@@ -1,4 +1,4 @@
-"""Shared fixtures: the real sample catalogue (../shared/data/fashion-sample) and an isolated cache."""
+"""Shared fixtures: the real sample catalogue (../shared/data/fashion-sample), an isolated cache, one tiny trained model."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from cbir_tutorial.data.loaders import CHECKOUT_SAMPLE as SAMPLE
 try:
     import pymilvus  # noqa: F401
 except ImportError:
-    pass  # ../shared/data/fashion-sample
+    pass  # without pymilvus the Milvus tests skip themselves
 
 ROOT = Path(__file__).resolve().parents[1]
 
