@@ -1,4 +1,4 @@
-"""Shared fixtures: the real sample catalogue (../shared/data/fashion-sample), an isolated cache, a tiny trained model."""
+"""Shared fixtures: the real sample catalogue (../shared/data/fashion-sample), a private cache, a tiny trained model."""
 
 from __future__ import annotations
 
