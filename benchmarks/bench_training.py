@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     parser.add_argument("--protocol", action="append", choices=PROTOCOLS, help="default: both")
     parser.add_argument("--loss", action="append", choices=LOSSES, help="default: both")
     parser.add_argument("--keep", type=Path, default=None, help="write the trained folders here (default: a temp dir)")
-    parser.add_argument("--smoke", action="store_true", help="64 px, 1 epoch, 120 products: checks the script runs")
+    parser.add_argument("--smoke", action="store_true", help="64 px, 1 epoch, 60 products: checks the script runs")
     args = parser.parse_args(argv)
 
     print_header("Fine-tuning: throughput and protocols", ("numpy", "tensorflow", "keras"))
@@ -135,7 +135,7 @@ def main(argv=None) -> int:
         settings = replace(settings, image_size=64)
         args.throughput_images, args.repeats = 60, 1
         args.protocol, args.loss = args.protocol or ["unseen-products"], args.loss or ["multi-similarity"]
-        extra += ["--epochs", "1", "--image-size", "64", "--limit", "80"]
+        extra += ["--epochs", "1", "--image-size", "64", "--limit", "60"]
     if not args.protocols_only:
         rows = throughput_rows(settings, args.throughput_images, args.repeats, args.loss or LOSSES)
         print_table(f"Training throughput ({settings.backbone}, {args.preset} preset)", rows)

@@ -37,6 +37,7 @@ def run_smoke(script: str, *extra: str) -> str:
 SMOKE_RUNS = {
     "test_quality_smoke": ("bench_quality.py",),
     "test_extraction_smoke": ("bench_extraction.py",),
+    "test_training_smoke": ("bench_training.py",),
     "test_scale_smoke": ("bench_scale.py",),
     "test_choose_recipe_smoke": ("choose_recipe.py",),
     "test_explorer_smoke": ("bench_explorer.py",),
@@ -208,3 +209,16 @@ def test_choose_recipe_smoke(smoke_output):
     assert set(final) == {"baseline", ranked[0]["recipe"]}
     assert number(final[ranked[0]["recipe"]]["map_tuning"]) == number(ranked[0]["map_tuning"])
     assert f"chosen: {ranked[0]['recipe']}" in out and "report half (the honest one)" in out
+
+
+def test_training_smoke(smoke_output):
+    throughput = table(smoke_output, "Training throughput")
+    assert {r["what"].split(" (")[0] for r in throughput} == {"warm-up step", "fine-tune step", "embedding"}
+    assert all(number(r["img/s"]) > 0 and r["image px"] == "64" for r in throughput)
+    run, = table(smoke_output, "Training runs")
+    assert run["protocol"] == "unseen-products" and run["epochs run"] == "1" and number(run["CPU s"]) > 0
+    models = {r["model"]: r for r in table(smoke_output, "Protocols")}
+    assert set(models) == {"frozen efficientnet_lite0", "projection head", "fine-tuned (multi-similarity)"}
+    assert all(0 < number(r["map_at_10"]) <= 1 and 0 <= number(r["crop_recall@1"]) <= 1 for r in models.values())
+    assert any(line.startswith("unseen-products: fine-tuned (multi-similarity) MAP@10") and "projection head" in line
+               for line in smoke_output.splitlines())  # the sentence comparing the three models
