@@ -31,6 +31,8 @@ _EXPORTS = {
     "evaluate": ".evaluation.metrics", "map_at_k": ".evaluation.metrics", "precision_at_k": ".evaluation.metrics",
     "average_precision_at_k": ".evaluation.metrics", "recall_at_k": ".evaluation.metrics",
     "relevance_mask": ".evaluation.metrics",
+    # training the embedding on a catalogue (metric learning)
+    "TrainingSettings": ".training.trainer", "train": ".training.trainer", "load_trained": ".models.trained",
     # what a learner looks at
     "SearchExplorer": ".ui.widgets", "results_figure": ".ui.plotting",
 }
