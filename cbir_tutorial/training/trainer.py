@@ -266,13 +266,18 @@ class Trainer:
         seed = np.array([self.settings.seed, epoch * 100_000 + batch], dtype=np.int64)
         return float(self._steps[fine_tune](self.pixels[self.train_rows[rows]], self.train_codes[rows], seed))
 
+    def _batched(self, model, positions: np.ndarray) -> np.ndarray:
+        """``model`` (a compiled images → vectors function) over the decoded photos at ``positions``, in
+        device-sized batches: ``(len(positions), D)`` float32."""
+        batch = default_batch_size()
+        images = self.pixels[positions]
+        return np.concatenate([np.asarray(model(images[i:i + batch]), dtype=np.float32)
+                               for i in range(0, len(images), batch)])
+
     def pooled_features(self, positions: np.ndarray) -> np.ndarray:
         """``(len(positions), D)`` float32: the backbone's pooled features (no augmentation) of the decoded
         photos at ``positions``, what the embedding layer receives."""
-        batch = default_batch_size()
-        images = self.pixels[positions]
-        return np.concatenate([np.asarray(self._pooled(images[i:i + batch]), dtype=np.float32)
-                               for i in range(0, len(images), batch)])
+        return self._batched(self._pooled, positions)
 
     def probe(self) -> list[float]:
         """``settings.probe_steps`` steps of the embedding layer (and proxies) alone, on P×K batches of the
@@ -286,11 +291,7 @@ class Trainer:
     def validation_map(self, frozen: bool = False) -> float:
         """Leave-one-out MAP@k of the current model on the validation split (no augmentation); ``frozen``: of
         the backbone's pooled features instead (what the search engine uses without training)."""
-        batch = default_batch_size()
-        images = self.pixels[self.validation_rows]
-        embed = self._pooled if frozen else self._embed
-        embeddings = np.concatenate([np.asarray(embed(images[i:i + batch]), dtype=np.float32)
-                                     for i in range(0, len(images), batch)])
+        embeddings = self._batched(self._pooled if frozen else self._embed, self.validation_rows)
         return category_map_at_k(embeddings, self.validation_labels, self.settings.k)
 
     def _state(self) -> dict[str, np.ndarray]:
