@@ -220,3 +220,37 @@ def trained_run(tiny_catalogue, tmp_path_factory):
 def trained_folder(trained_run) -> Path:
     """The trained-model folder of :func:`trained_run`."""
     return trained_run[0]
+
+
+@pytest.fixture(scope="session")
+def wheel_environment(tmp_path_factory) -> dict[str, str]:
+    """Variables under which this Python imports ``cbir_tutorial`` from a wheel (:func:`notebook_runs.wheel_environment`)."""
+    from notebook_runs import wheel_environment
+
+    return wheel_environment(tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def notebook_runs_started(request, tmp_path_factory):
+    """``{dataset: started run}`` (:mod:`notebook_runs`) when the session includes the notebook runs, ``{}``
+    otherwise. They start before the first test and work in the background: the unit tests keep about one
+    of CI's two cores busy, the runs take the rest. ``{"error": ...}`` when the wheel could not be built."""
+    if not any(item.get_closest_marker("notebooks") for item in request.session.items):
+        yield {}
+        return
+    from notebook_runs import DATASETS, started_run, stopped
+
+    try:
+        wheel = request.getfixturevalue("wheel_environment")
+    except pytest.fail.Exception as failure:  # only the notebook tests fail with it
+        yield {"error": str(failure)}
+        return
+    sample = request.getfixturevalue("sample_dir")
+    started = {}
+    try:
+        for dataset in DATASETS:
+            started[dataset] = started_run(dataset, tmp_path_factory.mktemp(f"run-{dataset}"), wheel, sample)
+        yield started
+    finally:
+        for run in started.values():
+            stopped(run)
