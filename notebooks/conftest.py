@@ -2,7 +2,7 @@
 
 nbval starts each notebook's kernel from this process, so the variables of ``test_run.env`` reach the
 notebooks' parameters cells (``cbir_tutorial.lessons.parameters.notebook_parameters`` reads ``CBIR_NB_<NAME>``).
-CI runs the notebooks outside the repository with the same file (tests/test_notebooks_run.py).
+CI runs the notebooks outside the repository with the same file (tests/notebook_runs.py).
 """
 
 import os
