@@ -16,11 +16,17 @@ from notebook_runs import DATASETS, NOTEBOOKS, ROOT, finished, run_checked
 
 
 @pytest.fixture(scope="session")
-def notebook_runs(notebook_runs_started) -> dict[str, dict]:
-    """Every notebook run once per dataset: ``{dataset: run}`` (see :func:`notebook_runs.finished`)."""
+def notebook_runs(notebook_runs_started, record_testsuite_property) -> dict[str, dict]:
+    """Every notebook run once per dataset: ``{dataset: run}`` (see :func:`notebook_runs.finished`). nbval's
+    closing line of each run goes into the JUnit report (the runs overlap the unit tests, so no test's time
+    is theirs; .ci/run prints it)."""
     if "error" in notebook_runs_started:  # the wheel could not be built: no run started
         return {dataset: {"dataset": dataset, "error": notebook_runs_started["error"]} for dataset in DATASETS}
-    return {dataset: finished(*notebook_runs_started[dataset]) for dataset in DATASETS}
+    runs = {dataset: finished(*notebook_runs_started[dataset]) for dataset in DATASETS}
+    for dataset, run in runs.items():
+        if "log" in run:
+            record_testsuite_property(f"notebook run on the {dataset}", run["log"].strip().splitlines()[-1].strip("= "))
+    return runs
 
 
 @pytest.fixture(params=DATASETS)
