@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -254,3 +255,28 @@ def notebook_runs_started(request, tmp_path_factory):
     finally:
         for run in started.values():
             stopped(run)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def smoke_runs_started(request, isolated_cache):
+    """``{test name: future of its finished benchmark run}`` (:mod:`smoke_runs`) for the selected smoke tests,
+    ``{}`` when none is selected. One run at a time, in the background from the first test on: the unit tests
+    and the notebook runs keep CI's two cores busy meanwhile, and the smoke tests rarely wait."""
+    from smoke_runs import SMOKE_RUNS, run_smoke
+
+    selected = {item.originalname for item in request.session.items if item.path.name == "test_benchmarks_smoke.py"}
+    if not selected & set(SMOKE_RUNS):
+        yield {}
+        return
+    started = []
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        futures = {name: pool.submit(run_smoke, *run, started=started)
+                   for name, run in SMOKE_RUNS.items() if name in selected}
+        try:
+            yield futures
+        finally:  # an interrupted session leaves no run behind
+            for future in futures.values():
+                future.cancel()
+            for process in started:
+                if process.poll() is None:
+                    process.kill()

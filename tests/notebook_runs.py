@@ -28,9 +28,8 @@ NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
 SETTINGS = ROOT / "notebooks" / "test_run.env"
 #: The two runs, started together.
 DATASETS = ("sample", "farfetch")
-#: The Farfetch run: every notebook with catalogue="auto", on 300 listings, small indexes; the comparison of
-#: random-weight backbones (the sample run's code path) on fewer products.
-FARFETCH_SETTINGS = {"CBIR_NB_CATALOGUE": "auto", "CBIR_NB_N_IMAGES": "150", "CBIR_NB_N_IMAGES_BACKBONES": "30"}
+#: The Farfetch run: every notebook with catalogue="auto", on 300 listings, small indexes.
+FARFETCH_SETTINGS = {"CBIR_NB_CATALOGUE": "auto", "CBIR_NB_N_IMAGES": "150"}
 FARFETCH_LISTINGS = 300
 #: One thread per numeric library in each run's kernels: the two runs and the unit tests share CI's two
 #: cores, where threads that spin waiting for each other only take time from the other processes.
@@ -50,9 +49,11 @@ class Record:
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
         report = (yield).get_result()
-        entry = self.results.setdefault(Path(str(item.path)).name, {"cells": 0, "failures": [], "output": ""})
+        entry = self.results.setdefault(Path(str(item.path)).name,
+                                        {"cells": 0, "failures": [], "output": "", "seconds": {}})
         if report.when == "call":
             entry["cells"] += 1
+            entry["seconds"][item.name] = report.duration
             outputs = getattr(item, "test_outputs", None) or []
             entry["output"] += "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
         if report.failed:
@@ -138,7 +139,7 @@ def started_run(dataset: str, base: Path, wheel_settings: dict[str, str], sample
 
 
 def finished(dataset: str, folder: Path, results: Path, process: subprocess.Popen, log) -> dict:
-    """``{"dataset", "results": {notebook: {cells, failures, output}}, "log"}`` once ``process`` has ended, or
+    """``{"dataset", "results": {notebook: {cells, failures, output, seconds: {cell: s}}}, "log"}`` once ``process`` has ended, or
     ``{"dataset", "error"}`` when nbval did not run (each dataset's tests then fail with it)."""
     with log:
         code = process.wait()

@@ -9,61 +9,22 @@ beats chance).
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 HAS_FAISS = importlib.util.find_spec("faiss") is not None
 
 
-def run_smoke(script: str, *extra: str) -> str:
-    """stdout of ``python benchmarks/<script> --smoke``; fails with its stderr if it exits non-zero."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    done = subprocess.run([sys.executable, str(BENCHMARKS / script), "--smoke", *extra],
-                          capture_output=True, text=True, env=env, timeout=600)
+@pytest.fixture
+def smoke_output(request, smoke_runs_started) -> str:
+    """The stdout of this test's benchmark run (:mod:`smoke_runs`, started with the session); a run that
+    exited non-zero fails the test with its output."""
+    done = smoke_runs_started[request.node.originalname].result()
+    script = " ".join(done.args[1:])
     assert done.returncode == 0, f"{script} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
     return done.stdout
-
-
-#: Each test's benchmark run (script, options), longest first: they run two at a time, one per core of the
-#: CI machine, so one run's start-up (Python, TensorFlow, model building: one core) overlaps another's work.
-SMOKE_RUNS = {
-    "test_quality_smoke": ("bench_quality.py",),
-    "test_extraction_smoke": ("bench_extraction.py",),
-    "test_training_smoke": ("bench_training.py",),
-    "test_scale_smoke": ("bench_scale.py",),
-    "test_choose_recipe_smoke": ("choose_recipe.py",),
-    "test_explorer_smoke": ("bench_explorer.py",),
-    "test_extraction_smoke_with_and_without_mixed_precision": (
-        "bench_extraction.py", "--backbones", "efficientnet_lite0", "--mixed-precision", "both"),
-    "test_cache_smoke": ("bench_cache.py",),
-    "test_import_smoke": ("bench_import.py",),
-    "test_ranking_smoke": ("bench_ranking.py", "--profile"),
-}
-
-
-@pytest.fixture(scope="module")
-def smoke_runs(request):
-    """``{test name: future of run_smoke's stdout}`` for the selected tests, all started at once, two at a time."""
-    selected = {item.originalname for item in request.session.items if item.module is request.module}
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {name: pool.submit(run_smoke, *run) for name, run in SMOKE_RUNS.items() if name in selected}
-        yield futures
-        for future in futures.values():
-            future.cancel()
-
-
-@pytest.fixture
-def smoke_output(request, smoke_runs) -> str:
-    """The stdout of this test's benchmark run (a failed run fails the test with its output)."""
-    return smoke_runs[request.node.originalname].result()
 
 
 def table(stdout: str, title: str) -> list[dict]:

@@ -18,15 +18,26 @@ from notebook_runs import DATASETS, NOTEBOOKS, ROOT, finished, run_checked
 @pytest.fixture(scope="session")
 def notebook_runs(notebook_runs_started, record_testsuite_property) -> dict[str, dict]:
     """Every notebook run once per dataset: ``{dataset: run}`` (see :func:`notebook_runs.finished`). nbval's
-    closing line of each run goes into the JUnit report (the runs overlap the unit tests, so no test's time
-    is theirs; .ci/run prints it)."""
+    closing line of each run and where its time went go into the JUnit report (the runs overlap the unit
+    tests, so no test's time is theirs; .ci/run prints them)."""
     if "error" in notebook_runs_started:  # the wheel could not be built: no run started
         return {dataset: {"dataset": dataset, "error": notebook_runs_started["error"]} for dataset in DATASETS}
     runs = {dataset: finished(*notebook_runs_started[dataset]) for dataset in DATASETS}
     for dataset, run in runs.items():
         if "log" in run:
             record_testsuite_property(f"notebook run on the {dataset}", run["log"].strip().splitlines()[-1].strip("= "))
+            record_testsuite_property(f"notebook run on the {dataset}, where the time went", time_report(run["results"]))
     return runs
+
+
+def time_report(results: dict[str, dict], slowest: int = 5) -> str:
+    """Seconds per notebook and the ``slowest`` cells of a run, e.g. ``01 4 s, 02 6 s, ...; slowest cells:
+    06 Cell 16 56 s, ...`` (cell numbers as nbval counts code cells, from 0)."""
+    cells = [(seconds, f"{name.split('_')[0]} {cell}") for name, result in sorted(results.items())
+             for cell, seconds in result["seconds"].items()]
+    per_notebook = ", ".join(f"{name.split('_')[0]} {sum(r['seconds'].values()):.0f} s" for name, r in sorted(results.items()))
+    slow = ", ".join(f"{where} {seconds:.0f} s" for seconds, where in sorted(cells, reverse=True)[:slowest])
+    return f"{per_notebook}; slowest cells: {slow}"
 
 
 @pytest.fixture(params=DATASETS)
@@ -90,3 +101,9 @@ def test_the_wheel_environment_keeps_this_interpreter_s_packages(wheel_environme
     code = "import cbir_tutorial, nbval, tensorflow; print(cbir_tutorial.__file__)"
     where = Path(run_checked([sys.executable, "-c", code], cwd=tmp_path, **wheel_environment).strip())
     assert where.is_relative_to(wheel_environment["PYTHONPATH"]) and not where.is_relative_to(ROOT)
+
+
+def test_the_time_report_sums_each_notebook_and_names_the_slowest_cells():
+    results = {"02_cnns.ipynb": {"seconds": {"Cell 0": 1.0, "Cell 1": 2.4}},
+               "01_setup_and_data.ipynb": {"seconds": {"Cell 0": 0.5, "Cell 3": 9.0}}}
+    assert time_report(results, slowest=2) == "01 10 s, 02 3 s; slowest cells: 01 Cell 3 9 s, 02 Cell 1 2 s"
