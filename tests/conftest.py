@@ -234,8 +234,8 @@ def wheel_environment(tmp_path_factory) -> dict[str, str]:
 @pytest.fixture(scope="session", autouse=True)
 def notebook_runs_started(request, tmp_path_factory):
     """``{dataset: started run}`` (:mod:`notebook_runs`) when the session includes the notebook runs, ``{}``
-    otherwise. They start before the first test and work in the background: the unit tests keep about one
-    of CI's two cores busy, the runs take the rest. ``{"error": ...}`` when the wheel could not be built."""
+    otherwise. They start before the first test and work in the background at a lower priority
+    (:mod:`background`): the unit tests keep about one of CI's two cores busy, the runs take the rest. ``{"error": ...}`` when the wheel could not be built."""
     if not any(item.get_closest_marker("notebooks") for item in request.session.items):
         yield {}
         return
@@ -260,8 +260,8 @@ def notebook_runs_started(request, tmp_path_factory):
 @pytest.fixture(scope="session", autouse=True)
 def smoke_runs_started(request, isolated_cache):
     """``{test name: future of its finished benchmark run}`` (:mod:`smoke_runs`) for the selected smoke tests,
-    ``{}`` when none is selected. One run at a time, in the background from the first test on: the unit tests
-    and the notebook runs keep CI's two cores busy meanwhile, and the smoke tests rarely wait."""
+    ``{}`` when none is selected. One run at a time, from the first test on, in the background at a lower
+    priority (:mod:`background`): they take what the unit tests leave of CI's two cores."""
     from smoke_runs import SMOKE_RUNS, run_smoke
 
     selected = {item.originalname for item in request.session.items if item.path.name == "test_benchmarks_smoke.py"}

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from background import in_background
 from farfetch_layout import build_farfetch_layout
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,8 +134,8 @@ def started_run(dataset: str, base: Path, wheel_settings: dict[str, str], sample
     command = [sys.executable, str(base / "runner.py"), str(results), "--nbval-lax", "--nbval-current-env",
                "-p", "no:cacheprovider", "-q", *NOTEBOOKS]
     log = open(base / "log.txt", "w+", encoding="utf-8")  # a file, not a pipe: nothing blocks on a full buffer
-    process = subprocess.Popen(command, cwd=folder, env=clean_environment(**settings, **wheel_settings),
-                               stdout=log, stderr=subprocess.STDOUT, text=True)
+    process = in_background(subprocess.Popen(command, cwd=folder, env=clean_environment(**settings, **wheel_settings),
+                                             stdout=log, stderr=subprocess.STDOUT, text=True))
     return dataset, folder, results, process, log
 
 

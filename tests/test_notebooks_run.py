@@ -6,11 +6,14 @@ and work while the unit tests do; these tests wait for them.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from background import NICENESS, in_background
 from farfetch_layout import build_farfetch_layout
 from notebook_runs import DATASETS, NOTEBOOKS, ROOT, finished, run_checked
 
@@ -107,3 +110,13 @@ def test_the_time_report_sums_each_notebook_and_names_the_slowest_cells():
     results = {"02_cnns.ipynb": {"seconds": {"Cell 0": 1.0, "Cell 1": 2.4}},
                "01_setup_and_data.ipynb": {"seconds": {"Cell 0": 0.5, "Cell 3": 9.0}}}
     assert time_report(results, slowest=2) == "01 10 s, 02 3 s; slowest cells: 01 Cell 3 9 s, 02 Cell 1 2 s"
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="process priorities are POSIX")
+def test_a_background_run_yields_the_cpu_to_the_tests():
+    process = in_background(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]))
+    try:
+        assert os.getpriority(os.PRIO_PROCESS, process.pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + NICENESS)
+    finally:
+        process.kill()
+        process.wait()
