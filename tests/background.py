@@ -1,4 +1,4 @@
-"""The work that runs beside the unit tests (the notebook runs, the smoke benchmarks) yields the CPU to them.
+"""The work that runs beside the unit tests (the notebook runs) yields the CPU to them.
 
 The unit tests are CI's longest chain and mostly use one core; at a lower priority the background runs take
 whatever the tests leave idle instead of slowing them down, so the session ends when its total work does.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -256,27 +255,3 @@ def notebook_runs_started(request, tmp_path_factory):
         for run in started.values():
             stopped(run)
 
-
-@pytest.fixture(scope="session", autouse=True)
-def smoke_runs_started(request, isolated_cache):
-    """``{test name: future of its finished benchmark run}`` (:mod:`smoke_runs`) for the selected smoke tests,
-    ``{}`` when none is selected. One run at a time, from the first test on, in the background at a lower
-    priority (:mod:`background`): they take what the unit tests leave of CI's two cores."""
-    from smoke_runs import SMOKE_RUNS, run_smoke
-
-    selected = {item.originalname for item in request.session.items if item.path.name == "test_benchmarks_smoke.py"}
-    if not selected & set(SMOKE_RUNS):
-        yield {}
-        return
-    started = []
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        futures = {name: pool.submit(run_smoke, *run, started=started)
-                   for name, run in SMOKE_RUNS.items() if name in selected}
-        try:
-            yield futures
-        finally:  # an interrupted session leaves no run behind
-            for future in futures.values():
-                future.cancel()
-            for process in started:
-                if process.poll() is None:
-                    process.kill()

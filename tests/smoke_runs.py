@@ -1,8 +1,8 @@
 """Every benchmark script at its ``--smoke`` size, run as a command (``tests/test_benchmarks_smoke.py`` reads
 the output).
 
-The runs start with the test session (``smoke_runs_started`` in tests/conftest.py), one at a time, and work
-in the background at a lower priority (:mod:`background`) beside the unit tests and the notebook runs.
+They start when the first smoke test runs, two at a time, at the unit tests' priority: the tests wait for
+them, unlike the notebook runs (:mod:`background`).
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-
-from background import in_background
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -36,8 +34,8 @@ def run_smoke(script: str, *extra: str, started: list[subprocess.Popen]) -> subp
     """``python benchmarks/<script> --smoke <extra>``, finished, its output captured; killed after 10 minutes
     (exit code -9). The process is appended to ``started`` so that an interrupted session can kill it."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    process = in_background(subprocess.Popen([sys.executable, str(BENCHMARKS / script), "--smoke", *extra],
-                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+    process = subprocess.Popen([sys.executable, str(BENCHMARKS / script), "--smoke", *extra],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     started.append(process)
     try:
         stdout, stderr = process.communicate(timeout=600)

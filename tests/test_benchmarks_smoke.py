@@ -10,18 +10,40 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
+from smoke_runs import SMOKE_RUNS, run_smoke
 
 
 HAS_FAISS = importlib.util.find_spec("faiss") is not None
 
 
+@pytest.fixture(scope="module")
+def smoke_runs(request):
+    """``{test name: future of its finished benchmark run}`` (:mod:`smoke_runs`) for the selected tests, all
+    started when the first of them runs, two at a time: one run's start-up (Python, TensorFlow, model
+    building: one core) overlaps another's work."""
+    selected = {item.originalname for item in request.session.items if item.module is request.module}
+    started = []
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {name: pool.submit(run_smoke, *run, started=started)
+                   for name, run in SMOKE_RUNS.items() if name in selected}
+        try:
+            yield futures
+        finally:  # an interrupted session leaves no run behind
+            for future in futures.values():
+                future.cancel()
+            for process in started:
+                if process.poll() is None:
+                    process.kill()
+
+
 @pytest.fixture
-def smoke_output(request, smoke_runs_started) -> str:
-    """The stdout of this test's benchmark run (:mod:`smoke_runs`, started with the session); a run that
-    exited non-zero fails the test with its output."""
-    done = smoke_runs_started[request.node.originalname].result()
+def smoke_output(request, smoke_runs) -> str:
+    """The stdout of this test's benchmark run; a run that exited non-zero fails the test with its output."""
+    done = smoke_runs[request.node.originalname].result()
     script = " ".join(done.args[1:])
     assert done.returncode == 0, f"{script} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
     return done.stdout
