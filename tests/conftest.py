@@ -234,7 +234,8 @@ def wheel_environment(tmp_path_factory) -> dict[str, str]:
 def notebook_runs_started(request, tmp_path_factory):
     """``{dataset: started run}`` (:mod:`notebook_runs`) when the session includes the notebook runs, ``{}``
     otherwise. They start before the first test and work in the background at a lower priority
-    (:mod:`background`): the unit tests keep about one of CI's two cores busy, the runs take the rest. ``{"error": ...}`` when the wheel could not be built."""
+    (:mod:`background`): the unit tests keep about one of CI's two cores busy, the runs take the rest.
+    ``{"error": ...}`` when the wheel could not be built."""
     if not any(item.get_closest_marker("notebooks") for item in request.session.items):
         yield {}
         return
@@ -254,4 +255,3 @@ def notebook_runs_started(request, tmp_path_factory):
     finally:
         for run in started.values():
             stopped(run)
-

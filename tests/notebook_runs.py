@@ -135,14 +135,16 @@ def started_run(dataset: str, base: Path, wheel_settings: dict[str, str], sample
     command = [sys.executable, str(base / "runner.py"), str(results), "--nbval-lax", "--nbval-current-env",
                "-p", "no:cacheprovider", "-q", *NOTEBOOKS]
     log = open(base / "log.txt", "w+", encoding="utf-8")  # a file, not a pipe: nothing blocks on a full buffer
-    process = in_background(subprocess.Popen(command, cwd=folder, env=clean_environment(**settings, **wheel_settings),
-                                             stdout=log, stderr=subprocess.STDOUT, text=True))
+    process = subprocess.Popen(command, cwd=folder, env=clean_environment(**settings, **wheel_settings),
+                               stdout=log, stderr=subprocess.STDOUT, text=True)
+    in_background(process)
     return dataset, folder, results, process, log
 
 
 def finished(dataset: str, folder: Path, results: Path, process: subprocess.Popen, log) -> dict:
-    """``{"dataset", "results": {notebook: {cells, failures, output, seconds: {cell: s}}}, "log"}`` once ``process`` has ended, or
-    ``{"dataset", "error"}`` when nbval did not run (each dataset's tests then fail with it)."""
+    """``{"dataset", "results": {notebook: {cells, failures, output, seconds: {cell: s}}}, "log"}`` once
+    ``process`` has ended, or ``{"dataset", "error"}`` when nbval did not run (each dataset's tests then fail
+    with it)."""
     with log:
         code = process.wait()
         log.seek(0)

@@ -36,9 +36,9 @@ def notebook_runs(notebook_runs_started, record_testsuite_property) -> dict[str,
 def time_report(results: dict[str, dict], slowest: int = 5) -> str:
     """Seconds per notebook and the ``slowest`` cells of a run, e.g. ``01 4 s, 02 6 s, ...; slowest cells:
     06 Cell 16 56 s, ...`` (cell numbers as nbval counts code cells, from 0)."""
-    cells = [(seconds, f"{name.split('_')[0]} {cell}") for name, result in sorted(results.items())
-             for cell, seconds in result["seconds"].items()]
-    per_notebook = ", ".join(f"{name.split('_')[0]} {sum(r['seconds'].values()):.0f} s" for name, r in sorted(results.items()))
+    numbered = {name.split("_")[0]: result["seconds"] for name, result in sorted(results.items())}
+    cells = [(seconds, f"{number} {cell}") for number, times in numbered.items() for cell, seconds in times.items()]
+    per_notebook = ", ".join(f"{number} {sum(times.values()):.0f} s" for number, times in numbered.items())
     slow = ", ".join(f"{where} {seconds:.0f} s" for seconds, where in sorted(cells, reverse=True)[:slowest])
     return f"{per_notebook}; slowest cells: {slow}"
 
