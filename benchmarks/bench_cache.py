@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
 
-from common import print_header, print_table, sample_catalogue
+from common import add_json_option, note, print_header, print_table, sample_catalogue, write_json
 
 
 def simulated_catalogue(folder: Path, n: int) -> list[str]:
@@ -48,6 +48,7 @@ def main(argv=None) -> int:
     parser.add_argument("--weights", default="imagenet")
     parser.add_argument("--batch-size", type=int, default=0, help="0: the package's default for the device")
     parser.add_argument("--smoke", action="store_true", help="60 images + 3 new: checks the script runs")
+    add_json_option(parser)
     args = parser.parse_args(argv)
     if args.smoke:
         args.images, args.new_share = 60, 0.05
@@ -64,8 +65,8 @@ def main(argv=None) -> int:
         old, new = paths[:args.images], paths[args.images:]
         cache = Path(tmp) / "cache"
         extractor.extract(paths[:extractor.batch_size], cache=False, progress=False)  # warm-up: traces the model
-        print(f"{extractor}, batch {extractor.batch_size}; catalogue: {len(old):,} copies of the sample's photos, "
-              f"then {len(new):,} new ({100 * len(new) / len(old):.1f} %)\n")
+        note(f"{extractor}, batch {extractor.batch_size}; catalogue: {len(old):,} copies of the sample's photos, "
+             f"then {len(new):,} new ({100 * len(new) / len(old):.1f} %)\n")
 
         rows = []
         for step, images in (("full extraction (empty cache)", old),
@@ -82,17 +83,19 @@ def main(argv=None) -> int:
         full = rows[0]["seconds"]
         for row in rows:
             row["x full extraction"] = row["seconds"] / full
-        rows[1]["note"] = f"new rows vs an uncached extraction of them: largest difference {gap:.1e}"
+        rows[1]["largest diff vs uncached"] = gap  # of the new rows, against an uncached extraction of them
         store = extractor.store(cache)
         shards = sorted(store.folder.glob("*.npy"))
         rows[0]["note"] = (f"{len(store.shards)} shards, {sum(p.stat().st_size for p in shards) / 2**20:.1f} MiB "
                            f"of features on disk")
     print_table("Incremental cache (seconds, one process, same extractor)", rows,
-                ["step", "images", "extracted", "reused", "seconds", "img/s", "x full extraction", "note"])
+                ["step", "images", "extracted", "reused", "seconds", "img/s", "x full extraction",
+                 "largest diff vs uncached", "note"])
     add, unchanged = rows[1], rows[2]
-    print(f"Adding {100 * args.new_share:g} % new products took {add['seconds']:.2f} s against {full:.2f} s for a "
-          f"full extraction: {full / add['seconds']:.1f}x faster ({add['x full extraction']:.3f} of the time); "
-          f"with nothing changed, {unchanged['seconds']:.2f} s.")
+    note(f"Adding {100 * args.new_share:g} % new products took {add['seconds']:.2f} s against {full:.2f} s for a "
+         f"full extraction: {full / add['seconds']:.1f}x faster ({add['x full extraction']:.3f} of the time); "
+         f"with nothing changed, {unchanged['seconds']:.2f} s.")
+    write_json(args.json)
     return 0
 
 

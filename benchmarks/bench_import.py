@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, print_header, print_table
+from common import ROOT, add_json_option, note, print_header, print_table, write_json
 
 COMMANDS = {
     "python -m cbir_tutorial --help": ["-m", "cbir_tutorial", "--help"],
@@ -61,6 +61,7 @@ def main(argv=None) -> int:
     parser.add_argument("--before", type=Path, help="another checkout to compare with (run side by side)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--smoke", action="store_true", help="one repeat, no TensorFlow reference row")
+    add_json_option(parser)
     args = parser.parse_args(argv)
     commands = dict(COMMANDS)
     if args.smoke:
@@ -68,8 +69,8 @@ def main(argv=None) -> int:
         commands.pop("import tensorflow (reference)")
     checkouts = {"now": ROOT} | ({"before": args.before.resolve()} if args.before else {})
     print_header("Start-up cost of the package", ("numpy", "tensorflow"))
-    print(f"Fresh process per run; {args.repeats} interleaved repeats, medians; checkouts: "
-          + ", ".join(f"{k} = {v}" for k, v in checkouts.items()) + "\n")
+    note(f"Fresh process per run; {args.repeats} interleaved repeats, medians; checkouts: "
+         + ", ".join(f"{k} = {v}" for k, v in checkouts.items()) + "\n")
     runs = {(c, k): [] for c in commands for k in checkouts}
     for _ in range(args.repeats):
         for command, command_argv in commands.items():
@@ -81,17 +82,19 @@ def main(argv=None) -> int:
         for key in checkouts:
             seconds = statistics.median(r[0] for r in runs[(command, key)])
             rss = statistics.median(r[1] for r in runs[(command, key)])
-            row[f"{key} s"] = f"{seconds:.2f}"
-            row[f"{key} MiB"] = f"{rss:.0f}"
+            row[f"{key} s"] = seconds
+            row[f"{key} MiB"] = rss
             row[f"{key} loads TF"] = "yes" if any(r[2] for r in runs[(command, key)]) else "no"
         if "before" in checkouts:
             before = statistics.median(r[0] for r in runs[(command, "before")])
             now = statistics.median(r[0] for r in runs[(command, "now")])
-            row["x faster"] = f"{before / now:.1f}"
+            row["x faster"] = before / now
         rows.append(row)
     print_table("Wall time and peak RSS (median)", rows, list(rows[0]))
     help_loads_tf = any(r[2] for r in runs[("python -m cbir_tutorial --help", "now")])
-    print(f"\n--help imports TensorFlow: {'yes (target: no, NOT met)' if help_loads_tf else 'no (target met)'}")
+    print()
+    note(f"--help imports TensorFlow: {'yes (target: no, NOT met)' if help_loads_tf else 'no (target met)'}")
+    write_json(args.json)
     return 1 if help_loads_tf else 0
 
 

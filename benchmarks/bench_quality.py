@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
 import pandas as pd
 
-from common import print_header, print_table, sample_catalogue
+from common import add_json_option, note, print_header, print_table, sample_catalogue, write_json
 
 HERE = Path(__file__).resolve().parent
 ALL_BACKBONES = ("efficientnet_lite0", "vgg16", "resnet50", "xception")
@@ -169,6 +169,7 @@ def main(argv=None) -> int:
     parser.add_argument("--recipes-only", action="store_true", help="skip the backbone table and chart")
     parser.add_argument("--recipes", nargs="*", default=None,
                         help="named recipes to time (default: all; --smoke: baseline and single; none: skip)")
+    add_json_option(parser)
     args = parser.parse_args(argv)
     if 10 not in args.ks:
         args.ks.append(10)  # P@10 is always reported
@@ -187,9 +188,9 @@ def main(argv=None) -> int:
         if args.images:
             catalogue = catalogue.stratified_sample(args.images, seed=0)
         labels = catalogue.labels
-        print(f"Catalogue: {catalogue.name}, {len(catalogue)} photos, {len(set(labels) - {''})} categories; "
-              f"features cached in {features_cache}"
-              f"{'' if args.cache else ' (fresh for this run, deleted at the end)'}\n")
+        note(f"Catalogue: {catalogue.name}, {len(catalogue)} photos, {len(set(labels) - {''})} categories; "
+             f"features cached in {features_cache}"
+             f"{'' if args.cache else ' (fresh for this run, deleted at the end)'}\n")
 
         rows, first_per_category = [], None
         for name, request, resize in ([] if args.recipes_only else configurations(args.backbones, args.weights)):
@@ -229,7 +230,7 @@ def main(argv=None) -> int:
             figure = map_comparison_figure(scores, title=f"MAP@10, leave-one-out on {catalogue.name} "
                                                          f"({len(catalogue)} photos, {len(set(labels) - {''})} categories)")
             figure.savefig(figure_path, dpi=110)
-            print(f"Chart: {figure_path} ({figure_path.stat().st_size:,} bytes)")
+            note(f"Chart: {figure_path} ({figure_path.stat().st_size:,} bytes)")
 
         from cbir_tutorial.search.recipes import RECIPES
 
@@ -245,6 +246,7 @@ def main(argv=None) -> int:
                          "query ms", "extra query ms", "steps"])
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    write_json(args.json)
     return 0
 
 

@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
 
-from common import interleaved_medians, median_seconds, print_header, print_table, unit_vectors
+from common import (add_json_option, interleaved_medians, median_seconds, note, print_header, print_table,
+                    unit_vectors, write_json)
 
 try:
     import faiss
@@ -37,7 +38,8 @@ except ImportError:  # optional reference
 
 #: The reference ranking: every distance in float64, ties to the lower row. FAISS and the package both
 #: compute ‖q‖² + ‖x‖² − 2q·x in float32, so near-ties (gaps under ~1e-6) may come out in either order.
-AGREEMENT = "top-k vs exact float64"
+SAME_ORDER = "same order % vs exact float64"
+OVERLAP_EXACT = "overlap % vs exact float64"
 OVERLAP_FAISS = "overlap vs FAISS %"
 
 
@@ -65,11 +67,9 @@ PACKAGE = "package EuclideanIndex"
 ORIGINAL = "original dict loop"
 
 
-def agreement(found: np.ndarray, reference: np.ndarray) -> str:
-    """``"P% same order, O% overlap"``: queries whose top-k list equals the reference's, and the shared share."""
-    same = np.mean(np.all(found == reference, axis=1))
-    overlap = np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(found, reference)])
-    return f"{100 * same:.0f}% same order, {100 * overlap:.1f}% overlap"
+def same_order_percent(found: np.ndarray, reference: np.ndarray) -> float:
+    """% of the queries whose top-k list (``(Q, k)`` rows) equals the reference's, order included."""
+    return 100 * float(np.mean(np.all(found == reference, axis=1)))
 
 
 def exact_float64(gallery: np.ndarray, queries: np.ndarray, k: int, chunk: int = 8_192) -> np.ndarray:
@@ -84,6 +84,7 @@ def exact_float64(gallery: np.ndarray, queries: np.ndarray, k: int, chunk: int =
 
 
 def overlap_percent(found: np.ndarray, reference: np.ndarray) -> float:
+    """Mean % of the reference's top-k rows that ``found`` (``(Q, k)`` rows) also returns, in any order."""
     return 100 * float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(found, reference)]))
 
 
@@ -155,7 +156,8 @@ def bench_size(n: int, dim: int, queries: np.ndarray, k: int, repeats: int, n_si
         row["x original (batch)"] = original[batch_key] / row[batch_key] if original else "-"
         row["x best FAISS (1 query)"] = best_faiss["1 query ms"] / row["1 query ms"] if best_faiss else "-"
         row["x best FAISS (batch)"] = best_faiss[batch_key] / row[batch_key] if best_faiss else "-"
-        row[AGREEMENT] = agreement(found[(row["method"], row["storage"])], reference)
+        row[SAME_ORDER] = same_order_percent(found[(row["method"], row["storage"])], reference)
+        row[OVERLAP_EXACT] = overlap_percent(found[(row["method"], row["storage"])], reference)
         row[OVERLAP_FAISS] = (overlap_percent(found[(row["method"], row["storage"])], found[(FAISS, "float32")])
                               if faiss is not None else "-")
     return rows, floors
@@ -203,8 +205,8 @@ def profile(n: int, dim: int, queries: np.ndarray, k: int, repeats: int) -> None
         fns[(chunk, "1 query")] = lambda index=index: index.search(queries[0], k)
         fns[(chunk, "batch")] = lambda index=index: index.search(queries, k)
     seconds = interleaved_medians(fns, repeats, **TIMING)
-    print(f"One float32 matrix product gallery @ queries.T alone ({n:,} x {dim} x {len(queries)}): "
-          f"{1e3 * seconds[('matrix product alone', 'batch')]:.1f} ms - the floor for the batch\n")
+    note(f"One float32 matrix product gallery @ queries.T alone ({n:,} x {dim} x {len(queries)}): "
+         f"{1e3 * seconds[('matrix product alone', 'batch')]:.1f} ms - the floor for the batch\n")
     print_table(f"Package float32 by chunk_rows, {n:,} x {dim}", [
         {"chunk_rows": c, "1 query ms": 1e3 * seconds[(c, "1 query")], batch_key: 1e3 * seconds[(c, "batch")]}
         for c in chunks])
@@ -212,7 +214,7 @@ def profile(n: int, dim: int, queries: np.ndarray, k: int, repeats: int) -> None
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:
-        print("BLAS threads: skipped (pip install threadpoolctl to measure them)\n")
+        note("BLAS threads: skipped (pip install threadpoolctl to measure them)\n")
         return
     controller = ThreadpoolController()
     index = EuclideanIndex(gallery)
@@ -252,6 +254,7 @@ def main(argv=None) -> int:
                         help="largest gallery the slow original loop runs on")
     parser.add_argument("--profile", action="store_true", help="also explain the package's times")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs")
+    add_json_option(parser)
     args = parser.parse_args(argv)
     if args.smoke:
         args.sizes, args.dim, args.queries, args.repeats, args.single = [2_000], 128, 8, 3, 2
@@ -259,13 +262,12 @@ def main(argv=None) -> int:
         TIMING.update(min_seconds=0.002, pause=0.0)
 
     print_header("Ranking: original dict loop vs EuclideanIndex vs FAISS IndexFlatL2",
-                 ("numpy", "faiss"), gpu=False)
-    print("GPU: not used (numpy and faiss-cpu search on the CPU)")
+                 ("numpy", "faiss"), gpu="not used (numpy and faiss-cpu search on the CPU)")
     if faiss is None:
-        print("FAISS: not installed (pip install faiss-cpu); its rows and ratios are skipped")
-    print(f"k = {args.k}; {args.repeats} round-robin repeats, medians; 1 query = mean over {args.single} "
-          f"queries searched one at a time; FAISS runs with its default OpenMP threads and with 1 thread, "
-          f"'x best FAISS' compares with the faster of the two\n")
+        note("FAISS: not installed (pip install faiss-cpu); its rows and ratios are skipped")
+    note(f"k = {args.k}; {args.repeats} round-robin repeats, medians; 1 query = mean over {args.single} "
+         f"queries searched one at a time; FAISS runs with its default OpenMP threads and with 1 thread, "
+         f"'x best FAISS' compares with the faster of the two\n")
     queries = unit_vectors(args.queries, args.dim, seed=1)
 
     all_rows, all_floors, verdicts = [], [], []
@@ -287,15 +289,16 @@ def main(argv=None) -> int:
                                 f"setting (target >= 1, no slower: {'met' if ratio >= 1 else 'NOT met'})")
     columns = ["gallery", "method", "storage", "1 query ms", f"{args.queries} queries ms", "ms/query in batch",
                "x original (1 query)", "x original (batch)", "x best FAISS (1 query)", "x best FAISS (batch)",
-               AGREEMENT, OVERLAP_FAISS]
+               SAME_ORDER, OVERLAP_EXACT, OVERLAP_FAISS]
     print_table("Memory floor: reading the gallery once (an integer sum over its bytes)", all_floors)
     print_table(f"Search time (k = {args.k}; x = speed relative to, > 1 is faster)", all_rows, columns)
     for line in verdicts:
-        print(line)
+        note(line)
     print()
     if args.profile:
         for n in args.sizes:
             profile(n, args.dim, queries, args.k, args.repeats)
+    write_json(args.json)
     return 0
 
 

@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
 from cbir_tutorial.search.sizing import ann_recall_at_k
 
-from common import (median_seconds, peak_rss_mib, print_header, print_table, reset_peak_rss, rss_mib,
-                    sample_catalogue, unit_vectors)
+from common import (add_json_option, median_seconds, note, peak_rss_mib, print_header, print_table,
+                    reset_peak_rss, rss_mib, sample_catalogue, unit_vectors, write_json)
 
 
 def search_memory(index, queries: np.ndarray, k: int) -> tuple[float, float]:
@@ -70,8 +70,8 @@ def storage_rows(n: int, dim: int, n_queries: int, k: int, repeats: int) -> list
 
     start = time.perf_counter()
     gallery = unit_vectors(n, dim, seed=0, chunk=16_384)
-    print(f"Gallery {n:,} x {dim} float32: {gallery.nbytes / 2**30:.2f} GiB, generated in "
-          f"{time.perf_counter() - start:.1f} s; RSS {rss_mib():,.0f} MiB\n")
+    note(f"Gallery {n:,} x {dim} float32: {gallery.nbytes / 2**30:.2f} GiB, generated in "
+         f"{time.perf_counter() - start:.1f} s; RSS {rss_mib():,.0f} MiB\n")
     query_sets = {"random": unit_vectors(n_queries, dim, seed=1), "near a row": near_queries(gallery, n_queries)}
     indexes, built = {"float32": EuclideanIndex(gallery)}, {"float32": 0.0}
     assert np.shares_memory(indexes["float32"].gallery, gallery), "float32 storage must use the array in place"
@@ -159,7 +159,7 @@ def ann_rows(n: int, dim: int, n_queries: int, k: int, repeats: int, milvus_max:
                ("faiss-ivf", {"nprobe": 32, "pq": dim // 32}), ("faiss-hnsw", {"ef_search": 64}),
                ("faiss-hnsw", {"ef_search": 256})]
     if importlib.util.find_spec("faiss") is None:
-        print("FAISS: not installed (pip install faiss-cpu); its rows are skipped")
+        note("FAISS: not installed (pip install faiss-cpu); its rows are skipped")
         configs = []
     if n <= milvus_max and importlib.util.find_spec("milvus_lite") is not None:
         configs.append(("milvus", {}))
@@ -242,6 +242,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs")
     parser.add_argument("--child-extract", type=int, help=argparse.SUPPRESS)
+    add_json_option(parser)
     args = parser.parse_args(argv)
     if args.backbone is None:
         args.backbone = "efficientnet_lite0"
@@ -263,12 +264,12 @@ def main(argv=None) -> int:
 
     print_header("Scale: a million-row gallery, and extraction memory vs catalogue size",
                  ("numpy", "tensorflow"))
-    print(f"k = {args.k}; {args.repeats} repeats, medians\n")
+    note(f"k = {args.k}; {args.repeats} repeats, medians\n")
     rows = storage_rows(args.rows, args.dim, args.queries, args.k, args.repeats)
     print_table("Search over the simulated gallery by storage", [{c: v for c, v in r.items() if c != "margin"}
                                                                   for r in rows])
     for line in storage_verdicts(rows, args.k, args.dim):
-        print(line)
+        note(line)
     print()
     ann = []
     for n in args.ann_rows:
@@ -276,13 +277,15 @@ def main(argv=None) -> int:
     if ann:
         print_table("Approximate indexes and Milvus Lite (queries near a gallery row)", ann)
     if not args.images:
+        write_json(args.json)
         return 0
     rows = extraction_rows(args.images, args.backbone, args.weights, args.batch_size)
     print_table(f"Extraction memory (each size in a fresh process, batch {args.batch_size}, cache off)", rows)
     growth = rows[-1]["rise MiB"] - rows[0]["rise MiB"]
     output = rows[-1]["output MiB"] - rows[0]["output MiB"]
-    print(f"{rows[0]['images']} -> {rows[-1]['images']} images: peak RSS rise grew by {growth:.0f} MiB; "
-          f"the output features themselves grew by {output:.1f} MiB (x2 while the kept rows are copied out)")
+    note(f"{rows[0]['images']} -> {rows[-1]['images']} images: peak RSS rise grew by {growth:.0f} MiB; "
+         f"the output features themselves grew by {output:.1f} MiB (x2 while the kept rows are copied out)")
+    write_json(args.json)
     return 0
 
 

@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
 
-from common import interleaved_medians, print_header, print_table, sample_catalogue
+from common import (add_json_option, interleaved_medians, note, print_header, print_table, sample_catalogue,
+                    write_json)
 
 LOSSES = ("proxy-anchor", "multi-similarity")
 PROTOCOLS = ("unseen-products", "unseen-categories")
@@ -108,8 +109,8 @@ def protocol_tables(protocols, losses, extra: list[str], keep: Path | None) -> N
         head = next((r["map_at_10"] for r in rows if r["model"] == "projection head"), float("nan"))
         for r in rows:
             if r["model"].startswith("fine-tuned"):
-                print(f"{protocol}: {r['model']} MAP@10 {r['map_at_10']:.3f} = frozen {frozen:.3f} "
-                      f"{r['map_at_10'] - frozen:+.3f}, projection head {head:.3f} ({r['map_at_10'] - head:+.3f})")
+                note(f"{protocol}: {r['model']} MAP@10 {r['map_at_10']:.3f} = frozen {frozen:.3f} "
+                     f"{r['map_at_10'] - frozen:+.3f}, projection head {head:.3f} ({r['map_at_10'] - head:+.3f})")
     print()
 
 
@@ -124,6 +125,7 @@ def main(argv=None) -> int:
     parser.add_argument("--loss", action="append", choices=LOSSES, help="default: both")
     parser.add_argument("--keep", type=Path, default=None, help="write the trained folders here (default: a temp dir)")
     parser.add_argument("--smoke", action="store_true", help="64 px, 1 epoch, 60 products: checks the script runs")
+    add_json_option(parser)
     args = parser.parse_args(argv)
 
     print_header("Fine-tuning: throughput and protocols", ("numpy", "tensorflow", "keras"))
@@ -141,6 +143,7 @@ def main(argv=None) -> int:
         print_table(f"Training throughput ({settings.backbone}, {args.preset} preset)", rows)
     if not args.throughput_only:
         protocol_tables(args.protocol or PROTOCOLS, args.loss or LOSSES, extra, args.keep)
+    write_json(args.json)
     return 0
 
 

@@ -21,7 +21,7 @@ import time
 from dataclasses import replace
 from itertools import product
 
-from common import print_header, print_table, sample_catalogue
+from common import add_json_option, note, print_header, print_table, sample_catalogue, write_json
 
 
 def grid(smoke: bool = False) -> list:
@@ -48,6 +48,7 @@ def main(argv=None) -> int:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--top", type=int, default=10, help="rows of the tuning-half ranking to print")
     parser.add_argument("--smoke", action="store_true", help="4 recipes on 60 photos: checks the script runs")
+    add_json_option(parser)
     args = parser.parse_args(argv)
 
     from cbir_tutorial.evaluation.reports import recipe_table
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     tuning = recipe_table(catalogue, candidates, args.backbone, k=args.k, parts=("tuning",))
     tuning = tuning.sort_values("map_tuning", ascending=False, kind="stable").reset_index(drop=True)
-    print(f"{len(candidates)} recipes scored on the tuning half in {time.perf_counter() - start:.0f} s\n")
+    note(f"{len(candidates)} recipes scored on the tuning half in {time.perf_counter() - start:.0f} s\n")
     print_table(f"Tuning half: the {args.top} best of {len(candidates)}", tuning.head(args.top).to_dict("records"))
     chosen = next(r for r in candidates if r.name == tuning.loc[0, "recipe"])
     final = recipe_table(catalogue, [BASELINE, chosen], args.backbone, k=args.k)
@@ -69,9 +70,10 @@ def main(argv=None) -> int:
     gain = final.set_index("recipe")
     gain = gain.loc[chosen.name, ["map_all", "map_tuning", "map_report"]] - gain.loc["baseline", ["map_all", "map_tuning",
                                                                                               "map_report"]]
-    print(f"chosen: {chosen.name} ({', '.join(chosen.steps())})")
-    print(f"gain over the baseline: {gain.map_all:+.3f} whole, {gain.map_tuning:+.3f} tuning half, "
-          f"{gain.map_report:+.3f} report half (the honest one)")
+    note(f"chosen: {chosen.name} ({', '.join(chosen.steps())})")
+    note(f"gain over the baseline: {gain.map_all:+.3f} whole, {gain.map_tuning:+.3f} tuning half, "
+         f"{gain.map_report:+.3f} report half (the honest one)")
+    write_json(args.json)
     return 0
 
 

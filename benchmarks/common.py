@@ -1,15 +1,21 @@
 """What every benchmark shares: the machine's description, median timings, Markdown tables, memory probes.
 
 Run the benchmarks from the repository root (``python benchmarks/bench_<name>.py``); each prints a header
-(CPU, cores, library versions, load average, GPU) and Markdown tables that go into ``RESULTS.md``.
+(CPU, cores, library versions, load average, GPU) and Markdown tables that go into ``RESULTS.md``. With
+``--json PATH`` (:func:`add_json_option`) a script also writes what it printed as data (:data:`REPORT`):
+the header, every table with its raw values and its notes (:func:`note`), for the smoke tests and scripts.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import math
 import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -129,21 +135,31 @@ def versions(names: Iterable[str]) -> str:
     return ", ".join(parts)
 
 
-def print_header(title: str, modules: Sequence[str] = ("numpy",), gpu: bool = True) -> None:
-    """Print what the figures below were measured on."""
-    info = cpu_info()
-    print(f"# {title}")
-    print(f"CPU: {info['model']} ({info['vendor']} family {info['family']}), {info['cpus']} cores usable, "
-          f"{info['mhz']:.0f} MHz; SIMD: "
-          + " ".join(f for f in ("avx2", "fma", "avx512f", "avx512_bf16") if f in info["flags"]))
-    print(f"Load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
-          "(anything near or above the core count means other jobs share the CPU)")
-    print(f"Versions: {versions(modules)}")
-    if gpu:
-        from cbir_tutorial.lessons.environment import gpu_names  # imports TensorFlow: only when asked
+def print_header(title: str, modules: Sequence[str] = ("numpy",), gpu: str | None = None) -> None:
+    """Print (and keep in :data:`REPORT`) what the figures below were measured on.
 
-        names = gpu_names()
-        print(f"GPU: {', '.join(names) if names else 'none seen by TensorFlow (CPU only)'}")
+    ``gpu``: the GPU line's text; by default the GPUs TensorFlow sees (which imports TensorFlow).
+    """
+    info = cpu_info()
+    if gpu is None:
+        from cbir_tutorial.lessons.environment import gpu_names
+
+        gpu = ", ".join(gpu_names()) or "none seen by TensorFlow (CPU only)"
+    header = REPORT["header"] = {
+        "title": title,
+        "cpu": f"{info['model']} ({info['vendor']} family {info['family']}), {info['cpus']} cores usable, "
+               f"{info['mhz']:.0f} MHz; SIMD: "
+               + " ".join(f for f in ("avx2", "fma", "avx512f", "avx512_bf16") if f in info["flags"]),
+        "load_average": f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} "
+                        "(anything near or above the core count means other jobs share the CPU)",
+        "versions": versions(modules),
+        "gpu": gpu,
+    }
+    print(f"# {title}")
+    print(f"CPU: {header['cpu']}")
+    print(f"Load average at start: {header['load_average']}")
+    print(f"Versions: {header['versions']}")
+    print(f"GPU: {header['gpu']}")
     print()
 
 
@@ -215,9 +231,68 @@ def markdown_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -
 
 
 def print_table(title: str, rows: Sequence[dict], columns: Sequence[str] | None = None) -> None:
+    """Print ``rows`` as a Markdown table under ``## title`` and keep them, unrounded, in :data:`REPORT`."""
+    columns = list(columns or rows[0].keys())
+    REPORT["tables"].append({"title": title, "columns": columns,
+                             "rows": [{c: row.get(c) for c in columns} for row in rows]})
     print(f"## {title}\n")
     print(markdown_table(rows, columns))
     print(flush=True)
+
+
+def note(text: str) -> None:
+    """Print ``text``, a sentence a reader of the results needs (a verdict, a choice, a file written), and
+    keep it in :data:`REPORT` (without its leading and trailing newlines)."""
+    print(text, flush=True)
+    REPORT["notes"].append(text.strip("\n"))
+
+
+# --------------------------------------------------------------------------------------------------
+# The report as JSON
+
+#: What this run printed, as data: ``header`` (title, cpu, load_average, versions, gpu: the lines' text),
+#: ``tables`` (``{"title", "columns", "rows": [{column: raw value}]}`` in print order) and ``notes``.
+REPORT: dict = {"header": {}, "tables": [], "notes": []}
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    """Give a benchmark's ``parser`` the ``--json PATH`` option that :func:`write_json` honours."""
+    parser.add_argument("--json", type=Path, metavar="PATH",
+                        help="also write what is printed (header, tables with unrounded values, notes) "
+                             "to PATH as JSON")
+
+
+def json_value(value):
+    """``value`` as strict JSON holds it: numpy scalars and arrays as numbers and lists, NaN and
+    infinities as null, any other object as its ``str``."""
+    if isinstance(value, dict):
+        return {str(key): json_value(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [json_value(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def write_json(path: Path | None) -> None:
+    """Write :data:`REPORT` to ``path`` (nothing when None) through a temporary file renamed over it, so
+    that a run killed while writing leaves the previous file or none, never half of one."""
+    if path is None:
+        return
+    path = Path(path)
+    text = json.dumps(json_value(REPORT), indent=1, ensure_ascii=False, allow_nan=False)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cbir_tutorial.data.loaders import CHECKOUT_SAMPLE as SAMPLE
+from run_folders import run_folder
 
 # pymilvus sets up logging when first imported, closing the stream of TensorFlow's (absl's) log handler
 # unless that is sys.stderr; under pytest it is a finished test's capture. So it is imported first.
@@ -22,14 +23,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CBIR_TUTORIAL_DATA", str(SAMPLE))
 
 
+def pytest_addoption(parser):
+    group = parser.getgroup("cbir-tutorial notebook runs (tests/test_notebooks_run.py)")
+    group.addoption("--first-cell-installs", action="store_true",
+                    help="put the wheel beside each notebook and let its first cell install it, as on Colab")
+    group.addoption("--pinned", action="append", default=[], metavar="NAME==VERSION",
+                    help="a package the notebooks must leave at this version (repeat for each)")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory):
-    """Every test session writes features and converted weights to its own cache folder."""
-    if "CBIR_TUTORIAL_TEST_CACHE" in os.environ:  # CI shares one cache between tests and notebooks
-        os.environ["CBIR_TUTORIAL_CACHE"] = os.environ["CBIR_TUTORIAL_TEST_CACHE"]
-    else:
-        os.environ["CBIR_TUTORIAL_CACHE"] = str(tmp_path_factory.mktemp("cbir_cache"))
-    return Path(os.environ["CBIR_TUTORIAL_CACHE"])
+    """Every test run writes features and converted weights to its own cache folder, shared by its xdist
+    workers (the feature cache is safe for several processes: each writes shards of its own)."""
+    folder = run_folder(tmp_path_factory) / "cbir_cache"
+    folder.mkdir(exist_ok=True)
+    os.environ["CBIR_TUTORIAL_CACHE"] = str(folder)
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -54,10 +63,15 @@ def lite_extractor():
 
 
 @pytest.fixture(scope="session")
-def sample_engine(sample_catalogue, lite_extractor):
+def sample_engine(sample_catalogue, lite_extractor, isolated_cache):
+    """The sample indexed with EfficientNet-Lite0; the first xdist worker to ask extracts the features, the
+    others wait for it and read them from the shared cache."""
+    from filelock import FileLock
+
     from cbir_tutorial import SearchEngine
 
-    return SearchEngine.build(sample_catalogue, lite_extractor, progress=False)
+    with FileLock(str(isolated_cache / "sample_engine.lock")):
+        return SearchEngine.build(sample_catalogue, lite_extractor, progress=False)
 
 
 @pytest.fixture
@@ -194,7 +208,6 @@ def photo_server(sample_dir):
         thread.join(timeout=5)
 
 
-
 @pytest.fixture(scope="session")
 def tiny_catalogue(sample_catalogue):
     """8 real photos of each of 3 categories (:mod:`tiny_training`)."""
@@ -220,38 +233,3 @@ def trained_run(tiny_catalogue, tmp_path_factory):
 def trained_folder(trained_run) -> Path:
     """The trained-model folder of :func:`trained_run`."""
     return trained_run[0]
-
-
-@pytest.fixture(scope="session")
-def wheel_environment(tmp_path_factory) -> dict[str, str]:
-    """Variables under which this Python imports ``cbir_tutorial`` from a wheel (:func:`notebook_runs.wheel_environment`)."""
-    from notebook_runs import wheel_environment
-
-    return wheel_environment(tmp_path_factory.mktemp("wheel"))
-
-
-@pytest.fixture(scope="session", autouse=True)
-def notebook_runs_started(request, tmp_path_factory):
-    """``{dataset: started run}`` (:mod:`notebook_runs`) when the session includes the notebook runs, ``{}``
-    otherwise. They start before the first test and work in the background at a lower priority
-    (:mod:`background`): the unit tests keep about one of CI's two cores busy, the runs take the rest.
-    ``{"error": ...}`` when the wheel could not be built."""
-    if not any(item.get_closest_marker("notebooks") for item in request.session.items):
-        yield {}
-        return
-    from notebook_runs import DATASETS, started_run, stopped
-
-    try:
-        wheel = request.getfixturevalue("wheel_environment")
-    except pytest.fail.Exception as failure:  # only the notebook tests fail with it
-        yield {"error": str(failure)}
-        return
-    sample = request.getfixturevalue("sample_dir")
-    started = {}
-    try:
-        for dataset in DATASETS:
-            started[dataset] = started_run(dataset, tmp_path_factory.mktemp(f"run-{dataset}"), wheel, sample)
-        yield started
-    finally:
-        for run in started.values():
-            stopped(run)

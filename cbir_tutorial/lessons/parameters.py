@@ -13,11 +13,27 @@ comma-separated (``CBIR_NB_BACKBONES=resnet50,efficientnet_lite0``).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Mapping
 
 ENV_PREFIX = "CBIR_NB_"
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
+
+
+def settings_file(path: str | os.PathLike) -> dict[str, str]:
+    """``{NAME: value}`` of a settings file's ``NAME=value`` lines (``#`` comments and blank lines skipped),
+    such as ``notebooks/test_run.env``; ValueError naming the file and line for any other line."""
+    settings = {}
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, equals, value = line.partition("=")
+        if not equals or not name.strip():
+            raise ValueError(f"{path}, line {number}: expected NAME=value, got {line!r}")
+        settings[name.strip()] = value.strip()
+    return settings
 
 
 def env_name(name: str) -> str:

@@ -74,3 +74,24 @@ def test_names_and_attribute_errors():
     params = Parameters({"k": 10}, {"k": "default"})
     with pytest.raises(AttributeError, match=r"no parameter 'K'; parameters are \['k'\]"):
         params.K
+
+
+def test_a_settings_file_gives_its_name_value_lines_and_names_a_bad_line(tmp_path):
+    from cbir_tutorial.lessons.parameters import settings_file
+
+    path = tmp_path / "run.env"
+    path.write_text("# a comment\n\nCBIR_NB_K=5\n CBIR_NB_BACKBONES = resnet50,vgg16 \nURL=http://x/?a=b\n")
+    assert settings_file(path) == {"CBIR_NB_K": "5", "CBIR_NB_BACKBONES": "resnet50,vgg16", "URL": "http://x/?a=b"}
+    path.write_text("CBIR_NB_K=5\nnot a setting\n")
+    with pytest.raises(ValueError, match=r"run\.env, line 2: expected NAME=value, got 'not a setting'"):
+        settings_file(path)
+
+
+def test_the_test_run_settings_parse_and_set_only_known_variables():
+    from pathlib import Path
+
+    from cbir_tutorial.lessons.parameters import settings_file
+
+    settings = settings_file(Path(__file__).resolve().parents[2] / "notebooks" / "test_run.env")
+    assert settings["CBIR_NB_WEIGHTS"] == "random" and settings["CBIR_NB_BACKBONE"] == "efficientnet_lite0"
+    assert all(name.startswith(("CBIR_", "TF_", "MPL")) for name in settings), settings

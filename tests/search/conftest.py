@@ -63,7 +63,11 @@ def milvus_server(tmp_path_factory):
         server.stop()
 
 
-@pytest.fixture(scope="module", params=["lite", "server"])
+#: The server's tests stay on one xdist worker (``--dist loadgroup``), which starts the server once.
+ON_THE_SERVER = pytest.param("server", marks=[pytest.mark.milvus_server, pytest.mark.xdist_group("milvus_server")])
+
+
+@pytest.fixture(scope="module", params=["lite", ON_THE_SERVER])
 def milvus_uri(request, tmp_path_factory):
     """Where the Milvus tests store their rows: a Milvus Lite file in a temporary folder, or the server."""
     import importlib.util

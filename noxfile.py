@@ -1,0 +1,56 @@
+"""The tests against other versions of the dependencies than a fresh install resolves: ``nox -s NAME``.
+
+``nox`` alone runs both sessions (as CI does, after the README's test command):
+
+- ``widgets7``: the widget tests and notebook 07 with ipywidgets 7.7.1, Colab's major (Kaggle and
+  JupyterLab 4 run 8), everything else as ``pip install -e ".[dev,scale]"`` resolves it.
+- ``colab``: Colab's versions of what it preinstalls (:data:`COLAB`) with the Python nox runs on. The
+  package is not installed: the first notebook's first cell installs it from the wheel beside it, with
+  the dependencies Colab lacks, as a learner's Colab does; then the widget tests and every notebook on
+  the sample, each checking that no pinned package changed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.sessions = ["widgets7", "colab"]
+
+#: What Colab preinstalls today, at its versions (Python aside).
+COLAB = {"tensorflow": "2.20.0", "keras": "3.13.2", "numpy": "2.1.3", "pandas": "2.2.3", "pillow": "11.3.0",
+         "matplotlib": "3.10.0", "ipywidgets": "7.7.1", "ipykernel": "6.17.1"}
+#: The test tools a session needs beside the package (the dev extra's, without JupyterLab and Milvus).
+TEST_TOOLS = ["pytest>=7.4", "pytest-xdist>=3.5", "filelock>=3.12", "nbclient>=0.9", "hypothesis>=6.100",
+              "setuptools>=68"]
+WIDGET_TESTS = ["tests/ui/test_widget_compat.py", "tests/ui/test_widgets.py"]
+PYTEST = ["python", "-m", "pytest", "-p", "no:cacheprovider"]
+
+
+def notebook_tests(*names: str) -> list[str]:
+    """The node ids of the notebook runs on the sample, of ``names`` (default: every notebook)."""
+    names = names or tuple(sorted(path.name for path in Path("notebooks").glob("*.ipynb")))
+    return [f"tests/test_notebooks_run.py::test_the_notebook_runs_alone_from_the_wheel[sample-{name}]"
+            for name in names]
+
+
+@nox.session
+def widgets7(session: nox.Session) -> None:
+    """The widget tests and notebook 07 under ipywidgets 7.7.1."""
+    session.install("-e", ".[dev,scale]", "ipywidgets==7.7.1")
+    session.run("python", "-c", "import ipywidgets; assert ipywidgets.__version__ == '7.7.1', ipywidgets.__version__")
+    session.run(*PYTEST, "-n", "auto", *WIDGET_TESTS, *notebook_tests("07_explore.ipynb"))
+
+
+@nox.session
+def colab(session: nox.Session) -> None:
+    """The notebooks and the widget tests on Colab's versions, the package installed by the first cell."""
+    pins = [f"{name}=={version}" for name, version in COLAB.items()]
+    session.install(*pins, *TEST_TOOLS)
+    pinned = [option for pin in pins for option in ("--pinned", pin)]
+    # one notebook first, alone: its first cell installs the package (two at once would race in pip)
+    session.run(*PYTEST, "--first-cell-installs", *pinned, *notebook_tests("01_setup_and_data.ipynb"))
+    session.run(*PYTEST, "-n", "auto", "--first-cell-installs", *pinned, *WIDGET_TESTS,
+                *notebook_tests()[1:])
