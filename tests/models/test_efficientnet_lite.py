@@ -17,6 +17,8 @@ from cbir_tutorial.models import efficientnet_lite as lite
 from cbir_tutorial.models import torch_pickle
 
 MILITARY_UNIFORM = 652
+#: torch's legacy ``torch.save`` format: the magic number and protocol version every such file starts with.
+TORCH_MAGIC, TORCH_PROTOCOL = 0x1950A86A20F9469CFC6C, 1001
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,7 @@ def test_unpickler_refuses_os_system():
 
 
 def test_reader_refuses_a_malicious_state_dict(tmp_path):
-    header = b"".join(pickle.dumps(v, protocol=2) for v in (torch_pickle._TORCH_MAGIC, 1001, {"little_endian": True}))
+    header = b"".join(pickle.dumps(v, protocol=2) for v in (TORCH_MAGIC, TORCH_PROTOCOL, {"little_endian": True}))
     path = tmp_path / "evil.pth"
     path.write_bytes(header + b"cposix\nsystem\n(S'echo pwned'\ntR.")
     with pytest.raises(pickle.UnpicklingError) as refused:
@@ -108,7 +110,7 @@ def write_legacy_pth(path, tensors, storages, torch, utils):
             return None
 
     out = io.BytesIO()
-    for value in (torch_pickle._TORCH_MAGIC, 1001, {"protocol_version": 1001, "little_endian": True}):
+    for value in (TORCH_MAGIC, TORCH_PROTOCOL, {"protocol_version": TORCH_PROTOCOL, "little_endian": True}):
         pickle.dump(value, out, protocol=2)
     Pickler(out, protocol=2).dump(OrderedDict((k, Tensor(*v)) for k, v in tensors.items()))
     pickle.dump(list(storages), out, protocol=2)

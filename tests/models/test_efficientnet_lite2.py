@@ -30,7 +30,9 @@ def test_lite2_is_a_registered_260_px_backbone():
 def test_every_lite2_tensor_maps_to_one_keras_weight():
     state = torch_pickle.read_torch_state_dict(lite.torch_weights_path(LITE2))
     weights = lite.keras_weights_from_state_dict(state, LITE2)  # raises on any unused or missing tensor
-    assert len(lite._block_specs(lite.VARIANTS[LITE2])) == 21
+    blocks = {name.split("_")[0] for name in weights if name.startswith("block")}
+    assert blocks == {f"block{i}" for i in range(21)}  # Lite2's 21 blocks (Lite0: 16), each mapped
+    assert {key.split(".")[1] for key in state if key.startswith("_blocks.")} == {str(i) for i in range(21)}
     assert weights["block20_project_conv"][0].shape == (1, 1, 1248, 352)
     with pytest.raises(ValueError, match="never used"):
         lite.keras_weights_from_state_dict(state)  # Lite0's layout leaves Lite2's extra blocks unused

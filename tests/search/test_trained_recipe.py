@@ -1,12 +1,11 @@
-"""A trained model's folder used as a recipe: engines, saved engines, the command line and the explorer."""
+"""A trained model's folder used as a recipe: engines, saved engines and the explorer (the command line:
+tests/cli/test_recipe_option.py)."""
 
-import json
 import shutil
 
 import numpy as np
 import pytest
 
-from cbir_tutorial.cli import main
 from cbir_tutorial.models.trained import (TrainedExtractor, default_trained_folder, load_trained, read_trained,
                                           save_trained, trained_folders, trained_home)
 from cbir_tutorial.search.engine import SearchEngine
@@ -131,26 +130,6 @@ def test_the_cache_and_given_folders_list_trained_models(trained_folder, tmp_pat
     assert found[1].description.startswith("multi-similarity, EfficientNet-Lite0, 16-d")
     with pytest.raises(FileNotFoundError, match="no trained model there"):
         trained_folders([tmp_path / "nowhere"])
-
-
-def test_the_command_line_takes_a_trained_folder_as_recipe(trained_folder, sample_dir, capsys):
-    options = ["--catalogue", "sample", "--limit", "30", "--no-cache", "--recipe", str(trained_folder)]
-    assert main(["evaluate", *options, "--json", "--k", "5"]) == 0
-    report = json.loads(capsys.readouterr().out)
-    assert report["recipe"] == trained_folder.name and report["weights"] == str(trained_folder.resolve())
-    assert report["steps"] == [f"fine-tuned embedding from {trained_folder.resolve()}"]
-    assert report["n_images"] >= 30 and 0 <= report["map_at_k"] <= 1
-
-    query = str(sorted((sample_dir / "images").glob("*.jpg"))[5])
-    assert main(["search", *options, "--query", query, "--k", "3"]) == 0
-    out = capsys.readouterr().out
-    assert "Top 3 of" in out and "TrainedExtractor" in out and "multi-similarity" in out
-
-    assert main(["evaluate", *options, "--weights", "random"]) == 2
-    assert "brings its own weights; leave --weights out" in capsys.readouterr().err
-    assert main(["evaluate", "--recipe", "bestest", "--limit", "30"]) == 2
-    err = capsys.readouterr().err
-    assert "--recipe: recipe='bestest' is neither" in err and "baseline" in err and "trained.json" in err
 
 
 def test_the_explorer_offers_trained_models_and_searches_with_them(small, trained_folder, engine):

@@ -93,17 +93,32 @@ def test_leave_one_out_query_expansion_equals_a_gallery_without_the_query(featur
 
 
 def test_dba_takes_the_query_out_of_its_neighbours_vectors(features):
-    index = ExpandedIndex(features, dba_n=2)
-    holders = np.flatnonzero((index._neighbours == 5).any(axis=1))
+    """Leave-one-out with DBA: each gallery row that counts the query among its DBA neighbours is ranked by its
+    augmented vector without the query's share (by hand: S_j = x_j + sum of max(s, 0)^3 x_m over its 2 nearest)."""
+    n, alpha, q = 2, 3.0, 5
+    x = features.astype(np.float64) / np.linalg.norm(features, axis=1, keepdims=True)
+    similarity = x @ x.T
+    np.fill_diagonal(similarity, -np.inf)
+    neighbours = np.argsort(-similarity, axis=1, kind="stable")[:, :n]
+    weights = np.maximum(np.take_along_axis(similarity, neighbours, axis=1), 0.0) ** alpha
+    sums = x + np.einsum("jm,jmd->jd", weights, x[neighbours])
+    np.testing.assert_allclose(database_augmentation(features, n, alpha),
+                               sums / np.linalg.norm(sums, axis=1, keepdims=True), atol=1e-5)
+    holders = np.flatnonzero((neighbours == q).any(axis=1))
     assert len(holders) > 0
-    scores = index._scores(features[5][None], np.array([5]))[0]
-    for j in holders:
-        m = int(np.flatnonzero(index._neighbours[j] == 5)[0])
-        without = index._sums[j] - index._weights[j, m] * features[5]
-        np.testing.assert_allclose(scores[j], features[5] @ without / np.linalg.norm(without), atol=1e-5)
-    assert scores[5] == -np.inf
-    _, found = index.search_rows(np.array([5]), 20)
-    assert 5 not in found
+
+    def squared_distances(vectors):
+        return 2.0 - 2.0 * (vectors @ x[q]) / np.linalg.norm(vectors, axis=1)
+
+    share = np.where(neighbours == q, weights, 0.0).sum(axis=1)  # the query's weight in each row's sum
+    expected = squared_distances(sums - share[:, None] * x[q])
+    expected[q] = np.inf
+    distances, rows = ExpandedIndex(features, dba_n=n).search_rows(np.array([q]), 20)
+    assert q not in rows[0]
+    np.testing.assert_allclose(distances[0] ** 2, expected[rows[0]], atol=1e-5)
+    np.testing.assert_allclose(distances[0] ** 2, np.sort(expected)[:20], atol=1e-5)
+    kept = squared_distances(sums)  # with the query's share left in, its holders would look nearer
+    assert (kept[holders] < expected[holders] - 1e-3).all()
 
 
 def test_whitening_and_expansion_beat_the_baseline_on_the_sample(features, labels):

@@ -1,4 +1,5 @@
-"""The explorer's browser-free logic: prices, backbone choices, filters, queries, one search, its views."""
+"""The explorer's browser-free logic: prices, backbone choices, queries, one search with filters, its views
+(the filters themselves: tests/search/test_filters.py)."""
 
 import base64
 import io
@@ -15,7 +16,7 @@ from cbir_tutorial import ImageError
 from cbir_tutorial.data.catalogue import Catalogue
 from cbir_tutorial.models.backbones import BackboneChoice
 from cbir_tutorial.data.prices import parse_price, price_values
-from cbir_tutorial.search.filters import Filters, filter_choices
+from cbir_tutorial.search.filters import Filters
 from cbir_tutorial.ui.answer import answer_for
 from cbir_tutorial.ui.query import Query
 from cbir_tutorial.ui.shelf import EngineShelf, offered_choices
@@ -72,39 +73,6 @@ def test_offered_choices_default_to_every_backbone_offline_one_first():
                                                                     "resnet50", "vgg16", "xception"}
     assert offered_choices({"efficientnet_lite0": "imagenet", "ResNet": None})[1].label == \
         "ResNet50, RANDOM weights (untrained)"
-
-
-# --------------------------------------------------------------------------------------------------
-# Filters
-
-
-def test_filters_on_gender_category_and_price_range():
-    table = pd.DataFrame({"gender": ["women", "men", "Women", "women", ""],
-                          "category": ["bags", "bags", "shoes", "bags", "bags"],
-                          "price": ["€1,250", "€300", "€90", "", "€2,000"]})
-    assert Filters().mask(table) is None and not Filters().active
-    assert Filters(gender="Women").mask(table).tolist() == [True, False, True, True, False]
-    assert Filters(category="bags").mask(table).tolist() == [True, True, False, True, True]
-    assert Filters(price=(100, 1500)).mask(table).tolist() == [True, True, False, False, False]
-    both = Filters(gender="women", category="bags", price=(100, 1500))
-    assert both.mask(table).tolist() == [True, False, False, False, False]
-    assert both.describe() == "gender women, category bags, price 100 to 1,500"
-    with pytest.raises(ValueError, match="no 'gender' column"):
-        Filters(gender="women").mask(table.drop(columns="gender"))
-
-
-def test_filter_choices_of_the_sample(sample_catalogue):
-    choices = filter_choices(sample_catalogue)
-    assert choices.genders == ("Boys", "Girls", "Men", "Unisex", "Women")
-    assert len(choices.categories) == 30 and "Watches" in choices.categories
-    assert choices.price_range is None  # the sample has no prices
-
-
-def test_filter_choices_find_the_price_range():
-    table = pd.DataFrame({"id": list("abc"), "path": "", "description": "", "brand": "",
-                          "price": ["€1,250", "€90", "n/a"], "category": ""})
-    choices = filter_choices(Catalogue(table))
-    assert choices.price_range == (90.0, 1250.0) and choices.genders == () and choices.categories == ()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -278,4 +246,4 @@ def test_answer_figure_shows_query_and_results(shelf):
     figure = answer_figure(answer, columns=5)
     assert isinstance(figure, Figure)
     assert sum(len(ax.images) for ax in figure.axes) == 5
-    assert answer.choice.label in figure._suptitle.get_text()
+    assert answer.choice.label in figure.get_suptitle()
