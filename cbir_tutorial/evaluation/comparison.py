@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .metrics import average_precision_at_k, precision_at_k, relevance_mask
+from .metrics import average_precision_at_k, checked_results, precision_at_k, relevance_mask
 
 
 def query_rows(labels) -> tuple[np.ndarray, np.ndarray]:
@@ -42,7 +42,8 @@ def per_query(searchable, labels=None, k: int = 10) -> pd.DataFrame:
     if len(rows) == 0:
         return pd.DataFrame(columns=["row", "category", "n_relevant", "ap_at_k", "precision_at_k", "found"])
     _, found = index.search_rows(rows, k, exclude_self=True)
-    mask = relevance_mask(labels[rows], labels[found])
+    found = checked_results(rows, found)
+    mask = relevance_mask(labels[rows], labels[found]) & (found >= 0)  # -1: a backend's padding
     return pd.DataFrame({
         "row": rows, "category": labels[rows].astype(str), "n_relevant": n_relevant,
         "ap_at_k": average_precision_at_k(mask, n_relevant, mask.shape[1]),

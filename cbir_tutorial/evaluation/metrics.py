@@ -10,6 +10,10 @@ hold), so a perfect list scores 1 even when R > K:
            \qquad \mathrm{MAP@K} = \frac{1}{Q} \sum_q \mathrm{AP@K}_q
 
 A query with R = 0 has AP@K = 0 (and recall 0); :func:`evaluate` leaves such queries out.
+
+Every score is in [0, 1]. A list holding more relevant results than R (the query itself among its own results,
+an item twice, or an R that misses some relevant items) would score above 1: it is refused with a ValueError
+naming the queries, not clipped, since such a score hides a bug in the search or in the counting.
 """
 
 from __future__ import annotations
@@ -36,6 +40,22 @@ def relevance_mask(query_labels, retrieved_labels, relevant: Callable | None = N
                     dtype=bool).reshape(retrieved_labels.shape)
 
 
+def checked_results(rows: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """``found`` unchanged: the ``(Q, K)`` leave-one-out results of the queries ``rows``, checked to hold
+    neither the query itself nor a row twice (either would count a relevant item twice); ValueError naming
+    the first such query otherwise."""
+    found = np.asarray(found, dtype=np.int64)
+    own = np.flatnonzero((found == np.asarray(rows)[:, None]).any(axis=1))
+    ordered = np.sort(found, axis=1)
+    twice = np.flatnonzero(((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)).any(axis=1))
+    if len(own) or len(twice):
+        what = (f"row {rows[own[0]]} is among its own results" if len(own)
+                else f"query row {rows[twice[0]]} has a result twice: {found[twice[0]].tolist()}")
+        raise ValueError(f"the index broke leave-one-out search ({what}; {len(own)} queries with themselves, "
+                         f"{len(twice)} with a repeated result): its scores would be wrong; report this bug")
+    return found
+
+
 def _at(mask: np.ndarray, k: int | None) -> tuple[np.ndarray, int]:
     mask = np.atleast_2d(np.asarray(mask, dtype=bool))
     k = mask.shape[1] if k is None else int(k)
@@ -46,6 +66,26 @@ def _at(mask: np.ndarray, k: int | None) -> tuple[np.ndarray, int]:
     return mask[:, :k], k
 
 
+def _relevant_counts(mask: np.ndarray, n_relevant) -> np.ndarray:
+    """``(Q,)`` float64 R per query of ``(Q, K)`` ``mask``; ValueError for a wrong length, R that is negative or
+    not a number, or a query whose results hold more relevant items than its R."""
+    n_relevant = np.asarray(n_relevant, dtype=np.float64)
+    if n_relevant.size != len(mask):
+        raise ValueError(f"n_relevant has {n_relevant.size} values for {len(mask)} queries: give one R per query")
+    n_relevant = n_relevant.reshape(len(mask))
+    wrong = np.flatnonzero(~(n_relevant >= 0) | ~np.isfinite(n_relevant))
+    if len(wrong):
+        raise ValueError(f"n_relevant must count items (0 or more); query {wrong[0]} has R = {n_relevant[wrong[0]]}")
+    found = mask.sum(axis=1)
+    over = np.flatnonzero(found > n_relevant)
+    if len(over):
+        shown = ", ".join(f"query {q}: {found[q]} relevant results, R = {n_relevant[q]:g}" for q in over[:3])
+        raise ValueError(f"{len(over)} of {len(mask)} queries have more relevant results than n_relevant says exist "
+                         f"({shown}{', ...' if len(over) > 3 else ''}): a result list must not hold the query itself "
+                         "or an item twice, and R must count every relevant gallery item but the query")
+    return n_relevant
+
+
 def precision_at_k(mask: np.ndarray, k: int | None = None) -> np.ndarray:
     """``(Q,)`` share of the top ``k`` results that are relevant."""
     mask, k = _at(mask, k)
@@ -53,17 +93,19 @@ def precision_at_k(mask: np.ndarray, k: int | None = None) -> np.ndarray:
 
 
 def recall_at_k(mask: np.ndarray, n_relevant, k: int | None = None) -> np.ndarray:
-    """``(Q,)`` share of each query's ``n_relevant`` items found in the top ``k`` (0 when R = 0)."""
+    """``(Q,)`` share of each query's ``n_relevant`` items found in the top ``k`` (0 when R = 0); ValueError
+    when a query's results hold more relevant items than its R (see the module's docstring)."""
+    n_relevant = _relevant_counts(np.atleast_2d(np.asarray(mask, dtype=bool)), n_relevant)
     mask, k = _at(mask, k)
-    n_relevant = np.asarray(n_relevant, dtype=np.float64).reshape(len(mask))
     found = mask.sum(axis=1)
     return np.divide(found, n_relevant, out=np.zeros(len(mask)), where=n_relevant > 0)
 
 
 def average_precision_at_k(mask: np.ndarray, n_relevant, k: int | None = None) -> np.ndarray:
-    """``(Q,)`` AP@K with normaliser ``min(k, R)`` (0 when R = 0)."""
+    """``(Q,)`` AP@K with normaliser ``min(k, R)`` (0 when R = 0); ValueError when a query's results hold more
+    relevant items than its R (see the module's docstring)."""
+    n_relevant = _relevant_counts(np.atleast_2d(np.asarray(mask, dtype=bool)), n_relevant)
     mask, k = _at(mask, k)
-    n_relevant = np.asarray(n_relevant, dtype=np.float64).reshape(len(mask))
     precision_at_j = np.cumsum(mask, axis=1) / np.arange(1, k + 1)
     total = (precision_at_j * mask).sum(axis=1)
     denominator = np.minimum(k, n_relevant)
@@ -71,7 +113,9 @@ def average_precision_at_k(mask: np.ndarray, n_relevant, k: int | None = None) -
 
 
 def map_at_k(mask: np.ndarray, n_relevant, k: int | None = None) -> float:
-    """Mean of :func:`average_precision_at_k` over the queries."""
+    """Mean of :func:`average_precision_at_k` over the queries (ValueError for none)."""
+    if np.atleast_2d(np.asarray(mask)).shape[0] == 0:
+        raise ValueError("map_at_k of no queries is undefined: give at least one query")
     return float(np.mean(average_precision_at_k(mask, n_relevant, k)))
 
 
@@ -100,7 +144,8 @@ def evaluate(searchable, labels=None, k: int = 10, *, relevant: Callable | None 
     if len(rows) == 0:
         return pd.DataFrame(columns=columns)
     _, found = index.search_rows(rows, k, exclude_self=True)
-    mask = relevance_mask(labels[rows], labels[found], relevant)
+    found = checked_results(rows, found)
+    mask = relevance_mask(labels[rows], labels[found], relevant) & (found >= 0)  # -1: a backend's padding
     if relevant is not None:  # R must follow the same relevance rule: count it per distinct label
         everyone, count = np.unique(labels.astype(str), return_counts=True)
         r_of = {u: sum(c for v, c in zip(everyone, count) if relevant(u, v)) - bool(relevant(u, u))

@@ -17,6 +17,7 @@ import numpy as np
 from .backbones import OFFLINE_BACKBONE, BackboneChoice, WeightsUnavailableError, backbone_spec, feature_model
 from .weights import IMAGENET, RANDOM_WORDS, Weights
 from .feature_store import FORMAT, FeatureStore, feature_store, image_key
+from .finite import check_finite
 from ..data.catalogue import Catalogue
 from ..data.images import ImageError, ImageSource, SkippedImage, load_rgb, resize_from_word
 from ..paths import cache_dir
@@ -160,18 +161,28 @@ class FeatureExtractor:
         return (f"FeatureExtractor({self.choice.label}, {self.input_size} px "
                 f"{self.resize}, {self.spec.feature_layer} -> {self.feature_dim}-d{precision})")
 
-    def features_of_pixels(self, images: np.ndarray) -> np.ndarray:
-        """``(B, S, S, 3)`` uint8/float RGB in 0..255 → ``(B, D)`` float32 L2-normalised features."""
+    def features_of_pixels(self, images: np.ndarray, names: Sequence[str] | None = None) -> np.ndarray:
+        """``(B, S, S, 3)`` uint8/float RGB in 0..255 → ``(B, D)`` float32 L2-normalised features.
+
+        ValueError when the model gives NaN or infinity for an image, naming it (``names``: the images'
+        paths, in order; else its number in the batch) and the likely cause.
+        """
         images = np.asarray(images, dtype=np.float32)
         if images.ndim != 4 or images.shape[1:] != (self.input_size, self.input_size, 3):
             raise ValueError(f"expected images of shape (B, {self.input_size}, {self.input_size}, 3), "
                              f"got {images.shape}")
-        return self._infer(images).numpy()
+        features = self._infer(images).numpy()
+        check_finite(features, what="images' features", names=names,
+                     fix=f"{self!r} outputs NaN or infinity, most likely because its training diverged; "
+                         "retrain it with a lower learning rate, or use other weights")
+        return features
 
     def features_of(self, source: ImageSource) -> np.ndarray:
-        """One image (path, bytes, file object or PIL image) → ``(D,)`` features; raises ImageError."""
+        """One image (path, bytes, file object or PIL image) → ``(D,)`` features; raises ImageError, and
+        ValueError when the model gives NaN or infinity for it (see :meth:`features_of_pixels`)."""
         pixels = load_rgb(source, self.input_size, self.resize)
-        return self.features_of_pixels(pixels[None])[0]
+        name = str(source) if isinstance(source, (str, os.PathLike)) else "the query image"
+        return self.features_of_pixels(pixels[None], [name])[0]
 
     @property
     def cache_key(self) -> str:
@@ -207,6 +218,9 @@ class FeatureExtractor:
         if store is not None:
             keys = [image_key(p) for p in paths]
             known, reasons = store.fill(keys, out)
+            check_finite(out, what="cached images' features", names=paths,  # rows still to extract are 0
+                         fix=f"the feature cache {store.folder} holds NaN or infinity for them (written by an "
+                             "older version from a broken model): delete that folder, or extract with cache=False")
             todo = np.flatnonzero(~known)
         else:
             keys, todo = None, np.arange(len(paths))
@@ -246,7 +260,8 @@ class FeatureExtractor:
                         if writer is not None and lasting:
                             writer.skip(keys[row], reason)
                 if good:
-                    features = self.features_of_pixels(np.stack([decoded[i][0] for i in good]))
+                    features = self.features_of_pixels(np.stack([decoded[i][0] for i in good]),
+                                                       [paths[r] for r in rows[good]])
                     out[rows[good]] = features
                     if writer is not None:
                         writer.add([keys[r] for r in rows[good]], features)

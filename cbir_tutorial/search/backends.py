@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..models.finite import check_finite
+
 #: Index names and the ``module:class`` implementing each; FAISS and Milvus are imported on first use.
 INDEXES = {
     "exact": ("exact", "EuclideanIndex", {}),
@@ -40,6 +42,9 @@ INDEXES = {
 SEARCH_BACKENDS = tuple(name for name in INDEXES if name != "expanded")
 #: Name of the file holding an index's config in its saved folder.
 CONFIG_FILE = "index.json"
+#: What an index says to do about vectors holding NaN or infinity.
+CHECK_FEATURES = ("check the features: NaN or infinity usually means a model that diverged in training (retrain "
+                  "it with a lower learning rate); an index neither stores nor searches them")
 
 
 class Index(abc.ABC):
@@ -155,11 +160,13 @@ def saved_arrays(path) -> dict[str, np.ndarray]:
 def checked_query(index: "Index", queries, k: int, exclude, allowed):
     """``(single, queries, exclude, allowed, k)`` for a search of ``index``: ``queries`` as ``(Q, D)`` float32
     (``single``: one ``(D,)`` query was given), the filters checked by :func:`check_filters`, and ``k``
-    capped at the rows a query may return. ValueError for a wrong dimension or ``k < 1``."""
+    capped at the rows a query may return. ValueError for a wrong dimension, ``k < 1`` or a query holding NaN
+    or infinity (:func:`~cbir_tutorial.models.finite.check_finite`)."""
     single = np.ndim(queries) == 1
     queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
     if queries.shape[1] != index.dim:
         raise ValueError(f"queries have {queries.shape[1]} dimensions, the index has {index.dim}")
+    check_finite(queries, what="query vectors", fix=CHECK_FEATURES)
     if k < 1:
         raise ValueError(f"k={k}: must be at least 1")
     exclude, allowed = check_filters(len(index), len(queries), exclude, allowed)
@@ -167,10 +174,18 @@ def checked_query(index: "Index", queries, k: int, exclude, allowed):
 
 
 def checked_rows(index: "Index", features) -> np.ndarray:
-    """``features`` to add to ``index`` as ``(n, D)`` C-contiguous float32; ValueError for a wrong dimension."""
+    """``features`` to add to ``index`` as ``(n, D)`` C-contiguous float32; ValueError for a wrong dimension or
+    rows holding NaN or infinity (:func:`checked_gallery`)."""
     features = np.ascontiguousarray(np.atleast_2d(features), dtype=np.float32)
     if features.shape[1] != index.dim:
         raise ValueError(f"features have {features.shape[1]} dimensions, the index has {index.dim}")
+    return checked_gallery(features)
+
+
+def checked_gallery(features: np.ndarray) -> np.ndarray:
+    """``features`` unchanged, after :func:`~cbir_tutorial.models.finite.check_finite`: ValueError naming the
+    rows that hold NaN or infinity, which no index stores."""
+    check_finite(features, what="vectors given to the index", fix=CHECK_FEATURES)
     return features
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import Index, checked_query, checked_rows, saved_arrays
+from ..models.finite import check_finite
+from .backends import CHECK_FEATURES, Index, checked_gallery, checked_query, checked_rows, saved_arrays
 from .ranking import smallest_k
 
 #: Most gallery rows scored per step (a search of one query steps through this many rows at a time).
@@ -30,6 +31,10 @@ STORAGES = {
     "float16": "2 bytes: IEEE half precision; decoding is numpy's slow scalar cast: prefer bfloat16",
 }
 
+
+#: The squared distance a NaN (or overflowed) distance ranks as: after every number, before the rows a
+#: query may not return (excluded, filtered out), which rank as infinity.
+NOT_A_DISTANCE = np.finfo(np.float32).max
 
 #: Bytes per stored value.
 BYTES_PER_VALUE = {"float32": 4, "bfloat16": 2, "int8": 1, "float16": 2}
@@ -80,6 +85,7 @@ class EuclideanIndex(Index):
         features = np.asarray(features)
         if features.ndim != 2:
             raise ValueError(f"features must be (N, D), got shape {features.shape}")
+        checked_gallery(features)
         self.storage = storage_name(dtype)
         self.chunk_rows = int(chunk_rows)
         self.offset = self.scale = None
@@ -181,6 +187,8 @@ class EuclideanIndex(Index):
         index.sq_norms = data["sq_norms"]
         index.offset = data.get("offset")
         index.scale = data.get("scale")
+        check_finite(index.sq_norms[:, None], what="saved gallery rows", fix=f"{folder} was saved from such features; "
+                     f"build the index again from finite ones ({CHECK_FEATURES})")
         return index
 
     def _decoded_products(self, start: int, stop: int, weights: np.ndarray, dots: np.ndarray) -> None:
@@ -217,7 +225,9 @@ class EuclideanIndex(Index):
         leave out (-1 for none), e.g. the query itself in leave-one-out evaluation. ``allowed``: optional
         ``(N,)`` bool, only these gallery rows may be returned (a metadata filter).
         Returns ``(distances, indices)``, each ``(Q, k')`` (``(k',)`` for one query) sorted by ascending
-        distance, ``k' = min(k, N - excluded)``; distances are Euclidean (not squared), float32.
+        distance, ``k' = min(k, N - excluded)``; distances are Euclidean (not squared), float32. An excluded or
+        filtered-out row is never returned; a distance that is not a number (overflow in float32) ranks after
+        every number and is returned as NaN.
         """
         single, queries, exclude, allowed, k = checked_query(self, queries, k, exclude, allowed)
         if k < 1:
@@ -244,6 +254,7 @@ class EuclideanIndex(Index):
             d2 += shift[:, None]
             d2 += self.sq_norms[start:stop][None, :]
             np.maximum(d2, 0.0, out=d2)
+            np.fmin(d2, NOT_A_DISTANCE, out=d2)  # NaN and inf rank last, still ahead of the excluded rows
             if allowed is not None:
                 d2[:, ~allowed[start:stop]] = np.inf
             if exclude is not None:
@@ -253,7 +264,9 @@ class EuclideanIndex(Index):
             cand_d, cand_i = _candidates(d2, best_d, k)
             if cand_d.shape[1]:
                 best_d, best_i = _merge(best_d, best_i, cand_d, cand_i + start, k)
-        return (np.sqrt(best_d[0]), best_i[0]) if single else (np.sqrt(best_d), best_i)
+        distances = np.sqrt(best_d)
+        distances[best_d == NOT_A_DISTANCE] = np.nan
+        return (distances[0], best_i[0]) if single else (distances, best_i)
 
 
 def _decode_workers() -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import Index, checked_query, checked_rows, saved_arrays
+from .backends import Index, checked_gallery, checked_query, checked_rows, saved_arrays
 from .ranking import nearest_first
 from .whitening import l2_normalise
 
@@ -43,7 +43,7 @@ class ExpandedIndex(Index):
     name = "expanded"
 
     def __init__(self, features: np.ndarray, *, qe_n: int = 0, dba_n: int = 0, alpha: float = ALPHA):
-        self.gallery = l2_normalise(features)
+        self.gallery = l2_normalise(checked_gallery(features))
         if self.gallery.ndim != 2:
             raise ValueError(f"features must be (N, D), got shape {self.gallery.shape}")
         self.qe_n, self.dba_n, self.alpha = int(qe_n), int(dba_n), float(alpha)

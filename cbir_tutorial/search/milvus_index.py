@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.prices import price_values
-from .backends import Index, checked_query, checked_rows, drop_excluded
+from .backends import Index, checked_gallery, checked_query, checked_rows, drop_excluded
 
 #: Scalar fields stored beside each vector: name -> (kind, longest string).
 FIELDS = {"brand": "str", "price": "float", "category": "str", "gender": "str"}
@@ -42,6 +42,10 @@ LITE_SEARCH_BYTES = 2**30
 CHECKED_ROWS = 2_048
 #: The file beside ``index.json`` holding that checksum.
 CHECKSUM_FILE = "milvus_rows.json"
+#: Entries of a Milvus Lite database folder (milvus-lite 3): a folder of other files and none of these is not one.
+LITE_FOLDER_MARKS = ("LOCK", "collections")
+#: Where a refused Milvus Lite path sends the user.
+ELSEWHERE = "choose another path (--index-uri)"
 
 
 def is_lite(uri: str) -> bool:
@@ -57,27 +61,106 @@ def default_uri() -> str:
 
 
 def milvus_client(uri: str):
-    """A ``MilvusClient`` for ``uri``; RuntimeError in one line when a Milvus Lite file is held by another
-    process (Milvus Lite opens a file in one process at a time) or a server cannot be reached."""
+    """A ``MilvusClient`` for ``uri``; RuntimeError in one line saying why a Milvus Lite file cannot be opened
+    (:func:`lite_path_problem`, :func:`lite_open_problem`) or a server cannot be reached."""
     try:
         from pymilvus import MilvusClient
         from pymilvus.exceptions import MilvusException
     except ImportError as error:
         raise ImportError('the milvus index needs pymilvus and milvus-lite: pip install "cbir-tutorial[scale]"') from error
-    lite_log = logging.getLogger("milvus_lite")  # it logs a traceback before pymilvus raises
-    level = lite_log.level
-    lite_log.setLevel(logging.CRITICAL + 1)
+    if is_lite(uri) and (problem := lite_path_problem(str(uri))):
+        raise RuntimeError(f"Milvus Lite file {uri} cannot be opened: {problem}")
+    logged = LoggedErrors()  # milvus-lite logs why it failed with a traceback, then pymilvus raises without it
+    lite_log = logging.getLogger("milvus_lite")
+    settings = lite_log.level, lite_log.propagate
+    lite_log.setLevel(logging.ERROR)
+    lite_log.propagate = False
+    lite_log.addHandler(logged)
     try:
         return MilvusClient(uri)
     except MilvusException as error:
         if is_lite(uri):
-            raise RuntimeError(f"Milvus Lite file {uri} cannot be opened: another process is using it (one process "
-                               "at a time); wait for it to finish, or use another .db file or a Milvus server "
-                               "(--index-uri)") from None
+            problem = lite_open_problem(logged.errors, error.message)
+            raise RuntimeError(f"Milvus Lite file {uri} cannot be opened: {problem}") from None
         raise RuntimeError(f"Milvus server {uri} cannot be reached ({error.message}): start it or check "
                            "--index-uri") from None
     finally:
-        lite_log.setLevel(level)
+        lite_log.removeHandler(logged)
+        lite_log.setLevel(settings[0])
+        lite_log.propagate = settings[1]
+
+
+class LoggedErrors(logging.Handler):
+    """Keeps the exceptions of the records logged with a traceback (``errors``, oldest first)."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.errors: list[BaseException] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[1] is not None:
+            self.errors.append(record.exc_info[1])
+
+
+def lite_path_problem(uri: str) -> str | None:
+    """Why the path ``uri`` cannot be a Milvus Lite database, seen before opening it (None: nothing seen):
+    a name without ``.db``, a missing folder, or a folder of other files (milvus-lite 3 would write its own
+    files among them)."""
+    path = Path(uri)
+    if not uri.endswith(".db"):
+        example = path / "cbir.db" if path.is_dir() else path.with_suffix(".db")
+        return (f"{'it is a folder; ' if path.is_dir() else ''}a Milvus Lite database is a path ending in .db, "
+                f"such as {example} (--index-uri)")
+    if not path.parent.exists():
+        return f"its folder {path.parent} does not exist: create it (mkdir -p {path.parent}) or {ELSEWHERE}"
+    if not path.parent.is_dir():
+        return f"{path.parent} is a file, not a folder: {ELSEWHERE}"
+    try:
+        foreign = (path.is_dir() and not any((path / mark).exists() for mark in LITE_FOLDER_MARKS)
+                   and any(path.iterdir()))
+    except OSError:  # unreadable: opening it says why
+        foreign = False
+    if foreign:
+        return f"it is a folder of other files, not a Milvus Lite database: {ELSEWHERE}"
+    return None
+
+
+def lite_open_problem(errors: list[BaseException], said: str) -> str:
+    """Why milvus-lite could not open a database, from the exceptions it logged (``errors``)
+    or, where it logged none, from pymilvus's message ``said``."""
+    for cause in (cause for error in errors for cause in exception_chain(error)):
+        if type(cause).__name__ == "DataDirLockedError" or isinstance(cause, BlockingIOError):
+            return ("another process is using it (one process at a time); wait for it to finish, or use another "
+                    ".db file or a Milvus server (--index-uri)")
+        if isinstance(cause, PermissionError):
+            return (f"no permission to write {cause.filename} ({cause.strerror}): choose a folder you may write "
+                    "to (--index-uri) or change its permissions")
+        if isinstance(cause, (FileExistsError, NotADirectoryError)):
+            return (f"it is not a Milvus Lite database ({cause.filename} is a file where milvus-lite "
+                    f"{lite_version()} keeps a folder; a database of milvus-lite 2 is such a file, which it "
+                    f"cannot read): {ELSEWHERE}")
+    if errors:
+        return f"milvus-lite says {type(errors[-1]).__name__}: {errors[-1]}; {ELSEWHERE}"
+    return f"milvus-lite gave no reason ({said}); {ELSEWHERE}"
+
+
+def exception_chain(error: BaseException):
+    """``error`` and the exceptions it was raised from or during, nearest first."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+def lite_version() -> str:
+    """The installed milvus-lite's version ("?" when unknown)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("milvus-lite")
+    except PackageNotFoundError:
+        return "?"
 
 
 def row_digests(features: np.ndarray) -> np.ndarray:
@@ -149,6 +232,9 @@ class MilvusIndex(Index):
         if not self.client.has_collection(collection):
             self.client.close()
             raise ValueError(f"Milvus collection {collection!r} does not exist at {self.uri}")
+        # A collection is searchable once loaded: the process that created it had it loaded, a new process
+        # (Milvus Lite) or a server that released it (to free memory, or after a restart) has it released.
+        self.client.load_collection(collection)
         self._rows = int(self.client.get_collection_stats(collection)["row_count"])
         self._digests = np.zeros(self._rows, dtype=np.uint64)
 
@@ -173,7 +259,7 @@ class MilvusIndex(Index):
 
     @classmethod
     def build(cls, features, *, metadata=None, **options) -> "MilvusIndex":
-        features = np.asarray(features, dtype=np.float32)
+        features = checked_gallery(np.asarray(features, dtype=np.float32))  # before a collection is replaced
         if options.get("collection") is None:
             options["collection"] = collection_name(features, metadata_columns(metadata, len(features)))
         index = cls(features.shape[1], **options)

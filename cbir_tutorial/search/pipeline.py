@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from ..models.features import FeatureExtractor
+from ..models.finite import check_finite
 from ..models.pooling import PooledExtractor
 from ..models.trained import TrainedExtractor, is_trained_folder, load_trained, read_trained
 from ..models.weights import Weights, weights_from_word, weights_word
@@ -45,9 +46,17 @@ class Pipeline:
         return self.extractors[0]
 
     def combine(self, raw: Sequence[np.ndarray]) -> np.ndarray:
-        """Per-backbone ``(N, D_b)`` features → the pipeline's ``(N, D)`` features (fused, whitened)."""
+        """Per-backbone ``(N, D_b)`` features → the pipeline's ``(N, D)`` features (fused, whitened);
+        ValueError when they hold NaN or infinity (:meth:`checked`)."""
         features = raw[0] if len(raw) == 1 else fuse(raw)
-        return features if self.whitening is None else self.whitening.transform(features)
+        return self.checked(features if self.whitening is None else self.whitening.transform(features))
+
+    def checked(self, features: np.ndarray) -> np.ndarray:
+        """``features`` unchanged; ValueError naming the rows that hold NaN or infinity, and why they may."""
+        check_finite(features, what=f"vectors of recipe {self.recipe.name!r}",
+                     fix="its extractors' features hold NaN or infinity (a model that diverged in training: retrain "
+                         "it with a lower learning rate), or its whitening was fitted on features that are all alike")
+        return features
 
     def features_of(self, source) -> np.ndarray:
         """One query image → ``(D,)`` features in the gallery's space (same pooling, fusion, whitening)."""
@@ -139,7 +148,7 @@ def fit_pipeline(recipe: "str | Recipe", extractors: list, raw: Sequence[np.ndar
         dim = recipe.whiten_dim if recipe.whiten_dim is None else min(recipe.whiten_dim, len(features) - 1,
                                                                       features.shape[1])
         pipeline.whitening = PCAWhitening(dim, recipe.whiten_power).fit(features)
-        features = pipeline.whitening.transform(features)
+        features = pipeline.checked(pipeline.whitening.transform(features))
     return pipeline, features
 
 

@@ -1,5 +1,7 @@
 import os
+import re
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -144,3 +146,53 @@ def test_engine_drops_unreadable_products_and_keeps_captions_aligned(lite_extrac
 def test_repr_says_random_weights_loudly():
     extractor = FeatureExtractor("efficientnet_lite0", weights=None)
     assert "RANDOM weights (untrained)" in repr(extractor) and not extractor.pretrained
+
+
+# A model whose training diverged outputs NaN: its features are refused, naming the images, before they are
+# cached or indexed (an index over them ranked at random and scored MAP@10 above 1).
+
+@pytest.fixture(scope="module")
+def diverged_weights(tmp_path_factory):
+    """A real weights file of EfficientNet-Lite0's feature model in which every weight is NaN."""
+    from cbir_tutorial.models.backbones import feature_model
+
+    model = feature_model("efficientnet_lite0", None, seed=1)
+    path = tmp_path_factory.mktemp("diverged") / "diverged.weights.h5"
+    with warnings.catch_warnings():  # Keras's own numpy 2 deprecation, once per weight
+        warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
+        model.set_weights([np.full_like(w, np.nan) for w in model.get_weights()])
+        model.save_weights(path)
+    return path
+
+
+def test_a_diverged_models_features_are_refused_naming_the_images_and_never_cached(diverged_weights, photos,
+                                                                                   tmp_path):
+    extractor = FeatureExtractor("efficientnet_lite0", diverged_weights, batch_size=4)
+    first = ", ".join(re.escape(str(p)) for p in photos[:4])
+    with pytest.raises(ValueError, match=rf"^4 of 4 images' features hold NaN or infinity \({first}\): "
+                                         r"FeatureExtractor\(.*\) outputs NaN or infinity, most likely because its "
+                                         r"training diverged; retrain it with a lower learning rate"):
+        extractor.extract(photos[:6], cache=tmp_path / "cache", progress=False)
+    from cbir_tutorial.models.feature_store import image_key
+
+    known, _ = extractor.store(tmp_path / "cache").fill([image_key(p) for p in photos[:6]], np.zeros((6, 1280), np.float32))
+    assert not known.any(), "NaN features were cached"
+    with pytest.raises(ValueError, match=rf"^1 of 1 images' features hold NaN or infinity \({re.escape(str(photos[7]))}\)"):
+        extractor.features_of(photos[7])
+    with pytest.raises(ValueError, match=r"\(the query image\)"):
+        extractor.features_of(Image.open(photos[7]))
+
+
+def test_nan_features_an_older_version_cached_are_refused_naming_the_images(lite_extractor, photos, tmp_path):
+    from cbir_tutorial.models.feature_store import image_key
+
+    cache = tmp_path / "cache"
+    store = lite_extractor.store(cache)
+    with store.writer() as writer:
+        writer.add([image_key(p) for p in photos[:2]], np.full((2, 1280), np.nan, np.float32))
+    with pytest.raises(ValueError, match=rf"^2 of 3 cached images' features hold NaN or infinity "
+                                         rf"\({re.escape(str(photos[0]))}, {re.escape(str(photos[1]))}\): the feature "
+                                         rf"cache {re.escape(str(store.folder))} holds NaN or infinity for them .*: "
+                                         r"delete that folder, or extract with cache=False"):
+        lite_extractor.extract(photos[:3], cache=cache, progress=False)
+    assert lite_extractor.extract(photos[:3], cache=False, progress=False).features.shape == (3, 1280)
