@@ -140,7 +140,7 @@ def storage_verdicts(rows: list[dict], k: int, dim: int) -> list[str]:
                          f"by {margin['gap']:.2e} (median), while int8 codes move a squared distance by "
                          f"{margin['error']:.2e} (std): {margin['error'] / margin['gap']:.1f}x the gap, so "
                          f"neighbours at the cut swap (on the sample's real features "
-                         f"tests/search/test_backends.py measures recall@10 >= 0.99).")
+                         f"tests/search/test_exact.py measures recall@10 >= 0.99).")
     return lines
 
 
