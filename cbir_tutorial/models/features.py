@@ -133,7 +133,7 @@ class FeatureExtractor:
         self.workers = workers or min(8, (os.cpu_count() or 2) + 1)
         self.seed = seed
         self.model = built_in_policy(lambda: feature_model(self.spec.name, self.weights, seed=seed), self.precision)
-        self._infer = _compiled_inference(self.model, self.spec)
+        self._infer = compiled_inference(self.model, self.spec)
 
     @property
     def backbone(self) -> str:
@@ -312,7 +312,9 @@ def built_in_policy(build: Callable, policy: str | None):
         keras.config.set_dtype_policy(previous)
 
 
-def _compiled_inference(model, spec):
+def compiled_inference(model, spec):
+    """A traced function of ``model``: ``(B, S, S, 3)`` float32 pixels (0..255, ``S = spec.input_size``) →
+    ``(B, D)`` float32 L2-normalised features, ``spec``'s own preprocessing inside the graph."""
     from .runtime import tensorflow_module
 
     tf = tensorflow_module()

@@ -3,12 +3,15 @@
 The folder (written by :func:`save_trained`, e.g. at the end of ``cbir-tutorial train``) holds
 
 * ``trained.json`` - backbone, input size, resize policy, embedding size, the loss and the settings it
-  was trained with, its history, and :func:`weights_hash` of the weights;
+  was trained with, its history, and :func:`weights_hash` of the weights and of the fields that change
+  the embedding (:data:`EMBEDDING_FIELDS`); one schema, :func:`check_trained_info`, checks it wherever it
+  is read or written;
 * ``embedding.weights.h5`` - the weights of :func:`embedding_model`.
 
 Everything needed to embed a query is there: :class:`TrainedExtractor` rebuilds the model from the JSON,
-loads the weights and checks their hash. Only Keras and the folder are needed (nothing from
-:mod:`cbir_tutorial.training`). Without ``--out``, ``cbir-tutorial train`` writes into
+loads the weights and checks their hash. A folder that cannot be used raises :class:`TrainedModelError`
+(a ValueError), one line naming the folder, the file and what is wrong. Only Keras and the folder are
+needed (nothing from :mod:`cbir_tutorial.training`). Without ``--out``, ``cbir-tutorial train`` writes into
 :func:`trained_home` (the cache's ``trained`` folder), where the explorer's recipe menu finds it
 (:func:`trained_folders`).
 """
@@ -31,15 +34,129 @@ from ..paths import atomic_write_bytes, cache_dir
 from .backbones import BackboneChoice, backbone_spec, feature_model
 from .feature_store import FORMAT
 from .features import (CPU_PREFETCH_BATCHES, GPU_PREFETCH_BATCHES, FeatureExtractor, built_in_policy,
-                       _compiled_inference, default_batch_size, gpus, mixed_precision_policy)
+                       compiled_inference, default_batch_size, gpus, mixed_precision_policy)
 from .runtime import keras_module
 from .weights import IMAGENET, Weights
 
 TRAINED_FILE = "trained.json"
 WEIGHTS_FILE = "embedding.weights.h5"
-TRAINED_FORMAT = 1
+#: Format 2: ``weights_hash`` covers :data:`EMBEDDING_FIELDS` too (format 1 hashed the weights alone).
+TRAINED_FORMAT = 2
 #: The cache sub-folder of trained models written without an explicit folder.
 TRAINED_HOME = "trained"
+#: The photo sizes a trained model may take, in pixels, both ends included: from the smallest Keras builds
+#: its backbones at to over 3x the largest backbone's own (Xception, 299 px); a backbone may refuse sizes
+#: inside it (VGG16 takes 224 only). ``trained.json``'s ``input_size`` outside it is refused, and
+#: ``cbir-tutorial train --image-size`` takes the same range.
+INPUT_SIZE_RANGE = (32, 1024)
+#: The embedding sizes a trained model may have, both ends included (the literature uses 64 to 2048).
+EMBEDDING_DIM_RANGE = (1, 8192)
+#: The ``trained.json`` fields that change what the model computes from a photo: ``weights_hash`` covers
+#: them with the weights, so editing one by hand is refused rather than changing every answer.
+EMBEDDING_FIELDS = ("backbone", "input_size", "resize", "embedding_dim")
+
+
+class TrainedModelError(ValueError):
+    """A trained-model folder that cannot be used; one line naming the folder, the file and what is wrong."""
+
+    def __init__(self, folder: str | os.PathLike, file: str, problem: str):
+        super().__init__(str(folder), file, problem)
+        self.folder, self.file, self.problem = Path(folder), file, problem
+
+    def __str__(self) -> str:
+        return f"{self.folder}: {self.file}: {self.problem}"
+
+    @property
+    def reason(self) -> str:
+        """The file and what is wrong with it, without the folder (for a menu label)."""
+        return f"{self.file}: {self.problem}"
+
+
+def _first_line(error: BaseException) -> str:
+    """``error``'s message, first line (its type's name when it has none)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+_HEX_HASH = re.compile(r"[0-9a-f]{24}")
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+#: ``trained.json``'s fields: name → (required, what its value is, the check). Other fields are kept unread.
+_SCHEMA = {
+    "format": (True, "a whole number", _whole),
+    "backbone": (True, "text", lambda v: isinstance(v, str)),
+    "input_size": (True, "a whole number", _whole),
+    "resize": (True, "text", lambda v: isinstance(v, str)),
+    "embedding_dim": (True, "a whole number", _whole),
+    "weights_hash": (True, "text", lambda v: isinstance(v, str)),
+    "loss": (False, "text", lambda v: isinstance(v, str)),
+    "settings": (False, "a JSON object", lambda v: isinstance(v, dict)),
+    "classes": (False, "a list of text", lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v)),
+    "n_train": (False, "a whole number", _whole),
+    "n_validation": (False, "a whole number", _whole),
+    "best_epoch": (False, "a whole number", _whole),
+    "val_map_at_k": (False, "a number", _number),
+    "frozen_val_map_at_k": (False, "a number", _number),
+    "probe_val_map_at_k": (False, "a number", _number),
+    "history": (False, "a list of JSON objects", lambda v: isinstance(v, list) and all(isinstance(e, dict) for e in v)),
+    "stopped_early": (False, "true or false", lambda v: isinstance(v, bool)),
+}
+
+
+def check_trained_info(info, folder: str | os.PathLike) -> dict:
+    """``info`` (a ``trained.json`` document of ``folder``) unchanged when it fits the one schema every
+    reader and :func:`save_trained` use; else :class:`TrainedModelError` saying what is wrong.
+
+    The schema: a JSON object with ``format`` :data:`TRAINED_FORMAT`, a known ``backbone``, ``input_size``
+    in :data:`INPUT_SIZE_RANGE` (pixels), ``resize`` a resize policy, ``embedding_dim`` in
+    :data:`EMBEDDING_DIM_RANGE` and ``weights_hash`` (24 hexadecimal digits); the optional fields the
+    trainer writes (``loss``, ``settings``, ``history``...) of their types; other fields are allowed.
+    """
+    def refused(problem: str) -> TrainedModelError:
+        return TrainedModelError(folder, TRAINED_FILE, problem)
+
+    if not isinstance(info, dict):
+        kind = {list: "a list", str: "text", bool: "true or false", type(None): "null"}.get(type(info), "a number")
+        raise refused(f"not a JSON object ({kind}); train again or restore the folder")
+    if "format" in info and info["format"] != TRAINED_FORMAT:
+        raise refused(f"format {info['format']!r}, this version reads {TRAINED_FORMAT} (made by another version "
+                      "of cbir-tutorial): train again")
+    missing = [key for key, (required, _, _) in _SCHEMA.items() if required and key not in info]
+    if missing:
+        raise refused(f"lacks {', '.join(map(repr, missing))} (a trained model's {TRAINED_FILE} names "
+                      f"{', '.join(key for key, (required, _, _) in _SCHEMA.items() if required)})")
+    for key, (_, kind, fits) in _SCHEMA.items():
+        if key in info and not fits(info[key]):
+            raise refused(f"{key}={_shown(info[key])}: expected {kind}")
+    ranges = {"input_size": (INPUT_SIZE_RANGE, " px"), "embedding_dim": (EMBEDDING_DIM_RANGE, "")}
+    for key, ((low, high), unit) in ranges.items():
+        if not low <= info[key] <= high:
+            raise refused(f"{key}={info[key]}: expected {low}..{high}{unit}")
+    try:
+        backbone_spec(info["backbone"])
+    except ValueError as error:
+        raise refused(f"backbone={_shown(info['backbone'])}: {_first_line(error)}") from None
+    try:
+        resize_from_word(info["resize"])
+    except ValueError as error:
+        raise refused(_first_line(error)) from None
+    if not _HEX_HASH.fullmatch(info["weights_hash"]):
+        raise refused(f"weights_hash={_shown(info['weights_hash'])}: expected 24 hexadecimal digits")
+    return info
+
+
+def _shown(value) -> str:
+    """``repr(value)``, cut short."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def embedding_model(backbone: str, embedding_dim: int, *, weights: Weights = IMAGENET, input_size: int | None = None,
@@ -58,9 +175,10 @@ def embedding_model(backbone: str, embedding_dim: int, *, weights: Weights = IMA
     return keras.Model(body.input, outputs, name=f"{backbone_spec(backbone).name}_embedding")
 
 
-def weights_hash(model) -> str:
-    """Hex SHA-256 (24 characters) of ``model``'s weights: shapes, dtypes and values, in layer order."""
-    digest = hashlib.sha256()
+def weights_hash(model, info: dict) -> str:
+    """Hex SHA-256 (24 characters) of ``model``'s weights (shapes, dtypes and values, in layer order) and
+    of the :data:`EMBEDDING_FIELDS` of ``info`` (its ``trained.json``): what ``weights_hash`` there holds."""
+    digest = hashlib.sha256(json.dumps({key: info[key] for key in EMBEDDING_FIELDS}, sort_keys=True).encode())
     for w in model.get_weights():
         w = np.ascontiguousarray(w)
         digest.update(f"{w.shape}{w.dtype}".encode())
@@ -71,10 +189,11 @@ def weights_hash(model) -> str:
 def save_trained(model, folder: str | os.PathLike, info: dict) -> Path:
     """Write ``model``'s weights and ``trained.json`` (``info`` plus ``format`` and ``weights_hash``) into
     ``folder``; each file is replaced whole. ``info`` needs ``backbone``, ``input_size``, ``resize`` and
-    ``embedding_dim``. Returns the JSON's path."""
-    missing = [key for key in ("backbone", "input_size", "resize", "embedding_dim") if key not in info]
-    if missing:
-        raise ValueError(f"save_trained: info lacks {missing}")
+    ``embedding_dim``; the description must fit :func:`check_trained_info` (checked before anything is
+    written). Returns the JSON's path."""
+    description = {"format": TRAINED_FORMAT, **info, "weights_hash": "0" * 24}
+    check_trained_info(description, folder)
+    description["weights_hash"] = weights_hash(model, description)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
@@ -83,26 +202,42 @@ def save_trained(model, folder: str | os.PathLike, info: dict) -> Path:
             warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
             model.save_weights(staged)
         os.replace(staged, folder / WEIGHTS_FILE)
-    description = {"format": TRAINED_FORMAT, **info, "weights_hash": weights_hash(model)}
     atomic_write_bytes(folder / TRAINED_FILE, (json.dumps(description, indent=1) + "\n").encode())
     return folder / TRAINED_FILE
 
 
 def read_trained(folder: str | os.PathLike) -> dict:
-    """The ``trained.json`` of a trained-model folder; FileNotFoundError / ValueError saying what is wrong."""
-    folder = Path(folder).expanduser()
+    """The ``trained.json`` of a trained-model folder, checked (:func:`check_trained_info`), once its weights
+    file is known to open as HDF5 (no weights are read). FileNotFoundError when a file is missing, else
+    :class:`TrainedModelError` naming the folder, the file and what is wrong."""
+    folder = Path(folder).expanduser().resolve()
     path = folder / TRAINED_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{folder} is not a trained model: no {TRAINED_FILE} (made by cbir-tutorial train)")
     if not (folder / WEIGHTS_FILE).is_file():
         raise FileNotFoundError(f"{folder}: {WEIGHTS_FILE} is missing")
     try:
-        info = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON ({error})") from None
-    if info.get("format") != TRAINED_FORMAT:
-        raise ValueError(f"{path}: format {info.get('format')!r}, this version reads {TRAINED_FORMAT}")
-    return info
+        info = json.loads(path.read_bytes())
+    except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise TrainedModelError(folder, TRAINED_FILE, f"not valid JSON ({_first_line(error)})") from None
+    except OSError as error:
+        raise TrainedModelError(folder, TRAINED_FILE, f"cannot be read ({_first_line(error)})") from None
+    check_weights_file(folder)
+    return check_trained_info(info, folder)
+
+
+def check_weights_file(folder: str | os.PathLike) -> None:
+    """:class:`TrainedModelError` unless ``folder``'s weights file opens as HDF5 (a truncated or foreign
+    file does not); reads its header only."""
+    import h5py
+
+    try:
+        with h5py.File(Path(folder) / WEIGHTS_FILE, "r"):
+            pass
+    except OSError as error:
+        problem = re.sub(r"^Unable to (synchronously )?open file ", "", _first_line(error))
+        raise TrainedModelError(folder, WEIGHTS_FILE, f"not a readable HDF5 file {problem}; train again or restore "
+                                "the folder") from None
 
 
 def is_trained_folder(path: str | os.PathLike) -> bool:
@@ -147,14 +282,20 @@ class TrainedExtractor(FeatureExtractor):
     / cache as the frozen backbones.
 
     ``weights`` is the folder; :attr:`cache_key` includes the weights' hash, so features of a retrained
-    model are never mixed with the old ones. ``batch_size`` / ``mixed_precision`` / ``workers`` as in
-    :class:`FeatureExtractor`.
+    model are never mixed with the old ones. ``info``: the folder's ``trained.json`` when the caller has
+    read it already (:func:`read_trained`; checked again, not read again), so the weights are checked
+    against the very document the caller checked. ``batch_size`` / ``mixed_precision`` / ``workers`` as in
+    :class:`FeatureExtractor`. A folder that cannot be used raises :class:`TrainedModelError`.
     """
 
-    def __init__(self, folder: str | os.PathLike, *, batch_size: int | None = None,
+    def __init__(self, folder: str | os.PathLike, *, info: dict | None = None, batch_size: int | None = None,
                  mixed_precision: bool | str | None = None, workers: int | None = None):
         folder = Path(folder).expanduser().resolve()
-        self.info = read_trained(folder)
+        if info is None:
+            self.info = read_trained(folder)
+        else:
+            check_weights_file(folder)
+            self.info = check_trained_info(info, folder)
         base = backbone_spec(self.info["backbone"])
         self.spec = replace(base, input_size=int(self.info["input_size"]), feature_layer="embedding",
                             feature_dim=int(self.info["embedding_dim"]))
@@ -168,16 +309,28 @@ class TrainedExtractor(FeatureExtractor):
         self.resize = resize_from_word(self.info["resize"])
         self.workers = workers or min(8, (os.cpu_count() or 2) + 1)
         self.seed = 0
-        self.model = built_in_policy(lambda: embedding_model(base.name, self.spec.feature_dim, weights=None,
-                                                             input_size=self.spec.input_size), self.precision)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
-            self.model.load_weights(folder / WEIGHTS_FILE)
-        found = weights_hash(self.model)
+        try:
+            self.model = built_in_policy(lambda: embedding_model(base.name, self.spec.feature_dim, weights=None,
+                                                                 input_size=self.spec.input_size), self.precision)
+        except ValueError as error:  # e.g. a backbone that takes one photo size only
+            raise TrainedModelError(folder, TRAINED_FILE, f"the {base.title} model it describes cannot be built "
+                                    f"({_first_line(error)})") from None
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
+                self.model.load_weights(folder / WEIGHTS_FILE)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            shapes = re.search(r"variable\.shape=\([^)]*\), Received: value\.shape=\([^)]*\)", str(error))
+            detail = _first_line(error).rstrip(":") + (f"; {shapes.group()}" if shapes else "")
+            raise TrainedModelError(folder, WEIGHTS_FILE, f"does not fit the {base.title} {self.spec.feature_dim}-d "
+                                    f"model {TRAINED_FILE} describes ({detail}); train again or restore the "
+                                    "folder") from None
+        found = weights_hash(self.model, self.info)
         if found != self.info["weights_hash"]:
-            raise ValueError(f"{folder}: the weights' hash {found} is not the {self.info['weights_hash']} "
-                             f"{TRAINED_FILE} names (a partial save?); train again or restore the folder")
-        self._infer = _compiled_inference(self.model, self.spec)
+            raise TrainedModelError(folder, TRAINED_FILE, f"the weights and settings hash to {found}, not the "
+                                    f"weights_hash {self.info['weights_hash']} it names (a partial save, or a field "
+                                    "edited by hand?); train again or restore the folder")
+        self._infer = compiled_inference(self.model, self.spec)
 
     def __repr__(self) -> str:
         precision = f", {self.precision}" if self.precision else ""
@@ -197,6 +350,6 @@ class TrainedExtractor(FeatureExtractor):
 
 
 def load_trained(folder: str | os.PathLike, **options) -> TrainedExtractor:
-    """The :class:`TrainedExtractor` of the trained-model ``folder`` (``options``: batch_size, mixed_precision,
-    workers)."""
+    """The :class:`TrainedExtractor` of the trained-model ``folder`` (``options``: info, batch_size,
+    mixed_precision, workers)."""
     return TrainedExtractor(folder, **options)

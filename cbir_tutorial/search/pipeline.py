@@ -134,8 +134,8 @@ def trained_extractor(recipe: Recipe, backbone: str | FeatureExtractor | None = 
     if options.get("resize") not in (None, info["resize"]):
         raise ValueError(f"resize={options['resize']!r}: the model trained in {folder} resizes with "
                          f"{info['resize']!r}; leave resize out")
-    return load_trained(folder, **{key: options[key] for key in ("batch_size", "mixed_precision", "workers")
-                                   if options.get(key) is not None})  # checks the weights against trained.json
+    return load_trained(folder, info=info, **{key: options[key] for key in ("batch_size", "mixed_precision", "workers")
+                                              if options.get(key) is not None})  # checks the weights against trained.json
 
 
 def fit_pipeline(recipe: "str | Recipe", extractors: list, raw: Sequence[np.ndarray]) -> tuple[Pipeline, np.ndarray]:

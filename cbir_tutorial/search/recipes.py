@@ -34,7 +34,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from ..models.backbones import OFFLINE_BACKBONE, backbone_spec
-from ..models.trained import TRAINED_FILE, WEIGHTS_FILE, is_trained_folder, read_trained, trained_folders
+from ..models.trained import (TRAINED_FILE, WEIGHTS_FILE, TrainedModelError, is_trained_folder, read_trained,
+                              trained_folders)
 from .expansion import ALPHA
 
 
@@ -50,7 +51,11 @@ class Recipe:
     ``whiten_power``: 1 full whitening, 0.5 square-root; ``dba_n``/``qe_n``: neighbours used by database
     augmentation / α-query expansion (0 = off), with exponent :data:`~.expansion.ALPHA`;
     ``trained``/``trained_hash``: the folder of a trained model whose embedding replaces the backbone's
-    features, and the hash of the weights the recipe was made with (:func:`trained_recipe`).
+    features, and the hash of the weights the recipe was made with (:func:`trained_recipe`). A recipe made
+    with ``trained`` and no hash (``Recipe("mine", trained=DIR)``) reads the folder at once: it records the
+    resolved folder, its weights' hash and its backbone, so an engine built with it refuses the folder once
+    it is trained again; a folder that cannot be used raises
+    :class:`~cbir_tutorial.models.trained.TrainedModelError`.
     """
 
     name: str
@@ -67,6 +72,18 @@ class Recipe:
     qe_n: int = 0
     trained: str | None = None
     trained_hash: str | None = None
+
+    def __post_init__(self):
+        if self.trained and not self.trained_hash:  # made by hand: record the model it is made with
+            folder = Path(self.trained).expanduser().resolve()
+            info = read_trained(folder)
+            model = backbone_spec(info["backbone"]).name
+            if backbone_spec(self.backbone).name not in (model, OFFLINE_BACKBONE):  # the default is replaced
+                raise ValueError(f"recipe {self.name!r}: the model trained in {folder} is on {model}, not "
+                                 f"{self.backbone}; leave the backbone out")
+            object.__setattr__(self, "trained", str(folder))
+            object.__setattr__(self, "trained_hash", info["weights_hash"])
+            object.__setattr__(self, "backbone", model)
 
     @property
     def key(self) -> str:
@@ -191,11 +208,20 @@ def trained_recipe(folder: str | os.PathLike) -> Recipe:
 def trained_recipes(folders=()) -> list[Recipe]:
     """The recipes of the trained models in the cache's ``trained`` folder and in ``folders`` (each a
     trained model's folder or a folder of them; see :func:`~cbir_tutorial.models.trained.trained_folders`),
-    in that order; a folder whose ``trained.json`` cannot be read is left out."""
-    recipes = []
+    in that order; a folder that cannot be used is left out (:func:`trained_recipe_choices` says why)."""
+    return trained_recipe_choices(folders)[0]
+
+
+def trained_recipe_choices(folders=()) -> tuple[list[Recipe], dict[str, str]]:
+    """``(recipes, broken)``: the recipes of the trained models that :func:`trained_recipes` lists, and the
+    folders among them that cannot be used, ``{resolved folder: why, in one line}`` (e.g.
+    ``"trained.json: not a JSON object (a list); ..."``), each in the order found."""
+    recipes, broken = [], {}
     for folder in trained_folders(folders):
         try:
             recipes.append(trained_recipe(folder))
-        except (OSError, ValueError, KeyError):
-            continue
-    return recipes
+        except TrainedModelError as error:
+            broken[str(folder)] = error.reason
+        except (OSError, ValueError) as error:  # e.g. the folder went away since it was listed
+            broken[str(folder)] = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return recipes, broken

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import html
 import time
+from pathlib import Path
 from typing import Sequence
 
 import ipywidgets as w
@@ -20,9 +21,10 @@ import numpy as np
 import pandas as pd
 
 from ..models.backbones import WeightsUnavailableError
+from ..models.trained import TrainedModelError
 from ..data.catalogue import Catalogue
 from ..search.engine import RESULT_COLUMNS, SearchEngine
-from ..search.recipes import RECIPES, trained_recipes
+from ..search.recipes import RECIPES, trained_recipe_choices
 from ..search.filters import ALL, Filters, filter_choices
 from .answer import Answer, answer_for
 from .query import Query
@@ -49,7 +51,9 @@ class SearchExplorer:
     model's folder): the steps engines are built with; the *recipe* dropdown switches it, building each
     engine once. The dropdown also offers the trained models in the cache (``cbir-tutorial train``
     without ``--out``) and in ``trained`` (folders of trained models, or folders holding them), as
-    "folder: loss, backbone"; a trained model brings its own backbone.
+    "folder: loss, backbone"; a trained model brings its own backbone. One that cannot be used (a broken
+    ``trained.json``, unreadable weights) is listed as "folder: broken: why"; choosing it says why in the
+    status line and keeps the recipe shown before.
 
     State for code and tests: ``backbone`` (choice key), ``query``, ``answer``, ``results``
     (DataFrame), ``comparison``, ``message`` and ``controls`` (name → widget; set a control's
@@ -105,7 +109,10 @@ class SearchExplorer:
         row = int(self._rng.integers(len(self.catalogue))) if row is None else int(row)
         self._query = Query.from_row(self.catalogue, row)
         # the named recipes, the trained models found, and the shelf's own; by Recipe.key
-        self._recipes = {r.key: r for r in [*RECIPES.values(), *trained_recipes(trained), shelf.recipe]}
+        found, broken = trained_recipe_choices(trained)
+        self._recipes = {r.key: r for r in [*RECIPES.values(), *found, shelf.recipe]}
+        # trained-model folders that cannot be used: folder → why, in one line
+        self._broken = {key: reason for key, reason in broken.items() if key not in self._recipes}
         self.controls = self._controls(int(k), row)
         self.widget = self._layout()
         for key in shelf.choices:  # start on the first backbone that can be built
@@ -185,10 +192,8 @@ class SearchExplorer:
         c: dict[str, w.Widget] = {
             "backbone": w.Dropdown(options=[(o.label, o.key) for o in self.shelf.choices.values()],
                                    description="backbone", style=wide, layout=w.Layout(width="440px")),
-            "recipe": w.Dropdown(options=[(f"{recipe.name}: {recipe.description}", key)
-                                          for key, recipe in self._recipes.items()],
-                                 value=self.shelf.recipe_key, description="recipe", style=wide,
-                                 layout=w.Layout(width="440px")),
+            "recipe": w.Dropdown(options=self._recipe_options(), value=self.shelf.recipe_key, description="recipe",
+                                 style=wide, layout=w.Layout(width="440px")),
             "compare": w.Checkbox(value=False, description="compare backbones", indent=False),
             "query": w.IntSlider(value=row, min=0, max=len(self.catalogue) - 1, description="product",
                                  continuous_update=False, layout=w.Layout(width="420px")),
@@ -268,6 +273,22 @@ class SearchExplorer:
                 dropdown.options = labels
                 dropdown.value = value
 
+    def _recipe_options(self) -> list[tuple[str, str]]:
+        """The recipe dropdown's ``(label, key)``: the recipes, then the trained models that cannot be used."""
+        return ([(f"{recipe.name}: {recipe.description}", key) for key, recipe in self._recipes.items()]
+                + [(f"{Path(key).name}: broken: {reason}", key) for key, reason in self._broken.items()])
+
+    def _refuse_recipe(self, back_to: str, name: str, reason: str):
+        """The recipe dropdown back on ``back_to`` (the shelf's recipe); the status says why trained model
+        ``name`` cannot be used."""
+        dropdown = self.controls["recipe"]
+        with self._quietly():
+            if list(dropdown.options) != self._recipe_options():
+                dropdown.options = self._recipe_options()
+            dropdown.value = back_to
+        self._say(f"<b>Trained model {html.escape(name)} cannot be used</b>: {html.escape(reason)}; still showing "
+                  f"{html.escape(self.shelf.recipe_name)}", error=True)
+
     # ---------------------------------------------------------------------------------------------
     # Callbacks
 
@@ -288,11 +309,18 @@ class SearchExplorer:
     def _on_recipe(self, change):
         if self._quiet:
             return
-        self.shelf.recipe = self._recipes[change["new"]]
+        if change["new"] in self._broken:
+            return self._refuse_recipe(change["old"], Path(change["new"]).name, self._broken[change["new"]])
+        chosen = self._recipes[change["new"]]
+        self.shelf.recipe = chosen
         try:
             self._refresh()
-        except (WeightsUnavailableError, ImageError, FileNotFoundError, ValueError) as error:
+        except (WeightsUnavailableError, ImageError, OSError, ValueError) as error:
             self.shelf.recipe = self._recipes[change["old"]]
+            if isinstance(error, TrainedModelError) and chosen.trained:  # broke since it was listed
+                del self._recipes[change["new"]]
+                self._broken[change["new"]] = error.reason
+                return self._refuse_recipe(change["old"], chosen.name, error.reason)
             with self._quietly():
                 self.controls["recipe"].value = change["old"]
             self._say(f"<b>Recipe {html.escape(self._recipes[change['new']].name)} failed</b>; still showing "
