@@ -14,11 +14,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .backbones import OFFLINE_BACKBONE, BackboneChoice, WeightsUnavailableError, backbone_spec, feature_model
+from .backbones import OFFLINE_BACKBONE, Backbone, BackboneChoice, WeightsUnavailableError, backbone_spec, feature_model
 from .weights import IMAGENET, RANDOM_WORDS, Weights
 from .feature_store import FORMAT, FeatureStore, feature_store, image_key
 from .finite import check_finite
-from ..data.catalogue import Catalogue
 from ..data.images import ImageError, ImageSource, SkippedImage, load_rgb, resize_from_word
 from ..paths import cache_dir
 
@@ -115,14 +114,16 @@ class FeatureExtractor:
     ``resize``: ``"squash"`` (stretch to square) or ``"pad"`` (keep aspect, pad on white).
     ``batch_size``: None or 0 for :func:`default_batch_size` (larger on a GPU).
     ``mixed_precision``: see :func:`mixed_precision_policy` (default: on with a GPU); it applies to this
-    model only, and features are float32 and L2-normalised either way.
+    model only, and features are float32 and L2-normalised either way. ``spec``: the backbone as this
+    extractor runs it when it is not the table's (a trained model's input size and embedding; its
+    ``weights`` are then taken as given); :meth:`built_model` builds the model.
     """
 
     def __init__(self, backbone: str = OFFLINE_BACKBONE, weights: Weights = "imagenet", *, batch_size: int | None = None,
                  mixed_precision: bool | str | None = None, resize: str = "squash", workers: int | None = None,
-                 seed: int = 0):
-        self.choice = BackboneChoice.of(backbone, weights)
-        self.spec = backbone_spec(self.choice.backbone)
+                 seed: int = 0, spec: Backbone | None = None):
+        self.choice = BackboneChoice.of(backbone, weights) if spec is None else BackboneChoice(spec.name, weights)
+        self.spec = spec or backbone_spec(self.choice.backbone)
         self.weights = self.choice.weights
         self.batch_size = int(batch_size or default_batch_size())
         self.prefetch_batches = GPU_PREFETCH_BATCHES if gpus() else CPU_PREFETCH_BATCHES
@@ -132,8 +133,12 @@ class FeatureExtractor:
         self.resize = resize_from_word(resize)
         self.workers = workers or min(8, (os.cpu_count() or 2) + 1)
         self.seed = seed
-        self.model = built_in_policy(lambda: feature_model(self.spec.name, self.weights, seed=seed), self.precision)
+        self.model = built_in_policy(self.built_model, self.precision)
         self._infer = compiled_inference(self.model, self.spec)
+
+    def built_model(self):
+        """The Keras model, images → features (built once, under the extractor's precision policy)."""
+        return feature_model(self.spec.name, self.weights, seed=self.seed)
 
     @property
     def backbone(self) -> str:
@@ -232,11 +237,6 @@ class FeatureExtractor:
         skipped = [SkippedImage(paths[i], reasons[i]) for i in sorted(reasons)]
         return Extraction(_compacted(out, kept), kept, skipped, from_cache=store is not None and len(todo) == 0,
                           reused=reused, extracted=len(todo))
-
-    def extract_catalogue(self, catalogue: Catalogue, **kwargs) -> tuple[Catalogue, np.ndarray, Extraction]:
-        """``(catalogue without unreadable images, (N_ok, D) features in its row order, extraction)``."""
-        extraction = self.extract(catalogue.paths, **kwargs)
-        return catalogue.subset(extraction.kept), extraction.features, extraction
 
     def _fill(self, paths: list[str], todo: np.ndarray, out: np.ndarray, writer, keys, progress: bool) -> dict[int, str]:
         """Extract rows ``todo`` of ``out`` (and hand them to ``writer``); returns ``{row: reason}`` of the

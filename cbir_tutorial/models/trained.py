@@ -31,10 +31,9 @@ import numpy as np
 
 from ..data.images import resize_from_word
 from ..paths import atomic_write_bytes, cache_dir
-from .backbones import BackboneChoice, backbone_spec, feature_model
+from .backbones import backbone_spec, feature_model
 from .feature_store import FORMAT
-from .features import (CPU_PREFETCH_BATCHES, GPU_PREFETCH_BATCHES, FeatureExtractor, built_in_policy,
-                       compiled_inference, default_batch_size, gpus, mixed_precision_policy)
+from .features import FeatureExtractor
 from .runtime import keras_module
 from .weights import IMAGENET, Weights
 
@@ -296,41 +295,35 @@ class TrainedExtractor(FeatureExtractor):
         else:
             check_weights_file(folder)
             self.info = check_trained_info(info, folder)
-        base = backbone_spec(self.info["backbone"])
-        self.spec = replace(base, input_size=int(self.info["input_size"]), feature_layer="embedding",
-                            feature_dim=int(self.info["embedding_dim"]))
-        self.weights = str(folder)
-        self.choice = BackboneChoice(base.name, self.weights)
-        self.batch_size = int(batch_size or default_batch_size())
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size={batch_size!r}: expected a positive number of images (or 0 for the default)")
-        self.prefetch_batches = GPU_PREFETCH_BATCHES if gpus() else CPU_PREFETCH_BATCHES
-        self.precision = mixed_precision_policy(mixed_precision)
-        self.resize = resize_from_word(self.info["resize"])
-        self.workers = workers or min(8, (os.cpu_count() or 2) + 1)
-        self.seed = 0
-        try:
-            self.model = built_in_policy(lambda: embedding_model(base.name, self.spec.feature_dim, weights=None,
-                                                                 input_size=self.spec.input_size), self.precision)
-        except ValueError as error:  # e.g. a backbone that takes one photo size only
-            raise TrainedModelError(folder, TRAINED_FILE, f"the {base.title} model it describes cannot be built "
-                                    f"({_first_line(error)})") from None
-        try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
-                self.model.load_weights(folder / WEIGHTS_FILE)
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            shapes = re.search(r"variable\.shape=\([^)]*\), Received: value\.shape=\([^)]*\)", str(error))
-            detail = _first_line(error).rstrip(":") + (f"; {shapes.group()}" if shapes else "")
-            raise TrainedModelError(folder, WEIGHTS_FILE, f"does not fit the {base.title} {self.spec.feature_dim}-d "
-                                    f"model {TRAINED_FILE} describes ({detail}); train again or restore the "
-                                    "folder") from None
+        spec = replace(backbone_spec(self.info["backbone"]), input_size=int(self.info["input_size"]),
+                       feature_layer="embedding", feature_dim=int(self.info["embedding_dim"]))
+        super().__init__(spec.name, str(folder), batch_size=batch_size, mixed_precision=mixed_precision,
+                         resize=self.info["resize"], workers=workers, spec=spec)
         found = weights_hash(self.model, self.info)
         if found != self.info["weights_hash"]:
             raise TrainedModelError(folder, TRAINED_FILE, f"the weights and settings hash to {found}, not the "
                                     f"weights_hash {self.info['weights_hash']} it names (a partial save, or a field "
                                     "edited by hand?); train again or restore the folder")
-        self._infer = compiled_inference(self.model, self.spec)
+
+    def built_model(self):
+        """The :func:`embedding_model` that ``trained.json`` describes, with the folder's weights."""
+        folder, title = Path(self.weights), self.spec.title
+        try:
+            model = embedding_model(self.spec.name, self.spec.feature_dim, weights=None, input_size=self.spec.input_size)
+        except ValueError as error:  # e.g. a backbone that takes one photo size only
+            raise TrainedModelError(folder, TRAINED_FILE, f"the {title} model it describes cannot be built "
+                                    f"({_first_line(error)})") from None
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
+                model.load_weights(folder / WEIGHTS_FILE)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            shapes = re.search(r"variable\.shape=\([^)]*\), Received: value\.shape=\([^)]*\)", str(error))
+            detail = _first_line(error).rstrip(":") + (f"; {shapes.group()}" if shapes else "")
+            raise TrainedModelError(folder, WEIGHTS_FILE, f"does not fit the {title} {self.spec.feature_dim}-d "
+                                    f"model {TRAINED_FILE} describes ({detail}); train again or restore the "
+                                    "folder") from None
+        return model
 
     def __repr__(self) -> str:
         precision = f", {self.precision}" if self.precision else ""

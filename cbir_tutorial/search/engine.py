@@ -20,6 +20,8 @@ from .recipes import Recipe, recipe_from_word
 
 #: The file that marks a folder as a saved engine.
 ENGINE_FILE = "engine.json"
+#: The layout of ``engine.json`` this version writes and reads.
+ENGINE_VERSION = 2
 RESULT_COLUMNS = ["rank", "id", "brand", "description", "price", "category", "distance", "path", "row"]
 
 
@@ -103,7 +105,7 @@ class SearchEngine:
             self.index.save(tmp / "index")
             self.catalogue.table.to_json(tmp / "catalogue.json", orient="split", index=False)
             description = {
-                "version": 2, "pipeline": self.pipeline.save(tmp),
+                "version": ENGINE_VERSION, "pipeline": self.pipeline.save(tmp),
                 "catalogue": {"name": self.catalogue.name, "n_dropped": self.catalogue.n_dropped,
                               "root": None if self.catalogue.root is None else str(self.catalogue.root),
                               "notes": list(self.catalogue.notes)},
@@ -131,7 +133,11 @@ class SearchEngine:
         path = folder / ENGINE_FILE
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: {folder} is not a saved engine (see SearchEngine.save)")
-        description = _current_description(json.loads(path.read_text()))
+        description = json.loads(path.read_text())
+        if not isinstance(description, dict) or description.get("version") != ENGINE_VERSION:
+            version = description.get("version") if isinstance(description, dict) else None
+            raise ValueError(f"{path}: an engine saved in format {version!r}; this version reads format "
+                             f"{ENGINE_VERSION}: build the engine again (SearchEngine.build, then save)")
         table = pd.read_json(folder / "catalogue.json", orient="split", dtype=False)
         info = description["catalogue"]
         catalogue = Catalogue(table, name=info["name"], root=None if info["root"] is None else Path(info["root"]),
@@ -181,14 +187,3 @@ class SearchEngine:
             "path": table["path"].to_numpy(), "row": np.asarray(rows, dtype=np.int64),
         })
         return out
-
-
-def _current_description(description: dict) -> dict:
-    """A saved engine's ``engine.json`` in today's layout (version 1 kept the first extractor's options at
-    the top and ``null`` for the baseline recipe)."""
-    if description.get("version", 1) >= 2:
-        return description
-    recipe = dict(description.get("recipe") or Recipe("baseline").settings())
-    recipe["backbone"] = description["backbone"]
-    pipeline = {"recipe": recipe, **{key: description[key] for key in ("weights", "resize", "batch_size", "seed")}}
-    return {**description, "version": 2, "pipeline": pipeline}

@@ -170,3 +170,14 @@ def test_build_errors_name_the_argument(sample_catalogue, lite_extractor, tmp_pa
                           "category": ""})
     with pytest.raises(ValueError, match="(?s)^No readable image in catalogue 'nothing readable':\n.*broken.jpg"):
         SearchEngine.build(Catalogue(table, name="nothing readable"), lite_extractor, cache=False, progress=False)
+
+
+@pytest.mark.parametrize("written", [{"version": 1, "backbone": "efficientnet_lite0"}, {"rows": 770}, ["not", "a", "dict"]])
+def test_an_engine_saved_in_another_format_is_refused_naming_the_file(sample_engine, tmp_path, written):
+    import json
+
+    folder = sample_engine.save(tmp_path / "engine")
+    (folder / ENGINE_FILE).write_text(json.dumps(written))
+    with pytest.raises(ValueError, match=r"engine\.json: an engine saved in format .*this version reads format 2: "
+                                         r"build the engine again"):
+        SearchEngine.load(folder)
