@@ -105,6 +105,7 @@ class FaissIndex(Index):
         self.cpu.add(features)
         if self.kind == "ivf":
             self.cpu.make_direct_map()  # rows can be read back (vectors)
+        self._set_cpu_parameters()
         self._gpu = None
 
     def _searcher(self):
@@ -128,30 +129,31 @@ class FaissIndex(Index):
         if k < 1:
             d, i = np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         else:
-            params = self._parameters(faiss, allowed)
+            bits = None if allowed is None else np.packbits(allowed, bitorder="little")  # lives through the search
+            params = self._parameters(faiss, bits, len(self))
             searcher = self.cpu if params is not None else self._searcher()
             if params is not None:
                 d2, rows = searcher.search(queries, fetch, params=params)
             else:
-                if self.kind != "flat" and searcher is self.cpu:
-                    self._set_cpu_parameters()
                 d2, rows = searcher.search(queries, fetch)
             d, i = drop_excluded(d2, rows, exclude, k)
             d = np.sqrt(np.maximum(d, 0.0)).astype(np.float32)
         return (d[0], i[0]) if single else (d, i)
 
     def _set_cpu_parameters(self):
+        """The search options on the CPU index, once (searches then change nothing on it)."""
         if self.kind == "ivf":
             self.cpu.nprobe = int(self.options["nprobe"])
         elif self.kind == "hnsw":
             self.cpu.hnsw.efSearch = int(self.options["ef_search"])
 
-    def _parameters(self, faiss, allowed):
-        """FAISS search parameters with an ID selector for ``allowed``, or None without a filter."""
-        if allowed is None:
+    def _parameters(self, faiss, bits: np.ndarray | None, n: int):
+        """FAISS search parameters with an ID selector over the ``n`` rows whose bits (``np.packbits`` of the
+        ``allowed`` mask, kept alive by the caller: FAISS reads them during the search) are set; None
+        without a filter. Nothing is kept on the index, so threads may search it at once."""
+        if bits is None:
             return None
-        self._selector_bits = np.packbits(allowed, bitorder="little")  # must outlive the search
-        selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(self._selector_bits))
+        selector = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bits))
         if self.kind == "ivf":
             return faiss.SearchParametersIVF(sel=selector, nprobe=int(self.options["nprobe"]))
         if self.kind == "hnsw":
@@ -178,4 +180,5 @@ class FaissIndex(Index):
         index.cpu = faiss_module().read_index(str(folder / "faiss.index"))
         if index.kind == "ivf":
             index.cpu.make_direct_map()
+        index._set_cpu_parameters()
         return index

@@ -108,3 +108,20 @@ def test_wrong_settings_are_named():
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match=r"^pq=7: must divide the dimension 64$"):
         make_index("faiss-ivf", rng.standard_normal((200, 64)).astype(np.float32), nlist=2, pq=7)
+
+
+@pytest.mark.parametrize("name", ["faiss-flat", "faiss-ivf", "faiss-hnsw"])
+def test_threads_searching_with_different_filters_get_their_own_answers(features, name):
+    from concurrent.futures import ThreadPoolExecutor
+
+    index = make_index(name, features, **({"ef_search": 770} if name == "faiss-hnsw" else {}))
+    rng = np.random.default_rng(3)
+    masks = [rng.random(len(features)) < share for share in (0.05, 0.3, 0.6, 0.9) for _ in range(4)]
+    queries = features[QUERIES[:16]]
+    alone = [index.search(queries, 10, allowed=mask) for mask in masks]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda mask: index.search(queries, 10, allowed=mask), masks * 3))
+    for (distances, rows), mask, (expected_d, expected_rows) in zip(together, masks * 3, alone * 3):
+        assert mask[rows[rows >= 0]].all(), "a result its own filter does not allow"
+        np.testing.assert_array_equal(rows, expected_rows)
+        np.testing.assert_allclose(distances, expected_d, rtol=1e-6)
