@@ -137,7 +137,7 @@ def executed(path: Path, env: dict[str, str]):
     manager = KernelManager(kernel_name="this-python", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)]))
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(notebook, km=manager, timeout=CELL_SECONDS, resources={"metadata": {"path": str(path.parent)}})
-    with client.setup_kernel(env=env, cwd=str(path.parent)):
+    with client.setup_kernel(env=env, cwd=str(path.parent), cleanup_kc=True):  # shut down at the end: km is ours
         for index, cell in enumerate(notebook.cells):
             if cell.cell_type != "code":
                 continue
@@ -229,3 +229,16 @@ def test_a_cell_that_raises_fails_naming_the_notebook_and_the_cell(tmp_path):
         executed(folder / "99_broken.ipynb", kernel_environment({}))
     nbformat.write(nbformat.v4.new_notebook(cells=notebook.cells[:2]), folder / "98_fine.ipynb")
     assert printed(executed(folder / "98_fine.ipynb", kernel_environment({}))) == "x is 1\n"
+
+
+def test_a_notebook_run_leaves_no_kernel_running(tmp_path):
+    import nbformat
+
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    code = "import os\nprint(os.getpid())"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)]), folder / "97_pid.ipynb")
+    pid = int(printed(executed(folder / "97_pid.ipynb", kernel_environment({}))))
+    assert pid != os.getpid()
+    with pytest.raises(ProcessLookupError):  # the kernel was shut down and reaped
+        os.kill(pid, 0)
