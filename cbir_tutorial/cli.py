@@ -5,18 +5,22 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
 from pathlib import Path
 
 from .data.images import RESIZE_POLICIES
-from .data.loaders import FORMATS
+from .data.loaders import CATALOGUE_WORDS, FARFETCH_PHOTOS, FORMATS
 from .models.backbones import BACKBONES, OFFLINE_BACKBONE
+from .models.trained import EMBEDDING_DIM_RANGE, INPUT_SIZE_RANGE  # what a trained model's folder may describe
 from .search.backends import SEARCH_BACKENDS
 
 #: The --loss and --protocol choices (cbir_tutorial.training.losses.LOSSES, without importing TensorFlow).
 LOSS_NAMES = ("proxy-anchor", "multi-similarity")
 PROTOCOL_NAMES = ("none", "unseen-products", "unseen-categories")
+#: ``--seed``: what NumPy's and Keras's seeding take.
+SEED_RANGE = (0, 2 ** 32 - 1)
 
 
 RECIPE_HELP = ("a named recipe: baseline (default), best, ... (see cbir_tutorial.search.recipes), or the folder "
@@ -27,9 +31,44 @@ class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, telling a bad command line in one line: what is wrong and where the options are listed."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message}; see {self.prog} --help\n")
+
+
+def _bounded(low: int, high: int | None = None):
+    """An argparse ``type=``: a whole number from ``low`` to ``high`` (both included; None: no upper end),
+    else an error naming the allowed range."""
+    allowed = f"a whole number from {low} to {high}" if high is not None else f"a whole number, {low} or more"
+
+    def whole_number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {allowed}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{value} is out of range: expected {allowed}")
+        return value
+
+    return whole_number
+
+
+def _learning_rate(text: str) -> float:
+    """An argparse ``type=``: a positive number."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number, such as 1e-3")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cbir_tutorial",
-                                     description="Fashion image search engine (content-based image retrieval).")
+    parser = _Parser(prog="python -m cbir_tutorial",
+                     description="Fashion image search engine (content-based image retrieval).")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def catalogue_options(p):
@@ -41,11 +80,14 @@ def _parser() -> argparse.ArgumentParser:
                             "named recipe)")
         p.add_argument("--weights", default="imagenet",
                        help="imagenet (default), random (also none, untrained) or a weights file path")
-        p.add_argument("--photos", default="cutout", help="Farfetch only: cutout or model photos")
+        p.add_argument("--photos", default=None, choices=FARFETCH_PHOTOS,
+                       help="Farfetch listings only: cutout (default) or model photos")
         p.add_argument("--resize", default=None,
                        help=f"{' or '.join(RESIZE_POLICIES)} (default: squash, or a trained model's own)")
-        p.add_argument("--limit", type=int, default=None, help="use a random subset of this many products")
-        p.add_argument("--k", type=int, default=10)
+        p.add_argument("--limit", type=_bounded(1), default=None,
+                       help="use a random subset of about this many products, each category in proportion (at "
+                            "least 2 of each kept: the number used is printed)")
+        p.add_argument("--k", type=_bounded(1), default=10)
         p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
 
     def common(p):
@@ -59,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--backbone", default=OFFLINE_BACKBONE,
                       help=f"{', '.join(BACKBONES)}; without internet, ImageNet weights other than "
                            f"{OFFLINE_BACKBONE}'s fall back to it")
-    demo.add_argument("--k", type=int, default=10)
+    demo.add_argument("--k", type=_bounded(1), default=10)
     demo.add_argument("--recipe", default="baseline", help=RECIPE_HELP)
     demo.add_argument("--query", default=None,
                       help="query image file or http(s) URL of a photo (default: a catalogue product)")
@@ -84,17 +126,23 @@ def _parser() -> argparse.ArgumentParser:
                        help="the folder of the trained model and its checkpoint (default: CATALOGUE-BACKBONE-LOSS "
                             "in the cache's trained/ folder, which the explorer's recipe menu lists)")
     train.add_argument("--loss", default="proxy-anchor", help=" or ".join(LOSS_NAMES))
-    train.add_argument("--epochs", type=int, default=None, help="most epochs (early stopping may end sooner)")
+    train.add_argument("--epochs", type=_bounded(1), default=None, help="most epochs (early stopping may end sooner)")
     train.add_argument("--resume", action="store_true", help="carry on from the checkpoint in --out")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace the trained model or checkpoint in --out (whole, once the new one is)")
     train.add_argument("--preset", default="auto", choices=("auto", "cpu", "gpu"),
                        help="settings sized for this machine (auto), a CPU or a GPU")
     train.add_argument("--protocol", default="none",
                        help=f"{' | '.join(PROTOCOL_NAMES)}: train on one side only and report the other, next "
                             "to the frozen backbone and a projection head")
-    train.add_argument("--embedding-dim", type=int, default=None)
-    train.add_argument("--trainable-blocks", type=int, default=None, help="backbone blocks fine-tuned (0: none)")
-    train.add_argument("--image-size", type=int, default=None, help="input pixels (default: the backbone's)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--embedding-dim", type=_bounded(*EMBEDDING_DIM_RANGE), default=None)
+    train.add_argument("--trainable-blocks", type=_bounded(0), default=None,
+                       help="backbone blocks fine-tuned (0: none)")
+    train.add_argument("--image-size", type=_bounded(*INPUT_SIZE_RANGE), default=None,
+                       help="input pixels (default: the backbone's)")
+    train.add_argument("--learning-rate", type=_learning_rate, default=None,
+                       help="the embedding layer's (the backbone's and proxies' follow it; default 1e-3)")
+    train.add_argument("--seed", type=_bounded(*SEED_RANGE), default=0)
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
@@ -102,12 +150,28 @@ def _parser() -> argparse.ArgumentParser:
 def _catalogue(args):
     from .data.loaders import load_catalogue
 
+    word = str(args.catalogue).strip()
+    if word.lower() not in CATALOGUE_WORDS and Path(word).expanduser().is_file():
+        raise CLIError(f"--catalogue {args.catalogue} is a file: give the catalogue's folder (the one holding "
+                       "styles.csv and images/, the Farfetch listings CSV, or folders of photos), or one of "
+                       f"{', '.join(CATALOGUE_WORDS)}")
     try:
-        catalogue = load_catalogue(args.catalogue, args.format, photos=args.photos)
+        catalogue = load_catalogue(args.catalogue, args.format, photos=args.photos or FARFETCH_PHOTOS[0])
     except (FileNotFoundError, ValueError) as error:
         raise CLIError(f"--catalogue {args.catalogue} --format {args.format}: {error}") from None
-    if args.limit and args.limit < len(catalogue):
-        catalogue = catalogue.stratified_sample(args.limit)
+    except OSError as error:  # a folder that cannot be listed or read
+        raise CLIError(f"--catalogue {args.catalogue}: {error.strerror or error} ({error.filename or word})") from None
+    if args.photos is not None and not catalogue.name.startswith("farfetch-"):
+        raise CLIError(f"--photos {args.photos} applies only to Farfetch listings, and --catalogue {args.catalogue} "
+                       f"is a {catalogue.name!r} catalogue with one photo per product: leave --photos out")
+    if args.limit is not None:
+        limited = catalogue.stratified_sample(args.limit)
+        if len(limited) != args.limit:
+            why = (f"the catalogue has {len(catalogue)}" if len(limited) == len(catalogue) else
+                   f"at least 2 of each of its {catalogue.table['category'].nunique()} categories are kept, "
+                   "the rest in proportion")
+            print(f"--limit {args.limit}: {len(limited)} products used ({why})")
+        catalogue = limited
     if len(catalogue) == 0:
         raise CLIError(f"--catalogue {args.catalogue}: no images found (format {args.format!r})")
     return catalogue
@@ -166,13 +230,37 @@ def _print_results(results) -> None:
         print(results[["rank", "brand", "description", "price", "category", "distance"]].to_string(index=False))
 
 
-def _write_grid(query, results, out, title) -> Path:
+def _grid_path(out: str) -> Path:
+    """Where ``--out`` writes the result grid, checked before any indexing: ``.png`` added to a name without
+    a suffix; a folder, a path through a file or a file type matplotlib cannot write is refused."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    path = Path(out).expanduser()
+    if path.is_dir():
+        raise CLIError(f"--out {out} is a folder: give the file to write, such as {Path(out) / 'grid.png'}")
+    if not path.suffix:
+        path = path.with_name(path.name + ".png")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix[1:].lower() not in formats:
+        raise CLIError(f"--out {out}: {path.suffix} is not an image type matplotlib writes; end the name with .png "
+                       f"(or one of {', '.join('.' + f for f in sorted(formats) if f != 'png')})")
+    if path.is_dir():
+        raise CLIError(f"--out {out}: {path} is a folder: give another file name")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise CLIError(f"--out {out}: {parent} is a file, not a folder")
+            break
+    return path.resolve()
+
+
+def _write_grid(query, results, path: Path, title) -> Path:
+    """Write the result grid to ``path`` (from :func:`_grid_path`); returns it."""
     from .ui.plotting import results_figure
 
-    out = Path(out).expanduser().resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    results_figure(query, results, title=title).savefig(out, dpi=110)
-    return out
+    path.parent.mkdir(parents=True, exist_ok=True)
+    results_figure(query, results, title=title).savefig(path, dpi=110)
+    return path
 
 
 def run_demo(args) -> None:
@@ -185,6 +273,7 @@ def run_demo(args) -> None:
     from .search.engine import SearchEngine
 
     query_image = _query_image(args.query) if args.query else None  # a bad URL fails before any indexing
+    grid = _grid_path(args.out)
     catalogue = load_catalogue("sample")
     print(catalogue)
     recipe = _recipe(args)
@@ -206,7 +295,7 @@ def run_demo(args) -> None:
     overall = scores.iloc[0]
     print(f"\nMAP@{args.k} = {overall.map_at_k:.3f}, P@{args.k} = {overall.precision_at_k:.3f} "
           f"(leave-one-out over {overall.n_queries} queries, {engine.extractor.backbone})")
-    path = _write_grid(query, results, args.out, f"{engine.extractor.backbone}: {title}")
+    path = _write_grid(query, results, grid, f"{engine.extractor.backbone}: {title}")
     print(f"Result grid written to {path}")
 
 
@@ -214,6 +303,7 @@ def run_search(args) -> None:
     from .data.remote import shown_url
 
     query = _query_image(args.query)  # a bad URL fails before any indexing
+    grid = _grid_path(args.out) if args.out else None
     catalogue = _catalogue(args)
     engine = _engine(catalogue, args)
     if engine.extraction.skipped:
@@ -221,8 +311,8 @@ def run_search(args) -> None:
     results = engine.search(query, args.k)
     print(f"Top {args.k} of {len(engine)} products for {shown_url(args.query)} ({engine.extractor})")
     _print_results(results)
-    if args.out:
-        print(f"Result grid written to {_write_grid(query, results, args.out, engine.extractor.backbone)}")
+    if grid:
+        print(f"Result grid written to {_write_grid(query, results, grid, engine.extractor.backbone)}")
 
 
 def run_evaluate(args) -> None:
@@ -238,16 +328,20 @@ def run_evaluate(args) -> None:
             catalogue = halves(catalogue)[args.half == "report"]
         engine = _engine(catalogue, args)
     scores = evaluate(engine, k=args.k)
+    if not len(scores):  # the same refusal, and nothing on stdout, with --json
+        if not args.json:
+            print(engine.extraction.report())
+        raise CLIError(f"no category has 2 or more products among the {len(engine)} images: nothing to evaluate "
+                       "(each query needs another product of its category to find)")
     skipped = [{"file": s.path, "reason": s.reason} for s in engine.extraction.skipped]
     if args.json:
-        overall = scores.iloc[0] if len(scores) else None
+        overall = scores.iloc[0]
         print(json.dumps({
             "backbone": engine.extractor.backbone,
             "weights": weights_word(engine.extractor.weights),
             "recipe": engine.recipe.name, "steps": engine.recipe.steps(), "half": args.half,
-            "k": args.k, "n_images": len(engine), "n_queries": int(overall.n_queries) if overall is not None else 0,
-            "map_at_k": float(overall.map_at_k) if overall is not None else None,
-            "precision_at_k": float(overall.precision_at_k) if overall is not None else None,
+            "k": args.k, "n_images": len(engine), "n_queries": int(overall.n_queries),
+            "map_at_k": float(overall.map_at_k), "precision_at_k": float(overall.precision_at_k),
             "per_category": {r.category: {"n_queries": int(r.n_queries), "map_at_k": float(r.map_at_k),
                                           "precision_at_k": float(r.precision_at_k)}
                              for r in scores.iloc[1:].itertuples()},
@@ -255,8 +349,6 @@ def run_evaluate(args) -> None:
         }, indent=2))
         return
     print(engine.extraction.report())
-    if not len(scores):
-        raise CLIError("no category has 2 or more products: nothing to evaluate")
     overall = scores.iloc[0]
     print(f"recipe {engine.recipe.name}: {', '.join(engine.recipe.steps()) or 'no extra step'}")
     print(f"{engine.extractor}\nMAP@{args.k} = {overall.map_at_k:.4f}   P@{args.k} = {overall.precision_at_k:.4f}"
@@ -269,36 +361,48 @@ def run_train(args) -> None:
 
     from .data.images import resize_from_word
     from .models.weights import weights_from_word, weights_word
+    from .training.output_folder import OutputFolderError
     from .training.trainer import TrainingSettings, train
 
     if args.loss.strip().lower().replace("_", "-") not in LOSS_NAMES:
         raise CLIError(f"--loss {args.loss!r} is not supported; use one of: {', '.join(LOSS_NAMES)}")
     if args.protocol not in PROTOCOL_NAMES:
         raise CLIError(f"--protocol {args.protocol!r} is not supported; use one of: {', '.join(PROTOCOL_NAMES)}")
+    if args.resume and args.overwrite:
+        raise CLIError("--resume carries on from the checkpoint in --out, --overwrite replaces it: choose one")
     weights = weights_word(weights_from_word(args.weights, "--weights"))
     preset = {"auto": TrainingSettings.for_this_machine, "cpu": TrainingSettings.cpu,
               "gpu": TrainingSettings}[args.preset]()
     changes = {"backbone": args.backbone, "weights": weights, "loss": args.loss, "k": args.k, "seed": args.seed,
                "resize": args.resize and resize_from_word(args.resize, "--resize"), "epochs": args.epochs,
                "embedding_dim": args.embedding_dim, "trainable_blocks": args.trainable_blocks,
-               "image_size": args.image_size}
+               "image_size": args.image_size, "learning_rate": args.learning_rate}
     settings = replace(preset, **{key: value for key, value in changes.items() if value is not None})
     catalogue = _catalogue(args)
     split = None
     if args.protocol != "none":
         from .training.protocols import unseen_categories_split, unseen_products_split
 
-        split = (unseen_products_split if args.protocol == "unseen-products" else unseen_categories_split)(
-            catalogue.labels, seed=args.seed)
+        try:
+            split = (unseen_products_split if args.protocol == "unseen-products" else unseen_categories_split)(
+                catalogue.labels, seed=args.seed)
+        except ValueError as error:
+            raise CLIError(f"--protocol {args.protocol}: {error}") from None
         print(split)
     training = catalogue if split is None else catalogue.subset(split.train)
     if (training.labels != "").sum() == 0:
         raise CLIError(f"--catalogue {args.catalogue}: no product has a category: training needs labels")
+    option = "--out"
     if args.out is None:
         from .models.trained import default_trained_folder
 
         args.out = str(default_trained_folder(catalogue.name, settings.backbone, settings.loss))
-    result = train(training, args.out, settings, resume=args.resume, progress=not args.no_progress)
+        option = "--out (default)"
+    try:
+        result = train(training, args.out, settings, resume=args.resume, overwrite=args.overwrite,
+                       progress=not args.no_progress)
+    except OutputFolderError as error:
+        raise CLIError(f"{option} {error}") from None
     for line in result.skipped:
         print(f"  skipped {line}")
     print(f"best epoch {result.best_epoch} of {len(result.history)}: validation MAP@{settings.k} "
@@ -320,10 +424,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from .models.backbones import WeightsUnavailableError
     from .data.images import ImageError
+    from .training.output_folder import OutputWriteError
 
     try:
         {"demo": run_demo, "search": run_search, "evaluate": run_evaluate, "train": run_train}[args.command](args)
-    except (CLIError, ValueError, FileNotFoundError, ImageError, WeightsUnavailableError, RuntimeError) as e:
+    except (CLIError, ValueError, FileNotFoundError, ImageError, WeightsUnavailableError, RuntimeError,
+            OutputWriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

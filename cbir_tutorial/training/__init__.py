@@ -2,9 +2,10 @@
 
 One concept per module: ``losses`` (Proxy-Anchor, multi-similarity), ``sampler`` (P classes × K images),
 ``augment`` (random resized crop, flip, colour jitter), ``model`` (last blocks trainable, BatchNorm
-frozen), ``trainer`` (warm-up, validation, early stopping, checkpoints, resume), ``protocols`` (unseen
-categories, unseen products, instance retrieval) and ``report`` (frozen, projection head and fine-tuned
-side by side). A saved model is read back by :mod:`cbir_tutorial.models.trained`, which needs nothing
+frozen), ``trainer`` (warm-up, validation, early stopping, checkpoints, resume; a diverged run stopped at
+once), ``output_folder`` (the run's folder checked before any work and locked against a second run),
+``protocols`` (unseen categories, unseen products, instance retrieval) and ``report`` (frozen, projection
+head and fine-tuned side by side). A saved model is read back by :mod:`cbir_tutorial.models.trained`, which needs nothing
 from here. TensorFlow is imported when a model is built or a loss computed.
 """
 
@@ -14,7 +15,9 @@ _EXPORTS = {
     "proxy_anchor_loss": ".losses", "multi_similarity_loss": ".losses", "proxy_variable": ".losses",
     "pk_batches": ".sampler", "Augmentation": ".augment", "augmented": ".augment",
     "trainable_model": ".model", "TrainingSettings": ".trainer", "TrainingResult": ".trainer",
-    "Trainer": ".trainer", "train": ".trainer",
+    "Trainer": ".trainer", "train": ".trainer", "TrainingDivergedError": ".trainer", "CheckpointError": ".trainer",
+    "OutputLock": ".output_folder", "OutputFolderError": ".output_folder", "FolderBusyError": ".output_folder",
+    "OutputWriteError": ".output_folder",
     "ProtocolSplit": ".protocols", "unseen_categories_split": ".protocols", "unseen_products_split": ".protocols",
     "validation_split": ".protocols", "altered_copies": ".protocols", "instance_recall_at_k": ".protocols",
     "instance_retrieval": ".protocols", "farfetch_photo_pairs": ".protocols", "category_map_at_k": ".protocols",

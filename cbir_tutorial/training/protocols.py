@@ -58,7 +58,8 @@ def unseen_categories_split(labels, *, test_fraction: float = 0.5, min_size: int
     labels, names, counts = _categories(labels)
     usable = names[counts >= min_size]
     if len(usable) < 2:
-        raise ValueError(f"need 2 or more categories with {min_size}+ products, found {len(usable)}")
+        raise ValueError(f"need 2 or more categories with {min_size}+ products (one or more to hold out, one to "
+                         f"train), found {len(usable)} among {len(names)} categories")
     n_test = min(len(usable) - 1, max(1, round(test_fraction * len(usable))))
     test_names = np.random.default_rng(seed).permutation(usable)[:n_test]
     return _split("unseen categories", labels, np.isin(labels, test_names))
@@ -76,7 +77,9 @@ def unseen_products_split(labels, *, test_fraction: float = 0.5, min_size: int =
         rows = rng.permutation(np.flatnonzero(labels == name))
         test[rows[:min(count - 2, max(2, round(test_fraction * count)))]] = True
     if not test.any():
-        raise ValueError(f"no category has {max(min_size, 4)}+ products: nothing to hold out")
+        largest = f"the largest of the {len(names)} categories has {counts.max()}" if len(names) else "none is labelled"
+        raise ValueError(f"no category has {max(min_size, 4)}+ products ({largest}): holding products out needs 2 of "
+                         "a category to test and 2 to train")
     return _split("unseen products of seen categories", labels, test)
 
 
