@@ -31,6 +31,18 @@ def pytest_addoption(parser):
                     help="a package the notebooks must leave at this version (repeat for each)")
 
 
+#: Markers of the longest tests, which run first so that pytest-xdist's workers end together (a minute-long
+#: notebook started last would leave the other workers idle while it runs).
+LONGEST_FIRST = ("notebooks", "smoke", "milvus_server")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item) -> int:
+        return next((i for i, name in enumerate(LONGEST_FIRST) if item.get_closest_marker(name)), len(LONGEST_FIRST))
+
+    items.sort(key=rank)  # stable: the order within each kind stays as collected
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory):
     """Every test run writes features and converted weights to its own cache folder, shared by its xdist

@@ -56,11 +56,11 @@ def test_run_interrupted_by_an_exception_resumes_with_only_the_missing_images(sm
     calls = []
     original = FeatureExtractor.features_of_pixels
 
-    def dies_on_third_batch(self, images):
+    def dies_on_third_batch(self, images, names=None):
         calls.append(len(images))
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return original(self, images)
+        return original(self, images, names)
 
     monkeypatch.setattr(FeatureExtractor, "features_of_pixels", dies_on_third_batch)
     with pytest.raises(KeyboardInterrupt):
