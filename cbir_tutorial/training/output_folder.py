@@ -6,6 +6,8 @@
   run's pid and host) refuses a second run at once, naming the first; the file goes when the run ends.
   Where ``fcntl`` exists the lock is the system's (``flock``: a killed run's lock is dropped at once); on
   Windows the file's exclusive creation is the lock, and a killed run's file must be deleted by hand.
+  Written here rather than taken from the ``filelock`` package: a refused run must name the holder (pid
+  and host, which ``filelock`` does not record), and the package's dependencies stay what Colab ships.
 """
 
 from __future__ import annotations
