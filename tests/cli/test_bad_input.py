@@ -116,6 +116,7 @@ def test_nothing_to_evaluate_exits_2_the_same_way_with_json(tmp_path, sample_cat
     assert "no category has 2 or more products among the 2 images" in text
 
 
+@pytest.mark.slow
 def test_limit_prints_how_many_products_it_used(shop, capsys):
     assert main(["evaluate", "--catalogue", str(shop), "--format", "folder", "--limit", "3", "--k", "2",
                  "--no-cache"]) == 0
@@ -240,6 +241,7 @@ def test_a_second_run_into_a_busy_folder_fails_at_once_naming_the_first(shop, tm
         holder.wait()
 
 
+@pytest.mark.slow
 def test_a_trained_model_is_replaced_only_with_overwrite(shop, tmp_path, capsys):
     out = tmp_path / "m"
     assert main(["train", "--catalogue", str(shop), *TINY, "--out", str(out)]) == 0
@@ -261,6 +263,7 @@ def test_a_trained_model_is_replaced_only_with_overwrite(shop, tmp_path, capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no sibling left: no temporary folder, no lock
 
 
+@pytest.mark.slow
 def test_resume_refuses_another_catalogue_naming_both(shop, tmp_path, capsys, sample_catalogue):
     out = tmp_path / "m"
     assert main(["train", "--catalogue", str(shop), *TINY, "--out", str(out)]) == 0
@@ -353,6 +356,7 @@ def test_a_diverged_run_stops_at_once_and_saves_nothing(shop, tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_a_full_disk_at_a_checkpoint_keeps_the_folder_whole(shop, tmp_path, capsys, monkeypatch):
     """The checkpoint of epoch 2 meets a full disk: the folder keeps epoch 1's checkpoint and the best model, both
     whole, and a resumed run carries on from there."""

@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_demo_runs_headless_and_falls_back_offline(tmp_path):
     env = dict(os.environ, KERAS_HOME=str(tmp_path / "keras"), PYTHONPATH=str(ROOT))
     run = subprocess.run([sys.executable, "-m", "cbir_tutorial", "demo", "--out", str(tmp_path / "demo.png")],

@@ -14,6 +14,7 @@ from cbir_tutorial.cli import main
 TORCH_HEADER = (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True})
 
 
+@pytest.mark.slow
 def test_evaluate_json_on_the_sample(sample_dir, capsys):
     status = main(["evaluate", "--catalogue", str(sample_dir), "--format", "fashion-products",
                    "--backbone", "efficientnet_lite0", "--k", "10", "--json"])

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from cbir_tutorial.cli import main
 
 
@@ -17,6 +19,7 @@ def evaluate_json(capsys, *extra):
     return json.loads(captured.out)
 
 
+@pytest.mark.slow
 def test_best_recipe_runs_offline_without_a_backbone(capsys):
     baseline = evaluate_json(capsys, "--recipe", "baseline", "--limit", "120")
     best = evaluate_json(capsys, "--recipe", "best", "--limit", "120")
@@ -36,6 +39,7 @@ def test_unknown_recipe_is_a_one_line_error(capsys):
     assert err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_the_command_line_takes_a_trained_folder_as_recipe(trained_folder, sample_dir, capsys):
     options = ["--catalogue", "sample", "--limit", "30", "--no-cache", "--recipe", str(trained_folder)]
     assert main(["evaluate", *options, "--json", "--k", "5"]) == 0

@@ -32,6 +32,7 @@ def checkpoint(folder):
         return {k: state[k] for k in state.files if k != "meta"}
 
 
+@pytest.mark.slow
 def test_train_then_resume_matches_a_straight_run(shop, tmp_path, capsys):
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert main(["train", "--catalogue", str(shop), *TINY, "--epochs", "2", "--out", str(straight)]) == 0
@@ -61,6 +62,7 @@ def test_train_errors_are_one_line(shop, tmp_path, capsys, options, message):
     assert status == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_train_with_a_protocol_reports_the_three_models(shop, tmp_path, capsys):
     out = tmp_path / "m"
     status = main(["train", "--catalogue", str(shop), *TINY, "--epochs", "1", "--out", str(out),

@@ -98,6 +98,7 @@ FeatureExtractor("efficientnet_lite0", batch_size=4).extract(paths, cache=cache,
 """
 
 
+@pytest.mark.slow
 def test_run_killed_with_sigkill_mid_write_resumes_identically(small_batches, shop, reference, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(KILLED_RUN), ",".join(shop), str(tmp_path), "1"],

@@ -44,6 +44,7 @@ def test_faiss_flat_keeps_the_vectors_and_gives_euclidean_distances(features):
 
 @pytest.mark.parametrize("name, options", [("faiss-ivf", {"nlist": 8, "nprobe": 8}), ("faiss-hnsw", {"ef_search": 128}),
                                            ("faiss-ivf", {"nlist": 8, "nprobe": 2, "pq": 64})])
+@pytest.mark.slow
 def test_approximate_faiss_indexes(features, name, options):
     _, reference = make_index("exact", features).search_rows(QUERIES, 10)
     index = make_index(name, features, **options)
@@ -61,10 +62,12 @@ def test_default_ivf_and_hnsw_find_the_exact_top_10(features, exact_top_10, name
 
 
 def test_fewer_ivf_probes_trade_recall_for_work(features, exact_top_10):
-    recalls = [recall(make_index("faiss-ivf", features, nlist=19, nprobe=n).search_rows(QUERIES, 10)[1], exact_top_10)
-               for n in (1, 4, 19)]
-    assert recalls[0] < recalls[1] <= recalls[2] == 1.0  # every list probed: exact
+    answers = [make_index("faiss-ivf", features, nlist=19, nprobe=n).search_rows(QUERIES, 10) for n in (1, 4, 19)]
+    recalls = [recall(rows, exact_top_10) for _, rows in answers]
+    assert recalls[0] < recalls[1] <= recalls[2]
     assert recalls[0] > 0.5  # one list of 19 still holds most of the neighbours of real photos
+    # every list probed: the exact answer, but for the order of distances equal in float32
+    assert_same_top_k(answers[2], make_index("exact", features).search_rows(QUERIES, 10))
 
 
 def test_ivf_lists_follow_the_rule_of_thumb(features):
@@ -77,6 +80,7 @@ def test_ivf_lists_follow_the_rule_of_thumb(features):
 @pytest.mark.parametrize("name, options", [("faiss-flat", {}), ("faiss-hnsw", {"m": 16, "ef_search": 40}),
                                            ("faiss-ivf", {"nlist": 8, "nprobe": 3}),
                                            ("faiss-ivf", {"nlist": 8, "nprobe": 2, "pq": 64})])
+@pytest.mark.slow
 def test_saved_faiss_index_answers_identically(features, tmp_path, name, options):
     index = make_index(name, features, **options)
     index.save(tmp_path / "index")

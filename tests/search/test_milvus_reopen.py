@@ -68,6 +68,7 @@ def read_answers(path) -> pd.DataFrame:
     return pd.read_json(path, orient="split", dtype=False)
 
 
+@pytest.mark.slow
 def test_a_milvus_lite_engine_saved_by_one_process_searches_in_another(sample_dir, tmp_path):
     """Milvus Lite opens a file in one process at a time, so both are new processes: the builder must end."""
     database = tmp_path / "catalogue.db"

@@ -56,6 +56,7 @@ def test_the_linear_probe_fits_the_embedding_layer_alone_on_frozen_features(tiny
     np.testing.assert_array_equal(trainer.pooled_features(trainer.train_rows), features)  # the backbone did not move
 
 
+@pytest.mark.slow
 def test_resume_continues_as_an_uninterrupted_run(trained_run, tiny_catalogue, tmp_path):
     straight, result = trained_run
     first = Trainer(tiny_catalogue, tiny(loss="multi-similarity", epochs=1), tmp_path, progress=False)
@@ -83,6 +84,7 @@ def test_resume_continues_as_an_uninterrupted_run(trained_run, tiny_catalogue, t
     assert json.loads((tmp_path / TRAINED_FILE).read_text())["history"] == resumed.history
 
 
+@pytest.mark.slow
 def test_early_stopping_and_bad_settings(tiny_catalogue, tmp_path):
     result = train(tiny_catalogue, tmp_path, tiny(loss="ms", epochs=6, patience=1, trainable_blocks=0,
                                                  learning_rate=0.0), progress=False)
@@ -95,6 +97,7 @@ def test_early_stopping_and_bad_settings(tiny_catalogue, tmp_path):
         TrainingSettings(loss="contrastive").checked()
 
 
+@pytest.mark.slow
 def test_float16_training_scales_the_loss_and_stays_finite(tiny_catalogue, tmp_path):
     trainer = Trainer(tiny_catalogue, tiny(mixed_precision="float16", epochs=1), tmp_path, progress=False)
     assert trainer.precision == "mixed_float16"

@@ -84,6 +84,7 @@ def test_a_diverged_epoch_stops_the_run_at_once_and_saves_nothing(tiny_catalogue
     assert not out.exists() and not lock_path(out).exists()
 
 
+@pytest.mark.slow
 def test_a_run_that_diverges_later_keeps_what_it_saved_before(tiny_catalogue, tmp_path, monkeypatch):
     step = Trainer.step
 
@@ -140,6 +141,7 @@ def test_a_folder_is_held_by_one_run_at_a_time(tmp_path, monkeypatch, system_loc
 # A trained model replaced only when asked, whole
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_the_model_whole_or_not_at_all(tiny_catalogue, tmp_path, monkeypatch):
     out = tmp_path / "m"
     train(tiny_catalogue, out, tiny(epochs=1, probe_steps=5), progress=False)
@@ -168,6 +170,7 @@ def test_overwrite_replaces_the_model_whole_or_not_at_all(tiny_catalogue, tmp_pa
 # A full disk
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_saving_the_best_model_keeps_the_previous_one_whole(tiny_catalogue, tmp_path, monkeypatch):
     scores = iter(np.linspace(0.1, 0.9, 9))
     monkeypatch.setattr(trainer, "category_map_at_k", lambda *args: float(next(scores)))  # every epoch is best

@@ -212,6 +212,7 @@ def test_the_url_button_fetches_again_but_not_twice_for_one_entry(explorer, phot
         del explorer.url_repeat_s
 
 
+@pytest.mark.slow
 def test_switching_backbones_builds_once_and_compare_shows_both(explorer):
     lite_rows = rows(explorer)
     explorer.controls["backbone"].value = RANDOM
