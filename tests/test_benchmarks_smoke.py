@@ -167,15 +167,6 @@ def test_explorer_smoke(tmp_path):
     assert plain["results"] == filtered["results"] == 10
     assert filtered["products allowed"] < plain["products allowed"]
 
-    # The parts of an interaction take no longer than the whole (+ 20 % for a shared machine's noise),
-    # each timed by its least disturbed sample.
-    fastest = {next(iter(r.values())): r["min ms"] for r in parts + interactions}
-    assert (fastest["search + P@K/AP@K (explorer.answer_for)"] + fastest["results grid HTML, cold thumbnails"]
-            <= 1.2 * fastest["new query (catalogue row)"]), fastest
-    assert (fastest["upload: decode + check (Query.from_upload)"] + fastest["upload: features of one photo"]
-            <= 1.2 * fastest["uploaded photo (decode + features + search)"]), fastest
-    assert fastest["results grid HTML, warm thumbnails"] < fastest["results grid HTML, cold thumbnails"], fastest
-
 
 def test_extraction_smoke(tmp_path):
     report = smoke_report(tmp_path, "bench_extraction.py")
