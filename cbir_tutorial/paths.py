@@ -14,6 +14,17 @@ CACHE_ENV = "CBIR_TUTORIAL_CACHE"
 _AT_FDCWD, _RENAME_EXCHANGE = -100, 2  # <fcntl.h>, <linux/fs.h>
 
 
+class PathError(ValueError):
+    """A file or folder that cannot be used as it is: one line, ``path: problem`` (the problem says the fix)."""
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        super().__init__(str(path), problem)
+        self.path, self.problem = Path(path), problem
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
+
+
 def cache_dir(*parts: str) -> Path:
     """The cache folder (``$CBIR_TUTORIAL_CACHE`` or ``~/.cache/cbir_tutorial``), sub-folder created."""
     root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "cbir_tutorial")

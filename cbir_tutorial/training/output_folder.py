@@ -20,21 +20,16 @@ import threading
 import time
 from pathlib import Path
 
+from ..paths import PathError
+
 try:
     import fcntl
 except ImportError:  # Windows
     fcntl = None
 
 
-class OutputFolderError(ValueError):
+class OutputFolderError(PathError):
     """A training folder that cannot be used now; one line: the folder, what is wrong, the fix."""
-
-    def __init__(self, folder: str | os.PathLike, problem: str):
-        super().__init__(str(folder), problem)
-        self.folder, self.problem = Path(folder), problem
-
-    def __str__(self) -> str:
-        return f"{self.folder}: {self.problem}"
 
 
 class FolderBusyError(OutputFolderError):

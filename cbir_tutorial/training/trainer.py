@@ -36,7 +36,7 @@ from ..models.backbones import backbone_spec
 from ..models.features import built_in_policy, default_batch_size, gpus, mixed_precision_policy
 from ..models.runtime import keras_module, tensorflow_module
 from ..models.trained import TRAINED_FILE, WEIGHTS_FILE, save_trained
-from ..paths import atomic_write_bytes, replace_folder, temporary_sibling
+from ..paths import PathError, atomic_write_bytes, replace_folder, temporary_sibling
 from .augment import augmented
 from .losses import loss_from_word, multi_similarity_loss, proxy_anchor_loss, proxy_variable
 from .model import trainable_model
@@ -129,15 +129,8 @@ class TrainingDivergedError(RuntimeError):
     """A loss or an embedding that is not finite: the run stopped there; one line naming the epoch and step."""
 
 
-class CheckpointError(ValueError):
+class CheckpointError(PathError):
     """A checkpoint that cannot be resumed; one line: the file, what is wrong, the fix."""
-
-    def __init__(self, path: str | os.PathLike, problem: str):
-        super().__init__(str(path), problem)
-        self.path, self.problem = Path(path), problem
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.problem}"
 
 
 @dataclass
