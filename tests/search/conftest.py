@@ -57,10 +57,34 @@ def milvus_server(tmp_path_factory):
     except Exception as error:  # the embedded binary cannot run here (platform, ports, memory)
         server.stop()
         pytest.skip(f"the embedded Milvus server did not start ({type(error).__name__}: {error})")
+    uri = f"http://127.0.0.1:{server.listen_port}"
     try:
-        yield f"http://127.0.0.1:{server.listen_port}"
+        answered = answering(uri, seconds=240)
+        if answered is not True:
+            pytest.skip(f"the embedded Milvus server listens on {uri} but did not answer within 240 s ({answered})")
+        yield uri
     finally:
         server.stop()
+
+
+def answering(uri: str, seconds: float):
+    """True once the Milvus server at ``uri`` lists its collections (a listening port comes before its
+    coordinators are ready, sooner or later on a busy machine), else the last error after ``seconds``."""
+    import time
+
+    from pymilvus import MilvusClient
+
+    deadline, error = time.monotonic() + seconds, None
+    while time.monotonic() < deadline:
+        try:
+            client = MilvusClient(uri=uri, timeout=20)
+            client.list_collections()
+            client.close()
+            return True
+        except Exception as problem:  # not ready yet: pymilvus raises its own and gRPC's errors
+            error = f"{type(problem).__name__}: {problem}"
+            time.sleep(2)
+    return error
 
 
 #: The server's tests stay on one xdist worker (``--dist loadgroup``), which starts the server once.
