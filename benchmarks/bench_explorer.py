@@ -149,8 +149,9 @@ def main(argv=None) -> int:
     args.repeats = max(5, args.repeats)
 
     print_header("Search explorer: interaction latency", ("numpy", "pandas", "tensorflow", "ipywidgets"))
-    from cbir_tutorial import EuclideanIndex, FeatureExtractor, Pipeline, SearchEngine
+    from cbir_tutorial import FeatureExtractor, Pipeline, SearchEngine, make_index
     from cbir_tutorial.search.filters import ALL, Filters
+    from cbir_tutorial.search.keys import product_keys
     from cbir_tutorial.ui import views
     from cbir_tutorial.ui.answer import answer_for
     from cbir_tutorial.ui.query import Query
@@ -171,7 +172,8 @@ def main(argv=None) -> int:
         assert extraction.kept.all(), extraction.report()
         how = "from cache" if extraction.from_cache else f"extracted in {time.perf_counter() - started:.1f} s"
         features = simulated_features(extraction.features, photo, partner, weight, args.noise)
-        engines.append(SearchEngine(catalogue, Pipeline([extractor]), EuclideanIndex(features)))
+        index = make_index("exact", features, product_keys(catalogue.table["id"]), catalogue.table)  # filters read the table
+        engines.append(SearchEngine(catalogue, Pipeline([extractor]), index))
         print(f"{extractor!r}: {len(sample)} real sample features ({how})")
     note(f"SIMULATED catalogue: {len(catalogue):,} products = the {len(sample)} sample products, then "
          f"{max(0, len(catalogue) - len(sample)):,} made by mixing the real features of two photos of one category "

@@ -104,11 +104,11 @@ def bench_size(n: int, dim: int, queries: np.ndarray, k: int, repeats: int, n_si
                original_max: int) -> tuple[list[dict], list[dict]]:
     """Table rows for one gallery size (ratios and top-k agreement with the reference included), and the
     time to read the gallery once per storage type."""
-    from cbir_tutorial import EuclideanIndex
+    from cbir_tutorial import make_index
 
     gallery = unit_vectors(n, dim, seed=0)
     floors = []
-    for stored in (gallery, gallery.astype(np.float16), EuclideanIndex(gallery, dtype="int8").gallery):
+    for stored in (gallery, gallery.astype(np.float16), make_index("exact", gallery, dtype="int8").gallery):
         seconds = read_seconds(stored, repeats)
         floors.append({"gallery": f"{n:,} x {dim}", "storage": stored.dtype.name, "MB": stored.nbytes / 1e6,
                        "read once ms": 1e3 * seconds, "GB/s": stored.nbytes / seconds / 1e9})
@@ -122,7 +122,7 @@ def bench_size(n: int, dim: int, queries: np.ndarray, k: int, repeats: int, n_si
         methods[(FAISS_1, "float32")] = (one_thread(lambda q: flat.search(q[None], k)),
                                          one_thread(lambda qs: flat.search(qs, k)[1]))
     for dtype in ("float32", "bfloat16", "int8", "float16"):
-        index = EuclideanIndex(gallery, dtype=dtype)
+        index = make_index("exact", gallery, dtype=dtype)
         methods[(PACKAGE, index.storage)] = (lambda q, index=index: index.search(q, k),
                                              lambda qs, index=index: index.search(qs, k)[1])
     if n <= original_max:
@@ -187,12 +187,12 @@ def profile_rows(index, queries: np.ndarray, k: int, repeats: int, top: int = 6)
 
 def profile(n: int, dim: int, queries: np.ndarray, k: int, repeats: int) -> None:
     """Print why the package takes the time it takes at gallery size ``n``."""
-    from cbir_tutorial import EuclideanIndex
+    from cbir_tutorial import make_index
     from cbir_tutorial.search.exact import DEFAULT_CHUNK_ROWS
 
     gallery = unit_vectors(n, dim, seed=0)
     for dtype, batch in ((np.float32, queries), (np.float32, queries[:1]), (np.float16, queries[:1])):
-        index = EuclideanIndex(gallery, dtype=dtype)
+        index = make_index("exact", gallery, dtype=dtype)
         print_table(f"Profile: {n:,} x {dim} {np.dtype(dtype).name}, {len(batch)} "
                     f"quer{'y' if len(batch) == 1 else 'ies'}, chunk_rows={index.chunk_rows}",
                     profile_rows(index, batch, k, repeats))
@@ -201,7 +201,7 @@ def profile(n: int, dim: int, queries: np.ndarray, k: int, repeats: int) -> None
     fns = {("matrix product alone", "batch"): lambda: gallery @ queries.T}
     chunks = sorted({2_048, 4_096, DEFAULT_CHUNK_ROWS, 65_536})
     for chunk in chunks:
-        index = EuclideanIndex(gallery, chunk_rows=chunk)
+        index = make_index("exact", gallery, chunk_rows=chunk)
         fns[(chunk, "1 query")] = lambda index=index: index.search(queries[0], k)
         fns[(chunk, "batch")] = lambda index=index: index.search(queries, k)
     seconds = interleaved_medians(fns, repeats, **TIMING)
@@ -217,7 +217,7 @@ def profile(n: int, dim: int, queries: np.ndarray, k: int, repeats: int) -> None
         note("BLAS threads: skipped (pip install threadpoolctl to measure them)\n")
         return
     controller = ThreadpoolController()
-    index = EuclideanIndex(gallery)
+    index = make_index("exact", gallery)
     searches = {("package float32", "1 query"): lambda: index.search(queries[0], k),
                 ("package float32", "batch"): lambda: index.search(queries, k)}
     if faiss is not None:

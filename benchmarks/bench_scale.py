@@ -66,18 +66,18 @@ def storage_rows(n: int, dim: int, n_queries: int, k: int, repeats: int) -> list
     """One float32 gallery indexed with float32 (in place), bfloat16 and int8 storage, all three held at once
     so that their repeats go round-robin: index memory, time per query (1 query and a batch), extra memory
     of a search, and recall@k against exact float32 for random queries and for queries near a gallery row."""
-    from cbir_tutorial import EuclideanIndex
+    from cbir_tutorial import make_index
 
     start = time.perf_counter()
     gallery = unit_vectors(n, dim, seed=0, chunk=16_384)
     note(f"Gallery {n:,} x {dim} float32: {gallery.nbytes / 2**30:.2f} GiB, generated in "
          f"{time.perf_counter() - start:.1f} s; RSS {rss_mib():,.0f} MiB\n")
     query_sets = {"random": unit_vectors(n_queries, dim, seed=1), "near a row": near_queries(gallery, n_queries)}
-    indexes, built = {"float32": EuclideanIndex(gallery)}, {"float32": 0.0}
+    indexes, built = {"float32": make_index("exact", gallery)}, {"float32": 0.0}
     assert np.shares_memory(indexes["float32"].gallery, gallery), "float32 storage must use the array in place"
     for storage in ("bfloat16", "int8"):
         start = time.perf_counter()
-        indexes[storage] = EuclideanIndex(gallery, dtype=storage)
+        indexes[storage] = make_index("exact", gallery, dtype=storage)
         built[storage] = time.perf_counter() - start
     reference = {name: indexes["float32"].search(q, k)[1] for name, q in query_sets.items()}
     queries = query_sets["random"]
@@ -149,12 +149,11 @@ def ann_rows(n: int, dim: int, n_queries: int, k: int, repeats: int, milvus_max:
     memory, latency of 1 query and of a batch, recall@k against the exact float32 index."""
     import tempfile
 
-    from cbir_tutorial import EuclideanIndex
     from cbir_tutorial.search.backends import make_index
 
     gallery = unit_vectors(n, dim, seed=0, chunk=16_384)
     queries = near_queries(gallery, n_queries, seed=4)
-    reference = EuclideanIndex(gallery).search(queries, k)[1]
+    reference = make_index("exact", gallery).search(queries, k)[1]
     configs = [("faiss-flat", {}), ("faiss-ivf", {"nprobe": 8}), ("faiss-ivf", {"nprobe": 32}),
                ("faiss-ivf", {"nprobe": 32, "pq": dim // 32}), ("faiss-hnsw", {"ef_search": 64}),
                ("faiss-hnsw", {"ef_search": 256})]
@@ -174,8 +173,8 @@ def ann_rows(n: int, dim: int, n_queries: int, k: int, repeats: int, milvus_max:
                 start = time.perf_counter()
                 built_cache[key] = (make_index(name, gallery, **build_options, **extra), time.perf_counter() - start)
             index, built = built_cache[key]
-            if name != "milvus":
-                index.options.update(options)
+            if name != "milvus" and options:  # the search options of the built index
+                index.set_search_options(**options)
             one, _ = median_seconds(lambda: index.search(queries[0], k), repeats)
             batch, _ = median_seconds(lambda: index.search(queries, k), repeats)
             label = name + "".join(f", {o}={v}" for o, v in options.items())

@@ -1,4 +1,4 @@
-"""Command line: ``python -m cbir_tutorial demo | search | evaluate | train``."""
+"""Command line: ``python -m cbir_tutorial demo | search | evaluate | train | engine build|add|remove|info``."""
 
 from __future__ import annotations
 
@@ -22,6 +22,10 @@ PROTOCOL_NAMES = ("none", "unseen-products", "unseen-categories")
 #: ``--seed``: what NumPy's and Keras's seeding take.
 SEED_RANGE = (0, 2 ** 32 - 1)
 
+
+#: The options that choose what an engine is built from, with their defaults (``--engine`` takes none of them).
+CATALOGUE_DEFAULTS = {"catalogue": "auto", "format": "auto", "backbone": None, "weights": "imagenet", "photos": None,
+                      "resize": None, "limit": None, "no_cache": False, "recipe": "baseline", "index": "exact"}
 
 RECIPE_HELP = ("a named recipe: baseline (default), best, ... (see cbir_tutorial.search.recipes), or the folder "
                "of a trained model (cbir-tutorial train --out DIR)")
@@ -90,12 +94,22 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--k", type=_bounded(1), default=10)
         p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
 
-    def common(p):
-        catalogue_options(p)
+    def index_uri(p):
+        p.add_argument("--index-uri", default=None,
+                       help="--index milvus: a Milvus server URI or Milvus Lite .db file (default: a Milvus Lite "
+                            "file in the cache)")
+
+    def build_options(p):
         p.add_argument("--recipe", default="baseline", help=RECIPE_HELP)
         p.add_argument("--index", default="exact", help=f"search backend: {' | '.join(SEARCH_BACKENDS)}")
-        p.add_argument("--index-uri", default=None,
-                       help="--index milvus: a Milvus server URI (default: a Milvus Lite file in the cache)")
+        index_uri(p)
+
+    def common(p):
+        catalogue_options(p)
+        build_options(p)
+        p.add_argument("--engine", default=None, metavar="DIR",
+                       help="search a saved engine (python -m cbir_tutorial engine build) instead of building one "
+                            "from --catalogue")
 
     demo = sub.add_parser("demo", help="index the sample catalogue, run one query, print results and MAP@10")
     demo.add_argument("--backbone", default=OFFLINE_BACKBONE,
@@ -117,6 +131,27 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     evaluate.add_argument("--half", default="all", choices=("all", "tuning", "report"),
                           help="evaluate on the products with even ids (tuning) or odd ids (report) only")
+
+    engine = sub.add_parser("engine", help="build a saved engine once, follow the catalogue (add, remove), "
+                                           "describe it; search and evaluate take --engine DIR")
+    actions = engine.add_subparsers(dest="action", required=True)
+    build = actions.add_parser("build", help="index a catalogue and save the engine in --out")
+    catalogue_options(build)
+    build_options(build)
+    build.add_argument("--out", required=True, metavar="DIR", help="the folder to save the engine in")
+    add = actions.add_parser("add", help="add the catalogue's new products and update the changed ones")
+    add.add_argument("folder", metavar="DIR", help="a saved engine")
+    catalogue_options(add)
+    index_uri(add)
+    remove = actions.add_parser("remove", help="remove products by id")
+    remove.add_argument("folder", metavar="DIR", help="a saved engine")
+    remove.add_argument("--ids", nargs="+", default=[], metavar="ID", help="product ids to remove")
+    remove.add_argument("--ids-from", default=None, metavar="FILE", help="a text file of product ids, one a line")
+    index_uri(remove)
+    info = actions.add_parser("info", help="products, recipe, index and changes since the fit")
+    info.add_argument("folder", metavar="DIR", help="a saved engine")
+    info.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    index_uri(info)
 
     train = sub.add_parser("train", help="fine-tune a backbone's last blocks and an embedding on the catalogue's "
                                          "categories (metric learning); saves a trained model folder")
@@ -175,6 +210,31 @@ def _catalogue(args):
     if len(catalogue) == 0:
         raise CLIError(f"--catalogue {args.catalogue}: no images found (format {args.format!r})")
     return catalogue
+
+
+def _saved_engine(folder: str, args):
+    """The engine saved in ``folder`` (``--index-uri`` for a Milvus one); CLIError naming the folder otherwise."""
+    from .search.engine import SearchEngine
+
+    try:
+        return SearchEngine.load(Path(folder).expanduser(), index_uri=args.index_uri)
+    except (FileNotFoundError, ValueError, KeyError) as error:
+        raise CLIError(f"{folder}: {str(error).strip(chr(39))}") from None
+    except ImportError as error:
+        raise CLIError(f"{folder}: {error}") from None
+
+
+def _engine_or_catalogue(args):
+    """``(engine, catalogue)``: the saved engine of ``--engine`` (catalogue None), else the catalogue to build
+    one from (engine None)."""
+    if args.engine is None:
+        return None, _catalogue(args)
+    given = [f"--{name.replace('_', '-')}" for name, default in CATALOGUE_DEFAULTS.items()
+             if getattr(args, name) != default]
+    if given:
+        raise CLIError(f"--engine {args.engine} searches a saved engine, which has its own catalogue, recipe and "
+                       f"index: leave out {', '.join(given)}")
+    return _saved_engine(args.engine, args), None
 
 
 def _engine(catalogue, args, progress=True):
@@ -304,9 +364,9 @@ def run_search(args) -> None:
 
     query = _query_image(args.query)  # a bad URL fails before any indexing
     grid = _grid_path(args.out) if args.out else None
-    catalogue = _catalogue(args)
-    engine = _engine(catalogue, args)
-    if engine.extraction.skipped:
+    engine, catalogue = _engine_or_catalogue(args)
+    engine = engine or _engine(catalogue, args)
+    if engine.extraction is not None and engine.extraction.skipped:
         print(engine.extraction.report())
     results = engine.search(query, args.k)
     print(f"Top {args.k} of {len(engine)} products for {shown_url(args.query)} ({engine.extractor})")
@@ -321,19 +381,24 @@ def run_evaluate(args) -> None:
 
     report_to = sys.stderr if args.json else sys.stdout
     with contextlib.redirect_stdout(report_to):
-        catalogue = _catalogue(args)
-        if args.half != "all":
-            from .evaluation.reports import halves
+        engine, catalogue = _engine_or_catalogue(args)
+        if engine is not None and args.half != "all":
+            raise CLIError(f"--half {args.half}: evaluates an engine built on half the catalogue; build it "
+                           "without --engine")
+        if engine is None:
+            if args.half != "all":
+                from .evaluation.reports import halves
 
-            catalogue = halves(catalogue)[args.half == "report"]
-        engine = _engine(catalogue, args)
+                catalogue = halves(catalogue)[args.half == "report"]
+            engine = _engine(catalogue, args)
     scores = evaluate(engine, k=args.k)
     if not len(scores):  # the same refusal, and nothing on stdout, with --json
-        if not args.json:
+        if not args.json and engine.extraction is not None:
             print(engine.extraction.report())
         raise CLIError(f"no category has 2 or more products among the {len(engine)} images: nothing to evaluate "
                        "(each query needs another product of its category to find)")
-    skipped = [{"file": s.path, "reason": s.reason} for s in engine.extraction.skipped]
+    skipped = [] if engine.extraction is None else [{"file": s.path, "reason": s.reason}
+                                                    for s in engine.extraction.skipped]
     if args.json:
         overall = scores.iloc[0]
         print(json.dumps({
@@ -345,15 +410,80 @@ def run_evaluate(args) -> None:
             "per_category": {r.category: {"n_queries": int(r.n_queries), "map_at_k": float(r.map_at_k),
                                           "precision_at_k": float(r.precision_at_k)}
                              for r in scores.iloc[1:].itertuples()},
-            "skipped": skipped,
+            "skipped": skipped, "engine": args.engine,
         }, indent=2))
         return
-    print(engine.extraction.report())
+    if engine.extraction is not None:
+        print(engine.extraction.report())
     overall = scores.iloc[0]
     print(f"recipe {engine.recipe.name}: {', '.join(engine.recipe.steps()) or 'no extra step'}")
     print(f"{engine.extractor}\nMAP@{args.k} = {overall.map_at_k:.4f}   P@{args.k} = {overall.precision_at_k:.4f}"
           f"   ({int(overall.n_queries)} queries over {len(engine)} images)\n")
     print(scores.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+def _replaced_collection(folder: Path, engine):
+    """The Milvus index of the engine saved in ``folder`` that ``engine`` (a new build, to be saved there) will
+    replace, when both keep their rows in the same Milvus database under different collections; else None."""
+    from .search.backends import load_index
+
+    config = folder / "index" / "index.json"
+    if engine.index.name != "milvus" or not config.is_file():
+        return None
+    saved = json.loads(config.read_text())
+    if saved.get("index") != "milvus" or saved.get("uri") != engine.index.uri or \
+            saved.get("collection") == engine.index.collection:
+        return None
+    try:
+        return load_index(folder / "index", uri=engine.index.uri)
+    except (ValueError, FileNotFoundError):  # changed or gone already: nothing of ours to drop
+        return None
+
+
+def run_engine(args) -> None:
+    """``engine build | add | remove | info``: each a new process, as a shop's nightly job runs them."""
+    if args.action == "build":
+        engine = _engine(_catalogue(args), args)
+        print(engine.extraction.report())
+        replaced = _replaced_collection(Path(args.out), engine)
+        folder = engine.save(Path(args.out))
+        if replaced is not None:
+            replaced.drop()
+            print(f"Milvus collection {replaced.collection!r} of the engine replaced in {folder} dropped")
+        print(f"engine of {len(engine):,} products ({engine.recipe.name}, index {engine.index.name}) saved in {folder}")
+        return
+    if args.action == "info":
+        info = {"folder": str(Path(args.folder).expanduser().resolve()), **_saved_engine(args.folder, args).info()}
+        if args.json:
+            print(json.dumps(info, indent=2))
+        else:
+            print("\n".join(f"{key}: {value}" for key, value in info.items()))
+        return
+    if args.action == "add":
+        catalogue = _catalogue(args)  # a bad --catalogue fails before the engine is opened
+        engine = _saved_engine(args.folder, args)
+        counts = engine.add(catalogue, cache=not args.no_cache, progress=True)
+        if counts["skipped"]:
+            print(engine.extraction.report())
+        engine.save(Path(args.folder))
+        print(f"added {counts['added']:,}, updated {counts['updated']:,} (unchanged {counts['unchanged']:,}, "
+              f"skipped {counts['skipped']:,}): {len(engine):,} products, {engine.changes:,} changes since the fit")
+        return
+    ids = list(args.ids)
+    if args.ids_from:
+        path = Path(args.ids_from).expanduser()
+        if not path.is_file():
+            raise CLIError(f"--ids-from {args.ids_from}: no such file; give a text file of product ids, one a line")
+        ids += [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not ids:
+        raise CLIError("engine remove: give the product ids to remove (--ids ID [ID ...] or --ids-from FILE)")
+    engine = _saved_engine(args.folder, args)
+    try:
+        removed = engine.remove(ids)
+    except KeyError as error:
+        raise CLIError(f"{args.folder}: {str(error).strip(chr(39))}") from None
+    engine.save(Path(args.folder))
+    print(f"removed {removed:,}: {len(engine):,} products, {engine.changes:,} changes since the fit")
 
 
 def run_train(args) -> None:
@@ -427,7 +557,8 @@ def main(argv: list[str] | None = None) -> int:
     from .training.output_folder import OutputWriteError
 
     try:
-        {"demo": run_demo, "search": run_search, "evaluate": run_evaluate, "train": run_train}[args.command](args)
+        {"demo": run_demo, "search": run_search, "evaluate": run_evaluate, "train": run_train,
+         "engine": run_engine}[args.command](args)
     except (CLIError, ValueError, FileNotFoundError, ImageError, WeightsUnavailableError, RuntimeError,
             OutputWriteError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -146,7 +146,7 @@ def test_every_readme_command_line_is_accepted_by_its_parser(argv, monkeypatch, 
                     f"{capsys.readouterr().err}")
     assert status == 0 and len(parsed) == 1
     args = parsed[0]
-    assert getattr(args, "format", "auto") in FORMATS and args.backbone in (None, *BACKBONES)
+    assert getattr(args, "format", "auto") in FORMATS and getattr(args, "backbone", None) in (None, *BACKBONES)
     weights_from_word(getattr(args, "weights", "imagenet"))
     trained = {cmd[cmd.index("--out") + 1] for cmd in readme_commands() if cmd[0] == "train" and "--out" in cmd}
     if hasattr(args, "recipe"):

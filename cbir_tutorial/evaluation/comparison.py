@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .metrics import average_precision_at_k, checked_results, precision_at_k, relevance_mask
+from .metrics import (average_precision_at_k, checked_results, leave_one_out, precision_at_k, relevance_mask,
+                      searched_items)
 
 
 def query_rows(labels) -> tuple[np.ndarray, np.ndarray]:
@@ -34,15 +35,11 @@ def per_query(searchable, labels=None, k: int = 10) -> pd.DataFrame:
     Columns ``row, category, n_relevant, ap_at_k, precision_at_k, found`` (``found``: the ``k`` result rows,
     nearest first). Its ``ap_at_k`` column averages to ``evaluate(searchable, labels, k)``'s MAP@K.
     """
-    index = getattr(searchable, "index", searchable)
-    if labels is None:
-        labels = searchable.catalogue.labels
-    labels = np.asarray(labels, dtype=object)
+    index, ids, labels = searched_items(searchable, labels)
     rows, n_relevant = query_rows(labels)
     if len(rows) == 0:
         return pd.DataFrame(columns=["row", "category", "n_relevant", "ap_at_k", "precision_at_k", "found"])
-    _, found = index.search_rows(rows, k, exclude_self=True)
-    found = checked_results(rows, found)
+    found = checked_results(rows, leave_one_out(index, ids, rows, k))
     mask = relevance_mask(labels[rows], labels[found]) & (found >= 0)  # -1: a backend's padding
     return pd.DataFrame({
         "row": rows, "category": labels[rows].astype(str), "n_relevant": n_relevant,

@@ -119,23 +119,43 @@ def map_at_k(mask: np.ndarray, n_relevant, k: int | None = None) -> float:
     return float(np.mean(average_precision_at_k(mask, n_relevant, k)))
 
 
+def searched_items(searchable, labels=None) -> tuple:
+    """``(index, ids, labels)`` of an engine (its index, its products' keys and labels in catalogue order) or
+    of an index with ``labels`` (one per ``index.ids``); ValueError when the lengths differ."""
+    index = getattr(searchable, "index", searchable)
+    if hasattr(searchable, "catalogue"):
+        ids = np.asarray(searchable.keys, dtype=np.int64)
+        labels = searchable.catalogue.labels if labels is None else labels
+    else:
+        ids = np.asarray(index.ids, dtype=np.int64)
+    labels = np.asarray(labels, dtype=object)
+    if len(labels) != len(index):
+        raise ValueError(f"{len(labels)} labels for an index of {len(index)} items")
+    return index, ids, labels
+
+
+def leave_one_out(index, ids: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """``(Q, k)`` positions in ``ids`` of the ``k`` nearest neighbours of each stored vector ``ids[rows]``,
+    itself left out (-1 where the index returned fewer)."""
+    _, found = index.search_stored(ids[rows], k)
+    found = np.atleast_2d(found)
+    return pd.Index(ids).get_indexer(found.ravel()).reshape(found.shape).astype(np.int64)
+
+
 def evaluate(searchable, labels=None, k: int = 10, *, relevant: Callable | None = None) -> pd.DataFrame:
     """Leave-one-out evaluation: every labelled item whose class has another member queries the rest.
 
     ``searchable``: a :class:`~cbir_tutorial.search.engine.SearchEngine` (its index and its catalogue's
     labels: ``evaluate(engine, k=10)``) or any :class:`~cbir_tutorial.search.backends.Index` over the
-    gallery's features, with ``labels``: ``(N,)`` category per gallery row ("" = unknown, never a query).
+    gallery's features, with ``labels``: ``(N,)`` category per stored vector, in ``index.ids`` order (the
+    order the vectors were given to :func:`~cbir_tutorial.search.backends.make_index`) ("" = unknown,
+    never a query).
     Returns a tidy DataFrame, one row ``"(all)"`` then one per category, with columns
     ``category, n_queries, n_relevant_mean, precision_at_k, recall_at_k, map_at_k`` and ``k``.
     """
-    index = getattr(searchable, "index", searchable)
-    if labels is None:
-        if not hasattr(searchable, "catalogue"):
-            raise ValueError("labels are needed to evaluate an index: evaluate(index, labels, k)")
-        labels = searchable.catalogue.labels
-    labels = np.asarray(labels, dtype=object)
-    if len(labels) != len(index):
-        raise ValueError(f"{len(labels)} labels for an index of {len(index)} items")
+    if labels is None and not hasattr(searchable, "catalogue"):
+        raise ValueError("labels are needed to evaluate an index: evaluate(index, labels, k)")
+    index, ids, labels = searched_items(searchable, labels)
     names, counts = np.unique(labels[labels != ""].astype(str), return_counts=True)
     size = dict(zip(names, counts))
     n_relevant = np.array([size.get(str(l), 0) - 1 if l != "" else 0 for l in labels])
@@ -143,8 +163,7 @@ def evaluate(searchable, labels=None, k: int = 10, *, relevant: Callable | None 
     columns = ["category", "n_queries", "n_relevant_mean", "precision_at_k", "recall_at_k", "map_at_k", "k"]
     if len(rows) == 0:
         return pd.DataFrame(columns=columns)
-    _, found = index.search_rows(rows, k, exclude_self=True)
-    found = checked_results(rows, found)
+    found = checked_results(rows, leave_one_out(index, ids, rows, k))
     mask = relevance_mask(labels[rows], labels[found], relevant) & (found >= 0)  # -1: a backend's padding
     if relevant is not None:  # R must follow the same relevance rule: count it per distinct label
         everyone, count = np.unique(labels.astype(str), return_counts=True)

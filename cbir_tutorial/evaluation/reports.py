@@ -10,8 +10,8 @@ import pandas as pd
 
 from ..models.projection_head import CategorySplit, ProjectionHead
 from ..search.backends import make_index
-from ..search.exact import EuclideanIndex
-from ..search.pipeline import extractor_for, fit_pipeline
+from ..search.engine import SearchEngine
+from ..search.pipeline import extractor_for
 from ..search.recipes import RECIPES, recipe_from_word
 from .metrics import evaluate
 
@@ -52,24 +52,15 @@ def recipe_table(catalogue, recipes: Sequence = tuple(RECIPES), backbone: str | 
     rows = []
     for recipe in recipes:
         recipe = recipe_from_word(recipe).with_backbone(backbone)
-        sources = [features_for(recipe, recipe.backbone)]
-        if recipe.fuse_with:
-            sources.append(features_for(recipe, recipe.fuse_with))
+        sources = [features_for(recipe, name) for name in recipe.backbones]
         kept = np.logical_and.reduce([x.kept for _, x in sources])
-        full = []
-        for _, extraction in sources:  # (N, D) with zeros where unreadable, then kept rows only
-            dense = np.zeros((len(kept), extraction.features.shape[1]), dtype=np.float32)
-            dense[extraction.kept] = extraction.features
-            full.append(dense)
         row = {"recipe": recipe.name, "steps": ", ".join(recipe.steps()) or "-"}
         masks = {"all": kept, "tuning": kept & tuning, "report": kept & report}
         for part in parts:
             mask = masks[part]
-            _, features = fit_pipeline(recipe, [e for e, _ in sources], [f[mask] for f in full])
-            name, options = recipe.index_choice("exact")
-            index = make_index(name, features, **options)
-            labels = np.asarray(catalogue.labels, dtype=object)[mask]
-            row[f"map_{part}"] = float(evaluate(index, labels, k).iloc[0].map_at_k)
+            engine = SearchEngine.fitted(catalogue.subset(mask), recipe, [e for e, _ in sources],
+                                         [x.part(mask, catalogue.paths) for _, x in sources])
+            row[f"map_{part}"] = float(evaluate(engine, k=k).iloc[0].map_at_k)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -83,7 +74,7 @@ def head_report(features: np.ndarray, labels, split: CategorySplit, head: Projec
     labels = np.asarray(labels, dtype=object)
     rows = []
     for name, mask in (("seen categories, held-out products", split.seen_test), ("unseen categories", split.unseen)):
-        scores = [evaluate(EuclideanIndex(f[mask]), labels[mask], k).iloc[0].map_at_k
+        scores = [evaluate(make_index("exact", f[mask]), labels[mask], k).iloc[0].map_at_k
                   for f in (features, head.transform(features))]
         rows.append({"gallery": name, "n_images": int(mask.sum()), "backbone_map": float(scores[0]),
                      "head_map": float(scores[1]), "gain": float(scores[1] - scores[0])})

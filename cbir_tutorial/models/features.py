@@ -91,6 +91,13 @@ class Extraction:
     reused: int = 0
     extracted: int = 0
 
+    def part(self, mask: np.ndarray, paths) -> "Extraction":
+        """The extraction of the images where ``(N,)`` bool ``mask`` is set (``paths``: the ``N`` images), in order."""
+        mask = np.asarray(mask, dtype=bool)
+        chosen = {str(path) for path in np.asarray(paths, dtype=object)[mask]}
+        return Extraction(self.features[mask[self.kept]], self.kept[mask],
+                          [s for s in self.skipped if str(s.path) in chosen], self.from_cache)
+
     def report(self, limit: int = 10) -> str:
         """One line of counts, then up to ``limit`` skipped files with their reasons."""
         cached = ""

@@ -25,7 +25,7 @@ def check_finite(vectors: np.ndarray, *, what: str = "features", names: Sequence
     :data:`SHOWN` of them (their ``names``, e.g. image paths, when given; else row numbers) and ``fix``.
     """
     array = np.asarray(vectors)
-    if array.dtype.kind in "biu":
+    if array.dtype.kind in "biu" or array.size == 0:
         return
     rows = array.reshape(len(array), -1) if array.ndim > 1 else array.reshape(1, -1)
     if all(np.isfinite(rows[s:s + CHECK_ROWS]).all() for s in range(0, len(rows), CHECK_ROWS)):

@@ -19,7 +19,6 @@ import hashlib
 import json
 from typing import Sequence
 
-import numpy as np
 
 from .weights import Weights, weights_from_word
 from .backbones import backbone_spec, keras_application

@@ -7,6 +7,7 @@ _EXPORTS = {"SearchEngine": ".engine", "RESULT_COLUMNS": ".engine", "Recipe": ".
             "recipe_from_word": ".recipes", "Pipeline": ".pipeline", "EuclideanIndex": ".exact",
             "ExpandedIndex": ".expansion", "Index": ".backends", "INDEXES": ".backends",
             "SEARCH_BACKENDS": ".backends", "make_index": ".backends", "load_index": ".backends",
-            "FaissIndex": ".faiss_index", "MilvusIndex": ".milvus_index", "Filters": ".filters", "ALL": ".filters"}
+            "FaissIndex": ".faiss_index", "MilvusIndex": ".milvus_index", "Filters": ".filters", "ALL": ".filters",
+            "product_keys": ".keys"}
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

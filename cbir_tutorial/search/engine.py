@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,34 +15,50 @@ from ..data.images import ImageSource
 from ..models.features import Extraction, FeatureExtractor
 from ..models.weights import Weights
 from ..paths import replace_folder, temporary_sibling
-from .backends import Index, load_index, make_index
+from .backends import Index, load_index, make_index, row_digests, saved_arrays
+from .filters import Filters
+from .keys import check_unique_ids, product_keys
 from .pipeline import Pipeline, fit_pipeline, load_pipeline, pipeline_extractors
 from .recipes import Recipe, recipe_from_word
 
 #: The file that marks a folder as a saved engine.
 ENGINE_FILE = "engine.json"
-#: The layout of ``engine.json`` this version writes and reads.
-ENGINE_VERSION = 2
+#: The layout of ``engine.json`` this version writes and reads (3: products by id).
+ENGINE_VERSION = 3
+#: The file of a saved engine holding each product's vector digest.
+DIGESTS_FILE = "digests.npy"
 RESULT_COLUMNS = ["rank", "id", "brand", "description", "price", "category", "distance", "path", "row"]
 
 
 class SearchEngine:
     """Catalogue products ranked by Euclidean distance between L2-normalised image features.
 
-    ``catalogue``: the indexed products, in the index's row order; ``pipeline``: the fitted
-    :class:`~cbir_tutorial.search.pipeline.Pipeline` that turns a query image into the vectors ``index``
-    holds (the baseline: one backbone's features); ``index``: any
-    :class:`~cbir_tutorial.search.backends.Index`; ``extraction``: what the build extracted and skipped.
-    :meth:`build` makes all three from a catalogue and a recipe; :meth:`load` reopens a saved engine.
+    ``catalogue``: the indexed products; ``pipeline``: the fitted
+    :class:`~cbir_tutorial.search.pipeline.Pipeline` that turns an image into the vectors ``index`` holds
+    (the baseline: one backbone's features); ``index``: any :class:`~cbir_tutorial.search.backends.Index`
+    holding one vector per product under its key (:func:`~.keys.product_keys` of the product id);
+    ``extraction``: what the build extracted and skipped; ``changes``: products added, updated or removed
+    since the pipeline was fitted (:meth:`refit` sets it to 0). :meth:`build` makes all three from a
+    catalogue and a recipe; :meth:`load` reopens a saved engine; :meth:`add` and :meth:`remove` follow a
+    catalogue that changes.
     """
 
-    def __init__(self, catalogue: Catalogue, pipeline: Pipeline, index: Index, extraction: Extraction | None = None):
-        if len(catalogue) != len(index):
-            raise ValueError(f"{len(catalogue)} products but {len(index)} index rows")
+    def __init__(self, catalogue: Catalogue, pipeline: Pipeline, index: Index, extraction: Extraction | None = None,
+                 *, changes: int = 0, digests: np.ndarray | None = None):
+        check_unique_ids(catalogue.table["id"], f"catalogue {catalogue.name!r}")
+        keys = product_keys(catalogue.table["id"])
+        if len(keys) != len(index) or not np.array_equal(np.sort(keys), np.sort(index.ids)):
+            raise ValueError(f"catalogue {catalogue.name!r} has {len(keys)} products but the index holds {len(index)} "
+                             "vectors of other products: build the engine from the catalogue it indexes")
         self.catalogue = catalogue
         self.pipeline = pipeline
         self.index = index
         self.extraction = extraction
+        self.changes = int(changes)
+        self.keys = keys
+        self._rows = pd.Index(keys)
+        self.digests = (row_digests(index.vectors(keys)) if digests is None
+                        else np.asarray(digests, dtype=np.uint64))
 
     @property
     def recipe(self) -> Recipe:
@@ -55,9 +72,8 @@ class SearchEngine:
 
     @property
     def features(self) -> np.ndarray:
-        """``(N, D)`` float32 features as the index stores them: the index's own array for exact float32
-        storage (the engine keeps one copy of the gallery), a decoded copy otherwise."""
-        return self.index.vectors()
+        """``(N, D)`` float32 features of the catalogue's products, in catalogue order."""
+        return self.index.vectors(self.keys)
 
     @classmethod
     def build(cls, catalogue: Catalogue, backbone: str | FeatureExtractor | None = None,
@@ -75,22 +91,121 @@ class SearchEngine:
         ``index``: ``"exact"`` (default), ``"faiss-flat"``, ``"faiss-ivf"``, ``"faiss-hnsw"`` or ``"milvus"``,
         with ``index_options`` for it (e.g. ``{"dtype": "bfloat16"}``, ``{"nlist": 256}``,
         ``{"uri": "http://host:19530"}``); a recipe that expands queries uses its own exact ``"expanded"`` index.
+        Product ids must be unique (ValueError naming the repeated ones).
         """
+        check_unique_ids(catalogue.table["id"], f"catalogue {catalogue.name!r}")
         recipe = recipe_from_word(recipe)
-        name, options = recipe.index_choice(index, index_options)
+        recipe.index_choice(index, index_options)  # a wrong choice fails before any extraction
         extractors = pipeline_extractors(recipe, backbone, weights, **extractor_options)
         extractions = [e.extract(catalogue.paths, cache=cache, progress=progress) for e in extractors]
+        return cls.fitted(catalogue, recipe, extractors, extractions, index=index, index_options=index_options)
+
+    @classmethod
+    def fitted(cls, catalogue: Catalogue, recipe: "str | Recipe", extractors: list, extractions: list, *,
+               index: str = "exact", index_options: dict | None = None) -> "SearchEngine":
+        """The engine of ``recipe`` fitted on ``catalogue`` from its ``extractions`` (one per extractor, over
+        the catalogue's images): the products every extractor could read are indexed, the pipeline's fitted
+        steps learned on them. The one fitting path: :meth:`build`, the recipe reports and the explorer's
+        shelf all come here."""
+        recipe = recipe_from_word(recipe)
+        name, options = recipe.index_choice(index, index_options)
         kept = np.logical_and.reduce([x.kept for x in extractions])
         if not kept.any():
             raise ValueError(f"No readable image in catalogue {catalogue.name!r}:\n{extractions[0].report()}")
-        raw = [x.features if kept[x.kept].all() else x.features[np.flatnonzero(kept[x.kept])] for x in extractions]
-        pipeline, features = fit_pipeline(recipe, extractors, raw)
+        pipeline, features = fit_pipeline(recipe, extractors, kept_features(extractions, kept))
         indexed = catalogue.subset(kept)
-        return cls(indexed, pipeline, make_index(name, features, metadata=indexed.table, **options), extractions[0])
+        built = make_index(name, features, product_keys(indexed.table["id"]), indexed.table, **options)
+        return cls(indexed, pipeline, built, extractions[0], digests=row_digests(features))
+
+    def add(self, catalogue: Catalogue, *, cache=True, progress: bool = False) -> dict:
+        """Follow a catalogue that changed: its products whose id is new are added, those whose id exists are
+        updated when their fields or image changed (re-extracted through the fitted pipeline: nothing is
+        refitted), the others left as they are. Returns ``{"added", "updated", "unchanged", "skipped"}``
+        counts (``skipped``: unreadable images, see ``self.extraction``; a product already indexed keeps its
+        old entry then). Product ids must be unique in ``catalogue``."""
+        check_unique_ids(catalogue.table["id"], f"catalogue {catalogue.name!r}")
+        extractions = [e.extract(catalogue.paths, cache=cache, progress=progress) for e in self.pipeline.extractors]
+        kept = np.logical_and.reduce([x.kept for x in extractions])
+        self.extraction = extractions[0]
+        counts = {"added": 0, "updated": 0, "unchanged": 0, "skipped": int((~kept).sum())}
+        if not kept.any():
+            return counts
+        incoming = catalogue.subset(kept)
+        vectors = self.pipeline.combine(kept_features(extractions, kept))
+        keys = product_keys(incoming.table["id"])
+        digests = row_digests(vectors)
+        rows = self._rows.get_indexer(keys)
+        known = rows >= 0
+        table = incoming.table.reindex(columns=self.catalogue.table.columns, fill_value="")
+        same = np.zeros(len(keys), dtype=bool)
+        if known.any():
+            old = self.catalogue.table.iloc[rows[known]].reset_index(drop=True)
+            fields = (old.fillna("").astype(str).to_numpy()
+                      == table[known].reset_index(drop=True).fillna("").astype(str).to_numpy()).all(axis=1)
+            same[known] = fields & (self.digests[rows[known]] == digests[known])
+        changed = ~same
+        counts.update(added=int((~known).sum()), updated=int((known & changed).sum()), unchanged=int(same.sum()))
+        if changed.any():
+            self.index.add(vectors[changed], keys[changed], table[changed].reset_index(drop=True))
+            updated = known & changed
+            new_table = self.catalogue.table.copy()
+            new_table.iloc[rows[updated]] = table[updated].to_numpy()
+            new_digests = self.digests.copy()
+            new_digests[rows[updated]] = digests[updated]
+            added = ~known
+            self._set_catalogue(pd.concat([new_table, table[added]], ignore_index=True),
+                                np.concatenate([new_digests, digests[added]]))
+            self.changes += int(changed.sum())
+        return counts
+
+    def remove(self, ids) -> int:
+        """Remove the products of ``ids`` (product ids, as in the catalogue's ``id`` column); KeyError naming
+        the ids the engine does not hold, and then nothing is removed. Returns how many were removed."""
+        ids = np.asarray([str(i) for i in np.atleast_1d(np.asarray(ids, dtype=object))], dtype=object)
+        keys = product_keys(ids)
+        rows = self._rows.get_indexer(keys)
+        if (rows < 0).any():
+            missing = ids[rows < 0]
+            raise KeyError(f"{len(missing)} product id(s) not in the engine: {', '.join(missing[:10].tolist())}"
+                           f"{' ...' if len(missing) > 10 else ''}; nothing was removed")
+        rows = np.unique(rows)
+        self.index.remove(self.keys[rows])
+        keep = np.ones(len(self), dtype=bool)
+        keep[rows] = False
+        self._set_catalogue(self.catalogue.table[keep].reset_index(drop=True), self.digests[keep])
+        self.changes += len(rows)
+        return len(rows)
+
+    def _set_catalogue(self, table: pd.DataFrame, digests: np.ndarray) -> None:
+        c = self.catalogue
+        self.catalogue = Catalogue(table, name=c.name, root=c.root, n_dropped=c.n_dropped, notes=c.notes)
+        self.keys = product_keys(self.catalogue.table["id"])
+        self._rows = pd.Index(self.keys)
+        self.digests = digests
+
+    def refit(self, *, cache=True, progress: bool = False) -> "SearchEngine":
+        """The engine built again on the current catalogue: the pipeline refitted (whitening learned on today's
+        gallery) and a new index of the same kind and options; ``changes`` back to 0. A Milvus index gets a
+        new collection; this engine's stays until ``engine.index.drop()``."""
+        options = {key: value for key, value in self.index.get_config().items()
+                   if key not in ("kind", "collection")}
+        name = "exact" if self.index.name == "expanded" else self.index.name
+        extractor = self.extractor if self.recipe.plain_features and not self.recipe.fuse_with else None
+        return type(self).build(self.catalogue, extractor, recipe=self.recipe, index=name,
+                                index_options=None if self.index.name == "expanded" else options,
+                                cache=cache, progress=progress)
+
+    def info(self) -> dict:
+        """JSON-ready: products, recipe and its steps, index (name and options), changes since the fit."""
+        config = {key: value for key, value in self.index.get_config().items() if key != "kind"}
+        return {"catalogue": self.catalogue.name, "products": len(self), "recipe": self.recipe.name,
+                "steps": self.recipe.steps(), "backbones": self.recipe.backbones, "index": self.index.name,
+                "index_options": config, "dim": self.index.dim, "changes_since_fit": self.changes}
 
     def save(self, folder) -> Path:
         """Write the engine into ``folder``: ``engine.json`` (the pipeline: recipe, weights, extractor
-        options; the catalogue's name), ``catalogue.json`` (the indexed products), ``index/`` and, for a
+        options; the catalogue's name; changes since the fit), ``catalogue.json`` (the indexed products),
+        ``digests.npy`` (one digest per product's vector, which :meth:`add` compares), ``index/`` and, for a
         recipe with whitening, ``whitening.npz``. Atomic: a reader sees the old folder or the whole new
         one (on Linux, never no folder), and what a killed save left beside it is removed by the next one.
         A Milvus index saves its connection and the checksum of its rows; its rows stay in the Milvus database."""
@@ -104,12 +219,13 @@ class SearchEngine:
         try:
             self.index.save(tmp / "index")
             self.catalogue.table.to_json(tmp / "catalogue.json", orient="split", index=False)
+            np.save(tmp / DIGESTS_FILE, self.digests)
             description = {
                 "version": ENGINE_VERSION, "pipeline": self.pipeline.save(tmp),
                 "catalogue": {"name": self.catalogue.name, "n_dropped": self.catalogue.n_dropped,
                               "root": None if self.catalogue.root is None else str(self.catalogue.root),
                               "notes": list(self.catalogue.notes)},
-                "rows": len(self),
+                "rows": len(self), "changes": self.changes,
             }
             (tmp / ENGINE_FILE).write_text(json.dumps(description, indent=1) + "\n")
             replace_folder(tmp, folder)
@@ -143,7 +259,12 @@ class SearchEngine:
         catalogue = Catalogue(table, name=info["name"], root=None if info["root"] is None else Path(info["root"]),
                               n_dropped=info["n_dropped"], notes=tuple(info["notes"]))
         pipeline = load_pipeline(description["pipeline"], folder, extractor)
-        return cls(catalogue, pipeline, load_index(folder / "index", uri=index_uri))
+        digests = saved_arrays(folder / DIGESTS_FILE)[""]
+        if len(digests) != len(catalogue):
+            raise ValueError(f"{folder / DIGESTS_FILE} holds {len(digests)} digests for {len(catalogue)} products: "
+                             "build the engine again")
+        return cls(catalogue, pipeline, load_index(folder / "index", uri=index_uri),
+                   changes=int(description.get("changes", 0)), digests=digests)
 
     def __len__(self) -> int:
         return len(self.catalogue)
@@ -152,38 +273,69 @@ class SearchEngine:
         return (f"SearchEngine({self.catalogue.name!r}, {len(self)} products, recipe {self.recipe.name!r}, "
                 f"{self.extractor!r}, {self.index!r})")
 
+    def row_of(self, product_id) -> int:
+        """The catalogue row of ``product_id``; KeyError naming it when the engine does not hold it."""
+        row = self._rows.get_indexer(product_keys([product_id]))[0]
+        if row < 0:
+            raise KeyError(f"product id {product_id!r} is not in the engine ({len(self):,} products)")
+        return int(row)
+
     def query_features(self, query: ImageSource | np.ndarray | int) -> np.ndarray:
         """``(D,)`` features of a query: an image (path, bytes, file, PIL), a feature vector or a catalogue row."""
         if isinstance(query, (int, np.integer)):
-            return self.index.vectors([int(query)])[0]
+            return self.index.vectors([self.keys[self._checked_row(query)]])[0]
         if isinstance(query, np.ndarray) and query.ndim == 1 and query.dtype.kind == "f":
             return query.astype(np.float32)
         return self.pipeline.features_of(query)
 
-    def search(self, query: ImageSource | np.ndarray | int, k: int = 10, *,
-               allowed: np.ndarray | None = None, exclude_self: bool | None = None,
-               where: str | None = None) -> pd.DataFrame:
+    def _checked_row(self, row) -> int:
+        if not 0 <= int(row) < len(self):
+            raise IndexError(f"row {int(row)} is not a catalogue row: the engine holds {len(self):,} products, rows "
+                             f"0 to {len(self) - 1:,} (to search by product id, use search_product)")
+        return int(row)
+
+    def search(self, query: ImageSource | np.ndarray | int, k: int = 10, *, filters: Filters | None = None,
+               exclude_self: bool | None = None) -> pd.DataFrame:
         """The ``k`` nearest products as a table with :data:`RESULT_COLUMNS`, nearest first.
 
-        A catalogue row as ``query`` leaves itself out unless ``exclude_self=False``; ``allowed`` is an
-        optional ``(N,)`` bool filter over the catalogue rows; ``where`` a Milvus filter expression over the
-        product fields (``milvus`` index only, see :meth:`~.filters.Filters.milvus_expression`).
+        ``query``: an image (path, bytes, file, PIL), a feature vector or a catalogue row number (which
+        leaves itself out unless ``exclude_self=False``); ``filters``: only the products that pass
+        (:class:`~.filters.Filters`; its ``ids`` are product ids), on every index backend.
         """
         is_row = isinstance(query, (int, np.integer))
-        exclude = np.array([int(query)]) if is_row and exclude_self is not False else None
-        options = {} if where is None else {"where": where}
-        distances, rows = self.index.search(self.query_features(query), k, exclude=exclude, allowed=allowed,
-                                            **options)
-        return self.results_table(distances, rows)
+        exclude = None
+        if is_row and exclude_self is not False:
+            exclude = self.keys[[self._checked_row(query)]]
+        distances, keys = self.index.search(self.query_features(query), k, exclude_ids=exclude,
+                                            filters=self.index_filters(filters))
+        return self.results_table(distances, keys)
 
-    def results_table(self, distances: np.ndarray, rows: np.ndarray) -> pd.DataFrame:
-        """Catalogue rows ``rows`` with their ``distances`` as a results table."""
+    def search_product(self, product_id, k: int = 10, *, filters: Filters | None = None) -> pd.DataFrame:
+        """The ``k`` products nearest to the catalogue's product ``product_id`` (itself left out)."""
+        return self.search(self.row_of(product_id), k, filters=filters)
+
+    def index_filters(self, filters: Filters | None) -> Filters | None:
+        """``filters`` as the index reads them: product ids turned into the index's keys."""
+        if filters is None or filters.ids is None:
+            return filters
+        return replace(filters, ids=tuple(product_keys(filters.ids).tolist()))
+
+    def results_table(self, distances: np.ndarray, keys: np.ndarray) -> pd.DataFrame:
+        """The products of index ``keys`` (-1 padding left out) with their ``distances``, as a results table."""
+        rows = self._rows.get_indexer(np.asarray(keys, dtype=np.int64).reshape(-1))
+        found = rows >= 0
+        rows, distances = rows[found], np.asarray(distances, dtype=np.float32).reshape(-1)[found]
         table = self.catalogue.table.iloc[rows]
-        out = pd.DataFrame({
+        return pd.DataFrame({
             "rank": np.arange(1, len(rows) + 1),
             "id": table["id"].to_numpy(), "brand": table["brand"].to_numpy(),
             "description": table["description"].to_numpy(), "price": table["price"].to_numpy(),
-            "category": table["category"].to_numpy(), "distance": np.asarray(distances, dtype=np.float32),
-            "path": table["path"].to_numpy(), "row": np.asarray(rows, dtype=np.int64),
+            "category": table["category"].to_numpy(), "distance": distances,
+            "path": table["path"].to_numpy(), "row": rows.astype(np.int64),
         })
-        return out
+
+
+def kept_features(extractions: list, kept: np.ndarray) -> list[np.ndarray]:
+    """Each extraction's features of the ``kept`` images (``kept``: over the catalogue; an extraction holds the
+    rows it could read, so those another backbone could not read are dropped from it)."""
+    return [x.features if kept[x.kept].all() else x.features[np.flatnonzero(kept[x.kept])] for x in extractions]

@@ -9,7 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from ..models.finite import check_finite
-from .backends import CHECK_FEATURES, Index, checked_gallery, checked_query, checked_rows, saved_arrays
+import pandas as pd
+
+from .backends import (CHECK_FEATURES, FIELDS_FILE, Index, allowed_mask, check_known, checked_ids, checked_query,
+                       checked_rows, empty_results, result_width, save_fields, saved_arrays, saved_fields)
+from .filters import Filters, filter_table
 from .ranking import smallest_k
 
 #: Most gallery rows scored per step (a search of one query steps through this many rows at a time).
@@ -67,39 +71,32 @@ def bfloat16():
 
 
 class EuclideanIndex(Index):
-    """Exact k-nearest-neighbour search over a gallery of feature vectors.
+    """Exact k-nearest-neighbour search over a gallery of feature vectors, stored under int64 ids.
 
-    ``features``: ``(N, D)`` gallery (L2-normalised features give distances in ``[0, 2]``).
-    ``dtype``: storage (see :data:`STORAGES`): ``float32`` (default; a float32 C-contiguous array is used
-    in place, not copied), ``bfloat16`` (half the memory), ``int8`` (a quarter; per-dimension
-    ``offset + scale * code``) or ``float16``. Compressed rows are decoded to float32 a few at a time in one
-    reused buffer and the distances are exact for the decoded vectors.
+    ``dim``: the vectors' size (L2-normalised features give distances in ``[0, 2]``).
+    ``dtype``: storage (see :data:`STORAGES`): ``float32`` (default; the first ``add`` of ids in increasing
+    order uses a float32 C-contiguous array in place, not copied), ``bfloat16`` (half the memory), ``int8``
+    (a quarter; per-dimension ``offset + scale * code``, the range taken from the first ``add`` unless
+    given) or ``float16``. Compressed rows are decoded to float32 a few at a time in one reused buffer and the
+    distances are exact for the decoded vectors.
     Distances use ``‖q‖² + ‖x‖² − 2 q·x`` in one matrix product per chunk, clamped at 0.
-    Ties are broken by the lower gallery index, so results are deterministic.
+    Rows are kept in increasing id order, so ties are broken by the lower id and an index changed by
+    ``add`` / ``remove`` answers exactly as one built from scratch on the same vectors. An ``add`` or a
+    ``remove`` copies the gallery once (``O(N D)``, vectorised; searches stay one matrix product per chunk).
     """
 
     name = "exact"
 
-    def __init__(self, features: np.ndarray, dtype=np.float32, chunk_rows: int = DEFAULT_CHUNK_ROWS, *,
+    def __init__(self, dim: int, dtype=np.float32, chunk_rows: int = DEFAULT_CHUNK_ROWS, *,
                  offset: np.ndarray | None = None, scale: np.ndarray | None = None):
-        features = np.asarray(features)
-        if features.ndim != 2:
-            raise ValueError(f"features must be (N, D), got shape {features.shape}")
-        checked_gallery(features)
         self.storage = storage_name(dtype)
         self.chunk_rows = int(chunk_rows)
-        self.offset = self.scale = None
-        if self.storage == "int8":
-            if offset is None or scale is None:
-                offset, scale = int8_range(features)
-            self.offset = np.asarray(offset, dtype=np.float32)
-            self.scale = np.asarray(scale, dtype=np.float32)
-        self.gallery = self._encode(features)
-        self.sq_norms = self._sq_norms(0, len(self.gallery))
-
-    @classmethod
-    def build(cls, features, *, metadata=None, dtype=np.float32, chunk_rows: int = DEFAULT_CHUNK_ROWS):
-        return cls(features, dtype=dtype, chunk_rows=chunk_rows)
+        self.offset = None if offset is None else np.asarray(offset, dtype=np.float32)
+        self.scale = None if scale is None else np.asarray(scale, dtype=np.float32)
+        self.gallery = self._encode(np.zeros((0, int(dim)), dtype=np.float32))
+        self.sq_norms = np.zeros(0, dtype=np.float32)
+        self._ids = np.zeros(0, dtype=np.int64)
+        self.table = filter_table(None, 0)
 
     def _encode(self, features: np.ndarray) -> np.ndarray:
         """``features`` in the storage dtype, converted chunk by chunk (no full float32 temporary)."""
@@ -149,21 +146,73 @@ class EuclideanIndex(Index):
     def __repr__(self) -> str:
         return f"EuclideanIndex({len(self)} x {self.dim}, {self.storage}, {self.nbytes / 2**20:.1f} MiB)"
 
-    def add(self, features: np.ndarray, metadata=None) -> None:
-        """Append ``(n, D)`` rows (int8: encoded with the existing scale, values outside its range clipped)."""
-        features = checked_rows(self, features)
-        n = len(self.gallery)
-        self.gallery = np.concatenate([self.gallery, self._encode(features)])
-        self.sq_norms = np.concatenate([self.sq_norms, self._sq_norms(n, len(self.gallery))])
+    @property
+    def ids(self) -> np.ndarray:
+        """``(N,)`` int64 ids of the stored rows, increasing."""
+        return self._ids
 
-    def vectors(self, rows=None) -> np.ndarray:
-        """float32 stored rows: the gallery itself (no copy) for float32 storage and ``rows=None``."""
-        if rows is None:
+    def rows_of(self, ids) -> np.ndarray:
+        """Row numbers of stored ``ids``; KeyError naming those not stored."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        check_known(ids, self._ids, "the exact index")
+        return np.searchsorted(self._ids, ids)
+
+    def add(self, vectors: np.ndarray, ids, metadata=None) -> None:
+        """Store ``(n, D)`` rows under ``ids`` (an id already stored is replaced). int8: encoded with the range
+        of the first vectors added, values outside it clipped."""
+        vectors, ids = checked_rows(self, vectors, ids, metadata)
+        table = filter_table(metadata, len(ids))
+        replaced = np.isin(ids, self._ids)
+        if replaced.any():
+            self._delete_rows(self.rows_of(ids[replaced]))
+        if self.storage == "int8" and self.scale is None:
+            self.offset, self.scale = int8_range(vectors)
+        order = np.argsort(ids, kind="stable")
+        if (order != np.arange(len(ids))).any():
+            vectors, ids, table = vectors[order], ids[order], table.iloc[order].reset_index(drop=True)
+        encoded = self._encode(vectors)
+        norms = self._norms_of(encoded)
+        if not len(self._ids):
+            self.gallery, self.sq_norms, self._ids, self.table = encoded, norms, ids, table
+            return
+        at = np.searchsorted(self._ids, ids)
+        self.gallery = np.insert(self.gallery, at, encoded, axis=0)
+        self.sq_norms = np.insert(self.sq_norms, at, norms)
+        self._ids = np.insert(self._ids, at, ids)
+        positions = at + np.arange(len(ids))  # where the new rows landed
+        keep = np.ones(len(self._ids), dtype=bool)
+        keep[positions] = False
+        merged = pd.concat([self.table, table], ignore_index=True)
+        source = np.empty(len(self._ids), dtype=np.int64)
+        source[keep], source[positions] = np.arange(len(self.table)), len(self.table) + np.arange(len(table))
+        self.table = merged.iloc[source].reset_index(drop=True)
+
+    def remove(self, ids) -> None:
+        """Delete the rows of ``ids``; KeyError naming those not stored (then nothing is removed)."""
+        self._delete_rows(self.rows_of(checked_ids(ids)))
+
+    def _delete_rows(self, rows: np.ndarray) -> None:
+        self.gallery = np.delete(self.gallery, rows, axis=0)
+        self.sq_norms = np.delete(self.sq_norms, rows)
+        self._ids = np.delete(self._ids, rows)
+        self.table = self.table.drop(index=rows).reset_index(drop=True)
+
+    def _norms_of(self, encoded: np.ndarray) -> np.ndarray:
+        """Squared norms of encoded rows, as decoded (what the distances use)."""
+        kept, self.gallery = self.gallery, encoded
+        try:
+            return self._sq_norms(0, len(encoded))
+        finally:
+            self.gallery = kept
+
+    def vectors(self, ids=None) -> np.ndarray:
+        """float32 stored rows of ``ids`` (all, in id order, when None: the gallery itself, no copy, for
+        float32 storage)."""
+        if ids is None:
             if self.storage == "float32":
                 return self.gallery
             return self._decode(0, len(self))
-        rows = np.asarray(rows, dtype=np.int64)
-        block = self.gallery[rows].astype(np.float32)
+        block = self.gallery[self.rows_of(ids)].astype(np.float32)
         if self.storage == "int8":
             block = block * self.scale + self.offset
         return block
@@ -175,18 +224,20 @@ class EuclideanIndex(Index):
         stored = self.gallery.view(np.uint16) if self.storage == "bfloat16" else self.gallery
         extra = {} if self.scale is None else {"offset": self.offset, "scale": self.scale}
         with open(folder / "gallery.npz", "wb") as file:
-            np.savez(file, gallery=stored, sq_norms=self.sq_norms, **extra)
+            np.savez(file, gallery=stored, sq_norms=self.sq_norms, ids=self._ids, **extra)
+        save_fields(folder, self._ids, self.table)
 
     @classmethod
     def _load_data(cls, folder: Path, config: dict) -> "EuclideanIndex":
         data = saved_arrays(folder / "gallery.npz")
-        index = cls.__new__(cls)
-        index.storage, index.chunk_rows = config["dtype"], int(config["chunk_rows"])
+        index = cls(int(config["dim"]), config["dtype"], int(config["chunk_rows"]),
+                    offset=data.get("offset"), scale=data.get("scale"))
         gallery = data["gallery"]
         index.gallery = gallery.view(bfloat16()) if index.storage == "bfloat16" else gallery
-        index.sq_norms = data["sq_norms"]
-        index.offset = data.get("offset")
-        index.scale = data.get("scale")
+        index.sq_norms, index._ids = data["sq_norms"], data["ids"]
+        ids, index.table = saved_fields(folder, len(index._ids))
+        if not (len(index.gallery) == len(index.sq_norms) == len(ids)) or not np.array_equal(ids, index._ids):
+            raise ValueError(f"{folder}: gallery.npz and {FIELDS_FILE} disagree on the stored ids; save it again")
         check_finite(index.sq_norms[:, None], what="saved gallery rows", fix=f"{folder} was saved from such features; "
                      f"build the index again from finite ones ({CHECK_FEATURES})")
         return index
@@ -217,23 +268,27 @@ class EuclideanIndex(Index):
         else:
             list(_decode_pool().map(run, range(workers)))
 
-    def search(self, queries: np.ndarray, k: int = 10, *, exclude: np.ndarray | None = None,
-               allowed: np.ndarray | None = None):
-        """The ``k`` nearest gallery rows of each query.
+    def search(self, queries: np.ndarray, k: int = 10, *, exclude_ids=None, filters: Filters | None = None):
+        """The ``k`` nearest stored vectors of each query.
 
-        ``queries``: ``(Q, D)`` or ``(D,)``. ``exclude``: optional ``(Q,)`` gallery row per query to
-        leave out (-1 for none), e.g. the query itself in leave-one-out evaluation. ``allowed``: optional
-        ``(N,)`` bool, only these gallery rows may be returned (a metadata filter).
-        Returns ``(distances, indices)``, each ``(Q, k')`` (``(k',)`` for one query) sorted by ascending
-        distance, ``k' = min(k, N - excluded)``; distances are Euclidean (not squared), float32. An excluded or
-        filtered-out row is never returned; a distance that is not a number (overflow in float32) ranks after
-        every number and is returned as NaN.
+        ``queries``: ``(Q, D)`` or ``(D,)``. ``exclude_ids``: optional ``(Q,)`` id per query to leave out (-1
+        for none), e.g. the query itself in leave-one-out evaluation. ``filters``: only the products that pass
+        (:class:`~.filters.Filters`: their fields, or a set of ids).
+        Returns ``(distances, ids)``, each ``(Q, k')`` (``(k',)`` for one query) sorted by ascending distance
+        (ties: lower id first), ``k' = min(k, rows a query may return)``, padded with ``inf`` / -1 where a
+        query has fewer; distances are Euclidean (not squared), float32. An excluded or filtered-out row is
+        never returned; a distance that is not a number (overflow in float32) ranks after every number and
+        is returned as NaN.
         """
-        single, queries, exclude, allowed, k = checked_query(self, queries, k, exclude, allowed)
+        single, queries, exclude_ids, k = checked_query(self, queries, k, exclude_ids)
+        allowed = allowed_mask(filters, self.table, self._ids)
+        k = result_width(len(self), k, exclude_ids, allowed, self._ids)
         if k < 1:
-            empty = np.zeros((len(queries), 0))
-            return (empty[0].astype(np.float32), empty[0].astype(np.int64)) if single else (
-                empty.astype(np.float32), empty.astype(np.int64))
+            return empty_results(len(queries), single)
+        exclude = None
+        if exclude_ids is not None:
+            at = np.minimum(np.searchsorted(self._ids, exclude_ids), len(self._ids) - 1)
+            exclude = np.where(self._ids[at] == exclude_ids, at, -1)
         # d² = ‖q‖² + ‖x‖² − 2 q·x, with −2 folded into the queries (exact: a power of two).
         # int8: q·(offset + scale*code) = q·offset + (q*scale)·code, so codes are only cast, not rescaled.
         weights = -2.0 * (queries if self.scale is None else queries * self.scale)
@@ -266,7 +321,9 @@ class EuclideanIndex(Index):
                 best_d, best_i = _merge(best_d, best_i, cand_d, cand_i + start, k)
         distances = np.sqrt(best_d)
         distances[best_d == NOT_A_DISTANCE] = np.nan
-        return (distances[0], best_i[0]) if single else (distances, best_i)
+        found = np.where(np.isfinite(best_d) | (best_d == NOT_A_DISTANCE), self._ids[best_i], -1)
+        distances[found < 0] = np.inf
+        return (distances[0], found[0]) if single else (distances, found)
 
 
 def _decode_workers() -> int:

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import Index, checked_gallery, checked_query, checked_rows, saved_arrays
+from .backends import Index, allowed_mask, checked_query, checked_rows, empty_results, make_index, result_width
+from .exact import DEFAULT_CHUNK_ROWS, EuclideanIndex
+from .filters import Filters
 from .ranking import nearest_first
 from .whitening import l2_normalise
 
@@ -35,18 +37,23 @@ class ExpandedIndex(Index):
 
     An :class:`~cbir_tutorial.search.backends.Index` (``make_index("expanded", features, qe_n=2)``);
     distances are Euclidean between the L2-normalised (expanded) vectors. ``dba_n`` / ``qe_n`` = 0 switch
-    a step off. A gallery row given in ``exclude`` (a leave-one-out query) is neither one of its query's
-    expansion neighbours nor counted inside its neighbours' augmented vectors. Saved as its un-augmented
-    gallery; DBA is recomputed on load (deterministic).
+    a step off. A stored id given in ``exclude_ids`` (a leave-one-out query) is neither one of its query's
+    expansion neighbours nor counted inside its neighbours' augmented vectors. The vectors are kept in an
+    exact index (in id order); every ``add`` or ``remove`` refits DBA on the whole current gallery (one
+    ``N x N`` pass, blocked), so a changed index answers exactly as one built from scratch. Saved as its
+    un-augmented gallery; DBA is recomputed on load (deterministic).
     """
 
     name = "expanded"
 
-    def __init__(self, features: np.ndarray, *, qe_n: int = 0, dba_n: int = 0, alpha: float = ALPHA):
-        self.gallery = l2_normalise(checked_gallery(features))
-        if self.gallery.ndim != 2:
-            raise ValueError(f"features must be (N, D), got shape {self.gallery.shape}")
+    def __init__(self, dim: int, *, qe_n: int = 0, dba_n: int = 0, alpha: float = ALPHA):
         self.qe_n, self.dba_n, self.alpha = int(qe_n), int(dba_n), float(alpha)
+        self.store = EuclideanIndex(dim)
+        self._fit()
+
+    def _fit(self) -> None:
+        """DBA over the current gallery: each row's neighbours, weights and augmented vector."""
+        self.gallery = self.store.gallery
         n = len(self.gallery)
         if self.dba_n > 0 and n > 1:
             self._neighbours, self._weights = self._gallery_neighbours(min(self.dba_n, n - 1))
@@ -63,32 +70,42 @@ class ExpandedIndex(Index):
         self._pairs = np.argsort(flat, kind="stable")
         self._pair_starts = np.searchsorted(flat[self._pairs], np.arange(n + 1))
 
-    @classmethod
-    def build(cls, features, *, metadata=None, **options) -> "ExpandedIndex":
-        return cls(features, **options)
-
     def __len__(self) -> int:
-        return len(self.gallery)
+        return len(self.store)
 
     @property
     def dim(self) -> int:
-        return self.gallery.shape[1]
+        return self.store.dim
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self.store.ids
 
     def get_config(self) -> dict:
         return {"qe_n": self.qe_n, "dba_n": self.dba_n, "alpha": self.alpha}
 
-    def add(self, features: np.ndarray, metadata=None) -> None:
-        """Append ``(n, D)`` rows; every row's DBA neighbours are found again (new rows may be among them)."""
-        features = checked_rows(self, features)
-        self.__init__(np.concatenate([self.gallery, features]), **self.get_config())
+    def add(self, vectors: np.ndarray, ids, metadata=None) -> None:
+        """Store ``(n, D)`` vectors (L2-normalised here) under ``ids``, an id already stored replaced; DBA is
+        refitted on the whole gallery (new rows may be anyone's neighbours)."""
+        vectors, ids = checked_rows(self, vectors, ids, metadata)
+        self.store.add(l2_normalise(vectors), ids, metadata)
+        self._fit()
+
+    def remove(self, ids) -> None:
+        """Delete ``ids`` (KeyError naming those not stored, nothing removed); DBA is refitted."""
+        self.store.remove(ids)
+        self._fit()
 
     def _save_data(self, folder: Path) -> None:
-        np.save(folder / "gallery.npy", self.gallery)
+        self.store._save_data(folder)
 
     @classmethod
     def _load_data(cls, folder: Path, config: dict) -> "ExpandedIndex":
-        options = {key: config[key] for key in ("qe_n", "dba_n", "alpha") if key in config}
-        return cls(saved_arrays(folder / "gallery.npy")[""], **options)
+        index = cls(int(config["dim"]), **{key: config[key] for key in ("qe_n", "dba_n", "alpha") if key in config})
+        index.store = EuclideanIndex._load_data(folder, {"dtype": "float32", "chunk_rows": DEFAULT_CHUNK_ROWS,
+                                                         "dim": config["dim"]})
+        index._fit()
+        return index
 
     def __repr__(self) -> str:
         steps = [f"DBA(n={self.dba_n})"] if self.dba_n else []
@@ -141,12 +158,21 @@ class ExpandedIndex(Index):
                     vectors[q, slot] = corrected / max(np.linalg.norm(corrected), 1e-12)
         return l2_normalise(queries + np.einsum("qn,qnd->qd", weights, vectors))
 
-    def search(self, queries: np.ndarray, k: int = 10, *, exclude: np.ndarray | None = None,
-               allowed: np.ndarray | None = None):
-        """The ``k`` nearest gallery rows of each query, as :meth:`EuclideanIndex.search`."""
-        single, queries, exclude, allowed, k = checked_query(self, queries, k, exclude, allowed)
+    def _rows(self, exclude_ids) -> np.ndarray:
+        """``(Q,)`` rows of ``exclude_ids`` (-1 where none, or the id is not stored)."""
+        ids = self.store.ids
+        at = np.minimum(np.searchsorted(ids, exclude_ids), len(ids) - 1)
+        return np.where(ids[at] == exclude_ids, at, -1).astype(np.int64)
+
+    def search(self, queries: np.ndarray, k: int = 10, *, exclude_ids=None, filters: Filters | None = None):
+        """The ``k`` nearest stored vectors of each query, as :meth:`EuclideanIndex.search`."""
+        single, queries, exclude_ids, k = checked_query(self, queries, k, exclude_ids)
+        allowed = allowed_mask(filters, self.store.table, self.ids)
+        k = result_width(len(self), k, exclude_ids, allowed, self.ids)
+        if k < 1:
+            return empty_results(len(queries), single)
         queries = l2_normalise(queries)
-        exclude = np.full(len(queries), -1, dtype=np.int64) if exclude is None else exclude
+        exclude = np.full(len(queries), -1, dtype=np.int64) if exclude_ids is None else self._rows(exclude_ids)
         all_d, all_i = [], []
         step = max(1, _BLOCK // max(1, len(self)))
         for start in range(0, len(queries), step):
@@ -157,23 +183,23 @@ class ExpandedIndex(Index):
                 scores = self._scores(q, e)
             if allowed is not None:
                 scores[:, ~allowed] = -np.inf
-            kk = min(k, int(np.isfinite(scores).sum(axis=1).min()))
-            top = nearest_first(-scores, kk)
+            top = nearest_first(-scores, k)
             similarity = np.take_along_axis(scores, top, axis=1)
             all_d.append(np.sqrt(np.maximum(2.0 - 2.0 * similarity, 0.0)).astype(np.float32))
             all_i.append(top.astype(np.int64))
-        distances, indices = np.concatenate(all_d), np.concatenate(all_i)
-        return (distances[0], indices[0]) if single else (distances, indices)
+        distances, rows = np.concatenate(all_d), np.concatenate(all_i)
+        found = self.ids[rows]
+        return (distances[0], found[0]) if single else (distances, found)
 
-    def vectors(self, rows=None) -> np.ndarray:
-        """``(len(rows), D)`` float32 un-augmented gallery vectors of ``rows`` (all when None)."""
-        return self.gallery if rows is None else self.gallery[np.asarray(rows, dtype=np.int64)]
+    def vectors(self, ids=None) -> np.ndarray:
+        """``(len(ids), D)`` float32 un-augmented gallery vectors of ``ids`` (all, in id order, when None)."""
+        return self.store.vectors(ids)
 
-    def expanded_queries(self, queries: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
-        """``(Q, D)`` queries after αQE against this gallery (each its own ``exclude`` row left out, -1: none)."""
+    def expanded_queries(self, queries: np.ndarray, exclude_ids=None) -> np.ndarray:
+        """``(Q, D)`` queries after αQE against this gallery (each its own ``exclude_ids`` id left out, -1: none)."""
         queries = l2_normalise(np.atleast_2d(queries))
-        exclude = (np.full(len(queries), -1, dtype=np.int64) if exclude is None
-                   else np.asarray(exclude, dtype=np.int64).reshape(len(queries)))
+        exclude = (np.full(len(queries), -1, dtype=np.int64) if exclude_ids is None
+                   else self._rows(np.asarray(exclude_ids, dtype=np.int64).reshape(len(queries))))
         return self._expanded(queries, exclude, self._scores(queries, exclude))
 
 
@@ -182,10 +208,10 @@ def alpha_query_expansion(queries: np.ndarray, gallery: np.ndarray, n: int = 2, 
     """αQE: each ``(Q, D)`` query plus its ``n`` nearest ``(N, D)`` gallery items weighted by
     ``max(similarity, 0)^alpha``, renormalised. ``exclude``: ``(Q,)`` gallery row per query that may
     not be a neighbour (the query itself in leave-one-out; -1 for none)."""
-    return ExpandedIndex(gallery, qe_n=n, alpha=alpha).expanded_queries(queries, exclude)
+    return make_index("expanded", gallery, qe_n=n, alpha=alpha).expanded_queries(queries, exclude)
 
 
 def database_augmentation(gallery: np.ndarray, n: int = 2, alpha: float = ALPHA) -> np.ndarray:
     """DBA: every ``(N, D)`` gallery item plus its ``n`` nearest other items weighted by
     ``max(similarity, 0)^alpha``, renormalised."""
-    return ExpandedIndex(gallery, dba_n=n, alpha=alpha).augmented
+    return make_index("expanded", gallery, dba_n=n, alpha=alpha).augmented

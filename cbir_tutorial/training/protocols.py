@@ -107,9 +107,9 @@ def category_map_at_k(features: np.ndarray, labels, k: int = 10) -> float:
     """Leave-one-out MAP@k inside one gallery: every product whose category has another member queries
     the rest (see :func:`cbir_tutorial.evaluation.metrics.evaluate`); ``features`` ``(N, D)``."""
     from ..evaluation.metrics import evaluate
-    from ..search.exact import EuclideanIndex
+    from ..search.backends import make_index
 
-    scores = evaluate(EuclideanIndex(np.asarray(features, dtype=np.float32)), labels, k)
+    scores = evaluate(make_index("exact", np.asarray(features, dtype=np.float32)), labels, k)
     if len(scores) == 0:
         raise ValueError("no category has 2 or more products: nothing to evaluate")
     return float(scores.iloc[0].map_at_k)
@@ -183,10 +183,10 @@ def instance_retrieval(query_features: np.ndarray, gallery_features: np.ndarray,
     """``{"recall@1": ..., "recall@10": ...}``: :func:`instance_recall_at_k` of the queries ``(Q, D)`` against
     the gallery ``(N, D)``; a result is relevant when its item id equals the query's."""
     from ..evaluation.metrics import relevance_mask
-    from ..search.exact import EuclideanIndex
+    from ..search.backends import make_index
 
     k = min(max(ks), len(gallery_features))
-    _, found = EuclideanIndex(np.asarray(gallery_features, dtype=np.float32)).search(
+    _, found = make_index("exact", np.asarray(gallery_features, dtype=np.float32)).search(
         np.asarray(query_features, dtype=np.float32), k)
     mask = relevance_mask(np.asarray(query_items, dtype=object).astype(str),
                           np.asarray(gallery_items, dtype=object).astype(str)[found])

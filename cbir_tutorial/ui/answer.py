@@ -60,13 +60,13 @@ def answer_for(shelf: EngineShelf, key: str, query: Query, k: int = 10, filters:
     allowed = filters.mask(table)
     n_allowed = len(table) if allowed is None else int(allowed.sum())
     if query.is_upload:
-        found = engine.search(query.features(f"{key}|{shelf.recipe_key}", engine), k, allowed=allowed)
+        found = engine.search(query.features(f"{key}|{shelf.recipe_key}", engine), k, filters=filters)
         own_row = None
     else:
         own_row = shelf.engine_row(key, query.row)
         if own_row is None:
             raise ImageError(f"{query.path}: this product's image could not be read, so it cannot be a query")
-        found = engine.search(own_row, k, allowed=allowed)
+        found = engine.search(own_row, k, filters=filters)
     results = found.assign(row=shelf.catalogue_rows(key, found["row"].to_numpy()))
     answer = Answer(shelf.choices[key], query, int(k), filters, results[RESULT_COLUMNS], n_allowed)
     if query.category and len(results):

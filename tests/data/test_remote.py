@@ -3,7 +3,6 @@
 import time
 import urllib.request
 
-import numpy as np
 import pytest
 
 from cbir_tutorial.data.images import ImageError, load_rgb

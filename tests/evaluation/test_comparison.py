@@ -7,7 +7,7 @@ import pytest
 from cbir_tutorial.evaluation.comparison import (failure_reason, most_confused, paired_bootstrap, per_query,
                                                  query_rows, top_k_confusion)
 from cbir_tutorial.evaluation.metrics import evaluate
-from cbir_tutorial.search.exact import EuclideanIndex
+from cbir_tutorial.search.backends import make_index
 
 
 def toy():
@@ -15,7 +15,7 @@ def toy():
     labels = np.array(["a"] * 5 + ["b"] * 4 + ["c"] * 3 + ["", "", "", "solo"], dtype=object)
     centres = {"a": 0, "b": 3, "c": 6, "": 9, "solo": 12}
     features = np.stack([np.full(4, centres[l]) + rng.normal(scale=2.0, size=4) for l in labels])
-    return EuclideanIndex(features), labels
+    return make_index("exact", features), labels
 
 
 def test_per_query_matches_evaluate_and_leaves_out_unlabelled_and_lonely_products():

@@ -5,7 +5,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cbir_tutorial.search.backends import make_index
-from cbir_tutorial.search.exact import EuclideanIndex
 from cbir_tutorial.evaluation.metrics import (average_precision_at_k, checked_results, evaluate, map_at_k,
                                               precision_at_k, recall_at_k, relevance_mask)
 
@@ -52,7 +51,7 @@ def test_k_beyond_the_retrieved_list_is_refused():
 def line_index():
     # points on a line: a a a b b c, x = 0 1 2 10 11 30
     x = np.array([[0.0], [1.0], [2.0], [10.0], [11.0], [30.0]], dtype=np.float32)
-    return EuclideanIndex(x), np.array(["a", "a", "a", "b", "b", "c"], dtype=object)
+    return make_index("exact", x), np.array(["a", "a", "a", "b", "b", "c"], dtype=object)
 
 
 def test_evaluate_leave_one_out_by_hand():
@@ -78,8 +77,21 @@ def test_evaluate_with_a_relevance_function():
 
 
 def test_evaluate_with_no_class_of_two_returns_an_empty_table():
-    table = evaluate(EuclideanIndex(np.eye(3, dtype=np.float32)), np.array(["a", "b", ""], dtype=object))
+    table = evaluate(make_index("exact", np.eye(3, dtype=np.float32)), np.array(["a", "b", ""], dtype=object))
     assert isinstance(table, pd.DataFrame) and table.empty
+
+
+def test_evaluate_reads_one_label_per_stored_vector_in_index_ids_order():
+    """An index keeps its ids sorted, whatever order the vectors came in: the labels follow ``index.ids``."""
+    by_row, labels = line_index()
+    ids = np.array([70, 20, 50, 10, 40, 30])  # the line's points given under these ids
+    index = make_index("exact", by_row.vectors(), ids)
+    order = np.argsort(ids)
+    assert index.ids.tolist() == ids[order].tolist()
+    pd.testing.assert_frame_equal(evaluate(index, labels[order], k=2), evaluate(by_row, labels, k=2))
+    assert evaluate(index, labels, k=2).iloc[0]["map_at_k"] < 1.0  # labels in the order given: wrong
+    with pytest.raises(ValueError, match="5 labels for an index of 6 items"):
+        evaluate(index, labels[:5], k=2)
 
 
 # Every score is in [0, 1], whatever comes in: a ranking holding the query itself or a row twice, or an R that
@@ -203,10 +215,10 @@ def test_evaluate_scores_in_0_1_when_every_distance_is_nan():
     # The query itself must not come back as its own result (it did, first, and MAP@5 came out above 1).
     _, labels = line_index()
     rng = np.random.default_rng(0)
-    overflowing = EuclideanIndex(rng.normal(size=(6, 64)).astype(np.float32) * np.float32(1e20))
+    overflowing = make_index("exact", rng.normal(size=(6, 64)).astype(np.float32) * np.float32(1e20))
     table = evaluate(overflowing, labels, k=5)
     assert table[["precision_at_k", "recall_at_k", "map_at_k"]].stack().between(0, 1).all(), table
-    assert np.isnan(overflowing.search_rows([0], 3)[0]).all()
+    assert np.isnan(overflowing.search_stored([0], 3)[0]).all()
     per = table.set_index("category")
     # rows ranked in index order (all distances alike): b@4 → 0, 1, 2, 3(b), 5: AP = (1/4) / min(5, 1)
     assert per.loc["b", "map_at_k"] == pytest.approx((1 / 4 + 1 / 4) / 2)
@@ -220,7 +232,7 @@ def test_evaluate_counts_a_backends_padding_as_not_relevant():
     x = np.concatenate([rng.normal(0, 0.01, (78, 4)), rng.normal(0, 0.01, (2, 4)) + 100]).astype(np.float32)
     labels = np.array(["a"] * 78 + ["b"] * 2, dtype=object)
     index = make_index("faiss-ivf", x, nlist=2, nprobe=1)
-    assert (index.search_rows([78], 10)[1][0, 1:] == -1).all()  # the padding this test is about
+    assert (index.search_stored([78], 10)[1][0, 1:] == -1).all()  # the padding this test is about
     per = evaluate(index, labels, k=10).set_index("category")
     assert per.loc["b", "map_at_k"] == 1.0 and per.loc["b", "precision_at_k"] == pytest.approx(0.1)
     assert per.loc["a", "map_at_k"] == 1.0 and per.loc["a", "precision_at_k"] == 1.0

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from cbir_tutorial.search.backends import INDEXES, load_index, make_index
-from cbir_tutorial.search.exact import EuclideanIndex
 from top_k import QUERIES
 
 
 def test_add_appends_rows_and_unknown_names_are_refused(features):
     index = make_index("exact", features[:500], dtype="bfloat16")
-    index.add(features[500:])
-    whole = EuclideanIndex(features, dtype="bfloat16")
+    index.add(features[500:], np.arange(500, len(features)))
+    whole = make_index("exact", features, dtype="bfloat16")
+    np.testing.assert_array_equal(index.ids, whole.ids)
     np.testing.assert_array_equal(index.search(features[:5], 10)[1], whole.search(features[:5], 10)[1])
     with pytest.raises(ValueError, match="index='annoy' is not known; use one of: exact, faiss-flat"):
         make_index("annoy", features)
@@ -28,17 +28,18 @@ def test_saved_index_answers_identically(features, tmp_path, name, options):
     index.save(tmp_path / "index")
     again = load_index(tmp_path / "index")
     assert type(again) is type(index) and again.get_config() == index.get_config()
-    for a, b in zip(index.search_rows(QUERIES, 10), again.search_rows(QUERIES, 10)):
+    np.testing.assert_array_equal(again.ids, index.ids)
+    for a, b in zip(index.search_stored(QUERIES, 10), again.search_stored(QUERIES, 10)):
         np.testing.assert_array_equal(a, b)
 
 
 def test_recall_and_latency_of_an_exact_and_a_broken_index(features):
     from cbir_tutorial.search.sizing import recall_and_latency
 
-    exact = EuclideanIndex(features)
+    exact = make_index("exact", features)
     reference = exact.search(features[:20], 10)[1]
     assert recall_and_latency(exact, features[:20], reference, repeats=1)["recall"] == 1.0
-    half = EuclideanIndex(features[::2])  # rows renumbered: a wrong index must score low
+    half = make_index("exact", features[::2])  # ids renumbered 0..384: a wrong index must score low
     measured = recall_and_latency(half, features[:20], reference, repeats=1)
     assert measured["recall"] < 0.5 and measured["ms per query"] > 0
 
@@ -48,15 +49,16 @@ def test_rows_of_another_dimension_are_refused_by_add(features, name):
     if name.startswith("faiss"):
         pytest.importorskip("faiss")
     index = make_index(name, features[:20])
-    with pytest.raises(ValueError, match=f"features have 7 dimensions, the index has {features.shape[1]}"):
-        index.add(np.zeros((2, 7), dtype=np.float32))
-    assert len(index) == 20
+    with pytest.raises(ValueError, match=f"vectors have 7 dimensions, the index has {features.shape[1]}"):
+        index.add(np.zeros((2, 7), dtype=np.float32), [20, 21])
+    assert len(index) == 20 and index.ids.tolist() == list(range(20))
 
 
 def test_a_saved_array_file_holding_objects_is_refused_naming_it(sample_engine, tmp_path):
     from cbir_tutorial import SearchEngine
 
-    engine = SearchEngine(sample_engine.catalogue, sample_engine.pipeline, make_index("exact", sample_engine.features))
+    index = make_index("exact", sample_engine.features, sample_engine.keys, sample_engine.catalogue.table)
+    engine = SearchEngine(sample_engine.catalogue, sample_engine.pipeline, index)
     folder = engine.save(tmp_path / "e")
     gallery = folder / "index" / "gallery.npz"
     with open(gallery, "wb") as file:  # a pickled object where the vectors were

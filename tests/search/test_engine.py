@@ -19,13 +19,13 @@ from cbir_tutorial.search.engine import ENGINE_FILE, RESULT_COLUMNS
 def priced_engine(sample_engine, priced_table):
     """The sample engine's pipeline and features over the sample with prices (the sample has none)."""
     return SearchEngine(Catalogue(priced_table, name="priced sample"), sample_engine.pipeline,
-                        make_index("exact", sample_engine.features))
+                        make_index("exact", sample_engine.features, sample_engine.keys, priced_table))
 
 
 @pytest.fixture(scope="module")
 def lonely_row(sample_engine) -> int:
     """A catalogue row with no near-duplicate photo (its nearest other product is more than 0.1 away)."""
-    nearest = sample_engine.index.search_rows(None, 1)[0][:, 0]
+    nearest = sample_engine.index.search_stored(sample_engine.keys, 1)[0][:, 0]  # in catalogue order
     return int(np.flatnonzero(nearest > 0.1)[0])
 
 
@@ -37,7 +37,8 @@ def test_a_catalogue_row_gives_k_other_products_nearest_first(priced_engine, fea
     assert row not in results["row"].tolist() and results["distance"].is_monotonic_increasing
     expected = np.linalg.norm(features[results["row"]] - features[row], axis=1)
     np.testing.assert_allclose(results["distance"], expected, atol=1e-3)
-    by_hand = np.argsort(np.linalg.norm(features - features[row], axis=1), kind="stable")[1:11]
+    keys = priced_engine.keys  # equal distances (duplicate photos) rank the lower product key first
+    by_hand = np.lexsort((keys, np.linalg.norm(features - features[row], axis=1)))[1:11]
     assert results["row"].tolist() == by_hand.tolist()
     table = priced_engine.catalogue.table.iloc[results["row"]]
     for column in ("id", "brand", "description", "price", "category", "path"):
@@ -81,13 +82,17 @@ def test_k_beyond_the_catalogue_gives_every_other_product(sample_engine):
 
 
 def test_engine_holds_one_copy_of_the_gallery(sample_engine):
-    assert np.shares_memory(sample_engine.features, sample_engine.index.gallery)
-    np.testing.assert_array_equal(sample_engine.query_features(5), sample_engine.index.gallery[5])
+    """The index's float32 gallery is the only copy: the engine reads catalogue-ordered features from it."""
+    assert np.shares_memory(sample_engine.index.vectors(), sample_engine.index.gallery)
+    assert not any(isinstance(value, np.ndarray) and value.ndim == 2 for value in vars(sample_engine).values())
+    row = int(sample_engine.index.rows_of(sample_engine.keys[[5]])[0])
+    np.testing.assert_array_equal(sample_engine.query_features(5), sample_engine.index.gallery[row])
+    np.testing.assert_array_equal(sample_engine.features[5], sample_engine.index.gallery[row])
 
 
 def test_engine_saves_and_reopens_without_extraction(sample_engine, tmp_path):
     engine = SearchEngine(sample_engine.catalogue, sample_engine.pipeline,
-                          make_index("exact", sample_engine.features, dtype="int8"))
+                          make_index("exact", sample_engine.features, sample_engine.keys, dtype="int8"))
     folder = engine.save(tmp_path / "engine")
     engine.save(folder)  # replacing a saved engine is allowed, atomically
     assert sorted(p.name for p in tmp_path.iterdir()) == ["engine"]
@@ -129,7 +134,8 @@ def test_saving_over_an_engine_never_leaves_the_folder_missing_nor_old_temporari
     import sys
 
     folder = tmp_path / "engine"
-    engine = SearchEngine(sample_engine.catalogue, sample_engine.pipeline, make_index("exact", sample_engine.features))
+    engine = SearchEngine(sample_engine.catalogue, sample_engine.pipeline,
+                          make_index("exact", sample_engine.features, sample_engine.keys))
     engine.save(folder)
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead, alive = tmp_path / f".engine.{int(finished.stdout)}.tmp", tmp_path / f".engine.{os.getppid()}.tmp"
@@ -139,7 +145,8 @@ def test_saving_over_an_engine_never_leaves_the_folder_missing_nor_old_temporari
     replace = os.replace
     monkeypatch.setattr(os, "replace", lambda a, b: (replace(a, b), seen.append((folder / ENGINE_FILE).is_file())))
     small = sample_engine.catalogue.subset(np.arange(100))
-    SearchEngine(small, sample_engine.pipeline, make_index("exact", sample_engine.features[:100])).save(folder)
+    SearchEngine(small, sample_engine.pipeline,
+                 make_index("exact", sample_engine.features[:100], sample_engine.keys[:100])).save(folder)
     monkeypatch.undo()
     assert all(seen) and len(SearchEngine.load(folder, extractor=sample_engine.extractor)) == 100
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["engine", alive.name])
@@ -150,10 +157,18 @@ def test_search_errors_name_the_argument(sample_engine):
         sample_engine.search(3, k=0)
     with pytest.raises(ValueError, match=r"^queries have 7 dimensions, the index has 1280$"):
         sample_engine.search(np.zeros(7, dtype=np.float32))
-    with pytest.raises(ValueError, match=r"^allowed has shape \(5,\); it must be \(770,\), one flag per gallery row$"):
-        sample_engine.search(3, allowed=np.ones(5, dtype=bool))
-    with pytest.raises(ValueError, match=r"^770 products but 100 index rows$"):
-        SearchEngine(sample_engine.catalogue, sample_engine.pipeline, make_index("exact", sample_engine.features[:100]))
+    for row in (-1, 770):
+        with pytest.raises(IndexError, match=rf"^row {row} is not a catalogue row: the engine holds 770 products, "
+                                             r"rows 0 to 769 \(to search by product id, use search_product\)$"):
+            sample_engine.search(row)
+    with pytest.raises(KeyError, match=r"product id 'no such id' is not in the engine \(770 products\)"):
+        sample_engine.search_product("no such id")
+    with pytest.raises(ValueError, match=r"^catalogue 'fashion-sample' has 770 products but the index holds 100 "
+                                         r"vectors of other products"):
+        SearchEngine(sample_engine.catalogue, sample_engine.pipeline,
+                     make_index("exact", sample_engine.features[:100], sample_engine.keys[:100]))
+    with pytest.raises(ValueError, match=r"the index holds 770 vectors of other products"):
+        SearchEngine(sample_engine.catalogue, sample_engine.pipeline, make_index("exact", sample_engine.features))
 
 
 def test_build_errors_name_the_argument(sample_catalogue, lite_extractor, tmp_path):
@@ -172,12 +187,12 @@ def test_build_errors_name_the_argument(sample_catalogue, lite_extractor, tmp_pa
         SearchEngine.build(Catalogue(table, name="nothing readable"), lite_extractor, cache=False, progress=False)
 
 
-@pytest.mark.parametrize("written", [{"version": 1, "backbone": "efficientnet_lite0"}, {"rows": 770}, ["not", "a", "dict"]])
+@pytest.mark.parametrize("written", [{"version": 2, "pipeline": {}}, {"rows": 770}, ["not", "a", "dict"]])
 def test_an_engine_saved_in_another_format_is_refused_naming_the_file(sample_engine, tmp_path, written):
     import json
 
     folder = sample_engine.save(tmp_path / "engine")
     (folder / ENGINE_FILE).write_text(json.dumps(written))
-    with pytest.raises(ValueError, match=r"engine\.json: an engine saved in format .*this version reads format 2: "
+    with pytest.raises(ValueError, match=r"engine\.json: an engine saved in format .*this version reads format 3: "
                                          r"build the engine again"):
         SearchEngine.load(folder)

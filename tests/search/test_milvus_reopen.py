@@ -1,11 +1,13 @@
-"""A Milvus engine saved by one process reopens in another (Milvus Lite, and a server that released its
-collection), and a Milvus Lite path that cannot be opened says why: its missing folder, a folder or a file
-that is no database, no permission (a lock held by another process: test_milvus_index.py)."""
+"""A Milvus index saved by one process reopens in another (Milvus Lite, and a server that released its
+collection) after adds, replacements and removals, and not once another client changed its collection; a
+Milvus Lite path that cannot be opened says why: its missing folder, a folder or a file that is no database,
+no permission (a lock held by another process: test_milvus_index.py)."""
 
 from __future__ import annotations
 
 import errno
 import inspect
+import json
 import os
 import shutil
 import subprocess
@@ -13,94 +15,166 @@ import sys
 from contextlib import contextmanager
 
 import numpy as np
-import pandas as pd
 import pytest
 
 pytest.importorskip("pymilvus", reason='pymilvus is not installed (pip install ".[scale]")')
 pytest.importorskip("milvus_lite", reason='milvus-lite is not installed (pip install ".[scale]")')
 
 
-def engine_answers(engine) -> pd.DataFrame:
-    """What an engine answers for two catalogue rows and the photo of a third (5 products each)."""
-    queries = {"row 3": 3, "row 17": 17, "photo of row 5": engine.catalogue.paths[5]}
-    return pd.concat([engine.search(query, 5).assign(query=name) for name, query in queries.items()],
-                     ignore_index=True)
+def changes():
+    """The history of a changed index: ``(vectors, ids, table)`` of 40 random vectors under the ids
+    ``500 + 7 i`` and their products (the index is built on the first 30 and given the last 10), the
+    positions ``replaced`` given the vectors ``new``, the positions ``removed``; and 6 ``queries``."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(11)
+    vectors = rng.normal(size=(40, 24)).astype(np.float32)
+    ids = 500 + 7 * np.arange(40, dtype=np.int64)
+    table = pd.DataFrame({"category": rng.choice(["Watches", "Shoes"], 40), "gender": "Men", "price": "€5"})
+    replaced, new, removed = [1, 12, 35], rng.normal(size=(3, 24)).astype(np.float32), [0, 20, 39]
+    return vectors, ids, table, replaced, new, removed, rng.normal(size=(6, 24)).astype(np.float32)
 
 
-#: Writes ``engine_answers(engine)`` as JSON to the script's last argument.
+def changed_index(**options):
+    """A Milvus index (in Milvus ``options``) built, given vectors, some replaced and some removed (:func:`changes`)."""
+    from cbir_tutorial.search.backends import make_index
+
+    vectors, ids, table, replaced, new, removed, _ = changes()
+    index = make_index("milvus", vectors[:30], ids=ids[:30], metadata=table[:30], **options)
+    index.add(vectors[30:], ids[30:], table[30:])
+    index.add(new, ids[replaced], table.iloc[replaced])
+    index.remove(ids[removed])
+    return index
+
+
+def changed_sample():
+    """``(vectors, ids, table, queries)``: what :func:`changed_index` holds in the end (37 vectors), and the queries."""
+    vectors, ids, table, replaced, new, removed, queries = changes()
+    vectors = vectors.copy()
+    vectors[replaced] = new
+    kept = ~np.isin(ids, ids[removed])
+    return vectors[kept], ids[kept], table[kept], queries
+
+
+def answers(index, queries) -> dict:
+    """What ``index`` answers for ``queries``: ids and distances, without a filter and with one."""
+    from cbir_tutorial.search.filters import Filters
+
+    distances, ids = index.search(queries, 5)
+    shoes = index.search(queries, 5, filters=Filters(category="Shoes"))
+    return {"ids": ids.tolist(), "distances": distances.tolist(), "shoes": shoes[1].tolist()}
+
+
+#: Writes ``answers(index, queries)`` as JSON to the script's last argument.
 ANSWER = f"""
-import pandas as pd
-{inspect.getsource(engine_answers)}
-engine_answers(engine).to_json(sys.argv[-1], orient="split", index=False)
+import json
+{inspect.getsource(answers)}
+queries = changes()[-1]
+with open(sys.argv[-1], "w") as file:
+    json.dump(answers(index, queries), file)
 """
 
-#: Builds an engine over every 20th sample product (39) in a Milvus Lite file and saves it. Arguments: sample
-#: folder, Milvus Lite file, engine folder, answers file.
-BUILD = """
+#: Builds and changes an index in a Milvus Lite file and saves it. Arguments: Milvus Lite file, index folder,
+#: answers file.
+BUILD = f"""
 import sys
-import numpy as np
-from cbir_tutorial import SearchEngine
-from cbir_tutorial.data.loaders import load_fashion_products
-
-catalogue = load_fashion_products(sys.argv[1]).subset(np.arange(0, 770, 20))
-engine = SearchEngine.build(catalogue, index="milvus", index_options={"uri": sys.argv[2]}, progress=False)
-engine.save(sys.argv[3])
+{inspect.getsource(changes)}
+{inspect.getsource(changed_index)}
+index = changed_index(uri=sys.argv[1])
+index.save(sys.argv[2])
 """ + ANSWER
 
-#: Reopens a saved engine. Arguments: Milvus URI, engine folder, answers file.
-LOAD = """
+#: Reopens a saved index. Arguments: Milvus URI, index folder, answers file.
+LOAD = f"""
 import sys
-from cbir_tutorial import SearchEngine
-
-engine = SearchEngine.load(sys.argv[2], index_uri=sys.argv[1])
+from cbir_tutorial.search.backends import load_index
+{inspect.getsource(changes)}
+index = load_index(sys.argv[2], uri=sys.argv[1])
 """ + ANSWER
 
+#: Another client deletes one row of the collection. Arguments: Milvus URI, collection, id.
+DELETE = """
+import sys
+from pymilvus import MilvusClient
 
-def in_a_new_process(script: str, *args) -> None:
-    """Run ``script`` in a fresh Python (this environment, this run's feature cache); fail with its error."""
+client = MilvusClient(sys.argv[1])
+client.delete(sys.argv[2], ids=[int(sys.argv[3])])
+client.flush(sys.argv[2])
+client.close()
+"""
+
+
+def in_a_new_process(script: str, *args, fails: bool = False) -> str:
+    """Run ``script`` in a fresh Python (this environment); fail with its error, or, with ``fails``, return
+    the error it ended with."""
     run = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True,
                          timeout=600)
-    if run.returncode != 0:
-        pytest.fail(f"the new process failed (exit {run.returncode}):\n{run.stderr[-3000:]}")
+    if (run.returncode != 0) != fails:
+        pytest.fail(f"the new process {'did not fail' if fails else 'failed'} (exit {run.returncode}):\n"
+                    f"{run.stderr[-3000:]}")
+    return run.stderr.strip().splitlines()[-1] if fails else ""
 
 
-def read_answers(path) -> pd.DataFrame:
-    return pd.read_json(path, orient="split", dtype=False)
+def numpy_answers(vectors, ids, table, queries) -> dict:
+    """:func:`answers` computed here with numpy."""
+    def top(keep):
+        d2 = ((queries[:, None, :].astype(np.float64) - vectors[None].astype(np.float64)) ** 2).sum(axis=2)
+        d2[:, ~keep] = np.inf
+        order = np.argsort(d2, axis=1, kind="stable")[:, :5]
+        return np.sqrt(np.take_along_axis(d2, order, axis=1)), ids[order]
+
+    (distances, found), shoes = top(np.ones(len(ids), dtype=bool)), top(table["category"].to_numpy() == "Shoes")
+    return {"ids": found.tolist(), "distances": distances.tolist(), "shoes": shoes[1].tolist()}
+
+
+def assert_same_answers(found: dict, reference: dict):
+    assert found["ids"] == reference["ids"] and found["shoes"] == reference["shoes"]
+    np.testing.assert_allclose(found["distances"], reference["distances"], atol=1e-5)
 
 
 @pytest.mark.slow
-def test_a_milvus_lite_engine_saved_by_one_process_searches_in_another(sample_dir, tmp_path):
-    """Milvus Lite opens a file in one process at a time, so both are new processes: the builder must end."""
-    database = tmp_path / "catalogue.db"
-    in_a_new_process(BUILD, sample_dir, database, tmp_path / "engine", tmp_path / "built.json")
-    in_a_new_process(LOAD, database, tmp_path / "engine", tmp_path / "reopened.json")
-    built = read_answers(tmp_path / "built.json")
-    assert len(built) == 15 and built["row"].between(0, 38).all()
-    pd.testing.assert_frame_equal(read_answers(tmp_path / "reopened.json"), built, check_exact=False, atol=1e-5)
+def test_a_milvus_lite_index_changed_and_saved_by_one_process_searches_in_another(tmp_path):
+    """Milvus Lite opens a file in one process at a time, so every step is a new process: the builder must end."""
+    database, folder = tmp_path / "catalogue.db", tmp_path / "index"
+    in_a_new_process(BUILD, database, folder, tmp_path / "built.json")
+    built = json.loads((tmp_path / "built.json").read_text())
+    vectors, ids, table, queries = changed_sample()
+    assert_same_answers(built, numpy_answers(vectors, ids, table, queries))
+    np.testing.assert_array_equal(np.load(folder / "ids.npy"), ids)
+    in_a_new_process(LOAD, database, folder, tmp_path / "reopened.json")
+    assert_same_answers(json.loads((tmp_path / "reopened.json").read_text()), built)
+
+    collection = json.loads((folder / "index.json").read_text())["collection"]
+    in_a_new_process(DELETE, database, collection, ids[7])  # another client deletes one row
+    refused = in_a_new_process(LOAD, database, folder, tmp_path / "refused.json", fails=True)
+    assert refused == (f"ValueError: Milvus collection {collection!r} at {database} no longer holds the 37 rows "
+                       f"saved in {folder} (another build replaced or changed it); build the engine saved in "
+                       f"{tmp_path} again")
 
 
 @pytest.mark.milvus_server
 @pytest.mark.xdist_group("milvus_server")
-def test_a_server_engine_reopens_in_another_process_after_its_collection_was_released(
-        sample_catalogue, lite_extractor, milvus_server, tmp_path):
+def test_a_server_index_reopens_in_another_process_after_its_collection_was_released(milvus_server, tmp_path):
     """A server keeps a collection loaded for the process that built it (here, this one) until someone
     releases it (to free the server's memory) or the server restarts; a new process loads it again."""
-    from cbir_tutorial import SearchEngine
-
-    collection = f"reopen_{os.getpid()}"
-    engine = SearchEngine.build(sample_catalogue.subset(np.arange(0, 770, 20)), lite_extractor, index="milvus",
-                                index_options={"uri": milvus_server, "collection": collection}, progress=False)
+    index = changed_index(uri=milvus_server, collection=f"reopen_{os.getpid()}")
+    folder = tmp_path / "index"
     try:
-        engine.save(tmp_path / "engine")
-        engine_answers(engine).to_json(tmp_path / "built.json", orient="split", index=False)
-        engine.index.client.release_collection(collection)
-        in_a_new_process(LOAD, milvus_server, tmp_path / "engine", tmp_path / "reopened.json")
+        index.save(folder)
+        vectors, ids, table, queries = changed_sample()
+        built = answers(index, queries)
+        assert_same_answers(built, numpy_answers(vectors, ids, table, queries))
+        index.client.release_collection(index.collection)
+        in_a_new_process(LOAD, milvus_server, folder, tmp_path / "reopened.json")
+        assert_same_answers(json.loads((tmp_path / "reopened.json").read_text()), built)
+        in_a_new_process(DELETE, milvus_server, index.collection, ids[7])
+        refused = in_a_new_process(LOAD, milvus_server, folder, tmp_path / "refused.json", fails=True)
+        assert refused.startswith(f"ValueError: Milvus collection {index.collection!r} at {milvus_server} no "
+                                  "longer holds the 37 rows")
     finally:
-        engine.index.client.drop_collection(collection)
-        engine.index.close()
-    built = read_answers(tmp_path / "built.json")
-    assert len(built) == 15
-    pd.testing.assert_frame_equal(read_answers(tmp_path / "reopened.json"), built, check_exact=False, atol=1e-5)
+        index.client.drop_collection(index.collection)
+        index.close()
 
 
 def refusal(uri) -> str:

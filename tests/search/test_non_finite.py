@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from cbir_tutorial.search.backends import load_index, make_index
-from cbir_tutorial.search.exact import EuclideanIndex
+from cbir_tutorial.search.filters import Filters
 
 #: The backends refusing in-process (Milvus, which needs a database, has its own tests below).
 BACKENDS = [("exact", {}), ("exact", {"dtype": "int8"}), ("expanded", {"qe_n": 2, "dba_n": 2}),
@@ -51,8 +51,8 @@ def test_no_backend_adds_such_rows_and_it_keeps_the_ones_it_had(features, name, 
     before = index.search(features[:3], 5)
     with pytest.raises(ValueError, match=rf"^2 of 70 vectors given to the index hold NaN or infinity \(rows 5, 69\): "
                                          rf"{CHECK_THE_FEATURES}"):
-        index.add(poisoned(features[700:], [5, 69], np.nan))
-    assert len(index) == 700
+        index.add(poisoned(features[700:], [5, 69], np.nan), np.arange(700, len(features)))
+    assert len(index) == 700 and index.ids.tolist() == list(range(700))
     after = index.search(features[:3], 5)
     np.testing.assert_array_equal(after[1], before[1])
 
@@ -64,18 +64,18 @@ def test_no_backend_searches_with_a_query_holding_nan_or_infinity(features, name
         index.search(poisoned(features[:1], [0], np.nan)[0], 5)
     queries = poisoned(features[:8], [2, 6], np.inf)
     with pytest.raises(ValueError, match=r"^2 of 8 query vectors hold NaN or infinity \(rows 2, 6\)"):
-        index.search(queries, 5, exclude=np.arange(8))
+        index.search(queries, 5, exclude_ids=np.arange(8))
 
 
 def test_the_message_lists_the_first_five_rows_and_counts_the_rest(features):
     bad = poisoned(features, np.arange(0, 770, 10), np.nan)
     with pytest.raises(ValueError, match=r"^77 of 770 vectors given to the index hold NaN or infinity "
                                          r"\(rows 0, 10, 20, 30, 40 and 72 more\)"):
-        EuclideanIndex(bad)
+        make_index("exact", bad)
 
 
 def test_a_saved_exact_index_holding_nan_rows_is_refused_on_load(features, tmp_path):
-    folder = EuclideanIndex(features[:50]).save(tmp_path / "index")
+    folder = make_index("exact", features[:50]).save(tmp_path / "index")
     with np.load(folder / "gallery.npz") as saved:
         arrays = dict(saved)
     arrays["gallery"][[4, 9]] = np.nan  # as an index saved before NaN was refused holds them
@@ -88,20 +88,18 @@ def test_a_saved_exact_index_holding_nan_rows_is_refused_on_load(features, tmp_p
 
 
 def test_milvus_refuses_nan_on_build_add_and_search_and_keeps_its_rows(features, milvus_uri):
-    from cbir_tutorial.search.milvus_index import MilvusIndex
-
     with pytest.raises(ValueError, match=rf"^1 of 770 vectors given to the index hold NaN or infinity \(rows 12\): "
                                          rf"{CHECK_THE_FEATURES}"):
-        MilvusIndex.build(poisoned(features, [12], np.nan), uri=milvus_uri, collection=f"nan_{os.getpid()}")
-    index = MilvusIndex.build(features[:100], uri=milvus_uri, collection=f"finite_{os.getpid()}")
+        make_index("milvus", poisoned(features, [12], np.nan), uri=milvus_uri, collection=f"nan_{os.getpid()}")
+    index = make_index("milvus", features[:100], uri=milvus_uri, collection=f"finite_{os.getpid()}")
     try:
         with pytest.raises(ValueError, match=r"^1 of 10 vectors given to the index hold NaN or infinity \(rows 3\)"):
-            index.add(poisoned(features[100:110], [3], np.inf))
-        assert len(index) == 100
+            index.add(poisoned(features[100:110], [3], np.inf), np.arange(100, 110))
+        assert len(index) == 100 and index.ids.tolist() == list(range(100))
         with pytest.raises(ValueError, match=r"^1 of 2 query vectors hold NaN or infinity \(rows 1\)"):
             index.search(poisoned(features[:2], [1], np.nan), 5)
-        rows = index.search(features[:2], 5, exclude=np.arange(2))[1]
-        assert (rows >= 0).all() and (rows < 100).all()
+        ids = index.search(features[:2], 5, exclude_ids=np.arange(2))[1]
+        assert (ids >= 0).all() and (ids < 100).all() and not (ids == np.arange(2)[:, None]).any()
     finally:
         index.close()
 
@@ -119,15 +117,15 @@ def overflowing(features):
 @OVERFLOW_WARNINGS
 @pytest.mark.parametrize("chunk_rows", [65_536, 7])
 def test_an_excluded_row_is_never_returned_even_when_every_distance_is_nan(overflowing, chunk_rows):
-    index = EuclideanIndex(overflowing, chunk_rows=chunk_rows)
+    index = make_index("exact", overflowing, chunk_rows=chunk_rows)
     rows = np.arange(len(overflowing))
-    distances, found = index.search_rows(rows, k=len(rows) - 1)
+    distances, found = index.search_stored(rows, k=len(rows) - 1)
     assert found.shape == (40, 39)
     assert not (found == rows[:, None]).any(), "a query came back among its own results"
     assert all(len(set(r)) == 39 for r in found.tolist()), "a row came back twice"
     assert np.isnan(distances).all()
     allowed = rows % 2 == 0
-    _, found = index.search(overflowing[:4], 30, exclude=np.arange(4), allowed=allowed)
+    _, found = index.search(overflowing[:4], 30, exclude_ids=np.arange(4), filters=Filters(ids=np.flatnonzero(allowed)))
     assert found.shape == (4, 19) and allowed[found].all() and not (found == np.arange(4)[:, None]).any()
 
 
@@ -135,9 +133,9 @@ def test_an_excluded_row_is_never_returned_even_when_every_distance_is_nan(overf
 @pytest.mark.parametrize("chunk_rows", [65_536, 7])
 def test_rows_whose_distance_is_not_a_number_rank_after_every_number(features, chunk_rows):
     gallery = np.concatenate([features[:60], features[60:63] * np.float32(1e20)])  # rows 60..62: inf distances
-    index = EuclideanIndex(gallery, chunk_rows=chunk_rows)
-    distances, found = index.search(features[:5], len(gallery) - 1, exclude=np.arange(5))
-    reference_d, reference_i = EuclideanIndex(features[:60]).search(features[:5], 59, exclude=np.arange(5))
+    index = make_index("exact", gallery, chunk_rows=chunk_rows)
+    distances, found = index.search(features[:5], len(gallery) - 1, exclude_ids=np.arange(5))
+    reference_d, reference_i = make_index("exact", features[:60]).search(features[:5], 59, exclude_ids=np.arange(5))
     np.testing.assert_array_equal(found[:, :59], reference_i)
     np.testing.assert_allclose(distances[:, :59], reference_d, atol=1e-6)
     assert (np.sort(found[:, 59:], axis=1) == [60, 61, 62]).all()

@@ -111,11 +111,13 @@ def test_a_price_range_keeps_only_products_in_that_range(session):
     """Farfetch-style display prices ("€1,250") give a price slider; the results obey it."""
     from cbir_tutorial import Catalogue, SearchEngine
     from cbir_tutorial.data.prices import price_values
+    from cbir_tutorial.search.backends import make_index
 
     engine = session.shelf.engine(LITE)
     table = engine.catalogue.table.copy()
     table["price"] = [f"€{p:,}" for p in np.random.default_rng(0).integers(5, 300, len(table)) * 10]
-    priced = SearchExplorer.from_engines([SearchEngine(Catalogue(table), engine.pipeline, engine.index)],
+    index = make_index("exact", engine.features, engine.keys, table)  # the index keeps the prices it filters on
+    priced = SearchExplorer.from_engines([SearchEngine(Catalogue(table), engine.pipeline, index)],
                                          k=K, row=0, progress=False)
     slider = priced.controls["price"]
     prices = price_values(table["price"])
