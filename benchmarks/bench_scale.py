@@ -173,8 +173,9 @@ def ann_rows(n: int, dim: int, n_queries: int, k: int, repeats: int, milvus_max:
                 start = time.perf_counter()
                 built_cache[key] = (make_index(name, gallery, **build_options, **extra), time.perf_counter() - start)
             index, built = built_cache[key]
-            if name != "milvus" and options:  # the search options of the built index
-                index.set_search_options(**options)
+            searching = {key: v for key, v in options.items() if key not in build_options}
+            if searching:  # the search options of the built index
+                index.set_search_options(**searching)
             one, _ = median_seconds(lambda: index.search(queries[0], k), repeats)
             batch, _ = median_seconds(lambda: index.search(queries, k), repeats)
             label = name + "".join(f", {o}={v}" for o, v in options.items())

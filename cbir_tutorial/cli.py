@@ -460,6 +460,10 @@ def run_engine(args) -> None:
             print("\n".join(f"{key}: {value}" for key, value in info.items()))
         return
     if args.action == "add":
+        ignored = [f"--{name}" for name in ("backbone", "weights", "resize", "k")
+                   if getattr(args, name) != CATALOGUE_DEFAULTS.get(name, 10)]
+        if ignored:
+            raise CLIError(f"engine add runs the saved engine's own pipeline: leave out {', '.join(ignored)}")
         catalogue = _catalogue(args)  # a bad --catalogue fails before the engine is opened
         engine = _saved_engine(args.folder, args)
         counts = engine.add(catalogue, cache=not args.no_cache, progress=True)

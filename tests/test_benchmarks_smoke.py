@@ -125,6 +125,18 @@ def test_scale_smoke(tmp_path):
         assert row["peak RSS MiB"] >= row["RSS before MiB"] > 0
 
 
+def test_changes_smoke(tmp_path):
+    backends = ["exact", "faiss-hnsw"] if HAS_FAISS else ["exact"]
+    report = smoke_report(tmp_path, "bench_changes.py", "--backends", *backends)
+    rows = table(report, "Changes against a rebuild")
+    assert sorted({r["backend"] for r in rows}) == sorted(backends), rows
+    recall = {r["backend"]: r for r in table(report, "Recall@10 against exact search on the final set")}
+    assert recall["exact"]["recall@10 after changes"] == 1 and recall["exact"]["ids = final set"] == "yes"
+    if HAS_FAISS:
+        assert recall["faiss-hnsw"]["recall@10 after changes"] >= 0.9
+        assert recall["faiss-hnsw"]["ids = final set"] == "yes"
+
+
 def test_choose_recipe_smoke(tmp_path):
     report = smoke_report(tmp_path, "choose_recipe.py")
     ranked = table(report, "Tuning half")

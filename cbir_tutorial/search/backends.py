@@ -1,17 +1,20 @@
 """Index backends behind one small interface, chosen by name (like TF Similarity's ``search/``).
 
 Every backend stores vectors under int64 **ids** (an engine's product keys, see
-:func:`~.engine.product_keys`) with the products' filter fields, and answers
+:func:`~.keys.product_keys`) with the products' filter fields, and answers
 ``search(queries, k, exclude_ids=, filters=)`` with ``(distances, ids)``: Euclidean distances (not
 squared, float32) and ids (int64), nearest first, ties broken by the lower id. ``add(vectors, ids,
-metadata)`` inserts (an id already stored is replaced), ``remove(ids)`` deletes, ``vectors(ids)`` reads
+metadata)`` inserts (an id already stored is replaced), ``remove(ids)`` deletes (FAISS HNSW: marks them
+deleted, see :class:`~.faiss_index.FaissIndex`), ``vectors(ids)`` reads
 back, ``get_config`` + ``save`` / ``load_index`` reopen a built index without the features it was built from.
-A :class:`~.filters.Filters` means the same on every backend: each turns it into its own mask or expression.
+A :class:`~.filters.Filters` selects the same products on every backend: each turns it into its own mask or
+expression (an approximate backend may return fewer than ``k`` of them).
 
 ==============  ==========================================  =====================================
 name            backend                                     exact?
 ==============  ==========================================  =====================================
-``exact``       :class:`~.exact.EuclideanIndex` (numpy)     yes (float32; bfloat16 / int8 storage)
+``exact``       :class:`~.exact.EuclideanIndex` (numpy)     yes (of the stored vectors: float32,
+                                                            or bfloat16 / float16 / int8)
 ``faiss-flat``  FAISS ``IndexFlatL2`` (GPU when available)  yes
 ``faiss-ivf``   FAISS ``IndexIVFFlat`` / ``IndexIVFPQ``     approximate: ``nprobe`` of ``nlist``
 ``faiss-hnsw``  FAISS ``IndexHNSWFlat``                     approximate: ``ef_search``

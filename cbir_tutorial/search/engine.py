@@ -119,10 +119,12 @@ class SearchEngine:
 
     def add(self, catalogue: Catalogue, *, cache=True, progress: bool = False) -> dict:
         """Follow a catalogue that changed: its products whose id is new are added, those whose id exists are
-        updated when their fields or image changed (re-extracted through the fitted pipeline: nothing is
-        refitted), the others left as they are. Returns ``{"added", "updated", "unchanged", "skipped"}``
-        counts (``skipped``: unreadable images, see ``self.extraction``; a product already indexed keeps its
-        old entry then). Product ids must be unique in ``catalogue``."""
+        updated when one of their fields (``path`` included: a moved photo folder updates every product) or
+        their vector changed (images through the fitted pipeline: nothing is refitted; the feature cache
+        serves the images already seen), the others left as they are. Products the engine holds and
+        ``catalogue`` lacks stay: they leave with :meth:`remove`. Returns ``{"added", "updated",
+        "unchanged", "skipped"}`` counts (``skipped``: unreadable images, see ``self.extraction``; a product
+        already indexed keeps its old entry then). Product ids must be unique in ``catalogue``."""
         check_unique_ids(catalogue.table["id"], f"catalogue {catalogue.name!r}")
         extractions = [e.extract(catalogue.paths, cache=cache, progress=progress) for e in self.pipeline.extractors]
         kept = np.logical_and.reduce([x.kept for x in extractions])
@@ -184,14 +186,15 @@ class SearchEngine:
         self.digests = digests
 
     def refit(self, *, cache=True, progress: bool = False) -> "SearchEngine":
-        """The engine built again on the current catalogue: the pipeline refitted (whitening learned on today's
-        gallery) and a new index of the same kind and options; ``changes`` back to 0. A Milvus index gets a
-        new collection; this engine's stays until ``engine.index.drop()``."""
+        """A new engine built on the current catalogue: the pipeline refitted (whitening learned on today's
+        gallery) with the same extractors' weights and options, and a new index of the same kind and options
+        (faiss-ivf's ``nlist`` included); its ``changes`` is 0. This engine is left as it is (save the new one
+        over its folder to replace it); a Milvus index gets a new collection, and this engine's stays until
+        ``engine.index.drop()``."""
         options = {key: value for key, value in self.index.get_config().items()
                    if key not in ("kind", "collection")}
         name = "exact" if self.index.name == "expanded" else self.index.name
-        extractor = self.extractor if self.recipe.plain_features and not self.recipe.fuse_with else None
-        return type(self).build(self.catalogue, extractor, recipe=self.recipe, index=name,
+        return type(self).build(self.catalogue, self.extractor, recipe=self.recipe, index=name,
                                 index_options=None if self.index.name == "expanded" else options,
                                 cache=cache, progress=progress)
 
@@ -208,7 +211,10 @@ class SearchEngine:
         ``digests.npy`` (one digest per product's vector, which :meth:`add` compares), ``index/`` and, for a
         recipe with whitening, ``whitening.npz``. Atomic: a reader sees the old folder or the whole new
         one (on Linux, never no folder), and what a killed save left beside it is removed by the next one.
-        A Milvus index saves its connection and the checksum of its rows; its rows stay in the Milvus database."""
+        A Milvus index saves its connection and the checksum of its rows; its rows stay in the Milvus database,
+        where :meth:`add` and :meth:`remove` change them at once: a process killed between a change and its save
+        leaves a folder whose checksum the database no longer matches, which :meth:`load` refuses (build the
+        engine again) rather than answer from a mix."""
         folder = Path(folder).expanduser().resolve()
         folder.parent.mkdir(parents=True, exist_ok=True)
         if folder.exists() and not (folder / ENGINE_FILE).is_file():

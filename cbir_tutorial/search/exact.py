@@ -81,7 +81,8 @@ class EuclideanIndex(Index):
     distances are exact for the decoded vectors.
     Distances use ``‖q‖² + ‖x‖² − 2 q·x`` in one matrix product per chunk, clamped at 0.
     Rows are kept in increasing id order, so ties are broken by the lower id and an index changed by
-    ``add`` / ``remove`` answers exactly as one built from scratch on the same vectors. An ``add`` or a
+    ``add`` / ``remove`` answers exactly as one built from scratch on the same vectors (int8 keeps the range
+    of its first ``add``, so there only as one built from scratch with that range). An ``add`` or a
     ``remove`` copies the gallery once (``O(N D)``, vectorised; searches stay one matrix product per chunk).
     """
 

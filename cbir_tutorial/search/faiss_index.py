@@ -59,8 +59,9 @@ class FaissIndex(Index):
       refuses removal with a direct map. :meth:`remove` really deletes.
     * ``hnsw`` sits in an ``IndexIDMap2`` but FAISS cannot delete from an HNSW graph: :meth:`remove` (and
       replacing an id) only marks the slot dead, a tombstone that searches skip through the ID selector. The
-      dead vectors stay in the graph, costing memory and some search time (a beam also walks through them,
-      so it finds a little less), until :meth:`compact` rebuilds the graph from the live vectors, which costs
+      dead vectors stay in the graph, costing memory and search time (a beam also walks through them, so it
+      finds a little less, and while any slot is dead every search first builds a bitmap over all slots:
+      ``O(slots)`` per call, milliseconds at a million), until :meth:`compact` rebuilds the graph from the live vectors, which costs
       as much as building it again; it runs by itself once dead slots are more than half of all slots.
     """
 

@@ -56,7 +56,12 @@ class Filters:
         keep = np.ones(len(table), dtype=bool)
         if self.ids is not None:
             ids = table["id"].to_numpy() if ids is None else np.asarray(ids)
-            keep &= np.isin(ids, np.asarray(self.ids, dtype=ids.dtype if ids.dtype.kind in "iu" else object))
+            wanted = np.asarray(self.ids, dtype=object)
+            if ids.dtype.kind in "iu" and not all(isinstance(i, (int, np.integer)) for i in wanted.tolist()):
+                raise ValueError("Filters(ids=...) holds product ids, and an index keys its vectors by int64 keys: "
+                                 "filter through SearchEngine.search (it converts them), or give the index "
+                                 "product_keys(ids)")
+            keep &= np.isin(ids, wanted.astype(ids.dtype) if ids.dtype.kind in "iu" else wanted)
         if self.gender != ALL:
             if "gender" not in table.columns:
                 raise ValueError("this catalogue has no 'gender' column to filter on")

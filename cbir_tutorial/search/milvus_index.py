@@ -10,9 +10,9 @@ filters run inside Milvus as filter expressions (:meth:`~.filters.Filters.milvus
 A collection belongs to one engine: unless ``collection=`` is given, a new index gets a collection of its
 own (``cbir_<16 hex>``, random), so a rebuild never writes into another engine's collection. A saved index
 keeps its ids and the checksum of up to :data:`CHECKED_ROWS` of its vectors (spread over the sorted ids)
-and reopens only while the collection holds exactly these ids and vectors; it reconnects only to the ``uri``
-the caller passes or to the default Milvus Lite file of this machine's cache, never to an address read from
-the saved folder.
+and reopens only while the collection holds exactly these ids and those sampled vectors; it reconnects only
+to the ``uri`` the caller passes or to the default Milvus Lite file of this machine's cache, never to an
+address read from the saved folder.
 """
 
 from __future__ import annotations
@@ -232,7 +232,7 @@ class MilvusIndex(Index):
     ``"HNSW"``...) with ``index_params``; metric L2. ``create=True`` (default) makes a new empty collection:
     ``collection=None`` names it afresh (:func:`new_collection_name`), an existing collection of the given
     name is replaced. ``create=False`` reopens the existing collection ``collection`` as it is (its ids are
-    read from Milvus); ``load_index`` reopens a saved one only while it still holds the saved vectors.
+    read from Milvus); ``load_index`` reopens a saved one only while it still holds the saved ids and (sampled) vectors.
     The index keeps the collection's sorted ids in memory (``len``, :attr:`ids`, unknown ids), so it assumes
     that nobody else writes into its collection while it is open.
     """

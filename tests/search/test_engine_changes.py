@@ -62,10 +62,10 @@ def assert_same_answers(engine: SearchEngine, rebuilt: SearchEngine, queries, k:
 
 
 def queries_of(catalogue: Catalogue) -> list[str]:
-    """Every 20th product, and every product that changed."""
+    """Every 40th product, and every product that changed."""
     ids = catalogue.table["id"].to_numpy()
     changed = set(ids[NEW_TEXT]) | set(ids[NEW_PHOTO]) if len(ids) > 21 else set()
-    return sorted(set(ids[::20]) | changed)
+    return sorted(set(ids[::40]) | changed)
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +73,10 @@ def final(sample_catalogue):
     return final_catalogue(sample_catalogue)
 
 
-@pytest.fixture(params=["exact", "faiss-flat", "milvus-lite", pytest.param(
-    "milvus-server", marks=[pytest.mark.milvus_server, pytest.mark.xdist_group("milvus_server")])])
+ON_THE_SERVER = pytest.param("milvus-server", marks=[pytest.mark.milvus_server, pytest.mark.xdist_group("milvus_server")])
+
+
+@pytest.fixture(params=["exact", "faiss-flat", "milvus-lite", ON_THE_SERVER])
 def backend(request, tmp_path):
     """``(index name, index options)`` of each exact backend: numpy, FAISS flat, a Milvus Lite file and the real
     Milvus server."""
@@ -109,7 +111,9 @@ def test_adds_updates_and_removes_answer_as_a_rebuild(sample_catalogue, lite_ext
         assert found["id"].tolist() == rebuilt.search_product(product, 10, filters=shoes)["id"].tolist()
 
 
+@pytest.mark.parametrize("backend", ["exact", "faiss-flat", "milvus-lite"], indirect=True)
 def test_a_changed_engine_saves_and_reopens_with_its_changes(sample_catalogue, lite_extractor, backend, tmp_path):
+    """(The server's rows reopen in a fresh process in test_milvus_reopen.py.)"""
     name, options = backend
     engine, _ = living_engine(sample_catalogue, lite_extractor, index=name, index_options=options)
     folder = engine.save(tmp_path / "engine")
@@ -165,3 +169,26 @@ def test_approximate_backends_keep_their_recall_after_changes(sample_catalogue, 
     recalls = [len(set(engine.search_product(p, 10)["id"]) & set(exact.search_product(p, 10)["id"])) / 10
                for p in queries_of(final)]
     assert np.mean(recalls) >= 0.9, (name, np.mean(recalls))
+
+
+@pytest.mark.slow
+def test_refit_returns_a_new_engine_with_the_same_weights_and_options(sample_catalogue):
+    """GeM pooling on random weights with letterboxed photos: the refitted engine keeps all three (a refit that
+    fell back to the defaults would run ImageNet weights on squashed photos)."""
+    small = subset(sample_catalogue, np.arange(0, 770, 30), "small")
+    engine = SearchEngine.build(small, "efficientnet_lite0", "random", recipe="gem", resize="pad", progress=False)
+    engine.remove(small.table["id"].iloc[:2])
+    refitted = engine.refit()
+    assert refitted is not engine and engine.changes == 2 and refitted.changes == 0 and len(refitted) == len(engine)
+    for old, new in zip(engine.pipeline.extractors, refitted.pipeline.extractors):
+        assert (type(new), new.weights, new.resize, new.pooling) == (type(old), old.weights, old.resize, old.pooling)
+    np.testing.assert_allclose(refitted.features, engine.features, atol=1e-6)  # nothing whitened: same vectors
+
+
+def test_an_index_refuses_product_ids_where_it_keys_by_int64(sample_engine):
+    ids = sample_engine.catalogue.table["id"].iloc[:3].tolist()
+    with pytest.raises(ValueError, match=r"Filters\(ids=\.\.\.\) holds product ids, and an index keys its vectors by "
+                                         r"int64 keys: filter through SearchEngine.search"):
+        sample_engine.index.search(sample_engine.features[0], 5, filters=Filters(ids=ids))
+    found = sample_engine.search(0, 5, filters=Filters(ids=ids))  # the engine converts them
+    assert set(found["id"]) == set(ids[1:])
