@@ -87,6 +87,10 @@ class Filters:
             low, high = (float(v) for v in self.price)
             parts.append(f"(price >= {max(low, 0.0)!r} and price <= {high!r})")
         if self.ids is not None:
+            if not all(isinstance(i, (int, np.integer)) for i in self.ids):
+                raise ValueError("Filters(ids=...) holds product ids, and Milvus keys its vectors by int64 keys: "
+                                 "filter through SearchEngine.search (it converts them), or give the index "
+                                 "product_keys(ids)")
             parts.append(f"id in {[int(i) for i in self.ids]}")
         return " and ".join(parts)
 

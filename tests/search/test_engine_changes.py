@@ -98,7 +98,8 @@ def test_adds_updates_and_removes_answer_as_a_rebuild(sample_catalogue, lite_ext
     assert len(engine) == len(final) == 748 and engine.changes == 100 + 77 + 22
     rebuilt = SearchEngine.build(final, lite_extractor, progress=False, index=name, index_options=options)
     assert sorted(engine.keys.tolist()) == sorted(rebuilt.keys.tolist()) == sorted(engine.index.ids.tolist())
-    assert_same_answers(engine, rebuilt, queries_of(final))
+    queries = queries_of(final)
+    assert_same_answers(engine, rebuilt, queries[::3] if "://" in options.get("uri", "") else queries)  # server: slow
     photo = sample_catalogue.paths[PHOTO_FROM[0]]  # a removed product's photo is now product 20's
     by_photo = engine.search(photo, 3)
     assert by_photo["id"].iloc[0] == sample_catalogue.table["id"].iloc[NEW_PHOTO[0]]
@@ -190,5 +191,7 @@ def test_an_index_refuses_product_ids_where_it_keys_by_int64(sample_engine):
     with pytest.raises(ValueError, match=r"Filters\(ids=\.\.\.\) holds product ids, and an index keys its vectors by "
                                          r"int64 keys: filter through SearchEngine.search"):
         sample_engine.index.search(sample_engine.features[0], 5, filters=Filters(ids=ids))
+    with pytest.raises(ValueError, match=r"Filters\(ids=\.\.\.\) holds product ids, and Milvus keys its vectors"):
+        Filters(ids=ids).milvus_expression()  # digits, yet not the keys: it would match nothing
     found = sample_engine.search(0, 5, filters=Filters(ids=ids))  # the engine converts them
     assert set(found["id"]) == set(ids[1:])

@@ -1,5 +1,6 @@
-"""The Milvus backend against Milvus Lite and a real Milvus server (``milvus_uri``: both): vectors under int64 ids
-give the same answers as exact search in numpy, through adds, replacements, removals and filters; a collection
+"""The Milvus backend against Milvus Lite and a real Milvus server (``milvus_uri``: both for changes, filters and
+reopening; Lite alone where the server would run the same client calls again, a flush taking it seconds): vectors
+under int64 ids give the same answers as exact search in numpy, through adds, replacements, removals and filters; a collection
 belongs to one index, and a saved index reopens only where the caller says and only while the collection holds
 its ids and vectors."""
 
@@ -73,6 +74,7 @@ def count_in_milvus(index) -> int:
     return int(index.client.query(index.collection, filter="", output_fields=["count(*)"])[0]["count(*)"])
 
 
+@pytest.mark.parametrize("milvus_uri", ["lite"], indirect=True)  # the same code on the server: see above
 def test_vectors_are_stored_under_their_ids_and_searched_as_in_numpy(milvus_uri, opened):
     vectors, ids, table = sample(60)
     index = make_index("milvus", vectors, ids=ids, metadata=table, uri=milvus_uri)
@@ -173,6 +175,7 @@ def test_filters_return_only_the_ids_that_pass(milvus_uri, opened):
     assert index.search(queries, 10, filters=Filters(category="Nothing"))[1].shape == (len(queries), 0)
 
 
+@pytest.mark.parametrize("milvus_uri", ["lite"], indirect=True)  # the same code on the server: see above
 def test_each_new_index_gets_a_collection_of_its_own(milvus_uri, opened):
     """Two builds never share a collection (the default Milvus Lite database too, which reopens unasked)."""
     options = {} if "://" not in milvus_uri else {"uri": milvus_uri}  # Lite: the cache's default database
@@ -226,6 +229,7 @@ def test_a_saved_index_reopens_after_changes_and_not_once_changed_behind_its_bac
     assert not (tmp_path / "again" / "milvus_rows.json").exists()
 
 
+@pytest.mark.parametrize("milvus_uri", ["lite"], indirect=True)  # the same code on the server: see above
 def test_a_collection_replaced_by_another_build_is_refused(milvus_uri, opened, tmp_path):
     name = f"shared_{os.getpid()}"
     vectors, ids, _ = sample(30, seed=6)
@@ -248,6 +252,7 @@ def test_a_collection_replaced_by_another_build_is_refused(milvus_uri, opened, t
                                f"in {tmp_path} again")
 
 
+@pytest.mark.parametrize("milvus_uri", ["lite"], indirect=True)  # the same code on the server: see above
 def test_a_saved_index_reopens_only_where_the_caller_says(milvus_uri, opened, tmp_path):
     index = make_index("milvus", *sample(12, seed=7)[:2], uri=milvus_uri)
     opened.append(index)
