@@ -193,6 +193,7 @@ class EuclideanIndex(Index):
         self._delete_rows(self.rows_of(checked_ids(ids)))
 
     def _delete_rows(self, rows: np.ndarray) -> None:
+        rows = np.unique(rows)
         self.gallery = np.delete(self.gallery, rows, axis=0)
         self.sq_norms = np.delete(self.sq_norms, rows)
         self._ids = np.delete(self._ids, rows)
