@@ -96,6 +96,13 @@ class SearchExplorer:
             shelf.add(engine.extractor.choice, engine)
         return cls.from_shelf(shelf, k, **options)
 
+    @classmethod
+    def from_saved(cls, folder, k: int = 10, *, index_uri: str | None = None, **options) -> "SearchExplorer":
+        """An explorer over the engine saved in ``folder`` (``SearchEngine.save`` or ``python -m cbir_tutorial
+        engine build``), reopened without extracting the catalogue again; ``index_uri``: a Milvus engine's
+        database (see :meth:`~cbir_tutorial.search.engine.SearchEngine.load`)."""
+        return cls.from_engines([SearchEngine.load(folder, index_uri=index_uri)], k, **options)
+
     def _start(self, shelf: EngineShelf, k: int, row: int | None, seed: int, progress: bool, trained=()):
         self.shelf = shelf
         self.catalogue = shelf.catalogue

@@ -130,6 +130,16 @@ def test_a_price_range_keeps_only_products_in_that_range(session):
     assert priced.filters.price is None and "no filter" in priced.message
 
 
+def test_a_saved_engine_opens_in_the_explorer(session, tmp_path):
+    """An engine built once and saved (as ``engine build`` does) is explored without extracting its catalogue."""
+    engine = session.shelf.engine(LITE)
+    folder = engine.save(tmp_path / "engine")
+    saved = SearchExplorer.from_saved(folder, k=K, row=3, progress=False)
+    assert rows(saved) == engine.search(3, K)["row"].tolist() and len(saved.results) == K
+    saved.controls["category"].value = "Watches"
+    assert (saved.results["category"] == "Watches").all()
+
+
 def test_a_bad_upload_shows_a_message_and_the_explorer_keeps_answering(explorer, catalogue):
     before = rows(explorer)
     upload(explorer, b"%PDF-1.4 this is not a photo", "invoice.pdf")
