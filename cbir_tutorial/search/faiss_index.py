@@ -25,6 +25,10 @@ DEFAULTS = {
 INDEX_FILE, SLOTS_FILE = "faiss.index", "slots.npz"
 
 
+#: The widest HNSW beam a filtered search opens (its ``ef_search`` times 1 / the share the filter lets through).
+MAX_FILTERED_EF = 4_096
+
+
 def faiss_module():
     try:
         import faiss
@@ -250,7 +254,8 @@ class FaissIndex(Index):
     def search(self, queries: np.ndarray, k: int = 10, *, exclude_ids=None, filters: Filters | None = None):
         """As :meth:`.exact.EuclideanIndex.search`, with ids. ``filters`` and dead slots go to FAISS as an ID
         selector over the slots (exact for ``flat``; IVF and HNSW search only what their probes or beam reach,
-        so a narrow filter may leave fewer than ``k`` results: padding id -1 at distance inf); ``exclude_ids``
+        widened by the share the filter lets through, so a narrow filter keeps about the recall of an
+        unfiltered search, and may still leave fewer than ``k`` results: padding id -1 at distance inf); ``exclude_ids``
         is met by fetching one more and dropping each query's excluded id."""
         faiss = faiss_module()
         single, queries, exclude_ids, k = checked_query(self, queries, k, exclude_ids)
@@ -270,7 +275,8 @@ class FaissIndex(Index):
             bitmap = np.zeros(self._next, bool)
             bitmap[self._slots[allowed]] = True
             bits = np.packbits(bitmap, bitorder="little")  # FAISS reads it during the search: kept alive here
-            d2, labels = self.cpu.search(queries, fetch, params=self._parameters(faiss, bits))
+            share = max(int(allowed.sum()), 1) / max(int(self._live.sum()), 1)
+            d2, labels = self.cpu.search(queries, fetch, params=self._parameters(faiss, bits, share))
         found = labels >= 0
         ids = np.full(labels.shape, -1, np.int64)
         ids[found] = self._ids[np.searchsorted(self._slots, labels[found])]
@@ -280,14 +286,21 @@ class FaissIndex(Index):
         d = np.sqrt(np.maximum(d, 0.0)).astype(np.float32)
         return (d[0], ids[0]) if single else (d, ids)
 
-    def _parameters(self, faiss, bits: np.ndarray):
+    def _parameters(self, faiss, bits: np.ndarray, share: float = 1.0):
         """FAISS search parameters with an ID selector over the slots whose bits (``np.packbits``, kept alive
-        by the caller) are set. Nothing is kept on the index, so threads may search it at once."""
+        by the caller) are set; ``share``: the part of the live vectors the selector lets through. IVF's probes
+        and HNSW's beam widen by ``1 / share`` (up to every list, and :data:`MAX_FILTERED_EF`), so that a narrow
+        filter still meets about as many allowed vectors as an unfiltered search meets vectors. Nothing is
+        kept on the index, so threads may search it at once."""
         selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))  # its size is in bytes
+        widen = 1.0 / min(max(share, 1e-9), 1.0)
         if self.kind == "ivf":
-            return faiss.SearchParametersIVF(sel=selector, nprobe=int(self.options["nprobe"]))
+            nprobe = min(int(np.ceil(int(self.options["nprobe"]) * widen)), int(self.options["nlist"]))
+            return faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
         if self.kind == "hnsw":
-            return faiss.SearchParametersHNSW(sel=selector, efSearch=int(self.options["ef_search"]))
+            ef = int(self.options["ef_search"])
+            return faiss.SearchParametersHNSW(sel=selector, efSearch=max(ef, min(int(np.ceil(ef * widen)),
+                                                                                  MAX_FILTERED_EF)))
         return faiss.SearchParameters(sel=selector)
 
     def _reconstruct(self, slots: np.ndarray) -> np.ndarray:
