@@ -113,9 +113,8 @@ class EuclideanIndex(Index):
             out[start:start + len(block)] = block
         return out
 
-    def _decode(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
-        """``(stop-start, D)`` float32 stored rows (a view for float32 storage)."""
-        block = self.gallery[start:stop]
+    def _decoded(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``(n, D)`` float32 of ``block``, stored rows in this index's storage (itself for float32 storage)."""
         if self.storage == "float32":
             return block
         out = np.empty(block.shape, np.float32) if out is None else out[:len(block)]
@@ -125,11 +124,12 @@ class EuclideanIndex(Index):
             out += self.offset
         return out
 
-    def _sq_norms(self, start: int, stop: int) -> np.ndarray:
-        norms = np.empty(stop - start, dtype=np.float32)
-        for s in range(start, stop, ENCODE_ROWS):
-            block = self._decode(s, min(s + ENCODE_ROWS, stop))
-            norms[s - start:s - start + len(block)] = np.einsum("ij,ij->i", block, block)
+    def _norms_of(self, encoded: np.ndarray) -> np.ndarray:
+        """Squared norms of encoded rows, as decoded (what the distances use), :data:`ENCODE_ROWS` at a time."""
+        norms = np.empty(len(encoded), dtype=np.float32)
+        for s in range(0, len(encoded), ENCODE_ROWS):
+            block = self._decoded(encoded[s:s + ENCODE_ROWS])
+            norms[s:s + len(block)] = np.einsum("ij,ij->i", block, block)
         return norms
 
     def __len__(self) -> int:
@@ -157,6 +157,14 @@ class EuclideanIndex(Index):
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         check_known(ids, self._ids, "the exact index")
         return np.searchsorted(self._ids, ids)
+
+    def rows_where_stored(self, ids) -> np.ndarray:
+        """``(n,)`` int64 rows of ``ids``, -1 where an id is not stored (an excluded query may be anything)."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if not len(self._ids):
+            return np.full(len(ids), -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self._ids, ids), len(self._ids) - 1)
+        return np.where(self._ids[at] == ids, at, -1).astype(np.int64)
 
     def add(self, vectors: np.ndarray, ids, metadata=None) -> None:
         """Store ``(n, D)`` rows under ``ids`` (an id already stored is replaced). int8: encoded with the range
@@ -199,25 +207,14 @@ class EuclideanIndex(Index):
         self._ids = np.delete(self._ids, rows)
         self.table = self.table.drop(index=rows).reset_index(drop=True)
 
-    def _norms_of(self, encoded: np.ndarray) -> np.ndarray:
-        """Squared norms of encoded rows, as decoded (what the distances use)."""
-        kept, self.gallery = self.gallery, encoded
-        try:
-            return self._sq_norms(0, len(encoded))
-        finally:
-            self.gallery = kept
-
     def vectors(self, ids=None) -> np.ndarray:
         """float32 stored rows of ``ids`` (all, in id order, when None: the gallery itself, no copy, for
         float32 storage)."""
         if ids is None:
             if self.storage == "float32":
                 return self.gallery
-            return self._decode(0, len(self))
-        block = self.gallery[self.rows_of(ids)].astype(np.float32)
-        if self.storage == "int8":
-            block = block * self.scale + self.offset
-        return block
+            return self._decoded(self.gallery)
+        return self._decoded(self.gallery[self.rows_of(ids)])
 
     def get_config(self) -> dict:
         return {"dtype": self.storage, "chunk_rows": self.chunk_rows}
@@ -287,10 +284,7 @@ class EuclideanIndex(Index):
         k = result_width(len(self), k, exclude_ids, allowed, self._ids)
         if k < 1:
             return empty_results(len(queries), single)
-        exclude = None
-        if exclude_ids is not None:
-            at = np.minimum(np.searchsorted(self._ids, exclude_ids), len(self._ids) - 1)
-            exclude = np.where(self._ids[at] == exclude_ids, at, -1)
+        exclude = None if exclude_ids is None else self.rows_where_stored(exclude_ids)
         # d² = ‖q‖² + ‖x‖² − 2 q·x, with −2 folded into the queries (exact: a power of two).
         # int8: q·(offset + scale*code) = q·offset + (q*scale)·code, so codes are only cast, not rescaled.
         weights = -2.0 * (queries if self.scale is None else queries * self.scale)

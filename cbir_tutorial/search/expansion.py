@@ -158,12 +158,6 @@ class ExpandedIndex(Index):
                     vectors[q, slot] = corrected / max(np.linalg.norm(corrected), 1e-12)
         return l2_normalise(queries + np.einsum("qn,qnd->qd", weights, vectors))
 
-    def _rows(self, exclude_ids) -> np.ndarray:
-        """``(Q,)`` rows of ``exclude_ids`` (-1 where none, or the id is not stored)."""
-        ids = self.store.ids
-        at = np.minimum(np.searchsorted(ids, exclude_ids), len(ids) - 1)
-        return np.where(ids[at] == exclude_ids, at, -1).astype(np.int64)
-
     def search(self, queries: np.ndarray, k: int = 10, *, exclude_ids=None, filters: Filters | None = None):
         """The ``k`` nearest stored vectors of each query, as :meth:`EuclideanIndex.search`."""
         single, queries, exclude_ids, k = checked_query(self, queries, k, exclude_ids)
@@ -172,7 +166,8 @@ class ExpandedIndex(Index):
         if k < 1:
             return empty_results(len(queries), single)
         queries = l2_normalise(queries)
-        exclude = np.full(len(queries), -1, dtype=np.int64) if exclude_ids is None else self._rows(exclude_ids)
+        exclude = (np.full(len(queries), -1, dtype=np.int64) if exclude_ids is None
+                   else self.store.rows_where_stored(exclude_ids))
         all_d, all_i = [], []
         step = max(1, _BLOCK // max(1, len(self)))
         for start in range(0, len(queries), step):
@@ -199,7 +194,7 @@ class ExpandedIndex(Index):
         """``(Q, D)`` queries after αQE against this gallery (each its own ``exclude_ids`` id left out, -1: none)."""
         queries = l2_normalise(np.atleast_2d(queries))
         exclude = (np.full(len(queries), -1, dtype=np.int64) if exclude_ids is None
-                   else self._rows(np.asarray(exclude_ids, dtype=np.int64).reshape(len(queries))))
+                   else self.store.rows_where_stored(np.asarray(exclude_ids).reshape(len(queries))))
         return self._expanded(queries, exclude, self._scores(queries, exclude))
 
 
