@@ -17,7 +17,7 @@ from ..models.weights import Weights
 from ..paths import replace_folder, temporary_sibling
 from .backends import Index, load_index, make_index, row_digests, saved_arrays
 from .filters import Filters
-from .keys import check_unique_ids, product_keys
+from .keys import product_keys, unique_keys
 from .pipeline import Pipeline, fit_pipeline, load_pipeline, pipeline_extractors
 from .recipes import Recipe, recipe_from_word
 
@@ -45,8 +45,7 @@ class SearchEngine:
 
     def __init__(self, catalogue: Catalogue, pipeline: Pipeline, index: Index, extraction: Extraction | None = None,
                  *, changes: int = 0, digests: np.ndarray | None = None):
-        check_unique_ids(catalogue.table["id"], f"catalogue {catalogue.name!r}")
-        keys = product_keys(catalogue.table["id"])
+        keys = unique_keys(catalogue.table["id"], f"catalogue {catalogue.name!r}")
         if len(keys) != len(index) or not np.array_equal(np.sort(keys), np.sort(index.ids)):
             raise ValueError(f"catalogue {catalogue.name!r} has {len(keys)} products but the index holds {len(index)} "
                              "vectors of other products: build the engine from the catalogue it indexes")
@@ -93,7 +92,7 @@ class SearchEngine:
         ``{"uri": "http://host:19530"}``); a recipe that expands queries uses its own exact ``"expanded"`` index.
         Product ids must be unique (ValueError naming the repeated ones).
         """
-        check_unique_ids(catalogue.table["id"], f"catalogue {catalogue.name!r}")
+        unique_keys(catalogue.table["id"], f"catalogue {catalogue.name!r}")  # before any extraction
         recipe = recipe_from_word(recipe)
         recipe.index_choice(index, index_options)  # a wrong choice fails before any extraction
         extractors = pipeline_extractors(recipe, backbone, weights, **extractor_options)
@@ -125,7 +124,7 @@ class SearchEngine:
         ``catalogue`` lacks stay: they leave with :meth:`remove`. Returns ``{"added", "updated",
         "unchanged", "skipped"}`` counts (``skipped``: unreadable images, see ``self.extraction``; a product
         already indexed keeps its old entry then). Product ids must be unique in ``catalogue``."""
-        check_unique_ids(catalogue.table["id"], f"catalogue {catalogue.name!r}")
+        incoming_keys = unique_keys(catalogue.table["id"], f"catalogue {catalogue.name!r}")
         extractions = [e.extract(catalogue.paths, cache=cache, progress=progress) for e in self.pipeline.extractors]
         kept = np.logical_and.reduce([x.kept for x in extractions])
         self.extraction = extractions[0]
@@ -134,7 +133,7 @@ class SearchEngine:
             return counts
         incoming = catalogue.subset(kept)
         vectors = self.pipeline.combine(kept_features(extractions, kept))
-        keys = product_keys(incoming.table["id"])
+        keys = incoming_keys[kept]
         digests = row_digests(vectors)
         rows = self._rows.get_indexer(keys)
         known = rows >= 0
@@ -156,7 +155,7 @@ class SearchEngine:
             new_digests[rows[updated]] = digests[updated]
             added = ~known
             self._set_catalogue(pd.concat([new_table, table[added]], ignore_index=True),
-                                np.concatenate([new_digests, digests[added]]))
+                                np.concatenate([new_digests, digests[added]]), np.concatenate([self.keys, keys[added]]))
             self.changes += int(changed.sum())
         return counts
 
@@ -174,16 +173,15 @@ class SearchEngine:
         self.index.remove(self.keys[rows])
         keep = np.ones(len(self), dtype=bool)
         keep[rows] = False
-        self._set_catalogue(self.catalogue.table[keep].reset_index(drop=True), self.digests[keep])
+        self._set_catalogue(self.catalogue.table[keep].reset_index(drop=True), self.digests[keep], self.keys[keep])
         self.changes += len(rows)
         return len(rows)
 
-    def _set_catalogue(self, table: pd.DataFrame, digests: np.ndarray) -> None:
+    def _set_catalogue(self, table: pd.DataFrame, digests: np.ndarray, keys: np.ndarray) -> None:
+        """The engine's products after a change: their table, vector digests and keys, row for row."""
         c = self.catalogue
         self.catalogue = Catalogue(table, name=c.name, root=c.root, n_dropped=c.n_dropped, notes=c.notes)
-        self.keys = product_keys(self.catalogue.table["id"])
-        self._rows = pd.Index(self.keys)
-        self.digests = digests
+        self.keys, self._rows, self.digests = keys, pd.Index(keys), digests
 
     def refit(self, *, cache=True, progress: bool = False) -> "SearchEngine":
         """A new engine built on the current catalogue: the pipeline refitted (whitening learned on today's
