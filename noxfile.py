@@ -29,11 +29,15 @@ WIDGET_TESTS = ["tests/ui/test_widget_compat.py", "tests/ui/test_widgets.py"]
 PYTEST = ["python", "-m", "pytest", "-p", "no:cacheprovider"]
 
 
+#: The notebooks, in order.
+NOTEBOOKS = tuple(sorted(path.name for path in Path("notebooks").glob("*.ipynb")))
+
+
 def notebook_tests(*names: str) -> list[str]:
-    """The node ids of the notebook runs on the sample, of ``names`` (default: every notebook)."""
-    names = names or tuple(sorted(path.name for path in Path("notebooks").glob("*.ipynb")))
-    return [f"tests/test_notebooks_run.py::test_the_notebook_runs_alone_from_the_wheel[sample-{name}]"
-            for name in names]
+    """The pytest arguments of the notebook runs on the sample, of ``names`` (default: every notebook)."""
+    names = names or NOTEBOOKS
+    node = "tests/test_notebooks_run.py::test_the_notebook_runs_alone_from_the_wheel"
+    return ["--notebook-data", "sample", *(f"{node}[sample-{name}]" for name in names)]
 
 
 @nox.session
@@ -53,4 +57,4 @@ def colab(session: nox.Session) -> None:
     # one notebook first, alone: its first cell installs the package (two at once would race in pip)
     session.run(*PYTEST, "--first-cell-installs", *pinned, *notebook_tests("01_setup_and_data.ipynb"))
     session.run(*PYTEST, "-n", "auto", "--first-cell-installs", *pinned, *WIDGET_TESTS,
-                *notebook_tests()[1:])
+                *notebook_tests(*NOTEBOOKS[1:]))

@@ -29,6 +29,9 @@ def pytest_addoption(parser):
                     help="put the wheel beside each notebook and let its first cell install it, as on Colab")
     group.addoption("--pinned", action="append", default=[], metavar="NAME==VERSION",
                     help="a package the notebooks must leave at this version (repeat for each)")
+    group.addoption("--notebook-data", action="append", choices=["sample", "farfetch"], default=[],
+                    help="the dataset(s) the notebooks run on (default: farfetch, the Farfetch layout; the colab nox "
+                         "session runs them on the sample)")
 
 
 #: Markers of the longest tests, which run first so that pytest-xdist's workers end together (a minute-long

@@ -1,6 +1,6 @@
 """Every notebook runs as Colab or Kaggle sees it: copied alone into an empty folder, the package from a wheel
-built for the run, on the sample and with ``catalogue="auto"`` on a Farfetch-layout dataset under a Kaggle
-input root. One test per notebook and dataset, run by nbclient in a kernel of this interpreter, so that
+built for the run, with ``catalogue="auto"`` on a Farfetch-layout dataset under a Kaggle input root, or on the
+sample (``--notebook-data sample``: the ``colab`` nox session; both ``--notebook-data`` options run both). One test per notebook and dataset, run by nbclient in a kernel of this interpreter, so that
 pytest-xdist spreads them and a failure names the notebook and its cell.
 
 Nothing but ``CBIR_TUTORIAL_DATA`` and ``CBIR_TUTORIAL_KAGGLE_INPUT`` tells the notebooks where data is: no
@@ -96,7 +96,15 @@ def kernel_environment(settings: dict[str, str]) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session", params=list(DATASETS))
+def pytest_generate_tests(metafunc):
+    """The notebook runs of the datasets ``--notebook-data`` names: ``farfetch`` alone by default, since CI's
+    ``colab`` session runs every notebook on the sample (with Colab's versions) after the README's test command."""
+    if "dataset_settings" in metafunc.fixturenames:
+        datasets = metafunc.config.getoption("notebook_data") or ["farfetch"]
+        metafunc.parametrize("dataset_settings", list(dict.fromkeys(datasets)), indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
 def dataset_settings(request, tmp_path_factory, sample_dir) -> dict[str, str]:
     """The test-run settings of one dataset, with a feature cache of its own shared by the run's workers
     (Milvus Lite opens a database file in one process at a time, and notebook 09 of each dataset uses one)."""
