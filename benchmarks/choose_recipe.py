@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
 from itertools import product
 
 from common import add_json_option, note, print_header, print_table, sample_catalogue, write_json
@@ -28,17 +27,17 @@ def grid(smoke: bool = False) -> list:
     """The candidate recipes: pooling and augmentation, fusion, whitening, DBA and αQE."""
     from cbir_tutorial.search.recipes import BASELINE
 
-    base = replace(BASELINE, pooling="gem", flip=True)
+    base = BASELINE.changed(pooling="gem", flip=True)
     if smoke:
-        return [replace(base, name="gem+flip"), replace(base, name="gem+flip+qe1", qe_n=1),
-                replace(base, name="gem+flip+dba1", dba_n=1), replace(base, name="gem+flip+w16", whiten_dim=16,
-                                                                      whiten_power=0.5)]
+        return [base.changed(name="gem+flip"), base.changed(name="gem+flip+qe1", qe_n=1),
+                base.changed(name="gem+flip+dba1", dba_n=1), base.changed(name="gem+flip+w16", whiten_dim=16,
+                                                                          whiten_power=0.5)]
     recipes = []
     for fuse_with, whiten, dba_n, qe_n in product([None, "efficientnet_lite2"], [0, 64, 256], [0, 1, 2], [0, 1, 2]):
         name = "+".join(filter(None, ["gem+flip", "lite2" if fuse_with else "", f"w{whiten}" if whiten else "",
                                       f"dba{dba_n}" if dba_n else "", f"qe{qe_n}" if qe_n else ""]))
-        recipes.append(replace(base, name=name, fuse_with=fuse_with, whiten_dim=whiten, whiten_power=0.5,
-                               dba_n=dba_n, qe_n=qe_n))
+        recipes.append(base.changed(name=name, fuse_with=fuse_with, whiten_dim=whiten, whiten_power=0.5,
+                                    dba_n=dba_n, qe_n=qe_n))
     return recipes
 
 

@@ -24,6 +24,7 @@ _EXPORTS = {
     "available_extractor": ".models.features",
     # the engine, its recipes and its index backends
     "SearchEngine": ".search.engine", "Recipe": ".search.recipes", "RECIPES": ".search.recipes",
+    "Embedding": ".search.recipes", "PostProcessing": ".search.recipes",
     "Pipeline": ".search.pipeline", "Index": ".search.backends", "SEARCH_BACKENDS": ".search.backends",
     "make_index": ".search.backends", "load_index": ".search.backends", "EuclideanIndex": ".search.exact",
     "Filters": ".search.filters",

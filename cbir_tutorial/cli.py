@@ -244,16 +244,16 @@ def _engine(catalogue, args, progress=True):
 
     weights = weights_from_word(args.weights, "--weights")
     recipe = _recipe(args)
-    if recipe.trained and args.weights != "imagenet":
-        raise CLIError(f"--weights {args.weights}: the trained model in {recipe.trained} (--recipe) brings its own "
-                       "weights; leave --weights out")
+    if recipe.embedding.trained and args.weights != "imagenet":
+        raise CLIError(f"--weights {args.weights}: the trained model in {recipe.embedding.trained} (--recipe) brings "
+                       "its own weights; leave --weights out")
     if args.index not in SEARCH_BACKENDS:
         raise CLIError(f"--index {args.index!r} is not supported; use one of: {', '.join(SEARCH_BACKENDS)}")
     if args.index_uri and args.index != "milvus":
         raise CLIError(f"--index-uri is for --index milvus, not --index {args.index}")
     options = {"uri": args.index_uri} if args.index_uri else {}
     try:
-        resize = args.resize or (None if recipe.trained else "squash")  # a trained model has its own
+        resize = args.resize or (None if recipe.embedding.trained else "squash")  # a trained model has its own
         return SearchEngine.build(catalogue, args.backbone, weights, cache=not args.no_cache, progress=progress,
                                   recipe=recipe, index=args.index, index_options=options,
                                   **({"resize": resize_from_word(resize, "--resize")} if resize else {}))
@@ -337,7 +337,8 @@ def run_demo(args) -> None:
     catalogue = load_catalogue("sample")
     print(catalogue)
     recipe = _recipe(args)
-    backbone = None if recipe.trained else available_extractor(args.backbone, "imagenet", fallback=OFFLINE_BACKBONE)
+    backbone = (None if recipe.embedding.trained
+                else available_extractor(args.backbone, "imagenet", fallback=OFFLINE_BACKBONE))
     engine = SearchEngine.build(catalogue, backbone, recipe=recipe)
     print(engine)
     print(engine.extraction.report())

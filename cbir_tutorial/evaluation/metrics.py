@@ -120,9 +120,10 @@ def map_at_k(mask: np.ndarray, n_relevant, k: int | None = None) -> float:
 
 
 def searched_items(searchable, labels=None) -> tuple:
-    """``(index, ids, labels)`` of an engine (its index, its products' keys and labels in catalogue order) or
-    of an index with ``labels`` (one per ``index.ids``); ValueError when the lengths differ."""
-    index = getattr(searchable, "index", searchable)
+    """``(searcher, ids, labels)`` of an engine (itself: its searches go through its recipe's αQE; its
+    products' keys and labels in catalogue order) or of an index with ``labels`` (one per ``index.ids``);
+    ValueError when the lengths differ."""
+    index = searchable
     if hasattr(searchable, "catalogue"):
         ids = np.asarray(searchable.keys, dtype=np.int64)
         labels = searchable.catalogue.labels if labels is None else labels
@@ -136,7 +137,8 @@ def searched_items(searchable, labels=None) -> tuple:
 
 def leave_one_out(index, ids: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
     """``(Q, k)`` positions in ``ids`` of the ``k`` nearest neighbours of each stored vector ``ids[rows]``,
-    itself left out (-1 where the index returned fewer)."""
+    itself left out (-1 where the index returned fewer). ``index``: an index or an engine (anything with
+    ``search_stored(ids, k)``)."""
     _, found = index.search_stored(ids[rows], k)
     found = np.atleast_2d(found)
     return pd.Index(ids).get_indexer(found.ravel()).reshape(found.shape).astype(np.int64)

@@ -42,17 +42,17 @@ def recipe_table(catalogue, recipes: Sequence = tuple(RECIPES), backbone: str | 
     tuning, report = half_masks(catalogue)
     extracted: dict = {}
 
-    def features_for(recipe_, name):
-        key = (name, recipe_.pooling, recipe_.p, recipe_.flip, tuple(recipe_.scales))
+    def features_for(embedding, name):
+        key = (name, embedding.pooling, embedding.p, embedding.flip, embedding.scales)
         if key not in extracted:
-            extractor = extractor_for(recipe_, name, weights, **extractor_options)
+            extractor = extractor_for(embedding, name, weights, **extractor_options)
             extracted[key] = (extractor, extractor.extract(catalogue.paths, cache=cache, progress=progress))
         return extracted[key]
 
     rows = []
     for recipe in recipes:
         recipe = recipe_from_word(recipe).with_backbone(backbone)
-        sources = [features_for(recipe, name) for name in recipe.backbones]
+        sources = [features_for(recipe.embedding, name) for name in recipe.backbones]
         kept = np.logical_and.reduce([x.kept for _, x in sources])
         row = {"recipe": recipe.name, "steps": ", ".join(recipe.steps()) or "-"}
         masks = {"all": kept, "tuning": kept & tuning, "report": kept & report}

@@ -8,7 +8,8 @@ metadata)`` inserts (an id already stored is replaced), ``remove(ids)`` deletes 
 deleted, see :class:`~.faiss_index.FaissIndex`), ``vectors(ids)`` reads
 back, ``get_config`` + ``save`` / ``load_index`` reopen a built index without the features it was built from.
 A :class:`~.filters.Filters` selects the same products on every backend: each turns it into its own mask or
-expression (an approximate backend may return fewer than ``k`` of them).
+expression (an approximate backend may return fewer than ``k`` of them). DBA and αQE work over any of them
+(:class:`~.expansion.Expansion`).
 
 ==============  ==========================================  =====================================
 name            backend                                     exact?
@@ -19,7 +20,6 @@ name            backend                                     exact?
 ``faiss-ivf``   FAISS ``IndexIVFFlat`` / ``IndexIVFPQ``     approximate: ``nprobe`` of ``nlist``
 ``faiss-hnsw``  FAISS ``IndexHNSWFlat``                     approximate: ``ef_search``
 ``milvus``      Milvus Lite file or a Milvus server         FLAT index: yes; others approximate
-``expanded``    :class:`~.expansion.ExpandedIndex`          yes, after DBA / αQE (recipes use it)
 ==============  ==========================================  =====================================
 """
 
@@ -44,10 +44,9 @@ INDEXES = {
     "faiss-ivf": ("faiss_index", "FaissIndex", {"kind": "ivf"}),
     "faiss-hnsw": ("faiss_index", "FaissIndex", {"kind": "hnsw"}),
     "milvus": ("milvus_index", "MilvusIndex", {}),
-    "expanded": ("expansion", "ExpandedIndex", {}),  # a recipe's own index (DBA / αQE), not a CLI choice
 }
-#: The backends a user chooses by name (``"expanded"`` is chosen by a recipe that expands queries).
-SEARCH_BACKENDS = tuple(name for name in INDEXES if name != "expanded")
+#: The backends a user chooses by name.
+SEARCH_BACKENDS = tuple(INDEXES)
 #: Name of the file holding an index's config in its saved folder.
 CONFIG_FILE = "index.json"
 #: What an index says to do about vectors holding NaN or infinity.
@@ -100,9 +99,12 @@ class Index(abc.ABC):
     @abc.abstractmethod
     def _save_data(self, folder: Path) -> None: ...
 
+    #: What :func:`load_index` may be told beside the saved folder (Milvus: ``uri``, where its rows are).
+    LOAD_OPTIONS: tuple[str, ...] = ()
+
     @classmethod
     @abc.abstractmethod
-    def _load_data(cls, folder: Path, config: dict) -> "Index": ...
+    def _load_data(cls, folder: Path, config: dict, **options) -> "Index": ...
 
     def save(self, folder) -> Path:
         """Write the index into ``folder`` (created): ``index.json`` plus the backend's data files."""
@@ -147,11 +149,12 @@ def make_index(name: str, vectors: np.ndarray | None = None, ids=None, metadata=
     return index
 
 
-def load_index(folder, *, uri: str | None = None) -> Index:
+def load_index(folder, **options) -> Index:
     """Reopen an index written by :meth:`Index.save`.
 
-    ``uri``: where a saved Milvus index's rows are (a saved folder's own ``uri`` is not trusted, see
-    :meth:`.milvus_index.MilvusIndex._load_data`); refused for the other backends.
+    ``options``: what the backend needs beside the folder, among its ``LOAD_OPTIONS`` (Milvus: ``uri``, where
+    its rows are; a saved folder's own ``uri`` is not trusted, see :meth:`.milvus_index.MilvusIndex._load_data`);
+    ValueError naming an option the backend does not take.
     """
     folder = Path(folder)
     path = folder / CONFIG_FILE
@@ -159,11 +162,12 @@ def load_index(folder, *, uri: str | None = None) -> Index:
         raise FileNotFoundError(f"{path} is missing: {folder} holds no saved index")
     config = json.loads(path.read_text())
     cls, _ = index_class(config["index"])
-    if uri is None:
-        return cls._load_data(folder, config)
-    if config["index"] != "milvus":
-        raise ValueError(f"index_uri={uri!r} is for a Milvus index; {folder} holds a {config['index']!r} index")
-    return cls._load_data(folder, config, uri=uri)
+    unknown = sorted(set(options) - set(cls.LOAD_OPTIONS))
+    if unknown:
+        takes = f"it takes {', '.join(cls.LOAD_OPTIONS)}" if cls.LOAD_OPTIONS else "it takes none"
+        raise ValueError(f"{folder} holds a {config['index']!r} index: {', '.join(unknown)} cannot be given when it is "
+                         f"loaded ({takes})")
+    return cls._load_data(folder, config, **options)
 
 
 def row_digests(vectors: np.ndarray) -> np.ndarray:

@@ -15,16 +15,16 @@ from ..data.images import ImageSource
 from ..models.features import Extraction, FeatureExtractor
 from ..models.weights import Weights
 from ..paths import replace_folder, temporary_sibling
-from .backends import Index, load_index, make_index, row_digests, saved_arrays
-from .filters import Filters
+from .backends import Index, allowed_mask, index_class, load_index, make_index, row_digests, saved_arrays
+from .filters import Filters, filter_table
 from .keys import product_keys, unique_keys
-from .pipeline import Pipeline, fit_pipeline, load_pipeline, pipeline_extractors
+from .pipeline import Pipeline, load_pipeline, pipeline_extractors
 from .recipes import Recipe, recipe_from_word
 
 #: The file that marks a folder as a saved engine.
 ENGINE_FILE = "engine.json"
-#: The layout of ``engine.json`` this version writes and reads (3: products by id).
-ENGINE_VERSION = 3
+#: The layout of ``engine.json`` this version writes and reads (4: a recipe is an embedding and its post-processing).
+ENGINE_VERSION = 4
 #: The file of a saved engine holding each product's vector digest.
 DIGESTS_FILE = "digests.npy"
 RESULT_COLUMNS = ["rank", "id", "brand", "description", "price", "category", "distance", "path", "row"]
@@ -35,8 +35,10 @@ class SearchEngine:
 
     ``catalogue``: the indexed products; ``pipeline``: the fitted
     :class:`~cbir_tutorial.search.pipeline.Pipeline` that turns an image into the vectors ``index`` holds
-    (the baseline: one backbone's features); ``index``: any :class:`~cbir_tutorial.search.backends.Index`
-    holding one vector per product under its key (:func:`~.keys.product_keys` of the product id);
+    (the baseline: one backbone's features; with DBA, the index holds the augmented vectors and the
+    pipeline's expansion the others; searches go through its αQE); ``index``: any
+    :class:`~cbir_tutorial.search.backends.Index` holding one vector per product under its key
+    (:func:`~.keys.product_keys` of the product id);
     ``extraction``: what the build extracted and skipped; ``changes``: products added, updated or removed
     since the pipeline was fitted (:meth:`refit` sets it to 0). :meth:`build` makes all three from a
     catalogue and a recipe; :meth:`load` reopens a saved engine; :meth:`add` and :meth:`remove` follow a
@@ -56,7 +58,7 @@ class SearchEngine:
         self.changes = int(changes)
         self.keys = keys
         self._rows = pd.Index(keys)
-        self.digests = (row_digests(index.vectors(keys)) if digests is None
+        self.digests = (row_digests(self.features) if digests is None
                         else np.asarray(digests, dtype=np.uint64))
 
     @property
@@ -71,8 +73,13 @@ class SearchEngine:
 
     @property
     def features(self) -> np.ndarray:
-        """``(N, D)`` float32 features of the catalogue's products, in catalogue order."""
-        return self.index.vectors(self.keys)
+        """``(N, D)`` float32 features of the catalogue's products, in catalogue order (before DBA)."""
+        return self.vectors_of(self.keys)
+
+    def vectors_of(self, keys) -> np.ndarray:
+        """``(n, D)`` float32 vectors of the products of index ``keys`` in the pipeline's space (before DBA)."""
+        expansion = self.pipeline.expansion
+        return expansion.base_vectors(keys) if expansion is not None and expansion.dba_n else self.index.vectors(keys)
 
     @classmethod
     def build(cls, catalogue: Catalogue, backbone: str | FeatureExtractor | None = None,
@@ -89,12 +96,12 @@ class SearchEngine:
         ``extractor_options`` (``resize``, ``batch_size``...); a trained model takes none of them.
         ``index``: ``"exact"`` (default), ``"faiss-flat"``, ``"faiss-ivf"``, ``"faiss-hnsw"`` or ``"milvus"``,
         with ``index_options`` for it (e.g. ``{"dtype": "bfloat16"}``, ``{"nlist": 256}``,
-        ``{"uri": "http://host:19530"}``); a recipe that expands queries uses its own exact ``"expanded"`` index.
+        ``{"uri": "http://host:19530"}``); a recipe's DBA and αQE work over each of them.
         Product ids must be unique (ValueError naming the repeated ones).
         """
         unique_keys(catalogue.table["id"], f"catalogue {catalogue.name!r}")  # before any extraction
         recipe = recipe_from_word(recipe)
-        recipe.index_choice(index, index_options)  # a wrong choice fails before any extraction
+        index_class(index)  # a wrong name fails before any extraction
         extractors = pipeline_extractors(recipe, backbone, weights, **extractor_options)
         extractions = [e.extract(catalogue.paths, cache=cache, progress=progress) for e in extractors]
         return cls.fitted(catalogue, recipe, extractors, extractions, index=index, index_options=index_options)
@@ -107,13 +114,15 @@ class SearchEngine:
         steps learned on them. The one fitting path: :meth:`build`, the recipe reports and the explorer's
         shelf all come here."""
         recipe = recipe_from_word(recipe)
-        name, options = recipe.index_choice(index, index_options)
         kept = np.logical_and.reduce([x.kept for x in extractions])
         if not kept.any():
             raise ValueError(f"No readable image in catalogue {catalogue.name!r}:\n{extractions[0].report()}")
-        pipeline, features = fit_pipeline(recipe, extractors, kept_features(extractions, kept))
         indexed = catalogue.subset(kept)
-        built = make_index(name, features, product_keys(indexed.table["id"]), indexed.table, **options)
+        keys = product_keys(indexed.table["id"])
+        pipeline = Pipeline(list(extractors), recipe.with_backbone(extractors[0].backbone))
+        features = pipeline.fit(kept_features(extractions, kept), keys)
+        stored = features if pipeline.expansion is None else pipeline.expansion.stored(features, keys)
+        built = make_index(index, stored, keys, indexed.table, **dict(index_options or {}))
         return cls(indexed, pipeline, built, extractions[0], digests=row_digests(features))
 
     def add(self, catalogue: Catalogue, *, cache=True, progress: bool = False) -> dict:
@@ -132,7 +141,7 @@ class SearchEngine:
         if not kept.any():
             return counts
         incoming = catalogue.subset(kept)
-        vectors = self.pipeline.combine(kept_features(extractions, kept))
+        vectors = self.pipeline.transform(kept_features(extractions, kept))
         keys = incoming_keys[kept]
         digests = row_digests(vectors)
         rows = self._rows.get_indexer(keys)
@@ -147,15 +156,16 @@ class SearchEngine:
         changed = ~same
         counts.update(added=int((~known).sum()), updated=int((known & changed).sum()), unchanged=int(same.sum()))
         if changed.any():
-            self.index.add(vectors[changed], keys[changed], table[changed].reset_index(drop=True))
             updated = known & changed
             new_table = self.catalogue.table.copy()
             new_table.iloc[rows[updated]] = table[updated].to_numpy()
             new_digests = self.digests.copy()
             new_digests[rows[updated]] = digests[updated]
             added = ~known
-            self._set_catalogue(pd.concat([new_table, table[added]], ignore_index=True),
-                                np.concatenate([new_digests, digests[added]]), np.concatenate([self.keys, keys[added]]))
+            new_table = pd.concat([new_table, table[added]], ignore_index=True)
+            new_keys = np.concatenate([self.keys, keys[added]])
+            self._store(vectors[changed], keys[changed], (), new_table, new_keys)
+            self._set_catalogue(new_table, np.concatenate([new_digests, digests[added]]), new_keys)
             self.changes += int(changed.sum())
         return counts
 
@@ -170,12 +180,28 @@ class SearchEngine:
             raise KeyError(f"{len(missing)} product id(s) not in the engine: {', '.join(missing[:10].tolist())}"
                            f"{' ...' if len(missing) > 10 else ''}; nothing was removed")
         rows = np.unique(rows)
-        self.index.remove(self.keys[rows])
         keep = np.ones(len(self), dtype=bool)
         keep[rows] = False
-        self._set_catalogue(self.catalogue.table[keep].reset_index(drop=True), self.digests[keep], self.keys[keep])
+        table = self.catalogue.table[keep].reset_index(drop=True)
+        self._store(np.zeros((0, self.index.dim), np.float32), np.zeros(0, np.int64), self.keys[rows], table,
+                    self.keys[keep])
+        self._set_catalogue(table, self.digests[keep], self.keys[keep])
         self.changes += len(rows)
         return len(rows)
+
+    def _store(self, vectors: np.ndarray, keys: np.ndarray, removed: np.ndarray, table: pd.DataFrame,
+               table_keys: np.ndarray) -> None:
+        """Put ``vectors`` under ``keys`` into the index and take ``removed`` out; with DBA, also every product
+        whose augmented vector moved (``table``: the products' fields after the change, row for row with
+        ``table_keys``)."""
+        if len(removed):
+            self.index.remove(removed)
+        expansion = self.pipeline.expansion
+        if expansion is not None and expansion.dba_n:
+            keys, vectors = expansion.update(vectors, keys, removed)
+        if len(keys):
+            rows = pd.Index(table_keys).get_indexer(keys)
+            self.index.add(vectors, keys, table.iloc[rows].reset_index(drop=True))
 
     def _set_catalogue(self, table: pd.DataFrame, digests: np.ndarray, keys: np.ndarray) -> None:
         """The engine's products after a change: their table, vector digests and keys, row for row."""
@@ -191,10 +217,8 @@ class SearchEngine:
         ``engine.index.drop()``."""
         options = {key: value for key, value in self.index.get_config().items()
                    if key not in ("kind", "collection")}
-        name = "exact" if self.index.name == "expanded" else self.index.name
-        return type(self).build(self.catalogue, self.extractor, recipe=self.recipe, index=name,
-                                index_options=None if self.index.name == "expanded" else options,
-                                cache=cache, progress=progress)
+        return type(self).build(self.catalogue, self.extractor, recipe=self.recipe, index=self.index.name,
+                                index_options=options, cache=cache, progress=progress)
 
     def info(self) -> dict:
         """JSON-ready: products, recipe and its steps, index (name and options), changes since the fit."""
@@ -267,8 +291,8 @@ class SearchEngine:
         if len(digests) != len(catalogue):
             raise ValueError(f"{folder / DIGESTS_FILE} holds {len(digests)} digests for {len(catalogue)} products: "
                              "build the engine again")
-        return cls(catalogue, pipeline, load_index(folder / "index", uri=index_uri),
-                   changes=int(description.get("changes", 0)), digests=digests)
+        index = load_index(folder / "index", **({} if index_uri is None else {"uri": index_uri}))
+        return cls(catalogue, pipeline, index, changes=int(description.get("changes", 0)), digests=digests)
 
     def __len__(self) -> int:
         return len(self.catalogue)
@@ -287,7 +311,7 @@ class SearchEngine:
     def query_features(self, query: ImageSource | np.ndarray | int) -> np.ndarray:
         """``(D,)`` features of a query: an image (path, bytes, file, PIL), a feature vector or a catalogue row."""
         if isinstance(query, (int, np.integer)):
-            return self.index.vectors([self.keys[self._checked_row(query)]])[0]
+            return self.vectors_of([self.keys[self._checked_row(query)]])[0]
         if isinstance(query, np.ndarray) and query.ndim == 1 and query.dtype.kind == "f":
             return query.astype(np.float32)
         return self.pipeline.features_of(query)
@@ -310,9 +334,33 @@ class SearchEngine:
         exclude = None
         if is_row and exclude_self is not False:
             exclude = self.keys[[self._checked_row(query)]]
-        distances, keys = self.index.search(self.query_features(query), k, exclude_ids=exclude,
-                                            filters=self.index_filters(filters))
+        distances, keys = self.searched(self.query_features(query), k, exclude_ids=exclude, filters=filters)
         return self.results_table(distances, keys)
+
+    def searched(self, queries: np.ndarray, k: int = 10, *, exclude_ids=None, filters: Filters | None = None):
+        """``(distances, keys)`` of the ``k`` nearest products of ``(D,)`` or ``(Q, D)`` query vectors, through the
+        recipe's αQE when it has one, as :meth:`Index.search` (``exclude_ids``: index keys; ``filters``: its
+        ``ids`` product ids)."""
+        filters = self.index_filters(filters)
+        expansion = self.pipeline.expansion
+        if expansion is None:
+            return self.index.search(queries, k, exclude_ids=exclude_ids, filters=filters)
+        return expansion.search(self.index, queries, k, exclude_ids=exclude_ids, filters=filters,
+                                passes=None if filters is None else self._passes(filters))
+
+    def _passes(self, filters: Filters):
+        """``keys -> (n,) bool``: which products of index keys ``filters`` (as the index reads them) lets through."""
+        def passes(keys):
+            table = self.catalogue.table.iloc[self._rows.get_indexer(keys)].reset_index(drop=True)
+            mask = allowed_mask(filters, filter_table(table, len(table)), np.asarray(keys))
+            return np.ones(len(keys), dtype=bool) if mask is None else mask
+        return passes
+
+    def search_stored(self, keys=None, k: int = 10):
+        """Leave-one-out search: the products of index ``keys`` (all when None) as queries, each left out of its
+        own results (and of its expansion); ``(distances, keys)`` as :meth:`searched`."""
+        keys = self.keys if keys is None else np.asarray(keys, dtype=np.int64).reshape(-1)
+        return self.searched(self.vectors_of(keys), k, exclude_ids=keys)
 
     def search_product(self, product_id, k: int = 10, *, filters: Filters | None = None) -> pd.DataFrame:
         """The ``k`` products nearest to the catalogue's product ``product_id`` (itself left out)."""

@@ -5,24 +5,25 @@ r"""Query expansion and database augmentation: each vector moved towards its nea
 - :func:`database_augmentation` (DBA, Arandjelović & Zisserman 2012): every gallery item becomes the
   same weighted sum over its own ``n`` neighbours (itself with weight 1).
 
-:class:`ExpandedIndex` searches with DBA and αQE together, and keeps leave-one-out evaluation honest:
-a gallery row used as a query is never one of its own expansion neighbours, and its contribution to
+:class:`Expansion` does both over any :class:`~cbir_tutorial.search.backends.Index`: DBA is fitted on the
+gallery (the index stores the augmented vectors), αQE searches twice. It keeps leave-one-out evaluation
+honest: a gallery item used as a query is never one of its own expansion neighbours, and its contribution to
 its neighbours' augmented vectors is taken out before they are ranked against it.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Callable
 
 import numpy as np
+import pandas as pd
 
-from .backends import Index, allowed_mask, checked_query, checked_rows, empty_results, make_index, result_width
-from .exact import DEFAULT_CHUNK_ROWS, EuclideanIndex
+from .backends import Index, make_index
 from .filters import Filters
 from .ranking import nearest_first
 from .whitening import l2_normalise
 
-#: Queries scored per step (``Q x N`` similarities held at once at most ``_BLOCK`` floats).
+#: Gallery rows scored per step of DBA's neighbour search (``rows x N`` similarities held at once at most).
 _BLOCK = 4_000_000
 #: The neighbours' weight exponent α of DBA and αQE (3, as Radenović et al. 2018).
 ALPHA = 3.0
@@ -32,36 +33,50 @@ def _expansion_weights(similarities: np.ndarray, alpha: float) -> np.ndarray:
     return np.maximum(similarities, 0.0) ** alpha
 
 
-class ExpandedIndex(Index):
-    """Exact search by cosine similarity with optional DBA on the gallery and αQE on the queries.
+def _similarities(distances: np.ndarray) -> np.ndarray:
+    """Cosine similarities of L2-normalised vectors from their Euclidean ``distances``."""
+    return 1.0 - 0.5 * np.square(distances.astype(np.float64))
 
-    An :class:`~cbir_tutorial.search.backends.Index` (``make_index("expanded", features, qe_n=2)``);
-    distances are Euclidean between the L2-normalised (expanded) vectors. ``dba_n`` / ``qe_n`` = 0 switch
-    a step off. A stored id given in ``exclude_ids`` (a leave-one-out query) is neither one of its query's
-    expansion neighbours nor counted inside its neighbours' augmented vectors. The vectors are kept in an
-    exact index (in id order); every ``add`` or ``remove`` refits DBA on the whole current gallery (one
-    ``N x N`` pass, blocked), so a changed index answers exactly as one built from scratch. Saved as its
-    un-augmented gallery; DBA is recomputed on load (deterministic).
+
+class Expansion:
+    """DBA fitted on a gallery and αQE at search time, over any index (no library we use has either).
+
+    ``dba_n``/``qe_n``: neighbours of each gallery vector / each query (0 = off), weighted by
+    ``max(similarity, 0) ** alpha``. :meth:`fit` learns DBA on the gallery's ``(N, D)`` L2-normalised
+    vectors; :meth:`stored` gives the vectors an index must hold; :meth:`update` refits after products
+    change and says which stored vectors moved (the changed products and those whose neighbours changed),
+    so a changed index answers as one built from scratch; :meth:`search` runs αQE (two searches) and the
+    leave-one-out correction over the index. With DBA the un-augmented gallery is kept here (``base``, in
+    increasing id order: ties between neighbours go to the lower id); αQE alone keeps nothing.
     """
 
-    name = "expanded"
+    def __init__(self, dba_n: int = 0, qe_n: int = 0, alpha: float = ALPHA):
+        self.dba_n, self.qe_n, self.alpha = int(dba_n), int(qe_n), float(alpha)
+        self.fit(np.zeros((0, 0), dtype=np.float32), np.zeros(0, dtype=np.int64))
 
-    def __init__(self, dim: int, *, qe_n: int = 0, dba_n: int = 0, alpha: float = ALPHA):
-        self.qe_n, self.dba_n, self.alpha = int(qe_n), int(dba_n), float(alpha)
-        self.store = EuclideanIndex(dim)
-        self._fit()
+    def __repr__(self) -> str:
+        steps = [f"DBA(n={self.dba_n})"] if self.dba_n else []
+        steps += [f"aQE(n={self.qe_n})"] if self.qe_n else []
+        return f"Expansion({' + '.join(steps) or 'nothing'}, alpha={self.alpha:g}, {len(self.ids)} gallery vectors)"
 
-    def _fit(self) -> None:
-        """DBA over the current gallery: each row's neighbours, weights and augmented vector."""
-        self.gallery = self.store.gallery
-        n = len(self.gallery)
-        if self.dba_n > 0 and n > 1:
+    def fit(self, vectors: np.ndarray, ids) -> "Expansion":
+        """Learn DBA on the gallery: ``(N, D)`` vectors (L2-normalised here) under their ``(N,)`` int64 ids."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if not self.dba_n:
+            ids, vectors = ids[:0], np.zeros((0, np.shape(vectors)[1] if np.ndim(vectors) == 2 else 0), np.float32)
+        order = np.argsort(ids, kind="stable")
+        self.ids = ids[order]
+        self._rows = pd.Index(self.ids)
+        self.base = l2_normalise(np.asarray(vectors, dtype=np.float32)[order]) if len(ids) else \
+            np.asarray(vectors, dtype=np.float32)[:0]
+        n = len(self.ids)
+        if self.dba_n and n > 1:
             self._neighbours, self._weights = self._gallery_neighbours(min(self.dba_n, n - 1))
-            sums = self.gallery + np.einsum("jm,jmd->jd", self._weights, self.gallery[self._neighbours])
+            sums = self.base + np.einsum("jm,jmd->jd", self._weights, self.base[self._neighbours])
         else:
             self._neighbours = np.zeros((n, 0), dtype=np.int64)
             self._weights = np.zeros((n, 0), dtype=np.float32)
-            sums = self.gallery.copy()
+            sums = self.base.copy()
         self._sums = sums.astype(np.float32)  # unnormalised augmented vectors S_j
         self._norms = np.linalg.norm(self._sums, axis=1)
         self.augmented = self._sums / np.maximum(self._norms, 1e-12)[:, None]
@@ -69,133 +84,137 @@ class ExpandedIndex(Index):
         flat = self._neighbours.ravel()
         self._pairs = np.argsort(flat, kind="stable")
         self._pair_starts = np.searchsorted(flat[self._pairs], np.arange(n + 1))
-
-    def __len__(self) -> int:
-        return len(self.store)
-
-    @property
-    def dim(self) -> int:
-        return self.store.dim
-
-    @property
-    def ids(self) -> np.ndarray:
-        return self.store.ids
-
-    def get_config(self) -> dict:
-        return {"qe_n": self.qe_n, "dba_n": self.dba_n, "alpha": self.alpha}
-
-    def add(self, vectors: np.ndarray, ids, metadata=None) -> None:
-        """Store ``(n, D)`` vectors (L2-normalised here) under ``ids``, an id already stored replaced; DBA is
-        refitted on the whole gallery (new rows may be anyone's neighbours)."""
-        vectors, ids = checked_rows(self, vectors, ids, metadata)
-        self.store.add(l2_normalise(vectors), ids, metadata)
-        self._fit()
-
-    def remove(self, ids) -> None:
-        """Delete ``ids`` (KeyError naming those not stored, nothing removed); DBA is refitted."""
-        self.store.remove(ids)
-        self._fit()
-
-    def _save_data(self, folder: Path) -> None:
-        self.store._save_data(folder)
-
-    @classmethod
-    def _load_data(cls, folder: Path, config: dict) -> "ExpandedIndex":
-        index = cls(int(config["dim"]), **{key: config[key] for key in ("qe_n", "dba_n", "alpha") if key in config})
-        index.store = EuclideanIndex._load_data(folder, {"dtype": "float32", "chunk_rows": DEFAULT_CHUNK_ROWS,
-                                                         "dim": config["dim"]})
-        index._fit()
-        return index
-
-    def __repr__(self) -> str:
-        steps = [f"DBA(n={self.dba_n})"] if self.dba_n else []
-        steps += [f"aQE(n={self.qe_n})"] if self.qe_n else []
-        steps += [f"alpha={self.alpha:g}"] if steps else []
-        return f"ExpandedIndex({len(self)} x {self.dim}, {' + '.join(steps) or 'no expansion'})"
+        return self
 
     def _gallery_neighbours(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        neighbours = np.empty((len(self.gallery), n), dtype=np.int64)
-        weights = np.empty((len(self.gallery), n), dtype=np.float32)
-        step = max(1, _BLOCK // len(self.gallery))
-        for start in range(0, len(self.gallery), step):
-            rows = np.arange(start, min(start + step, len(self.gallery)))
-            scores = self.gallery[rows] @ self.gallery.T
+        neighbours = np.empty((len(self.base), n), dtype=np.int64)
+        weights = np.empty((len(self.base), n), dtype=np.float32)
+        step = max(1, _BLOCK // len(self.base))
+        for start in range(0, len(self.base), step):
+            rows = np.arange(start, min(start + step, len(self.base)))
+            scores = self.base[rows] @ self.base.T
             scores[np.arange(len(rows)), rows] = -np.inf
             top = nearest_first(-scores, n)
             neighbours[rows] = top
             weights[rows] = _expansion_weights(np.take_along_axis(scores, top, axis=1), self.alpha)
         return neighbours, weights
 
-    def _scores(self, queries: np.ndarray, exclude: np.ndarray) -> np.ndarray:
-        """``(Q, N)`` cosine similarity to the augmented gallery, each query's own row taken out of it."""
-        scores = queries @ self._sums.T
-        norms = np.broadcast_to(self._norms, scores.shape).copy()
-        for q in np.flatnonzero(exclude >= 0):
-            e = exclude[q]
-            pairs = self._pairs[self._pair_starts[e]:self._pair_starts[e + 1]]
-            if len(pairs):
-                j, m = np.divmod(pairs, self._neighbours.shape[1])
-                w = self._weights[j, m]
-                own = self.gallery[e]
-                scores[q, j] -= w * (queries[q] @ own)
-                corrected = self._sums[j] - w[:, None] * own
-                norms[q, j] = np.linalg.norm(corrected, axis=1)
-        scores /= np.maximum(norms, 1e-12)
-        has = np.flatnonzero(exclude >= 0)
-        scores[has, exclude[has]] = -np.inf
-        return scores
+    def rows(self, ids) -> np.ndarray:
+        """Positions in :attr:`ids` of ``ids``; KeyError naming those the gallery does not hold."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        rows = self._rows.get_indexer(ids)
+        if (rows < 0).any():
+            raise KeyError(f"ids not in the expansion's gallery: {ids[rows < 0][:10].tolist()}")
+        return rows
 
-    def _expanded(self, queries: np.ndarray, exclude: np.ndarray, scores: np.ndarray) -> np.ndarray:
-        neighbours = nearest_first(-scores, min(self.qe_n, len(self) - 1 if (exclude >= 0).any() else len(self)))
-        weights = _expansion_weights(np.take_along_axis(scores, neighbours, axis=1), self.alpha)
-        vectors = self.augmented[neighbours]  # (Q, n, D)
-        for q in np.flatnonzero(exclude >= 0):  # neighbours' vectors without the query's own contribution
-            e = exclude[q]
-            for slot, j in enumerate(neighbours[q]):
-                hit = np.flatnonzero(self._neighbours[j] == e)
-                if len(hit):
-                    corrected = self._sums[j] - self._weights[j, hit[0]] * self.gallery[e]
-                    vectors[q, slot] = corrected / max(np.linalg.norm(corrected), 1e-12)
-        return l2_normalise(queries + np.einsum("qn,qnd->qd", weights, vectors))
+    def stored(self, vectors: np.ndarray, ids) -> np.ndarray:
+        """``(N, D)``: what an index stores for the gallery ``vectors`` under ``ids`` (the DBA-augmented vectors of
+        those ids after :meth:`fit`; the vectors themselves without DBA)."""
+        return self.augmented[self.rows(ids)] if self.dba_n else np.asarray(vectors, dtype=np.float32)
 
-    def search(self, queries: np.ndarray, k: int = 10, *, exclude_ids=None, filters: Filters | None = None):
-        """The ``k`` nearest stored vectors of each query, as :meth:`EuclideanIndex.search`."""
-        single, queries, exclude_ids, k = checked_query(self, queries, k, exclude_ids)
-        allowed = allowed_mask(filters, self.store.table, self.ids)
-        k = result_width(len(self), k, exclude_ids, allowed, self.ids)
-        if k < 1:
-            return empty_results(len(queries), single)
-        queries = l2_normalise(queries)
-        exclude = (np.full(len(queries), -1, dtype=np.int64) if exclude_ids is None
-                   else self.store.rows_where_stored(exclude_ids))
-        all_d, all_i = [], []
-        step = max(1, _BLOCK // max(1, len(self)))
-        for start in range(0, len(queries), step):
-            q, e = queries[start:start + step], exclude[start:start + step]
-            scores = self._scores(q, e)
-            if self.qe_n > 0:
-                q = self._expanded(q, e, scores)
-                scores = self._scores(q, e)
-            if allowed is not None:
-                scores[:, ~allowed] = -np.inf
-            top = nearest_first(-scores, k)
-            similarity = np.take_along_axis(scores, top, axis=1)
-            all_d.append(np.sqrt(np.maximum(2.0 - 2.0 * similarity, 0.0)).astype(np.float32))
-            all_i.append(top.astype(np.int64))
-        distances, rows = np.concatenate(all_d), np.concatenate(all_i)
-        found = self.ids[rows]
+    def base_vectors(self, ids) -> np.ndarray:
+        """``(n, D)`` un-augmented gallery vectors of ``ids`` (DBA only)."""
+        return self.base[self.rows(ids)]
+
+    def update(self, vectors: np.ndarray, ids, removed=()) -> tuple[np.ndarray, np.ndarray]:
+        """Refit DBA after ``ids`` were added or replaced by ``vectors`` and ``removed`` ids left; returns
+        ``(ids, stored vectors)`` of every product whose stored vector moved (the new and changed ones, and
+        those whose augmented vector changed with their neighbours), for the index to replace."""
+        if not self.dba_n:
+            return np.asarray(ids, dtype=np.int64).reshape(-1), np.asarray(vectors, dtype=np.float32)
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        before = pd.Series(np.arange(len(self.ids)), index=self.ids)
+        old_stored, old_neighbours = self.augmented, self.ids[self._neighbours]
+        keep = ~np.isin(self.ids, np.concatenate([ids, np.asarray(removed, dtype=np.int64).reshape(-1)]))
+        incoming = np.asarray(vectors, dtype=np.float32).reshape(len(ids), self.base.shape[1])
+        self.fit(np.concatenate([self.base[keep], incoming]), np.concatenate([self.ids[keep], ids]))
+        old = before.reindex(self.ids).to_numpy()
+        moved = np.isnan(old) | np.isin(self.ids, ids)
+        was = np.flatnonzero(~moved)
+        rows = old[was].astype(np.int64)
+        if old_neighbours.shape[1] != self._neighbours.shape[1]:
+            moved[:] = True
+        else:
+            moved[was] = ((old_neighbours[rows] != self.ids[self._neighbours[was]]).any(axis=1)
+                          | (np.abs(old_stored[rows] - self.augmented[was]).max(axis=1, initial=0) > 1e-6))
+        return self.ids[moved], self.augmented[moved]
+
+    def search(self, index: Index, queries: np.ndarray, k: int = 10, *, exclude_ids=None,
+               filters: Filters | None = None, passes: Callable | None = None):
+        """The ``k`` nearest of each query in ``index`` (which holds :meth:`stored` vectors), after αQE:
+        ``(distances, ids)`` as :meth:`Index.search`. ``exclude_ids``: ``(Q,)`` id per query left out of its
+        results and of its expansion (a gallery product queried in leave-one-out; its DBA contribution to
+        other products is taken out too); ``passes``: ``ids -> (n,) bool`` of ``filters``, needed with
+        ``filters`` to check products whose corrected score brings them in."""
+        single = np.ndim(queries) == 1
+        queries = l2_normalise(np.atleast_2d(np.asarray(queries, dtype=np.float32)))
+        exclude = None if exclude_ids is None else np.asarray(exclude_ids, dtype=np.int64).reshape(-1)
+        if self.qe_n:
+            distances, found = self._corrected(index, queries, self.qe_n, exclude, None, None)
+            weights = np.where(found >= 0, _expansion_weights(_similarities(distances), self.alpha), 0.0)
+            neighbours = self._stored_of(index, found, exclude)
+            queries = l2_normalise((queries + np.einsum("qn,qnd->qd", weights, neighbours)).astype(np.float32))
+        distances, found = self._corrected(index, queries, k, exclude, filters, passes)
         return (distances[0], found[0]) if single else (distances, found)
 
-    def vectors(self, ids=None) -> np.ndarray:
-        """``(len(ids), D)`` float32 un-augmented gallery vectors of ``ids`` (all, in id order, when None)."""
-        return self.store.vectors(ids)
+    def _affected(self, excluded: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows, weights)`` of the gallery products that count ``excluded`` (an id) among their DBA neighbours."""
+        e = self._rows.get_indexer([excluded])[0]
+        if e < 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        pairs = self._pairs[self._pair_starts[e]:self._pair_starts[e + 1]]
+        j, m = np.divmod(pairs, self._neighbours.shape[1])
+        return j, self._weights[j, m]
 
-    def expanded_queries(self, queries: np.ndarray, exclude_ids=None) -> np.ndarray:
-        """``(Q, D)`` queries after αQE against this gallery (each its own ``exclude_ids`` id left out, -1: none)."""
-        queries = l2_normalise(np.atleast_2d(queries))
-        exclude = (np.full(len(queries), -1, dtype=np.int64) if exclude_ids is None
-                   else self.store.rows_where_stored(np.asarray(exclude_ids).reshape(len(queries))))
-        return self._expanded(queries, exclude, self._scores(queries, exclude))
+    def _without(self, rows: np.ndarray, weights: np.ndarray, excluded: int) -> np.ndarray:
+        """``(n, D)`` unnormalised augmented vectors of ``rows`` without ``excluded``'s share in them."""
+        return self._sums[rows] - weights[:, None] * self.base[self._rows.get_indexer([excluded])[0]]
+
+    def _stored_of(self, index: Index, found: np.ndarray, exclude) -> np.ndarray:
+        """``(Q, n, D)`` stored vectors of the ids ``found`` (zeros for -1), each query's excluded share taken out."""
+        vectors = np.zeros((*found.shape, index.dim), dtype=np.float32)
+        present = found >= 0
+        if not present.any():
+            return vectors
+        if not self.dba_n:
+            unique, inverse = np.unique(found[present], return_inverse=True)
+            vectors[present] = index.vectors(unique)[inverse]
+            return vectors
+        vectors[present] = self.augmented[self.rows(found[present])]
+        for q in range(len(found)) if exclude is not None else ():
+            rows, weights = self._affected(exclude[q])
+            for slot in np.flatnonzero(np.isin(found[q], self.ids[rows])):
+                at = np.flatnonzero(self.ids[rows] == found[q, slot])
+                corrected = self._without(rows[at], weights[at], exclude[q])[0]
+                vectors[q, slot] = corrected / max(np.linalg.norm(corrected), 1e-12)
+        return vectors
+
+    def _corrected(self, index: Index, queries: np.ndarray, k: int, exclude, filters, passes):
+        """``index.search`` with each excluded product's DBA share taken out of its neighbours' scores: the
+        products whose stored vector holds that share are scored again, the others keep the index's score,
+        and ``k`` + (their number) results are fetched so that the top ``k`` stays exact."""
+        affected = [self._affected(e) for e in exclude] if exclude is not None and self.dba_n else []
+        extra = max((len(rows) for rows, _ in affected), default=0)
+        distances, found = index.search(queries, k + extra, exclude_ids=exclude, filters=filters)
+        if not extra:
+            return distances, found
+        width = min(k, found.shape[1])
+        out_d = np.full((len(queries), width), np.inf, dtype=np.float32)
+        out_i = np.full((len(queries), width), -1, dtype=np.int64)
+        for q, (rows, weights) in enumerate(affected):
+            ids, scores = found[q], _similarities(distances[q])
+            scores, ids = scores[ids >= 0], ids[ids >= 0]
+            if len(rows):
+                changed = self._without(rows, weights, exclude[q])
+                new = (changed @ queries[q]) / np.maximum(np.linalg.norm(changed, axis=1), 1e-12)
+                ok = np.ones(len(rows), dtype=bool) if filters is None else np.asarray(passes(self.ids[rows]))
+                keep = ~np.isin(ids, self.ids[rows])
+                ids = np.concatenate([ids[keep], self.ids[rows][ok]])
+                scores = np.concatenate([scores[keep], new[ok]])
+            order = np.lexsort((ids, -scores))[:width]
+            out_i[q, :len(order)] = ids[order]
+            out_d[q, :len(order)] = np.sqrt(np.maximum(2.0 - 2.0 * scores[order], 0.0))
+        return out_d, out_i
 
 
 def alpha_query_expansion(queries: np.ndarray, gallery: np.ndarray, n: int = 2, alpha: float = ALPHA,
@@ -203,10 +222,52 @@ def alpha_query_expansion(queries: np.ndarray, gallery: np.ndarray, n: int = 2, 
     """αQE: each ``(Q, D)`` query plus its ``n`` nearest ``(N, D)`` gallery items weighted by
     ``max(similarity, 0)^alpha``, renormalised. ``exclude``: ``(Q,)`` gallery row per query that may
     not be a neighbour (the query itself in leave-one-out; -1 for none)."""
-    return make_index("expanded", gallery, qe_n=n, alpha=alpha).expanded_queries(queries, exclude)
+    gallery = l2_normalise(np.asarray(gallery, dtype=np.float32))
+    queries = l2_normalise(np.atleast_2d(np.asarray(queries, dtype=np.float32)))
+    exclude = None if exclude is None else np.asarray(exclude, dtype=np.int64).reshape(len(queries))
+    distances, found = make_index("exact", gallery).search(queries, n, exclude_ids=exclude)
+    weights = np.where(found >= 0, _expansion_weights(_similarities(distances), alpha), 0.0)
+    neighbours = np.where((found >= 0)[..., None], gallery[np.maximum(found, 0)], 0.0)
+    return l2_normalise((queries + np.einsum("qn,qnd->qd", weights, neighbours)).astype(np.float32))
 
 
 def database_augmentation(gallery: np.ndarray, n: int = 2, alpha: float = ALPHA) -> np.ndarray:
     """DBA: every ``(N, D)`` gallery item plus its ``n`` nearest other items weighted by
     ``max(similarity, 0)^alpha``, renormalised."""
-    return make_index("expanded", gallery, dba_n=n, alpha=alpha).augmented
+    return Expansion(dba_n=n, alpha=alpha).fit(gallery, np.arange(len(gallery))).augmented
+
+
+class ExpandedSearch:
+    """An index searched through an :class:`Expansion`: what an engine with DBA / αQE searches, for a gallery
+    of vectors without an engine (``evaluate(expanded_search(vectors, dba_n=1, qe_n=2), labels, 10)``). Has
+    ``search`` and the leave-one-out ``search_stored`` of an index, and its ``ids``."""
+
+    def __init__(self, expansion: Expansion, index: Index):
+        self.expansion, self.index = expansion, index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self.index.ids
+
+    def search(self, queries: np.ndarray, k: int = 10, *, exclude_ids=None):
+        """``(distances, ids)`` of the ``k`` nearest of each query, after αQE (see :meth:`Expansion.search`)."""
+        return self.expansion.search(self.index, queries, k, exclude_ids=exclude_ids)
+
+    def search_stored(self, ids=None, k: int = 10):
+        """Leave-one-out: the stored products of ``ids`` (all when None) as queries, each left out of its own
+        results, its expansion and its neighbours' DBA."""
+        ids = self.index.ids if ids is None else np.asarray(ids, dtype=np.int64).reshape(-1)
+        queries = self.expansion.base_vectors(ids) if self.expansion.dba_n else self.index.vectors(ids)
+        return self.search(queries, k, exclude_ids=ids)
+
+
+def expanded_search(vectors: np.ndarray, ids=None, *, index: str = "exact", dba_n: int = 0, qe_n: int = 0,
+                    alpha: float = ALPHA, **options) -> ExpandedSearch:
+    """``(N, D)`` gallery ``vectors`` under ``ids`` (default ``0..N-1``) with DBA fitted on them, in an ``index``
+    of that backend (``options``: its own), searched with αQE."""
+    ids = np.arange(len(vectors), dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
+    expansion = Expansion(dba_n, qe_n, alpha).fit(vectors, ids)
+    return ExpandedSearch(expansion, make_index(index, expansion.stored(vectors, ids), ids, **options))

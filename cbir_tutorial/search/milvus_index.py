@@ -462,6 +462,8 @@ class MilvusIndex(Index):
                     "sha256": rows_checksum(sample, known)}
         (folder / CHECKSUM_FILE).write_text(json.dumps(checksum, indent=1) + "\n")
 
+    LOAD_OPTIONS = ("uri",)
+
     @classmethod
     def _load_data(cls, folder: Path, config: dict, uri: str | None = None) -> "MilvusIndex":
         """Reconnect to the saved collection at ``uri`` (default: the saved ``uri`` only when it is this

@@ -1,9 +1,10 @@
-"""Named retrieval recipes: which pooling, augmentation, fusion, whitening and expansion an engine uses.
+"""Named retrieval recipes: an embedding (backbone, pooling, augmentation, fusion, or a trained model) and the
+post-processing after it (whitening, DBA, αQE).
 
-A :class:`Recipe` is a list of settings, its backbone(s) included; fitted on a catalogue it becomes a
-:class:`~cbir_tutorial.search.pipeline.Pipeline` (the extractors and the fitted whitening) that the engine
-keeps, so a later query image goes through exactly the same steps, and its expansion steps choose the
-engine's index (``"expanded"``). ``SearchEngine.build(catalogue, recipe="best")``,
+A :class:`Recipe` is an :class:`Embedding` and its :class:`PostProcessing`; fitted on a catalogue it becomes a
+:class:`~cbir_tutorial.search.pipeline.Pipeline` (the extractors, the fitted whitening and the fitted
+:class:`~cbir_tutorial.search.expansion.Expansion`) that the engine keeps, so a later query image goes
+through exactly the same steps, over whichever index the engine uses. ``SearchEngine.build(catalogue, recipe="best")``,
 ``python -m cbir_tutorial evaluate --recipe best`` and the explorer all take a name from :data:`RECIPES`,
 or the folder of a trained model (:func:`trained_recipe`: the fine-tuned embedding is the recipe's
 features, e.g. ``SearchEngine.build(catalogue, recipe="runs/lite0-proxy")`` or ``--recipe runs/lite0-proxy``).
@@ -40,63 +41,54 @@ from .expansion import ALPHA
 
 
 @dataclass(frozen=True)
-class Recipe:
-    """Settings of every step; the defaults are the baseline (average pooling, nothing after).
+class Embedding:
+    """What turns an image into one vector: a backbone's features, pooled and augmented as set, fused with a
+    second backbone's, or a trained model's embedding. The defaults are the baseline's (average pooling).
 
-    ``backbone``: the backbone whose features the recipe starts from (the one that works offline by
-    default; :meth:`with_backbone` swaps it);
-    ``pooling``/``p``/``flip``/``scales``: see :class:`~cbir_tutorial.models.pooling.PooledExtractor`;
-    ``fuse_with``: a second backbone whose features are concatenated, with equal weight;
-    ``whiten_dim``: PCA-whitening output size (``0`` = no whitening, ``None`` = all components),
-    ``whiten_power``: 1 full whitening, 0.5 square-root; ``dba_n``/``qe_n``: neighbours used by database
-    augmentation / α-query expansion (0 = off), with exponent :data:`~.expansion.ALPHA`;
-    ``trained``/``trained_hash``: the folder of a trained model whose embedding replaces the backbone's
-    features, and the hash of the weights the recipe was made with (:func:`trained_recipe`). A recipe made
-    with ``trained`` and no hash (``Recipe("mine", trained=DIR)``) reads the folder at once: it records the
-    resolved folder, its weights' hash and its backbone, so an engine built with it refuses the folder once
-    it is trained again; a folder that cannot be used raises
-    :class:`~cbir_tutorial.models.trained.TrainedModelError`.
+    ``backbone``: the backbone whose features it starts from (the one that works offline by default;
+    :meth:`with_backbone` swaps it); ``pooling``/``p``/``flip``/``scales``: see
+    :class:`~cbir_tutorial.models.pooling.PooledExtractor`; ``fuse_with``: a second backbone whose features are
+    concatenated, with equal weight; ``trained``/``trained_hash``: the folder of a trained model whose
+    embedding replaces the backbone's features, and the hash of its weights (:func:`trained_recipe`). Made with
+    ``trained`` and no hash (``Embedding(trained=DIR)``), it reads the folder at once: it records the resolved
+    folder, its weights' hash and its backbone, so an engine built with it refuses the folder once it is
+    trained again; a folder that cannot be used raises :class:`~cbir_tutorial.models.trained.TrainedModelError`.
     """
 
-    name: str
-    description: str = ""
     backbone: str = OFFLINE_BACKBONE
     pooling: str = "avg"
     p: float = 3.0
     flip: bool = False
     scales: tuple = (1.0,)
     fuse_with: str | None = None
-    whiten_dim: int | None = 0
-    whiten_power: float = 1.0
-    dba_n: int = 0
-    qe_n: int = 0
     trained: str | None = None
     trained_hash: str | None = None
 
     def __post_init__(self):
+        object.__setattr__(self, "scales", tuple(self.scales))
         if self.trained and not self.trained_hash:  # made by hand: record the model it is made with
             folder = Path(self.trained).expanduser().resolve()
             info = read_trained(folder)
             model = backbone_spec(info["backbone"]).name
             if backbone_spec(self.backbone).name not in (model, OFFLINE_BACKBONE):  # the default is replaced
-                raise ValueError(f"recipe {self.name!r}: the model trained in {folder} is on {model}, not "
-                                 f"{self.backbone}; leave the backbone out")
+                raise ValueError(f"the model trained in {folder} is on {model}, not {self.backbone}; "
+                                 "leave the backbone out")
             object.__setattr__(self, "trained", str(folder))
             object.__setattr__(self, "trained_hash", info["weights_hash"])
             object.__setattr__(self, "backbone", model)
 
     @property
-    def key(self) -> str:
-        """What tells recipes apart in menus and shelves: the trained model's folder, else the name."""
-        return self.trained or self.name
-
-    @property
     def plain_features(self) -> bool:
         """True when the features are the backbone's own (average pooling, no augmentation)."""
-        return self.pooling == "avg" and not self.flip and tuple(self.scales) == (1.0,)
+        return self.pooling == "avg" and not self.flip and self.scales == (1.0,)
+
+    @property
+    def backbones(self) -> list[str]:
+        """Every backbone it runs: its own, then the fused one."""
+        return [self.backbone] + ([self.fuse_with] if self.fuse_with else [])
 
     def steps(self) -> list[str]:
-        """The steps in order, in words (``[]`` for the baseline)."""
+        """Its steps past the backbone's own features, in words."""
         steps = [f"fine-tuned embedding from {self.trained}"] if self.trained else []
         if self.pooling == "gem":
             steps.append(f"GeM pooling (p={self.p:g})")
@@ -104,10 +96,46 @@ class Recipe:
             steps.append("max pooling")
         if self.flip:
             steps.append("flip TTA")
-        if tuple(self.scales) != (1.0,):
-            steps.append(f"multi-scale TTA {tuple(self.scales)}")
+        if self.scales != (1.0,):
+            steps.append(f"multi-scale TTA {self.scales}")
         if self.fuse_with:
             steps.append(f"fusion with {self.fuse_with} (weight 1)")
+        return steps
+
+    def with_backbone(self, backbone: str | None) -> "Embedding":
+        """This embedding starting from ``backbone`` instead (``None``: unchanged); ValueError for a trained model."""
+        if backbone is None or backbone_spec(backbone).name == self.backbone:
+            return self
+        if self.trained:
+            raise ValueError(f"the model trained in {self.trained} is on {self.backbone}: it cannot start from "
+                             f"{backbone}; leave the backbone out")
+        return replace(self, backbone=backbone_spec(backbone).name)
+
+
+@dataclass(frozen=True)
+class PostProcessing:
+    """The steps after the embedding, none by default.
+
+    ``whiten_dim``: PCA-whitening output size, learned on the gallery (``0`` = no whitening, ``None`` = all
+    components), ``whiten_power``: 1 full whitening, 0.5 square-root; ``dba_n``: database-side augmentation,
+    each gallery vector moved towards its ``dba_n`` nearest (what the index stores); ``qe_n``: α-query
+    expansion, each query moved towards its ``qe_n`` nearest before a second search (0 = off), both with
+    exponent :data:`~.expansion.ALPHA` (:class:`~.expansion.Expansion` does both, over any index).
+    """
+
+    whiten_dim: int | None = 0
+    whiten_power: float = 1.0
+    dba_n: int = 0
+    qe_n: int = 0
+
+    @property
+    def expands(self) -> bool:
+        """True when vectors move towards their neighbours (DBA or αQE)."""
+        return bool(self.dba_n or self.qe_n)
+
+    def steps(self) -> list[str]:
+        """The steps in order, in words."""
+        steps = []
         if self.whiten_dim != 0:
             steps.append(f"PCA whitening (dim={self.whiten_dim or 'all'}, power={self.whiten_power:g})")
         if self.dba_n:
@@ -116,60 +144,76 @@ class Recipe:
             steps.append(f"alpha-QE (n={self.qe_n}, alpha={ALPHA:g})")
         return steps
 
-    def settings(self) -> dict:
-        """The settings as a JSON-ready dict (:meth:`from_settings` reads it back)."""
-        out = asdict(self)
-        out["scales"] = list(self.scales)
-        return out
 
-    @classmethod
-    def from_settings(cls, settings: dict) -> "Recipe":
-        """The recipe :meth:`settings` wrote (settings this version no longer has are ignored)."""
-        known = {f.name for f in fields(cls)}
-        values = {key: value for key, value in settings.items() if key in known}
-        return cls(**{**values, "scales": tuple(values.get("scales", (1.0,)))})
+@dataclass(frozen=True)
+class Recipe:
+    """A named :class:`Embedding` and the :class:`PostProcessing` after it (the defaults: the baseline).
 
-    def with_backbone(self, backbone: str | None) -> "Recipe":
-        """This recipe starting from ``backbone`` instead (``None``: unchanged)."""
-        if backbone is None or backbone_spec(backbone).name == self.backbone:
-            return self
-        if self.trained:
-            raise ValueError(f"recipe {self.name!r} is the model trained in {self.trained} on {self.backbone}: "
-                             f"it cannot start from {backbone}; leave the backbone out")
-        return replace(self, backbone=backbone_spec(backbone).name)
+    :meth:`changed` makes a variant from settings of either part (``BASELINE.changed(name="max",
+    pooling="max")``); :meth:`settings` and :meth:`from_settings` are the JSON form a saved engine keeps.
+    """
+
+    name: str
+    description: str = ""
+    embedding: Embedding = Embedding()
+    post: PostProcessing = PostProcessing()
+
+    @property
+    def key(self) -> str:
+        """What tells recipes apart in menus and shelves: the trained model's folder, else the name."""
+        return self.embedding.trained or self.name
 
     @property
     def backbones(self) -> list[str]:
         """Every backbone the recipe runs: its own, then the fused one."""
-        return [self.backbone] + ([self.fuse_with] if self.fuse_with else [])
+        return self.embedding.backbones
 
-    @property
-    def expands(self) -> bool:
-        """True when the recipe moves vectors towards their neighbours (DBA or αQE): its index is ``"expanded"``."""
-        return bool(self.dba_n or self.qe_n)
+    def steps(self) -> list[str]:
+        """The steps in order, in words (``[]`` for the baseline)."""
+        return self.embedding.steps() + self.post.steps()
 
-    def index_choice(self, index: str = "exact", options: dict | None = None) -> tuple[str, dict]:
-        """``(backend name, options)`` of the engine's index: ``index`` as asked, or ``"expanded"`` (exact
-        search after DBA / αQE) for a recipe that expands, which only the exact backend can do."""
-        if not self.expands:
-            return index, dict(options or {})
-        if index != "exact" or options:
-            raise ValueError(f"recipe {self.name!r} expands queries (DBA / alpha-QE) on an exact index of its own: "
-                             f"use index='exact' without options, not {index!r}")
-        return "expanded", {"qe_n": self.qe_n, "dba_n": self.dba_n}
+    def changed(self, **settings) -> "Recipe":
+        """This recipe with ``settings`` replaced: ``name``, ``description``, or any field of
+        :class:`Embedding` or :class:`PostProcessing`; TypeError naming a setting neither has."""
+        parts = {"embedding": {}, "post": {}, "": {}}
+        owner = {f.name: part for part, cls in (("embedding", Embedding), ("post", PostProcessing))
+                 for f in fields(cls)} | {"name": "", "description": ""}
+        for key, value in settings.items():
+            if key not in owner:
+                raise TypeError(f"{key!r} is not a recipe setting: choose from {', '.join(owner)}")
+            parts[owner[key]][key] = value
+        return replace(self, **parts[""], embedding=replace(self.embedding, **parts["embedding"]),
+                       post=replace(self.post, **parts["post"]))
+
+    def settings(self) -> dict:
+        """The settings as a JSON-ready dict (:meth:`from_settings` reads it back)."""
+        out = asdict(self)
+        out["embedding"]["scales"] = list(self.embedding.scales)
+        return out
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> "Recipe":
+        """The recipe :meth:`settings` wrote."""
+        return cls(settings["name"], settings.get("description", ""), Embedding(**settings["embedding"]),
+                   PostProcessing(**settings["post"]))
+
+    def with_backbone(self, backbone: str | None) -> "Recipe":
+        """This recipe starting from ``backbone`` instead (``None``: unchanged)."""
+        embedding = self.embedding.with_backbone(backbone)
+        return self if embedding is self.embedding else replace(self, embedding=embedding)
 
 
 BASELINE = Recipe("baseline", "ImageNet features, global average pooling, L2-normalised, Euclidean distance")
-GEM = replace(BASELINE, name="gem", description="GeM pooling of the last conv map (p=3)", pooling="gem")
-TTA = replace(GEM, name="gem+flip", description="GeM + horizontal-flip test-time augmentation", flip=True)
-WHITEN = replace(TTA, name="gem+flip+whiten", description="... + PCA whitening learned on the gallery",
-                 whiten_dim=64, whiten_power=0.5)
-DBA = replace(WHITEN, name="gem+flip+whiten+dba", description="... + database-side augmentation", dba_n=1)
-SINGLE = replace(DBA, name="single", description="the best with one backbone: GeM + flip + whitening + DBA + "
-                 "alpha-QE", qe_n=2)
-FUSION = replace(TTA, name="fusion", description="GeM + flip on EfficientNet-Lite0 and Lite2, fused",
-                 fuse_with="efficientnet_lite2")
-BEST = replace(FUSION, name="best", description="fusion + DBA + alpha-QE (no labels)", dba_n=1, qe_n=2)
+GEM = BASELINE.changed(name="gem", description="GeM pooling of the last conv map (p=3)", pooling="gem")
+TTA = GEM.changed(name="gem+flip", description="GeM + horizontal-flip test-time augmentation", flip=True)
+WHITEN = TTA.changed(name="gem+flip+whiten", description="... + PCA whitening learned on the gallery",
+                     whiten_dim=64, whiten_power=0.5)
+DBA = WHITEN.changed(name="gem+flip+whiten+dba", description="... + database-side augmentation", dba_n=1)
+SINGLE = DBA.changed(name="single", description="the best with one backbone: GeM + flip + whitening + DBA + "
+                     "alpha-QE", qe_n=2)
+FUSION = TTA.changed(name="fusion", description="GeM + flip on EfficientNet-Lite0 and Lite2, fused",
+                     fuse_with="efficientnet_lite2")
+BEST = FUSION.changed(name="best", description="fusion + DBA + alpha-QE (no labels)", dba_n=1, qe_n=2)
 
 #: The named recipes, in the order of the cumulative table: each adds a step to the one before, except
 #: ``fusion``, which starts again from ``gem+flip`` with a second backbone.
@@ -201,8 +245,8 @@ def trained_recipe(folder: str | os.PathLike) -> Recipe:
     info = read_trained(folder)
     spec = backbone_spec(info["backbone"])
     return Recipe(folder.name, f"{info.get('loss', 'fine-tuned')}, {spec.title}, {info['embedding_dim']}-d "
-                  f"(trained model in {folder})", backbone=spec.name, trained=str(folder),
-                  trained_hash=info["weights_hash"])
+                  f"(trained model in {folder})",
+                  Embedding(backbone=spec.name, trained=str(folder), trained_hash=info["weights_hash"]))
 
 
 def trained_recipes(folders=()) -> list[Recipe]:

@@ -93,7 +93,7 @@ class EngineShelf:
             return self._engines[key, recipe]
         if key not in self.choices:
             raise KeyError(f"no backbone choice {key!r}; offered: {list(self.choices)}")
-        trained = self._recipe.trained
+        trained = self._recipe.embedding.trained
         shared = next((other for other in self.choices if (other, recipe) in self._engines), None) if trained else None
         if shared is not None:  # a trained model's engine does not depend on the choice
             self._engines[key, recipe] = self._engines[shared, recipe]

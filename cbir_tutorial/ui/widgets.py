@@ -324,7 +324,7 @@ class SearchExplorer:
             self._refresh()
         except (WeightsUnavailableError, ImageError, OSError, ValueError) as error:
             self.shelf.recipe = self._recipes[change["old"]]
-            if isinstance(error, TrainedModelError) and chosen.trained:  # broke since it was listed
+            if isinstance(error, TrainedModelError) and chosen.embedding.trained:  # broke since it was listed
                 del self._recipes[change["new"]]
                 self._broken[change["new"]] = error.reason
                 return self._refuse_recipe(change["old"], chosen.name, error.reason)

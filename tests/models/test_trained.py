@@ -100,14 +100,15 @@ def edited(folder, **changes):
 def test_a_hand_built_trained_recipe_records_the_hash_and_its_saved_engine_refuses_a_retrained_folder(
         tiny_model, sample_catalogue, tmp_path):
     from cbir_tutorial.search.engine import SearchEngine
-    from cbir_tutorial.search.recipes import Recipe
+    from cbir_tutorial.search.recipes import Embedding, Recipe
 
     folder = saved(tiny_model, tmp_path / "mine")
-    recipe = Recipe("mine", trained=str(folder))
-    assert recipe.trained_hash == read_trained(folder)["weights_hash"] and recipe.trained == str(folder.resolve())
+    recipe = Recipe("mine", embedding=Embedding(trained=str(folder)))
+    embedding = recipe.embedding
+    assert embedding.trained_hash == read_trained(folder)["weights_hash"] and embedding.trained == str(folder.resolve())
     small = sample_catalogue.stratified_sample(12)
     engine = SearchEngine.build(small, recipe=recipe, cache=False, progress=False)
-    assert engine.recipe.trained_hash == recipe.trained_hash
+    assert engine.recipe.embedding.trained_hash == embedding.trained_hash
     engine.save(tmp_path / "engine")
     saved(embedding_model("efficientnet_lite0", 8, input_size=32, seed=4), folder)  # trained again
     with pytest.raises(ValueError, match=f"{folder.resolve()} has changed") as refused:
@@ -155,7 +156,7 @@ BROKEN_DOCUMENTS = {
 
 @pytest.mark.parametrize("document, problem", BROKEN_DOCUMENTS.values(), ids=BROKEN_DOCUMENTS)
 def test_every_reader_refuses_a_broken_trained_json_in_one_line(tiny_model, tmp_path, document, problem):
-    from cbir_tutorial.search.recipes import Recipe, recipe_from_word
+    from cbir_tutorial.search.recipes import Embedding, recipe_from_word
 
     folder = saved(tiny_model, tmp_path / "m")
     path = folder / TRAINED_FILE
@@ -164,7 +165,7 @@ def test_every_reader_refuses_a_broken_trained_json_in_one_line(tiny_model, tmp_
         document = {key: value for key, value in info.items() if value is not None}
     path.write_text(json.dumps(document))
     where = f"{folder.resolve()}: {TRAINED_FILE}: "
-    for read in (read_trained, TrainedExtractor, recipe_from_word, lambda f: Recipe("mine", trained=f)):
+    for read in (read_trained, TrainedExtractor, recipe_from_word, lambda f: Embedding(trained=f)):
         with pytest.raises(TrainedModelError, match=where + problem) as refused:
             read(folder)
         assert "\n" not in str(refused.value)

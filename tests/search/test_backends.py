@@ -19,7 +19,15 @@ def test_add_appends_rows_and_unknown_names_are_refused(features):
     np.testing.assert_array_equal(index.search(features[:5], 10)[1], whole.search(features[:5], 10)[1])
     with pytest.raises(ValueError, match="index='annoy' is not known; use one of: exact, faiss-flat"):
         make_index("annoy", features)
-    assert set(INDEXES) == {"exact", "faiss-flat", "faiss-ivf", "faiss-hnsw", "milvus", "expanded"}
+    assert set(INDEXES) == {"exact", "faiss-flat", "faiss-ivf", "faiss-hnsw", "milvus"}
+
+
+def test_load_options_a_backend_does_not_take_are_refused_naming_them(features, tmp_path):
+    make_index("exact", features[:10]).save(tmp_path / "index")
+    with pytest.raises(ValueError, match="holds a 'exact' index: uri cannot be given when it is loaded "
+                                         r"\(it takes none\)"):
+        load_index(tmp_path / "index", uri="http://localhost:19530")
+    assert len(load_index(tmp_path / "index")) == 10
 
 
 @pytest.mark.parametrize("name, options", [("exact", {"dtype": "int8"}), ("exact", {"dtype": "bfloat16"})])
@@ -44,7 +52,7 @@ def test_recall_and_latency_of_an_exact_and_a_broken_index(features):
     assert measured["recall"] < 0.5 and measured["ms per query"] > 0
 
 
-@pytest.mark.parametrize("name", ["exact", "expanded", "faiss-flat"])
+@pytest.mark.parametrize("name", ["exact", "faiss-flat"])
 def test_rows_of_another_dimension_are_refused_by_add(features, name):
     if name.startswith("faiss"):
         pytest.importorskip("faiss")

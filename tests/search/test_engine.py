@@ -174,9 +174,6 @@ def test_search_errors_name_the_argument(sample_engine):
 def test_build_errors_name_the_argument(sample_catalogue, lite_extractor, tmp_path):
     with pytest.raises(ValueError, match="^recipe='fastest' is neither a recipe nor a trained model's folder"):
         SearchEngine.build(sample_catalogue, lite_extractor, recipe="fastest", progress=False)
-    with pytest.raises(ValueError, match="recipe 'single' expands queries .*use index='exact' without options, "
-                                         "not 'faiss-flat'"):
-        SearchEngine.build(sample_catalogue, lite_extractor, recipe="single", index="faiss-flat", progress=False)
     with pytest.raises(ValueError, match="^index='annoy' is not known; use one of: exact, faiss-flat"):
         SearchEngine.build(sample_catalogue, lite_extractor, index="annoy", progress=False)
     broken = tmp_path / "broken.jpg"
@@ -187,12 +184,12 @@ def test_build_errors_name_the_argument(sample_catalogue, lite_extractor, tmp_pa
         SearchEngine.build(Catalogue(table, name="nothing readable"), lite_extractor, cache=False, progress=False)
 
 
-@pytest.mark.parametrize("written", [{"version": 2, "pipeline": {}}, {"rows": 770}, ["not", "a", "dict"]])
+@pytest.mark.parametrize("written", [{"version": 3, "pipeline": {}}, {"rows": 770}, ["not", "a", "dict"]])
 def test_an_engine_saved_in_another_format_is_refused_naming_the_file(sample_engine, tmp_path, written):
     import json
 
     folder = sample_engine.save(tmp_path / "engine")
     (folder / ENGINE_FILE).write_text(json.dumps(written))
-    with pytest.raises(ValueError, match=r"engine\.json: an engine saved in format .*this version reads format 3: "
+    with pytest.raises(ValueError, match=r"engine\.json: an engine saved in format .*this version reads format 4: "
                                          r"build the engine again"):
         SearchEngine.load(folder)

@@ -4,8 +4,6 @@ included); fitted steps stay as fitted until ``refit``; the approximate backends
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -138,13 +136,13 @@ def test_unknown_ids_are_named_and_nothing_is_removed(sample_engine, lite_extrac
 
 
 def test_a_fitted_whitening_is_kept_until_refit(sample_catalogue, lite_extractor, final):
-    recipe = replace(BASELINE, name="whitened", whiten_dim=64, whiten_power=0.5)
+    recipe = BASELINE.changed(name="whitened", whiten_dim=64, whiten_power=0.5)
     engine, _ = living_engine(sample_catalogue, lite_extractor, recipe=recipe)
     first = SearchEngine.build(subset(sample_catalogue, START, "start"), lite_extractor, recipe=recipe, progress=False)
     np.testing.assert_array_equal(engine.pipeline.whitening.state()["mean"], first.pipeline.whitening.state()["mean"])
     product = final.table["id"].iloc[650]  # added after the fit: projected with the fitted whitening
     raw = lite_extractor.extract([final.paths[650]], progress=False).features
-    expected = first.pipeline.combine([raw])[0]
+    expected = first.pipeline.transform([raw])[0]
     np.testing.assert_allclose(engine.features[engine.row_of(product)], expected, atol=1e-6)
     refitted = engine.refit()
     assert refitted.changes == 0 and engine.changes == 199
@@ -152,14 +150,33 @@ def test_a_fitted_whitening_is_kept_until_refit(sample_catalogue, lite_extractor
     assert_same_answers(refitted, rebuilt, queries_of(final))
 
 
-def test_expansion_is_refitted_on_every_change(sample_catalogue, lite_extractor, final):
-    """DBA (database-side augmentation) depends on everyone's neighbours: the expanded index refits it on each
-    change, so the changed engine answers exactly as a rebuild."""
-    recipe = replace(BASELINE, name="expanded", dba_n=1, qe_n=2)
-    engine, _ = living_engine(sample_catalogue, lite_extractor, recipe=recipe)
-    rebuilt = SearchEngine.build(final, lite_extractor, recipe=recipe, progress=False)
-    assert engine.index.name == "expanded"
+@pytest.mark.parametrize("backend", ["exact", "faiss-flat", "milvus-lite"], indirect=True)
+def test_dba_and_query_expansion_follow_the_changes_on_every_backend(sample_catalogue, lite_extractor, final, backend,
+                                                                     tmp_path):
+    """DBA depends on everyone's neighbours: each change refits it and replaces every stored vector that moved
+    (not only the changed products'), so the changed engine stores and answers what a rebuild does; αQE
+    searches the backend twice; a saved engine reopens with its DBA."""
+    name, options = backend
+    recipe = BASELINE.changed(name="expanded", dba_n=1, qe_n=2)
+    engine, _ = living_engine(sample_catalogue, lite_extractor, recipe=recipe, index=name, index_options=options)
+    rebuilt = SearchEngine.build(final, lite_extractor, recipe=recipe, progress=False, index=name,
+                                 index_options=options)
+    assert engine.index.name == name and engine.pipeline.expansion.dba_n == 1
+    keys = np.sort(rebuilt.keys)
+    np.testing.assert_allclose(engine.index.vectors(keys), rebuilt.index.vectors(keys), atol=1e-6)
+    np.testing.assert_allclose(engine.features[np.argsort(engine.keys)], rebuilt.features[np.argsort(rebuilt.keys)],
+                               atol=1e-6)  # the un-augmented vectors
+    assert not np.allclose(engine.index.vectors(keys), engine.vectors_of(keys), atol=1e-3)  # DBA moved them
     assert_same_answers(engine, rebuilt, queries_of(final))
+    shoes = Filters(category=final.table["category"].mode().iloc[0])
+    for product in queries_of(final)[:4]:  # a filter limits what is returned, not what DBA and αQE expand with
+        everything = engine.search_product(product, len(engine))
+        expected = everything[everything["category"] == shoes.category].head(10)
+        found = engine.search_product(product, 10, filters=shoes)
+        assert found["id"].tolist() == expected["id"].tolist()
+        np.testing.assert_allclose(found["distance"], expected["distance"], atol=1e-6)
+    again = SearchEngine.load(engine.save(tmp_path / "engine"), extractor=lite_extractor, index_uri=options.get("uri"))
+    assert_same_answers(again, engine, queries_of(final)[:8])
 
 
 @pytest.mark.parametrize("name, options", [("faiss-ivf", {"nlist": 8, "nprobe": 4}), ("faiss-hnsw", {})])

@@ -17,9 +17,9 @@ from cbir_tutorial.search.backends import load_index, make_index
 from cbir_tutorial.search.filters import Filters
 
 #: The backends refusing in-process (Milvus, which needs a database, has its own tests below).
-BACKENDS = [("exact", {}), ("exact", {"dtype": "int8"}), ("expanded", {"qe_n": 2, "dba_n": 2}),
+BACKENDS = [("exact", {}), ("exact", {"dtype": "int8"}),
             ("faiss-flat", {}), ("faiss-ivf", {"nlist": 4, "nprobe": 4}), ("faiss-hnsw", {})]
-BACKEND_IDS = ["exact", "exact-int8", "expanded", "faiss-flat", "faiss-ivf", "faiss-hnsw"]
+BACKEND_IDS = ["exact", "exact-int8", "faiss-flat", "faiss-ivf", "faiss-hnsw"]
 CHECK_THE_FEATURES = "check the features: .*retrain it with a lower learning rate"
 
 
@@ -145,4 +145,4 @@ def test_rows_whose_distance_is_not_a_number_rank_after_every_number(features, c
 def test_a_pipeline_refuses_to_turn_nan_features_into_vectors(sample_engine, features):
     with pytest.raises(ValueError, match=r"^1 of 770 vectors of recipe 'baseline' hold NaN or infinity \(rows 9\): "
                                          r"its extractors' features hold NaN or infinity \(a model that diverged"):
-        sample_engine.pipeline.combine([poisoned(features, [9], np.nan)])
+        sample_engine.pipeline.transform([poisoned(features, [9], np.nan)])

@@ -3,20 +3,18 @@ whitening keeps the dimensions the gallery supports; a saved pipeline reopens wi
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 
 from cbir_tutorial import SearchEngine, evaluate
 from cbir_tutorial.models.pooling import PooledExtractor
-from cbir_tutorial.search.pipeline import Pipeline, fit_pipeline, load_pipeline, pipeline_extractors
+from cbir_tutorial.search.pipeline import Pipeline, load_pipeline, pipeline_extractors
 from cbir_tutorial.search.recipes import BASELINE, RECIPES
 
 #: Whitening + DBA + αQE on the backbone's own features: no new extraction needed.
-EXPANDED = replace(BASELINE, name="expanded", whiten_dim=256, whiten_power=0.5, dba_n=2, qe_n=2)
+EXPANDED = BASELINE.changed(name="expanded", whiten_dim=256, whiten_power=0.5, dba_n=2, qe_n=2)
 #: Square-root PCA whitening to 64 dimensions on the backbone's own features.
-WHITENED = replace(BASELINE, name="whitened", whiten_dim=64, whiten_power=0.5)
+WHITENED = BASELINE.changed(name="whitened", whiten_dim=64, whiten_power=0.5)
 #: Photos 0..399 of the sample are the gallery the tests fit on; the others are new photos.
 GALLERY = np.arange(400)
 
@@ -29,7 +27,8 @@ def expanded_engine(sample_catalogue, lite_extractor):
 @pytest.fixture(scope="module")
 def whitened(lite_extractor, features):
     """``(pipeline, gallery features)`` of :data:`WHITENED` fitted on the first 400 photos."""
-    return fit_pipeline(WHITENED, [lite_extractor], [features[GALLERY]])
+    pipeline = Pipeline([lite_extractor], WHITENED)
+    return pipeline, pipeline.fit([features[GALLERY]], GALLERY)
 
 
 def test_baseline_recipe_is_todays_engine(sample_catalogue, lite_extractor, sample_engine):
@@ -50,7 +49,7 @@ def test_a_fitted_pipeline_puts_gallery_and_new_photos_in_one_space(whitened, li
         np.testing.assert_allclose(pipeline.features_of(sample_catalogue.paths[row]), gallery[row], atol=1e-4)
     new = [600, 700]  # photos the pipeline never saw: the same map, one at a time or in a batch
     by_photo = np.stack([pipeline.features_of(sample_catalogue.paths[row]) for row in new])
-    np.testing.assert_allclose(by_photo, pipeline.combine([features[new]]), atol=1e-4)
+    np.testing.assert_allclose(by_photo, pipeline.transform([features[new]]), atol=1e-4)
     np.testing.assert_allclose(by_photo, pipeline.whitening.transform(features[new]), atol=1e-4)
     assert pipeline.describe() == {"recipe": "whitened", "steps": ["PCA whitening (dim=64, power=0.5)"],
                                    "settings": WHITENED.settings()}
@@ -60,10 +59,11 @@ def test_a_fitted_pipeline_puts_gallery_and_new_photos_in_one_space(whitened, li
                                                    (5000, 770, 769), (0, 300, 1280)])
 def test_whitening_keeps_the_dimensions_the_gallery_supports(lite_extractor, features, whiten_dim, rows, dim):
     """At most one component per gallery photo but one (``N - 1``) and per feature (``D``); 0: no whitening."""
-    recipe = replace(BASELINE, name="w", whiten_dim=whiten_dim)
-    pipeline, gallery = fit_pipeline(recipe, [lite_extractor], [features[:rows]])
+    recipe = BASELINE.changed(name="w", whiten_dim=whiten_dim)
+    pipeline = Pipeline([lite_extractor], recipe)
+    gallery = pipeline.fit([features[:rows]], np.arange(rows))
     assert gallery.shape == (rows, dim)
-    assert pipeline.combine([features[rows - 1:]]).shape == (len(features) - rows + 1, dim)
+    assert pipeline.transform([features[rows - 1:]]).shape == (len(features) - rows + 1, dim)
     if whiten_dim == 0:
         assert pipeline.whitening is None and recipe.steps() == []
         np.testing.assert_array_equal(gallery, features[:rows])
@@ -72,8 +72,8 @@ def test_whitening_keeps_the_dimensions_the_gallery_supports(lite_extractor, fea
 def test_fused_backbones_add_their_squared_distances(lite_extractor, features):
     """Two backbones' features fused with weight 1 each: (D1 + D2) dimensions; here the same backbone twice,
     so every squared distance is the mean of two equal ones and the ranking is the backbone's own."""
-    pipeline, fused = fit_pipeline(replace(BASELINE, name="twice", fuse_with="efficientnet_lite0"),
-                                   [lite_extractor, lite_extractor], [features, features])
+    pipeline = Pipeline([lite_extractor, lite_extractor], BASELINE.changed(name="twice", fuse_with="efficientnet_lite0"))
+    fused = pipeline.fit([features, features], np.arange(len(features)))
     assert fused.shape == (770, 2560) and len(pipeline.extractors) == 2
     d2 = lambda x: ((x[:50, None] - x[None, :50]) ** 2).sum(-1)
     np.testing.assert_allclose(d2(fused), d2(features), atol=1e-5)
@@ -99,7 +99,8 @@ def test_a_saved_pipeline_reopens_with_its_fitted_whitening(whitened, lite_extra
 
 def test_expanded_recipe_keeps_its_whitening_for_new_queries(expanded_engine, sample_engine):
     assert expanded_engine.features.shape == (770, 256)
-    assert expanded_engine.pipeline.whitening is not None and expanded_engine.index.name == "expanded"
+    assert expanded_engine.pipeline.whitening is not None and expanded_engine.index.name == "exact"
+    assert (expanded_engine.pipeline.expansion.dba_n, expanded_engine.pipeline.expansion.qe_n) == (2, 2)
     path = expanded_engine.catalogue.paths[11]
     np.testing.assert_allclose(expanded_engine.query_features(path), expanded_engine.features[11], atol=1e-4)
     by_image = expanded_engine.search(path, 5, exclude_self=False)

@@ -3,15 +3,13 @@ builds its engines with one (fitted on the sample and queried: test_pipeline.py)
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from cbir_tutorial.evaluation.reports import halves
-from cbir_tutorial.search.recipes import BASELINE, RECIPES, recipe_from_word
+from cbir_tutorial.search.recipes import BASELINE, RECIPES, Embedding, PostProcessing, Recipe, recipe_from_word
 
 #: Whitening + DBA + αQE on the backbone's own features: no new extraction needed (as in test_pipeline.py).
-EXPANDED = replace(BASELINE, name="expanded", whiten_dim=256, whiten_power=0.5, dba_n=2, qe_n=2)
+EXPANDED = BASELINE.changed(name="expanded", whiten_dim=256, whiten_power=0.5, dba_n=2, qe_n=2)
 
 
 def test_recipe_names_and_steps():
@@ -24,6 +22,21 @@ def test_recipe_names_and_steps():
                                          "DBA (n=1, alpha=3)", "alpha-QE (n=2, alpha=3)"]
     with pytest.raises(ValueError, match="choose one of baseline, gem"):
         recipe_from_word("fastest")
+
+
+def test_a_recipe_is_an_embedding_then_its_post_processing():
+    best = RECIPES["best"]
+    assert best.embedding == Embedding(pooling="gem", flip=True, fuse_with="efficientnet_lite2")
+    assert best.post == PostProcessing(dba_n=1, qe_n=2) and best.post.expands and not RECIPES["fusion"].post.expands
+    assert best.steps() == best.embedding.steps() + best.post.steps()
+    varied = best.changed(name="mine", pooling="max", whiten_dim=64)  # each setting goes to its part
+    assert (varied.name, varied.embedding.pooling, varied.post.whiten_dim) == ("mine", "max", 64)
+    assert varied.embedding.fuse_with == "efficientnet_lite2" and varied.post.qe_n == 2 and best.embedding.pooling == "gem"
+    with pytest.raises(TypeError, match="'nlist' is not a recipe setting: choose from backbone, pooling"):
+        best.changed(nlist=8)
+    assert Recipe.from_settings(varied.settings()) == varied
+    assert Recipe.from_settings(EXPANDED.settings()) == EXPANDED
+    assert best.with_backbone("resnet50").embedding.backbone == "resnet50"
 
 
 def test_halves_split_by_product_id_parity(sample_catalogue):

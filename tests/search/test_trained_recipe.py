@@ -55,8 +55,8 @@ def nearest(features, query, k, exclude=None):
 def test_a_trained_folder_is_a_recipe_whose_features_are_the_trained_embedding(engine, small, trained_folder,
                                                                                extractor):
     recipe = engine.recipe
-    assert recipe.trained == str(trained_folder.resolve()) and recipe.name == trained_folder.name
-    assert recipe.trained_hash == read_trained(trained_folder)["weights_hash"]
+    assert recipe.embedding.trained == str(trained_folder.resolve()) and recipe.name == trained_folder.name
+    assert recipe.embedding.trained_hash == read_trained(trained_folder)["weights_hash"]
     assert recipe.steps() == [f"fine-tuned embedding from {trained_folder.resolve()}"]
     assert engine.extractor is extractor and engine.features.shape == (len(small), 16)
     own = extractor.extract(small.paths, cache=False, progress=False).features
@@ -92,7 +92,7 @@ def test_a_saved_engine_reopens_with_its_trained_model_and_refuses_a_changed_one
     built = SearchEngine.build(small, extractor, recipe=str(model), cache=False, progress=False)
     built.save(tmp_path / "engine")
     loaded = SearchEngine.load(tmp_path / "engine")
-    assert loaded.recipe == built.recipe and built.recipe.trained == str(model.resolve())
+    assert loaded.recipe == built.recipe and built.recipe.embedding.trained == str(model.resolve())
     assert isinstance(loaded.extractor, TrainedExtractor) and loaded.extractor.weights == str(model.resolve())
     photo = small.paths[11]
     for query in (4, photo):
@@ -126,7 +126,7 @@ def test_the_cache_and_given_folders_list_trained_models(trained_folder, tmp_pat
     assert home == trained_home() / "fashion_sample-efficientnet_lite0-proxy-anchor"
     shutil.copytree(trained_folder, home)
     found = trained_recipes([trained_folder.parent, trained_folder])  # a folder of models, and a model
-    assert [r.trained for r in found] == [str(home), str(trained_folder.resolve())]
+    assert [r.embedding.trained for r in found] == [str(home), str(trained_folder.resolve())]
     assert found[1].description.startswith("multi-similarity, EfficientNet-Lite0, 16-d")
     with pytest.raises(FileNotFoundError, match="no trained model there"):
         trained_folders([tmp_path / "nowhere"])
@@ -141,7 +141,7 @@ def test_the_explorer_offers_trained_models_and_searches_with_them(small, traine
     key = str(trained_folder.resolve())
     assert menu[key] == f"{trained_folder.name}: multi-similarity, EfficientNet-Lite0, 16-d (trained model in {key})"
     explorer.controls["recipe"].value = key
-    assert explorer.shelf.recipe.trained == key and "recipe lite0-tiny" in explorer.message
+    assert explorer.shelf.recipe.embedding.trained == key and "recipe lite0-tiny" in explorer.message
     assert explorer.results["id"].tolist() == engine.search(2, k=4)["id"].tolist()
     explorer.controls["recipe"].value = "baseline"
     assert explorer.shelf.recipe_name == "baseline" and len(explorer.results) == 4

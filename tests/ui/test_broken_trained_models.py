@@ -63,9 +63,9 @@ def test_broken_trained_models_are_listed_as_broken_and_choosing_one_keeps_the_e
     explorer.controls["query"].value = 5  # the previous engine still answers
     assert len(explorer.results) == 4 and "Loading" not in status(explorer) and "c62828" not in status(explorer)
     explorer.controls["recipe"].value = models["good"]
-    assert explorer.shelf.recipe.trained == models["good"] and "recipe good" in status(explorer)
+    assert explorer.shelf.recipe.embedding.trained == models["good"] and "recipe good" in status(explorer)
     explorer.controls["recipe"].value = models["listed"]
-    assert explorer.shelf.recipe.trained == models["good"] and explorer.controls["recipe"].value == models["good"]
+    assert explorer.shelf.recipe.embedding.trained == models["good"] and explorer.controls["recipe"].value == models["good"]
     assert "still showing good" in status(explorer)
 
 
