@@ -89,3 +89,40 @@ def test_every_notebook_but_the_last_says_whats_next(path):
     headings = [line for c in cells(path) if c["cell_type"] == "markdown" for line in source(c).splitlines()]
     assert any(h.startswith("## What's next") for h in headings), f"{path.name}: add a \"## What's next\" section"
     assert any(h.startswith("## Summary") for h in headings), f"{path.name}: add a \"## Summary\" section"
+
+
+#: Notebooks still being brought to the rules below (issue 31): xfail until they are; remove a name when it passes.
+STILL_ASSERTING = {"05_image_retrieval.ipynb", "08_going_further.ipynb", "10_teach_it_your_catalogue.ipynb"}
+STILL_LONG = {"08_going_further.ipynb", "09_scaling_up.ipynb", "10_teach_it_your_catalogue.ipynb"}
+MAX_CELLS = 35
+
+
+def _not_yet(names, reason):
+    return [pytest.param(p, id=p.name, marks=[pytest.mark.xfail(reason=reason, strict=False)] if p.name in names else [])
+            for p in PATHS]
+
+
+def asserts_in(text: str) -> int:
+    """The ``assert`` statements of a code cell (IPython's ``%`` and ``!`` lines read as ``pass``)."""
+    import ast
+
+    return sum(isinstance(node, ast.Assert) for node in ast.walk(ast.parse(re.sub(r"^(\s*)[%!].*$", r"\1pass", text,
+                                                                                    flags=re.M))))
+
+
+def test_asserts_in_counts_statements_not_words():
+    assert asserts_in("%matplotlib inline\nif x:\n    !pip install y\nassert x, 'the word assert'\n") == 1
+    assert asserts_in("claim(x, 'we assert it')") == 0
+
+
+@pytest.mark.parametrize("path", _not_yet(STILL_ASSERTING, "issue 31: bare asserts still to become claims"))
+def test_no_bare_assert_in_a_cell(path):
+    """A learner who experiments (another category, another K) sees a ✓ or ⚠ from
+    ``cbir_tutorial.lessons.claims.claim``, never an AssertionError; the test run is strict."""
+    found = [i + 1 for i, c in enumerate(cells(path)) if c["cell_type"] == "code" and asserts_in(source(c))]
+    assert not found, f"{path.name}: cells {found} (counting from 1) use assert: write claim(...) instead"
+
+
+@pytest.mark.parametrize("path", _not_yet(STILL_LONG, "issue 31: still longer than 35 cells"))
+def test_a_learners_path_is_short(path):
+    assert len(cells(path)) <= MAX_CELLS, f"{path.name}: {len(cells(path))} cells; link reference material instead"

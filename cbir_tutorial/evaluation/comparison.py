@@ -4,6 +4,7 @@
   each, with their AP@K, precision@K and result rows (so two engines on one catalogue line up query by query);
 * :func:`paired_bootstrap` - a confidence interval for the difference of two engines' MAP@K on the same
   queries, resampling the queries (their per-query differences), as retrieval papers compare systems;
+  :func:`paired_verdicts` - that interval and its verdict for every pair of several engines, as a table;
 * :func:`top_k_confusion` and :func:`most_confused` - which categories the top-K results of each category's
   queries belong to;
 * :func:`failure_reason` - one sentence on why a query scored what it did.
@@ -73,6 +74,34 @@ def paired_bootstrap(a, b, *, n_resamples: int = 2000, level: float = 0.95, seed
     low, high = np.quantile(means, [tail, 1 - tail])
     return {"difference": float(difference.mean()), "low": float(low), "high": float(high),
             "n_queries": int(len(a)), "level": float(level)}
+
+
+def paired_verdicts(scores, pairs=None, *, difference: str = "difference", n_resamples: int = 2000,
+                    level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """:func:`paired_bootstrap` for several pairs of systems on the same queries, one row per pair.
+
+    ``scores``: ``{name: (Q,) per-query scores}`` (e.g. each engine's AP@K from :func:`per_query`), all on the same
+    queries in the same order. ``pairs``: ``(first, second)`` names to compare; by default every pair, in the
+    order of ``scores``. Returns a table indexed by ``(first, second)`` with the columns ``difference`` (named by
+    ``difference``: mean of first minus second), ``low``, ``high`` (the interval at ``level``) and ``verdict``:
+    ``"<first> better"`` when the interval lies above 0, ``"<second> better"`` below 0, else
+    ``"no clear difference"``.
+    """
+    names = list(scores)
+    if pairs is None:
+        pairs = [(first, second) for i, first in enumerate(names) for second in names[i + 1:]]
+    rows = []
+    for first, second in pairs:
+        missing = [name for name in (first, second) if name not in scores]
+        if missing:
+            raise KeyError(f"no scores for {missing}; the systems are {names}")
+        paired = paired_bootstrap(scores[first], scores[second], n_resamples=n_resamples, level=level, seed=seed)
+        verdict = (f"{first} better" if paired["low"] > 0 else f"{second} better" if paired["high"] < 0
+                   else "no clear difference")
+        rows.append({"first": first, "second": second, difference: paired["difference"], "low": paired["low"],
+                     "high": paired["high"], "verdict": verdict})
+    columns = ["first", "second", difference, "low", "high", "verdict"]
+    return pd.DataFrame(rows, columns=columns).set_index(["first", "second"])
 
 
 def top_k_confusion(query_labels, result_labels, *, normalise: bool = True) -> pd.DataFrame:

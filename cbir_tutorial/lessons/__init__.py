@@ -1,2 +1,4 @@
 """What only the notebooks use: convolution by hand, architecture arithmetic, offline ImageNet class names,
-the platform a notebook runs on, notebook parameters, and the original tutorial's score."""
+the platform a notebook runs on, notebook parameters, the original tutorial's score, checked exercises and
+questions, and the claims a notebook's text makes about its numbers (``claims.claim``: ✓ or ⚠ for a learner,
+strict in the test run)."""

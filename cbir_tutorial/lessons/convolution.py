@@ -13,6 +13,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 #: Hand-made 3x3 filters. Edge filters respond to a change of brightness across the named direction.
 KERNELS: dict[str, np.ndarray] = {
@@ -177,6 +178,43 @@ def filtered_figure(image: np.ndarray, kernels: Mapping[str, np.ndarray] | None 
     for ax, (title, picture, style) in zip(axes, panels):
         ax.imshow(picture, **style)
         ax.set_title(title, fontsize=10)
+    return fig
+
+
+def stride_padding_figure(n: int = 7, kernel: int = 3, stride: int = 2, padding: int = 1, *,
+                          windows: int = 3) -> Figure:
+    """Where a kernel goes: an ``n`` x ``n`` input inside ``padding`` rings of zeros (grey, "0"), the windows of
+    the first ``windows`` outputs of the first row (coloured frames, ``stride`` pixels apart), and the output grid,
+    :func:`output_size` cells a side, with those outputs in the same colours."""
+    out = output_size(n, kernel, stride, padding)
+    size = n + 2 * padding
+    colours = ["C0", "C1", "C2", "C3", "C4"][:max(0, min(windows, out))]
+    fig = Figure(figsize=(1.0 + 0.42 * (size + out), 0.42 * size + 1.1), layout="constrained")
+    left, right = fig.subplots(1, 2, width_ratios=[size, max(out, 1)])
+    for i in range(size):
+        for j in range(size):
+            zero = not (padding <= i < padding + n and padding <= j < padding + n)
+            left.add_patch(Rectangle((j, size - 1 - i), 1, 1, facecolor="0.85" if zero else "white", edgecolor="0.6",
+                                     lw=0.6, label="zero" if zero else "pixel"))
+            if zero:
+                left.text(j + 0.5, size - 0.5 - i, "0", ha="center", va="center", fontsize=7, color="0.45")
+    for c, colour in enumerate(colours):  # output (0, c) reads rows 0..k-1, columns c*s..c*s+k-1 of the padded input
+        inset = 0.06 * c
+        left.add_patch(Rectangle((c * stride + inset, size - kernel + inset), kernel - 2 * inset, kernel - 2 * inset,
+                                 fill=False, edgecolor=colour, lw=2.2, label=f"window {c}"))
+    for i in range(out):
+        for j in range(out):
+            colour = colours[j] if i == 0 and j < len(colours) else "white"
+            right.add_patch(Rectangle((j, out - 1 - i), 1, 1, facecolor=colour, alpha=0.6 if colour != "white" else 1,
+                                      edgecolor="0.6", lw=0.6, label="output"))
+    for ax, width, title in ((left, size, f"input {n}x{n} + padding {padding}"), (right, out, f"output {out}x{out}")):
+        ax.set_xlim(-0.1, width + 0.1)
+        ax.set_ylim(-0.1, size + 0.1 if ax is left else width + 0.1)
+        ax.set_aspect("equal")
+        ax.axis("off")
+        ax.set_title(title, fontsize=9)
+    fig.suptitle(f"{kernel}x{kernel} kernel, stride {stride}: ({n} + 2*{padding} - {kernel}) // {stride} + 1 = {out}",
+                 fontsize=10)
     return fig
 
 

@@ -24,6 +24,8 @@ The pattern, in a notebook::
   While the body is still only ``...`` (or ``pass``), it returns a stand-in that raises :class:`NotDone`
   when called, or, in **solutions mode** (environment variable ``CBIR_TUTORIAL_SOLUTIONS=1``, set by the
   notebooks' test run), the solution from :mod:`cbir_tutorial.lessons.solutions`.
+* ``q.passes(function)`` says the same silently (True when written and right), for a later cell that uses the
+  learner's function only then.
 * ``q.check(function)`` (or ``check(name, function)``) first refuses a function that uses this package
   (the exercise is to write the step, not to wrap the package's own implementation), then runs it on the
   exercise's test cases. It prints ``not done yet: ...`` for a stand-in (so "run all" goes on), one line
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import dis
 import inspect
 import os
 import textwrap
@@ -73,7 +76,8 @@ class Exercise:
     the step (dotted paths; a learner's function that uses the package is refused), and ``mistakes`` pairs
     a hint with a typical wrong function (its output identifies the mistake). ``rule(function)``, when
     given, is a condition on how the answer is computed, checked once the values are right: what is wrong,
-    or None."""
+    or None. ``order_hint``, when given, is the hint for an answer that holds the right values in another
+    order (a top k that was never sorted)."""
 
     name: str
     cases: tuple[tuple, ...]
@@ -83,6 +87,7 @@ class Exercise:
     hint_text: str = ""
     package: tuple[str, ...] = ()
     rule: Callable[[Callable], str | None] | None = None
+    order_hint: str = ""
 
     @property
     def solution_function(self) -> Callable:
@@ -107,7 +112,7 @@ class Exercise:
             if _same(got, expected, self.atol):
                 continue
             hint = next((hint for hint, wrong in self.mistakes if _same(got, _quietly(wrong, args), self.atol)),
-                        self.hint_text)
+                        self.order_hint if self.order_hint and _reordered(got, expected) else self.hint_text)
             if _shape(got) != _shape(expected):
                 text = f"{what} should have shape {_shape(expected)}, yours has shape {_shape(got)}"
             else:
@@ -124,6 +129,16 @@ class Exercise:
     def check(self, function: Callable) -> "Verdict":
         """Run ``function`` on the cases; print what is wrong (with a hint) or a success line."""
         return Verdict(check(self.name, function))
+
+    def passes(self, function: Callable) -> bool:
+        """True when ``function`` is written and right, printing nothing: for a later cell that uses the learner's
+        function only once its check passed."""
+        if getattr(function, "not_done", False):
+            return False
+        try:
+            return self.problem(function) is None
+        except NotDone:
+            return False
 
     def hint(self) -> None:
         """Print a nudge towards the answer."""
@@ -236,6 +251,16 @@ def _same(got, expected, atol: float) -> bool:
     return got.shape == expected.shape and bool(np.allclose(got, expected, atol=atol, rtol=1e-5))
 
 
+def _reordered(got, expected) -> bool:
+    """True when ``got`` holds the values of the 1-D ``expected`` in another order."""
+    try:
+        got, expected = np.asarray(got, dtype=float), np.asarray(expected, dtype=float)
+    except (TypeError, ValueError):
+        return False
+    return got.ndim == expected.ndim == 1 and got.shape == expected.shape and bool(
+        np.array_equal(np.sort(got), np.sort(expected)))
+
+
 def _shown(value) -> str:
     array = np.asarray(value)
     if array.ndim == 0:
@@ -263,6 +288,15 @@ _COSINE_GALLERY = np.array([[1.0, 0.1], [10.0, 6.0], [0.2, 1.0], [-1.0, 0.0], [3
 _HITS = np.array([[1, 0, 1, 1, 0], [0, 0, 0, 0, 1], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0]])
 _DISTANCES = np.array([0.5, 0.1, 0.9, 0.3, 0.2, 0.8, 0.4, 0.7])
 _ALLOWED = np.array([True, False, True, True, False, True, False, True])
+#: 40 products (24 allowed), and 1,000 (about 650 allowed) with a top 300: numpy's argpartition happens to
+#: return a short top k sorted (on some machines up to k = 128 or more), so only a long one shows an answer
+#: that never sorts.
+_MANY_DISTANCES = np.round(np.random.default_rng(11).uniform(0.1, 2.0, 40), 3)
+_MANY_ALLOWED = np.random.default_rng(12).uniform(size=40) < 0.65
+_LONG_DISTANCES = np.random.default_rng(14).uniform(0.1, 2.0, 1000)
+_LONG_ALLOWED = np.random.default_rng(15).uniform(size=1000) < 0.65
+_WIDE_GALLERY = np.round(np.random.default_rng(13).normal(size=(30, 3)) * np.array([1.0, 1.0, 0.3]), 3)
+_LONG_GALLERY = np.random.default_rng(16).normal(size=(1000, 3))
 _LABELS = np.array(["shoe", "shoe", "shoe", "bag", "", "", "watch", "bag", "shoe", "belt"], dtype=object)
 
 
@@ -274,6 +308,58 @@ def _corner_conv3x3(padded, kernel):
     """``(H, W)`` from an ``(H+2, W+2)`` array: each output is the 3x3 window whose top-left corner it is."""
     h, w = padded.shape[0] - 2, padded.shape[1] - 2
     return np.array([[(padded[i:i + 3, j:j + 3] * kernel).sum() for j in range(w)] for i in range(h)])
+
+
+#: Calls that run a Python function once per element: loops too, however they are spelled.
+_LOOPING_CALLS = {"map", "vectorize", "frompyfunc", "apply_along_axis", "fromiter"}
+
+
+def _loops(code: types.CodeType) -> bool:
+    """True when ``code`` iterates (``FOR_ITER``) or jumps backwards (a ``while`` loop), in any Python version."""
+    return any(i.opname == "FOR_ITER" or ("JUMP" in i.opname and isinstance(i.argval, int) and i.argval < i.offset)
+               for i in dis.get_instructions(code))
+
+
+def _python_loop(function: Callable, depth: int = 3) -> str:
+    """What in ``function`` (or the learner's own helpers it calls, ``depth`` levels down) loops in Python: a
+    ``for``/``while`` loop, a comprehension, or a call such as ``map`` / ``np.vectorize``; '' when nothing does.
+
+    Read from the bytecode, so it works on any function, with or without its source."""
+    seen: set = set()
+    todo = [(function, 0)]
+    while todo:
+        current, level = todo.pop()
+        code = getattr(current, "__code__", None)
+        if code is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        codes = [code]
+        while codes:
+            c = codes.pop()
+            if _loops(c):
+                return f"a loop or a comprehension in {getattr(current, '__name__', 'your function')}"
+            calls = _LOOPING_CALLS & set(c.co_names)
+            if calls:
+                return f"{sorted(calls)[0]}(...) in {getattr(current, '__name__', 'your function')}"
+            codes.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+        if level < depth:
+            globals_ = getattr(current, "__globals__", {})
+            for name in code.co_names:
+                value = globals_.get(name)
+                if isinstance(value, types.FunctionType) and value.__module__ == getattr(function, "__module__", None):
+                    todo.append((value, level + 1))
+    return ""
+
+
+def _all_pairs_at_once(function: Callable) -> str | None:
+    """None when ``function(queries, gallery)`` neither loops in Python nor builds the (M, N, D) array of
+    differences; else what it does and why that fails at a catalogue's size."""
+    loop = _python_loop(function)
+    if loop:
+        return (f"right values, but through {loop}: the exercise asks for every pair at once, without a Python "
+                "loop (over the pairs, 200 queries and 20,000 products make 4 million turns of the interpreter; "
+                "over the queries, 200 passes where one matrix product does the whole work)")
+    return _without_differences_array(function)
 
 
 def _without_differences_array(function: Callable) -> str | None:
@@ -431,16 +517,20 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
         (("those are squared distances: take the square root", lambda q, g: solutions.euclidean_distances(q, g) ** 2),
          ("the result has one ROW per query: shape (M, N)", lambda q, g: solutions.euclidean_distances(q, g).T),
          ("that is the dot product (a similarity), not a distance", lambda q, g: q @ g.T)),
-        rule=_without_differences_array),
+        rule=_all_pairs_at_once),
     Exercise(
-        "cosine_top_k", ((_COSINE_GALLERY, np.array([1.0, 0.0]), 3), (_COSINE_GALLERY, np.array([0.0, 2.0]), 5)),
-        lambda g, q, k: f"the top {k} of gallery {_list(g)} for query {_list(q)}",
+        "cosine_top_k", ((_COSINE_GALLERY, np.array([1.0, 0.0]), 3), (_COSINE_GALLERY, np.array([0.0, 2.0]), 5),
+                         (_WIDE_GALLERY, np.array([0.5, -1.0, 0.2]), 10), (_LONG_GALLERY, np.array([1.0, 2.0, -0.5]), 300)),
+        lambda g, q, k: (f"the top {k} of gallery {_list(g)}" if len(g) <= 12 else
+                         f"the top {k} of a gallery of {len(g):,} vectors of width {g.shape[1]}") + f" for query {_list(q)}",
         (("you returned the least similar first: cosine is a similarity, sort it in decreasing order",
           lambda g, q, k: np.argsort((g @ q) / (np.linalg.norm(g, axis=1) * np.linalg.norm(q)), kind="stable")[:k]),
          ("you ranked by the dot product: divide by the vectors' lengths (cosine ignores length)",
           lambda g, q, k: np.argsort(-(g @ q), kind="stable")[:k]),
          ("Euclidean distance ranks like cosine only between unit vectors: normalise first",
-          lambda g, q, k: np.argsort(np.linalg.norm(g - q, axis=1), kind="stable")[:k]))),
+          lambda g, q, k: np.argsort(np.linalg.norm(g - q, axis=1), kind="stable")[:k])),
+        order_hint="the right rows, in the wrong order: the most similar must come first (argpartition only "
+                   "splits off the k largest, in no particular order: sort those k afterwards)"),
     Exercise(
         "precision_at_k", ((_HITS[0], 5), (_HITS[0], 3), (np.array([1, 0, 0, 1, 1, 1]), 2)),
         lambda relevant, k: f"P@{k} of {_items(relevant)}",
@@ -475,14 +565,19 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
          ("did you divide each AP@K by K instead of min(K, R)? When R < K, a perfect list could not score 1",
           lambda h, n, k: float(np.mean([_ap_of_row(r, m, k) * min(k, m) / k for r, m in zip(h, n)]))))),
     Exercise(
-        "filtered_top_k", ((_DISTANCES, _ALLOWED, 3), (_DISTANCES, _ALLOWED, 5), (_DISTANCES, ~_ALLOWED, 2)),
-        lambda d, allowed, k: f"the {k} nearest allowed rows for distances {_items(d)} and allowed {allowed.astype(int).tolist()}",
+        "filtered_top_k", ((_DISTANCES, _ALLOWED, 3), (_DISTANCES, _ALLOWED, 5), (_DISTANCES, ~_ALLOWED, 2),
+                           (_MANY_DISTANCES, _MANY_ALLOWED, 12), (_MANY_DISTANCES, ~_MANY_ALLOWED, 8),
+                           (_LONG_DISTANCES, _LONG_ALLOWED, 300)),
+        lambda d, allowed, k: (f"the {k} nearest allowed rows for {len(d):,} distances {_list(d)} and allowed "
+                               f"{_list(allowed.astype(int))}"),
         (("you took the k nearest first and filtered them afterwards, so fewer than k come back: filter first",
           lambda d, allowed, k: _sorted_indices(d, k, allowed)),
          ("those are positions among the allowed products: map them back to catalogue rows (np.flatnonzero(allowed))",
           lambda d, allowed, k: np.argsort(d[allowed], kind="stable")[:k]),
          ("nearest first: sort the distances in increasing order",
-          lambda d, allowed, k: np.flatnonzero(allowed)[np.argsort(-d[allowed], kind="stable")[:k]]))),
+          lambda d, allowed, k: np.flatnonzero(allowed)[np.argsort(-d[allowed], kind="stable")[:k]])),
+        order_hint="the right products, in the wrong order: the k nearest must come nearest first (argpartition "
+                   "only splits off the k smallest, in no particular order: sort those k afterwards)"),
     Exercise(
         "precision_curve", ((_HITS[0],), (np.array([0, 1, 1, 0, 1, 0, 0, 1]),)),
         lambda relevant: f"the precision curve of {_items(relevant)}",
@@ -631,11 +726,15 @@ _HINTS = {
                         "one bias.", ("cbir_tutorial.lessons.architectures.conv_cost",)),
     "global_average_pool": ("average each channel over all its positions: the height and width axes.",
                             ("cbir_tutorial.models.pooling.pool",)),
-    "l2_normalise": ("divide each row by its own length, np.linalg.norm(..., axis=1, keepdims=True).",
+    "l2_normalise": ("a vector's length is the square root of the sum of its squares. Each row needs its own "
+                     "length, and numpy divides every value of a row by it when the lengths keep a column shape "
+                     "that broadcasts.",
                      ("cbir_tutorial.search.whitening.l2_normalise",)),
-    "receptive_field": ("keep two numbers while walking the layers: the field so far and the 'jump' (input "
-                        "pixels between two neighbouring outputs). A layer adds (k - 1) * jump, then multiplies "
-                        "the jump by its stride.", ("cbir_tutorial.lessons.architectures.receptive_field",)),
+    "receptive_field": ("walk the layers from the first. Besides the field so far, keep track of how many input "
+                        "pixels lie between two neighbouring outputs of the layer you reached: how does the next "
+                        "layer's kernel widen the field, in those steps, and how does its stride change them? "
+                        "Check your rule on the small cases of the prompt before writing it.",
+                        ("cbir_tutorial.lessons.architectures.receptive_field",)),
     "projection_residual": ("a 1x1 convolution of stride s computes, at the positions 0, s, 2s... of each axis, "
                             "a weighted sum of that position's channels: slice x, then a matrix product with w. "
                             "Add it to F(x), then the ReLU.", ("cbir_tutorial.lessons.architectures.residual_block",)),
@@ -646,7 +745,8 @@ _HINTS = {
                             "depend on q alone or on x alone (broadcast them along rows and columns). Rounding "
                             "can make a tiny distance slightly negative: clamp at 0 before the square root.",
                             ("cbir_tutorial.search.exact.EuclideanIndex",)),
-    "cosine_top_k": ("cosine = (g . q) / (|g| |q|); sort it in decreasing order (np.argsort of minus it).",
+    "cosine_top_k": ("the cosine of two vectors is their dot product divided by both lengths; every row of the "
+                     "gallery at once is one matrix-vector product. Then rank: the most similar first.",
                      ("cbir_tutorial.search.exact.EuclideanIndex",)),
     "precision_at_k": ("count the relevant results among the first k and divide by k.",
                        ("cbir_tutorial.evaluation.metrics.precision_at_k",)),
@@ -655,8 +755,9 @@ _HINTS = {
     "map_at_k": ("compute AP@k of every row with its own R (a row's ranks: where it holds a 1, counted from 1), "
                  "then average over all the rows.",
                  ("cbir_tutorial.evaluation.metrics.map_at_k",)),
-    "filtered_top_k": ("keep the rows that pass the filter (np.flatnonzero(allowed)), sort those by distance, "
-                       "take k.", ("cbir_tutorial.search.ranking",)),
+    "filtered_top_k": ("filter first, then rank: the k nearest among the allowed products only, nearest first, "
+                       "and the answer is in catalogue rows, not positions among the allowed ones.",
+                       ("cbir_tutorial.search.ranking",)),
     "precision_curve": ("precision@j = (relevant results among the first j) / j: a running sum over a running "
                         "count.", ("cbir_tutorial.evaluation.metrics.precision_at_k",)),
     "gem_pool": ("raise every value to the power p, average over the positions (axes 1 and 2), take the p-th "
@@ -667,8 +768,9 @@ _HINTS = {
     "ann_recall": ("for each query, count the rows its answer shares with the exact top k (a set "
                    "intersection), divide by k, and average over the queries.",
                    ("cbir_tutorial.search.sizing.ann_recall_at_k",)),
-    "int8_roundtrip": ("per column: low, high = min, max; offset = (high + low) / 2; scale = (high - low) / 254; "
-                       "codes = rint((x - offset) / scale) clipped to -127..127; return offset + scale * codes.",
+    "int8_roundtrip": ("a code is a whole number from -127 to 127. Per column, choose the offset and the scale so "
+                       "that the column's smallest value encodes to -127 and its largest to +127 (two equations, "
+                       "two unknowns); encode, round to whole codes, decode.",
                        ("cbir_tutorial.search.exact.int8_range", "cbir_tutorial.search.exact.EuclideanIndex")),
     "multi_similarity_loss": ("S = X X^T of the L2-normalised rows. For each anchor i: its positives (same label, "
                               "j != i) and negatives; keep the positives below the hardest negative + epsilon and "
@@ -676,8 +778,9 @@ _HINTS = {
                               "(S - base))) / alpha and log(1 + sum exp(beta (S - base))) / beta (0 when a kept "
                               "set is empty); average over all anchors.",
                               ("cbir_tutorial.training.losses.multi_similarity_loss",)),
-    "instance_recall_at_k": ("compare the first k result items with each query's item (found[:, :k] == "
-                             "queries[:, None]), ask whether any matches (.any(axis=1)), average over the queries.",
+    "instance_recall_at_k": ("for one query the question is yes or no: is its own item anywhere among its first "
+                             "k results? Recall@K is the share of queries answered yes. numpy compares every "
+                             "query at once when the query items stand as a column.",
                              ("cbir_tutorial.training.protocols.instance_recall_at_k",
                               "cbir_tutorial.training.protocols.instance_retrieval")),
 }

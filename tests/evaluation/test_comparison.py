@@ -4,8 +4,8 @@ on hand-made cases."""
 import numpy as np
 import pytest
 
-from cbir_tutorial.evaluation.comparison import (failure_reason, most_confused, paired_bootstrap, per_query,
-                                                 query_rows, top_k_confusion)
+from cbir_tutorial.evaluation.comparison import (failure_reason, most_confused, paired_bootstrap, paired_verdicts,
+                                                 per_query, query_rows, top_k_confusion)
 from cbir_tutorial.evaluation.metrics import evaluate
 from cbir_tutorial.search.backends import make_index
 
@@ -41,6 +41,22 @@ def test_paired_bootstrap_cancels_what_two_systems_share():
     assert noise["low"] < 0 < noise["high"] and noise["n_queries"] == 300 and noise["level"] == 0.95
     with pytest.raises(ValueError, match="one shape"):
         paired_bootstrap([1, 2, 3], [1, 2])
+
+
+def test_paired_verdicts_compare_every_pair_and_name_the_better_system():
+    rng = np.random.default_rng(2)
+    difficulty = rng.uniform(0, 1, 300)
+    scores = {"strong": difficulty + 0.05, "weak": difficulty, "twin": difficulty + rng.normal(scale=0.01, size=300)}
+    table = paired_verdicts(scores, difference="MAP@10 difference")
+    assert table.index.tolist() == [("strong", "weak"), ("strong", "twin"), ("weak", "twin")]
+    assert table.columns.tolist() == ["MAP@10 difference", "low", "high", "verdict"]
+    assert table["verdict"].tolist() == ["strong better", "strong better", "no clear difference"]
+    assert table.loc[("strong", "weak"), "MAP@10 difference"] == pytest.approx(0.05)
+    one = paired_bootstrap(scores["weak"], scores["strong"], seed=0)
+    reverse = paired_verdicts(scores, [("weak", "strong")])
+    assert reverse.iloc[0].tolist() == [pytest.approx(one["difference"]), one["low"], one["high"], "strong better"]
+    with pytest.raises(KeyError, match="no scores for \\['nope'\\]"):
+        paired_verdicts(scores, [("strong", "nope")])
 
 
 def test_top_k_confusion_rows_sum_to_one_and_the_diagonal_is_precision():

@@ -141,3 +141,21 @@ def test_weights_file_parameters_count_what_the_package_downloads():
     # ResNet50's file with its head (shared by notebook 3's classifier and the features): 25.6 M
     # parameters, the 23.6 M of its feature part and 2,049,000 of the 1000-class dense layer
     assert weights_file_parameters("resnet50") == 23_587_712 + 2048 * 1000 + 1000
+
+
+def test_photos_per_second_times_one_batch_after_an_untimed_warm_up():
+    from cbir_tutorial.lessons.architectures import photos_per_second
+
+    class Slow:
+        input_size = 32
+        calls = []
+
+        def features_of_pixels(self, batch):
+            import time
+            self.calls.append(batch.shape)
+            time.sleep(0.05 if len(self.calls) > 1 else 0.5)  # the warm-up is slow and must not count
+            return np.zeros((len(batch), 4))
+
+    rate = photos_per_second(Slow(), n=4)
+    assert Slow.calls == [(2, 32, 32, 3), (4, 32, 32, 3)]
+    assert 20 < rate <= 80  # 4 photos in about 0.05 s

@@ -144,3 +144,20 @@ def test_figures(photo):
     assert fig.axes[0].images[0].get_array().shape == (10, 12)
     with pytest.raises(ValueError, match=r"expected \(H, W, C\)"):
         feature_maps_figure(np.zeros((3, 3)))
+
+
+def test_stride_padding_figure_draws_the_padding_the_windows_and_the_output():
+    from cbir_tutorial.lessons.convolution import output_size, stride_padding_figure
+
+    fig = stride_padding_figure(7, 3, 2, 1, windows=3)
+    left, right = fig.axes
+    labels = [patch.get_label() for patch in left.patches]
+    assert labels.count("zero") == 9 * 9 - 7 * 7 and labels.count("pixel") == 49
+    windows = [patch for patch in left.patches if patch.get_label().startswith("window")]
+    assert [round(w.get_x()) for w in windows] == [0, 2, 4]  # stride 2 apart, from the padded row's first pixel
+    assert len(right.patches) == output_size(7, 3, 2, 1) ** 2 == 16
+    assert "= 4" in fig._suptitle.get_text()
+    assert len([p for p in stride_padding_figure(5, 3, 1, 0, windows=9).axes[0].patches
+                if p.get_label().startswith("window")]) == 3  # never more windows than outputs in a row
+    with pytest.raises(ValueError, match="does not fit"):
+        stride_padding_figure(2, 5, 1, 0)

@@ -129,6 +129,21 @@ def test_kaggle_learn_verbs_check_hint_solution(capsys):
         assert len(names) >= 2, lesson
 
 
+def test_passes_says_whether_a_function_is_written_and_right_printing_nothing(capsys):
+    q = exercises.nb02.q1
+
+    @q.write
+    def unwritten(image, kernel):
+        ...
+
+    def calls_an_unwritten_one(image, kernel):
+        return unwritten(image, kernel)
+
+    assert q.passes(solutions.conv3x3)
+    assert not q.passes(unwritten) and not q.passes(calls_an_unwritten_one)
+    assert not q.passes(lambda image, kernel: image) and capsys.readouterr().out == ""
+
+
 def test_a_wrong_shape_and_an_exception_are_reported_not_raised(capsys):
     assert "should have shape (5, 6), yours has shape (3, 4)" in EXERCISES["conv3x3"].problem(
         lambda image, k: image[1:-1, 1:-1])
@@ -246,3 +261,80 @@ def test_euclidean_distances_refuses_the_array_of_differences_with_the_hint(caps
         assert tracemalloc.is_tracing()
     finally:
         tracemalloc.stop()
+
+
+def _nested_loops(queries, gallery):
+    out = np.zeros((len(queries), len(gallery)))
+    for i in range(len(queries)):
+        for j in range(len(gallery)):
+            out[i, j] = np.sqrt(((queries[i] - gallery[j]) ** 2).sum())
+    return out
+
+
+def _one_query_at_a_time(queries, gallery):  # small memory, right values: only the loop is wrong
+    return np.stack([np.sqrt(((gallery - q) ** 2).sum(axis=1)) for q in queries])
+
+
+def _while_loop(queries, gallery):
+    rows, i = [], 0
+    while i < len(queries):
+        rows.append(np.sqrt(((gallery - queries[i]) ** 2).sum(axis=1)))
+        i += 1
+    return np.array(rows)
+
+
+def _vectorised_by_numpy(queries, gallery):
+    pair = np.vectorize(lambda i, j: np.sqrt(((queries[i] - gallery[j]) ** 2).sum()))
+    return pair(*np.indices((len(queries), len(gallery))))
+
+
+def _through_a_helper(queries, gallery):
+    return _one_query_at_a_time(queries, gallery)
+
+
+@pytest.mark.parametrize("looping", [_nested_loops, _one_query_at_a_time, _while_loop, _vectorised_by_numpy,
+                                     _through_a_helper])
+def test_euclidean_distances_refuses_a_python_loop(looping, capsys):
+    item = EXERCISES["euclidean_distances"]
+    assert check("euclidean_distances", looping) is False
+    out = capsys.readouterr().out.rstrip()
+    assert "right values, but through" in out and "without a Python loop" in out, out
+    assert out.endswith(item.hint_text)
+
+
+def _never_sorts(distances, allowed, k):  # the k nearest allowed rows, in argpartition's order
+    rows = np.flatnonzero(allowed)
+    return rows[np.argpartition(distances[rows], min(k, len(rows) - 1))[:k]]
+
+
+def _cosine_never_sorts(gallery, query, k):
+    similarity = (gallery @ query) / (np.linalg.norm(gallery, axis=1) * np.linalg.norm(query))
+    return np.argpartition(-similarity, k - 1)[:k]
+
+
+def _in_row_order(distances, allowed, k):
+    rows = np.flatnonzero(allowed)
+    return np.sort(rows[np.argsort(distances[rows], kind="stable")[:k]])
+
+
+@pytest.mark.parametrize("name, unsorted", [("filtered_top_k", _never_sorts), ("filtered_top_k", _in_row_order),
+                                            ("cosine_top_k", _cosine_never_sorts)])
+def test_a_top_k_that_is_never_sorted_is_refused_with_the_order_hint(name, unsorted, capsys):
+    item = EXERCISES[name]
+    assert check(name, unsorted) is False
+    out = capsys.readouterr().out.rstrip()
+    assert out.endswith(item.order_hint) and "in the wrong order" in out, out
+
+
+def test_the_filter_cases_allow_twenty_rows_and_more():
+    allowed = [int(np.sum(allowed)) for _, allowed, _ in EXERCISES["filtered_top_k"].cases]
+    assert max(allowed) >= 300 and sum(n >= 20 for n in allowed) >= 2, allowed
+
+
+@pytest.mark.parametrize("name, revealing", [
+    ("l2_normalise", ["np.linalg.norm(", "keepdims"]), ("int8_roundtrip", ["rint(", "/ 254", "(high + low) / 2"]),
+    ("instance_recall_at_k", [".any(axis=1)", "[:, :k]"]), ("receptive_field", ["(k - 1) * jump", "multiplies"]),
+    ("filtered_top_k", ["flatnonzero"]), ("cosine_top_k", ["argsort"])])
+def test_a_hint_is_a_nudge_not_the_solution(name, revealing):
+    hint = EXERCISES[name].hint_text
+    assert not [text for text in revealing if text in hint], hint

@@ -1,0 +1,125 @@
+"""Questions that make a learner think before running: predict, run, then see the explanation.
+
+In a notebook, a question cell and a check cell::
+
+    from cbir_tutorial.lessons import questions
+
+    questions.nb01.p1.ask()     # prints the question and its choices
+    my_prediction = ...         # your answer: "a", "b" or "c"
+
+    # the check cell, after the cells that compute the answer
+    questions.nb01.p1.check(my_prediction)                      # a question with one right answer
+    questions.nb07.p1.check(my_prediction, actual=what_ran)     # one this run decides
+
+``check`` prints ``✓`` or ``✗`` with the explanation (after any answer: the point is the reasoning), or
+``not answered yet`` while the prediction is still ``...`` (so "Run all" goes on). In solutions mode
+(``CBIR_TUTORIAL_SOLUTIONS=1``, the notebooks' test run) an unanswered question takes the right answer, so
+the explanation is printed and the check is exercised. A wrong prediction never raises: it is a guess, not
+code.
+"""
+
+from __future__ import annotations
+
+import textwrap
+import types
+from dataclasses import dataclass
+
+from .exercises import Verdict, solutions_mode
+
+
+@dataclass(frozen=True)
+class Question:
+    """A multiple-choice question. ``choices``: ``(letter, text)`` pairs; ``answer``: the right letter, or ``""``
+    when the run decides (then :meth:`check` needs ``actual``); ``explanation``: printed after any answer."""
+
+    name: str
+    prompt: str
+    choices: tuple[tuple[str, str], ...]
+    explanation: str
+    answer: str = ""
+
+    @property
+    def letters(self) -> list[str]:
+        return [letter for letter, _ in self.choices]
+
+    def text_of(self, letter: str) -> str:
+        return dict(self.choices)[letter]
+
+    def ask(self) -> None:
+        """Print the question and its choices."""
+        print(textwrap.fill(self.prompt, 100))
+        for letter, text in self.choices:
+            print(f"  ({letter}) {text}")
+
+    def check(self, choice, *, actual: str | None = None) -> Verdict:
+        """Compare ``choice`` (a letter) with the right answer (``actual`` when the run decides); print the verdict
+        and the explanation. True when right."""
+        right = self.answer or actual
+        if right not in self.letters:
+            raise ValueError(f"{self.name}: the right answer {right!r} is not one of {self.letters}"
+                             + ("" if self.answer else " (this question needs actual=, computed by the run)"))
+        if choice is ... or choice is None or str(choice).strip() == "":
+            if not solutions_mode():
+                print(f"not answered yet: {self.name}: set my_prediction to one of "
+                      f"{', '.join(repr(l) for l in self.letters)} in the question's cell, run it, then this cell.")
+                return Verdict(False)
+            choice = right
+        letter = str(choice).strip().strip("()").lower()
+        if letter not in self.letters:
+            print(f"✗ {self.name}: {choice!r} is not one of {', '.join(repr(l) for l in self.letters)}.")
+            return Verdict(False)
+        said = f"({letter}) {self.text_of(letter)}"
+        if letter == right:
+            print(f"✓ {self.name}: {said}.\n{textwrap.fill(self.explanation, 100)}")
+            return Verdict(True)
+        truth = "this run says" if not self.answer else "the answer is"
+        print(f"✗ {self.name}: you said {said}; {truth} ({right}) {self.text_of(right)}.\n"
+              f"{textwrap.fill(self.explanation, 100)}")
+        return Verdict(False)
+
+
+QUESTIONS: dict[str, Question] = {q.name: q for q in [
+    Question(
+        "chance_and_k",
+        "A random ranking, over the queries of exercise 1: on average, which is higher, its precision@1 or its "
+        "precision@10?",
+        (("a", "precision@1: the first result is the likeliest to be relevant"),
+         ("b", "precision@10: ten results have more chances to hold a relevant product"),
+         ("c", "neither: they are equal on average")),
+        "In a random ranking every rank holds a relevant product with the same probability, (n_c - 1) / (N - 1). "
+        "Ten results do hold more relevant products than one (the intuition of b), but precision divides by K, "
+        "so its expectation does not depend on K: one chance level serves every K (notebook 6 uses it).",
+        answer="c"),
+    Question(
+        "untrained_ratio",
+        "Distances of two different networks have no common scale: an untrained network's can all be tiny. The "
+        "ratio below has no unit: the distance between the two products of the same category divided by the "
+        "shorter distance from one of them to the third product (under 1: the pair is closer). Through the same "
+        "architecture with random, untrained weights, the three photos' ratio will be...",
+        (("a", "about the same as with the ImageNet weights (within 0.05): any deep network groups products"),
+         ("b", "higher than with the ImageNet weights: without training, the category shows less"),
+         ("c", "lower than with the ImageNet weights: random features separate the pair even better")),
+        "Random convolutions keep colour and silhouette, so an untrained network can still put two similar "
+        "photos closer; ImageNet training adds what kinds of object look like, which usually shows as a lower "
+        "ratio. Three photos are an anecdote either way: notebook 6 compares the two networks by MAP@K over the "
+        "whole catalogue, a measure that does not depend on the scale of distances either."),
+    Question(
+        "precision_at_20",
+        "The explorer's query shows its top K results (K = 10 with the defaults). Double K (the next cell slides "
+        "it for you): its precision@K will...",
+        (("a", "rise"), ("b", "fall"), ("c", "stay the same")),
+        "Precision@K is the share of relevant products among the first K results. The added results lie further "
+        "from the query, so they tend to share its category less often than the first ones: precision@K usually "
+        "falls as K grows. Not always: a query whose nearest results are another kind of product can gain, and "
+        "one whose category holds many close look-alikes can stay at 1. (AP@K, notebook 6, also rewards "
+        "relevant results for coming early.)"),
+]}
+
+#: Each notebook's questions, in the order they appear: ``questions.nb07.p1``.
+LESSONS: dict[str, list[str]] = {
+    "nb01": ["chance_and_k"],
+    "nb03": ["untrained_ratio"],
+    "nb07": ["precision_at_20"],
+}
+for _lesson, _names in LESSONS.items():
+    globals()[_lesson] = types.SimpleNamespace(**{f"p{i}": QUESTIONS[n] for i, n in enumerate(_names, start=1)})

@@ -1,0 +1,97 @@
+"""A question says ✓ or ✗ with its explanation after any answer, waits for an unanswered one (or takes the right
+answer in solutions mode), and never raises on a wrong guess; the lessons that need them have three checked
+items or more."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from cbir_tutorial.lessons import questions
+from cbir_tutorial.lessons.questions import LESSONS, QUESTIONS, Question
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXED = questions.nb01.p1
+DECIDED_BY_THE_RUN = questions.nb07.p1
+
+
+@pytest.fixture(autouse=True)
+def learner_mode(monkeypatch):
+    monkeypatch.delenv("CBIR_TUTORIAL_SOLUTIONS", raising=False)
+
+
+def printed(capsys) -> str:
+    return " ".join(capsys.readouterr().out.split())  # the explanation is wrapped at 100 characters
+
+
+def test_a_right_answer_gets_a_tick_and_the_explanation(capsys):
+    assert FIXED.check(" (C) ")
+    out = printed(capsys)
+    assert out.startswith("✓ chance_and_k: (c) neither") and "(n_c - 1) / (N - 1)" in out
+
+
+def test_a_wrong_answer_gets_the_right_one_and_the_explanation_without_raising(monkeypatch, capsys):
+    monkeypatch.setenv("CBIR_TUTORIAL_SOLUTIONS", "1")
+    assert not FIXED.check("a")
+    out = printed(capsys)
+    assert out.startswith("✗ chance_and_k: you said (a) precision@1") and "the answer is (c) neither" in out
+    assert "precision divides by K" in out
+
+
+def test_the_run_decides_when_the_question_has_no_fixed_answer(capsys):
+    assert DECIDED_BY_THE_RUN.check("b", actual="b")
+    assert not DECIDED_BY_THE_RUN.check("a", actual="b")
+    assert "this run says (b) fall" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="needs actual="):
+        DECIDED_BY_THE_RUN.check("a")
+
+
+def test_unanswered_waits_for_a_learner_and_takes_the_right_answer_in_solutions_mode(monkeypatch, capsys):
+    assert not FIXED.check(...)
+    assert capsys.readouterr().out.startswith("not answered yet: chance_and_k: set my_prediction to one of 'a'")
+    monkeypatch.setenv("CBIR_TUTORIAL_SOLUTIONS", "1")
+    assert FIXED.check(...) and DECIDED_BY_THE_RUN.check(None, actual="c")
+    assert capsys.readouterr().out.count("✓") == 2
+
+
+def test_a_letter_that_is_no_choice_is_reported(capsys):
+    assert not FIXED.check("d")
+    assert capsys.readouterr().out.startswith("✗ chance_and_k: 'd' is not one of 'a', 'b', 'c'")
+
+
+def test_ask_prints_the_prompt_and_every_choice(capsys):
+    FIXED.ask()
+    out = printed(capsys)
+    assert "precision@1 or its precision@10?" in out and all(f" ({l}) " in out for l in FIXED.letters)
+
+
+def test_every_question_is_well_formed_and_placed_in_its_lesson():
+    for name, question in QUESTIONS.items():
+        assert isinstance(question, Question) and question.name == name
+        assert len(question.letters) == len(set(question.letters)) >= 2
+        assert question.answer in ("", *question.letters)
+    for lesson, names in LESSONS.items():
+        assert [q.name for q in vars(getattr(questions, lesson)).values()] == names
+
+
+def _code(path):
+    return ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+@pytest.mark.parametrize("lesson", sorted(LESSONS))
+def test_each_question_is_asked_then_checked_in_its_notebook(lesson):
+    path, = (ROOT / "notebooks").glob(f"{lesson[2:]}_*.ipynb")
+    code = "\n".join(_code(path))
+    for number, _ in enumerate(LESSONS[lesson], start=1):
+        asked = code.find(f"questions.{lesson}.p{number}.ask()")
+        checked = code.find(f"questions.{lesson}.p{number}.check(my_prediction")
+        assert 0 <= asked < checked, (path.name, number)
+
+
+@pytest.mark.parametrize("notebook", ["01", "03", "07"])
+def test_these_lessons_have_at_least_three_checked_items(notebook):
+    path, = (ROOT / "notebooks").glob(f"{notebook}_*.ipynb")
+    code = "\n".join(_code(path))
+    checked = len(re.findall(r"\bnb\d\d\.q\d\.check\(", code)) + len(re.findall(r"\.p\d\.check\(", code))
+    assert checked >= 3, f"{path.name}: {checked} checked exercises and questions"
