@@ -1,7 +1,8 @@
 """Fine-tuning (issue 19): training throughput, and the protocols table from the CLI with its defaults.
 
-1. **Throughput**: images per second of one optimiser step (warm-up: the embedding layer only; fine-tune:
-   the last blocks too) and of embedding without gradients, at the CLI preset's batch (P x K) and the
+1. **Throughput**: images per second of one optimiser step (Keras's ``train_on_batch``, the step ``fit``
+   takes; warm-up: the backbone's blocks at learning rate 0, their gradients still computed; fine-tune: the
+   last blocks move too) and of embedding without gradients, at the CLI preset's batch (P x K) and the
    backbone's input size, for each loss. Steps are timed round-robin after one compiling step each.
 2. **Protocols**: ``python -m cbir_tutorial train --catalogue sample --protocol P --loss L --out DIR`` with
    every other setting at the CLI's default, one subprocess per (protocol, loss), timed (wall and CPU

@@ -6,7 +6,8 @@ The folder (written by :func:`save_trained`, e.g. at the end of ``cbir-tutorial 
   was trained with, its history, and :func:`weights_hash` of the weights and of the fields that change
   the embedding (:data:`EMBEDDING_FIELDS`); one schema, :func:`check_trained_info`, checks it wherever it
   is read or written;
-* ``embedding.weights.h5`` - the weights of :func:`embedding_model`.
+* ``embedding.weights.h5`` - the weights of :func:`embedding_model` (a linear embedding, or with ``hidden_dim``
+  the projection head's MLP on the backbone's L2-normalised features).
 
 Everything needed to embed a query is there: :class:`TrainedExtractor` rebuilds the model from the JSON,
 loads the weights and checks their hash. A folder that cannot be used raises :class:`TrainedModelError`
@@ -51,8 +52,9 @@ INPUT_SIZE_RANGE = (32, 1024)
 #: The embedding sizes a trained model may have, both ends included (the literature uses 64 to 2048).
 EMBEDDING_DIM_RANGE = (1, 8192)
 #: The ``trained.json`` fields that change what the model computes from a photo: ``weights_hash`` covers
-#: them with the weights, so editing one by hand is refused rather than changing every answer.
-EMBEDDING_FIELDS = ("backbone", "input_size", "resize", "embedding_dim")
+#: them with the weights, so editing one by hand is refused rather than changing every answer
+#: (``hidden_dim`` only where the document has it: folders without it keep their hash).
+EMBEDDING_FIELDS = ("backbone", "input_size", "resize", "embedding_dim", "hidden_dim")
 
 
 class TrainedModelError(ValueError):
@@ -95,6 +97,7 @@ _SCHEMA = {
     "input_size": (True, "a whole number", _whole),
     "resize": (True, "text", lambda v: isinstance(v, str)),
     "embedding_dim": (True, "a whole number", _whole),
+    "hidden_dim": (False, "a whole number", _whole),
     "weights_hash": (True, "text", lambda v: isinstance(v, str)),
     "loss": (False, "text", lambda v: isinstance(v, str)),
     "settings": (False, "a JSON object", lambda v: isinstance(v, dict)),
@@ -135,9 +138,10 @@ def check_trained_info(info, folder: str | os.PathLike) -> dict:
     for key, (_, kind, fits) in _SCHEMA.items():
         if key in info and not fits(info[key]):
             raise refused(f"{key}={_shown(info[key])}: expected {kind}")
-    ranges = {"input_size": (INPUT_SIZE_RANGE, " px"), "embedding_dim": (EMBEDDING_DIM_RANGE, "")}
+    ranges = {"input_size": (INPUT_SIZE_RANGE, " px"), "embedding_dim": (EMBEDDING_DIM_RANGE, ""),
+              "hidden_dim": ((0, EMBEDDING_DIM_RANGE[1]), "")}
     for key, ((low, high), unit) in ranges.items():
-        if not low <= info[key] <= high:
+        if key in info and not low <= info[key] <= high:
             raise refused(f"{key}={info[key]}: expected {low}..{high}{unit}")
     try:
         backbone_spec(info["backbone"])
@@ -158,18 +162,26 @@ def _shown(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def embedding_model(backbone: str, embedding_dim: int, *, weights: Weights = IMAGENET, input_size: int | None = None,
-                    seed: int = 0):
+def embedding_model(backbone: str, embedding_dim: int, *, hidden_dim: int = 0, weights: Weights = IMAGENET,
+                    input_size: int | None = None, seed: int = 0):
     """Preprocessed ``(B, S, S, 3)`` images → ``(B, embedding_dim)`` float32, L2-normalised.
 
     The backbone's feature model (``weights``, input ``S = input_size``, default the backbone's), then a
-    Dense layer ``embedding`` (no activation, Glorot-uniform with ``seed``) and ``embedding_l2``
-    (unit norm); both new layers compute in float32 whatever the dtype policy.
+    Dense layer ``embedding`` (no activation, Glorot-uniform with ``seed``) and ``embedding_l2`` (unit norm).
+    ``hidden_dim > 0``: the projection head's MLP
+    (:class:`~cbir_tutorial.models.projection_head.ProjectionHead`) instead of one Dense layer: the pooled
+    features L2-normalised (``embedding_input_l2``, what :class:`FeatureExtractor` returns), ``embedding_hidden``
+    (``hidden_dim`` units, ReLU), then ``embedding``. The new layers compute in float32 whatever the dtype policy.
     """
     keras = keras_module()
     body = feature_model(backbone, weights, seed=seed, input_size=input_size)
+    x = body.output
+    if hidden_dim:
+        x = keras.layers.UnitNormalization(dtype="float32", name="embedding_input_l2")(x)
+        x = keras.layers.Dense(int(hidden_dim), activation="relu", dtype="float32", name="embedding_hidden",
+                               kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 1))(x)
     x = keras.layers.Dense(int(embedding_dim), dtype="float32", name="embedding",
-                           kernel_initializer=keras.initializers.GlorotUniform(seed=seed))(body.output)
+                           kernel_initializer=keras.initializers.GlorotUniform(seed=seed))(x)
     outputs = keras.layers.UnitNormalization(dtype="float32", name="embedding_l2")(x)
     return keras.Model(body.input, outputs, name=f"{backbone_spec(backbone).name}_embedding")
 
@@ -177,7 +189,8 @@ def embedding_model(backbone: str, embedding_dim: int, *, weights: Weights = IMA
 def weights_hash(model, info: dict) -> str:
     """Hex SHA-256 (24 characters) of ``model``'s weights (shapes, dtypes and values, in layer order) and
     of the :data:`EMBEDDING_FIELDS` of ``info`` (its ``trained.json``): what ``weights_hash`` there holds."""
-    digest = hashlib.sha256(json.dumps({key: info[key] for key in EMBEDDING_FIELDS}, sort_keys=True).encode())
+    digest = hashlib.sha256(json.dumps({key: info[key] for key in EMBEDDING_FIELDS if key in info},
+                                       sort_keys=True).encode())
     for w in model.get_weights():
         w = np.ascontiguousarray(w)
         digest.update(f"{w.shape}{w.dtype}".encode())
@@ -188,8 +201,8 @@ def weights_hash(model, info: dict) -> str:
 def save_trained(model, folder: str | os.PathLike, info: dict) -> Path:
     """Write ``model``'s weights and ``trained.json`` (``info`` plus ``format`` and ``weights_hash``) into
     ``folder``; each file is replaced whole. ``info`` needs ``backbone``, ``input_size``, ``resize`` and
-    ``embedding_dim``; the description must fit :func:`check_trained_info` (checked before anything is
-    written). Returns the JSON's path."""
+    ``embedding_dim`` (and ``hidden_dim`` when the model has one); the description must fit
+    :func:`check_trained_info` (checked before anything is written). Returns the JSON's path."""
     description = {"format": TRAINED_FORMAT, **info, "weights_hash": "0" * 24}
     check_trained_info(description, folder)
     description["weights_hash"] = weights_hash(model, description)
@@ -309,7 +322,8 @@ class TrainedExtractor(FeatureExtractor):
         """The :func:`embedding_model` that ``trained.json`` describes, with the folder's weights."""
         folder, title = Path(self.weights), self.spec.title
         try:
-            model = embedding_model(self.spec.name, self.spec.feature_dim, weights=None, input_size=self.spec.input_size)
+            model = embedding_model(self.spec.name, self.spec.feature_dim, hidden_dim=self.info.get("hidden_dim", 0),
+                                    weights=None, input_size=self.spec.input_size)
         except ValueError as error:  # e.g. a backbone that takes one photo size only
             raise TrainedModelError(folder, TRAINED_FILE, f"the {title} model it describes cannot be built "
                                     f"({_first_line(error)})") from None

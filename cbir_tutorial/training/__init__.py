@@ -2,11 +2,14 @@
 
 One concept per module: ``losses`` (Proxy-Anchor, multi-similarity), ``sampler`` (P classes × K images),
 ``augment`` (random resized crop, flip, colour jitter), ``model`` (last blocks trainable, BatchNorm
-frozen), ``trainer`` (warm-up, validation, early stopping, checkpoints, resume; a diverged run stopped at
-once), ``output_folder`` (the run's folder checked before any work and locked against a second run),
+frozen, the projection head's MLP on top), ``settings`` (every choice of a run), ``learner`` (the
+``keras.Model`` that ``fit`` trains, its grouped optimiser and batches), ``callbacks`` (validation, the best
+model, the checkpoint, early stopping), ``trainer`` (the head fitted on frozen features, then ``fit``; a
+diverged run stopped at once), ``checkpoint`` (the checkpoint file and the checks before resuming it),
+``output_folder`` (the run's folder checked before any work and locked against a second run),
 ``protocols`` (unseen categories, unseen products, instance retrieval) and ``report`` (frozen, projection
-head and fine-tuned side by side). A saved model is read back by :mod:`cbir_tutorial.models.trained`, which needs nothing
-from here. TensorFlow is imported when a model is built or a loss computed.
+head and fine-tuned side by side). A saved model is read back by :mod:`cbir_tutorial.models.trained`, which
+needs nothing from here. TensorFlow is imported when a model is built or a loss computed.
 """
 
 from .._lazy import lazy_exports
@@ -14,8 +17,9 @@ from .._lazy import lazy_exports
 _EXPORTS = {
     "proxy_anchor_loss": ".losses", "multi_similarity_loss": ".losses", "proxy_variable": ".losses",
     "pk_batches": ".sampler", "Augmentation": ".augment", "augmented": ".augment",
-    "trainable_model": ".model", "TrainingSettings": ".trainer", "TrainingResult": ".trainer",
-    "Trainer": ".trainer", "train": ".trainer", "TrainingDivergedError": ".trainer", "CheckpointError": ".trainer",
+    "trainable_model": ".model", "TrainingSettings": ".settings",
+    "MetricLearner": ".learner", "GroupAdamW": ".learner", "PKBatches": ".learner", "TrainingResult": ".trainer",
+    "Trainer": ".trainer", "train": ".trainer", "TrainingDivergedError": ".trainer", "CheckpointError": ".checkpoint",
     "OutputLock": ".output_folder", "OutputFolderError": ".output_folder", "FolderBusyError": ".output_folder",
     "OutputWriteError": ".output_folder",
     "ProtocolSplit": ".protocols", "unseen_categories_split": ".protocols", "unseen_products_split": ".protocols",

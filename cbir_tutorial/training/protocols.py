@@ -2,7 +2,8 @@
 
 * :func:`unseen_categories_split` - train on some categories, test on the others (never seen);
 * :func:`unseen_products_split` - in every category, train on some products, test on the others;
-* :func:`validation_split` - carved from the training side only, for early stopping and every setting;
+* :func:`validation_split` - carved from the training side only, for early stopping and every setting
+  (:func:`training_split`: the one a training run draws, refused when it cannot train or measure);
 * instance retrieval - find the same product from an altered photo (:func:`altered_copies`) or, on
   Farfetch, from its model photo to its cut-out (:func:`farfetch_photo_pairs`), scored with
   :func:`instance_recall_at_k`.
@@ -101,6 +102,49 @@ def validation_split(labels, within, *, fraction: float = 0.2, by: str = "produc
     train[np.flatnonzero(within)[split.train]] = True
     validation[np.flatnonzero(within)[split.test]] = True
     return train, validation
+
+
+def training_split(labels, settings) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, validation)`` ``(N,)`` bool masks of a catalogue's ``labels``: :func:`validation_split` with a
+    run's ``settings.validation_*`` (and ``seed``, :class:`~.settings.TrainingSettings`). ValueError, saying
+    which side needs what, when metric learning cannot be done or measured: fewer than 2 categories, no split
+    to draw, or a side with fewer than 2 categories (a MAP over one category is 1 whatever the model)."""
+    labels = np.asarray(labels, dtype=object).astype(str)
+    labelled = labels != ""
+    names, counts = np.unique(labels[labelled], return_counts=True)
+    if len(names) < 2:
+        found = f" ({names[0]}, {counts[0]} products)" if len(names) else ""
+        raise ValueError(f"metric learning needs products of at least 2 categories; found {len(names)}{found}: add "
+                         "photos of other categories")
+    kind = ("held-out products of the training categories" if settings.validation_by == "products"
+            else "held-out training categories")
+    where = (f"the validation split ({kind}, validation_by={settings.validation_by!r}) of {int(labelled.sum())} "
+             f"products in {len(names)} categories (the largest has {counts.max()})")
+    try:
+        train, validation = validation_split(labels, labelled, fraction=settings.validation_fraction,
+                                             by=settings.validation_by, seed=settings.seed)
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}; give more products per category") from None
+    problem = sides_problem(labels[train], labels[validation])
+    if problem:
+        raise ValueError(f"{where}: {problem}")
+    return train, validation
+
+
+def sides_problem(train_labels: np.ndarray, validation_labels: np.ndarray) -> str | None:
+    """What makes a split unusable for training and validation, or None."""
+    def categories(names) -> str:
+        return (f"1 category ({names[0]})" if len(names) == 1 else f"{len(names)} categories") if len(names) \
+            else "no category"
+
+    names, counts = np.unique(validation_labels, return_counts=True)
+    scored = names[counts >= 2]  # a category scores only with another of its products to find
+    if len(np.unique(train_labels)) < 2:
+        return f"its training side holds {categories(np.unique(train_labels))}: metric learning needs 2 or more"
+    if len(scored) < 2:
+        return (f"its validation side holds {categories(scored)} with 2+ products: a MAP over fewer than 2 "
+                "categories is 1 whatever the model; give more products per category, or more categories")
+    return None
 
 
 def category_map_at_k(features: np.ndarray, labels, k: int = 10) -> float:

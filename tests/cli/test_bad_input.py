@@ -351,7 +351,7 @@ def test_a_diverged_run_stops_at_once_and_saves_nothing(shop, tmp_path, capsys):
     out = tmp_path / "m"
     assert main(["train", "--catalogue", str(shop), *TINY, "--learning-rate", "1e30", "--out", str(out)]) == 2
     err = one_error_line(capsys)
-    assert "error: training diverged at the linear probe's " in err and "; nothing was saved: " in err
+    assert "error: training diverged at the probe's " in err and "; nothing was saved: " in err
     assert "lower the learning rate (learning_rate=1e+30, --learning-rate) and train again" in err
     assert not out.exists()
 

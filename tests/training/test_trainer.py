@@ -4,9 +4,15 @@ import numpy as np
 import pytest
 
 from cbir_tutorial.models.trained import TRAINED_FILE, TrainedExtractor, read_trained
+from cbir_tutorial.models.projection_head import ProjectionHead
+from cbir_tutorial.training.checkpoint import checkpoint_arrays
 from cbir_tutorial.training.model import block_names, freeze_all_but_last_blocks, trainable_model
-from cbir_tutorial.training.trainer import CHECKPOINT_FILE, Trainer, TrainingSettings, decoded_images, train
+from cbir_tutorial.training.protocols import category_map_at_k
+from cbir_tutorial.training.trainer import (CHECKPOINT_FILE, Trainer, TrainingSettings, decoded_images, train,
+                                            training_split)
 from tiny_training import tiny
+
+HEAD = {"embedding_hidden/kernel", "embedding_hidden/bias", "embedding/kernel", "embedding/bias"}
 
 
 def weights_of(folder):
@@ -23,6 +29,8 @@ def test_only_the_last_blocks_and_the_head_train_and_batchnorm_is_frozen():
     assert len(net.head) == 2 and len(net.backbone) == 7
     assert freeze_all_but_last_blocks(net.model, 0) == []
     assert {v.path for v in net.model.trainable_variables} == {v.path for v in net.head}
+    mlp = trainable_model("efficientnet_lite0", 8, 2, hidden_dim=16, input_size=32)  # the projection head's MLP
+    assert {v.path for v in mlp.head} == HEAD and len(mlp.backbone) == 7
 
 
 def test_a_run_saves_a_model_that_embeds(trained_run, tiny_catalogue):
@@ -44,16 +52,36 @@ def changed_weights(before, model):
     return {w.path for w in model.weights if not np.array_equal(before[w.path], np.asarray(w))}
 
 
+def last_epoch(trainer, folder):
+    """The trainer's embedding model as its last epoch left it (its checkpoint's): after ``fit``, early stopping
+    has restored the best epoch's weights."""
+    trainer.model.set_weights(checkpoint_arrays(folder / CHECKPOINT_FILE, "model"))
+    return trainer.net.model
+
+
 @pytest.mark.parametrize("loss", ["proxy-anchor", "multi-similarity"])
-def test_the_linear_probe_fits_the_embedding_layer_alone_on_frozen_features(tiny_catalogue, tmp_path, loss):
+def test_the_probe_is_the_projection_head_fitted_alone_on_frozen_features(tiny_catalogue, tmp_path, loss):
     trainer = Trainer(tiny_catalogue, tiny(loss=loss, probe_steps=60), tmp_path, progress=False)
     before = {w.path: np.asarray(w).copy() for w in trainer.net.model.weights}
     features = trainer.pooled_features(trainer.train_rows)
     assert features.shape == (len(trainer.train_rows), 1280) and features.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(features, axis=1), 1.0, atol=1e-5)  # what FeatureExtractor gives
     losses = trainer.probe()
     assert len(losses) == 60 and np.mean(losses[-10:]) < np.mean(losses[:10])
-    assert changed_weights(before, trainer.net.model) == {"embedding/kernel", "embedding/bias"}
+    assert changed_weights(before, trainer.net.model) == HEAD
     np.testing.assert_array_equal(trainer.pooled_features(trainer.train_rows), features)  # the backbone did not move
+    s = trainer.settings
+    head = ProjectionHead(1280, s.embedding_dim, s.hidden_dim, seed=s.seed).fit(
+        features, trainer.train_codes, steps=60, learning_rate=s.learning_rate)
+    photos = trainer.pixels[trainer.validation_rows]
+    np.testing.assert_allclose(trainer._embed(photos), head.transform(trainer.pooled_features(trainer.validation_rows)),
+                               atol=1e-5)  # the model's head is the projection head
+    if loss == "proxy-anchor":  # the proxies start at the head's class means
+        embedded = head.transform(features)
+        proxies = np.asarray(trainer.model.proxies)
+        for code in range(len(trainer.classes)):
+            mean = embedded[trainer.train_codes == code].mean(axis=0)
+            np.testing.assert_allclose(proxies[code], mean / np.linalg.norm(mean), atol=1e-5)
 
 
 @pytest.mark.slow
@@ -62,8 +90,8 @@ def test_resume_continues_as_an_uninterrupted_run(trained_run, tiny_catalogue, t
     first = Trainer(tiny_catalogue, tiny(loss="multi-similarity", epochs=1), tmp_path, progress=False)
     before = {w.path: np.asarray(w).copy() for w in first.net.model.weights}
     assert len(first.run().history) == 1
-    warmed_up = changed_weights(before, first.net.model)  # the warm-up epoch trains the new layer only
-    assert warmed_up and all(p.startswith("embedding/") for p in warmed_up)
+    warmed_up = changed_weights(before, last_epoch(first, tmp_path))  # the warm-up epoch trains the head only
+    assert warmed_up and all(p.split("/")[0] in ("embedding", "embedding_hidden") for p in warmed_up)
     with pytest.raises(ValueError, match="resume"):
         train(tiny_catalogue, tmp_path, tiny(loss="multi-similarity"), progress=False)
     with pytest.raises(ValueError, match="embedding_dim"):
@@ -71,7 +99,8 @@ def test_resume_continues_as_an_uninterrupted_run(trained_run, tiny_catalogue, t
 
     second = Trainer(tiny_catalogue, tiny(loss="multi-similarity"), tmp_path, progress=False)
     resumed = second.run(resume=True)
-    changed = changed_weights(before, second.net.model)  # then the last blocks, never BatchNorm or early blocks
+    changed = changed_weights(before, last_epoch(second, tmp_path))  # then the last blocks, never BatchNorm or
+    # early blocks
     assert any(p.startswith("block15_") for p in changed) and any(p.startswith("top_conv") for p in changed)
     assert not any("_bn/" in p or p.startswith("block0_") for p in changed)
     assert [h["epoch"] for h in resumed.history] == [1, 2]
@@ -88,9 +117,10 @@ def test_resume_continues_as_an_uninterrupted_run(trained_run, tiny_catalogue, t
 def test_early_stopping_and_bad_settings(tiny_catalogue, tmp_path):
     result = train(tiny_catalogue, tmp_path, tiny(loss="ms", epochs=6, patience=1, trainable_blocks=0,
                                                  learning_rate=0.0), progress=False)
-    # nothing moves: the linear probe (epoch 0) stays best and one epoch without gain is the patience
-    assert result.stopped_early and len(result.history) == 1 and result.best_epoch == 0
-    assert result.best_val_map == result.probe_val_map == result.history[0]["val_map"]
+    # nothing moves: the probe (epoch 0) stays best; Keras's EarlyStopping never stops after the first epoch of
+    # a fit, so the second epoch without gain ends the run
+    assert result.stopped_early and len(result.history) == 2 and result.best_epoch == 0
+    assert result.best_val_map == result.probe_val_map == result.history[0]["val_map"] == result.history[1]["val_map"]
     with pytest.raises(ValueError, match="epochs"):
         TrainingSettings(epochs=0).checked()
     with pytest.raises(ValueError, match="loss"):
@@ -104,7 +134,7 @@ def test_float16_training_scales_the_loss_and_stays_finite(tiny_catalogue, tmp_p
     assert trainer.net.model.get_layer("top_conv").compute_dtype == "float16"
     assert trainer.net.model.get_layer("embedding").compute_dtype == "float32"
     result = trainer.run()
-    scale = float(trainer.loss_scale.scale.numpy())
+    scale = float(trainer.model.optimizer.dynamic_scale.numpy())  # Keras's LossScaleOptimizer
     assert np.log2(scale) == int(np.log2(scale)) and 1 <= scale <= 2 ** 15
     assert all(np.isfinite(h["loss"]) for h in result.history)
     assert all(np.isfinite(np.asarray(v)).all() for v in trainer.net.head + trainer.net.backbone)
@@ -120,7 +150,7 @@ def test_unreadable_photos_are_left_out_with_their_reason(sample_catalogue, tmp_
 
 
 def test_presets_follow_the_machine(monkeypatch):
-    from cbir_tutorial.training import trainer
+    from cbir_tutorial.training import settings as trainer
 
     gpu, cpu = TrainingSettings(), TrainingSettings.cpu()
     assert gpu.classes_per_batch * gpu.images_per_class == 64 and cpu.classes_per_batch * cpu.images_per_class == 32
@@ -129,3 +159,17 @@ def test_presets_follow_the_machine(monkeypatch):
     assert TrainingSettings.for_this_machine(seed=3) == TrainingSettings.cpu(seed=3)
     monkeypatch.setattr(trainer, "gpus", lambda: ["GPU:0"])
     assert TrainingSettings.for_this_machine(seed=3) == TrainingSettings(seed=3)
+
+
+@pytest.mark.slow
+def test_the_model_returned_is_never_below_the_probe_on_validation(tiny_catalogue, tmp_path):
+    settings = tiny(loss="proxy-anchor", epochs=3, patience=3)
+    result = train(tiny_catalogue, tmp_path, settings, progress=False)
+    scores = [result.probe_val_map] + [h["val_map"] for h in result.history]
+    assert result.best_val_map == max(scores) >= result.probe_val_map and scores[result.best_epoch] == max(scores)
+    # the folder's model, reading the validation photos from their files, scores what the run measured
+    _, validation = training_split(tiny_catalogue.labels, settings.checked())
+    paths = [tiny_catalogue.paths[i] for i in np.flatnonzero(validation)]
+    features = TrainedExtractor(tmp_path, mixed_precision="off").extract(paths, cache=False, progress=False).features
+    found = category_map_at_k(features, tiny_catalogue.labels.astype(str)[validation], settings.k)
+    assert found == pytest.approx(result.best_val_map, abs=1e-6) and found >= result.probe_val_map

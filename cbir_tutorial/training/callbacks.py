@@ -1,0 +1,114 @@
+"""The callbacks of a run's ``fit``: Keras's own, told about the probe and the run's folder.
+
+In ``fit``'s list in this order, so that after each epoch the validation score exists before anything is
+saved and the checkpoint is written before early stopping decides: :class:`Epochs`, :class:`SaveBest`,
+:class:`RunBackup`, :class:`KeepBest`. Importing this module imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..models.runtime import keras_module
+from ..models.trained import WEIGHTS_FILE
+
+keras = keras_module()
+
+
+def bad_epochs(history: list, best_epoch: int) -> int:
+    """Epochs since the best one (the probe's is 0): what early stopping counts."""
+    return len(history) - max(best_epoch, 0)
+
+
+class Epochs(keras.callbacks.Callback):
+    """Before each epoch, its phase (``warm-up``, or ``fine-tune`` once the backbone's blocks learn) and its
+    batches; after each step, a loss that is not finite stops the run, naming the step; after the epoch, the
+    validation MAP@k in ``logs["val_map"]`` and a line of ``result.history``."""
+
+    def __init__(self, trainer, result):
+        super().__init__()
+        self.trainer, self.result = trainer, result
+
+    def on_epoch_begin(self, epoch, logs=None):
+        t = self.trainer
+        fine_tune = epoch >= t.settings.warmup_epochs and bool(t.net.backbone)
+        self.phase, self.began = ("fine-tune" if fine_tune else "warm-up"), time.perf_counter()
+        t.optimizer.fine_tune.assign(float(fine_tune))
+        t.batches.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float(logs["loss"])  # the epoch's mean so far: not finite from the first bad step on
+        if not np.isfinite(loss):
+            epoch = len(self.result.history) + 1
+            raise self.trainer.diverged(f"epoch {epoch} ({self.phase}), step {batch + 1} of "
+                                        f"{len(self.trainer.batches)}", f"the loss is {loss}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        t, k = self.trainer, self.trainer.settings.k
+        logs["val_map"] = val_map = t.validation_map(after=f"the end of epoch {epoch + 1} ({self.phase})")
+        self.result.history.append({"epoch": epoch + 1, "phase": self.phase, "loss": float(logs["loss"]),
+                                    "val_map": val_map, "seconds": round(time.perf_counter() - self.began, 2)})
+        best = " (best)" if val_map > self.result.best_val_map else ""
+        t.say(f"epoch {epoch + 1} ({self.phase}): loss {logs['loss']:.4f}, validation MAP@{k} {val_map:.4f}{best}")
+
+
+class SaveBest(keras.callbacks.Callback):
+    """``ModelCheckpoint(save_best_only=True)`` for a trained-model folder: the embedding model is saved
+    (:func:`~cbir_tutorial.models.trained.save_trained`, whole) when its validation MAP beats every earlier
+    epoch's and the probe's."""
+
+    def __init__(self, trainer, result):
+        super().__init__()
+        self.trainer, self.result = trainer, result
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs["val_map"] > self.result.best_val_map:
+            self.result.best_epoch, self.result.best_val_map = epoch + 1, logs["val_map"]
+            self.trainer.save_best(self.result)
+
+
+class RunBackup(keras.callbacks.BackupAndRestore):
+    """Keras's ``BackupAndRestore`` with the run's own backup file: ``checkpoint.npz`` in the run's folder,
+    written whole after every epoch (the learner's weights, the optimiser's state and the run's record),
+    never deleted (a finished run can be resumed with more epochs). At the start of ``fit`` it restores the
+    checkpoint whose record ``meta`` the run has checked (None: a fresh run), and ``fit`` goes on from the
+    epoch after it."""
+
+    def __init__(self, trainer, result, meta: dict | None):
+        super().__init__(str(trainer.out), delete_checkpoint=False)
+        self.trainer, self.result, self.meta = trainer, result, meta
+
+    def on_train_begin(self, logs=None):
+        if self.meta is not None:
+            self.trainer.load_checkpoint(self.result, self.meta)
+            self.model._initial_epoch = len(self.result.history)  # what BackupAndRestore tells fit
+
+    def _save_model(self):
+        self.trainer.save_checkpoint(self.result)
+
+
+class KeepBest(keras.callbacks.EarlyStopping):
+    """Keras's ``EarlyStopping`` that starts from the run's best so far - the probe (epoch 0), or on resume
+    the checkpoint's best epoch - with its weights (the best model saved in the folder) and the epochs
+    since it, so that ``restore_best_weights`` never ends below the probe."""
+
+    def __init__(self, trainer, result, **options):
+        super().__init__(**options)
+        self.trainer, self.result = trainer, result
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.result.best_epoch >= 0:
+            self.best, self.best_epoch = self.result.best_val_map, self.result.best_epoch - 1
+            self.wait = bad_epochs(self.result.history, self.result.best_epoch)
+            self.best_weights = self.saved_best() if self.restore_best_weights else None
+
+    def saved_best(self) -> list:
+        """The learner's weights with the embedding model of the folder's best model (the proxies as they are)."""
+        now = self.model.get_weights()
+        self.trainer.net.model.load_weights(self.trainer.out / WEIGHTS_FILE)
+        best = self.model.get_weights()
+        self.model.set_weights(now)
+        return best
