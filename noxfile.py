@@ -4,7 +4,8 @@
   what it preinstalls (:data:`COLAB`, ipywidgets 7.7.1 among them) with the Python nox runs on. The
   package is not installed: the first notebook's first cell installs it from the wheel beside it, with
   the dependencies Colab lacks, as a learner's Colab does; then the widget tests and every notebook on
-  the sample, each checking that no pinned package changed.
+  the sample, each checking that no pinned package changed. The executed notebooks are kept in
+  ``docs/_build/executed/sample/``, from which CI builds the course site (``docs/build --executed``).
 - ``widgets7``: the widget tests and notebook 07 with ipywidgets 7.7.1 and everything else as
   ``pip install -e ".[dev,scale]"`` resolves it: a quicker check of the 7.x code paths while editing the
   explorer (``colab`` runs the same tests on 7.7.1, so CI leaves it out).
@@ -29,6 +30,8 @@ WIDGET_TESTS = ["tests/ui/test_widget_compat.py", "tests/ui/test_widgets.py"]
 PYTEST = ["python", "-m", "pytest", "-p", "no:cacheprovider"]
 
 
+#: Where the colab session leaves the notebooks it executed (``sample/<name>.ipynb``), for docs/build --executed.
+EXECUTED = Path(__file__).resolve().parent / "docs" / "_build" / "executed"
 #: The notebooks, in order.
 NOTEBOOKS = tuple(sorted(path.name for path in Path("notebooks").glob("*.ipynb")))
 
@@ -54,7 +57,8 @@ def colab(session: nox.Session) -> None:
     pins = [f"{name}=={version}" for name, version in COLAB.items()]
     session.install(*pins, *TEST_TOOLS)
     pinned = [option for pin in pins for option in ("--pinned", pin)]
+    keep = ["--executed-notebooks", str(EXECUTED)]  # docs/build --executed renders them (CI's site step)
     # one notebook first, alone: its first cell installs the package (two at once would race in pip)
-    session.run(*PYTEST, "--first-cell-installs", *pinned, *notebook_tests("01_setup_and_data.ipynb"))
-    session.run(*PYTEST, "-n", "auto", "--first-cell-installs", *pinned, *WIDGET_TESTS,
+    session.run(*PYTEST, "--first-cell-installs", *pinned, *keep, *notebook_tests("01_setup_and_data.ipynb"))
+    session.run(*PYTEST, "-n", "auto", "--first-cell-installs", *pinned, *keep, *WIDGET_TESTS,
                 *notebook_tests(*NOTEBOOKS[1:]))

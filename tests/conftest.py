@@ -29,6 +29,10 @@ def pytest_addoption(parser):
                     help="put the wheel beside each notebook and let its first cell install it, as on Colab")
     group.addoption("--pinned", action="append", default=[], metavar="NAME==VERSION",
                     help="a package the notebooks must leave at this version (repeat for each)")
+    parser.addoption("--site", metavar="DIR", help="a built course site (docs/build) for tests/test_site.py to open "
+                     "in Chromium")
+    group.addoption("--executed-notebooks", metavar="DIR",
+                    help="also write each executed notebook into DIR/<dataset>/ (docs/build --executed renders them)")
     group.addoption("--notebook-data", action="append", choices=["sample", "farfetch"], default=[],
                     help="the dataset(s) the notebooks run on (default: farfetch, the Farfetch layout; the colab nox "
                          "session runs them on the sample)")

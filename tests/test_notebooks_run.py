@@ -178,7 +178,15 @@ def test_the_notebook_runs_alone_from_the_wheel(notebook, dataset_settings, pack
     if pins:
         assert installed_versions(list(pins)) == pins, "the environment does not have the pinned versions to begin with"
 
-    output = printed(executed(folder / notebook, kernel_environment({**dataset_settings, **package_settings})))
+    ran = executed(folder / notebook, kernel_environment({**dataset_settings, **package_settings}))
+    output = printed(ran)
+    keep = pytestconfig.getoption("executed_notebooks")
+    if keep:
+        import nbformat
+
+        target = Path(keep) / ("farfetch" if "CBIR_TUTORIAL_KAGGLE_INPUT" in dataset_settings else "sample")
+        target.mkdir(parents=True, exist_ok=True)
+        nbformat.write(ran, target / notebook)
 
     if "CBIR_TUTORIAL_KAGGLE_INPUT" in dataset_settings:
         assert "load_farfetch('cutout'): kept" in output, f"{notebook} did not use the Farfetch listings"

@@ -22,6 +22,8 @@ import re
 import sys
 from pathlib import Path
 
+from .site import site_url
+
 #: ``owner/name`` as GitHub spells repositories.
 REPOSITORY_PATTERN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}")
 URLS_SECTION = "[project.urls]"
@@ -150,14 +152,16 @@ def cloud_links(repository: str | None) -> str:
             "`dist/cbir_tutorial-*.whl` beside it (Colab: the *Files* pane; Kaggle: *Add Input → Upload*, as\n"
             "a dataset). The notebook's first cell installs the wheel. Maintainers publish the location with\n"
             "`python -m cbir_tutorial.lessons.setup_cells --repository owner/name` (it writes\n"
-            "`pyproject.toml`, every notebook's first cell and these links)."
+            "`pyproject.toml`, every notebook's first cell and these links, the course site's among them)."
         )
     page = f"github.com/{repository}/blob/main/{FIRST_NOTEBOOK}"
     colab = f"https://colab.research.google.com/github/{repository}/blob/main/{FIRST_NOTEBOOK}"
     kaggle = f"https://kaggle.com/kernels/welcome?src=https://{page}"
     return (
         f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab})\n"
-        f"[![Open in Kaggle](https://kaggle.com/static/images/open-in-kaggle.svg)]({kaggle})"
+        f"[![Open in Kaggle](https://kaggle.com/static/images/open-in-kaggle.svg)]({kaggle})\n\n"
+        f"Read the course without running it: [the course site]({site_url(repository)}), every chapter executed "
+        "with its figures and tables (built by `docs/build`, published by `.github/workflows/site.yml`)."
     )
 
 

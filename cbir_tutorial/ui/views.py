@@ -111,3 +111,17 @@ def answer_figure(answer: Answer, columns: int = 5) -> Figure:
     title = f"{answer.choice.label}: {answer.scores_text()}"
     return results_figure(answer.query.source, answer.results, columns=columns, title=title,
                           query_relevant=None if answer.relevant is None else answer.relevant.tolist())
+
+
+def explorer_html(settings: Mapping[str, str], status: str, query: str, results: str) -> str:
+    """A still picture of the explorer, in HTML: its ``settings`` (control → value shown), its ``status`` line,
+    the ``query`` card and the ``results`` grid (HTML, as the live widgets show them), under a line saying
+    that the controls need a running kernel. What a page without a kernel (the course site) shows."""
+    rows = "".join(f"<tr><th style=\"text-align:left;padding:1px 8px 1px 0\">{html.escape(name)}</th>"
+                   f"<td>{html.escape(value)}</td></tr>" for name, value in settings.items())
+    return ('<div class="cbir-explorer-still" style="border:1px solid #ccc;border-radius:6px;padding:8px">'
+            '<div style="font-size:12px;color:#555;margin-bottom:6px">A picture of the explorer: its controls '
+            "need a running kernel. Open the notebook in JupyterLab, Colab or Kaggle to use them.</div>"
+            f'<table style="font-size:12px;margin-bottom:6px">{rows}</table>{status}'
+            f'<div style="display:flex;flex-wrap:wrap;gap:10px;align-items:flex-start">{query}'
+            f'<div style="flex:1 1 300px">{results}</div></div></div>')

@@ -29,7 +29,7 @@ from ..search.filters import ALL, Filters, filter_choices
 from .answer import Answer, answer_for
 from .query import Query
 from .shelf import EngineShelf, offered_choices
-from .views import comparison_html, query_html, results_html
+from .views import comparison_html, explorer_html, query_html, results_html
 from ..data.images import ImageError
 from ..data.remote import URL_MAX_BYTES, URL_TIMEOUT_S
 from .widget_compat import clear_upload, uploaded_files, widget_bundle
@@ -188,7 +188,26 @@ class SearchExplorer:
         display(self.widget)
 
     def _repr_mimebundle_(self, **kwargs):
-        return widget_bundle(self.widget, **kwargs)
+        return {**widget_bundle(self.widget, **kwargs), "text/html": self.still_html()}
+
+    def still_html(self) -> str:
+        """The explorer as it stands, as still HTML (its settings, status, query and results): what a notebook
+        viewer without a kernel shows (the course site, GitHub), while Jupyter shows the live widgets."""
+        shown = {}
+        for name in ("backbone", "recipe", "compare", "query", "k", "gender", "category", "price"):
+            control = self.controls.get(name)
+            if control is None:
+                continue
+            value = control.value
+            if isinstance(control, w.Dropdown):
+                value = control.label
+            elif isinstance(control, w.Checkbox):
+                value = "on" if value else "off"
+            elif isinstance(value, tuple):
+                value = " to ".join(f"{v:,.0f}" for v in value)
+            shown[control.description or name] = str(value)
+        c = self.controls
+        return explorer_html(shown, c["status"].value, c["query_view"].value, c["results_view"].value)
 
     # ---------------------------------------------------------------------------------------------
     # Controls

@@ -92,6 +92,19 @@ def test_the_k_slider_sets_the_number_of_results(explorer, k):
     assert f"top {k} of" in explorer.message
 
 
+def test_without_a_kernel_the_explorer_shows_a_still_picture_of_itself(explorer):
+    explorer.controls["k"].value = 7
+    explorer.controls["category"].value = "Watches"
+    bundle = explorer._repr_mimebundle_(include=None, exclude=None)
+    assert "application/vnd.jupyter.widget-view+json" in bundle  # Jupyter shows the live widgets
+    still = bundle["text/html"]  # a page without a kernel (the course site) shows this
+    assert "its controls need a running kernel" in still
+    assert "<th" in still and ">K</th><td>7</td>" in still and ">category</th><td>Watches</td>" in still
+    assert still.count('class="cbir-result') == len(explorer.results) > 0
+    assert explorer.controls["query_view"].value in still and explorer.message in still
+    explorer.controls["category"].value = ALL
+
+
 def test_a_category_filter_keeps_only_that_category(explorer, catalogue):
     unfiltered = rows(explorer)
     explorer.controls["category"].value = "Watches"

@@ -1,0 +1,95 @@
+"""The course site's pages: what each chapter was executed with, and where to run it.
+
+``docs/build`` (Sphinx with MyST-NB) puts :func:`page_header` at the top of every chapter, so a reader
+knows, before anything else on the page, which settings, weights and hardware made its numbers and
+figures, and where to run the notebook for real (Colab, Kaggle) once the repository location is set
+(:mod:`~cbir_tutorial.lessons.setup_cells`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Mapping
+
+#: The settings a site build executes the notebooks with (next to the test-run settings, test_run.env).
+SITE_SETTINGS = "notebooks/site_run.env"
+#: Settings that say nothing to a reader (logging, plotting back end).
+_QUIET = ("TF_CPP_MIN_LOG_LEVEL", "MPLBACKEND")
+#: The Keras backbones whose ImageNet weights need internet.
+KERAS_BACKBONES = "VGG16, ResNet50 and Xception"
+
+
+def site_url(repository: str | None) -> str | None:
+    """The GitHub Pages address of ``repository`` (``"owner/name"``), or None while it is not set."""
+    if not repository:
+        return None
+    owner, name = repository.split("/")
+    return f"https://{owner.lower()}.github.io/{name}/"
+
+
+def notebook_links(repository: str | None, notebook: str) -> str:
+    """Markdown "Open in Colab / Kaggle" badges for ``notebooks/<notebook>`` of ``repository``, or how to run
+    the notebook while the location is not set."""
+    if not repository:
+        return (f"*Run it yourself:* download `notebooks/{notebook}` from the repository and open it in JupyterLab, "
+                "Colab or Kaggle (its first cell installs the package). The *Open in Colab / Kaggle* buttons appear "
+                "here once the repository's location is set (`python -m cbir_tutorial.lessons.setup_cells "
+                "--repository owner/name`).")
+    path = f"{repository}/blob/main/notebooks/{notebook}"
+    return (f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+            f"(https://colab.research.google.com/github/{path}) "
+            f"[![Open in Kaggle](https://kaggle.com/static/images/open-in-kaggle.svg)]"
+            f"(https://kaggle.com/kernels/welcome?src=https://github.com/{path})")
+
+
+def settings_read_by(code: str, settings: Mapping[str, str]) -> dict[str, str]:
+    """The ``settings`` a notebook whose code cells are ``code`` reads: the ``CBIR_NB_<NAME>`` of the names in
+    its ``notebook_parameters(...)`` call, and the package's own ``CBIR_TUTORIAL_*`` switches."""
+    call = re.search(r"notebook_parameters\((.*?)\n\)", code, flags=re.S)
+    names = {f"CBIR_NB_{name.upper()}" for name in re.findall(r"^\s*(\w+)=", call.group(1), flags=re.M)} if call else set()
+    return {name: value for name, value in settings.items() if name in names or name.startswith("CBIR_TUTORIAL_")}
+
+
+def page_header(notebook: str, settings: Mapping[str, str], source: str, *, gpu: str = "",
+                repository: str | None = None) -> str:
+    """The Markdown note atop a chapter page: executed with ``settings`` (read from the file ``source``),
+    on ``gpu`` (its name; ``""``: a CPU), and the links to run ``notebook`` elsewhere."""
+    weights = settings.get("CBIR_NB_WEIGHTS")
+    shown = ", ".join(f"`{name}={value}`" for name, value in settings.items()
+                      if name not in _QUIET and not name.startswith("TF_"))
+    if weights is None:  # the notebook builds no Keras backbone
+        keras = ""
+    elif weights == "random":
+        keras = (f"; {KERAS_BACKBONES} ran **with random weights** (their ImageNet weights need internet): wherever "
+                 "they appear, their numbers and pictures say nothing about those networks")
+    else:
+        keras = f"; {KERAS_BACKBONES} ran with their ImageNet weights ({weights})"
+    return "\n".join([
+        ":::{note}",
+        f"**How this page was made.** This chapter ran top to bottom with the settings of `{source}`"
+        f"{f' ({shown})' if shown else ''}, the notebook's defaults otherwise, on "
+        f"{'a GPU (' + gpu + ')' if gpu else 'a CPU, without a GPU'}. EfficientNet-Lite0 and -Lite2 ran with "
+        f"their real ImageNet weights{keras}. The parameters cell prints every value it used; with your own "
+        "settings and data the numbers change.",
+        "",
+        notebook_links(repository, notebook),
+        ":::",
+    ])
+
+
+def folded_solution(lesson: str, question: str) -> str:
+    """A folded MyST dropdown holding the worked answer of exercise ``question`` (``"q2"``) of ``lesson``
+    (``"nb08"``): shown on the site under the exercise's check, closed until the reader opens it."""
+    import inspect
+    import textwrap
+
+    from . import solutions
+    from .exercises import LESSONS
+
+    names = LESSONS[lesson]
+    number = int(question.lstrip("q"))
+    if not 1 <= number <= len(names):
+        raise ValueError(f"{lesson} has exercises q1 to q{len(names)}, not {question}")
+    source = textwrap.dedent(inspect.getsource(getattr(solutions, names[number - 1]))).strip()
+    return "\n".join(["::::{dropdown} A worked answer (open it once you have tried)", "```python", source, "```",
+                      "::::"])

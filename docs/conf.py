@@ -1,0 +1,33 @@
+"""Sphinx configuration of the course site (MyST-NB renders the notebooks). Run ``docs/build``, not
+sphinx-build: it stages the pages (chapters with their header, the API page, the benchmark results) and sets
+how the notebooks are executed (``CBIR_SITE_EXECUTION``: ``cache``, or ``off`` for notebooks executed already)."""
+
+import os
+
+project = "cbir-tutorial"
+author = "the cbir-tutorial authors"
+html_title = "Build a fashion image search engine with Keras"
+extensions = ["myst_nb", "sphinx_design"]
+exclude_patterns = ["_build", "**/.ipynb_checkpoints", "overview.md"]  # overview.md: included by index.md
+myst_enable_extensions = ["colon_fence", "dollarmath", "amsmath"]
+myst_heading_anchors = 3
+
+nb_execution_mode = os.environ.get("CBIR_SITE_EXECUTION", "cache")
+nb_execution_cache_path = os.environ.get("CBIR_SITE_CACHE", "")
+nb_execution_timeout = 3600
+nb_execution_raise_on_error = True
+nb_execution_show_tb = True
+nb_merge_streams = True
+nb_execution_excludepatterns = []
+
+html_theme = "sphinx_book_theme"
+html_theme_options = {"show_navbar_depth": 1, "show_toc_level": 2, "home_page_in_toc": True,
+                      "navigation_with_keys": False}
+repository = os.environ.get("CBIR_SITE_REPOSITORY", "")
+if repository:
+    html_theme_options.update(repository_url=f"https://github.com/{repository}", use_repository_button=True)
+html_static_path = ["_static"]
+html_css_files = ["site.css"]
+html_last_updated_fmt = "%Y-%m-%d"
+# A widget needs a kernel: its still HTML (e.g. the explorer's picture of itself) is shown instead of its view.
+nb_mime_priority_overrides = [("html", "application/vnd.jupyter.widget-view+json", None)]

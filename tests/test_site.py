@@ -1,0 +1,187 @@
+"""The course site (docs/build): a page for every notebook, each saying what it ran with; the workflow that
+publishes it; and the built site in headless Chromium (``--site DIR``: CI builds it from the notebooks its
+colab session executed, then runs this file; without a built site those tests skip, saying how to build one)."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import re
+import threading
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+
+from cbir_tutorial.lessons.site import folded_solution, notebook_links, page_header, settings_read_by, site_url
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted(path.stem for path in (ROOT / "notebooks").glob("*.ipynb"))
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def toctree_entries(text: str) -> list[str]:
+    """The entries of every ``{toctree}`` block of a MyST page."""
+    entries = []
+    for block in re.findall(r"```\{toctree\}\n(.*?)```", text, flags=re.S):
+        entries += [line.strip() for line in block.splitlines() if line.strip() and not line.startswith(":")]
+    return entries
+
+
+def test_every_notebook_has_a_page_in_order():
+    entries = toctree_entries((ROOT / "docs" / "index.md").read_text(encoding="utf-8"))
+    chapters = [entry.removeprefix("chapters/") for entry in entries if entry.startswith("chapters/")]
+    assert chapters == NOTEBOOKS, ("docs/index.md's toctree must list every notebook of notebooks/, in order, as "
+                                   f"chapters/<name>: it lists {chapters}")
+    assert {"api", "benchmarks"} <= set(entries)
+
+
+def test_a_page_header_says_what_ran_and_where_to_run_it():
+    code = 'params = notebook_parameters(\n    catalogue="auto",\n    weights="random",  # or imagenet\n)\n'
+    settings = {"CBIR_NB_CATALOGUE": "sample", "CBIR_NB_WEIGHTS": "random", "CBIR_NB_GALLERY_ROWS": "10000",
+                "CBIR_TUTORIAL_STRICT": "1", "MPLBACKEND": "Agg"}
+    read = settings_read_by(code, settings)
+    assert read == {"CBIR_NB_CATALOGUE": "sample", "CBIR_NB_WEIGHTS": "random", "CBIR_TUTORIAL_STRICT": "1"}
+    offline = page_header("06_evaluation.ipynb", read, "notebooks/test_run.env")
+    assert ("`notebooks/test_run.env` (`CBIR_NB_CATALOGUE=sample`, `CBIR_NB_WEIGHTS=random`, `CBIR_TUTORIAL_STRICT=1`)"
+            in offline)
+    assert "VGG16, ResNet50 and Xception ran **with random weights**" in offline and "without a GPU" in offline
+    assert "MPLBACKEND" not in offline and "colab.research.google.com" not in offline
+    assert "setup_cells --repository" in offline
+    online = page_header("06_evaluation.ipynb", {"CBIR_NB_WEIGHTS": "imagenet"}, "notebooks/site_run.env",
+                         gpu="Tesla T4", repository="me/cbir-tutorial")
+    assert "random" not in online and "on a GPU (Tesla T4)" in online and "ImageNet weights (imagenet)" in online
+    assert "VGG16" not in page_header("02_cnns.ipynb", {}, "notebooks/site_run.env")  # builds no Keras backbone
+    assert ("https://colab.research.google.com/github/me/cbir-tutorial/blob/main/notebooks/06_evaluation.ipynb"
+            in online)
+    assert notebook_links("me/cbir-tutorial", "06_evaluation.ipynb") in online
+    assert site_url("Me/cbir-tutorial") == "https://me.github.io/cbir-tutorial/" and site_url(None) is None
+
+
+def test_a_folded_solution_holds_the_worked_answer():
+    folded = folded_solution("nb06", "q2")
+    assert folded.startswith("::::{dropdown} A worked answer") and "def ap_at_k(" in folded
+    with pytest.raises(ValueError, match="nb06 has exercises q1 to q3, not q9"):
+        folded_solution("nb06", "q9")
+
+
+def test_the_workflow_builds_the_site_with_docs_build_and_deploys_it_to_pages():
+    yaml = pytest.importorskip("yaml")
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "site.yml").read_text(encoding="utf-8"))
+    triggers = workflow.get("on", workflow.get(True))  # YAML 1.1 reads the key `on` as True
+    assert triggers["push"]["branches"] == ["main"]
+    assert workflow["permissions"] == {"contents": "read", "pages": "write", "id-token": "write"}
+    build, deploy = workflow["jobs"]["build"], workflow["jobs"]["deploy"]
+    commands = "\n".join(step.get("run", "") for step in build["steps"])
+    assert "docs/build" in commands and 'pip install -e ".[dev]"' in commands
+    assert any(step.get("uses", "").startswith("actions/upload-pages-artifact") and
+               step["with"]["path"] == "docs/_build/html" for step in build["steps"])
+    assert deploy["needs"] == "build" and any(step.get("uses", "").startswith("actions/deploy-pages")
+                                              for step in deploy["steps"])
+
+
+# --- the built site, in a browser -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def site(pytestconfig) -> Path:
+    folder = pytestconfig.getoption("site")
+    if not folder:
+        pytest.skip("no built site given: build one (docs/build, or docs/build --executed DIR for notebooks executed "
+                    "already) and run pytest tests/test_site.py --site docs/_build/html")
+    folder = Path(folder)
+    assert (folder / "index.html").is_file(), f"{folder} holds no built site (no index.html)"
+    return folder
+
+
+@pytest.fixture(scope="module")
+def served(site):
+    """The site over HTTP on a free localhost port (the search page loads its index with a script)."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+def draws(notebook: Path) -> bool:
+    """Whether the executed notebook has a picture among its outputs."""
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    return any("image/png" in output.get("data", {}) for cell in cells for output in cell.get("outputs", []))
+
+
+def broken_links(site: Path, page: Path, hrefs: list[str]) -> list[str]:
+    """The internal links of ``page`` whose file, or anchor in it, does not exist."""
+    broken = []
+    for href in hrefs:
+        parsed = urlparse(href)
+        if parsed.scheme or href.startswith(("mailto:", "//")):
+            continue
+        target = (page.parent / unquote(parsed.path)).resolve() if parsed.path else page.resolve()
+        if target.is_dir():
+            target = target / "index.html"
+        if not target.is_file() or not target.is_relative_to(site.resolve()):
+            broken.append(href)
+        elif parsed.fragment and target.suffix == ".html" and \
+                f'id="{unquote(parsed.fragment)}"' not in target.read_text(encoding="utf-8"):
+            broken.append(href)
+    return broken
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_a_chapter_page_shows_its_outputs_without_errors_or_broken_links(site, served, browser, name):
+    page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
+    try:
+        page.goto(f"{served}/chapters/{name}.html", wait_until="load")
+        assert "How this page was made" in page.locator("main").inner_text()
+        if draws(site / "_sources" / "chapters" / f"{name}.ipynb"):
+            images = page.locator(".cell_output img")
+            assert images.count() >= 1, f"{name}: the notebook draws, its page shows no picture"
+            assert page.evaluate("() => [...document.querySelectorAll('.cell_output img')]"
+                                 ".every(img => img.complete && img.naturalWidth > 0)"), f"{name}: a picture did not load"
+        assert page.locator(".output.traceback, .output.error").count() == 0, f"{name}: an error output"
+        assert "Traceback (most recent call last)" not in page.locator("main").inner_text()
+        hrefs = page.evaluate("() => [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'))")
+        assert not broken_links(site, site / "chapters" / f"{name}.html", hrefs)
+        wide = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+        assert wide <= 1, f"{name}: the page is {wide} px wider than a phone's screen"
+        if name == "07_explore":  # the explorer needs a kernel: its page shows a still picture of it
+            still = page.locator(".cbir-explorer-still")
+            assert still.count() == 1 and "need a running kernel" in still.inner_text()
+            assert still.locator(".cbir-result img").count() >= 1
+        if name == NOTEBOOKS[0]:
+            (ROOT / "artifacts").mkdir(exist_ok=True)
+            page.screenshot(path=str(ROOT / "artifacts" / "site-chapter.png"))
+    finally:
+        page.close()
+
+
+@pytest.mark.browser
+def test_the_site_search_finds_map_at_k(site, served, browser):
+    page = browser.new_page()
+    try:
+        page.goto(f"{served}/search.html?q=MAP%40K", wait_until="load")
+        results = page.locator("#search-results li")
+        results.first.wait_for(timeout=30_000)
+        assert results.count() >= 3
+        hrefs = page.evaluate("() => [...document.querySelectorAll('#search-results li a')].map(a => a.href)")
+        assert any("06_evaluation" in href for href in hrefs), hrefs
+    finally:
+        page.close()
