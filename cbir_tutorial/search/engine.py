@@ -132,7 +132,9 @@ class SearchEngine:
         serves the images already seen), the others left as they are. Products the engine holds and
         ``catalogue`` lacks stay: they leave with :meth:`remove`. Returns ``{"added", "updated",
         "unchanged", "skipped"}`` counts (``skipped``: unreadable images, see ``self.extraction``; a product
-        already indexed keeps its old entry then). Product ids must be unique in ``catalogue``."""
+        already indexed keeps its old entry then). Product ids must be unique in ``catalogue``. With DBA in the
+        recipe, every change refits it over the whole gallery (one ``N x N`` similarity pass, blocked: about
+        ``N^2 D`` multiply-adds) and the index receives each product whose augmented vector moved."""
         incoming_keys = unique_keys(catalogue.table["id"], f"catalogue {catalogue.name!r}")
         extractions = [e.extract(catalogue.paths, cache=cache, progress=progress) for e in self.pipeline.extractors]
         kept = np.logical_and.reduce([x.kept for x in extractions])

@@ -64,40 +64,51 @@ class Expansion:
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         if not self.dba_n:
             ids, vectors = ids[:0], np.zeros((0, np.shape(vectors)[1] if np.ndim(vectors) == 2 else 0), np.float32)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        self._set_gallery(l2_normalise(vectors) if len(ids) else vectors[:0], ids)
+        n, m = len(self.ids), self._width()
+        self._neighbours, self._similarities = self._nearest(np.arange(n), m)
+        self._augment()
+        return self
+
+    def _width(self) -> int:
+        """Neighbours per gallery vector: ``dba_n``, at most all the others."""
+        return max(0, min(self.dba_n, len(self.ids) - 1))
+
+    def _set_gallery(self, base: np.ndarray, ids: np.ndarray) -> None:
         order = np.argsort(ids, kind="stable")
-        self.ids = ids[order]
+        self.ids, self.base = ids[order], base[order]
         self._rows = pd.Index(self.ids)
-        self.base = l2_normalise(np.asarray(vectors, dtype=np.float32)[order]) if len(ids) else \
-            np.asarray(vectors, dtype=np.float32)[:0]
+
+    def _nearest(self, rows: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(len(rows), m)`` positions and similarities of the ``m`` nearest other gallery vectors of ``rows``
+        (ties: the lower id), a block of rows at a time."""
+        neighbours = np.zeros((len(rows), m), dtype=np.int64)
+        similarities = np.zeros((len(rows), m), dtype=np.float32)
+        if m == 0:
+            return neighbours, similarities
+        step = max(1, _BLOCK // len(self.base))
+        for start in range(0, len(rows), step):
+            block = rows[start:start + step]
+            scores = self.base[block] @ self.base.T
+            scores[np.arange(len(block)), block] = -np.inf
+            top = nearest_first(-scores, m)
+            neighbours[start:start + len(block)] = top
+            similarities[start:start + len(block)] = np.take_along_axis(scores, top, axis=1)
+        return neighbours, similarities
+
+    def _augment(self) -> None:
+        """The augmented vectors from the neighbours and their similarities."""
         n = len(self.ids)
-        if self.dba_n and n > 1:
-            self._neighbours, self._weights = self._gallery_neighbours(min(self.dba_n, n - 1))
-            sums = self.base + np.einsum("jm,jmd->jd", self._weights, self.base[self._neighbours])
-        else:
-            self._neighbours = np.zeros((n, 0), dtype=np.int64)
-            self._weights = np.zeros((n, 0), dtype=np.float32)
-            sums = self.base.copy()
-        self._sums = sums.astype(np.float32)  # unnormalised augmented vectors S_j
+        self._weights = _expansion_weights(self._similarities, self.alpha).astype(np.float32)
+        sums = self.base + np.einsum("jm,jmd->jd", self._weights, self.base[self._neighbours]) if n else self.base
+        self._sums = np.asarray(sums, dtype=np.float32)  # unnormalised augmented vectors S_j
         self._norms = np.linalg.norm(self._sums, axis=1)
         self.augmented = self._sums / np.maximum(self._norms, 1e-12)[:, None]
         # who counts row e among its neighbours: the (j, m) pairs with neighbours[j, m] == e, grouped by e
         flat = self._neighbours.ravel()
         self._pairs = np.argsort(flat, kind="stable")
         self._pair_starts = np.searchsorted(flat[self._pairs], np.arange(n + 1))
-        return self
-
-    def _gallery_neighbours(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        neighbours = np.empty((len(self.base), n), dtype=np.int64)
-        weights = np.empty((len(self.base), n), dtype=np.float32)
-        step = max(1, _BLOCK // len(self.base))
-        for start in range(0, len(self.base), step):
-            rows = np.arange(start, min(start + step, len(self.base)))
-            scores = self.base[rows] @ self.base.T
-            scores[np.arange(len(rows)), rows] = -np.inf
-            top = nearest_first(-scores, n)
-            neighbours[rows] = top
-            weights[rows] = _expansion_weights(np.take_along_axis(scores, top, axis=1), self.alpha)
-        return neighbours, weights
 
     def rows(self, ids) -> np.ndarray:
         """Positions in :attr:`ids` of ``ids``; KeyError naming those the gallery does not hold."""
@@ -117,26 +128,55 @@ class Expansion:
         return self.base[self.rows(ids)]
 
     def update(self, vectors: np.ndarray, ids, removed=()) -> tuple[np.ndarray, np.ndarray]:
-        """Refit DBA after ``ids`` were added or replaced by ``vectors`` and ``removed`` ids left; returns
-        ``(ids, stored vectors)`` of every product whose stored vector moved (the new and changed ones, and
-        those whose augmented vector changed with their neighbours), for the index to replace."""
-        if not self.dba_n:
-            return np.asarray(ids, dtype=np.int64).reshape(-1), np.asarray(vectors, dtype=np.float32)
+        """DBA after ``ids`` were added or replaced by ``vectors`` and ``removed`` ids left, as :meth:`fit` on the
+        new gallery gives it, at the cost of the rows it touches: the neighbours are searched again only for
+        the new and changed products, those that had a changed or removed one among their neighbours, and those
+        a new vector comes closer to than their last neighbour (``(those rows) x N`` similarities, not
+        ``N x N``). Returns ``(ids, stored vectors)`` of every product whose stored vector moved (the new and
+        changed ones, and those whose neighbours changed), for the index to replace."""
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-        before = pd.Series(np.arange(len(self.ids)), index=self.ids)
-        old_stored, old_neighbours = self.augmented, self.ids[self._neighbours]
-        keep = ~np.isin(self.ids, np.concatenate([ids, np.asarray(removed, dtype=np.int64).reshape(-1)]))
-        incoming = np.asarray(vectors, dtype=np.float32).reshape(len(ids), self.base.shape[1])
-        self.fit(np.concatenate([self.base[keep], incoming]), np.concatenate([self.ids[keep], ids]))
-        old = before.reindex(self.ids).to_numpy()
-        moved = np.isnan(old) | np.isin(self.ids, ids)
-        was = np.flatnonzero(~moved)
-        rows = old[was].astype(np.int64)
-        if old_neighbours.shape[1] != self._neighbours.shape[1]:
+        if not self.dba_n:
+            return ids, np.asarray(vectors, dtype=np.float32)
+        removed = np.asarray(removed, dtype=np.int64).reshape(-1)
+        old = {"ids": self.ids, "stored": self.augmented, "neighbours": self.ids[self._neighbours],
+               "similarities": self._similarities, "width": self._width()}
+        incoming = l2_normalise(np.asarray(vectors, dtype=np.float32).reshape(len(ids), self.base.shape[1]))
+        keep = ~np.isin(self.ids, np.concatenate([ids, removed]))
+        self._set_gallery(np.concatenate([self.base[keep], incoming]), np.concatenate([self.ids[keep], ids]))
+        n, m = len(self.ids), self._width()
+        was = pd.Index(old["ids"]).get_indexer(self.ids)  # each row's position before, -1 for the new ones
+        fresh = np.isin(self.ids, ids)
+        if m != old["width"] or m == 0:
+            self._neighbours, self._similarities = self._nearest(np.arange(n), m)
+        else:
+            stayed = np.flatnonzero(~fresh)
+            gone = np.concatenate([ids, removed])
+            again = fresh.copy()
+            again[stayed] = np.isin(old["neighbours"][was[stayed]], gone).any(axis=1)
+            new_rows = np.flatnonzero(fresh)
+            if len(new_rows):  # a new vector nearer than a row's last neighbour (ties: the lower id) enters its list
+                last = old["similarities"][was[stayed], -1]
+                last_id = old["neighbours"][was[stayed], -1]
+                closer = self.base[stayed] @ self.base[new_rows].T
+                enters = (closer > last[:, None]) | ((closer == last[:, None])
+                                                     & (self.ids[new_rows][None, :] < last_id[:, None]))
+                again[stayed[enters.any(axis=1)]] = True
+            neighbours = np.zeros((n, m), dtype=np.int64)
+            similarities = np.zeros((n, m), dtype=np.float32)
+            kept = np.flatnonzero(~again)
+            neighbours[kept] = self._rows.get_indexer(old["neighbours"][was[kept]].ravel()).reshape(len(kept), m)
+            similarities[kept] = old["similarities"][was[kept]]
+            redo = np.flatnonzero(again)
+            neighbours[redo], similarities[redo] = self._nearest(redo, m)
+            self._neighbours, self._similarities = neighbours, similarities
+        self._augment()
+        moved = fresh | (was < 0)
+        rows = np.flatnonzero(~moved)
+        if old["width"] != m:
             moved[:] = True
         else:
-            moved[was] = ((old_neighbours[rows] != self.ids[self._neighbours[was]]).any(axis=1)
-                          | (np.abs(old_stored[rows] - self.augmented[was]).max(axis=1, initial=0) > 1e-6))
+            moved[rows] = ((old["neighbours"][was[rows]] != self.ids[self._neighbours[rows]]).any(axis=1)
+                           | (np.abs(old["stored"][was[rows]] - self.augmented[rows]).max(axis=1, initial=0) > 1e-6))
         return self.ids[moved], self.augmented[moved]
 
     def search(self, index: Index, queries: np.ndarray, k: int = 10, *, exclude_ids=None,
