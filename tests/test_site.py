@@ -174,6 +174,22 @@ def test_a_chapter_page_shows_its_outputs_without_errors_or_broken_links(site, s
 
 
 @pytest.mark.browser
+@pytest.mark.parametrize("name", ["index", "api", "benchmarks"])
+def test_the_other_pages_render_with_their_tables_and_links(site, served, browser, name):
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    try:
+        page.goto(f"{served}/{name}.html", wait_until="load")
+        assert len(page.locator("main").inner_text()) > 500
+        if name != "index":
+            assert page.locator("main table").count() >= 3
+        hrefs = page.evaluate("() => [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'))")
+        assert not broken_links(site, site / f"{name}.html", hrefs)
+        assert page.evaluate("() => [...document.querySelectorAll('main img')].every(img => img.naturalWidth > 0)")
+    finally:
+        page.close()
+
+
+@pytest.mark.browser
 def test_the_site_search_finds_map_at_k(site, served, browser):
     page = browser.new_page()
     try:
