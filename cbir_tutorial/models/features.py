@@ -203,7 +203,7 @@ class FeatureExtractor:
         recipe = {
             "format": FORMAT, "backbone": self.spec.name, "layer": self.spec.feature_layer,
             "weights": _weights_id(self.weights, self.seed), "input_size": self.input_size,
-            "resize": self.resize, "precision": self.precision or "float32",
+            "resize": self.resize, "precision": self.precision or "float32", "normalised": "unit_length",
         }
         return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -331,10 +331,20 @@ def compiled_inference(model, spec):
 
     @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)], autograph=False)
     def infer(images):
-        features = model(preprocess(images), training=False)
-        return tf.math.l2_normalize(tf.cast(features, tf.float32), axis=-1)
+        return unit_length(tf.cast(model(preprocess(images), training=False), tf.float32))
 
     return infer
+
+
+def unit_length(features):
+    """``(N, D)`` float32 tensor → each row divided by its length (an all-zero row stays zero). Rows are first
+    scaled by their largest absolute value: ``tf.math.l2_normalize`` alone leaves rows shorter than 1e-6 (an
+    untrained network's features) short, its epsilon bounding the squared length from below."""
+    from .runtime import tensorflow_module
+
+    tf = tensorflow_module()
+    scaled = features / tf.maximum(tf.reduce_max(tf.abs(features), axis=-1, keepdims=True), 1e-37)
+    return tf.math.l2_normalize(scaled, axis=-1)
 
 
 def _weights_id(weights: Weights, seed: int) -> str:

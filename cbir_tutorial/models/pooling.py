@@ -22,7 +22,7 @@ from typing import Sequence
 
 from .weights import Weights, weights_from_word
 from .backbones import backbone_spec, keras_application
-from .features import FeatureExtractor
+from .features import FeatureExtractor, unit_length
 from .runtime import keras_module, tensorflow_module
 
 POOLINGS = ("avg", "max", "gem")
@@ -140,7 +140,7 @@ def _pooled_inference(conv_model, spec, pooling: str, p: float, flip: bool, scal
     preprocess = spec.preprocess_function()
 
     def describe(images):
-        return tf.math.l2_normalize(pool(conv_model(preprocess(images), training=False), pooling, p), axis=-1)
+        return unit_length(pool(conv_model(preprocess(images), training=False), pooling, p))
 
     @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)], autograph=False)
     def infer(images):
@@ -150,6 +150,6 @@ def _pooled_inference(conv_model, spec, pooling: str, p: float, flip: bool, scal
             total += describe(scaled)
             if flip:
                 total += describe(tf.reverse(scaled, axis=[2]))
-        return tf.math.l2_normalize(total, axis=-1)
+        return unit_length(total)
 
     return infer

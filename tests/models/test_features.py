@@ -48,6 +48,17 @@ def test_features_are_unit_float32_rows(lite_extractor, photos):
     assert result.kept.all() and result.skipped == []
 
 
+def test_an_untrained_network_s_tiny_features_are_unit_rows_too(photos):
+    """Random weights give features about 1e-10 long: scaled before normalising, they still come out of unit
+    length (tf.math.l2_normalize alone left them about 3e-4 long), and an all-zero row stays zero."""
+    from cbir_tutorial.models.features import unit_length
+
+    random = FeatureExtractor("efficientnet_lite0", "random").extract(photos[:6], cache=False, progress=False)
+    np.testing.assert_allclose(np.linalg.norm(random.features, axis=1), 1.0, atol=1e-5)
+    tiny = np.array([[3e-12, 4e-12], [0.0, 0.0], [-3e-30, 4e-30]], dtype=np.float32)
+    np.testing.assert_allclose(np.asarray(unit_length(tiny)), [[0.6, 0.8], [0.0, 0.0], [-0.6, 0.8]], atol=1e-6)
+
+
 def test_batched_features_equal_one_at_a_time(lite_extractor, photos):
     small_batches = FeatureExtractor.__new__(FeatureExtractor)
     small_batches.__dict__.update(lite_extractor.__dict__, batch_size=3)
