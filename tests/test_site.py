@@ -157,6 +157,10 @@ def test_a_chapter_page_shows_its_outputs_without_errors_or_broken_links(site, s
             assert page.evaluate("() => [...document.querySelectorAll('.cell_output img')]"
                                  ".every(img => img.complete && img.naturalWidth > 0)"), f"{name}: a picture did not load"
         assert page.locator(".output.traceback, .output.error").count() == 0, f"{name}: an error output"
+        raw_math = page.evaluate("""() => { const main = document.querySelector('main').cloneNode(true);
+            main.querySelectorAll('.math, pre, code, .cell_output').forEach(node => node.remove());
+            return (main.innerText.match(/\\\\[(\\[]/g) || []).length; }""")
+        assert raw_math == 0, f"{name}: LaTeX shown as text, not as math"
         assert "Traceback (most recent call last)" not in page.locator("main").inner_text()
         hrefs = page.evaluate("() => [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'))")
         assert not broken_links(site, site / "chapters" / f"{name}.html", hrefs)
