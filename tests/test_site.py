@@ -155,7 +155,7 @@ def test_a_chapter_page_shows_its_outputs_without_errors_or_broken_links(site, s
             images = page.locator(".cell_output img")
             assert images.count() >= 1, f"{name}: the notebook draws, its page shows no picture"
             assert page.evaluate("() => [...document.querySelectorAll('.cell_output img')]"
-                                 ".every(img => img.complete && img.naturalWidth > 0)"), f"{name}: a picture did not load"
+                                 ".every(img => img.complete && img.naturalWidth > 0)"), f"{name}: a picture is broken"
         assert page.locator(".output.traceback, .output.error").count() == 0, f"{name}: an error output"
         raw_math = page.evaluate("""() => { const main = document.querySelector('main').cloneNode(true);
             main.querySelectorAll('.math, pre, code, .cell_output').forEach(node => node.remove());

@@ -46,7 +46,8 @@ def settings_read_by(code: str, settings: Mapping[str, str]) -> dict[str, str]:
     """The ``settings`` a notebook whose code cells are ``code`` reads: the ``CBIR_NB_<NAME>`` of the names in
     its ``notebook_parameters(...)`` call, and the package's own ``CBIR_TUTORIAL_*`` switches."""
     call = re.search(r"notebook_parameters\((.*?)\n\)", code, flags=re.S)
-    names = {f"CBIR_NB_{name.upper()}" for name in re.findall(r"^\s*(\w+)=", call.group(1), flags=re.M)} if call else set()
+    names = set(re.findall(r"^\s*(\w+)=", call.group(1), flags=re.M)) if call else set()
+    names = {f"CBIR_NB_{name.upper()}" for name in names}
     return {name: value for name, value in settings.items() if name in names or name.startswith("CBIR_TUTORIAL_")}
 
 
