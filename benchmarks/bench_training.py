@@ -7,10 +7,14 @@
 2. **Protocols**: ``python -m cbir_tutorial train --catalogue sample --protocol P --loss L --out DIR`` with
    every other setting at the CLI's default, one subprocess per (protocol, loss), timed (wall and CPU
    seconds of the child). Each run chooses its epoch on its own validation split (carved from the train
-   side); the test side is seen only by the report (``report.json``): frozen backbone, projection head
-   and the fine-tuned model, MAP@10 and instance Recall@1/@10 for altered photos.
+   side); the test side is seen only by the report (``report.json``): frozen backbone, projection head,
+   the fine-tuned model alone and the robust one (fused with the frozen features, the weight chosen on
+   categories held out of training), MAP@10 and instance Recall@1/@10 for altered photos. The protocols:
+   unseen products, unseen categories and "trained on A, searched on B" (``new-types``: trained on half the
+   sample's categories, searched on a catalogue holding the other half too; MAP@10 of seen and unseen types).
 
-    python benchmarks/bench_training.py                   # 2 protocols x 2 losses: ~35-60 min on 2 cores
+    python benchmarks/bench_training.py                   # 3 protocols x 2 losses: ~45-75 min on 2 cores
+    python benchmarks/bench_training.py --loss proxy-anchor --protocol unseen-products --protocol new-types
     python benchmarks/bench_training.py --throughput-only # ~2 min
     python benchmarks/bench_training.py --smoke           # tiny sizes: checks the script runs
     # on a GPU (Kaggle/Colab), the GPU preset's batch and mixed precision:
@@ -38,7 +42,7 @@ from common import (add_json_option, interleaved_medians, note, print_header, pr
                     write_json)
 
 LOSSES = ("proxy-anchor", "multi-similarity")
-PROTOCOLS = ("unseen-products", "unseen-categories")
+PROTOCOLS = ("unseen-products", "unseen-categories", "new-types")
 
 
 def throughput_rows(settings, n_images: int, repeats: int, losses=LOSSES) -> list[dict]:
@@ -84,6 +88,7 @@ def cli_run(protocol: str, loss: str, out: Path, extra: list[str]) -> dict:
     return {"report": json.loads((out / "report.json").read_text()), "history": info["history"],
             "best_epoch": info["best_epoch"], "val_map": info["val_map_at_k"], "frozen_val_map": info["frozen_val_map_at_k"],
             "probe_val_map": info.get("probe_val_map_at_k", float("nan")),
+            "fusion_weight": info.get("fusion_weight", 1.0),
             "wall": wall, "cpu": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)}
 
 
@@ -97,8 +102,11 @@ def protocol_tables(protocols, losses, extra: list[str], keep: Path | None) -> N
                 runs.append({"protocol": protocol, "loss": loss, "epochs run": len(run["history"]),
                              "best epoch": run["best_epoch"], "frozen val MAP@10": run["frozen_val_map"],
                              "probe val MAP@10": run["probe_val_map"],
-                             "best val MAP@10": run["val_map"], "wall s": run["wall"], "CPU s": run["cpu"]})
+                             "best val MAP@10": run["val_map"], "fusion weight": run["fusion_weight"],
+                             "wall s": run["wall"], "CPU s": run["cpu"]})
                 for row in run["report"]:
+                    if row["model"].startswith("robust"):
+                        row["model"] += f" ({loss})"  # the fine-tuned rows name their loss already
                     if any(r["model"] == row["model"] and r["split"] == protocol for r in report_rows):
                         continue  # the frozen backbone and the head are the same for every loss
                     report_rows.append({"split": protocol, **row})
@@ -108,10 +116,13 @@ def protocol_tables(protocols, losses, extra: list[str], keep: Path | None) -> N
         rows = [r for r in report_rows if r["split"] == protocol]
         frozen = next(r["map_at_10"] for r in rows if r["model"].startswith("frozen"))
         head = next((r["map_at_10"] for r in rows if r["model"] == "projection head"), float("nan"))
+        unseen = next((r.get("map_at_10_unseen_types") for r in rows if r["model"].startswith("frozen")), None)
         for r in rows:
-            if r["model"].startswith("fine-tuned"):
+            if r["model"].startswith(("fine-tuned", "robust")):
+                types = (f"; unseen types {r['map_at_10_unseen_types']:.3f} vs frozen {unseen:.3f} "
+                         f"({r['map_at_10_unseen_types'] - unseen:+.3f})" if unseen is not None else "")
                 note(f"{protocol}: {r['model']} MAP@10 {r['map_at_10']:.3f} = frozen {frozen:.3f} "
-                     f"{r['map_at_10'] - frozen:+.3f}, projection head {head:.3f} ({r['map_at_10'] - head:+.3f})")
+                     f"{r['map_at_10'] - frozen:+.3f}, projection head {head:.3f} ({r['map_at_10'] - head:+.3f}){types}")
     print()
 
 

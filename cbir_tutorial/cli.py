@@ -18,7 +18,7 @@ from .search.backends import SEARCH_BACKENDS
 
 #: The --loss and --protocol choices (cbir_tutorial.training.losses.LOSSES, without importing TensorFlow).
 LOSS_NAMES = ("proxy-anchor", "multi-similarity")
-PROTOCOL_NAMES = ("none", "unseen-products", "unseen-categories")
+PROTOCOL_NAMES = ("none", "unseen-products", "unseen-categories", "new-types")
 #: ``--seed``: what NumPy's and Keras's seeding take.
 SEED_RANGE = (0, 2 ** 32 - 1)
 
@@ -169,7 +169,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="settings sized for this machine (auto), a CPU or a GPU")
     train.add_argument("--protocol", default="none",
                        help=f"{' | '.join(PROTOCOL_NAMES)}: train on one side only and report the other, next "
-                            "to the frozen backbone and a projection head")
+                            "to the frozen backbone and a projection head (new-types: trained on half the "
+                            "categories, searched on a catalogue that also holds the other half)")
     train.add_argument("--embedding-dim", type=_bounded(*EMBEDDING_DIM_RANGE), default=None)
     train.add_argument("--trainable-blocks", type=_bounded(0), default=None,
                        help="backbone blocks fine-tuned (0: none)")
@@ -516,11 +517,11 @@ def run_train(args) -> None:
     catalogue = _catalogue(args)
     split = None
     if args.protocol != "none":
-        from .training.protocols import unseen_categories_split, unseen_products_split
+        from .training.protocols import new_types_split, unseen_categories_split, unseen_products_split
 
         try:
-            split = (unseen_products_split if args.protocol == "unseen-products" else unseen_categories_split)(
-                catalogue.labels, seed=args.seed)
+            split = {"unseen-products": unseen_products_split, "unseen-categories": unseen_categories_split,
+                     "new-types": new_types_split}[args.protocol](catalogue.labels, seed=args.seed)
         except ValueError as error:
             raise CLIError(f"--protocol {args.protocol}: {error}") from None
         print(split)
@@ -543,6 +544,10 @@ def run_train(args) -> None:
     print(f"best epoch {result.best_epoch} of {len(result.history)}: validation MAP@{settings.k} "
           f"{result.best_val_map:.4f} (frozen {settings.backbone} features: {result.frozen_val_map:.4f})"
           f"{' (stopped early)' if result.stopped_early else ''}")
+    mixing = result.mixing
+    print(f"fused with the frozen features, weight {mixing['weight']:g}: " + (
+        f"chosen on {len(mixing['held_out_categories'])} categories held out of training "
+        f"({', '.join(mixing['held_out_categories'])})" if "curve" in mixing else mixing.get("reason", "")))
     print(f"Trained model written to {Path(args.out).expanduser().resolve()}")
     if split is not None:
         from .training.report import protocol_report

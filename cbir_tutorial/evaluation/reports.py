@@ -1,5 +1,6 @@
-"""Comparisons a learner reads as tables: recipes on the tuning and report halves of a catalogue, and a
-learned projection head on seen and unseen categories."""
+"""Comparisons a learner reads as tables: recipes on the tuning and report halves of a catalogue, each recipe's
+step against the one before with a paired bootstrap, and a learned projection head on seen and unseen
+categories."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ from ..search.backends import make_index
 from ..search.engine import SearchEngine
 from ..search.pipeline import extractor_for
 from ..search.recipes import RECIPES, recipe_from_word
+from .comparison import paired_verdicts, per_query
 from .metrics import evaluate
+
+#: The recipe each named recipe adds one step to (``fusion`` starts again from ``gem+flip`` with a second
+#: backbone): the pairs :func:`step_verdicts` compares, with each recipe against the baseline.
+BUILDS_ON: dict[str, str] = {"gem": "baseline", "gem+flip": "gem", "gem+flip+whiten": "gem+flip",
+                             "gem+flip+whiten+dba": "gem+flip+whiten", "single": "gem+flip+whiten+dba",
+                             "fusion": "gem+flip", "best": "fusion"}
 
 
 def halves(catalogue) -> tuple:
@@ -79,3 +87,40 @@ def head_report(features: np.ndarray, labels, split: CategorySplit, head: Projec
         rows.append({"gallery": name, "n_images": int(mask.sum()), "backbone_map": float(scores[0]),
                      "head_map": float(scores[1]), "gain": float(scores[1] - scores[0])})
     return pd.DataFrame(rows)
+
+
+def per_query_scores(catalogue, recipes: Sequence = tuple(RECIPES), backbone: str | None = None, weights="imagenet",
+                     *, k: int = 10, cache=True) -> dict[str, np.ndarray]:
+    """``{recipe name: (Q,) AP@k}`` of each recipe's engine built on the whole ``catalogue``, one value per
+    leave-one-out query (:func:`~cbir_tutorial.evaluation.comparison.per_query`), the queries in the same order
+    for every recipe (the products every backbone could read). ``backbone``: as :func:`recipe_table`'s."""
+    scores = {}
+    for recipe in recipes:
+        recipe = recipe_from_word(recipe)
+        engine = SearchEngine.build(catalogue, backbone, weights, recipe=recipe, cache=cache, progress=False)
+        scores[recipe.name] = per_query(engine, k=k)["ap_at_k"].to_numpy()
+    if len({len(a) for a in scores.values()}) > 1:
+        raise ValueError(f"the recipes answered different numbers of queries ({ {n: len(a) for n, a in scores.items()} }): "
+                         "a backbone could not read some photo the others read")
+    return scores
+
+
+def step_verdicts(scores: dict[str, np.ndarray], builds_on: dict[str, str] = BUILDS_ON, *, k: int = 10,
+                  seed: int = 0) -> pd.DataFrame:
+    """:func:`~cbir_tutorial.evaluation.comparison.paired_verdicts` of each recipe of ``scores`` (from
+    :func:`per_query_scores`) against the recipe it builds on (``builds_on``) and against ``"baseline"``, for the
+    recipes whose pair has scores. Indexed by ``(first, second)``; columns ``MAP@<k> difference, low, high,
+    verdict`` and ``against``: ``"its step"`` or ``"baseline"``."""
+    pairs = []
+    for name, before in builds_on.items():
+        if name in scores and before in scores:
+            pairs += [(name, reference) for reference in dict.fromkeys([before, "baseline"]) if reference in scores]
+    table = paired_verdicts(scores, pairs, difference=f"MAP@{k} difference", seed=seed)
+    table["against"] = ["its step" if builds_on[first] == second else "baseline" for first, second in table.index]
+    return table
+
+
+def steps_that_hold(verdicts: pd.DataFrame) -> list[str]:
+    """The recipes of :func:`step_verdicts` whose gain over the recipe they build on excludes 0 at its level."""
+    return [first for (first, second), row in verdicts.iterrows()
+            if row["against"] == "its step" and row["verdict"] == f"{first} better"]

@@ -34,20 +34,22 @@ def strict_mode(environ: Mapping[str, str] | None = None) -> bool:
     return environ.get(STRICT_VARIABLE, "").strip().lower() in TRUE_WORDS
 
 
-def claim(holds, statement: str, *, otherwise: str = "", environ: Mapping[str, str] | None = None) -> bool:
+def claim(holds, statement: str, *, otherwise: str = "", timing: bool = False,
+          environ: Mapping[str, str] | None = None) -> None:
     """Print ``✓ statement`` when ``holds`` is true, else ``⚠ not this time: statement`` and ``otherwise``
-    (why it may fail, what to look at); return whether it held.
+    (why it may fail, what to look at).
 
     ``holds``: anything with a truth value (a numpy bool too). Under :func:`strict_mode` a claim that does
-    not hold raises :class:`ClaimFailed` naming the statement instead. ``environ`` replaces ``os.environ``
-    (for tests).
+    not hold raises :class:`ClaimFailed` naming the statement instead, unless ``timing``: a claim about how long
+    something took only ever prints (a shared machine's timings are noise; speed targets live in the
+    benchmarks, never in tests). ``environ`` replaces ``os.environ``
+    (for tests). Returns None, so a claim that ends a notebook cell shows its line and nothing else (a
+    returned bool would print a stray ``True`` under it); a cell that needs the value keeps it itself.
     """
-    held = bool(holds)
-    if held:
+    if holds:
         print(f"✓ {statement}")
-        return True
-    if strict_mode(environ):
+        return
+    if strict_mode(environ) and not timing:
         raise ClaimFailed(f"the notebook says: {statement}; in this run it does not hold"
                           + (f" ({otherwise})" if otherwise else ""))
     print(f"⚠ not this time: {statement}" + (f"\n  {otherwise}" if otherwise else ""))
-    return False

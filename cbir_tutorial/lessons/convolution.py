@@ -22,7 +22,7 @@ KERNELS: dict[str, np.ndarray] = {
     "sharpen": np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]], dtype=np.float32),
     "vertical edges": np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=np.float32),  # Sobel x
     "horizontal edges": np.array([[-1, -2, -1], [0, 0, 0], [1, 2, 1]], dtype=np.float32),  # Sobel y
-    "outline": np.array([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]], dtype=np.float32),  # Laplacian
+    "outline": np.array([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]], dtype=np.float32),  # minus the 8-neighbour Laplacian
 }
 
 PADDINGS = ("valid", "same")
@@ -44,8 +44,9 @@ def output_size(n: int, kernel: int, stride: int = 1, padding: str | int = "vali
 
     ``padding``: ``"valid"`` (no padding): ``floor((n - kernel) / stride) + 1``;
     ``"same"`` (Keras): ``ceil(n / stride)``; an int ``p`` (zeros on both sides):
-    ``floor((n + 2p - kernel) / stride) + 1``.
+    ``floor((n + 2p - kernel) / stride) + 1``. The words in any case, as Keras takes them (``"SAME"``).
     """
+    padding = _padding_word(padding)
     if n < 1 or kernel < 1 or stride < 1:
         raise ValueError(f"n={n}, kernel={kernel}, stride={stride}: all must be at least 1")
     if padding == "same":
@@ -72,8 +73,14 @@ def output_size_table(n: int, kernels: Iterable[int] = (3, 5), strides: Iterable
     return pd.DataFrame(rows)
 
 
+def _padding_word(padding: str | int) -> str | int:
+    """``"SAME"`` -> ``"same"``: Keras lower-cases the padding word, and so do the functions here."""
+    return padding.strip().lower() if isinstance(padding, str) else padding
+
+
 def _padded(image: np.ndarray, kernel_shape: tuple[int, int], stride: int, padding: str | int,
             fill: float) -> np.ndarray:
+    padding = _padding_word(padding)
     if padding == "valid":
         return image
     if padding == "same":

@@ -26,11 +26,13 @@ The pattern, in a notebook::
   notebooks' test run), the solution from :mod:`cbir_tutorial.lessons.solutions`.
 * ``q.passes(function)`` says the same silently (True when written and right), for a later cell that uses the
   learner's function only then.
-* ``q.check(function)`` (or ``check(name, function)``) first refuses a function that uses this package
-  (the exercise is to write the step, not to wrap the package's own implementation), then runs it on the
-  exercise's test cases. It prints ``not done yet: ...`` for a stand-in (so "run all" goes on), one line
-  naming the first wrong case, the learner's value and a hint about the likely mistake (never the
-  expected value), or a success line. In solutions mode a wrong answer raises :class:`AssertionError`, so
+* ``q.check(function)`` (or ``check(name, function)``) first refuses a function that is or uses this package
+  (the exercise is to write the step, not to wrap the package's own implementation; the solution itself passes
+  only in solutions mode) or a library that does the step (:data:`OTHER_LIBRARIES`: Keras, TensorFlow, torch,
+  scipy.signal, scipy.ndimage, sklearn), then runs it on the exercise's test cases; a mask must be a bool
+  array. It prints ``not done yet: ...`` for a stand-in (so "run all" goes on), one line naming the first
+  wrong case, the learner's value and a hint about the likely mistake (never the expected value), or a
+  success line. In solutions mode a wrong answer raises :class:`AssertionError`, so
   the notebooks' test run fails if a solution or a check breaks.
 
 Adding an exercise: its solution goes in ``solutions.py`` (same name), its :class:`Exercise` in
@@ -95,11 +97,9 @@ class Exercise:
 
     def problem(self, function: Callable) -> str | None:
         """What is wrong with ``function`` (with a hint), or None when it passes every case."""
-        if not _package_name(function):  # the package's own solution and typical mistakes are not refused
-            used = uses_the_package(function)
-            if used:
-                return (f"your function uses the package's own {used}: the exercise is to write this step "
-                        f"yourself, with numpy. Hint: {self.hint_text}")
+        refused = self.refusal(function)
+        if refused:
+            return f"{refused}: the exercise is to write this step yourself, with numpy. Hint: {self.hint_text}"
         for args in self.cases:
             expected = self.solution_function(*copy.deepcopy(args))
             what = self.describe(*args)
@@ -110,8 +110,14 @@ class Exercise:
             except Exception as error:  # the learner's bug: report it, never crash the check
                 return f"{what}: your function raised {type(error).__name__}: {error}"
             if _same(got, expected, self.atol):
+                if isinstance(expected, np.ndarray) and expected.dtype == bool and not (
+                        isinstance(got, np.ndarray) and got.dtype == bool):
+                    return (f"{what}: right values, but {_kind(got)} instead of a bool array. A mask must be "
+                            "one: used to index the catalogue, a 0/1 int array picks rows 0 and 1, not the rows "
+                            "where it holds 1 (compare with ==, !=, >= and combine with &: numpy gives bools)")
                 continue
-            hint = next((hint for hint, wrong in self.mistakes if _same(got, _quietly(wrong, args), self.atol)),
+            hint = next((hint for hint, wrong in self.mistakes
+                         if _same(got, _quietly(wrong, args), self.atol, nan_equal=True)),
                         self.order_hint if self.order_hint and _reordered(got, expected) else self.hint_text)
             if _shape(got) != _shape(expected):
                 text = f"{what} should have shape {_shape(expected)}, yours has shape {_shape(got)}"
@@ -120,6 +126,24 @@ class Exercise:
             return text + (f": {hint}" if hint else "")
         broken = self.rule(function) if self.rule else None
         return f"{broken}: {self.hint_text}" if broken else None
+
+    def refusal(self, function: Callable) -> str:
+        """Why ``function`` is not an answer of the learner's own, or '': it is the package's own function (its
+        solution too, except in solutions mode, where the notebooks' test run passes it), or it uses the
+        package (:func:`uses_the_package`) or a library that does the step (:func:`uses_a_library`). The
+        exercise's typical mistakes are judged by their values, never refused."""
+        if any(function is wrong for _, wrong in self.mistakes):
+            return ""
+        own = _package_name(function)
+        if own:
+            if function is self.solution_function and solutions_mode():
+                return ""
+            return f"that is the package's own `{own}`, not a function of yours"
+        used = uses_the_package(function)
+        if used:
+            return f"your function uses the package's own {used}"
+        used = uses_a_library(function)
+        return f"your function uses {used}, which does the step for you" if used else ""
 
     # Kaggle Learn's verbs
     def write(self, function: Callable) -> Callable:
@@ -229,9 +253,69 @@ def uses_the_package(function: Callable, depth: int = 3) -> str:
     return ""
 
 
+#: Libraries that would do an exercise's step in one call (a Keras ``Conv2D`` or ``GlobalAveragePooling2D``,
+#: ``tf.math.l2_normalize``, ``scipy.signal.correlate2d``, ``sklearn.preprocessing.normalize``...): the exercises
+#: ask for numpy, and an answer that uses one of these is refused.
+OTHER_LIBRARIES = ("keras", "tf_keras", "tensorflow", "torch", "torchvision", "jax", "sklearn", "scipy.signal",
+                   "scipy.ndimage")
+
+
+def _library(name: str) -> str:
+    """The entry of :data:`OTHER_LIBRARIES` that the dotted ``name`` belongs to, or ''."""
+    return next((library for library in OTHER_LIBRARIES if name == library or name.startswith(library + ".")), "")
+
+
+def _names_read(function: Callable) -> set:
+    """The global, attribute and import names ``function``'s code (nested functions included) reads."""
+    names, codes = set(), [getattr(function, "__code__", None)]
+    while codes:
+        code = codes.pop()
+        if code is not None:
+            names.update(code.co_names)
+            codes.extend(k for k in code.co_consts if isinstance(k, types.CodeType))
+    return names
+
+
+def _library_of(value, attributes: set) -> str:
+    """The entry of :data:`OTHER_LIBRARIES` that ``value`` (a module, function, class or object) comes from, or
+    ''. ``attributes``: the names the code reads, for a module whose attribute is the library (``scipy`` then
+    ``.signal``)."""
+    if isinstance(value, types.ModuleType):
+        return _library(value.__name__) or next(
+            (_library(f"{value.__name__}.{a}") for a in sorted(attributes) if _library(f"{value.__name__}.{a}")), "")
+    module = getattr(value, "__module__", None)
+    return _library(module if isinstance(module, str) else "") or _library(getattr(type(value), "__module__", ""))
+
+
+def uses_a_library(function: Callable, depth: int = 3) -> str:
+    """The first name ``function`` refers to from one of :data:`OTHER_LIBRARIES`, with its library, or ''.
+
+    Read like :func:`uses_the_package`: imports inside it, its globals (a module, a function, a Keras layer built
+    outside), closures and defaults, and the learner's own helper functions ``depth`` levels down.
+    """
+    seen: set = set()
+    todo = [(function, 0)]
+    while todo:
+        current, level = todo.pop()
+        names = _names_read(current)
+        for label, value in _referenced(current, seen):
+            library = _library_of(value, names)
+            if library:
+                return f"`{library}`" if isinstance(value, types.ModuleType) else f"`{label}` (from {library})"
+            if (level < depth and isinstance(value, types.FunctionType)
+                    and value.__module__ == getattr(function, "__module__", None)):
+                todo.append((value, level + 1))
+        imported = sorted(n for n in names if _library(n) and n not in getattr(current, "__globals__", {}))
+        if imported:  # `import tensorflow as tf` inside the function
+            return f"`{_library(imported[0])}`"
+    return ""
+
+
 def _quietly(function: Callable, args: tuple) -> Any:
+    """``function(*args)``, or None when it raises; numpy's warnings silenced (a typical mistake may divide by 0)."""
     try:
-        return function(*copy.deepcopy(args))
+        with np.errstate(all="ignore"):
+            return function(*copy.deepcopy(args))
     except Exception:
         return None
 
@@ -240,7 +324,9 @@ def _shape(value) -> tuple:
     return np.shape(value) if value is not None else ()
 
 
-def _same(got, expected, atol: float) -> bool:
+def _same(got, expected, atol: float, nan_equal: bool = False) -> bool:
+    """True when ``got`` has ``expected``'s shape and values; ``nan_equal``: a NaN matches a NaN (a mistake that
+    divides by zero is recognised by where its NaN fall; a right answer never holds one)."""
     if got is None:
         return False
     try:
@@ -248,7 +334,17 @@ def _same(got, expected, atol: float) -> bool:
     except (TypeError, ValueError):
         return False
     expected = np.asarray(expected, dtype=float)
-    return got.shape == expected.shape and bool(np.allclose(got, expected, atol=atol, rtol=1e-5))
+    return got.shape == expected.shape and bool(np.allclose(got, expected, atol=atol, rtol=1e-5,
+                                                            equal_nan=nan_equal))
+
+
+def _kind(value) -> str:
+    """``value``'s type in words: "a list", "an int64 array"..."""
+    if isinstance(value, np.ndarray):
+        name = str(value.dtype)
+        return f"{'an' if name[0] in 'aeiou' else 'a'} {name} array"
+    name = type(value).__name__
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
 
 
 def _reordered(got, expected) -> bool:
@@ -286,6 +382,8 @@ _FEATURES = _rng.normal(size=(4, 3)) * np.array([[1.0], [5.0], [0.2], [2.0]])
 _QUERIES, _GALLERY = _rng.normal(size=(2, 4)), _rng.normal(size=(5, 4)) * 3
 _COSINE_GALLERY = np.array([[1.0, 0.1], [10.0, 6.0], [0.2, 1.0], [-1.0, 0.0], [3.0, 0.5]])
 _HITS = np.array([[1, 0, 1, 1, 0], [0, 0, 0, 0, 1], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0]])
+#: Result lists longer than k = 3 (an answer that ignores k scores their tails too), R at least what each holds.
+_HITS_BEYOND_K = np.array([[0, 1, 0, 1, 1, 1], [1, 1, 0, 0, 0, 1], [0, 0, 0, 1, 1, 0]])
 _DISTANCES = np.array([0.5, 0.1, 0.9, 0.3, 0.2, 0.8, 0.4, 0.7])
 _ALLOWED = np.array([True, False, True, True, False, True, False, True])
 #: 40 products (24 allowed), and 1,000 (about 650 allowed) with a top 300: numpy's argpartition happens to
@@ -297,7 +395,17 @@ _LONG_DISTANCES = np.random.default_rng(14).uniform(0.1, 2.0, 1000)
 _LONG_ALLOWED = np.random.default_rng(15).uniform(size=1000) < 0.65
 _WIDE_GALLERY = np.round(np.random.default_rng(13).normal(size=(30, 3)) * np.array([1.0, 1.0, 0.3]), 3)
 _LONG_GALLERY = np.random.default_rng(16).normal(size=(1000, 3))
+#: 96 float32 unit vectors of a backbone's width; every other one is also a query. A query's squared distance to
+#: itself, 1 - 2 q.q + 1, rounds to a tiny number of either sign (about a third of them come out negative), so an
+#: answer that takes the square root without clamping at 0 gives NaN there.
+_UNIT_ROWS32 = np.random.default_rng(17).normal(size=(96, 1280)).astype(np.float32)
+_UNIT_ROWS32 /= np.linalg.norm(_UNIT_ROWS32, axis=1, keepdims=True)
 _LABELS = np.array(["shoe", "shoe", "shoe", "bag", "", "", "watch", "bag", "shoe", "belt"], dtype=object)
+#: Four unlabelled products, more than any category has: keeping them as queries, averaging over categories and
+#: averaging over every product give three different chance levels (on _LABELS the first two coincide).
+_MOSTLY_UNLABELLED = np.array(["a", "", "b", "a", "", "c", "", "a", "b", ""], dtype=object)
+#: A photo whose features are all zero (a blank image through some networks): no direction, it stays zeros.
+_WITH_A_ZERO_ROW = np.vstack([_FEATURES[:2], np.zeros((1, 3)), _FEATURES[2:]])
 
 
 _MAP_5X5 = np.round(np.random.default_rng(20).normal(size=(5, 5, 2)), 2)
@@ -360,6 +468,16 @@ def _all_pairs_at_once(function: Callable) -> str | None:
                 "loop (over the pairs, 200 queries and 20,000 products make 4 million turns of the interpreter; "
                 "over the queries, 200 passes where one matrix product does the whole work)")
     return _without_differences_array(function)
+
+
+def _every_row_at_once(function: Callable) -> str | None:
+    """None when ``function(gallery, query, k)`` scores the gallery without a Python loop; else what loops."""
+    loop = _python_loop(function)
+    if loop:
+        return (f"right values, but through {loop}: the exercise asks for every row of the gallery at once, "
+                "without a Python loop (one matrix-vector product scores them all; a loop over 20,000 products "
+                "makes 20,000 turns of the interpreter)")
+    return None
 
 
 def _without_differences_array(function: Callable) -> str | None:
@@ -425,9 +543,12 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
          ("did you keep categories with a single product? Such a query can never find a relevant result",
           lambda labels: np.asarray(labels, dtype=object) != ""))),
     Exercise(
-        "chance_precision", ((_LABELS,), (np.array(["a"] * 6 + ["b"] * 2 + ["c"], dtype=object),)),
+        "chance_precision", ((_MOSTLY_UNLABELLED,), (_LABELS,), (np.array(["a"] * 6 + ["b"] * 2 + ["c"], dtype=object),)),
         lambda labels: f"the chance precision of labels {_items(labels)}",
-        (("did you divide by N instead of N - 1? The query is never among its own results",
+        (("did you keep the unlabelled products (\"\") as queries? They have no category: only the products of "
+          "exercise 1's mask are queries",
+          lambda labels: float(np.mean((_category_sizes(labels)[_category_sizes(labels) >= 2] - 1) / (len(labels) - 1)))),
+         ("did you divide by N instead of N - 1? The query is never among its own results",
           lambda labels: float(np.mean((_category_sizes(labels)[solutions.query_mask(labels)] - 1) / len(labels)))),
          ("did you count the query itself as relevant (n_c instead of n_c - 1)?",
           lambda labels: float(np.mean(_category_sizes(labels)[solutions.query_mask(labels)] / (len(labels) - 1)))),
@@ -460,28 +581,33 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
           lambda n, k, s, p: -(-(n + 2 * p - k) // s) + 1),
          ("did you ignore the padding?", lambda n, k, s, p: (n - k) // s + 1))),
     Exercise(
-        "conv_parameters", ((3, 3, 64), (3, 64, 128, False), (1, 256, 64), (5, 1, 1)),
+        "conv_parameters", ((3, 4, 64), (3, 64, 128, False), (1, 256, 64), (5, 1, 1)),
         lambda k, c_in, c_out, bias=True: f"a {k}x{k} Conv2D from {c_in} to {c_out} channels ({'with' if bias else 'no'} bias)",
         (("did you forget the bias (one per output channel)? Or add it when bias=False?",
           lambda k, c_in, c_out, bias=True: k * k * c_in * c_out + (0 if bias else c_out)),
-         ("each kernel is as deep as the input: k*k*c_in weights per output channel",
+         ("each kernel is as deep as the input: it has weights for every input channel",
           lambda k, c_in, c_out, bias=True: k * k * c_out + (c_out if bias else 0)),
+         ("a k x k kernel covers k times k positions of each input channel, not k",
+          lambda k, c_in, c_out, bias=True: k * c_in * c_out + (c_out if bias else 0)),
          ("the bias is one number per OUTPUT channel, not per input channel",
           lambda k, c_in, c_out, bias=True: k * k * c_in * c_out + (c_in if bias else 0)))),
     Exercise(
         "global_average_pool", ((_MAPS,), (_MAPS[:, :1],)),
         lambda maps: f"global average pooling of maps of shape {maps.shape} (batch, height, width, channels)",
-        (("you averaged over the channels (axis 3): average over the positions (axes 1 and 2), one number per channel",
+        (("you averaged over the channels: average each channel over its positions instead, one number per channel",
           lambda maps: maps.mean(axis=3)),
          ("that is global MAX pooling: average instead", lambda maps: maps.max(axis=(1, 2))),
          ("you summed the positions: divide by their number (height x width)", lambda maps: maps.sum(axis=(1, 2))))),
     Exercise(
-        "l2_normalise", ((_FEATURES,), (_FEATURES[:, :2],)),
+        "l2_normalise", ((_FEATURES,), (_FEATURES[:, :2],), (_WITH_A_ZERO_ROW,)),
         lambda features: f"the L2-normalised rows of {_list(features)}",
-        (("you scaled the columns (axis=0) to length 1: scale each row, one photo's vector",
+        (("you scaled the columns to length 1: scale each row, one photo's vector",
           lambda f: f / np.linalg.norm(f, axis=0, keepdims=True)),
-         ("you divided by the norm of the whole matrix: each row needs its own (axis=1, keepdims=True)",
+         ("you divided by the norm of the whole matrix: each row needs its own length",
           lambda f: f / np.linalg.norm(f)),
+         ("a row of zeros has length 0, and 0 / 0 is NaN: such a vector has no direction, so it should stay zeros "
+          "(what could you divide it by instead, without changing any other row?)",
+          lambda f: f / np.linalg.norm(f, axis=1, keepdims=True)),
          ("you divided by the sum of the values: the length is the square root of the sum of squares",
           lambda f: f / f.sum(axis=1, keepdims=True)))),
     Exercise(
@@ -512,11 +638,16 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
          ("you forgot the pointwise 1x1 convolution that mixes the channels: c_in*c_out weights",
           lambda k, c_in, c_out: k * k * c_in))),
     Exercise(
-        "euclidean_distances", ((_QUERIES, _GALLERY), (_GALLERY[:1], _GALLERY)),
-        lambda q, g: f"the distances between {q.shape[0]} queries and {g.shape[0]} gallery vectors of width {q.shape[1]}",
+        "euclidean_distances", ((_QUERIES, _GALLERY), (_GALLERY[:1], _GALLERY), (_UNIT_ROWS32[::2], _UNIT_ROWS32)),
+        lambda q, g: (f"the distances between {q.shape[0]} queries and {g.shape[0]} gallery vectors of width {q.shape[1]}"
+                      + (", float32 unit vectors, the queries being rows of the gallery" if q.dtype == np.float32 else "")),
         (("those are squared distances: take the square root", lambda q, g: solutions.euclidean_distances(q, g) ** 2),
          ("the result has one ROW per query: shape (M, N)", lambda q, g: solutions.euclidean_distances(q, g).T),
-         ("that is the dot product (a similarity), not a distance", lambda q, g: q @ g.T)),
+         ("that is the dot product (a similarity), not a distance", lambda q, g: q @ g.T),
+         ("NaN where a query meets itself: rounding (float32 keeps about 7 digits) made that squared distance "
+          "slightly negative, and the square root of a negative number is NaN; clamp at 0 before the square root",
+          lambda q, g: np.sqrt((q ** 2).sum(axis=1)[:, None] - 2 * q @ g.T + (g ** 2).sum(axis=1)[None]))),
+        atol=2e-3,  # float32: a query's distance to itself comes out up to about 1e-3 instead of 0
         rule=_all_pairs_at_once),
     Exercise(
         "cosine_top_k", ((_COSINE_GALLERY, np.array([1.0, 0.0]), 3), (_COSINE_GALLERY, np.array([0.0, 2.0]), 5),
@@ -530,7 +661,8 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
          ("Euclidean distance ranks like cosine only between unit vectors: normalise first",
           lambda g, q, k: np.argsort(np.linalg.norm(g - q, axis=1), kind="stable")[:k])),
         order_hint="the right rows, in the wrong order: the most similar must come first (argpartition only "
-                   "splits off the k largest, in no particular order: sort those k afterwards)"),
+                   "splits off the k largest, in no particular order: sort those k afterwards)",
+        rule=_every_row_at_once),
     Exercise(
         "precision_at_k", ((_HITS[0], 5), (_HITS[0], 3), (np.array([1, 0, 0, 1, 1, 1]), 2)),
         lambda relevant, k: f"P@{k} of {_items(relevant)}",
@@ -538,7 +670,7 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
          ("divide by k, not by the length of the list", lambda r, k: float(np.sum(r[:k]) / len(r))),
          ("that is the number of relevant results: divide it by k", lambda r, k: float(np.sum(r[:k]))))),
     Exercise(
-        "ap_at_k", (([1, 3, 4], 3, 5), ([5], 4, 5), ([1, 2, 3, 4, 5], 8, 5), ([1, 6, 7], 2, 5), ([2, 3, 9], 3, 10),
+        "ap_at_k", (([1, 3, 4], 3, 5), ([5], 4, 5), ([1, 2, 3, 4, 5], 8, 5), ([1, 6, 7], 3, 5), ([2, 3, 9], 3, 10),
                     ([], 0, 5)),
         lambda ranks, n_relevant, k: f"AP@{k} with relevant results at ranks {_items(ranks)} and R = {n_relevant}",
         (("did you divide by K instead of min(K, R)? When R < K, a perfect list could not score 1",
@@ -556,24 +688,31 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
           lambda r, n, k: float(np.sum(np.arange(1, len(r) + 1) / np.asarray(r, dtype=float)) / min(k, n))
           if n else 0.0))),
     Exercise(
-        "map_at_k", ((_HITS, [3, 4, 8, 2], 5), (_HITS[:3], [3, 4, 8], 5), (_HITS[:, :3], [1, 1, 1, 1], 3)),
+        "map_at_k", ((_HITS, [3, 4, 8, 2], 5), (_HITS[:3], [3, 4, 8], 5), (_HITS[:, :3], [2, 1, 3, 2], 3),
+                     (_HITS_BEYOND_K, [4, 3, 6], 3)),
         lambda hits, n_relevant, k: f"MAP@{k} of the result lists {np.asarray(hits).tolist()} with R = {_items(n_relevant)}",
         (("every query counts, also one that found nothing (its AP is 0)",
           lambda h, n, k: float(np.mean([_ap_of_row(r, m, k) for r, m in zip(h, n) if np.sum(r[:k])]))),
          ("that is the mean precision@K: MAP averages AP@K, which rewards relevant results that come early",
           lambda h, n, k: float(np.mean([solutions.precision_at_k(r, k) for r in h]))),
          ("did you divide each AP@K by K instead of min(K, R)? When R < K, a perfect list could not score 1",
-          lambda h, n, k: float(np.mean([_ap_of_row(r, m, k) * min(k, m) / k for r, m in zip(h, n)]))))),
+          lambda h, n, k: float(np.mean([_ap_of_row(r, m, k) * min(k, m) / k for r, m in zip(h, n)]))),
+         ("only the first k results of each list count, and a list can be longer than k",
+          lambda h, n, k: float(np.mean([_ap_of_row(r, m, len(r)) for r, m in zip(h, n)]))))),
     Exercise(
         "filtered_top_k", ((_DISTANCES, _ALLOWED, 3), (_DISTANCES, _ALLOWED, 5), (_DISTANCES, ~_ALLOWED, 2),
                            (_MANY_DISTANCES, _MANY_ALLOWED, 12), (_MANY_DISTANCES, ~_MANY_ALLOWED, 8),
-                           (_LONG_DISTANCES, _LONG_ALLOWED, 300)),
+                           (_LONG_DISTANCES, _LONG_ALLOWED, 300), (_DISTANCES, _ALLOWED, 7),
+                           (_DISTANCES, np.zeros(len(_DISTANCES), dtype=bool), 3)),
         lambda d, allowed, k: (f"the {k} nearest allowed rows for {len(d):,} distances {_list(d)} and allowed "
                                f"{_list(allowed.astype(int))}"),
         (("you took the k nearest first and filtered them afterwards, so fewer than k come back: filter first",
           lambda d, allowed, k: _sorted_indices(d, k, allowed)),
-         ("those are positions among the allowed products: map them back to catalogue rows (np.flatnonzero(allowed))",
-          lambda d, allowed, k: np.argsort(d[allowed], kind="stable")[:k]),
+         ("those are positions among the allowed products, not catalogue rows: which catalogue row is the i-th "
+          "allowed product?", lambda d, allowed, k: np.argsort(d[allowed], kind="stable")[:k]),
+         ("products the filter refuses came back at the end of your list: when fewer than k pass, return only "
+          "those (none when none passes)",
+          lambda d, allowed, k: np.argsort(np.where(allowed, d, np.inf), kind="stable")[:k]),
          ("nearest first: sort the distances in increasing order",
           lambda d, allowed, k: np.flatnonzero(allowed)[np.argsort(-d[allowed], kind="stable")[:k]])),
         order_hint="the right products, in the wrong order: the k nearest must come nearest first (argpartition "
@@ -584,7 +723,7 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
         (("precision@j divides the relevant results so far by j, not by the length of the list",
           lambda r: np.cumsum(r) / len(r)),
          ("divide the running count of relevant results by the rank j", lambda r: np.cumsum(r).astype(float)),
-         ("precision@j counts the relevant results among the first j: a running sum (np.cumsum)",
+         ("precision@j counts every relevant result among the first j, not only the one at rank j",
           lambda r: np.asarray(r, dtype=float) / np.arange(1, len(r) + 1)))),
 ]}
 
@@ -595,6 +734,19 @@ _NEIGHBOURS = np.array([[0.8, 0.6, 0.0], [0.0, 0.6, 0.8], [-0.6, 0.0, 0.8]])
 _FOUND = np.array([[3, 1, 7, 9], [2, 4, 6, 8], [5, 5, 0, 1]])
 _REFERENCE = np.array([[1, 3, 9, 0], [2, 4, 6, 8], [5, 0, 2, 3]])
 _SPREAD = np.array([[0.1, -2.0, 5.0], [0.4, 1.0, 4.0], [-0.3, 0.2, 4.5], [0.25, -0.7, 6.0]])
+#: A column whose values are all equal (range 0): a scale of 0 would divide by zero.
+_FLAT = np.array([[0.1, 0.7, 5.0], [0.4, 0.7, 4.0], [-0.3, 0.7, 4.5]])
+#: Four queries whose recalls (1, 1, 0.25, 0.5) have a mean (0.6875) other than their median (0.75).
+_FOUND_SKEWED = np.array([[1, 2, 3, 4], [4, 3, 2, 1], [1, 9, 8, 7], [9, 8, 1, 2]])
+_REFERENCE_SKEWED = np.array([[1, 2, 3, 4]] * 4)
+
+
+def _int8_unguarded(f):
+    """The round trip with the offset and scale that map min..max to -127..127, and no care for a range of 0."""
+    low, high = f.min(axis=0), f.max(axis=0)
+    offset, scale = (high + low) / 2, (high - low) / 254
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return offset + scale * np.clip(np.rint((f - offset) / scale), -127, 127)
 
 EXERCISES.update({e.name: e for e in [
     Exercise(
@@ -621,19 +773,27 @@ EXERCISES.update({e.name: e for e in [
          ("raise each similarity to the power alpha: close neighbours count, far ones hardly",
           lambda q, nb, a: solutions.l2_normalise((q + np.maximum(nb @ q, 0) @ nb)[None])[0]))),
     Exercise(
-        "ann_recall", ((_FOUND, _REFERENCE), (_FOUND[:1], _REFERENCE[:1]), (_REFERENCE[::-1, ::-1], _REFERENCE[::-1])),
+        "ann_recall", ((_FOUND, _REFERENCE), (_FOUND[:1], _REFERENCE[:1]), (_REFERENCE[::-1, ::-1], _REFERENCE[::-1]),
+                       (_FOUND_SKEWED, _REFERENCE_SKEWED)),
         lambda found, reference: f"the recall of results {_items(found)} against the exact top k {_items(reference)}",
         (("the order does not matter: an exact neighbour found at another rank still counts (use sets)",
           lambda f, r: float(np.mean(np.asarray(f) == np.asarray(r)))),
          ("a row found twice is one neighbour: count the rows the two lists share, each once",
           lambda f, r: float(np.mean([sum(x in set(b) for x in a) / len(b) for a, b in zip(f, r)]))),
          ("divide each query's count by k, then average over the queries (or the total by Q x k), not by Q",
-          lambda f, r: float(np.mean([len(set(a) & set(b)) for a, b in zip(f, r)])))),
+          lambda f, r: float(np.mean([len(set(a) & set(b)) for a, b in zip(f, r)]))),
+         ("that is the median of the queries' recalls: the recall of an index is their MEAN (a few badly served "
+          "queries must pull it down)",
+          lambda f, r: float(np.median([len(set(a) & set(b)) / len(b) for a, b in zip(f, r)])))),
         atol=1e-9),
     Exercise(
-        "int8_roundtrip", ((_SPREAD,), (_SPREAD[:, ::-1].copy(),)),
+        "int8_roundtrip", ((_SPREAD,), (_SPREAD[:, ::-1].copy(),), (_FLAT,)),
         lambda features: f"the int8 round trip of {_list(features)}",
-        (("the offset is the middle of each column's range, (max + min) / 2, and codes run from -127 to 127",
+        (("a column whose values are all equal has a range of 0: a scale of 0 divides by zero (NaN). Any positive "
+          "scale works there: which code does every value of that column get, and what does it decode to?",
+          _int8_unguarded),
+         ("with the offset at the column's minimum, the smallest value encodes to 0 and the codes from 128 up do not "
+          "fit in -127..127: which value of the column should encode to 0?",
           lambda f: f.min(axis=0) + (f.max(axis=0) - f.min(axis=0)) / 254
           * np.clip(np.rint((f - f.min(axis=0)) / ((f.max(axis=0) - f.min(axis=0)) / 254)), -127, 127)),
          ("one scale and offset PER COLUMN (axis=0): each dimension has its own range",
@@ -711,19 +871,23 @@ EXERCISES.update({e.name: e for e in [
 
 #: The general hint of each exercise and the package's own implementation(s) of the step.
 _HINTS = {
-    "query_mask": ("np.unique(labels, return_inverse=True, return_counts=True) gives each product's category "
-                   "size (counts[inverse]); a query needs a label (!= \"\") and a size of at least 2.", ()),
-    "chance_precision": ("for each query of category c the chance of a relevant result is (n_c - 1) / (N - 1); "
-                         "average that over the queries of the query mask.", ()),
-    "conv3x3": ("centred on a border pixel, a 3x3 kernel reaches one pixel beyond the image: add one ring of "
-                "zeros (np.pad), then loop over the H x W output positions; the window of output (i, j) is the "
-                "padded image's [i:i+3, j:j+3]: multiply it by the kernel element by element and sum.",
+    "query_mask": ("two conditions, each a bool array over the products: has a label, and belongs to a category "
+                   "with another member. For the second, every product needs the size of its own category: "
+                   "np.unique can return both the size of each distinct label and which distinct label each "
+                   "product has.", ()),
+    "chance_precision": ("the probability depends only on the query's category: compute it for every product from "
+                         "its category's size (as in exercise 1), then average it over the products that can be "
+                         "queries.", ()),
+    "conv3x3": ("how many zeros does a 3x3 kernel centred on a border pixel need, and on which sides? Once they are "
+                "there, which window of the padded image belongs to output (i, j)? Try it by hand on the pixel "
+                "(0, 0) first.",
                 ("cbir_tutorial.lessons.convolution.convolve",)),
     "output_size": ("count the positions where the kernel fits: from the first (pixel 0 of the padded row) "
                     "to the last, one stride apart. The padded row has n + 2p pixels.",
                     ("cbir_tutorial.lessons.convolution.output_size",)),
-    "conv_parameters": ("each output channel has one kernel as deep as the input (k * k * c_in weights) and "
-                        "one bias.", ("cbir_tutorial.lessons.architectures.conv_cost",)),
+    "conv_parameters": ("start with one output channel: how many numbers does its kernel hold, given that it reads "
+                        "every input channel? How many such kernels are there, and what else does each output "
+                        "channel add when bias=True?", ("cbir_tutorial.lessons.architectures.conv_cost",)),
     "global_average_pool": ("average each channel over all its positions: the height and width axes.",
                             ("cbir_tutorial.models.pooling.pool",)),
     "l2_normalise": ("a vector's length is the square root of the sum of its squares. Each row needs its own "
@@ -735,11 +899,14 @@ _HINTS = {
                         "layer's kernel widen the field, in those steps, and how does its stride change them? "
                         "Check your rule on the small cases of the prompt before writing it.",
                         ("cbir_tutorial.lessons.architectures.receptive_field",)),
-    "projection_residual": ("a 1x1 convolution of stride s computes, at the positions 0, s, 2s... of each axis, "
-                            "a weighted sum of that position's channels: slice x, then a matrix product with w. "
-                            "Add it to F(x), then the ReLU.", ("cbir_tutorial.lessons.architectures.residual_block",)),
-    "separable_parameters": ("two steps: one k x k filter per input channel, then a 1 x 1 convolution from "
-                             "c_in to c_out channels.", ("cbir_tutorial.lessons.architectures.separable_conv_cost",)),
+    "projection_residual": ("a 1x1 convolution of stride s looks at one position at a time: which positions of x "
+                            "does it read, and what does it compute from the C_in channels of one position with the "
+                            "(C_in, C_out) weights? Then follow relu(F(x) + shortcut) in that order.",
+                            ("cbir_tutorial.lessons.architectures.residual_block",)),
+    "separable_parameters": ("count each step on its own: how many weights does one channel's k x k filter hold, "
+                             "and how many channels are filtered? The pointwise step is a Conv2D with a 1 x 1 "
+                             "kernel: count it as in notebook 2.",
+                             ("cbir_tutorial.lessons.architectures.separable_conv_cost",)),
     "euclidean_distances": ("write |q - x|^2 as the dot product (q - x).(q - x) and expand it: one term "
                             "holds q.x, which for all pairs at once is one matrix product; the other two "
                             "depend on q alone or on x alone (broadcast them along rows and columns). Rounding "
@@ -750,16 +917,18 @@ _HINTS = {
                      ("cbir_tutorial.search.exact.EuclideanIndex",)),
     "precision_at_k": ("count the relevant results among the first k and divide by k.",
                        ("cbir_tutorial.evaluation.metrics.precision_at_k",)),
-    "ap_at_k": ("the i-th relevant result, at rank r, has i relevant results among the first r: precision@r "
-                "= i / r. Add that up over the ranks r <= k and divide by min(k, R) (0 when R = 0).", ("cbir_tutorial.evaluation.metrics.average_precision_at_k",)),
+    "ap_at_k": ("at the i-th relevant result, rank r, how many of the first r results are relevant? That gives "
+                "precision@r; the formula above says which ranks count and what divides their sum.",
+                ("cbir_tutorial.evaluation.metrics.average_precision_at_k",)),
     "map_at_k": ("compute AP@k of every row with its own R (a row's ranks: where it holds a 1, counted from 1), "
                  "then average over all the rows.",
                  ("cbir_tutorial.evaluation.metrics.map_at_k",)),
     "filtered_top_k": ("filter first, then rank: the k nearest among the allowed products only, nearest first, "
                        "and the answer is in catalogue rows, not positions among the allowed ones.",
                        ("cbir_tutorial.search.ranking",)),
-    "precision_curve": ("precision@j = (relevant results among the first j) / j: a running sum over a running "
-                        "count.", ("cbir_tutorial.evaluation.metrics.precision_at_k",)),
+    "precision_curve": ("precision@j is the number of relevant results among the first j, divided by j. Can you "
+                        "get that number for every j at once, rather than one j at a time?",
+                        ("cbir_tutorial.evaluation.metrics.precision_at_k",)),
     "gem_pool": ("raise every value to the power p, average over the positions (axes 1 and 2), take the p-th "
                  "root.", ("cbir_tutorial.models.pooling.pool",)),
     "alpha_query_expansion": ("similarities are dot products of unit vectors (neighbours @ query); weight each "

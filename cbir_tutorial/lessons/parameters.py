@@ -87,6 +87,16 @@ class Parameters(dict):
         except KeyError:
             raise AttributeError(f"no parameter {name!r}; parameters are {sorted(self)}") from None
 
+    def require_at_least(self, name: str, minimum: float, why: str = "") -> None:
+        """Stop at the parameters cell, with a message a learner can act on, when ``self[name] < minimum``: which
+        value, where it came from (the cell or ``$CBIR_NB_<NAME>``), the bound and ``why``. A later cell would
+        otherwise fail on it with an error that names none of these."""
+        value = self[name]
+        if value >= minimum:
+            return
+        where = "in the parameters cell" if self.sources[name] == "default" else f"by {self.sources[name]}"
+        raise ValueError(f"{name}={value!r} ({where}) must be at least {minimum}" + (f": {why}" if why else ""))
+
     def overridden(self) -> list[str]:
         """Names of the parameters set from the environment."""
         return [name for name, source in self.sources.items() if source != "default"]

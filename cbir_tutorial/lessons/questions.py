@@ -113,13 +113,54 @@ QUESTIONS: dict[str, Question] = {q.name: q for q in [
         "falls as K grows. Not always: a query whose nearest results are another kind of product can gain, and "
         "one whose category holds many close look-alikes can stay at 1. (AP@K, notebook 6, also rewards "
         "relevant results for coming early.)"),
+    Question(
+        "index_vs_loop",
+        "One query at a time, on 20,000 products: the index computes the same distances as the original tutorial's "
+        "loop over a dictionary, all at once in one matrix-vector product. How many times faster than the loop "
+        "will it be on this machine?",
+        (("a", "less than 3 times: the arithmetic is the same"),
+         ("b", "3 to 30 times"),
+         ("c", "more than 30 times")),
+        "The loop pays Python's overhead for every product (a function call, a small array, a dictionary entry), "
+        "the index none; but one query must still read the whole feature matrix, and that read sets a floor that "
+        "no code beats (the third factor printed compares the two). In the latest run of benchmarks/RESULTS.md "
+        "section 2 (a 2-core machine, 10,000 x 2048) the index was 17 times faster than the loop for one query; "
+        "many queries at once share each read of the matrix, and went 116 times faster than the loop."),
+    Question(
+        "head_on_unseen",
+        "The projection head is trained with the labels of half the categories. On the categories it never saw, "
+        "its MAP@10 against the backbone's own features will be...",
+        (("a", "higher: it learned what makes products of one category alike"),
+         ("b", "about the same (within 0.01)"),
+         ("c", "lower: it learned to tell apart the categories it was shown")),
+        "The supervised contrastive loss pulls together what separates the categories it is shown and has no "
+        "reason to keep what separates the others: it can squeeze those directions out. On the whole sample "
+        "(benchmarks/RESULTS.md section 4b) the head gained 0.06 MAP@10 on held-out products of the seen categories "
+        "and lost 0.065 on the unseen ones. A catalogue keeps getting categories no label has described yet, so "
+        "the unseen row is the one to trust; notebook 10 fine-tunes the whole backbone and asks the same question."),
+    Question(
+        "ivf_cost",
+        "An IVF index cuts N vectors into nlist lists; a query reads the nprobe lists whose centroids are nearest "
+        "to it. About how many vectors does one query compare itself with?",
+        (("a", "nprobe x N / nlist: the rows of the lists it reads"),
+         ("b", "nlist + nprobe x N / nlist: every centroid, then the rows of the lists it reads"),
+         ("c", "N / nprobe")),
+        "To know which lists are nearest, the query is first compared with all nlist centroids (a flat scan), then "
+        "with the rows of the nprobe lists it picked, about N / nlist each. With nlist = 4 sqrt(N) both terms grow "
+        "like sqrt(N). Under the cap nlist = N // 39 (default_nlist, for small galleries) the lists hold about 39 "
+        "rows each, so the rows read stay near 39 x nprobe, but the centroid scan, N / 39, grows like N itself. "
+        "The growth table's vectors compared columns count them at each gallery size.",
+        answer="b"),
 ]}
 
 #: Each notebook's questions, in the order they appear: ``questions.nb07.p1``.
 LESSONS: dict[str, list[str]] = {
     "nb01": ["chance_and_k"],
     "nb03": ["untrained_ratio"],
+    "nb05": ["index_vs_loop"],
     "nb07": ["precision_at_20"],
+    "nb08": ["head_on_unseen"],
+    "nb09": ["ivf_cost"],
 }
 for _lesson, _names in LESSONS.items():
     globals()[_lesson] = types.SimpleNamespace(**{f"p{i}": QUESTIONS[n] for i, n in enumerate(_names, start=1)})

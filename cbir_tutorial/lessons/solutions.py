@@ -61,8 +61,9 @@ def global_average_pool(maps: np.ndarray) -> np.ndarray:
 
 
 def l2_normalise(features: np.ndarray) -> np.ndarray:
-    """``(N, D)`` -> ``(N, D)``, every row scaled to length 1."""
-    return features / np.linalg.norm(features, axis=1, keepdims=True)
+    """``(N, D)`` -> ``(N, D)``, every row scaled to length 1; a row of zeros has no direction and stays zeros."""
+    lengths = np.linalg.norm(features, axis=1, keepdims=True)
+    return features / np.maximum(lengths, 1e-12)  # a zero row: 0 / 1e-12 = 0, not 0 / 0 = NaN
 
 
 # notebook 4: architectures
@@ -125,7 +126,8 @@ def map_at_k(hits: np.ndarray, n_relevant: Sequence[int], k: int) -> float:
 
 # notebook 7: the explorer
 def filtered_top_k(distances: np.ndarray, allowed: np.ndarray, k: int) -> np.ndarray:
-    """Catalogue rows of the ``k`` nearest products among the ``allowed`` ones, nearest first."""
+    """Catalogue rows of the ``k`` nearest products among the ``allowed`` ones, nearest first (fewer than ``k``
+    when fewer pass the filter, none when none does)."""
     rows = np.flatnonzero(allowed)
     return rows[np.argsort(distances[rows], kind="stable")[:k]]
 
@@ -159,10 +161,12 @@ def ann_recall(found: np.ndarray, reference: np.ndarray) -> float:
 
 def int8_roundtrip(features: np.ndarray) -> np.ndarray:
     """``(N, D)`` floats -> ``(N, D)`` floats after int8 scalar quantisation and back: per column, offset
-    ``(max + min) / 2`` and scale ``(max - min) / 254``, codes ``rint((x - offset) / scale)`` in -127..127,
-    decoded as ``offset + scale * code``."""
+    ``(max + min) / 2`` and scale ``(max - min) / 254`` (the two equations ``offset - 127 scale = min`` and
+    ``offset + 127 scale = max``; a column of equal values, range 0, takes scale 1: its codes are all 0, decoded
+    to the offset), codes ``rint((x - offset) / scale)`` in -127..127, decoded as ``offset + scale * code``."""
     low, high = features.min(axis=0), features.max(axis=0)
     offset, scale = (high + low) / 2, (high - low) / 254
+    scale = np.where(scale > 0, scale, 1.0)  # a constant column: any positive scale; its codes are 0
     codes = np.clip(np.rint((features - offset) / scale), -127, 127)
     return offset + scale * codes
 

@@ -9,6 +9,12 @@ The folder (written by :func:`save_trained`, e.g. at the end of ``cbir-tutorial 
 * ``embedding.weights.h5`` - the weights of :func:`embedding_model` (a linear embedding, or with ``hidden_dim``
   the projection head's MLP on the backbone's L2-normalised features).
 
+With ``fusion_weight`` ``w`` below 1, the folder's embedding is the trained one fused with the backbone's
+frozen ImageNet features, as :func:`cbir_tutorial.search.whitening.fuse` fuses:
+``[sqrt(1 - w) · frozen, sqrt(w) · trained]``, L2-normalised (:func:`fused_model`). The trainer chooses ``w``
+on categories it held out of training, so that a catalogue's new kinds of product are not searched worse than
+with the frozen features.
+
 Everything needed to embed a query is there: :class:`TrainedExtractor` rebuilds the model from the JSON,
 loads the weights and checks their hash. A folder that cannot be used raises :class:`TrainedModelError`
 (a ValueError), one line naming the folder, the file and what is wrong. Only Keras and the folder are
@@ -54,7 +60,7 @@ EMBEDDING_DIM_RANGE = (1, 8192)
 #: The ``trained.json`` fields that change what the model computes from a photo: ``weights_hash`` covers
 #: them with the weights, so editing one by hand is refused rather than changing every answer
 #: (``hidden_dim`` only where the document has it: folders without it keep their hash).
-EMBEDDING_FIELDS = ("backbone", "input_size", "resize", "embedding_dim", "hidden_dim")
+EMBEDDING_FIELDS = ("backbone", "input_size", "resize", "embedding_dim", "hidden_dim", "fusion_weight")
 
 
 class TrainedModelError(ValueError):
@@ -98,6 +104,8 @@ _SCHEMA = {
     "resize": (True, "text", lambda v: isinstance(v, str)),
     "embedding_dim": (True, "a whole number", _whole),
     "hidden_dim": (False, "a whole number", _whole),
+    "fusion_weight": (False, "a number from 0 to 1", lambda v: _number(v) and 0 <= v <= 1),
+    "mixing": (False, "a JSON object", lambda v: isinstance(v, dict)),
     "weights_hash": (True, "text", lambda v: isinstance(v, str)),
     "loss": (False, "text", lambda v: isinstance(v, str)),
     "settings": (False, "a JSON object", lambda v: isinstance(v, dict)),
@@ -184,6 +192,24 @@ def embedding_model(backbone: str, embedding_dim: int, *, hidden_dim: int = 0, w
                            kernel_initializer=keras.initializers.GlorotUniform(seed=seed))(x)
     outputs = keras.layers.UnitNormalization(dtype="float32", name="embedding_l2")(x)
     return keras.Model(body.input, outputs, name=f"{backbone_spec(backbone).name}_embedding")
+
+
+def fused_model(embedding, backbone: str, fusion_weight: float, *, input_size: int | None = None):
+    """Preprocessed ``(B, S, S, 3)`` images → ``(B, F + D)`` float32, L2-normalised: the frozen ``backbone``'s
+    L2-normalised pooled features (ImageNet weights, ``F`` wide) times ``sqrt(1 - fusion_weight)``, then the
+    ``embedding`` model's ``(B, D)`` output times ``sqrt(fusion_weight)``, the whole renormalised: what
+    :func:`cbir_tutorial.search.whitening.fuse` gives of the two with weights ``(1 - w, w)``."""
+    keras = keras_module()
+    w = float(fusion_weight)
+    frozen = feature_model(backbone, IMAGENET, input_size=input_size)
+    frozen.trainable = False
+    x = keras.Input(frozen.input_shape[1:], name="images")
+    parts = [keras.layers.Rescaling(np.sqrt(1.0 - w), dtype="float32", name="frozen_share")(
+                 keras.layers.UnitNormalization(dtype="float32", name="frozen_l2")(frozen(x))),
+             keras.layers.Rescaling(np.sqrt(w), dtype="float32", name="trained_share")(embedding(x))]
+    fused = keras.layers.Concatenate(dtype="float32", name="fused")(parts)
+    outputs = keras.layers.UnitNormalization(dtype="float32", name="fused_l2")(fused)
+    return keras.Model(x, outputs, name=f"{backbone_spec(backbone).name}_fused")
 
 
 def weights_hash(model, info: dict) -> str:
@@ -296,33 +322,45 @@ class TrainedExtractor(FeatureExtractor):
     ``weights`` is the folder; :attr:`cache_key` includes the weights' hash, so features of a retrained
     model are never mixed with the old ones. ``info``: the folder's ``trained.json`` when the caller has
     read it already (:func:`read_trained`; checked again, not read again), so the weights are checked
-    against the very document the caller checked. ``batch_size`` / ``mixed_precision`` / ``workers`` as in
-    :class:`FeatureExtractor`. A folder that cannot be used raises :class:`TrainedModelError`.
+    against the very document the caller checked. ``fusion``: False for the trained embedding alone, without
+    the frozen features the folder fuses it with (``fusion_weight``; to compare what training learned).
+    ``batch_size`` / ``mixed_precision`` / ``workers`` as in :class:`FeatureExtractor`. A folder that cannot be
+    used raises :class:`TrainedModelError`.
     """
 
-    def __init__(self, folder: str | os.PathLike, *, info: dict | None = None, batch_size: int | None = None,
-                 mixed_precision: bool | str | None = None, workers: int | None = None):
+    def __init__(self, folder: str | os.PathLike, *, info: dict | None = None, fusion: bool = True,
+                 batch_size: int | None = None, mixed_precision: bool | str | None = None, workers: int | None = None):
         folder = Path(folder).expanduser().resolve()
+        self.fusion = fusion
         if info is None:
             self.info = read_trained(folder)
         else:
             check_weights_file(folder)
             self.info = check_trained_info(info, folder)
-        spec = replace(backbone_spec(self.info["backbone"]), input_size=int(self.info["input_size"]),
-                       feature_layer="embedding", feature_dim=int(self.info["embedding_dim"]))
+        backbone = backbone_spec(self.info["backbone"])
+        dim = int(self.info["embedding_dim"]) + (backbone.feature_dim if self.fused else 0)
+        spec = replace(backbone, input_size=int(self.info["input_size"]),
+                       feature_layer="fused" if self.fused else "embedding", feature_dim=dim)
         super().__init__(spec.name, str(folder), batch_size=batch_size, mixed_precision=mixed_precision,
                          resize=self.info["resize"], workers=workers, spec=spec)
-        found = weights_hash(self.model, self.info)
+        found = weights_hash(self.embedding, self.info)
         if found != self.info["weights_hash"]:
             raise TrainedModelError(folder, TRAINED_FILE, f"the weights and settings hash to {found}, not the "
                                     f"weights_hash {self.info['weights_hash']} it names (a partial save, or a field "
                                     "edited by hand?); train again or restore the folder")
 
+    @property
+    def fused(self) -> bool:
+        """Whether the folder's embedding is fused with the frozen backbone's features (``fusion_weight`` < 1)."""
+        return self.fusion and float(self.info.get("fusion_weight", 1.0)) < 1.0
+
     def built_model(self):
-        """The :func:`embedding_model` that ``trained.json`` describes, with the folder's weights."""
+        """The :func:`embedding_model` that ``trained.json`` describes, with the folder's weights (in
+        :attr:`embedding`), inside :func:`fused_model` when the folder fuses it with the frozen features."""
         folder, title = Path(self.weights), self.spec.title
+        dim = int(self.info["embedding_dim"])
         try:
-            model = embedding_model(self.spec.name, self.spec.feature_dim, hidden_dim=self.info.get("hidden_dim", 0),
+            model = embedding_model(self.spec.name, dim, hidden_dim=self.info.get("hidden_dim", 0),
                                     weights=None, input_size=self.spec.input_size)
         except ValueError as error:  # e.g. a backbone that takes one photo size only
             raise TrainedModelError(folder, TRAINED_FILE, f"the {title} model it describes cannot be built "
@@ -334,14 +372,17 @@ class TrainedExtractor(FeatureExtractor):
         except (OSError, ValueError, KeyError, TypeError) as error:
             shapes = re.search(r"variable\.shape=\([^)]*\), Received: value\.shape=\([^)]*\)", str(error))
             detail = _first_line(error).rstrip(":") + (f"; {shapes.group()}" if shapes else "")
-            raise TrainedModelError(folder, WEIGHTS_FILE, f"does not fit the {title} {self.spec.feature_dim}-d "
-                                    f"model {TRAINED_FILE} describes ({detail}); train again or restore the "
-                                    "folder") from None
-        return model
+            raise TrainedModelError(folder, WEIGHTS_FILE, f"does not fit the {title} {dim}-d model {TRAINED_FILE} "
+                                    f"describes ({detail}); train again or restore the folder") from None
+        self.embedding = model
+        if not self.fused:
+            return model
+        return fused_model(model, self.spec.name, self.info["fusion_weight"], input_size=self.spec.input_size)
 
     def __repr__(self) -> str:
         precision = f", {self.precision}" if self.precision else ""
-        return (f"TrainedExtractor({self.spec.title} fine-tuned with {self.info.get('loss', '?')}, "
+        fused = (f", fused with the frozen features (weight {self.info['fusion_weight']:g})" if self.fused else "")
+        return (f"TrainedExtractor({self.spec.title} fine-tuned with {self.info.get('loss', '?')}{fused}, "
                 f"{self.input_size} px {self.resize} -> {self.feature_dim}-d{precision}, {self.weights})")
 
     @property
@@ -353,10 +394,12 @@ class TrainedExtractor(FeatureExtractor):
             "weights_hash": self.info["weights_hash"], "dim": self.feature_dim, "input_size": self.input_size,
             "resize": self.resize, "precision": self.precision or "float32",
         }
+        if self.fused:
+            recipe["fusion_weight"] = self.info["fusion_weight"]
         return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:24]
 
 
 def load_trained(folder: str | os.PathLike, **options) -> TrainedExtractor:
-    """The :class:`TrainedExtractor` of the trained-model ``folder`` (``options``: info, batch_size,
+    """The :class:`TrainedExtractor` of the trained-model ``folder`` (``options``: info, fusion, batch_size,
     mixed_precision, workers)."""
     return TrainedExtractor(folder, **options)

@@ -7,7 +7,8 @@ frozen, the projection head's MLP on top), ``settings`` (every choice of a run),
 model, the checkpoint, early stopping), ``trainer`` (the head fitted on frozen features, then ``fit``; a
 diverged run stopped at once), ``checkpoint`` (the checkpoint file and the checks before resuming it),
 ``output_folder`` (the run's folder checked before any work and locked against a second run),
-``protocols`` (unseen categories, unseen products, instance retrieval) and ``report`` (frozen, projection
+``mixing`` (the fusion with the frozen features, its weight chosen on held-out categories),
+``protocols`` (unseen categories, unseen products, new types, instance retrieval) and ``report`` (frozen, projection
 head and fine-tuned side by side). A saved model is read back by :mod:`cbir_tutorial.models.trained`, which
 needs nothing from here. TensorFlow is imported when a model is built or a loss computed.
 """
@@ -23,7 +24,9 @@ _EXPORTS = {
     "OutputLock": ".output_folder", "OutputFolderError": ".output_folder", "FolderBusyError": ".output_folder",
     "OutputWriteError": ".output_folder",
     "ProtocolSplit": ".protocols", "unseen_categories_split": ".protocols", "unseen_products_split": ".protocols",
-    "validation_split": ".protocols", "altered_copies": ".protocols", "instance_recall_at_k": ".protocols",
+    "validation_split": ".protocols", "held_out_categories": ".protocols", "new_types_split": ".protocols",
+    "category_halves": ".protocols", "mixing_curve": ".mixing", "chosen_weight": ".mixing", "tradeoff_figure": ".mixing",
+    "altered_copies": ".protocols", "instance_recall_at_k": ".protocols",
     "instance_retrieval": ".protocols", "farfetch_photo_pairs": ".protocols", "category_map_at_k": ".protocols",
     "protocol_report": ".report",
 }

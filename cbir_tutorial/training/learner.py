@@ -118,4 +118,5 @@ class PKBatches(keras.utils.PyDataset):
 def embedding_function(model, preprocess):
     """A compiled ``(B, S, S, 3)`` photos 0..255 → ``model``'s outputs function (no augmentation)."""
     tf = tensorflow_module()
-    return tf.function(lambda images: model(preprocess(tf.cast(images, tf.float32)), training=False))
+    return tf.function(lambda images: model(preprocess(tf.cast(images, tf.float32)), training=False),
+                       reduce_retracing=True)

@@ -2,8 +2,12 @@
 
 * :func:`unseen_categories_split` - train on some categories, test on the others (never seen);
 * :func:`unseen_products_split` - in every category, train on some products, test on the others;
+* :func:`new_types_split` - "trained on A, searched on B": train on half the categories (:func:`category_halves`),
+  search a catalogue holding the held-out products of those and every product of the others;
 * :func:`validation_split` - carved from the training side only, for early stopping and every setting
   (:func:`training_split`: the one a training run draws, refused when it cannot train or measure);
+  :func:`held_out_categories` - whole categories kept out of training, to choose how much of the frozen
+  features the trained model keeps (:mod:`.mixing`);
 * instance retrieval - find the same product from an altered photo (:func:`altered_copies`) or, on
   Farfetch, from its model photo to its cut-out (:func:`farfetch_photo_pairs`), scored with
   :func:`instance_recall_at_k`.
@@ -84,6 +88,44 @@ def unseen_products_split(labels, *, test_fraction: float = 0.5, min_size: int =
     return _split("unseen products of seen categories", labels, test)
 
 
+def category_halves(labels) -> tuple[list[str], list[str]]:
+    """``(A, B)``: a catalogue's categories in two halves by a fixed rule, no seed: sorted by size (largest
+    first, ties by name) and dealt alternately, the first to A, so both halves hold large and small ones."""
+    _, names, counts = _categories(labels)
+    order = sorted(zip(names.tolist(), counts.tolist()), key=lambda pair: (-pair[1], pair[0]))
+    return sorted(name for name, _ in order[0::2]), sorted(name for name, _ in order[1::2])
+
+
+def new_types_split(labels, *, test_fraction: float = 0.5, seed: int = 0) -> ProtocolSplit:
+    """"Trained on A, searched on B": the categories in two halves (:func:`category_halves`); the train side is
+    :func:`unseen_products_split` of half A's categories (``test_fraction``, ``seed``), the test side holds A's
+    held-out products and every product of B: a shop's catalogue where new kinds of product arrived. Its
+    ``test_categories`` - ``train_categories`` are the types the model never saw."""
+    labels, _, _ = _categories(labels)
+    a, _ = category_halves(labels)
+    in_a = np.isin(labels, a)
+    seen = unseen_products_split(np.where(in_a, labels, ""), test_fraction=test_fraction, seed=seed)
+    return _split("trained on A, searched on B", labels, (labels != "") & (seen.test | ~in_a))
+
+
+def held_out_categories(labels, within, *, fraction: float, min_size: int = 2, seed: int = 0) -> np.ndarray:
+    """``(N,)`` bool: whole categories of the ``within`` mask held out of training, for choosing what a model
+    keeps of the frozen features on kinds of product it never saw. Categories with at least ``min_size``
+    products in ``within`` are drawn in a seeded order and kept while the products held out stay within
+    ``fraction`` of ``within``'s; all False unless at least 2 categories are held out and 2 are left to train."""
+    within = np.asarray(within, dtype=bool)
+    labels = np.asarray(labels, dtype=object).astype(str)
+    names, counts = np.unique(labels[within & (labels != "")], return_counts=True)
+    held, total = [], 0
+    for i in np.random.default_rng([seed, 1]).permutation(len(names)):
+        if counts[i] >= min_size and total + counts[i] <= fraction * within.sum():
+            held.append(names[i])
+            total += counts[i]
+    if len(held) < 2 or len(names) - len(held) < 2:
+        return np.zeros(len(labels), dtype=bool)
+    return within & np.isin(labels, held)
+
+
 def validation_split(labels, within, *, fraction: float = 0.2, by: str = "products",
                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``(train, validation)`` ``(N,)`` bool masks that split the ``within`` mask (the training side) only.
@@ -104,13 +146,16 @@ def validation_split(labels, within, *, fraction: float = 0.2, by: str = "produc
     return train, validation
 
 
-def training_split(labels, settings) -> tuple[np.ndarray, np.ndarray]:
-    """``(train, validation)`` ``(N,)`` bool masks of a catalogue's ``labels``: :func:`validation_split` with a
-    run's ``settings.validation_*`` (and ``seed``, :class:`~.settings.TrainingSettings`). ValueError, saying
-    which side needs what, when metric learning cannot be done or measured: fewer than 2 categories, no split
-    to draw, or a side with fewer than 2 categories (a MAP over one category is 1 whatever the model)."""
+def training_split(labels, settings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(train, validation, held_out)`` ``(N,)`` bool masks of a catalogue's ``labels``: first the
+    :func:`held_out_categories` (``settings.mixing_fraction`` of the products, none when the catalogue has
+    too few categories), then :func:`validation_split` of the rest with a run's ``settings.validation_*``
+    (and ``seed``, :class:`~.settings.TrainingSettings`). ValueError, saying which side needs what, when metric
+    learning cannot be done or measured: fewer than 2 categories, no split to draw, or a side with fewer than 2
+    categories (a MAP over one category is 1 whatever the model)."""
     labels = np.asarray(labels, dtype=object).astype(str)
     labelled = labels != ""
+    held_out = held_out_categories(labels, labelled, fraction=settings.mixing_fraction, seed=settings.seed)
     names, counts = np.unique(labels[labelled], return_counts=True)
     if len(names) < 2:
         found = f" ({names[0]}, {counts[0]} products)" if len(names) else ""
@@ -121,14 +166,14 @@ def training_split(labels, settings) -> tuple[np.ndarray, np.ndarray]:
     where = (f"the validation split ({kind}, validation_by={settings.validation_by!r}) of {int(labelled.sum())} "
              f"products in {len(names)} categories (the largest has {counts.max()})")
     try:
-        train, validation = validation_split(labels, labelled, fraction=settings.validation_fraction,
+        train, validation = validation_split(labels, labelled & ~held_out, fraction=settings.validation_fraction,
                                              by=settings.validation_by, seed=settings.seed)
     except ValueError as error:
         raise ValueError(f"{where}: {error}; give more products per category") from None
     problem = sides_problem(labels[train], labels[validation])
     if problem:
         raise ValueError(f"{where}: {problem}")
-    return train, validation
+    return train, validation, held_out
 
 
 def sides_problem(train_labels: np.ndarray, validation_labels: np.ndarray) -> str | None:

@@ -43,21 +43,29 @@ def protocol_report(catalogue: Catalogue, split: ProtocolSplit, trained, *, back
                     progress: bool = False, frozen=None) -> pd.DataFrame:
     """MAP@k and instance Recall@1 / @10 on ``split``'s test side, one row per model: the frozen
     ``backbone`` (ImageNet), a :class:`~cbir_tutorial.models.projection_head.ProjectionHead` trained on the
-    frozen features of the train side (``head``), and the fine-tuned model in the folder ``trained``.
+    frozen features of the train side (``head``), the fine-tuned model in the folder ``trained`` alone and, when
+    the folder fuses it with the frozen features, the folder's own embedding (``robust``: what a recipe built
+    from the folder searches with).
 
-    Columns: ``model, protocol, n_test, map_at_k`` (leave-one-out inside the test gallery) and, for each
+    Columns: ``model, protocol, n_test, map_at_k`` (leave-one-out inside the test gallery), when the test side
+    holds categories the train side lacks ``map_at_k_seen_types`` / ``map_at_k_unseen_types`` (the queries of
+    each kind, searching the same gallery) and, for each
     alteration, ``<kind>_recall@1`` / ``<kind>_recall@10`` (the test photos altered are the queries, the
     originals the gallery, the same product the one relevant item). Test and train images must be readable.
     """
     from ..models.features import FeatureExtractor
     from ..models.projection_head import ProjectionHead
+    from ..evaluation.comparison import per_query
     from ..models.trained import TrainedExtractor
+    from ..search.backends import make_index
 
     labels = catalogue.labels.astype(str)
     test_paths = [catalogue.paths[i] for i in np.flatnonzero(split.test)]
     items = catalogue.table["id"].to_numpy()[split.test].astype(str)
     frozen = frozen if frozen is not None else FeatureExtractor(backbone)
-    fine_tuned = trained if isinstance(trained, TrainedExtractor) else TrainedExtractor(trained)
+    folder = trained.weights if isinstance(trained, TrainedExtractor) else trained
+    robust = trained if isinstance(trained, TrainedExtractor) and trained.fusion else TrainedExtractor(folder)
+    fine_tuned = TrainedExtractor(folder, info=robust.info, fusion=False) if robust.fused else robust
     models = {f"frozen {frozen.backbone}": (frozen, lambda f: f)}
     if head:
         train_paths = [catalogue.paths[i] for i in np.flatnonzero(split.train)]
@@ -65,6 +73,9 @@ def protocol_report(catalogue: Catalogue, split: ProtocolSplit, trained, *, back
         fitted = ProjectionHead(frozen.feature_dim, seed=seed).fit(train_features, labels[split.train])
         models["projection head"] = (frozen, fitted.transform)
     models[f"fine-tuned ({fine_tuned.info.get('loss', '?')})"] = (fine_tuned, lambda f: f)
+    if robust.fused:
+        models[f"robust (fused with frozen, w = {robust.info['fusion_weight']:g})"] = (robust, lambda f: f)
+    seen = np.isin(labels[split.test], split.train_categories)
     extractors = list({id(e): e for e, _ in models.values()}.values())  # the head reuses the frozen features
     altered = dict(zip(map(id, extractors), altered_features(test_paths, extractors, alterations, seed)))
     originals = {id(e): e.extract(test_paths, cache=cache, progress=progress).features for e in extractors}
@@ -74,6 +85,11 @@ def protocol_report(catalogue: Catalogue, split: ProtocolSplit, trained, *, back
         gallery = transform(gallery_features)
         row = {"model": name, "protocol": split.name, "n_test": len(test_paths),
                f"map_at_{k}": category_map_at_k(gallery, labels[split.test], k)}
+        if not seen.all():
+            queries = per_query(make_index("exact", gallery), labels[split.test], k)
+            kinds = seen[queries["row"].to_numpy()]
+            row[f"map_at_{k}_seen_types"] = float(queries["ap_at_k"][kinds].mean())
+            row[f"map_at_{k}_unseen_types"] = float(queries["ap_at_k"][~kinds].mean())
         for kind, features in query_features.items():
             found = instance_retrieval(transform(features), gallery, items, items)
             row.update({f"{kind}_{key}": value for key, value in found.items()})
@@ -96,3 +112,27 @@ def photo_pair_retrieval(extractor, pairs: pd.DataFrame, *, ks=(1, 10), transfor
     gallery_features = transform(gallery.features[both[gallery.kept]])
     ids = pairs["id"].to_numpy().astype(str)[both]
     return {"n_pairs": int(both.sum()), **instance_retrieval(query_features, gallery_features, ids, ids, ks)}
+
+
+def similarity_gap(features: np.ndarray, labels, most: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """``(within, between)``: the mean cosine between two products of the same category and between two of
+    different categories, over at most ``most`` of the ``(N, D)`` ``features`` drawn with ``seed`` (the cosine
+    matrix grows as N²); unlabelled ("") products left out."""
+    labels = np.asarray(labels, dtype=object).astype(str)
+    rows = np.sort(np.random.default_rng(seed).permutation(len(labels))[:most])
+    x, labels = np.asarray(features, dtype=np.float64)[rows], labels[rows]
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    cosine = x @ x.T
+    labelled = labels != ""
+    pairs = labelled[:, None] & labelled[None, :] & ~np.eye(len(labels), dtype=bool)
+    same = labels[:, None] == labels[None, :]
+    return float(cosine[pairs & same].mean()), float(cosine[pairs & ~same].mean())
+
+
+def report_row(report: pd.DataFrame, protocol: str, model_start: str) -> pd.Series:
+    """The row of :func:`protocol_report`'s ``report`` for ``protocol`` (a split's name) whose model's name starts
+    with ``model_start`` (``"frozen"``, ``"projection head"``, ``"fine-tuned"``, ``"robust"``); KeyError when none."""
+    part = report[(report["protocol"] == protocol) & report["model"].str.startswith(model_start)]
+    if part.empty:
+        raise KeyError(f"no {model_start!r} row for {protocol!r} (models: {sorted(set(report['model']))})")
+    return part.iloc[0]

@@ -40,3 +40,11 @@ def pk_batches(labels, classes_per_batch: int, images_per_class: int, *, n_batch
             for c in chosen
         ]).astype(np.int64))
     return batches
+
+
+def share_with_a_positive(batches, labels) -> float:
+    """The share of the photos of ``batches`` (each an array of row indices into ``labels``) that have another
+    photo of their category in their batch: what a pair-based loss needs to pull an anchor towards its category
+    (multi-similarity adds nothing for an anchor without one)."""
+    labels = np.asarray(labels, dtype=object).astype(str)
+    return float(np.mean([np.mean([(labels[b] == labels[i]).sum() >= 2 for i in b]) for b in batches]))

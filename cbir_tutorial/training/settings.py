@@ -26,7 +26,11 @@ class TrainingSettings:
     proxy_lr_scale`` and the backbone's blocks at ``learning_rate * backbone_lr_scale``. A batch is
     ``classes_per_batch`` × ``images_per_class`` images. ``image_size``: None for the backbone's own.
     ``validation_fraction`` / ``validation_by``: see :func:`~cbir_tutorial.training.protocols.validation_split`.
-    ``patience``: epochs without a better validation MAP@``k`` before stopping (Keras's ``EarlyStopping``,
+    ``mixing_fraction``: the share of the products, in whole categories, held out of training
+    (:func:`~cbir_tutorial.training.protocols.held_out_categories`; 0: none) to choose how much the saved model
+    keeps of the frozen features (:mod:`~cbir_tutorial.training.mixing`: its embedding is the trained one fused
+    with them, the weight chosen on those categories so that kinds of product it never saw are not searched
+    worse than with the frozen features). ``patience``: epochs without a better validation MAP@``k`` before stopping (Keras's ``EarlyStopping``,
     which never stops after the first epoch of a run). ``mixed_precision``: as
     :func:`~cbir_tutorial.models.features.mixed_precision_policy` ("auto": on with a GPU).
     """
@@ -51,6 +55,7 @@ class TrainingSettings:
     augment: bool = True
     validation_fraction: float = 0.2
     validation_by: str = "products"
+    mixing_fraction: float = 0.15
     patience: int = 5
     k: int = 10
     seed: int = 0
@@ -71,6 +76,14 @@ class TrainingSettings:
         """The GPU defaults when TensorFlow sees a GPU, else :meth:`cpu`."""
         return replace(cls(), **changes) if gpus() else cls.cpu(**changes)
 
+    def run_name(self, catalogue: str, n_products: int) -> str:
+        """A folder name for a run of these settings on ``n_products`` of ``catalogue``:
+        ``CATALOGUE-N-LOSS-HASH`` (the first 10 hex digits of SHA-256 of the settings), so the same settings
+        find their run again (and resume it) and other settings never do."""
+        import hashlib
+
+        return f"{catalogue}-{n_products}-{self.loss}-{hashlib.sha256(repr(self).encode()).hexdigest()[:10]}"
+
     def checked(self) -> "TrainingSettings":
         """These settings with the loss and backbone names made canonical; ValueError for impossible ones."""
         if (self.warmup_epochs < 0 or self.epochs < 1 or self.trainable_blocks < 0 or self.probe_steps < 0
@@ -78,6 +91,8 @@ class TrainingSettings:
             raise ValueError(f"epochs={self.epochs}, warmup_epochs={self.warmup_epochs}, "
                              f"trainable_blocks={self.trainable_blocks}, probe_steps={self.probe_steps}, "
                              f"hidden_dim={self.hidden_dim}: need epochs and hidden_dim >= 1 and the others >= 0")
+        if not 0 <= self.mixing_fraction < 1:
+            raise ValueError(f"mixing_fraction={self.mixing_fraction}: need a share from 0 (no mixing) to below 1")
         if not (np.isfinite(self.learning_rate) and self.learning_rate >= 0):
             raise ValueError(f"learning_rate={self.learning_rate}: need a finite number >= 0 (0: nothing moves)")
         return replace(self, loss=loss_from_word(self.loss), backbone=backbone_spec(self.backbone).name)

@@ -11,6 +11,9 @@ r"""The fine-tuning run: the head fitted on frozen features first, then Keras's 
    epochs without gain, the best weights restored (``EarlyStopping``): the model returned is never below the
    probe on validation. ``resume=True`` carries on from the last complete epoch: batches and augmentation
    depend only on the seed, the epoch and the step, so a resumed run repeats an uninterrupted one.
+3. **The mixing** (:mod:`.mixing`): the saved model's embedding is the best epoch's fused with the frozen
+   features, the weight chosen on whole categories held out of training (``mixing_fraction``) so that kinds
+   of product it never saw are searched no worse than with the frozen features.
 
 A run fails loudly, never quietly. Before any photo is decoded, :func:`train` checks the folder (writable,
 not held by another run: :mod:`.output_folder`), the catalogue (:func:`~.protocols.training_split`) and, to
@@ -36,7 +39,7 @@ from ..data.images import ImageError, load_rgb
 from ..models.backbones import backbone_spec
 from ..models.features import built_in_policy, default_batch_size, mixed_precision_policy
 from ..models.runtime import keras_module
-from ..models.trained import TRAINED_FILE, WEIGHTS_FILE, read_trained, save_trained
+from ..models.trained import TRAINED_FILE, WEIGHTS_FILE, read_trained, save_trained, weights_hash
 from ..paths import atomic_write_bytes, replace_folder, temporary_sibling
 from .checkpoint import (CHECKPOINT_FILE, CHECKPOINT_FIX, CHECKPOINT_META, CheckpointError, check_replaceable,
                          checkpoint_arrays, checkpoint_meta, first_line, holds_a_run, resumable_checkpoint,
@@ -59,7 +62,8 @@ class TrainingResult:
     """What a run did: ``history`` (one dict per epoch: ``epoch``, ``phase``, ``loss``, ``val_map``,
     ``seconds``), the ``best_epoch`` and its ``best_val_map`` (epoch 0: the probe was best), ``frozen_val_map``
     (the backbone's own features on the same validation split), ``probe_val_map`` (the head fitted on frozen
-    features; NaN without one) and ``folder`` (the saved trained model)."""
+    features; NaN without one), ``mixing`` (the fusion weight chosen and its curve, :meth:`Trainer.mixing`) and
+    ``folder`` (the saved trained model)."""
 
     folder: Path
     history: list[dict] = field(default_factory=list)
@@ -69,6 +73,7 @@ class TrainingResult:
     probe_val_map: float = float("nan")
     stopped_early: bool = False
     skipped: list[str] = field(default_factory=list)
+    mixing: dict = field(default_factory=dict)
 
 
 def decoded_images(paths, size: int, resize: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -87,7 +92,8 @@ class Trainer:
     """Fine-tunes ``settings.backbone`` on ``catalogue`` (its ``category`` labels) into the folder ``out``.
 
     ``catalogue``: the training side of a protocol (products of other categories or held-out products never
-    enter); a validation split is carved from it (``settings.validation_*``). Call :meth:`run`. ``model``
+    enter); whole categories are held out of training to choose the mixing (``settings.mixing_fraction``) and
+    a validation split is carved from the rest (``settings.validation_*``). Call :meth:`run`. ``model``
     is the :class:`~.learner.MetricLearner` that ``fit`` trains, ``net`` its embedding model's parts.
     """
 
@@ -99,9 +105,9 @@ class Trainer:
         self.spec = backbone_spec(s.backbone)
         self.size = int(s.image_size or self.spec.input_size)
         labels = catalogue.labels.astype(str)
-        train, validation = training_split(labels, s)
+        train, validation, held_out = training_split(labels, s)
         self.record = split_record(catalogue, train, validation)
-        rows = np.flatnonzero(train | validation)
+        rows = np.flatnonzero(train | validation | held_out)
         pixels, kept, self.skipped = decoded_images([catalogue.paths[r] for r in rows], self.size, s.resize)
         if not kept.any():
             more = f" (and {len(self.skipped) - 3} more)" if len(self.skipped) > 3 else ""
@@ -114,6 +120,8 @@ class Trainer:
         rows, self.pixels = rows[kept], pixels
         self.train_rows = np.flatnonzero(train[rows])  # positions in self.pixels
         self.validation_rows = np.flatnonzero(validation[rows])
+        self.held_out_rows = np.flatnonzero(held_out[rows])  # categories never trained on
+        self.held_out_labels = labels[rows][self.held_out_rows]
         self.classes, codes = np.unique(labels[rows][self.train_rows], return_inverse=True)
         self.train_codes = codes.astype(np.int32)
         self.validation_labels = labels[rows][self.validation_rows]
@@ -198,6 +206,29 @@ class Trainer:
             raise self.diverged(after, f"{int(bad.sum())} of the {len(bad)} validation embeddings hold NaN or "
                                        "infinity")
         return category_map_at_k(embeddings, self.validation_labels, self.settings.k)
+
+    def mixing(self, frozen: np.ndarray | None) -> dict:
+        """The fusion weight of the folder's best model and how it was chosen (:mod:`.mixing`): ``weight`` and,
+        when categories were held out, ``held_out_categories``, ``rule`` and ``curve`` (one record per weight,
+        :func:`~.mixing.mixing_curve`), else the ``reason`` for weight 1 (the trained model alone). ``frozen``:
+        the frozen features of the validation then held-out photos, computed before any training; the model
+        holds the folder's best weights."""
+        from .mixing import MIXING_RULE, chosen_weight, mixing_curve
+
+        s = self.settings
+        if frozen is None:
+            reason = ("no categories held out (mixing_fraction=0)" if not s.mixing_fraction else
+                      f"no categories could be held out (mixing_fraction={s.mixing_fraction:g}: at least 2 categories "
+                      "with 2+ products within that share of the products, and 2 left to train)")
+            return {"weight": 1.0, "reason": reason}
+        rows = np.concatenate([self.validation_rows, self.held_out_rows])
+        trained = self._batched(self._embed, rows)
+        labels = np.concatenate([self.validation_labels, self.held_out_labels])
+        curve = mixing_curve(frozen, trained, labels, self.classes, s.k)
+        weight = chosen_weight(curve)
+        return {"weight": weight, "rule": MIXING_RULE, "held_out_categories": sorted(set(self.held_out_labels)),
+                "n_held_out": int(len(self.held_out_rows)), "n_validation": int(len(self.validation_rows)),
+                "curve": curve.to_dict(orient="records")}
 
     def diverged(self, where: str, what: str) -> TrainingDivergedError:
         """The error of a run that diverged at ``where`` (``what`` is not finite), saying what the folder keeps
@@ -328,6 +359,8 @@ class Trainer:
 
         s = self.settings
         result = TrainingResult(self.out, skipped=self.skipped)
+        mixable = len(self.held_out_rows) and s.weights == "imagenet"  # the fused model's frozen part is ImageNet's
+        frozen = self.pooled_features(np.concatenate([self.validation_rows, self.held_out_rows])) if mixable else None
         if meta is None:
             result.frozen_val_map = self.validation_map(frozen=True)
             self.say(f"validation MAP@{s.k} of the frozen {s.backbone} features: {result.frozen_val_map:.4f}")
@@ -346,9 +379,20 @@ class Trainer:
             callbacks = [Epochs(self, result), SaveBest(self, result), RunBackup(self, result, meta), early]
             self.model.fit(self.batches, epochs=s.epochs, callbacks=callbacks, verbose=1 if self.progress else 0)
             result.stopped_early = early.stopped_epoch > 0
+        self.net.model.load_weights(self.out / WEIGHTS_FILE)  # the best epoch's (or the probe's)
+        result.mixing = self.mixing(frozen)
+        curve = {round(r["weight"], 2): r for r in result.mixing.get("curve", [])}
+        if curve:
+            chosen, trained = curve[round(result.mixing["weight"], 2)], curve[1.0]
+            self.say(f"fusion with the frozen features, weight {result.mixing['weight']:g} (chosen on "
+                     f"{len(result.mixing['held_out_categories'])} categories held out of training): validation "
+                     f"MAP@{s.k} seen types {chosen['map_seen']:.4f}, unseen types {chosen['map_unseen']:.4f} (frozen "
+                     f"{curve[0.0]['map_unseen']:.4f}, the trained model alone {trained['map_unseen']:.4f})")
         try:
             info = read_trained(self.out)
-            info.update(history=result.history, stopped_early=result.stopped_early)
+            info.update(history=result.history, stopped_early=result.stopped_early, mixing=result.mixing,
+                        fusion_weight=result.mixing["weight"])
+            info["weights_hash"] = weights_hash(self.net.model, info)
             atomic_write_bytes(self.out / TRAINED_FILE, (json.dumps(info, indent=1) + "\n").encode())
         except OSError as error:
             raise self._write_failed(f"the history in {TRAINED_FILE}", error) from None
@@ -373,7 +417,7 @@ def train(catalogue: Catalogue, out, settings: TrainingSettings | None = None, *
     settings = (settings or TrainingSettings.for_this_machine()).checked()
     folder = check_output_folder(out)
     with OutputLock(folder):
-        train_side, validation = training_split(catalogue.labels, settings)
+        train_side, validation, _ = training_split(catalogue.labels, settings)
         resumable_checkpoint(folder, settings, resume, overwrite=overwrite,
                              catalogue=split_record(catalogue, train_side, validation))
         if overwrite and holds_a_run(folder):

@@ -42,7 +42,7 @@ class Answer:
         if not self.query.category:
             return "no scores: the query has no category"
         if self.relevant is None:
-            return "no scores: no result"
+            return "no scores: no other product passes the filters"
         k = len(self.results)
         return (f"P@{k} = {self.precision:.2f}, AP@{k} = {self.average_precision:.2f} "
                 f"(R = {self.n_relevant} {self.query.category})")

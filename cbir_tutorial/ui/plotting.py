@@ -74,7 +74,9 @@ def results_figure(query: ImageSource | None, results: pd.DataFrame, *, columns:
 
 def catalogue_figure(catalogue: Catalogue, n: int = 12, *, columns: int = 6, seed: int = 0,
                      title: str | None = None) -> Figure:
-    """A random sample of ``n`` products with brand, description and price captions."""
+    """A random sample of ``n`` products (at least 1) with brand, description and price captions."""
+    if n < 1:
+        raise ValueError(f"n={n}: a catalogue figure shows at least 1 product")
     sample = catalogue.sample(n, seed).table
     rows, cols = _grid(len(sample), columns)
     fig = Figure(figsize=(2.2 * cols, 2.8 * rows), layout="constrained")
@@ -188,4 +190,67 @@ def query_rows_figure(paths: Sequence, found_paths: Sequence[Sequence], relevant
             text.set_in_layout(False)
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def grouped_bars_figure(table: pd.DataFrame, label: str, columns: dict[str, str], *, ylabel: str = "",
+                        title: str | None = None) -> Figure:
+    """Bars of several ``columns`` of ``table`` side by side for each of its rows, labelled by column ``label``,
+    the value printed on each bar; ``columns``: ``{column: legend}``. The y axis starts 0.1 below the
+    lowest bar (at 0 at the lowest) and ends at 1, for scores between 0 and 1 such as MAP@K."""
+    fig = Figure(figsize=(1.6 + 1.05 * len(table) * max(1, len(columns) / 2), 3.8), layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(len(table))
+    width = 0.8 / max(1, len(columns))
+    for i, (column, name) in enumerate(columns.items()):
+        bars = ax.bar(x + (i - (len(columns) - 1) / 2) * width, table[column].to_numpy(dtype=float), width=width,
+                      label=name)
+        ax.bar_label(bars, fmt="%.3f", fontsize=8)
+    ax.set_xticks(x, table[label].astype(str), rotation=15)
+    lowest = float(table[list(columns)].to_numpy(dtype=float).min(initial=1.0))
+    ax.set_ylim(max(0.0, lowest - 0.1), 1.0)
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="upper left")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def recall_latency_figure(curves: pd.DataFrame, *, k: int | None = None, title: str | None = None) -> Figure:
+    """Recall against time per query, one panel per gallery size of ``curves`` (columns ``rows, index, setting,
+    recall, ms per query``, as :func:`cbir_tutorial.search.sizing.recall_latency_curves` returns): one line per
+    index, each point labelled with its knob's value; time on a log scale."""
+    sizes = sorted(curves["rows"].unique())
+    fig = Figure(figsize=(5.5 * len(sizes), 4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(sizes), sharey=True))
+    markers = dict(zip(curves["index"].unique(), "s^oDv<>"))
+    for ax, n in zip(axes, sizes):
+        part = curves[curves["rows"] == n]
+        for name, line in part.groupby("index", sort=False):
+            ax.plot(line["ms per query"], line["recall"], marker=markers[name], label=name)
+            for setting, ms, recall in zip(line["setting"], line["ms per query"], line["recall"]):
+                if "=" in str(setting):
+                    ax.annotate(str(setting).split("=")[1], (ms, recall), fontsize=7)
+        ax.set_xscale("log")
+        ax.set_xlabel("ms per query (log scale)")
+        ax.set_title(f"{n:,} rows")
+    axes[0].set_ylabel(f"recall@{k} vs exact" if k else "recall vs exact")
+    axes[0].legend()
+    fig.suptitle(title or "Recall against latency")
+    return fig
+
+
+def memory_recall_figure(table: pd.DataFrame, *, k: int | None = None, title: str | None = None) -> Figure:
+    """Recall against bytes per vector, one labelled point per row of ``table`` (its index: the name; columns
+    ``bytes per vector`` and ``recall``); bytes on a log scale."""
+    fig = Figure(figsize=(6, 3.5), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(table["bytes per vector"], table["recall"], "o-")
+    for name, size, recall in zip(table.index, table["bytes per vector"], table["recall"]):
+        ax.annotate(str(name), (size, recall), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("bytes per vector (log scale)")
+    ax.set_ylabel(f"recall@{k}" if k else "recall")
+    if title:
+        ax.set_title(title)
     return fig

@@ -33,6 +33,13 @@ def test_output_size_refuses_impossible_settings():
         output_size(8, 3, 0)
 
 
+def test_the_padding_word_is_read_in_any_case_as_keras_reads_it():
+    image = np.arange(42, dtype=np.float32).reshape(6, 7)
+    assert output_size(224, 3, 2, "SAME") == output_size(224, 3, 2, "same") == 112
+    assert output_size(224, 3, 2, " Valid") == 111
+    np.testing.assert_array_equal(convolve(image, KERNELS["outline"], 2, "SAME"), convolve(image, KERNELS["outline"], 2, "same"))
+
+
 def test_same_padding_puts_the_odd_pixel_after():
     assert same_padding(224, 3, 1) == (1, 1)
     assert same_padding(224, 3, 2) == (0, 1)

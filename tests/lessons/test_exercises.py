@@ -19,10 +19,27 @@ def learner_mode(monkeypatch):
     monkeypatch.delenv("CBIR_TUTORIAL_SOLUTIONS", raising=False)
 
 
+@pytest.fixture
+def solutions_on(monkeypatch):
+    """The notebooks' test run: unwritten exercises are the package's solutions, which the checks then accept."""
+    monkeypatch.setenv("CBIR_TUTORIAL_SOLUTIONS", "1")
+
+
 @pytest.mark.parametrize("name", list(EXERCISES))
-def test_the_solution_passes_its_check(name, capsys):
+def test_the_solution_passes_its_check(name, solutions_on, capsys):
     assert check(name, getattr(solutions, name)) is True
     assert capsys.readouterr().out.startswith(f"✓ {name}: right on all")
+
+
+@pytest.mark.parametrize("name", list(EXERCISES))
+def test_a_learner_who_passes_the_packages_own_function_is_refused(name, capsys):
+    item = EXERCISES[name]
+    for own in [item.solution_function, *(_package_twin(path) for path in item.package)]:
+        if not callable(own) or isinstance(own, type):
+            continue
+        assert check(name, own) is False
+        out = capsys.readouterr().out
+        assert "that is the package's own `cbir_tutorial." in out and out.rstrip().endswith(item.hint_text), out
 
 
 @pytest.mark.parametrize("name, hint, wrong", MISTAKES, ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(MISTAKES)])
@@ -117,7 +134,8 @@ def test_the_package_is_found_through_imports_modules_closures_and_helpers():
 def test_kaggle_learn_verbs_check_hint_solution(capsys):
     q = exercises.nb06.q2
     assert q is exercise_for("ap_at_k")
-    verdict = q.check(solutions.ap_at_k)
+    verdict = q.check(lambda ranks, n_relevant, k: float(sum((i + 1) / r for i, r in enumerate(
+        [r for r in ranks if r <= k])) / min(k, n_relevant)) if n_relevant else 0.0)
     assert verdict and repr(verdict) == "Verdict(right)"
     assert not q.check(lambda ranks, n_relevant, k: 0.0)
     q.hint()
@@ -132,6 +150,11 @@ def test_kaggle_learn_verbs_check_hint_solution(capsys):
 def test_passes_says_whether_a_function_is_written_and_right_printing_nothing(capsys):
     q = exercises.nb02.q1
 
+    def written(image, kernel):
+        padded = np.pad(image, 1)
+        return np.array([[(padded[i:i + 3, j:j + 3] * kernel).sum() for j in range(image.shape[1])]
+                         for i in range(image.shape[0])])
+
     @q.write
     def unwritten(image, kernel):
         ...
@@ -139,7 +162,7 @@ def test_passes_says_whether_a_function_is_written_and_right_printing_nothing(ca
     def calls_an_unwritten_one(image, kernel):
         return unwritten(image, kernel)
 
-    assert q.passes(solutions.conv3x3)
+    assert q.passes(written) and not q.passes(solutions.conv3x3)  # the package's solution is not the learner's
     assert not q.passes(unwritten) and not q.passes(calls_an_unwritten_one)
     assert not q.passes(lambda image, kernel: image) and capsys.readouterr().out == ""
 
@@ -254,9 +277,14 @@ def test_euclidean_distances_refuses_the_array_of_differences_with_the_hint(caps
     out = capsys.readouterr().out.rstrip()
     assert "right values, but for 50 queries" in out and "without such an array" in out, out
     assert out.endswith(item.hint_text) and not tracemalloc.is_tracing()
+
+    def matrix_product(queries, gallery):
+        squared = (queries ** 2).sum(axis=1)[:, None] - 2 * queries @ gallery.T + (gallery ** 2).sum(axis=1)[None]
+        return np.sqrt(np.maximum(squared, 0))
+
     tracemalloc.start()  # a learner's own tracing stays on
     try:
-        assert item.problem(solutions.euclidean_distances) is None
+        assert item.problem(matrix_product) is None
         assert "without such an array" in item.problem(with_differences)
         assert tracemalloc.is_tracing()
     finally:
@@ -332,9 +360,312 @@ def test_the_filter_cases_allow_twenty_rows_and_more():
 
 
 @pytest.mark.parametrize("name, revealing", [
+    ("query_mask", ["counts[inverse]", "return_counts=True", "!= \"\"", ">= 2"]),
+    ("chance_precision", ["(n_c - 1) / (N - 1)"]), ("conv3x3", ["np.pad", "[i:i+3, j:j+3]", "one ring of zeros"]),
+    ("conv_parameters", ["k * k * c_in", "c_in * c_out"]), ("global_average_pool", ["axis"]),
+    ("projection_residual", ["x[::", "matrix product", "slice x"]),
+    ("separable_parameters", ["k*k*c_in", "one k x k filter per input channel", "c_in to c_out"]),
     ("l2_normalise", ["np.linalg.norm(", "keepdims"]), ("int8_roundtrip", ["rint(", "/ 254", "(high + low) / 2"]),
     ("instance_recall_at_k", [".any(axis=1)", "[:, :k]"]), ("receptive_field", ["(k - 1) * jump", "multiplies"]),
     ("filtered_top_k", ["flatnonzero"]), ("cosine_top_k", ["argsort"])])
 def test_a_hint_is_a_nudge_not_the_solution(name, revealing):
     hint = EXERCISES[name].hint_text
     assert not [text for text in revealing if text in hint], hint
+
+
+def test_int8_has_a_constant_column_the_solution_survives_and_an_unguarded_answer_is_told_why(capsys):
+    flat = [args[0] for args in EXERCISES["int8_roundtrip"].cases if (np.ptp(args[0], axis=0) == 0).any()]
+    assert flat, "a case with a column of equal values"
+    decoded = solutions.int8_roundtrip(flat[0])
+    assert np.isfinite(decoded).all() and np.allclose(decoded, flat[0], atol=np.ptp(flat[0], axis=0).max() / 254)
+
+    def unguarded(features):
+        low, high = features.min(axis=0), features.max(axis=0)
+        offset, scale = (high + low) / 2, (high - low) / 254
+        return offset + scale * np.clip(np.rint((features - offset) / scale), -127, 127)
+
+    with np.errstate(all="ignore"):
+        assert not exercise_for("int8_roundtrip").check(unguarded)
+    assert "range of 0" in capsys.readouterr().out
+
+
+def test_ann_recall_refuses_the_median_of_the_queries(capsys):
+    def median_recall(found, reference):
+        return float(np.median([len(set(f) & set(r)) / len(r) for f, r in zip(found, reference)]))
+
+    assert not exercise_for("ann_recall").check(median_recall)
+    assert "MEAN" in capsys.readouterr().out
+
+
+def _fake_library(monkeypatch, dotted: str, name: str, implementation):
+    """A stand-in for a library this environment may lack (scipy, sklearn, torch): modules ``dotted`` and its parents
+    in ``sys.modules``, ``name`` in the last one, defined there as the real function would be."""
+    import sys
+    import types
+
+    parts = dotted.split(".")
+    for n in range(1, len(parts) + 1):
+        monkeypatch.setitem(sys.modules, ".".join(parts[:n]), types.ModuleType(".".join(parts[:n])))
+    for n in range(1, len(parts)):
+        setattr(sys.modules[".".join(parts[:n])], parts[n], sys.modules[".".join(parts[:n + 1])])
+    implementation.__module__ = f"{dotted}._private"
+    setattr(sys.modules[dotted], name, implementation)
+    return sys.modules[parts[0]], getattr(sys.modules[dotted], name)
+
+
+def test_an_answer_that_lets_another_library_do_the_step_is_refused(monkeypatch, capsys):
+    """Right values through Keras, TensorFlow, scipy.signal / scipy.ndimage, sklearn or torch: the exercises ask for
+    numpy. Each library is found as a module, through an attribute chain, as a function imported by name, as an
+    object built outside the function, or imported inside it."""
+    from cbir_tutorial.models.runtime import keras_module
+
+    keras = keras_module()
+    import tensorflow as tf
+
+    scipy, correlate2d = _fake_library(monkeypatch, "scipy.signal", "correlate2d",
+                                       lambda image, kernel, mode="same": solutions.conv3x3(image, kernel))
+    _fake_library(monkeypatch, "scipy.ndimage", "correlate",
+                  lambda image, kernel, mode="constant": solutions.conv3x3(image, kernel))
+    scipy.signal = __import__("sys").modules["scipy.signal"]
+    _, normalize = _fake_library(monkeypatch, "sklearn.preprocessing", "normalize", lambda x: solutions.l2_normalise(x))
+    torch, _ = _fake_library(monkeypatch, "torch", "mean", lambda x, dim: np.mean(x, axis=dim))
+    pooling = keras.layers.GlobalAveragePooling2D()
+
+    def by_name(image, kernel):
+        return correlate2d(image, kernel, mode="same")
+
+    def through_scipy(image, kernel):
+        return scipy.ndimage.correlate(image, kernel, mode="constant")
+
+    def keras_conv2d(image, kernel):
+        layer = keras.layers.Conv2D(1, 3, padding="same", use_bias=False)
+        layer.build((None, *image.shape, 1))
+        layer.set_weights([kernel[:, :, None, None]])
+        return np.asarray(layer(image[None, :, :, None]))[0, :, :, 0]
+
+    def keras_layer_built_outside(maps):
+        return np.asarray(pooling(maps))
+
+    def tf_mean(maps):
+        return np.asarray(tf.reduce_mean(maps, axis=(1, 2)))
+
+    def torch_mean(maps):
+        return torch.mean(maps, dim=(1, 2))
+
+    def sklearn_rows(features):
+        return normalize(features)
+
+    def keras_rows(features):
+        return np.asarray(keras.utils.normalize(features, axis=1))
+
+    def imported_inside(features):
+        import tensorflow
+        return np.asarray(tensorflow.math.l2_normalize(features, axis=1))
+
+    def helper(features):
+        return tf.math.l2_normalize(features, axis=1)
+
+    def through_a_helper(features):
+        return np.asarray(helper(features))
+
+    def keras_separable(kernel, c_in, c_out):
+        layer = keras.layers.SeparableConv2D(c_out, kernel, use_bias=False)
+        layer.build((None, 9, 9, c_in))
+        return layer.count_params()
+
+    def keras_strided_1x1(x, branch, w, stride):
+        shortcut = keras.layers.Conv2D(w.shape[1], 1, strides=stride, use_bias=False)
+        shortcut.build((None, *x.shape))
+        shortcut.set_weights([w[None, None]])
+        return np.maximum(branch(x) + np.asarray(shortcut(x[None]))[0], 0)
+
+    cases = [("conv3x3", by_name, "`correlate2d` (from scipy.signal)"), ("conv3x3", through_scipy, "`scipy.ndimage`"),
+             ("conv3x3", keras_conv2d, "`keras`"), ("global_average_pool", keras_layer_built_outside, "`pooling` (from keras)"),
+             ("global_average_pool", tf_mean, "`tensorflow`"), ("global_average_pool", torch_mean, "`torch`"),
+             ("l2_normalise", sklearn_rows, "`normalize` (from sklearn)"), ("l2_normalise", keras_rows, "`keras`"),
+             ("l2_normalise", imported_inside, "`tensorflow`"), ("l2_normalise", through_a_helper, "`tensorflow`"),
+             ("separable_parameters", keras_separable, "`keras`"),
+             ("projection_residual", keras_strided_1x1, "`keras`")]
+    for name, answer, library in cases:
+        assert check(name, answer) is False, (name, answer.__name__)
+        out = capsys.readouterr().out.rstrip()
+        assert f"uses {library}" in out and "yourself, with numpy" in out, out
+        assert out.endswith(EXERCISES[name].hint_text), out
+    assert exercises.uses_a_library(solutions.conv3x3) == "" and exercises.uses_a_library(np.mean) == ""
+
+
+def test_l2_normalise_keeps_a_zero_row_at_zero_and_names_the_nan(capsys):
+    zero_rows = [args[0] for args in EXERCISES["l2_normalise"].cases if (~args[0].any(axis=1)).any()]
+    assert zero_rows, "a case with a row of zeros"
+    with np.errstate(all="raise"):
+        normalised = solutions.l2_normalise(zero_rows[0])
+    assert np.isfinite(normalised).all() and not normalised[~zero_rows[0].any(axis=1)].any()
+
+    def divides_by_zero(features):
+        return features / np.sqrt((features ** 2).sum(axis=1, keepdims=True))
+
+    with np.errstate(all="ignore"):
+        assert check("l2_normalise", divides_by_zero) is False
+    assert "0 / 0 is NaN" in capsys.readouterr().out
+
+
+def _mask(labels):
+    labels = np.asarray(labels, dtype=object)
+    sizes = np.array([np.sum(labels == label) for label in labels])
+    return (labels != "") & (sizes >= 2)
+
+
+def test_a_query_mask_must_be_a_bool_array(capsys):
+    def as_ints(labels):
+        return _mask(labels).astype(int)
+
+    def as_list(labels):
+        return _mask(labels).tolist()
+
+    for answer, kind in ((as_ints, "an int64 array"), (as_list, "a list")):
+        assert check("query_mask", answer) is False
+        out = capsys.readouterr().out
+        assert f"right values, but {kind} instead of a bool array" in out, out
+
+
+def test_chance_precision_tells_unlabelled_queries_from_an_average_over_categories(capsys):
+    def keeps_the_unlabelled(labels):
+        labels = np.asarray(labels, dtype=object)
+        sizes = np.array([np.sum(labels == label) for label in labels])
+        return float(np.mean((sizes[sizes >= 2] - 1) / (len(labels) - 1)))
+
+    def over_categories(labels):
+        labels = np.asarray(labels, dtype=object)
+        queries = labels[_mask(labels)]
+        return float(np.mean([(np.sum(labels == c) - 1) / (len(labels) - 1) for c in np.unique(queries)]))
+
+    assert not check("chance_precision", keeps_the_unlabelled)
+    assert "unlabelled products (\"\") as queries" in capsys.readouterr().out
+    assert not check("chance_precision", over_categories)
+    assert "instead of over queries" in capsys.readouterr().out
+
+
+def test_conv_parameters_starts_with_a_case_whose_kernel_size_is_not_its_input_depth(capsys):
+    k, c_in, c_out = EXERCISES["conv_parameters"].cases[0][:3]
+    assert k != c_in and k * k != c_in
+
+    def one_k_too_few(kernel, c_in, c_out, bias=True):
+        return kernel * c_in * c_out + (c_out if bias else 0)
+
+    assert not check("conv_parameters", one_k_too_few)
+    assert "k times k positions" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["conv3x3", "output_size", "conv_parameters", "global_average_pool", "l2_normalise",
+                                  "receptive_field", "projection_residual", "separable_parameters"])
+def test_the_mistake_hints_of_notebooks_2_to_4_name_no_axis_or_formula(name):
+    for hint, _ in EXERCISES[name].mistakes:
+        assert not [text for text in ("axis=", "axes 1 and 2", "keepdims", "x[::") if text in hint], hint
+
+
+# Notebooks 6 and 7: the cases a review found too lenient or inconsistent.
+def test_the_map_and_ap_cases_never_hold_more_relevant_results_than_r():
+    for hits, n_relevant, k in EXERCISES["map_at_k"].cases:
+        held = np.asarray(hits)[:, :k].sum(axis=1)
+        assert (held <= np.asarray(n_relevant)).all(), (hits, n_relevant, k)
+    for ranks, n_relevant, k in EXERCISES["ap_at_k"].cases:
+        assert len(ranks) <= n_relevant, (ranks, n_relevant)
+
+
+def test_map_at_k_accepts_an_answer_that_clips_or_checks_r_and_refuses_one_that_ignores_k(capsys):
+    def checks_r(hits, n_relevant, k):
+        aps = []
+        for row, r in zip(hits, n_relevant):
+            row = np.asarray(row[:k], dtype=float)
+            assert row.sum() <= r, "more relevant results than R"
+            precision = np.cumsum(row) / np.arange(1, len(row) + 1)
+            aps.append(min(1.0, float(np.sum(precision * row) / min(k, r))) if r else 0.0)
+        return float(np.mean(aps))
+
+    def ignores_k(hits, n_relevant, k):
+        return checks_r(hits, n_relevant, len(hits[0]))
+
+    assert check("map_at_k", checks_r) is True
+    assert check("map_at_k", ignores_k) is False
+    assert "a list can be longer than k" in capsys.readouterr().out
+    assert any(np.shape(hits)[1] > k for hits, _, k in EXERCISES["map_at_k"].cases)
+
+
+def test_filtered_top_k_refuses_refused_products_when_fewer_than_k_pass(capsys):
+    def infinite_distance(distances, allowed, k):
+        return np.argsort(np.where(allowed, distances, np.inf), kind="stable")[:k]
+
+    def takes_only_the_allowed(distances, allowed, k):
+        rows = np.flatnonzero(allowed)
+        return rows[np.argsort(distances[rows], kind="stable")[:k]]
+
+    assert check("filtered_top_k", takes_only_the_allowed) is True
+    capsys.readouterr()
+    assert check("filtered_top_k", infinite_distance) is False
+    assert "when fewer than k pass, return only those" in capsys.readouterr().out
+    cases = EXERCISES["filtered_top_k"].cases
+    assert any(k > allowed.sum() > 0 for _, allowed, k in cases) and any(not allowed.any() for _, allowed, _ in cases)
+
+
+@pytest.mark.parametrize("name, revealing", [("ap_at_k", ["i / r", "min(k, R)", "0 when R = 0"]),
+                                             ("precision_curve", ["cumsum", "running sum"]),
+                                             ("filtered_top_k", ["flatnonzero", "argsort"])])
+def test_the_hints_of_notebooks_6_and_7_leave_the_code_to_the_learner(name, revealing):
+    item = EXERCISES[name]
+    assert not [text for text in revealing if text in item.hint_text], item.hint_text
+    for hint, _ in item.mistakes:
+        assert not [text for text in ("flatnonzero", "cumsum") if text in hint], hint
+
+
+def test_euclidean_distances_refuses_a_square_root_without_clamping_at_zero(capsys):
+    """float32 unit vectors, queries taken from the gallery: a query's squared distance to itself rounds to a
+    tiny negative number often enough that a square root without np.maximum(..., 0) gives NaN."""
+    def unclamped(queries, gallery):
+        return np.sqrt((queries ** 2).sum(axis=1)[:, None] - 2 * queries @ gallery.T + (gallery ** 2).sum(axis=1)[None])
+
+    def clamped(queries, gallery):
+        squared = (queries ** 2).sum(axis=1)[:, None] - 2 * queries @ gallery.T + (gallery ** 2).sum(axis=1)[None]
+        return np.sqrt(np.maximum(squared, 0))
+
+    def clamped_in_float64(queries, gallery):
+        queries, gallery = queries.astype(np.float64), gallery.astype(np.float64)
+        return clamped(queries, gallery)
+
+    cases = EXERCISES["euclidean_distances"].cases
+    assert any(q.dtype == np.float32 and q.shape[1] >= 1000 and (q[:, None] == g[None]).all(axis=2).any(axis=1).all()
+               for q, g in cases), "a float32 case whose queries are rows of the gallery"
+    assert check("euclidean_distances", unclamped) is False
+    out = capsys.readouterr().out
+    assert "NaN where a query meets itself" in out and "clamp at 0" in out, out
+    assert check("euclidean_distances", clamped) is True and check("euclidean_distances", clamped_in_float64) is True
+
+
+def test_euclidean_distances_refuses_keras_ops(capsys):
+    """keras.ops builds the (M, N, D) array where tracemalloc cannot see it: refused as another library."""
+    from cbir_tutorial.models.runtime import keras_module
+
+    keras = keras_module()
+
+    def keras_ops_norm(queries, gallery):
+        differences = keras.ops.expand_dims(queries, 1) - keras.ops.expand_dims(gallery, 0)
+        return np.asarray(keras.ops.norm(differences, axis=-1))
+
+    assert check("euclidean_distances", keras_ops_norm) is False
+    out = capsys.readouterr().out
+    assert "uses `keras`" in out and "yourself, with numpy" in out, out
+
+
+def test_cosine_top_k_refuses_a_python_loop_over_the_gallery(capsys):
+    def one_row_at_a_time(gallery, query, k):
+        similarity = [row @ query / (np.linalg.norm(row) * np.linalg.norm(query)) for row in gallery]
+        return np.argsort(-np.array(similarity), kind="stable")[:k]
+
+    def one_product(gallery, query, k):
+        similarity = (gallery @ query) / (np.linalg.norm(gallery, axis=1) * np.linalg.norm(query))
+        return np.argsort(-similarity, kind="stable")[:k]
+
+    item = EXERCISES["cosine_top_k"]
+    assert check("cosine_top_k", one_row_at_a_time) is False
+    out = capsys.readouterr().out.rstrip()
+    assert "right values, but through" in out and "without a Python loop" in out and out.endswith(item.hint_text), out
+    assert check("cosine_top_k", one_product) is True

@@ -95,3 +95,12 @@ def test_the_test_run_settings_parse_and_set_only_known_variables():
     settings = settings_file(Path(__file__).resolve().parents[2] / "notebooks" / "test_run.env")
     assert settings["CBIR_NB_WEIGHTS"] == "random" and settings["CBIR_NB_BACKBONE"] == "efficientnet_lite0"
     assert all(name.startswith(("CBIR_", "TF_", "MPL")) for name in settings), settings
+
+
+def test_a_value_below_its_bound_stops_the_parameters_cell_with_where_it_came_from():
+    params = notebook_parameters(n_photos=0, k=5, show=False, environ={"CBIR_NB_K": "0"})
+    params.require_at_least("n_photos", 0)
+    with pytest.raises(ValueError, match=r"^n_photos=0 \(in the parameters cell\) must be at least 1: the grids"):
+        params.require_at_least("n_photos", 1, "the grids show that many products")
+    with pytest.raises(ValueError, match=r"^k=0 \(by CBIR_NB_K\) must be at least 1$"):
+        params.require_at_least("k", 1)

@@ -53,7 +53,7 @@ def test_validation_by_categories_needs_two_held_out_categories():
     with pytest.raises(ValueError, match=r"held-out training categories, validation_by='categories'\) of 24 products "
                                          r"in 3 categories .*its validation side holds 1 category \("):
         training_split(labelled({"A": 8, "B": 8, "C": 8}), settings)
-    train_side, validation = training_split(labelled({c: 4 for c in "ABCDEFGHIJ"}), settings)
+    train_side, validation, _ = training_split(labelled({c: 4 for c in "ABCDEFGHIJ"}), settings)
     assert validation.sum() == 8 and not (train_side & validation).any()
 
 

@@ -1,0 +1,101 @@
+r"""How much of the frozen features a trained model keeps: the fusion weight, chosen on categories it never saw.
+
+Fine-tuning on a catalogue's categories makes them easier to tell apart, and can make the kinds of product it
+never saw harder (it forgets what the frozen ImageNet features knew). The saved model's embedding is the
+trained one fused with the frozen features, as :func:`cbir_tutorial.search.whitening.fuse` fuses:
+
+.. math:: e_w(x) = \frac{[\sqrt{1 - w}\, f(x),\ \sqrt{w}\, t(x)]}{\|\cdot\|}
+
+with :math:`f` the frozen features and :math:`t` the trained embedding, both L2-normalised; :math:`w = 0` is
+the frozen features, :math:`w = 1` the trained model. The weight is chosen on a validation gallery that holds
+the held-out products of the training categories (*seen types*) and whole categories held out of training
+(*unseen types*, :func:`~.protocols.held_out_categories`): :func:`mixing_curve` measures MAP@k of both kinds of
+query in that one gallery for each weight of :data:`MIXING_WEIGHTS`, and :func:`chosen_weight` takes the weight
+with the best seen-type MAP among those whose unseen-type MAP is not below the frozen features' (``w = 0``).
+The test side is never looked at. :func:`tradeoff_figure` draws the curve.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+#: The fusion weights tried, from the frozen features (0) to the trained model (1).
+MIXING_WEIGHTS = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 11))
+#: The rule :func:`chosen_weight` applies, in words (saved with the model).
+MIXING_RULE = ("the best seen-type validation MAP among the weights whose unseen-type validation MAP (categories "
+               "held out of training) is not below the frozen features'")
+
+
+def fused(frozen: np.ndarray, trained: np.ndarray, weight: float) -> np.ndarray:
+    """``(N, F)`` frozen features and ``(N, D)`` trained embeddings → ``(N, F + D)`` float32, L2-normalised:
+    ``[sqrt(1 - weight) · frozen, sqrt(weight) · trained]`` of the two L2-normalised, renormalised (what
+    :func:`~cbir_tutorial.models.trained.fused_model` computes from a photo)."""
+    def unit(x):
+        x = np.asarray(x, dtype=np.float32)
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    both = np.concatenate([np.sqrt(1.0 - weight) * unit(frozen), np.sqrt(weight) * unit(trained)], axis=1)
+    return unit(both).astype(np.float32)
+
+
+def mixing_curve(frozen: np.ndarray, trained: np.ndarray, labels, seen_types, k: int = 10,
+                 weights=MIXING_WEIGHTS) -> pd.DataFrame:
+    """One row per fusion weight: ``weight``, ``map_seen`` / ``map_unseen`` (MAP@k of the queries whose category
+    is / is not in ``seen_types``, each searching the whole gallery, leave-one-out) and ``map_all``.
+
+    ``frozen`` ``(N, F)``, ``trained`` ``(N, D)``: the gallery's features and embeddings; ``labels`` ``(N,)``."""
+    from ..evaluation.comparison import per_query
+    from ..search.backends import make_index
+
+    labels = np.asarray(labels, dtype=object).astype(str)
+    seen_types = set(map(str, seen_types))
+    rows = []
+    for weight in weights:
+        queries = per_query(make_index("exact", fused(frozen, trained, weight)), labels, k)
+        seen = queries["category"].isin(seen_types).to_numpy()
+        rows.append({"weight": float(weight), "map_seen": float(queries["ap_at_k"][seen].mean()),
+                     "map_unseen": float(queries["ap_at_k"][~seen].mean()),
+                     "map_all": float(queries["ap_at_k"].mean())})
+    return pd.DataFrame(rows)
+
+
+def chosen_weight(curve: pd.DataFrame) -> float:
+    """The weight of ``curve`` (:func:`mixing_curve`) with the best ``map_seen`` among the weights whose
+    ``map_unseen`` is not below the frozen features' (weight 0); ties go to the larger weight."""
+    curve = curve.sort_values("weight").reset_index(drop=True)
+    frozen = curve.loc[curve["weight"] == 0.0, "map_unseen"]
+    if frozen.empty:
+        raise ValueError("the curve needs the frozen features' row (weight 0)")
+    allowed = curve[curve["map_unseen"] >= frozen.iloc[0] - 1e-12]
+    best = allowed["map_seen"].max()
+    return float(allowed.loc[allowed["map_seen"] >= best - 1e-12, "weight"].max())
+
+
+def tradeoff_figure(curve: pd.DataFrame, weight: float | None = None, *, k: int = 10, title: str | None = None):
+    """A matplotlib ``Figure``: seen-type against unseen-type MAP@k of each fusion weight of ``curve``
+    (:func:`mixing_curve`), from the frozen features (0) to the trained model (1), each point labelled with its
+    weight; the chosen ``weight`` (default :func:`chosen_weight`) circled, and a dashed line at the frozen
+    features' unseen-type MAP (the points left of it forget)."""
+    from matplotlib.figure import Figure
+
+    curve = curve.sort_values("weight")
+    weight = chosen_weight(curve) if weight is None else float(weight)
+    fig = Figure(figsize=(5.6, 4.2), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(curve["map_unseen"], curve["map_seen"], "-o", color="C0", ms=4, label="fusion weight w")
+    for row in curve.itertuples():
+        ax.annotate(f"{row.weight:g}", (row.map_unseen, row.map_seen), textcoords="offset points", xytext=(4, 3),
+                    fontsize=7)
+    ends = curve.iloc[[0, -1]]
+    ax.plot(ends["map_unseen"].iloc[0], ends["map_seen"].iloc[0], "s", color="0.3", label="frozen (w = 0)")
+    ax.plot(ends["map_unseen"].iloc[1], ends["map_seen"].iloc[1], "^", color="C3", label="trained (w = 1)")
+    chosen = curve.loc[np.isclose(curve["weight"], weight)].iloc[0]
+    ax.plot(chosen["map_unseen"], chosen["map_seen"], "o", ms=13, mfc="none", mec="C2", mew=2,
+            label=f"chosen (w = {weight:g})")
+    ax.axvline(ends["map_unseen"].iloc[0], color="0.5", lw=1, ls="--")
+    ax.set(xlabel=f"MAP@{k}, unseen types (categories held out of training)",
+           ylabel=f"MAP@{k}, seen types (held-out products)",
+           title=title or "frozen → trained: what is kept and what is learned")
+    ax.legend(fontsize=8, loc="best")
+    return fig

@@ -1,0 +1,70 @@
+"""The recipe reports of notebook 8: the two halves, the per-query scores, each step's paired verdict, the bar
+chart, and the command line printing the same MAP@K as the recipe table."""
+
+import contextlib
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cbir_tutorial.evaluation.reports import (BUILDS_ON, half_masks, halves, per_query_scores, recipe_table,
+                                              step_verdicts, steps_that_hold)
+from cbir_tutorial.search.recipes import RECIPES
+from cbir_tutorial.ui.plotting import grouped_bars_figure
+
+
+def test_the_halves_are_even_and_odd_product_ids(sample_catalogue):
+    tuning, report = half_masks(sample_catalogue)
+    ids = sample_catalogue.table["id"].astype(int).to_numpy()
+    assert (ids[tuning] % 2 == 0).all() and (ids[report] % 2 == 1).all() and (tuning ^ report).all()
+    first, second = halves(sample_catalogue)
+    assert len(first) == tuning.sum() and len(second) == report.sum()
+
+
+def test_every_named_recipe_but_the_baseline_builds_on_a_named_recipe():
+    assert set(BUILDS_ON) == set(RECIPES) - {"baseline"} and set(BUILDS_ON.values()) <= set(RECIPES)
+
+
+def test_each_step_is_compared_with_the_one_before_and_with_the_baseline():
+    rng = np.random.default_rng(0)
+    baseline = rng.uniform(0.2, 0.8, 300)
+    scores = {"baseline": baseline, "gem": baseline + 0.05 + rng.normal(0, 0.01, 300),  # a clear gain
+              "gem+flip": baseline + 0.05 + rng.normal(0, 0.2, 300)}  # no gain over gem, a noisy one over baseline
+    table = step_verdicts(scores, k=10)
+    assert table.index.tolist() == [("gem", "baseline"), ("gem+flip", "gem"), ("gem+flip", "baseline")]
+    assert table["against"].tolist() == ["its step", "its step", "baseline"]
+    assert list(table.columns) == ["MAP@10 difference", "low", "high", "verdict", "against"]
+    assert table.loc[("gem", "baseline"), "verdict"] == "gem better"
+    assert table.loc[("gem+flip", "gem"), "verdict"] == "no clear difference"
+    assert steps_that_hold(table) == ["gem"]
+
+
+def test_bars_side_by_side_with_their_values():
+    table = pd.DataFrame({"recipe": ["baseline", "best"], "map_all": [0.73, 0.75], "map_report": [0.70, 0.73]})
+    fig = grouped_bars_figure(table, "recipe", {"map_all": "whole", "map_report": "report half"}, ylabel="MAP@10",
+                              title="recipes")
+    ax = fig.axes[0]
+    assert [round(b.get_height(), 2) for b in ax.patches] == [0.73, 0.75, 0.70, 0.73]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["baseline", "best"] and ax.get_ylim()[0] == pytest.approx(0.6)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["whole", "report half"]
+
+
+def test_the_command_line_and_the_per_query_scores_agree_with_the_recipe_table(sample_catalogue):
+    """What notebook 8 prints as its recipe table is what ``evaluate --recipe NAME --json`` prints."""
+    from cbir_tutorial.cli import main
+
+    catalogue = sample_catalogue.stratified_sample(60, seed=0)  # what --limit 60 indexes
+    names = ["baseline", "gem+flip+whiten"]
+    table = recipe_table(catalogue, names, "efficientnet_lite0", k=5, parts=("all",)).set_index("recipe")
+    scores = per_query_scores(catalogue, names, "efficientnet_lite0", k=5)
+    for name in names:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert main(["evaluate", "--recipe", name, "--backbone", "efficientnet_lite0", "--catalogue", "sample",
+                         "--k", "5", "--json", "--limit", "60"]) == 0
+        printed = json.loads(out.getvalue())
+        assert printed["map_at_k"] == pytest.approx(table.loc[name, "map_all"], abs=1e-4), name
+        assert scores[name].mean() == pytest.approx(table.loc[name, "map_all"], abs=1e-6), name
+    assert len({len(a) for a in scores.values()}) == 1
