@@ -117,11 +117,11 @@ def recipe_rows(catalogue, recipes, cache, n_queries: int = 20, n_timed: int = 6
     backbone = "efficientnet_lite0"
     per_photo_s: dict = {}
 
-    def extraction_time(recipe, name):
+    def extraction_time(embedding, name):
         """Seconds to extract the whole catalogue: per-photo time measured without cache, times N."""
-        key = (name, recipe.pooling, recipe.p, recipe.flip, tuple(recipe.scales))
+        key = (name, embedding.pooling, embedding.p, embedding.flip, embedding.scales)
         if key not in per_photo_s:
-            extractor = extractor_for(recipe, name, "imagenet")
+            extractor = extractor_for(embedding, name, "imagenet")
             timed = catalogue.paths[:n_timed]
             extractor.extract(timed[:8], cache=False, progress=False)  # warm-up: graph tracing
             start = time.perf_counter()
@@ -134,8 +134,9 @@ def recipe_rows(catalogue, recipes, cache, n_queries: int = 20, n_timed: int = 6
     rows = []
     for name in recipes:
         recipe = recipe_from_word(name)
-        extract = extraction_time(recipe, backbone) + (extraction_time(recipe, recipe.fuse_with)
-                                                       if recipe.fuse_with else 0.0)
+        embedding = recipe.embedding
+        extract = extraction_time(embedding, backbone) + (extraction_time(embedding, embedding.fuse_with)
+                                                          if embedding.fuse_with else 0.0)
         start = time.perf_counter()
         engine = SearchEngine.build(catalogue, backbone, "imagenet", recipe=recipe, cache=cache, progress=False)
         fit = time.perf_counter() - start  # features from the cache (extracted above): loading + whitening + DBA

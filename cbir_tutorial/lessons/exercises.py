@@ -739,6 +739,8 @@ _FLAT = np.array([[0.1, 0.7, 5.0], [0.4, 0.7, 4.0], [-0.3, 0.7, 4.5]])
 #: Four queries whose recalls (1, 1, 0.25, 0.5) have a mean (0.6875) other than their median (0.75).
 _FOUND_SKEWED = np.array([[1, 2, 3, 4], [4, 3, 2, 1], [1, 9, 8, 7], [9, 8, 1, 2]])
 _REFERENCE_SKEWED = np.array([[1, 2, 3, 4]] * 4)
+#: FAISS pads a query's answer with -1 when the lists it probed hold fewer than k rows.
+_FOUND_PADDED = np.array([[3, 1, -1, -1]])
 
 
 def _int8_unguarded(f):
@@ -750,7 +752,8 @@ def _int8_unguarded(f):
 
 EXERCISES.update({e.name: e for e in [
     Exercise(
-        "gem_pool", ((_MAPS_POSITIVE, 3.0), (_MAPS_POSITIVE[:, :2], 1.0), (_MAPS_POSITIVE, 8.0)),
+        "gem_pool", ((_MAPS_POSITIVE, 3.0), (_MAPS_POSITIVE[:, :2], 1.0), (_MAPS_POSITIVE, 8.0),
+                     (_MAPS_POSITIVE, 2.5)),  # a p that is not whole: int(p) is refused
         lambda maps, p: f"GeM pooling with p = {p:g} of maps of shape {maps.shape} (batch, height, width, channels)",
         (("the generalised mean ends with the p-th root: (mean of x^p) ** (1 / p)",
           lambda maps, p: np.mean(maps ** p, axis=(1, 2))),
@@ -762,19 +765,24 @@ EXERCISES.update({e.name: e for e in [
           lambda maps, p: np.mean(maps ** p, axis=3) ** (1.0 / p)))),
     Exercise(
         "alpha_query_expansion", ((_UNIT[0], _NEIGHBOURS, 3.0), (_NEIGHBOURS[0], _NEIGHBOURS[1:], 1.0),
-                                  (_UNIT[1], _UNIT[2:], 3.0)),
+                                  (_UNIT[1], _UNIT[2:], 3.0),
+                                  # an even alpha with a neighbour of negative similarity: clipping after the power is refused
+                                  (_UNIT[0], _NEIGHBOURS, 2.0)),
         lambda q, nb, alpha: f"alpha-QE of query {_list(q)} with neighbours {_list(nb)} and alpha = {alpha:g}",
         (("scale the expanded query back to length 1: the index compares unit vectors",
           lambda q, nb, a: q + (np.maximum(nb @ q, 0) ** a) @ nb),
          ("the query itself stays in the sum, with weight 1: q + sum of w_i n_i",
           lambda q, nb, a: solutions.l2_normalise(((np.maximum(nb @ q, 0) ** a) @ nb)[None])[0]),
+         ("clip the similarities at 0 before the power, not after: with an even alpha a negative similarity "
+          "becomes a positive weight",
+          lambda q, nb, a: solutions.l2_normalise((q + np.maximum((nb @ q) ** a, 0) @ nb)[None])[0]),
          ("a neighbour less similar than orthogonal must not pull the query away: clip negative similarities at 0",
           lambda q, nb, a: solutions.l2_normalise((q + ((nb @ q) ** a) @ nb)[None])[0]),
          ("raise each similarity to the power alpha: close neighbours count, far ones hardly",
           lambda q, nb, a: solutions.l2_normalise((q + np.maximum(nb @ q, 0) @ nb)[None])[0]))),
     Exercise(
         "ann_recall", ((_FOUND, _REFERENCE), (_FOUND[:1], _REFERENCE[:1]), (_REFERENCE[::-1, ::-1], _REFERENCE[::-1]),
-                       (_FOUND_SKEWED, _REFERENCE_SKEWED)),
+                       (_FOUND_SKEWED, _REFERENCE_SKEWED), (_FOUND_PADDED, _REFERENCE[:1])),
         lambda found, reference: f"the recall of results {_items(found)} against the exact top k {_items(reference)}",
         (("the order does not matter: an exact neighbour found at another rank still counts (use sets)",
           lambda f, r: float(np.mean(np.asarray(f) == np.asarray(r)))),
@@ -784,7 +792,11 @@ EXERCISES.update({e.name: e for e in [
           lambda f, r: float(np.mean([len(set(a) & set(b)) for a, b in zip(f, r)]))),
          ("that is the median of the queries' recalls: the recall of an index is their MEAN (a few badly served "
           "queries must pull it down)",
-          lambda f, r: float(np.median([len(set(a) & set(b)) / len(b) for a, b in zip(f, r)])))),
+          lambda f, r: float(np.median([len(set(a) & set(b)) / len(b) for a, b in zip(f, r)]))),
+         ("an index may return fewer than k rows (FAISS fills the rest with -1): the share is of the k exact "
+          "neighbours, so divide by k, not by the rows it found",
+          lambda f, r: float(np.mean([len(set(a) & set(b)) / max(int((np.asarray(a) >= 0).sum()), 1)
+                                      for a, b in zip(f, r)])))),
         atol=1e-9),
     Exercise(
         "int8_roundtrip", ((_SPREAD,), (_SPREAD[:, ::-1].copy(),), (_FLAT,)),
@@ -929,13 +941,16 @@ _HINTS = {
     "precision_curve": ("precision@j is the number of relevant results among the first j, divided by j. Can you "
                         "get that number for every j at once, rather than one j at a time?",
                         ("cbir_tutorial.evaluation.metrics.precision_at_k",)),
-    "gem_pool": ("raise every value to the power p, average over the positions (axes 1 and 2), take the p-th "
-                 "root.", ("cbir_tutorial.models.pooling.pool",)),
-    "alpha_query_expansion": ("similarities are dot products of unit vectors (neighbours @ query); weight each "
-                              "neighbour by max(similarity, 0) ** alpha, add them to the query, normalise.",
+    "gem_pool": ("a power mean undoes, after averaging, what it did to the values before. Try yours on a map "
+                 "whose values are all 2 (the answer is 2 for every p), with p = 1 (the plain average) and with "
+                 "p = 2.5: one number per photo and channel.", ("cbir_tutorial.models.pooling.pool",)),
+    "alpha_query_expansion": ("how similar are two unit vectors, in one operation? Which neighbours may pull "
+                              "the query, and what does your weight give a neighbour of similarity -0.5 when "
+                              "alpha = 2? And what length must the query have for the index?",
                               ("cbir_tutorial.search.expansion.alpha_query_expansion",)),
-    "ann_recall": ("for each query, count the rows its answer shares with the exact top k (a set "
-                   "intersection), divide by k, and average over the queries.",
+    "ann_recall": ("recall is a share of the exact top k: of the k rows in a query's reference, how many did "
+                   "the index find? An index may return a row twice, or fewer real rows than k (FAISS pads with "
+                   "-1): what should each of those count?",
                    ("cbir_tutorial.search.sizing.ann_recall_at_k",)),
     "int8_roundtrip": ("a code is a whole number from -127 to 127. Per column, choose the offset and the scale so "
                        "that the column's smallest value encodes to -127 and its largest to +127 (two equations, "

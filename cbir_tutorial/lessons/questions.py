@@ -149,7 +149,8 @@ QUESTIONS: dict[str, Question] = {q.name: q for q in [
         "with the rows of the nprobe lists it picked, about N / nlist each. With nlist = 4 sqrt(N) both terms grow "
         "like sqrt(N). Under the cap nlist = N // 39 (default_nlist, for small galleries) the lists hold about 39 "
         "rows each, so the rows read stay near 39 x nprobe, but the centroid scan, N / 39, grows like N itself. "
-        "The growth table's vectors compared columns count them at each gallery size.",
+        "The growth table's vectors compared columns estimate them at each gallery size (lists of equal size "
+        "assumed).",
         answer="b"),
 ]}
 

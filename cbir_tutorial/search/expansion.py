@@ -2,8 +2,9 @@ r"""Query expansion and database augmentation: each vector moved towards its nea
 
 - :func:`alpha_query_expansion` (αQE, Radenović et al. 2018): the query becomes
   :math:`q + \sum_{i \le n} \max(s_i, 0)^\alpha x_i` over its ``n`` nearest gallery items, renormalised;
-- :func:`database_augmentation` (DBA, Arandjelović & Zisserman 2012): every gallery item becomes the
-  same weighted sum over its own ``n`` neighbours (itself with weight 1).
+- :func:`database_augmentation` (DBA, Arandjelović & Zisserman 2012, who averaged the neighbours with
+  equal weights; the α-weighted form is from Radenović et al. 2018): every gallery item becomes the same
+  weighted sum over its own ``n`` neighbours (itself with weight 1).
 
 :class:`Expansion` does both over any :class:`~cbir_tutorial.search.backends.Index`: DBA is fitted on the
 gallery (the index stores the augmented vectors), αQE searches twice. It keeps leave-one-out evaluation

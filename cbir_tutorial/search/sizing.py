@@ -6,7 +6,7 @@ gallery generated around real features; how the cost of a query grows with the g
 * :class:`GalleryAround` - new vectors between real ones and their neighbours: a large gallery with the
   clusters of real features, without extracting hundreds of thousands of photos;
 * :func:`recall_latency_curves` - every index at each gallery size, its knob turned on the built index;
-* :func:`vectors_compared` and :func:`growth_table` - how many vectors a query compares with, and how its time
+* :func:`vectors_compared` and :func:`growth_table` - about how many vectors a query compares with, and how its time
   and recall move when the gallery grows.
 """
 
@@ -111,9 +111,10 @@ def nlist_rule(n: int) -> str:
 
 def vectors_compared(index: str, n: int, *, nlist: int | None = None, nprobe: int | None = None) -> float:
     """Vectors one query is compared with, for a gallery of ``n`` rows: all ``n`` for ``"exact"``; for
-    ``"faiss-ivf"`` the ``nlist`` centroids (to find the nearest lists) plus the ``nprobe`` lists of about
-    ``n / nlist`` rows each (``nlist`` by default :func:`default_nlist`); NaN for an index without such a model
-    (HNSW's graph walk)."""
+    ``"faiss-ivf"`` an estimate, ``nlist + nprobe * n / nlist``: the ``nlist`` centroids (to find the nearest
+    lists) plus ``nprobe`` lists assumed of equal size, ``n / nlist`` rows each (k-means lists are not:
+    ``faiss.cvar.indexIVF_stats.ndis`` counts the real number); ``nlist`` by default :func:`default_nlist`.
+    NaN for an index without such a model (HNSW's graph walk)."""
     if index == "exact":
         return float(n)
     if index == "faiss-ivf":
@@ -132,8 +133,8 @@ def recall_latency_curves(gallery: np.ndarray, queries: np.ndarray, sizes: Seque
 
     ``curves``: one row per index, size and knob value, columns ``rows, index, setting, recall, ms per query``
     (:func:`recall_and_latency` against the exact top ``k``) and ``vectors compared``
-    (:func:`vectors_compared`). The knob is turned on the built index (``set_search_options``); the other
-    options are the package's defaults. ``builds``: one row per size and approximate index, columns ``rows,
+    (:func:`vectors_compared`, an estimate for IVF). The knob is turned on the built index
+    (``set_search_options``); the other options are the package's defaults. ``builds``: one row per size and approximate index, columns ``rows,
     index, build s, nlist, nlist set by`` (the last two for IVF only).
     """
     measured, builds = [], []

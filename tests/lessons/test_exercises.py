@@ -366,6 +366,7 @@ def test_the_filter_cases_allow_twenty_rows_and_more():
     ("projection_residual", ["x[::", "matrix product", "slice x"]),
     ("separable_parameters", ["k*k*c_in", "one k x k filter per input channel", "c_in to c_out"]),
     ("l2_normalise", ["np.linalg.norm(", "keepdims"]), ("int8_roundtrip", ["rint(", "/ 254", "(high + low) / 2"]),
+    ("ann_recall", ["set(", "intersection", "divide by k", "average over the queries"]),
     ("instance_recall_at_k", [".any(axis=1)", "[:, :k]"]), ("receptive_field", ["(k - 1) * jump", "multiplies"]),
     ("filtered_top_k", ["flatnonzero"]), ("cosine_top_k", ["argsort"])])
 def test_a_hint_is_a_nudge_not_the_solution(name, revealing):
@@ -395,6 +396,22 @@ def test_ann_recall_refuses_the_median_of_the_queries(capsys):
 
     assert not exercise_for("ann_recall").check(median_recall)
     assert "MEAN" in capsys.readouterr().out
+
+
+def test_ann_recall_refuses_dividing_by_the_rows_found_when_faiss_pads_with_minus_one(capsys):
+    assert solutions.ann_recall(np.array([[3, 1, -1, -1]]), np.array([[1, 3, 9, 0]])) == 0.5
+
+    def by_rows_found(found, reference):
+        return float(np.mean([len(set(f) & set(r)) / max(int((np.asarray(f) >= 0).sum()), 1)
+                              for f, r in zip(found, reference)]))
+
+    assert not exercise_for("ann_recall").check(by_rows_found)
+    assert "-1" in capsys.readouterr().out
+
+    def with_isin(found, reference):
+        return float(np.mean([np.isin(r, f).sum() / len(r) for f, r in zip(found, reference)]))
+
+    assert exercise_for("ann_recall").check(with_isin)
 
 
 def _fake_library(monkeypatch, dotted: str, name: str, implementation):
@@ -669,3 +686,44 @@ def test_cosine_top_k_refuses_a_python_loop_over_the_gallery(capsys):
     out = capsys.readouterr().out.rstrip()
     assert "right values, but through" in out and "without a Python loop" in out and out.endswith(item.hint_text), out
     assert check("cosine_top_k", one_product) is True
+
+
+def test_gem_pool_refuses_a_whole_number_exponent_and_accepts_the_power_mean(capsys):
+    item = EXERCISES["gem_pool"]
+    assert any(p != int(p) for _, p in item.cases)
+
+    def rounded_p(maps, p):
+        p = int(p)
+        return np.mean(maps ** p, axis=(1, 2)) ** (1.0 / p)
+
+    def mine(maps, p):
+        return np.power(np.mean(np.power(maps, p), axis=(1, 2)), 1.0 / p)
+
+    assert check("gem_pool", rounded_p) is False
+    assert "p = 2.5" in capsys.readouterr().out
+    assert check("gem_pool", mine) is True
+
+
+def test_alpha_query_expansion_refuses_clipping_after_the_power_and_accepts_clipping_before(capsys):
+    item = EXERCISES["alpha_query_expansion"]
+    assert any(alpha % 2 == 0 and (nb @ q < 0).any() for q, nb, alpha in item.cases)
+
+    def clipped_after(query, neighbours, alpha):
+        expanded = query + np.maximum((neighbours @ query) ** alpha, 0) @ neighbours
+        return expanded / np.linalg.norm(expanded)
+
+    def mine(query, neighbours, alpha):
+        expanded = query + (np.clip(neighbours @ query, 0, None) ** alpha) @ neighbours
+        return expanded / np.sqrt(expanded @ expanded)
+
+    assert check("alpha_query_expansion", clipped_after) is False
+    assert "before the power, not after" in capsys.readouterr().out
+    assert check("alpha_query_expansion", mine) is True
+
+
+@pytest.mark.parametrize("name, revealing", [
+    ("gem_pool", ["axis", "axes 1 and 2", "p-th root", "1 / p", "raise every value"]),
+    ("alpha_query_expansion", ["neighbours @ query", "max(similarity, 0) ** alpha", "normalise", "dot product"])])
+def test_the_hints_of_notebook_8_are_nudges_not_the_solution(name, revealing):
+    hint = EXERCISES[name].hint_text
+    assert not [text for text in revealing if text in hint], hint
