@@ -49,12 +49,17 @@ def test_a_page_header_says_what_ran_and_where_to_run_it():
     offline = page_header("06_evaluation.ipynb", read, "notebooks/test_run.env")
     assert ("`notebooks/test_run.env` (`CBIR_NB_CATALOGUE=sample`, `CBIR_NB_WEIGHTS=random`, `CBIR_TUTORIAL_STRICT=1`)"
             in offline)
-    assert "VGG16, ResNet50 and Xception ran **with random weights**" in offline and "without a GPU" in offline
+    assert "chose **random weights** for VGG16, ResNet50 and Xception" in offline and "without a GPU" in offline
+    assert "package's own answers" not in offline and "test-run settings" not in offline
     assert "MPLBACKEND" not in offline and "colab.research.google.com" not in offline
     assert "setup_cells --repository" in offline
     online = page_header("06_evaluation.ipynb", {"CBIR_NB_WEIGHTS": "imagenet"}, "notebooks/site_run.env",
                          gpu="Tesla T4", repository="me/cbir-tutorial")
-    assert "random" not in online and "on a GPU (Tesla T4)" in online and "ImageNet weights (imagenet)" in online
+    assert "random" not in online and "on a GPU (Tesla T4)" in online
+    tested = page_header("06_evaluation.ipynb", {"CBIR_TUTORIAL_SOLUTIONS": "1"}, "notebooks/test_run.env", gpu=None,
+                         test_run=True)
+    assert "checked with the package's own answers" in tested and "small test-run settings" in tested
+    assert "GPU" not in tested and "CPU" not in tested  # executed elsewhere: the machine is not known
     assert "VGG16" not in page_header("02_cnns.ipynb", {}, "notebooks/site_run.env")  # builds no Keras backbone
     assert ("https://colab.research.google.com/github/me/cbir-tutorial/blob/main/notebooks/06_evaluation.ipynb"
             in online)

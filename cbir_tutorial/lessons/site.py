@@ -31,10 +31,11 @@ def notebook_links(repository: str | None, notebook: str) -> str:
     """Markdown "Open in Colab / Kaggle" badges for ``notebooks/<notebook>`` of ``repository``, or how to run
     the notebook while the location is not set."""
     if not repository:
-        return (f"*Run it yourself:* download `notebooks/{notebook}` from the repository and open it in JupyterLab, "
-                "Colab or Kaggle (its first cell installs the package). The *Open in Colab / Kaggle* buttons appear "
-                "here once the repository's location is set (`python -m cbir_tutorial.lessons.setup_cells "
-                "--repository owner/name`).")
+        return (f"*Run it yourself:* download `notebooks/{notebook}` from the repository and open it in JupyterLab "
+                "(after `pip install -e .` in the repository), or on Colab or Kaggle with the package's wheel uploaded "
+                "beside it (`python -m build` makes it; the notebook's first cell installs it). The *Open in Colab / "
+                "Kaggle* buttons appear here once the repository's location is set (`python -m "
+                "cbir_tutorial.lessons.setup_cells --repository owner/name`).")
     path = f"{repository}/blob/main/notebooks/{notebook}"
     return (f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
             f"(https://colab.research.google.com/github/{path}) "
@@ -51,31 +52,29 @@ def settings_read_by(code: str, settings: Mapping[str, str]) -> dict[str, str]:
     return {name: value for name, value in settings.items() if name in names or name.startswith("CBIR_TUTORIAL_")}
 
 
-def page_header(notebook: str, settings: Mapping[str, str], source: str, *, gpu: str = "",
-                repository: str | None = None) -> str:
-    """The Markdown note atop a chapter page: executed with ``settings`` (read from the file ``source``),
-    on ``gpu`` (its name; ``""``: a CPU), and the links to run ``notebook`` elsewhere."""
+def page_header(notebook: str, settings: Mapping[str, str], source: str, *, gpu: str | None = "",
+                repository: str | None = None, test_run: bool = False) -> str:
+    """The Markdown note atop a chapter page: executed with ``settings`` (the ones the notebook reads, from the
+    file ``source``), on ``gpu`` (its name; ``""``: a CPU; None: not known, e.g. notebooks executed elsewhere),
+    and the links to run ``notebook`` elsewhere. ``test_run``: the settings are the small test-run ones."""
     weights = settings.get("CBIR_NB_WEIGHTS")
     shown = ", ".join(f"`{name}={value}`" for name, value in settings.items()
                       if name not in _QUIET and not name.startswith("TF_"))
-    if weights is None:  # the notebook builds no Keras backbone
-        keras = ""
-    elif weights == "random":
-        keras = (f"; {KERAS_BACKBONES} ran **with random weights** (their ImageNet weights need internet): wherever "
-                 "they appear, their numbers and pictures say nothing about those networks")
-    else:
-        keras = f"; {KERAS_BACKBONES} ran with their ImageNet weights ({weights})"
-    return "\n".join([
-        ":::{note}",
-        f"**How this page was made.** This chapter ran top to bottom with the settings of `{source}`"
-        f"{f' ({shown})' if shown else ''}, the notebook's defaults otherwise, on "
-        f"{'a GPU (' + gpu + ')' if gpu else 'a CPU, without a GPU'}. EfficientNet-Lite0 and -Lite2 ran with "
-        f"their real ImageNet weights{keras}. The parameters cell prints every value it used; with your own "
-        "settings and data the numbers change.",
-        "",
-        notebook_links(repository, notebook),
-        ":::",
-    ])
+    hardware = "" if gpu is None else f" on {'a GPU (' + gpu + ')' if gpu else 'a CPU, without a GPU'}"
+    lines = [f"**How this page was made.** This chapter ran top to bottom with the settings of `{source}`"
+             f"{f' ({shown})' if shown else ''}, the notebook's defaults otherwise{hardware}. The parameters cell "
+             "prints every value it used, and each result says which backbone and weights made it."]
+    if weights == "random":
+        lines.append(f"The settings chose **random weights** for {KERAS_BACKBONES} (EfficientNet's ImageNet weights "
+                     "install with the package; these three need a download): wherever they appear, their numbers "
+                     "and pictures say nothing about those networks.")
+    if settings.get("CBIR_TUTORIAL_SOLUTIONS", "").strip().lower() in ("1", "true", "yes", "on"):
+        lines.append("The exercises were left blank and checked with the package's own answers "
+                     "(`CBIR_TUTORIAL_SOLUTIONS=1`); the worked answer folded under each check is that answer.")
+    if test_run:
+        lines.append("These are the small test-run settings: the numbers show that every step runs, not how well "
+                     "it works; a build with `notebooks/site_run.env` gives the representative ones.")
+    return "\n".join([":::{note}", " ".join(lines), "", notebook_links(repository, notebook), ":::"])
 
 
 def folded_solution(lesson: str, question: str) -> str:
