@@ -94,7 +94,7 @@ def test_the_test_run_settings_parse_and_set_only_known_variables():
 
     settings = settings_file(Path(__file__).resolve().parents[2] / "notebooks" / "test_run.env")
     assert settings["CBIR_NB_WEIGHTS"] == "random" and settings["CBIR_NB_BACKBONE"] == "efficientnet_lite0"
-    assert all(name.startswith(("CBIR_", "TF_", "MPL")) for name in settings), settings
+    assert all(name.startswith(("CBIR_", "TF_", "MPL", "TQDM_")) for name in settings), settings
 
 
 def test_a_value_below_its_bound_stops_the_parameters_cell_with_where_it_came_from():
