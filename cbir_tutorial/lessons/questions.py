@@ -152,6 +152,18 @@ QUESTIONS: dict[str, Question] = {q.name: q for q in [
         "The growth table's vectors compared columns estimate them at each gallery size (lists of equal size "
         "assumed).",
         answer="b"),
+    Question(
+        "forgetting",
+        "The trained model alone (fusion weight w = 1) searches the categories held out of its training. Against "
+        "the frozen ImageNet features (w = 0), its MAP@10 on those unseen categories will be...",
+        (("a", "higher: what it learned about fashion carries over to new kinds of product"),
+         ("b", "about the same (within 0.01)"),
+         ("c", "lower: it learned to tell apart the categories it was shown, and lost some of the rest")),
+        "Fine-tuning moves the embedding towards what separates the training categories; nothing in the loss keeps "
+        "what separates the others. Whether that costs the unseen categories depends on the catalogue and the run, "
+        "which is why the trainer measures it on categories held out of training and fuses the trained embedding "
+        "with the frozen features at the weight that does not forget (benchmarks/RESULTS.md section 8 measures "
+        "it at full settings)."),
 ]}
 
 #: Each notebook's questions, in the order they appear: ``questions.nb07.p1``.
@@ -162,6 +174,7 @@ LESSONS: dict[str, list[str]] = {
     "nb07": ["precision_at_20"],
     "nb08": ["head_on_unseen"],
     "nb09": ["ivf_cost"],
+    "nb10": ["forgetting"],
 }
 for _lesson, _names in LESSONS.items():
     globals()[_lesson] = types.SimpleNamespace(**{f"p{i}": QUESTIONS[n] for i, n in enumerate(_names, start=1)})

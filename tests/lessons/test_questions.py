@@ -89,7 +89,7 @@ def test_each_question_is_asked_then_checked_in_its_notebook(lesson):
         assert 0 <= asked < checked, (path.name, number)
 
 
-@pytest.mark.parametrize("notebook", ["01", "03", "05", "07", "08", "09"])
+@pytest.mark.parametrize("notebook", ["01", "03", "05", "07", "08", "09", "10"])
 def test_these_lessons_have_at_least_three_checked_items(notebook):
     path, = (ROOT / "notebooks").glob(f"{notebook}_*.ipynb")
     code = "\n".join(_code(path))
