@@ -79,7 +79,7 @@ class SearchEngine:
     def vectors_of(self, keys) -> np.ndarray:
         """``(n, D)`` float32 vectors of the products of index ``keys`` in the pipeline's space (before DBA)."""
         expansion = self.pipeline.expansion
-        return expansion.base_vectors(keys) if expansion is not None and expansion.dba_n else self.index.vectors(keys)
+        return self.index.vectors(keys) if expansion is None else expansion.vectors_of(self.index, keys)
 
     @classmethod
     def build(cls, catalogue: Catalogue, backbone: str | FeatureExtractor | None = None,

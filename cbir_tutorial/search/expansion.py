@@ -188,15 +188,27 @@ class Expansion:
         other products is taken out too); ``passes``: ``ids -> (n,) bool`` of ``filters``, needed with
         ``filters`` to check products whose corrected score brings them in."""
         single = np.ndim(queries) == 1
-        queries = l2_normalise(np.atleast_2d(np.asarray(queries, dtype=np.float32)))
         exclude = None if exclude_ids is None else np.asarray(exclude_ids, dtype=np.int64).reshape(-1)
-        if self.qe_n:
-            distances, found = self._corrected(index, queries, self.qe_n, exclude, None, None)
-            weights = np.where(found >= 0, _expansion_weights(_similarities(distances), self.alpha), 0.0)
-            neighbours = self._stored_of(index, found, exclude)
-            queries = l2_normalise((queries + np.einsum("qn,qnd->qd", weights, neighbours)).astype(np.float32))
+        queries = self.expanded_queries(index, queries, exclude)
         distances, found = self._corrected(index, queries, k, exclude, filters, passes)
         return (distances[0], found[0]) if single else (distances, found)
+
+    def expanded_queries(self, index: Index, queries: np.ndarray, exclude_ids=None) -> np.ndarray:
+        """``(Q, D)`` L2-normalised queries after αQE over ``index`` (unchanged without it): each plus its ``qe_n``
+        nearest stored vectors weighted by ``max(similarity, 0) ** alpha``, each query's ``exclude_ids`` id (and
+        its DBA share) left out."""
+        queries = l2_normalise(np.atleast_2d(np.asarray(queries, dtype=np.float32)))
+        if not self.qe_n:
+            return queries
+        exclude = None if exclude_ids is None else np.asarray(exclude_ids, dtype=np.int64).reshape(-1)
+        distances, found = self._corrected(index, queries, self.qe_n, exclude, None, None)
+        weights = np.where(found >= 0, _expansion_weights(_similarities(distances), self.alpha), 0.0)
+        neighbours = self._stored_of(index, found, exclude)
+        return l2_normalise((queries + np.einsum("qn,qnd->qd", weights, neighbours)).astype(np.float32))
+
+    def vectors_of(self, index: Index, ids) -> np.ndarray:
+        """``(n, D)`` un-augmented gallery vectors of ``ids``: DBA's own copy, else what ``index`` stores."""
+        return self.base_vectors(ids) if self.dba_n else index.vectors(ids)
 
     def _affected(self, excluded: int) -> tuple[np.ndarray, np.ndarray]:
         """``(rows, weights)`` of the gallery products that count ``excluded`` (an id) among their DBA neighbours."""
@@ -264,12 +276,7 @@ def alpha_query_expansion(queries: np.ndarray, gallery: np.ndarray, n: int = 2, 
     ``max(similarity, 0)^alpha``, renormalised. ``exclude``: ``(Q,)`` gallery row per query that may
     not be a neighbour (the query itself in leave-one-out; -1 for none)."""
     gallery = l2_normalise(np.asarray(gallery, dtype=np.float32))
-    queries = l2_normalise(np.atleast_2d(np.asarray(queries, dtype=np.float32)))
-    exclude = None if exclude is None else np.asarray(exclude, dtype=np.int64).reshape(len(queries))
-    distances, found = make_index("exact", gallery).search(queries, n, exclude_ids=exclude)
-    weights = np.where(found >= 0, _expansion_weights(_similarities(distances), alpha), 0.0)
-    neighbours = np.where((found >= 0)[..., None], gallery[np.maximum(found, 0)], 0.0)
-    return l2_normalise((queries + np.einsum("qn,qnd->qd", weights, neighbours)).astype(np.float32))
+    return Expansion(qe_n=n, alpha=alpha).expanded_queries(make_index("exact", gallery), queries, exclude)
 
 
 def database_augmentation(gallery: np.ndarray, n: int = 2, alpha: float = ALPHA) -> np.ndarray:
@@ -301,8 +308,7 @@ class ExpandedSearch:
         """Leave-one-out: the stored products of ``ids`` (all when None) as queries, each left out of its own
         results, its expansion and its neighbours' DBA."""
         ids = self.index.ids if ids is None else np.asarray(ids, dtype=np.int64).reshape(-1)
-        queries = self.expansion.base_vectors(ids) if self.expansion.dba_n else self.index.vectors(ids)
-        return self.search(queries, k, exclude_ids=ids)
+        return self.search(self.expansion.vectors_of(self.index, ids), k, exclude_ids=ids)
 
 
 def expanded_search(vectors: np.ndarray, ids=None, *, index: str = "exact", dba_n: int = 0, qe_n: int = 0,
