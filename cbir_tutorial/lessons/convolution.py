@@ -148,6 +148,27 @@ def pool(image: np.ndarray, size: int = 2, stride: int | None = None, mode: str 
     return np.nanmax(windows, axis=(2, 3)) if mode == "max" else np.nanmean(windows, axis=(2, 3))
 
 
+def shift_change(image: np.ndarray, kernel: np.ndarray, windows: Iterable[int] = (1, 2, 4), *, shift: int = 1,
+                 padding: str | int = "valid") -> dict[int, float]:
+    """How much a response map changes when ``image`` moves ``shift`` pixels to the right, after max pooling.
+
+    ``image``: ``(H, W)``. For each ``window`` (1: no pooling), with ``a`` the map ``|convolve(image, kernel)|``
+    max-pooled over ``window x window`` windows and ``b`` the same for the moved image:
+    ``mean |a - b| / mean a``, a float (0: no change). The image moves with ``np.roll``, which wraps its last
+    columns round to the first (a light background meets a light background). ``padding`` defaults to
+    ``"valid"``: with ``"same"``, the zeros around a light background make bright lines down the map's left and
+    right borders that do not move with the image and inflate ``mean a``.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    edges = np.abs(convolve(image, kernel, padding=padding))
+    moved = np.abs(convolve(np.roll(image, shift, axis=1), kernel, padding=padding))
+    change = {}
+    for window in windows:
+        a, b = (edges, moved) if window == 1 else (pool(edges, window), pool(moved, window))
+        change[window] = float(np.abs(a - b).mean() / a.mean())
+    return change
+
+
 def feature_maps(model, layer: str, images: np.ndarray) -> np.ndarray:
     """Output of ``model``'s layer named ``layer`` for ``images``: ``(B, H', W', C)`` float32.
 

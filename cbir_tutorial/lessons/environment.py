@@ -106,7 +106,8 @@ def setup_advice(summary: Mapping) -> list[str]:
     """What to switch on, from an :func:`environment_summary`: one line per missing piece, empty when all is well.
 
     On Kaggle: Internet (off by default; pip and the Keras ImageNet weights need it), the GPU, the
-    Farfetch listings. On Colab: the GPU. Locally: nothing to switch on.
+    Farfetch listings. On Colab: the GPU. Locally: nothing to switch on. The GPU line names the notebooks
+    that need one (5 to 8 and 10): the others run fine without one, so it never asks to run them again.
     """
     where, advice = summary["running on"], []
     if where == "kaggle" and not summary["internet"]:
@@ -114,7 +115,8 @@ def setup_advice(summary: Mapping) -> list[str]:
                       "account): pip and the Keras ImageNet weights need it. Then run the notebook again.")
     if where in ("kaggle", "colab") and not summary["gpu"]:
         menu = "Settings → Accelerator → GPU" if where == "kaggle" else "Runtime → Change runtime type → T4 GPU"
-        advice.append(f"{where.capitalize()}: no GPU. Switch one on ({menu}) and run the notebook again.")
+        advice.append(f"{where.capitalize()}: no GPU. Notebooks 1 to 4 and 9 need none; notebooks 5 to 8 and 10 "
+                      f"do: switch one on there ({menu}).")
     if where == "kaggle" and str(summary["farfetch listings"]).startswith("not found"):
         advice.append("Kaggle: the Farfetch listings are not attached (Add Input → search \"farfetch listings\"); "
                       "the notebooks use the 770-photo sample meanwhile.")

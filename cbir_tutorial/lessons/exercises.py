@@ -29,9 +29,9 @@ The pattern, in a notebook::
 * ``q.check(function)`` (or ``check(name, function)``) first refuses a function that is or uses this package
   (the exercise is to write the step, not to wrap the package's own implementation; the solution itself passes
   only in solutions mode) or a library that does the step (:data:`OTHER_LIBRARIES`: Keras, TensorFlow, torch,
-  scipy.signal, scipy.ndimage, sklearn), then runs it on the exercise's test cases; a mask must be a bool
-  array. It prints ``not done yet: ...`` for a stand-in (so "run all" goes on), one line naming the first
-  wrong case, the learner's value and a hint about the likely mistake (never the expected value), or a
+  scipy.signal, scipy.ndimage, scipy.spatial, sklearn, faiss), then runs it on the exercise's test cases; a mask
+  must be a bool array. It prints ``not done yet: ...`` for a stand-in (so "run all" goes on), one line naming
+  the first wrong case, the learner's value and a hint about the likely mistake (never the expected value), or a
   success line. In solutions mode a wrong answer raises :class:`AssertionError`, so
   the notebooks' test run fails if a solution or a check breaks.
 
@@ -122,7 +122,7 @@ class Exercise:
             if _shape(got) != _shape(expected):
                 text = f"{what} should have shape {_shape(expected)}, yours has shape {_shape(got)}"
             else:
-                text = f"{what} is not {_shown(got)}"
+                text = f"{what}: yours gives {_shown(got)}"
             return text + (f": {hint}" if hint else "")
         broken = self.rule(function) if self.rule else None
         return f"{broken}: {self.hint_text}" if broken else None
@@ -254,10 +254,11 @@ def uses_the_package(function: Callable, depth: int = 3) -> str:
 
 
 #: Libraries that would do an exercise's step in one call (a Keras ``Conv2D`` or ``GlobalAveragePooling2D``,
-#: ``tf.math.l2_normalize``, ``scipy.signal.correlate2d``, ``sklearn.preprocessing.normalize``...): the exercises
-#: ask for numpy, and an answer that uses one of these is refused.
+#: ``tf.math.l2_normalize``, ``scipy.signal.correlate2d``, ``sklearn.preprocessing.normalize``,
+#: ``scipy.spatial.distance.cdist``, ``faiss.pairwise_distances``...): the exercises ask for numpy, and an answer
+#: that uses one of these is refused.
 OTHER_LIBRARIES = ("keras", "tf_keras", "tensorflow", "torch", "torchvision", "jax", "sklearn", "scipy.signal",
-                   "scipy.ndimage")
+                   "scipy.ndimage", "scipy.spatial", "faiss")
 
 
 def _library(name: str) -> str:
@@ -377,6 +378,9 @@ def _list(values) -> str:
 _rng = np.random.default_rng(7)
 _IMAGE = _rng.integers(0, 10, size=(5, 6)).astype(float)
 _KERNEL = np.array([[1.0, 2.0, 0.0], [0.0, -1.0, 3.0], [-2.0, 0.0, 1.0]])
+#: Grey values in 0..1, as in notebook 2's photo: whole numbers nowhere, so an answer that keeps only the whole
+#: part (an output array of ints) fails here, where on _IMAGE and whole-number kernels it would pass.
+_GREY = np.round(np.random.default_rng(21).uniform(0, 1, size=(4, 5)), 3)
 _MAPS = _rng.normal(size=(2, 3, 4, 5))
 _FEATURES = _rng.normal(size=(4, 3)) * np.array([[1.0], [5.0], [0.2], [2.0]])
 _QUERIES, _GALLERY = _rng.normal(size=(2, 4)), _rng.normal(size=(5, 4)) * 3
@@ -401,9 +405,11 @@ _LONG_GALLERY = np.random.default_rng(16).normal(size=(1000, 3))
 _UNIT_ROWS32 = np.random.default_rng(17).normal(size=(96, 1280)).astype(np.float32)
 _UNIT_ROWS32 /= np.linalg.norm(_UNIT_ROWS32, axis=1, keepdims=True)
 _LABELS = np.array(["shoe", "shoe", "shoe", "bag", "", "", "watch", "bag", "shoe", "belt"], dtype=object)
-#: Four unlabelled products, more than any category has: keeping them as queries, averaging over categories and
-#: averaging over every product give three different chance levels (on _LABELS the first two coincide).
-_MOSTLY_UNLABELLED = np.array(["a", "", "b", "a", "", "c", "", "a", "b", ""], dtype=object)
+#: Five unlabelled products, more than any category has: keeping them as queries, averaging over categories and
+#: averaging over every product give three different chance levels (on _LABELS the first two coincide). N = 15
+#: products, 10 labelled: dividing by N, by the labelled products or by K = 10 are three different mistakes (on the
+#: other cases, N = 10 = K). It is the first case, so its values choose the hint.
+_MOSTLY_UNLABELLED = np.array(["a", "", "b", "a", "c", "", "a", "d", "b", "", "c", "a", "", "b", ""], dtype=object)
 #: A photo whose features are all zero (a blank image through some networks): no direction, it stays zeros.
 _WITH_A_ZERO_ROW = np.vstack([_FEATURES[:2], np.zeros((1, 3)), _FEATURES[2:]])
 
@@ -534,6 +540,26 @@ def _sorted_indices(distances, k, allowed):
     return order[allowed[order]]
 
 
+def _filter_left_unchanged(function: Callable) -> str | None:
+    """None when ``function(distances, allowed, k)`` leaves the two arrays it is given as they were; else which
+    one it wrote into (the checks pass copies, so such an answer gives the right rows and would pass)."""
+    for distances, allowed, k in ((_DISTANCES, _ALLOWED, 3), (_MANY_DISTANCES, ~_MANY_ALLOWED, 8)):
+        given = (distances.copy(), allowed.copy())
+        try:
+            with np.errstate(all="ignore"):
+                function(*given, k)
+        except Exception:  # the values were checked already; a crash here is not this rule's business
+            continue
+        changed = [name for name, before, after in zip(("distances", "allowed"), (distances, allowed), given)
+                   if not np.array_equal(before, after)]
+        if changed:
+            return (f"right rows, but your function wrote into its argument {' and '.join(f'`{c}`' for c in changed)}: "
+                    "the caller may still need it (the same distances under another filter, the same mask to count "
+                    "the relevant products that pass), so leave the arrays you are given as they were and write "
+                    "into a new array or a copy")
+    return None
+
+
 EXERCISES: dict[str, Exercise] = {e.name: e for e in [
     Exercise(
         "query_mask", ((_LABELS,), (_LABELS[:4],)),
@@ -543,13 +569,19 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
          ("did you keep categories with a single product? Such a query can never find a relevant result",
           lambda labels: np.asarray(labels, dtype=object) != ""))),
     Exercise(
-        "chance_precision", ((_MOSTLY_UNLABELLED,), (_LABELS,), (np.array(["a"] * 6 + ["b"] * 2 + ["c"], dtype=object),)),
+        "chance_precision",
+        ((_MOSTLY_UNLABELLED,), (_LABELS,), (np.array(["a"] * 6 + ["b"] * 2 + ["c"], dtype=object),)),
         lambda labels: f"the chance precision of labels {_items(labels)}",
         (("did you keep the unlabelled products (\"\") as queries? They have no category: only the products of "
           "exercise 1's mask are queries",
-          lambda labels: float(np.mean((_category_sizes(labels)[_category_sizes(labels) >= 2] - 1) / (len(labels) - 1)))),
+          lambda labels: float(np.mean((_category_sizes(labels)[_category_sizes(labels) >= 2] - 1)
+                                       / (len(labels) - 1)))),
          ("did you divide by N instead of N - 1? The query is never among its own results",
           lambda labels: float(np.mean((_category_sizes(labels)[solutions.query_mask(labels)] - 1) / len(labels)))),
+         ("did you count only the labelled products in N? N counts every product, unlabelled ones too: they are in "
+          "the random result list",
+          lambda labels: float(np.mean((_category_sizes(labels)[solutions.query_mask(labels)] - 1)
+                                       / (np.sum(np.asarray(labels, dtype=object) != "") - 1)))),
          ("did you count the query itself as relevant (n_c instead of n_c - 1)?",
           lambda labels: float(np.mean(_category_sizes(labels)[solutions.query_mask(labels)] / (len(labels) - 1)))),
          ("did you average over categories instead of over queries? A large category has more queries",
@@ -558,7 +590,7 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
          ("did you average over every product? Only those of the query mask are queries",
           lambda labels: float(np.mean((_category_sizes(labels) - 1) / (len(labels) - 1)))))),
     Exercise(
-        "conv3x3", ((_IMAGE, _KERNEL), (_IMAGE.T.copy(), np.ones((3, 3)))),
+        "conv3x3", ((_IMAGE, _KERNEL), (_IMAGE.T.copy(), np.ones((3, 3))), (_GREY, _KERNEL * 0.5)),
         lambda image, kernel: (f"the 'same' convolution of a {image.shape[0]}x{image.shape[1]} image by kernel "
                                f"{_list(kernel)}"),
         (("you flipped the kernel: that is the convolution of mathematics; Conv2D (and `convolve`) slide the "
@@ -570,7 +602,10 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
           lambda image, kernel: _corner_conv3x3(np.pad(image, 1, mode="edge"), kernel)),
          ("your windows are one pixel off: out[i, j] is the window CENTRED on pixel (i, j), image[i-1:i+2, "
           "j-1:j+2] (the padding makes it exist at the border)",
-          lambda image, kernel: _corner_conv3x3(np.pad(image, ((0, 2), (0, 2))), kernel)))),
+          lambda image, kernel: _corner_conv3x3(np.pad(image, ((0, 2), (0, 2))), kernel)),
+         ("your outputs lost their fractions: did you store them in an array of integers (dtype=int, astype(int), "
+          "np.zeros_like of an int array)? Pixels and kernels are floats, and so is each sum",
+          lambda image, kernel: np.trunc(solutions.conv3x3(image, kernel))))),
     Exercise(
         "output_size", ((224, 3, 1, 0), (7, 7, 1, 3), (224, 3, 2, 1), (10, 3, 2, 0), (10, 5, 3, 2)),
         lambda n, kernel, stride, padding: f"output_size(n={n}, kernel={kernel}, stride={stride}, padding={padding})",
@@ -582,7 +617,8 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
          ("did you ignore the padding?", lambda n, k, s, p: (n - k) // s + 1))),
     Exercise(
         "conv_parameters", ((3, 4, 64), (3, 64, 128, False), (1, 256, 64), (5, 1, 1)),
-        lambda k, c_in, c_out, bias=True: f"a {k}x{k} Conv2D from {c_in} to {c_out} channels ({'with' if bias else 'no'} bias)",
+        lambda k, c_in, c_out, bias=True: (f"a {k}x{k} Conv2D from {c_in} to {c_out} channels "
+                                           f"({'with' if bias else 'no'} bias)"),
         (("did you forget the bias (one per output channel)? Or add it when bias=False?",
           lambda k, c_in, c_out, bias=True: k * k * c_in * c_out + (0 if bias else c_out)),
          ("each kernel is as deep as the input: it has weights for every input channel",
@@ -592,15 +628,18 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
          ("the bias is one number per OUTPUT channel, not per input channel",
           lambda k, c_in, c_out, bias=True: k * k * c_in * c_out + (c_in if bias else 0)))),
     Exercise(
-        "global_average_pool", ((_MAPS,), (_MAPS[:, :1],)),
+        "global_average_pool", ((_MAPS,), (_MAPS[:, :1],), (_MAPS[:1],), (_MAPS[..., :1],)),
         lambda maps: f"global average pooling of maps of shape {maps.shape} (batch, height, width, channels)",
         (("you averaged over the channels: average each channel over its positions instead, one number per channel",
           lambda maps: maps.mean(axis=3)),
+         ("did you squeeze the result? With one photo (or one channel), np.squeeze drops that axis too: the answer "
+          "keeps its shape (batch, channels) for every batch and channel count",
+          lambda maps: np.squeeze(maps.mean(axis=(1, 2)))),
          ("that is global MAX pooling: average instead", lambda maps: maps.max(axis=(1, 2))),
          ("you summed the positions: divide by their number (height x width)", lambda maps: maps.sum(axis=(1, 2))))),
     Exercise(
         "l2_normalise", ((_FEATURES,), (_FEATURES[:, :2],), (_WITH_A_ZERO_ROW,)),
-        lambda features: f"the L2-normalised rows of {_list(features)}",
+        lambda features: f"for the input {_list(features)}, the L2-normalised rows",
         (("you scaled the columns to length 1: scale each row, one photo's vector",
           lambda f: f / np.linalg.norm(f, axis=0, keepdims=True)),
          ("you divided by the norm of the whole matrix: each row needs its own length",
@@ -639,8 +678,9 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
           lambda k, c_in, c_out: k * k * c_in))),
     Exercise(
         "euclidean_distances", ((_QUERIES, _GALLERY), (_GALLERY[:1], _GALLERY), (_UNIT_ROWS32[::2], _UNIT_ROWS32)),
-        lambda q, g: (f"the distances between {q.shape[0]} queries and {g.shape[0]} gallery vectors of width {q.shape[1]}"
-                      + (", float32 unit vectors, the queries being rows of the gallery" if q.dtype == np.float32 else "")),
+        lambda q, g: (f"the distances between {q.shape[0]} queries and {g.shape[0]} gallery vectors of width "
+                      f"{q.shape[1]}" + (", float32 unit vectors, the queries being rows of the gallery"
+                                         if q.dtype == np.float32 else "")),
         (("those are squared distances: take the square root", lambda q, g: solutions.euclidean_distances(q, g) ** 2),
          ("the result has one ROW per query: shape (M, N)", lambda q, g: solutions.euclidean_distances(q, g).T),
          ("that is the dot product (a similarity), not a distance", lambda q, g: q @ g.T),
@@ -651,9 +691,11 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
         rule=_all_pairs_at_once),
     Exercise(
         "cosine_top_k", ((_COSINE_GALLERY, np.array([1.0, 0.0]), 3), (_COSINE_GALLERY, np.array([0.0, 2.0]), 5),
-                         (_WIDE_GALLERY, np.array([0.5, -1.0, 0.2]), 10), (_LONG_GALLERY, np.array([1.0, 2.0, -0.5]), 300)),
+                         (_WIDE_GALLERY, np.array([0.5, -1.0, 0.2]), 10),
+                         (_LONG_GALLERY, np.array([1.0, 2.0, -0.5]), 300)),
         lambda g, q, k: (f"the top {k} of gallery {_list(g)}" if len(g) <= 12 else
-                         f"the top {k} of a gallery of {len(g):,} vectors of width {g.shape[1]}") + f" for query {_list(q)}",
+                         f"the top {k} of a gallery of {len(g):,} vectors of width {g.shape[1]}")
+                        + f" for query {_list(q)}",
         (("you returned the least similar first: cosine is a similarity, sort it in decreasing order",
           lambda g, q, k: np.argsort((g @ q) / (np.linalg.norm(g, axis=1) * np.linalg.norm(q)), kind="stable")[:k]),
          ("you ranked by the dot product: divide by the vectors' lengths (cosine ignores length)",
@@ -682,6 +724,8 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
           lambda r, n, k: solutions.ap_at_k(r, n, k) * min(k, n) / max(len(_found(r, k)), 1)),
          ("precision@r at the i-th relevant result is i / r (i relevant results among the first r), not r / i",
           lambda r, n, k: float(np.sum(_found(r, k) / np.arange(1, len(_found(r, k)) + 1)) / min(k, n)) if n else 0.0),
+         ("rank k itself counts: keep the ranks <= k",
+          lambda r, n, k: solutions.ap_at_k([rank for rank in r if rank < k], n, k)),
          ("count the relevant results from 1: at the first one, rank r, the precision is 1 / r",
           lambda r, n, k: float(np.sum(np.arange(len(_found(r, k))) / _found(r, k)) / min(k, n)) if n else 0.0),
          ("only the first k results count: leave out the ranks above k",
@@ -689,9 +733,14 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
           if n else 0.0))),
     Exercise(
         "map_at_k", ((_HITS, [3, 4, 8, 2], 5), (_HITS[:3], [3, 4, 8], 5), (_HITS[:, :3], [2, 1, 3, 2], 3),
-                     (_HITS_BEYOND_K, [4, 3, 6], 3)),
+                     (_HITS_BEYOND_K, [4, 3, 6], 3), (_HITS, [3, 4, 8, 0], 5)),
         lambda hits, n_relevant, k: f"MAP@{k} of the result lists {np.asarray(hits).tolist()} with R = {_items(n_relevant)}",
-        (("every query counts, also one that found nothing (its AP is 0)",
+        (("every query counts, also one with nothing relevant in the catalogue (R = 0): its AP is 0, and it stays "
+          "in the mean",
+          lambda h, n, k: float(np.mean([_ap_of_row(r, m, k) for r, m in zip(h, n) if m > 0]))),
+         ("a query with R = 0 gives 0 / 0 = nan: its AP is 0, without dividing",
+          lambda h, n, k: float("nan") if 0 in list(n) else solutions.map_at_k(h, n, k)),
+         ("every query counts, also one that found nothing (its AP is 0)",
           lambda h, n, k: float(np.mean([_ap_of_row(r, m, k) for r, m in zip(h, n) if np.sum(r[:k])]))),
          ("that is the mean precision@K: MAP averages AP@K, which rewards relevant results that come early",
           lambda h, n, k: float(np.mean([solutions.precision_at_k(r, k) for r in h]))),
@@ -716,7 +765,8 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
          ("nearest first: sort the distances in increasing order",
           lambda d, allowed, k: np.flatnonzero(allowed)[np.argsort(-d[allowed], kind="stable")[:k]])),
         order_hint="the right products, in the wrong order: the k nearest must come nearest first (argpartition "
-                   "only splits off the k smallest, in no particular order: sort those k afterwards)"),
+                   "only splits off the k smallest, in no particular order: sort those k afterwards)",
+        rule=_filter_left_unchanged),
     Exercise(
         "precision_curve", ((_HITS[0],), (np.array([0, 1, 1, 0, 1, 0, 0, 1]),)),
         lambda relevant: f"the precision curve of {_items(relevant)}",
@@ -885,8 +935,8 @@ EXERCISES.update({e.name: e for e in [
 _HINTS = {
     "query_mask": ("two conditions, each a bool array over the products: has a label, and belongs to a category "
                    "with another member. For the second, every product needs the size of its own category: "
-                   "np.unique can return both the size of each distinct label and which distinct label each "
-                   "product has.", ()),
+                   "np.unique(labels, ...) can return both the size of each distinct label and which distinct "
+                   "label each product has (its return_counts and return_inverse options).", ()),
     "chance_precision": ("the probability depends only on the query's category: compute it for every product from "
                          "its category's size (as in exercise 1), then average it over the products that can be "
                          "queries.", ()),
@@ -900,7 +950,9 @@ _HINTS = {
     "conv_parameters": ("start with one output channel: how many numbers does its kernel hold, given that it reads "
                         "every input channel? How many such kernels are there, and what else does each output "
                         "channel add when bias=True?", ("cbir_tutorial.lessons.architectures.conv_cost",)),
-    "global_average_pool": ("average each channel over all its positions: the height and width axes.",
+    "global_average_pool": ("one number per photo and channel: the mean of that channel's map over all its "
+                            "positions. Which axes of (batch, height, width, channels) index a position? numpy "
+                            "can average over more than one at once.",
                             ("cbir_tutorial.models.pooling.pool",)),
     "l2_normalise": ("a vector's length is the square root of the sum of its squares. Each row needs its own "
                      "length, and numpy divides every value of a row by it when the lengths keep a column shape "

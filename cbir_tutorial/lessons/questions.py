@@ -92,8 +92,10 @@ QUESTIONS: dict[str, Question] = {q.name: q for q in [
         answer="c"),
     Question(
         "untrained_ratio",
-        "Distances of two different networks have no common scale: an untrained network's can all be tiny. The "
-        "ratio below has no unit: the distance between the two products of the same category divided by the "
+        "Both networks give unit vectors, so their distances share the range 0-2; but an untrained network's "
+        "vectors can all point nearly the same way, making all its distances small, which alone says nothing "
+        "about its ranking: that depends only on which distances are smaller. The ratio below does not depend "
+        "on their size either: the distance between the two products of the same category divided by the "
         "shorter distance from one of them to the third product (under 1: the pair is closer). Through the same "
         "architecture with random, untrained weights, the three photos' ratio will be...",
         (("a", "about the same as with the ImageNet weights (within 0.05): any deep network groups products"),
@@ -102,7 +104,8 @@ QUESTIONS: dict[str, Question] = {q.name: q for q in [
         "Random convolutions keep colour and silhouette, so an untrained network can still put two similar "
         "photos closer; ImageNet training adds what kinds of object look like, which usually shows as a lower "
         "ratio. Three photos are an anecdote either way: notebook 6 compares the two networks by MAP@K over the "
-        "whole catalogue, a measure that does not depend on the scale of distances either."),
+        "whole catalogue, a measure that, like a ranking, depends only on which distances are smaller, not on "
+        "how small they are."),
     Question(
         "precision_at_20",
         "The explorer's query shows its top K results (K = 10 with the defaults). Double K (the next cell slides "

@@ -357,9 +357,14 @@ def _weights_id(weights: Weights, seed: int) -> str:
 
 
 def _progress_bar(total: int, desc: str, enabled: bool):
+    """A tqdm bar over ``total`` images (a widget in a notebook); a silent one when ``enabled`` is false or the
+    environment sets ``TQDM_DISABLE`` (as the course site's and the tests' runs do). tqdm's own reading of that
+    variable only changes the default of ``disable``, and its notebook bar passes ``disable`` itself, so the
+    variable is read here, at each call."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="img", disable=not enabled, leave=False)
+    switched_off = os.environ.get("TQDM_DISABLE", "").strip().lower() not in {"", "0", "false", "no", "off"}
+    return tqdm(total=total, desc=desc, unit="img", disable=not enabled or switched_off, leave=False)
 
 
 def fallback_message(choice: BackboneChoice, fallback: BackboneChoice) -> str:

@@ -168,3 +168,40 @@ def test_stride_padding_figure_draws_the_padding_the_windows_and_the_output():
                 if p.get_label().startswith("window")]) == 3  # never more windows than outputs in a row
     with pytest.raises(ValueError, match="does not fit"):
         stride_padding_figure(2, 5, 1, 0)
+
+
+def test_shift_change_is_the_relative_change_of_the_pooled_edge_maps():
+    from cbir_tutorial.lessons.convolution import shift_change
+
+    step = np.ones((8, 12), dtype=np.float32)
+    step[:, 5:7] = 0.0  # a dark stripe on white: two vertical edges, and white columns to wrap round
+    kernel = KERNELS["vertical edges"]
+    a, b = np.abs(convolve(step, kernel)), np.abs(convolve(np.roll(step, 1, axis=1), kernel))
+    change = shift_change(step, kernel, windows=(1, 2))
+    assert list(change) == [1, 2]
+    assert change[1] == pytest.approx(np.abs(a - b).mean() / a.mean())
+    assert change[2] == pytest.approx(np.abs(pool(a) - pool(b)).mean() / pool(a).mean())
+    assert shift_change(step, kernel, windows=(1,), shift=0) == {1: 0.0}
+
+
+def test_shift_change_with_same_padding_is_diluted_by_the_frame(photo):
+    from cbir_tutorial.lessons.convolution import shift_change
+
+    g = grey(photo)
+    kernel = KERNELS["vertical edges"]
+    framed = np.abs(convolve(g, kernel, padding="same"))
+    border = framed[:, [0, -1]].sum() / framed.sum()  # zeros meet the white background: bright border columns
+    assert border > 0.1, border
+    assert shift_change(g, kernel, padding="same")[1] < shift_change(g, kernel)[1]
+
+
+def test_pooling_makes_the_edge_map_less_sensitive_to_a_shift_on_every_sample_photo(sample_catalogue):
+    """Notebook 2's claim, and its `otherwise` text: the order holds on each photo of the sample."""
+    from cbir_tutorial.lessons.convolution import shift_change
+
+    broken = []
+    for path in sample_catalogue.table["path"]:
+        change = shift_change(grey(load_rgb(path)), KERNELS["vertical edges"], windows=(1, 2, 4))
+        if not change[4] < change[2] < change[1]:
+            broken.append((path, change))
+    assert len(sample_catalogue) == 770 and not broken, broken[:5]

@@ -103,3 +103,12 @@ def test_setup_advice(where, internet, gpu, farfetch, expected):
     assert len(advice) == len(expected)
     for line, words in zip(advice, expected):
         assert words in line
+
+
+@pytest.mark.parametrize("where", ["kaggle", "colab"])
+def test_the_gpu_advice_names_the_notebooks_that_need_one_and_never_asks_to_rerun_this_one(where):
+    advice = setup_advice({"running on": where, "internet": True, "gpu": False,
+                           "farfetch listings": "/kaggle/input/farfetch-listings"})
+    assert len(advice) == 1 and "no GPU" in advice[0]
+    assert "1 to 4 and 9 need none" in advice[0] and "5 to 8 and 10" in advice[0]
+    assert "run the notebook again" not in advice[0]

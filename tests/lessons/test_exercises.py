@@ -101,7 +101,7 @@ def test_the_message_names_the_case_and_the_learners_value_not_the_right_one():
         return float(np.sum(np.arange(1, len(found) + 1) / found) / k)
 
     assert EXERCISES["ap_at_k"].problem(divides_by_k) == (
-        "AP@5 with relevant results at ranks [1, 3, 4] and R = 3 is not 0.483: did you divide by K instead of "
+        "AP@5 with relevant results at ranks [1, 3, 4] and R = 3: yours gives 0.483: did you divide by K instead of "
         "min(K, R)? When R < K, a perfect list could not score 1")
 
 
@@ -727,3 +727,204 @@ def test_alpha_query_expansion_refuses_clipping_after_the_power_and_accepts_clip
 def test_the_hints_of_notebook_8_are_nudges_not_the_solution(name, revealing):
     hint = EXERCISES[name].hint_text
     assert not [text for text in revealing if text in hint], hint
+
+
+def test_filtered_top_k_refuses_an_answer_that_writes_into_its_inputs(capsys):
+    """The check passes copies, so the right rows computed by overwriting the distances passed it (review 2 of
+    notebook 7); an answer that leaves its arguments alone still passes."""
+    def overwrites_the_distances(distances, allowed, k):
+        distances[~allowed] = np.inf
+        order = np.argsort(distances, kind="stable")[:k]
+        return order[allowed[order]]
+
+    def overwrites_the_mask(distances, allowed, k):
+        rows = np.flatnonzero(allowed)
+        allowed[:] = False
+        return rows[np.argsort(distances[rows], kind="stable")[:k]]
+
+    def on_a_copy(distances, allowed, k):
+        far = distances.copy()
+        far[~allowed] = np.inf
+        order = np.argsort(far, kind="stable")[:k]
+        return order[allowed[order]]
+
+    assert check("filtered_top_k", overwrites_the_distances) is False
+    out = capsys.readouterr().out
+    assert "right rows, but your function wrote into its argument `distances`" in out, out
+    assert check("filtered_top_k", overwrites_the_mask) is False
+    assert "`allowed`" in capsys.readouterr().out
+    assert check("filtered_top_k", on_a_copy) is True
+
+
+def test_conv3x3_refuses_an_output_array_of_integers_and_accepts_one_of_floats(capsys):
+    item = EXERCISES["conv3x3"]
+    assert any((np.asarray(image) % 1 != 0).any() for image, _ in item.cases)  # a case with fractions
+
+    def into(out, image, kernel):
+        padded = np.pad(image, 1)
+        for i in range(image.shape[0]):
+            for j in range(image.shape[1]):
+                out[i, j] = (padded[i:i + 3, j:j + 3] * kernel).sum()
+        return out
+
+    def int_output(image, kernel):  # exact on whole-number images and kernels, truncated on a photo's 0..1 values
+        return into(np.zeros(image.shape, dtype=int), image, kernel)
+
+    def mine(image, kernel):
+        return into(np.zeros(image.shape), image, kernel)
+
+    assert check("conv3x3", int_output) is False
+    out = capsys.readouterr().out
+    assert "of a 4x5 image" in out and "lost their fractions" in out, out
+    assert not exercises.nb02.q1.passes(int_output)
+    assert check("conv3x3", mine) is True
+
+
+# Notebook 3: the cases and messages a second review found too lenient or unclear.
+def test_global_average_pool_has_a_batch_of_one_and_a_single_channel_so_squeeze_is_refused(capsys):
+    shapes = [args[0].shape for args in EXERCISES["global_average_pool"].cases]
+    assert any(shape[0] == 1 for shape in shapes) and any(shape[3] == 1 for shape in shapes), shapes
+
+    def squeezed(maps):  # right for a batch of photos, (C,) instead of (1, C) for one photo
+        return np.squeeze(maps.mean(axis=(1, 2)))
+
+    def kept_only_the_batch(maps):  # the squeeze written another way: [0] for a batch of one
+        means = maps.mean(axis=(1, 2))
+        return means[0] if len(means) == 1 else means
+
+    for answer in (squeezed, kept_only_the_batch):
+        assert check("global_average_pool", answer) is False
+        out = capsys.readouterr().out
+        assert "should have shape (1, 5), yours has shape (5,)" in out, out
+
+
+def test_global_average_pool_hint_asks_for_the_axes_without_naming_them():
+    hint = EXERCISES["global_average_pool"].hint_text
+    assert "(batch, height, width, channels)" in hint
+    assert not [text for text in ("(1, 2)", "height and width axes", "axis") if text in hint], hint
+
+
+def test_a_wrong_value_is_reported_as_what_yours_gives_for_the_input(capsys):
+    assert check("l2_normalise", lambda features: features * 2) is False
+    out = capsys.readouterr().out
+    assert out.startswith("✗ l2_normalise: for the input [[") and ", the L2-normalised rows: yours gives [[" in out
+    assert " is not [" not in out, out
+
+
+def test_notebook_3_says_a_row_of_zeros_stays_zeros_where_the_learner_writes_l2_normalise():
+    import json
+    from pathlib import Path
+
+    path, = (Path(__file__).resolve().parents[2] / "notebooks").glob("03_*.ipynb")
+    cells = ["".join(c["source"]) for c in json.loads(path.read_text())["cells"]]
+    prompt, = [c for c in cells if "@nb03.q2.write" in c]
+    assert "row of zeros" in prompt and "stays zeros" in prompt, prompt
+
+
+# Notebook 6, review round 2: a MAP that drops the queries with R = 0, and AP@K cut before rank k.
+def test_map_at_k_refuses_an_answer_that_leaves_out_the_queries_with_r_0(capsys):
+    def ap(row, r, k):
+        row = np.asarray(row[:k], dtype=float)
+        precision = np.cumsum(row) / np.arange(1, len(row) + 1)
+        return float(np.sum(precision * row) / min(k, r))
+
+    def drops_r_0(hits, n_relevant, k):
+        return float(np.mean([ap(row, r, k) for row, r in zip(hits, n_relevant) if r > 0]))
+
+    def keeps_r_0(hits, n_relevant, k):
+        return float(np.mean([ap(row, r, k) if r > 0 else 0.0 for row, r in zip(hits, n_relevant)]))
+
+    assert check("map_at_k", keeps_r_0) is True
+    capsys.readouterr()
+    assert check("map_at_k", drops_r_0) is False
+    out = capsys.readouterr().out
+    assert "with R = [3, 4, 8, 0]" in out and "also one with nothing relevant in the catalogue (R = 0)" in out, out
+    assert any(0 in list(n_relevant) for _, n_relevant, _ in EXERCISES["map_at_k"].cases)
+
+
+def test_ap_at_k_tells_an_answer_that_drops_rank_k_that_rank_k_counts(capsys):
+    def stops_before_k(ranks, n_relevant, k):
+        if n_relevant == 0:
+            return 0.0
+        found = [r for r in ranks if r < k]
+        return sum((i + 1) / r for i, r in enumerate(found)) / min(k, n_relevant)
+
+    assert check("ap_at_k", stops_before_k) is False
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith("rank k itself counts: keep the ranks <= k"), out
+    hints = [hint for hint, _ in EXERCISES["ap_at_k"].mistakes]
+    assert hints.index("rank k itself counts: keep the ranks <= k") < [
+        i for i, hint in enumerate(hints) if hint.startswith("count the relevant results from 1")][0]
+
+
+# Notebook 5: a library one-liner that does the whole step (review round 2).
+def _refused_for_a_library(name, answer, library, capsys):
+    assert check(name, answer) is False, answer.__name__
+    out = capsys.readouterr().out.rstrip()
+    assert f"uses {library}" in out and "yourself, with numpy" in out, out
+
+
+def test_scipy_cdist_is_refused_in_both_notebook_5_exercises(capsys):
+    pytest.importorskip("scipy.spatial")  # preinstalled on Colab and Kaggle
+    from scipy.spatial.distance import cdist
+
+    def cdist_distances(queries, gallery):
+        return cdist(queries, gallery)
+
+    def cdist_cosine_top_k(gallery, query, k):
+        return np.argsort(cdist(gallery, query[None], "cosine")[:, 0], kind="stable")[:k]
+
+    assert np.allclose(cdist_distances(*EXERCISES["euclidean_distances"].cases[0]),
+                       solutions.euclidean_distances(*EXERCISES["euclidean_distances"].cases[0]))
+    _refused_for_a_library("euclidean_distances", cdist_distances, "`cdist` (from scipy.spatial)", capsys)
+    _refused_for_a_library("cosine_top_k", cdist_cosine_top_k, "`cdist` (from scipy.spatial)", capsys)
+
+
+def test_faiss_is_refused_in_both_notebook_5_exercises(capsys):
+    faiss = pytest.importorskip("faiss")  # notebook 9 installs it
+
+    def faiss_distances(queries, gallery):
+        squared = faiss.pairwise_distances(np.ascontiguousarray(queries, dtype=np.float32),
+                                           np.ascontiguousarray(gallery, dtype=np.float32))
+        return np.sqrt(np.maximum(squared, 0))
+
+    def faiss_cosine_top_k(gallery, query, k):
+        unit = np.ascontiguousarray(gallery / np.linalg.norm(gallery, axis=1, keepdims=True), dtype=np.float32)
+        index = faiss.IndexFlatIP(unit.shape[1])
+        index.add(unit)
+        return index.search(np.float32(query[None] / np.linalg.norm(query)), k)[1][0]
+
+    _refused_for_a_library("euclidean_distances", faiss_distances, "`faiss`", capsys)
+    _refused_for_a_library("cosine_top_k", faiss_cosine_top_k, "`faiss`", capsys)
+
+
+def test_chance_precision_names_the_labelled_only_n_and_no_longer_mistakes_k_for_n(capsys):
+    labels = EXERCISES["chance_precision"].cases[0][0]  # the first case: its values choose the hint
+    assert len(labels) not in (10, 11) and np.sum(labels != "") - 1 != 10, "N - 1 and K = 10 must differ there"
+
+    def labelled_products_only(labels):  # the likeliest wrong N: the products that have a category
+        labels = np.asarray(labels, dtype=object)
+        sizes = np.array([np.sum(labels == label) for label in labels])
+        return float(np.mean((sizes[_mask(labels)] - 1) / (np.sum(labels != "") - 1)))
+
+    def share_of_ten(labels):  # a random top 10: min(n_c - 1, 10) relevant results out of K = 10, not N
+        labels = np.asarray(labels, dtype=object)
+        sizes = np.array([np.sum(labels == label) for label in labels])
+        return float(np.mean(np.minimum(sizes[_mask(labels)] - 1, 10) / 10))
+
+    assert not check("chance_precision", labelled_products_only)
+    assert "N counts every product, unlabelled ones too" in capsys.readouterr().out
+    assert not check("chance_precision", share_of_ten)
+    out = capsys.readouterr().out
+    assert "divide by N instead of N - 1" not in out and out.rstrip().endswith(EXERCISES["chance_precision"].hint_text)
+
+
+def test_notebook_1_leaves_the_np_unique_recipe_to_the_hint():
+    import json
+    from pathlib import Path
+
+    notebook = Path(__file__).resolve().parents[2] / "notebooks" / "01_setup_and_data.ipynb"
+    prose = "".join("".join(cell["source"]) for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+                    if cell["cell_type"] == "markdown")
+    assert "np.unique" not in prose and "return_counts" not in prose
+    assert "np.unique" in EXERCISES["query_mask"].hint_text

@@ -95,3 +95,10 @@ def test_these_lessons_have_at_least_three_checked_items(notebook):
     code = "\n".join(_code(path))
     checked = len(re.findall(r"\bnb\d\d\.q\d\.check\(", code)) + len(re.findall(r"\.p\d\.check\(", code))
     assert checked >= 3, f"{path.name}: {checked} checked exercises and questions"
+
+
+def test_the_untrained_ratio_question_says_both_networks_give_unit_vectors():
+    question = QUESTIONS["untrained_ratio"]
+    assert "no common scale" not in question.prompt + question.explanation
+    assert "unit vectors" in question.prompt and "range 0-2" in question.prompt
+    assert "which distances are smaller" in question.prompt and "which distances are smaller" in question.explanation

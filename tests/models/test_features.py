@@ -207,3 +207,35 @@ def test_nan_features_an_older_version_cached_are_refused_naming_the_images(lite
                                          r"delete that folder, or extract with cache=False"):
         lite_extractor.extract(photos[:3], cache=cache, progress=False)
     assert lite_extractor.extract(photos[:3], cache=False, progress=False).features.shape == (3, 1280)
+
+
+def test_tqdm_disable_in_the_environment_silences_the_extraction_bar(lite_extractor, photos, monkeypatch, capsys):
+    """The course site and the tests run with TQDM_DISABLE=1; tqdm's own override only changes the default of
+    ``disable``, which ``progress=True`` used to pass explicitly, so a frozen bar stayed in every output."""
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    lite_extractor.extract(photos[:4], cache=False, progress=True)
+    assert "efficientnet_lite0 features" in capsys.readouterr().err  # the bar, without the variable
+
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    lite_extractor.extract(photos[:4], cache=False, progress=True)
+    captured = capsys.readouterr()
+    assert "features" not in captured.err + captured.out, captured.err
+
+
+def test_tqdm_disable_silences_the_notebook_bar_too(monkeypatch, capsys):
+    """In a notebook tqdm.auto is tqdm.notebook's widget bar, which passes ``disable`` itself."""
+    pytest.importorskip("ipywidgets")
+    import tqdm.auto
+    import tqdm.notebook
+
+    from cbir_tutorial.models.features import _progress_bar
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", tqdm.notebook.tqdm)
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    bar = _progress_bar(5, "efficientnet_lite0 features", True)
+    bar.update(5)
+    bar.close()
+    captured = capsys.readouterr()
+    assert bar.disable and captured.out + captured.err == ""
+    monkeypatch.setenv("TQDM_DISABLE", "0")
+    assert not _progress_bar(5, "x", True).disable and _progress_bar(5, "x", False).disable
