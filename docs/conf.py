@@ -3,6 +3,10 @@ sphinx-build: it stages the pages (chapters with their header, the API page, the
 how the notebooks are executed (``CBIR_SITE_EXECUTION``: ``cache``, or ``off`` for notebooks executed already)."""
 
 import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package of this checkout, installed or not
 
 project = "cbir-tutorial"
 author = "the cbir-tutorial authors"
@@ -29,6 +33,30 @@ if repository:
     html_theme_options.update(repository_url=f"https://github.com/{repository}", use_repository_button=True)
 html_static_path = ["_static"]
 html_css_files = ["site.css"]
+html_js_files = ["site.js"]
 html_last_updated_fmt = "%Y-%m-%d"
 # A widget needs a kernel: its still HTML (e.g. the explorer's picture of itself) is shown instead of its view.
 nb_mime_priority_overrides = [("html", "application/vnd.jupyter.widget-view+json", None)]
+
+
+def _hide_machine_paths(app, doctree, docname):
+    """Outputs show ``<data>``, ``<tmp>`` and ``~`` for the build machine's folders (lessons.site.shown_paths)."""
+    import tempfile
+
+    from docutils import nodes
+
+    from cbir_tutorial.lessons.site import shown_paths
+
+    data = os.environ.get("CBIR_TUTORIAL_DATA")
+    data = str(Path(data).resolve()) if data else None
+    for node in list(doctree.findall(lambda n: isinstance(n, (nodes.literal_block, nodes.raw)))):
+        text = node.astext()
+        shown = shown_paths(text, data, tempfile.gettempdir(), str(Path.home()))
+        if shown != text:
+            node.children = []
+            node += nodes.Text(shown)
+            node.rawsource = shown
+
+
+def setup(app):
+    app.connect("doctree-resolved", _hide_machine_paths)  # after MyST-NB chose each output's form

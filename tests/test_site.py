@@ -9,13 +9,15 @@ import http.server
 import json
 import os
 import re
+import tempfile
 import threading
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
 
-from cbir_tutorial.lessons.site import folded_solution, notebook_links, page_header, settings_read_by, site_url
+from cbir_tutorial.lessons.site import (folded_solution, linked_results, notebook_links, page_header, settings_read_by,
+                                        shown_paths, site_url)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(path.stem for path in (ROOT / "notebooks").glob("*.ipynb"))
@@ -65,6 +67,23 @@ def test_a_page_header_says_what_ran_and_where_to_run_it():
             in online)
     assert notebook_links("me/cbir-tutorial", "06_evaluation.ipynb") in online
     assert site_url("Me/cbir-tutorial") == "https://me.github.io/cbir-tutorial/" and site_url(None) is None
+
+
+def test_the_build_machines_folders_are_shown_as_a_reader_can_map_them():
+    text = ("Catalogue('/data/fashion-sample'): /data/fashion-sample/images/1.jpg\n"
+            "/tmp/ipykernel_4/29.py:17: Warning\n(/tmp/pytest-of-me/pytest-3/run/cache/milvus/nb09.db)\n"
+            "/home/me/.cache/x /data/fashion-sample-2/y /tmpdir/z")
+    assert shown_paths(text, "/data/fashion-sample/", "/tmp", "/home/me") == (
+        "Catalogue('<data>'): <data>/images/1.jpg\n"
+        "<tmp>/ipykernel_4/29.py:17: Warning\n(<tmp>/…/milvus/nb09.db)\n"
+        "~/.cache/x /data/fashion-sample-2/y /tmpdir/z")
+    assert shown_paths("/data/x", None, "/tmp", "/") == "/data/x"
+
+
+def test_mentions_of_the_benchmark_results_link_to_their_page():
+    text = "see benchmarks/RESULTS.md section 4 and `benchmarks/RESULTS.md`; [RESULTS](../benchmarks/RESULTS.md) stays"
+    assert linked_results(text) == ("see [benchmarks/RESULTS.md](../benchmarks.md) section 4 and "
+                                     "[`benchmarks/RESULTS.md`](../benchmarks.md); [RESULTS](../benchmarks/RESULTS.md) stays")
 
 
 def test_a_folded_solution_holds_the_worked_answer():
@@ -151,7 +170,8 @@ def broken_links(site: Path, page: Path, hrefs: list[str]) -> list[str]:
 
 @pytest.mark.browser
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_a_chapter_page_shows_its_outputs_without_errors_or_broken_links(site, served, browser, name):
+def test_a_chapter_page_shows_its_outputs_without_errors_or_broken_links(site, served, browser, name,
+                                                                         sample_dir):
     page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
     try:
         page.goto(f"{served}/chapters/{name}.html", wait_until="load")
@@ -161,12 +181,19 @@ def test_a_chapter_page_shows_its_outputs_without_errors_or_broken_links(site, s
             assert images.count() >= 1, f"{name}: the notebook draws, its page shows no picture"
             assert page.evaluate("() => [...document.querySelectorAll('.cell_output img')]"
                                  ".every(img => img.complete && img.naturalWidth > 0)"), f"{name}: a picture is broken"
+            squeezed = page.evaluate("() => [...document.querySelectorAll('.cell_output img')].filter(img => "
+                                     "img.naturalWidth > 600 && img.getBoundingClientRect().width < 600).length")
+            assert squeezed == 0, f"{name}: {squeezed} wide pictures shrunk below 600 px on a phone (site.js)"
         assert page.locator(".output.traceback, .output.error").count() == 0, f"{name}: an error output"
         raw_math = page.evaluate("""() => { const main = document.querySelector('main').cloneNode(true);
             main.querySelectorAll('.math, pre, code, .cell_output').forEach(node => node.remove());
             return (main.innerText.match(/\\\\[(\\[]/g) || []).length; }""")
         assert raw_math == 0, f"{name}: LaTeX shown as text, not as math"
-        assert "Traceback (most recent call last)" not in page.locator("main").inner_text()
+        text = page.locator("main").inner_text()
+        assert "Traceback (most recent call last)" not in text
+        machine = [folder for folder in (tempfile.gettempdir() + "/", str(Path.home()) + "/", str(sample_dir))
+                   if folder in text]
+        assert not machine, f"{name}: the build machine's folders {machine} are shown (conf.py hides them)"
         hrefs = page.evaluate("() => [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'))")
         assert not broken_links(site, site / "chapters" / f"{name}.html", hrefs)
         wide = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")

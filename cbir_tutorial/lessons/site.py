@@ -63,7 +63,8 @@ def page_header(notebook: str, settings: Mapping[str, str], source: str, *, gpu:
     hardware = "" if gpu is None else f" on {'a GPU (' + gpu + ')' if gpu else 'a CPU, without a GPU'}"
     lines = [f"**How this page was made.** This chapter ran top to bottom with the settings of `{source}`"
              f"{f' ({shown})' if shown else ''}, the notebook's defaults otherwise{hardware}. The parameters cell "
-             "prints every value it used, and each result says which backbone and weights made it."]
+             "prints every value it used, and each result says which backbone and weights made it. Folders of the "
+             "machine that ran it read `<data>` (the catalogue's folder) and `<tmp>` (temporary files)."]
     if weights == "random":
         lines.append(f"The settings chose **random weights** for {KERAS_BACKBONES} (EfficientNet's ImageNet weights "
                      "install with the package; these three need a download): wherever they appear, their numbers "
@@ -93,3 +94,22 @@ def folded_solution(lesson: str, question: str) -> str:
     source = textwrap.dedent(inspect.getsource(getattr(solutions, names[number - 1]))).strip()
     return "\n".join(["::::{dropdown} A worked answer (open it once you have tried)", "```python", source, "```",
                       "::::"])
+
+
+def shown_paths(text: str, data: str | None, temporary: str, home: str) -> str:
+    """``text`` with the build machine's folders replaced by what a reader can map to their own: the data
+    folder ``data`` by ``<data>``, a file under the temporary folder by ``<tmp>/…/<its last two parts>``
+    (kernels' cell files, test runs' caches), the home folder by ``~``."""
+    part = r"[^\s'\"<>&)/:]+"  # one folder or file name, in printed text or in HTML
+    if data:
+        text = re.sub(re.escape(data.rstrip("/")) + r"(?![\w.-])", "<data>", text)
+    text = re.sub(re.escape(temporary.rstrip("/")) + rf"(?:/{part})+?((?:/{part}){{2}})(?!/?{part})", r"<tmp>/…\1", text)
+    text = re.sub(re.escape(temporary.rstrip("/")) + r"(?=/)", "<tmp>", text)
+    return re.sub(re.escape(home.rstrip("/")) + r"(?=/)", "~", text) if home not in ("", "/") else text
+
+
+def linked_results(markdown: str, target: str = "../benchmarks.md") -> str:
+    """``markdown`` with each mention of ``benchmarks/RESULTS.md`` (plain or as code, not already a link)
+    made a link to the site's benchmark page ``target``."""
+    return re.sub(r"(?<![\[/(])(`?)benchmarks/RESULTS\.md\1(?![\]`(])",
+                  lambda found: f"[{found.group(0)}]({target})", markdown)
