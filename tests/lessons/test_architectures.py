@@ -162,3 +162,80 @@ def test_photos_per_second_times_batches_after_an_untimed_warm_up_and_keeps_the_
     rate = photos_per_second(Slow(), n=4)
     assert Slow.calls == [(2, 32, 32, 3)] + [(4, 32, 32, 3)] * 3
     assert 20 < rate <= 80  # 4 photos in about 0.05 s
+
+
+def figure_texts(fig) -> dict:
+    """``{gid: text}`` of every labelled text in ``fig``."""
+    return {t.get_gid(): t.get_text() for ax in fig.axes for t in ax.texts if t.get_gid()}
+
+
+def shape_words(tensor) -> str:
+    return "x".join(str(n) for n in tensor.shape[1:])
+
+
+@pytest.mark.slow
+def test_bottleneck_figure_labels_carry_the_real_resnet50_blocks():
+    from cbir_tutorial.lessons.architectures import bottleneck_figure
+
+    resnet = keras.applications.ResNet50(weights=None, include_top=False, input_shape=(224, 224, 3))
+    blocks = ("conv2_block1", "conv2_block2", "conv3_block1", "conv4_block1")
+    fig = bottleneck_figure(blocks=blocks)  # its own ResNet50: the default
+    texts = figure_texts(fig)
+    for ax, block in zip(fig.axes, blocks):
+        convs = {name.split("_")[2]: layer for layer in resnet.layers
+                 if (name := layer.name).startswith(block + "_") and name.endswith("_conv")}
+        assert set(convs) == ({"0", "1", "2", "3"} if block != "conv2_block2" else {"1", "2", "3"})
+        for step, conv in convs.items():
+            label = texts[f"{block}_{step}_conv"]
+            kernel, filters = conv.kernel_size, conv.filters
+            assert f"{kernel[0]}x{kernel[1]} conv," in label and f"{filters} filters" in label, (block, step, label)
+            assert ("stride 2" in label) == (conv.strides == (2, 2)), (block, step, label)
+            assert texts[f"{block}_{step}_conv shape"] == shape_words(conv.output), (block, step)
+        assert (f"{block} identity" in texts) == ("0" not in convs)
+        assert texts[f"{block} input"] == f"input x: {shape_words(convs['1'].input)}"
+        assert texts[f"{block}_out"] == f"ReLU → output {shape_words(resnet.get_layer(block + '_out').output)}"
+        params = sum(layer.count_params() for layer in resnet.layers if layer.name.startswith(block + "_"))
+        kind = "identity" if "0" not in convs else "projection"
+        assert ax.get_title() == f"{block}: {kind} shortcut\n{params:,} parameters"
+    # the numbers of notebook 4's panels, by hand: conv3_block1 narrows 256 channels to 128, widens to 512
+    assert texts["conv3_block1_1_conv"] == "1x1 conv, 128 filters\nstride 2, BN, ReLU"
+    assert texts["conv3_block1_3_conv shape"] == "28x28x512"
+
+
+def test_bottleneck_figure_reads_the_package_block():
+    from cbir_tutorial.lessons.architectures import bottleneck_figure, bottleneck_layers
+
+    projection = residual_block_model((14, 14, 64), filters=32, stride=2)
+    found = bottleneck_layers(projection, "block")
+    assert found["input"] == "14x14x64" and found["output"] == "7x7x128"
+    assert found["0"] == {"kernel": (1, 1), "filters": 128, "stride": 2, "output": "7x7x128"}
+    assert [found[s]["filters"] for s in "123"] == [32, 32, 128]
+    assert found["params"] == projection.count_params()
+    texts = figure_texts(bottleneck_figure(projection, blocks=["block"]))
+    assert texts["block_0_conv"] == "shortcut:\n1x1 conv,\n128 filters,\nstride 2,\nBN"
+    assert texts["block_2_conv"] == "3x3 conv, 32 filters\nBN, ReLU"
+    identity = figure_texts(bottleneck_figure(residual_block_model((8, 8, 64), filters=16), blocks=["block"]))
+    assert "block_0_conv" not in identity and identity["block identity"].startswith("shortcut:\nidentity")
+
+
+@pytest.mark.parametrize("shape", [(147, 147, 64, 128, 3), (19, 19, 728, 728, 3), (10, 12, 3, 32, 5)])
+def test_separable_figure_numbers_are_the_computed_costs(shape):
+    from cbir_tutorial.lessons.architectures import separable_figure, separable_steps_cost
+
+    height, width, c_in, c_out, kernel = shape
+    table = conv_vs_separable(height, width, c_in, c_out, kernel)
+    steps = separable_steps_cost(height, width, c_in, c_out, kernel)
+    assert steps["regular"] == table.loc["multiplies", "regular conv"]
+    assert steps["separable"] == table.loc["multiplies", "separable conv"] == steps["depthwise"] + steps["pointwise"]
+    assert steps["depthwise"] == height * width * kernel * kernel * c_in  # one k x k filter per channel
+    assert steps["pointwise"] == height * width * c_in * c_out
+    fig = separable_figure(height, width, c_in, c_out, kernel)
+    texts = figure_texts(fig)
+    for step in ("regular", "depthwise", "pointwise"):
+        assert texts[f"{step} multiply-adds"].endswith(f"= {steps[step]:,}"), step
+    title = fig.axes[0].get_title()
+    assert f"{table.loc['multiplies', 'regular conv']:,} regular, {table.loc['multiplies', 'separable conv']:,} " \
+           "separable" in title
+    assert f"{table.loc['multiplies', 'regular / separable']:.1f} times fewer" in title
+    assert f"{c_in} filters,\n{kernel}x{kernel}x1 each" in texts["depthwise filters"]
+    assert f"{c_out} filters,\n1x1x{c_in}" in texts["pointwise filters"]
