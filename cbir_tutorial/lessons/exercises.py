@@ -44,10 +44,17 @@ tests/lessons/test_exercises.py checks that every mistake and a function calling
 from __future__ import annotations
 
 import ast
+import builtins
 import copy
 import dis
+import functools
+import importlib
+import importlib.util
 import inspect
+import itertools
 import os
+import re
+import sys
 import textwrap
 import tracemalloc
 import types
@@ -107,8 +114,9 @@ class Exercise:
                 got = function(*copy.deepcopy(args))
             except NotDone:
                 raise
-            except Exception as error:  # the learner's bug: report it, never crash the check
-                return f"{what}: your function raised {type(error).__name__}: {error}"
+            except Exception as error:  # the learner's bug: report it with the general hint, never crash the check
+                raised = f"{what}: your function raised {type(error).__name__}: {str(error).strip().rstrip('.')}"
+                return raised + (f". Hint: {self.hint_text}" if self.hint_text else "")
             if _same(got, expected, self.atol):
                 if isinstance(expected, np.ndarray) and expected.dtype == bool and not (
                         isinstance(got, np.ndarray) and got.dtype == bool):
@@ -119,6 +127,8 @@ class Exercise:
             hint = next((hint for hint, wrong in self.mistakes
                          if _same(got, _quietly(wrong, args), self.atol, nan_equal=True)),
                         self.order_hint if self.order_hint and _reordered(got, expected) else self.hint_text)
+            if got is None and expected is not None:
+                return f"{what}: your function returned None: did you forget `return`?"
             if _shape(got) != _shape(expected):
                 text = f"{what} should have shape {_shape(expected)}, yours has shape {_shape(got)}"
             else:
@@ -229,6 +239,37 @@ def _package_name(value) -> str:
     return f"{module}.{getattr(value, '__qualname__', getattr(value, '__name__', type(value).__name__))}"
 
 
+#: Names through which code imports a module named by a string: ``importlib.import_module``, ``__import__``,
+#: ``importlib.util``'s spec functions, ``sys.modules``; and the same objects, for an alias made outside the function.
+_IMPORTER_NAMES = {"importlib", "import_module", "__import__", "find_spec", "module_from_spec",
+                   "spec_from_file_location", "modules"}
+_IMPORTERS = (importlib.import_module, builtins.__import__, importlib.util.find_spec, importlib.util.module_from_spec,
+              importlib.util.spec_from_file_location, sys.modules)
+
+
+def _imported_by_name(function: Callable, references: list) -> str:
+    """The ``cbir_tutorial`` module that ``function``'s code imports from a string, or '': an importer (see
+    :data:`_IMPORTER_NAMES`) and a string constant naming the package, in the code or its nested functions (Python
+    folds ``"cbir_tutorial." + "lessons"`` into one constant; separate pieces are read joined in their order).
+    ``references``: what :func:`_referenced` found, for an importer bound to another name outside the function."""
+    names, texts, codes = set(), [], [getattr(function, "__code__", None)]
+    while codes:
+        code = codes.pop()
+        if code is None:
+            continue
+        names.update(code.co_names)
+        pieces = []
+        for constant in code.co_consts:
+            if isinstance(constant, types.CodeType):
+                codes.append(constant)
+            else:
+                pieces += [c for c in (constant if isinstance(constant, tuple) else (constant,)) if isinstance(c, str)]
+        texts += pieces + ["".join(pieces)]
+    if not (names & _IMPORTER_NAMES or any(value is importer for _, value in references for importer in _IMPORTERS)):
+        return ""
+    return next((match[0] for match in map(re.compile(r"cbir_tutorial[\w.]*").search, texts) if match), "")
+
+
 def uses_the_package(function: Callable, depth: int = 3) -> str:
     """The first ``cbir_tutorial`` name (function, class or module) ``function`` refers to, or ''.
 
@@ -239,7 +280,12 @@ def uses_the_package(function: Callable, depth: int = 3) -> str:
     todo = [(function, 0)]
     while todo:
         current, level = todo.pop()
-        for label, value in _referenced(current, seen):
+        first_visit = id(current) not in seen
+        references = _referenced(current, seen)
+        imported = _imported_by_name(current, references) if first_visit else ""
+        if imported:
+            return f"`{imported}`"
+        for label, value in references:
             if getattr(value, "not_done", False):
                 continue
             if label.startswith("import "):
@@ -327,10 +373,13 @@ def _shape(value) -> tuple:
 
 def _same(got, expected, atol: float, nan_equal: bool = False) -> bool:
     """True when ``got`` has ``expected``'s shape and values; ``nan_equal``: a NaN matches a NaN (a mistake that
-    divides by zero is recognised by where its NaN fall; a right answer never holds one)."""
-    if got is None:
+    divides by zero is recognised by where its NaN fall; a right answer never holds one). Text is never a number:
+    numpy would read ``"7"`` (or a list of such strings) as 7, so a str or bytes answer is refused before the cast."""
+    if got is None or isinstance(got, (str, bytes)):
         return False
     try:
+        if np.asarray(got).dtype.kind in "SU":
+            return False
         got = np.asarray(got, dtype=float)
     except (TypeError, ValueError):
         return False
@@ -359,11 +408,25 @@ def _reordered(got, expected) -> bool:
 
 
 def _shown(value) -> str:
-    array = np.asarray(value)
-    if array.ndim == 0:
-        number = array.item()
-        return f"{number:,}" if isinstance(number, (int, np.integer)) else f"{number:.3f}"
-    return np.array2string(array, precision=3, threshold=12, separator=", ")
+    """``value`` as a check's message shows it: a number (thousands separated, or 3 decimals) or an array of numbers
+    in short; None with the likely cause; anything else as Python writes it (at most 80 characters), so that no
+    answer, however odd, makes the check itself fail."""
+    if value is None:
+        return "None (your function returned None: did you forget `return`?)"
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError):  # ragged lists
+        array = np.asarray(None)
+    if array.dtype.kind in "biuf":
+        if array.ndim == 0:
+            number = array.item()
+            if isinstance(number, bool):
+                return str(number)
+            return f"{number:,}" if isinstance(number, int) else f"{number:.3f}"
+        return np.array2string(array, precision=3, threshold=12, separator=", ")
+    text = repr(value)
+    text = text if len(text) <= 80 else text[:77] + "..."
+    return f"{text} (text: return numbers, not strings)" if array.dtype.kind in "SU" else text
 
 
 def _items(values) -> list:
@@ -397,6 +460,10 @@ _MANY_DISTANCES = np.round(np.random.default_rng(11).uniform(0.1, 2.0, 40), 3)
 _MANY_ALLOWED = np.random.default_rng(12).uniform(size=40) < 0.65
 _LONG_DISTANCES = np.random.default_rng(14).uniform(0.1, 2.0, 1000)
 _LONG_ALLOWED = np.random.default_rng(15).uniform(size=1000) < 0.65
+#: 1,000 products, a strict filter: 30 pass (3 %), and they are the 30 farthest. An answer that takes a few times k
+#: nearest products first and filters them afterwards ("over-fetch") finds none of them.
+_SELECTIVE_DISTANCES = np.random.default_rng(18).uniform(0.1, 2.0, 1000)
+_SELECTIVE_ALLOWED = _SELECTIVE_DISTANCES >= np.sort(_SELECTIVE_DISTANCES)[-30]
 _WIDE_GALLERY = np.round(np.random.default_rng(13).normal(size=(30, 3)) * np.array([1.0, 1.0, 0.3]), 3)
 _LONG_GALLERY = np.random.default_rng(16).normal(size=(1000, 3))
 #: 96 float32 unit vectors of a backbone's width; every other one is also a query. A query's squared distance to
@@ -405,11 +472,14 @@ _LONG_GALLERY = np.random.default_rng(16).normal(size=(1000, 3))
 _UNIT_ROWS32 = np.random.default_rng(17).normal(size=(96, 1280)).astype(np.float32)
 _UNIT_ROWS32 /= np.linalg.norm(_UNIT_ROWS32, axis=1, keepdims=True)
 _LABELS = np.array(["shoe", "shoe", "shoe", "bag", "", "", "watch", "bag", "shoe", "belt"], dtype=object)
-#: Five unlabelled products, more than any category has: keeping them as queries, averaging over categories and
-#: averaging over every product give three different chance levels (on _LABELS the first two coincide). N = 15
-#: products, 10 labelled: dividing by N, by the labelled products or by K = 10 are three different mistakes (on the
-#: other cases, N = 10 = K). It is the first case, so its values choose the hint.
-_MOSTLY_UNLABELLED = np.array(["a", "", "b", "a", "c", "", "a", "d", "b", "", "c", "a", "", "b", ""], dtype=object)
+#: Seven unlabelled products, more than any category has, and three single-product categories (a x5, b x3, c x2,
+#: d, e, f): keeping the unlabelled or the single products as queries, averaging over categories, over every
+#: product or taking the median give different chance levels (on _LABELS some coincide; with one single product,
+#: keeping it and averaging over categories did too). N = 20 products, 13 labelled: dividing by N, by the labelled
+#: products or by K = 10 are three different mistakes (on the other cases, N = 10 = K). It is the first case, so
+#: its values choose the hint.
+_MOSTLY_UNLABELLED = np.array(["a", "", "b", "a", "c", "", "a", "d", "b", "", "c", "a", "", "e", "b", "", "a", "",
+                               "f", ""], dtype=object)
 #: A photo whose features are all zero (a blank image through some networks): no direction, it stays zeros.
 _WITH_A_ZERO_ROW = np.vstack([_FEATURES[:2], np.zeros((1, 3)), _FEATURES[2:]])
 
@@ -424,8 +494,83 @@ def _corner_conv3x3(padded, kernel):
     return np.array([[(padded[i:i + 3, j:j + 3] * kernel).sum() for j in range(w)] for i in range(h)])
 
 
+#: Notebook 2's output_size cases. The last is 2x2 pooling of 64 pixels, the one even kernel: a formula that counts
+#: the positions of the kernel's centre (right for odd kernels only) gives 31 there instead of 32.
+_OUTPUT_SIZE_CASES = ((224, 3, 1, 0), (7, 7, 1, 3), (224, 3, 2, 1), (10, 3, 2, 0), (10, 5, 3, 2), (64, 2, 2, 0))
+_CONV3X3_CASES = ((_IMAGE, _KERNEL), (_IMAGE.T.copy(), np.ones((3, 3))), (_GREY, _KERNEL * 0.5))
+_CONV_PARAMETERS_CASES = ((3, 4, 64), (3, 64, 128, False), (1, 256, 64), (5, 1, 1))
+
+
+def _same_case(case: tuple, args: tuple) -> bool:
+    return len(case) == len(args) and all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(case, args))
+
+
+def _only_where_it_fails_first(wrong: Callable, cases: tuple, solution: Callable) -> Callable:
+    """A typical mistake of notebook 2, ``wrong``, that names itself only where an answer making it would fail first.
+
+    The check picks a mistake's hint from the first case an answer fails, by that one value. An answer that passed
+    the cases before agrees with the solution there, so a mistake that does not is another mistake: on such a case
+    this gives None (no match), and an unrelated answer whose value happens to equal the mistake's gets the general
+    hint, not this mistake's."""
+    def mistake(*args):
+        position = next((i for i, case in enumerate(cases) if _same_case(case, args)), 0)
+        if any(not _same(_quietly(wrong, case), solution(*copy.deepcopy(case)), 1e-6) for case in cases[:position]):
+            return None
+        return wrong(*args)
+
+    mistake.__doc__ = wrong.__doc__
+    return mistake
+
+
+def _named_mistakes(name: str, cases: tuple, mistakes: tuple) -> tuple:
+    """``mistakes`` of notebook 2's exercise ``name``, each through :func:`_only_where_it_fails_first`."""
+    solution = getattr(solutions, name)
+    return tuple((hint, _only_where_it_fails_first(wrong, cases, solution)) for hint, wrong in mistakes)
+
+
 #: Calls that run a Python function once per element: loops too, however they are spelled.
-_LOOPING_CALLS = {"map", "vectorize", "frompyfunc", "apply_along_axis", "fromiter"}
+_LOOPING_CALLS = {"map", "vectorize", "frompyfunc", "apply_along_axis", "fromiter", "starmap", "filterfalse",
+                  "nlargest", "nsmallest"}
+#: Looping calls whose name is also a whole-array method (``np.add.reduce``, ``np.add.accumulate``, pandas'
+#: ``.filter``): counted when loaded by name (imported, or the builtin) or as an attribute of their own module.
+_LOOPING_MODULE_CALLS = {"reduce": functools, "accumulate": itertools, "filter": builtins}
+
+
+def _per_element(code: types.CodeType, globals_: dict, callers: tuple, name: str) -> str:
+    """What in ``code`` (of the function called ``name``) runs Python once per element although its own bytecode
+    does not loop, or '': a looping call (:data:`_LOOPING_CALLS`, :data:`_LOOPING_MODULE_CALLS`), a ``key=``
+    function (``sorted``, ``min``, ``max``, ``list.sort`` call it for every element), or recursion (a call back
+    to itself or to one of ``callers``, the functions that led here: one call per row)."""
+    calls = _LOOPING_CALLS & set(code.co_names)
+    if calls:
+        return f"{sorted(calls)[0]}(...) in {name}"
+    if code.co_name in code.co_freevars:  # a closure that refers to itself
+        return f"recursion ({code.co_name} calls itself)"
+    instructions = list(dis.get_instructions(code))
+    previous = None
+    for this, after in zip(instructions, instructions[1:] + instructions[:1]):
+        keywords = (code.co_consts[this.arg] if this.opname == "KW_NAMES" else this.argval
+                    if this.opname == "LOAD_CONST" and after.opname in ("CALL_KW", "CALL_FUNCTION_KW") else ())
+        if isinstance(keywords, tuple) and "key" in keywords:
+            return f"a key= function (called once per element) in {name}"
+        if this.opname in ("LOAD_ATTR", "LOAD_METHOD"):
+            module = _LOOPING_MODULE_CALLS.get(this.argval)
+            if module is not None and previous is not None and (
+                    previous == module.__name__ or globals_.get(previous) is module):
+                return f"{module.__name__}.{this.argval}(...) in {name}"
+        elif this.opname.startswith("LOAD_") and this.opname not in ("LOAD_CONST", "LOAD_SUPER_ATTR"):
+            loaded = [n for n in (this.argval if isinstance(this.argval, tuple) else (this.argval,))
+                      if isinstance(n, str)]
+            for n in loaded:
+                module = _LOOPING_MODULE_CALLS.get(n)
+                if module is not None and globals_.get(n, getattr(module, n)) is getattr(module, n):
+                    return f"{n}(...) in {name}"
+                if this.opname in ("LOAD_GLOBAL", "LOAD_NAME") and any(globals_.get(n) is f for f in callers):
+                    return f"recursion ({name} calls {n})" if n != name else f"recursion ({name} calls itself)"
+            previous = loaded[-1] if loaded else None
+            continue
+        previous = None
+    return ""
 
 
 def _loops(code: types.CodeType) -> bool:
@@ -436,32 +581,34 @@ def _loops(code: types.CodeType) -> bool:
 
 def _python_loop(function: Callable, depth: int = 3) -> str:
     """What in ``function`` (or the learner's own helpers it calls, ``depth`` levels down) loops in Python: a
-    ``for``/``while`` loop, a comprehension, or a call such as ``map`` / ``np.vectorize``; '' when nothing does.
+    ``for``/``while`` loop, a comprehension, a call such as ``map`` / ``np.vectorize`` / ``itertools.starmap`` /
+    ``functools.reduce``, a ``key=`` function, or recursion (:func:`_per_element`); '' when nothing does.
 
     Read from the bytecode, so it works on any function, with or without its source."""
     seen: set = set()
-    todo = [(function, 0)]
+    todo = [(function, 0, (function,))]
     while todo:
-        current, level = todo.pop()
+        current, level, callers = todo.pop()
         code = getattr(current, "__code__", None)
         if code is None or id(current) in seen:
             continue
         seen.add(id(current))
+        globals_ = getattr(current, "__globals__", {})
+        name = getattr(current, "__name__", "your function")
         codes = [code]
         while codes:
             c = codes.pop()
             if _loops(c):
-                return f"a loop or a comprehension in {getattr(current, '__name__', 'your function')}"
-            calls = _LOOPING_CALLS & set(c.co_names)
-            if calls:
-                return f"{sorted(calls)[0]}(...) in {getattr(current, '__name__', 'your function')}"
+                return f"a loop or a comprehension in {name}"
+            found = _per_element(c, globals_, callers, name)
+            if found:
+                return found
             codes.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
         if level < depth:
-            globals_ = getattr(current, "__globals__", {})
-            for name in code.co_names:
-                value = globals_.get(name)
+            for called in code.co_names:
+                value = globals_.get(called)
                 if isinstance(value, types.FunctionType) and value.__module__ == getattr(function, "__module__", None):
-                    todo.append((value, level + 1))
+                    todo.append((value, level + 1, callers + (value,)))
     return ""
 
 
@@ -507,8 +654,42 @@ def _without_differences_array(function: Callable) -> str | None:
         return None
     return (f"right values, but for 50 queries and 400 gallery vectors of width 128 your function needed "
             f"{(peak - start) / 1e6:.0f} MB at once, where the (50, 400) answer takes 0.16 MB and the (M, N, D) "
-            f"array of differences {differences / 1e6:.0f} MB (20 GB in float32 for 200 queries and 20,000 "
-            "products of width 1,280): compute |q - x|^2 without such an array")
+            f"array of differences {differences / 1e6:.0f} MB (33 GB in float32 for 200 queries and 20,000 "
+            "products of ResNet50's width, 2,048): compute |q - x|^2 without such an array")
+
+
+def _a_feature_array(function: Callable) -> str | None:
+    """None when ``function(maps)`` (global average pooling) returns a numpy array, which notebook 3 reads the
+    ``.shape`` of next; else what it returns instead (a list from ``.tolist()``, a tuple...)."""
+    got = _quietly(function, (_MAPS,))
+    if isinstance(got, np.ndarray):
+        return None
+    return (f"right values, but {_kind(got)} instead of a numpy array: the next cell reads the feature vector's "
+            ".shape, which only an array has, so return numpy's result as it is")
+
+
+_NAN_HINT = ("NaN where a query meets itself: rounding (float32 keeps about 7 digits) made that squared distance "
+             "slightly negative, and the square root of a negative number is NaN; clamp at 0 before the square root")
+
+
+class _DistanceExercise(Exercise):
+    """Notebook 5's distances: an answer right everywhere but for NaN gets :data:`_NAN_HINT` (the clamp, which the
+    general hint leaves out), whatever order its sums ran in and so wherever rounding put its NaN."""
+
+    def problem(self, function: Callable) -> str | None:
+        found = super().problem(function)
+        if found is None or self.refusal(function):
+            return found
+        for args in self.cases:
+            got, expected = _quietly(function, args), self.solution_function(*copy.deepcopy(args))
+            if _same(got, expected, self.atol):
+                continue
+            got = np.asarray(got, dtype=float) if _shape(got) == expected.shape else None
+            nan = np.isnan(got) if got is not None else None
+            if nan is not None and nan.any() and np.allclose(got[~nan], expected[~nan], atol=self.atol, rtol=1e-5):
+                return f"{self.describe(*args)}: yours gives {_shown(got)}: {_NAN_HINT}"
+            return found
+        return found
 
 
 def _every_other_mixed(x):
@@ -519,6 +700,16 @@ def _every_other_mixed(x):
 def _mixed(x):
     """F(x) = x @ [[1, -1, 0.5], [0.5, 1, -2]]"""
     return x @ _MIX
+
+
+def _jump_doubled_at_any_stride(layers):
+    """The receptive field if every layer of stride above 1 doubled the spacing of its outputs, whatever its stride:
+    right for strides 1 and 2 only."""
+    field, jump = 1, 1
+    for kernel, stride in layers:
+        field += (kernel - 1) * jump
+        jump *= 2 if stride > 1 else 1
+    return field
 
 
 def _ap_of_row(row, n_relevant, k):
@@ -533,6 +724,22 @@ def _found(ranks, k):
 def _category_sizes(labels):
     values, inverse, counts = np.unique(np.asarray(labels, dtype=object), return_inverse=True, return_counts=True)
     return counts[inverse]
+
+
+class _MaskExercise(Exercise):
+    """Notebook 1's query mask: an answer that is a pandas Series holding the right values everywhere is told to
+    return a numpy array, not the general message about 0/1 int masks."""
+
+    def problem(self, function: Callable) -> str | None:
+        found = super().problem(function)
+        if found is None or self.refusal(function):
+            return found
+        answers = [(args, _quietly(function, args)) for args in self.cases]
+        if all(type(got).__module__.split(".")[0] == "pandas" and _same(got, self.solution_function(*args), self.atol)
+               for args, got in answers):
+            return (f"{self.describe(*answers[0][0])}: right values, but a pandas {type(answers[0][1]).__name__} "
+                    "instead of a numpy bool array: return a numpy array (`.to_numpy()` turns your Series into one)")
+        return found
 
 
 def _sorted_indices(distances, k, allowed):
@@ -560,8 +767,29 @@ def _filter_left_unchanged(function: Callable) -> str | None:
     return None
 
 
+def _rows_as_integers(function: Callable) -> str | None:
+    """None when ``function(distances, allowed, k)`` returns its rows as an integer numpy array, an empty answer
+    included; else what it returned instead (a float array holds the right numbers but cannot index the catalogue)."""
+    for distances, allowed, k in ((_DISTANCES, _ALLOWED, 3), (_DISTANCES, np.zeros(len(_DISTANCES), dtype=bool), 3)):
+        got = _quietly(function, (distances, allowed, k))
+        if got is not None and not (isinstance(got, np.ndarray) and np.issubdtype(got.dtype, np.integer)):
+            when = " when no product passes the filter" if not allowed.any() else ""
+            empty = "np.array of an empty list is a float array: give it an integer dtype"
+            if not isinstance(got, np.ndarray):
+                return f"right rows, but {_kind(got)}{when}: return them as a numpy array of integers ({empty})"
+            return (f"right rows, but {_kind(got)}{when}: rows index the catalogue, and a float array cannot "
+                    f"(IndexError); return an array of integers ({empty})")
+    return None
+
+
+def _integer_rows_and_inputs_unchanged(function: Callable) -> str | None:
+    """filtered_top_k's rule: rows as an integer array (:func:`_rows_as_integers`), arguments left as they were
+    (:func:`_filter_left_unchanged`)."""
+    return _rows_as_integers(function) or _filter_left_unchanged(function)
+
+
 EXERCISES: dict[str, Exercise] = {e.name: e for e in [
-    Exercise(
+    _MaskExercise(
         "query_mask", ((_LABELS,), (_LABELS[:4],)),
         lambda labels: f"the query mask of labels {_items(labels)}",
         (("did you keep the unlabelled products (category \"\")? They have no category to be relevant to",
@@ -584,16 +812,24 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
                                        / (np.sum(np.asarray(labels, dtype=object) != "") - 1)))),
          ("did you count the query itself as relevant (n_c instead of n_c - 1)?",
           lambda labels: float(np.mean(_category_sizes(labels)[solutions.query_mask(labels)] / (len(labels) - 1)))),
+         ("did you keep categories with a single product as queries? Such a query has nothing relevant to find: "
+          "only the products of exercise 1's mask are queries",
+          lambda labels: float(np.mean((_category_sizes(labels)[np.asarray(labels, dtype=object) != ""] - 1)
+                                       / (len(labels) - 1)))),
+         ("did you take the median over the queries? The chance level is their mean",
+          lambda labels: float(np.median((_category_sizes(labels)[solutions.query_mask(labels)] - 1)
+                                         / (len(labels) - 1)))),
          ("did you average over categories instead of over queries? A large category has more queries",
           lambda labels: float(np.mean([(np.sum(labels == c) - 1) / (len(labels) - 1)
                                         for c in np.unique(labels[solutions.query_mask(labels)])]))),
          ("did you average over every product? Only those of the query mask are queries",
           lambda labels: float(np.mean((_category_sizes(labels) - 1) / (len(labels) - 1)))))),
     Exercise(
-        "conv3x3", ((_IMAGE, _KERNEL), (_IMAGE.T.copy(), np.ones((3, 3))), (_GREY, _KERNEL * 0.5)),
+        "conv3x3", _CONV3X3_CASES,
         lambda image, kernel: (f"the 'same' convolution of a {image.shape[0]}x{image.shape[1]} image by kernel "
                                f"{_list(kernel)}"),
-        (("you flipped the kernel: that is the convolution of mathematics; Conv2D (and `convolve`) slide the "
+        _named_mistakes("conv3x3", _CONV3X3_CASES, (
+         ("you flipped the kernel: that is the convolution of mathematics; Conv2D (and `convolve`) slide the "
           "kernel as it is, a cross-correlation", lambda image, kernel: solutions.conv3x3(image, kernel[::-1, ::-1])),
          ("that is the 'valid' output, (H-2, W-2): 'same' keeps the image's size, so add zeros around the image "
           "first (how many does a 3x3 kernel centred on a border pixel need?)",
@@ -605,28 +841,35 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
           lambda image, kernel: _corner_conv3x3(np.pad(image, ((0, 2), (0, 2))), kernel)),
          ("your outputs lost their fractions: did you store them in an array of integers (dtype=int, astype(int), "
           "np.zeros_like of an int array)? Pixels and kernels are floats, and so is each sum",
-          lambda image, kernel: np.trunc(solutions.conv3x3(image, kernel))))),
+          lambda image, kernel: np.trunc(solutions.conv3x3(image, kernel)))))),
     Exercise(
-        "output_size", ((224, 3, 1, 0), (7, 7, 1, 3), (224, 3, 2, 1), (10, 3, 2, 0), (10, 5, 3, 2)),
+        "output_size", _OUTPUT_SIZE_CASES,
         lambda n, kernel, stride, padding: f"output_size(n={n}, kernel={kernel}, stride={stride}, padding={padding})",
-        (("(n + 2p - k) / s counts the steps between the first and the last position: add 1 for the first one",
+        _named_mistakes("output_size", _OUTPUT_SIZE_CASES, (
+         ("(n + 2p - k) / s counts the steps between the first and the last position: add 1 for the first one",
           lambda n, k, s, p: (n + 2 * p - k) // s),
          ("padding p adds p zeros on EACH side: n + 2p pixels in all", lambda n, k, s, p: (n + p - k) // s + 1),
          ("a position where the kernel does not fit entirely is not computed: round down, not up",
           lambda n, k, s, p: -(-(n + 2 * p - k) // s) + 1),
-         ("did you ignore the padding?", lambda n, k, s, p: (n - k) // s + 1))),
+         ("did you ignore the padding?", lambda n, k, s, p: (n - k) // s + 1),
+         ("a number of positions is a whole number: a last step that would leave the padded row is not taken, so "
+          "round the division down", lambda n, k, s, p: (n + 2 * p - k) / s + 1),
+         ("right for odd kernels only, as if you counted the positions of the kernel's centre pixel: an even "
+          "kernel, such as a 2x2 pooling window, has none. Count the positions where the whole window fits",
+          lambda n, k, s, p: (n + 2 * p - 2 * (k // 2) - 1) // s + 1)))),
     Exercise(
-        "conv_parameters", ((3, 4, 64), (3, 64, 128, False), (1, 256, 64), (5, 1, 1)),
+        "conv_parameters", _CONV_PARAMETERS_CASES,
         lambda k, c_in, c_out, bias=True: (f"a {k}x{k} Conv2D from {c_in} to {c_out} channels "
                                            f"({'with' if bias else 'no'} bias)"),
-        (("did you forget the bias (one per output channel)? Or add it when bias=False?",
+        _named_mistakes("conv_parameters", _CONV_PARAMETERS_CASES, (
+         ("did you forget the bias (one per output channel)? Or add it when bias=False?",
           lambda k, c_in, c_out, bias=True: k * k * c_in * c_out + (0 if bias else c_out)),
          ("each kernel is as deep as the input: it has weights for every input channel",
           lambda k, c_in, c_out, bias=True: k * k * c_out + (c_out if bias else 0)),
          ("a k x k kernel covers k times k positions of each input channel, not k",
           lambda k, c_in, c_out, bias=True: k * c_in * c_out + (c_out if bias else 0)),
          ("the bias is one number per OUTPUT channel, not per input channel",
-          lambda k, c_in, c_out, bias=True: k * k * c_in * c_out + (c_in if bias else 0)))),
+          lambda k, c_in, c_out, bias=True: k * k * c_in * c_out + (c_in if bias else 0))))),
     Exercise(
         "global_average_pool", ((_MAPS,), (_MAPS[:, :1],), (_MAPS[:1],), (_MAPS[..., :1],)),
         lambda maps: f"global average pooling of maps of shape {maps.shape} (batch, height, width, channels)",
@@ -636,7 +879,8 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
           "keeps its shape (batch, channels) for every batch and channel count",
           lambda maps: np.squeeze(maps.mean(axis=(1, 2)))),
          ("that is global MAX pooling: average instead", lambda maps: maps.max(axis=(1, 2))),
-         ("you summed the positions: divide by their number (height x width)", lambda maps: maps.sum(axis=(1, 2))))),
+         ("you summed the positions: divide by their number (height x width)", lambda maps: maps.sum(axis=(1, 2)))),
+        rule=_a_feature_array),
     Exercise(
         "l2_normalise", ((_FEATURES,), (_FEATURES[:, :2],), (_WITH_A_ZERO_ROW,)),
         lambda features: f"for the input {_list(features)}, the L2-normalised rows",
@@ -650,14 +894,19 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
          ("you divided by the sum of the values: the length is the square root of the sum of squares",
           lambda f: f / f.sum(axis=1, keepdims=True)))),
     Exercise(
-        "receptive_field", (([(3, 1)] * 3,), ([(3, 2), (3, 1)],), ([(7, 2), (3, 2), (3, 1), (3, 1)],), ([(1, 1)],)),
+        # the fourth case, AlexNet's first layers, has a stride of 4: a rule right for strides 1 and 2 only fails there
+        "receptive_field", (([(3, 1)] * 3,), ([(3, 2), (3, 1)],), ([(7, 2), (3, 2), (3, 1), (3, 1)],),
+                            ([(11, 4), (3, 2), (5, 1)],), ([(1, 1)],)),
         lambda layers: f"the receptive field of (kernel, stride) layers {layers}",
         (("did you add up the kernel sizes? Each k x k layer widens the field by k - 1 input steps",
           lambda layers: sum(k for k, s in layers)),
          ("did you ignore the strides? After a stride-2 layer, one step of the next layer covers 2 input pixels",
           lambda layers: 1 + sum(k - 1 for k, s in layers)),
          ("a layer's own stride does not widen its own field: multiply by the strides of the layers BEFORE it",
-          lambda layers: 1 + sum((k - 1) * int(np.prod([s for _, s in layers[:i + 1]])) for i, (k, _) in enumerate(layers))))),
+          lambda layers: 1 + sum((k - 1) * int(np.prod([s for _, s in layers[:i + 1]]))
+                                 for i, (k, _) in enumerate(layers))),
+         ("after a layer of stride 4, its neighbouring outputs sit 4 input pixels apart, not 2: does your rule use "
+          "the stride's value, or only whether it is above 1?", _jump_doubled_at_any_stride))),
     Exercise(
         "projection_residual", ((_MAP_5X5, _every_other_mixed, np.array([[0.5, 2.0, -1.0], [1.0, 0.0, 1.0]]), 2),
                                 (_MAP_5X5[:3, :4], _mixed, np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 2.0]]), 1)),
@@ -676,7 +925,7 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
           lambda k, c_in, c_out: k * k * c_in * c_out + c_in * c_out),
          ("you forgot the pointwise 1x1 convolution that mixes the channels: c_in*c_out weights",
           lambda k, c_in, c_out: k * k * c_in))),
-    Exercise(
+    _DistanceExercise(
         "euclidean_distances", ((_QUERIES, _GALLERY), (_GALLERY[:1], _GALLERY), (_UNIT_ROWS32[::2], _UNIT_ROWS32)),
         lambda q, g: (f"the distances between {q.shape[0]} queries and {g.shape[0]} gallery vectors of width "
                       f"{q.shape[1]}" + (", float32 unit vectors, the queries being rows of the gallery"
@@ -684,9 +933,7 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
         (("those are squared distances: take the square root", lambda q, g: solutions.euclidean_distances(q, g) ** 2),
          ("the result has one ROW per query: shape (M, N)", lambda q, g: solutions.euclidean_distances(q, g).T),
          ("that is the dot product (a similarity), not a distance", lambda q, g: q @ g.T),
-         ("NaN where a query meets itself: rounding (float32 keeps about 7 digits) made that squared distance "
-          "slightly negative, and the square root of a negative number is NaN; clamp at 0 before the square root",
-          lambda q, g: np.sqrt((q ** 2).sum(axis=1)[:, None] - 2 * q @ g.T + (g ** 2).sum(axis=1)[None]))),
+         (_NAN_HINT, lambda q, g: np.sqrt((q ** 2).sum(axis=1)[:, None] - 2 * q @ g.T + (g ** 2).sum(axis=1)[None]))),
         atol=2e-3,  # float32: a query's distance to itself comes out up to about 1e-3 instead of 0
         rule=_all_pairs_at_once),
     Exercise(
@@ -734,7 +981,8 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
     Exercise(
         "map_at_k", ((_HITS, [3, 4, 8, 2], 5), (_HITS[:3], [3, 4, 8], 5), (_HITS[:, :3], [2, 1, 3, 2], 3),
                      (_HITS_BEYOND_K, [4, 3, 6], 3), (_HITS, [3, 4, 8, 0], 5)),
-        lambda hits, n_relevant, k: f"MAP@{k} of the result lists {np.asarray(hits).tolist()} with R = {_items(n_relevant)}",
+        lambda hits, n_relevant, k: (f"MAP@{k} of the result lists {np.asarray(hits).tolist()} "
+                                     f"with R = {_items(n_relevant)}"),
         (("every query counts, also one with nothing relevant in the catalogue (R = 0): its AP is 0, and it stays "
           "in the mean",
           lambda h, n, k: float(np.mean([_ap_of_row(r, m, k) for r, m in zip(h, n) if m > 0]))),
@@ -752,10 +1000,12 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
         "filtered_top_k", ((_DISTANCES, _ALLOWED, 3), (_DISTANCES, _ALLOWED, 5), (_DISTANCES, ~_ALLOWED, 2),
                            (_MANY_DISTANCES, _MANY_ALLOWED, 12), (_MANY_DISTANCES, ~_MANY_ALLOWED, 8),
                            (_LONG_DISTANCES, _LONG_ALLOWED, 300), (_DISTANCES, _ALLOWED, 7),
-                           (_DISTANCES, np.zeros(len(_DISTANCES), dtype=bool), 3)),
+                           (_DISTANCES, np.zeros(len(_DISTANCES), dtype=bool), 3),
+                           (_SELECTIVE_DISTANCES, _SELECTIVE_ALLOWED, 10)),
         lambda d, allowed, k: (f"the {k} nearest allowed rows for {len(d):,} distances {_list(d)} and allowed "
                                f"{_list(allowed.astype(int))}"),
-        (("you took the k nearest first and filtered them afterwards, so fewer than k come back: filter first",
+        (("you took the nearest products first and filtered them afterwards, so fewer than k come back (taking a "
+          "few times k first does not help: a strict filter may keep none of them): filter first",
           lambda d, allowed, k: _sorted_indices(d, k, allowed)),
          ("those are positions among the allowed products, not catalogue rows: which catalogue row is the i-th "
           "allowed product?", lambda d, allowed, k: np.argsort(d[allowed], kind="stable")[:k]),
@@ -766,7 +1016,7 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
           lambda d, allowed, k: np.flatnonzero(allowed)[np.argsort(-d[allowed], kind="stable")[:k]])),
         order_hint="the right products, in the wrong order: the k nearest must come nearest first (argpartition "
                    "only splits off the k smallest, in no particular order: sort those k afterwards)",
-        rule=_filter_left_unchanged),
+        rule=_integer_rows_and_inputs_unchanged),
     Exercise(
         "precision_curve", ((_HITS[0],), (np.array([0, 1, 1, 0, 1, 0, 0, 1]),)),
         lambda relevant: f"the precision curve of {_items(relevant)}",
@@ -880,6 +1130,13 @@ _BATCH_LABELS = np.array([0, 0, 0, 1, 1, 2, 3])
 _FOUND_ITEMS = np.array([["c", "a", "a", "d", "e"], ["b", "f", "g", "h", "b"], ["x", "y", "z", "w", "c"],
                          ["d", "e", "d", "q", "d"], ["m", "e", "e", "e", "o"]])
 _QUERY_ITEMS = np.array(["a", "b", "c", "d", "e"])
+#: Recall@3 of 7 queries (items a to g) on which every typical mistake gives its own value: a, c, e and f are found
+#: only after rank 3 (a list not cut at k counts them), e and a show up in other queries' top 3 (one np.isin over
+#: every list counts them), b has two hits in its top 3, and no query has its own item first.
+_FIRST_K_ITEMS = np.array([["x", "e", "y", "a", "a"], ["x", "b", "b", "y", "a"], ["x", "y", "z", "c", "c"],
+                           ["x", "y", "d", "z", "w"], ["a", "x", "y", "z", "e"], ["x", "y", "z", "f", "w"],
+                           ["x", "g", "y", "g", "z"]])
+_FIRST_K_QUERIES = np.array(["a", "b", "c", "d", "e", "f", "g"])
 
 
 def _multi_similarity(embeddings, labels, *, normalise=True, mine=True, self_positive=False, all_anchors=True,
@@ -907,7 +1164,8 @@ EXERCISES.update({e.name: e for e in [
         lambda embeddings, labels: f"the multi-similarity loss of the {len(labels)} embeddings {_list(embeddings)} "
                                    f"with labels {_items(labels)}",
         (("keep only the informative pairs (mining): a positive with S_ij - epsilon < the anchor's hardest "
-          "negative, a negative with S_ik + epsilon > the anchor's easiest positive",
+          "negative (the highest cosine), a negative with S_ik + epsilon > the anchor's hardest positive (the "
+          "lowest cosine)",
           lambda e, l: _multi_similarity(e, l, mine=False)),
          ("S is the COSINE similarity: L2-normalise the rows first (the embeddings have different lengths)",
           lambda e, l: _multi_similarity(e, l, normalise=False)),
@@ -918,8 +1176,8 @@ EXERCISES.update({e.name: e for e in [
          ("each log term has its own scale in front: 1/alpha for the positives, 1/beta for the negatives",
           lambda e, l: _multi_similarity(e, l, scaled=False)))),
     Exercise(
-        "instance_recall_at_k", ((_FOUND_ITEMS, _QUERY_ITEMS, 3), (_FOUND_ITEMS, _QUERY_ITEMS, 5),
-                                 (_FOUND_ITEMS[:3], _QUERY_ITEMS[:3], 1)),
+        "instance_recall_at_k", ((_FIRST_K_ITEMS, _FIRST_K_QUERIES, 3), (_FOUND_ITEMS, _QUERY_ITEMS, 3),
+                                 (_FOUND_ITEMS, _QUERY_ITEMS, 5), (_FOUND_ITEMS[:3], _QUERY_ITEMS[:3], 1)),
         lambda found, queries, k: f"Recall@{k} of queries {_items(queries)} with results {_items(found)}",
         (("only the first k results count: cut each list at k",
           lambda f, q, k: float(np.mean((f == q[:, None]).any(axis=1)))),
@@ -928,15 +1186,18 @@ EXERCISES.update({e.name: e for e in [
          ("that is precision@k (hits over k): Recall@K asks whether each query's item is found at all",
           lambda f, q, k: float(np.mean(f[:, :k] == q[:, None]))),
          ("you looked at the first result only: Recall@K looks at the first k",
-          lambda f, q, k: float(np.mean(f[:, 0] == q))))),
+          lambda f, q, k: float(np.mean(f[:, 0] == q))),
+         ("look for each query's item in its OWN results only: an item in another query's top k does not count",
+          lambda f, q, k: float(np.mean(np.isin(q, f[:, :k])))),
+         ("one yes or no per QUERY (a row of results), then the share of queries that said yes; yours asks once "
+          "per rank (a column)",
+          lambda f, q, k: float(np.mean((f[:, :k] == q[:, None]).any(axis=0)))))),
 ]})
 
 #: The general hint of each exercise and the package's own implementation(s) of the step.
 _HINTS = {
-    "query_mask": ("two conditions, each a bool array over the products: has a label, and belongs to a category "
-                   "with another member. For the second, every product needs the size of its own category: "
-                   "np.unique(labels, ...) can return both the size of each distinct label and which distinct "
-                   "label each product has (its return_counts and return_inverse options).", ()),
+    "query_mask": ("every product needs the size of its own category. np.unique can return more than the distinct "
+                   "labels: its documentation lists what else.", ()),
     "chance_precision": ("the probability depends only on the query's category: compute it for every product from "
                          "its category's size (as in exercise 1), then average it over the products that can be "
                          "queries.", ()),
@@ -971,15 +1232,14 @@ _HINTS = {
                              "and how many channels are filtered? The pointwise step is a Conv2D with a 1 x 1 "
                              "kernel: count it as in notebook 2.",
                              ("cbir_tutorial.lessons.architectures.separable_conv_cost",)),
-    "euclidean_distances": ("write |q - x|^2 as the dot product (q - x).(q - x) and expand it: one term "
-                            "holds q.x, which for all pairs at once is one matrix product; the other two "
-                            "depend on q alone or on x alone (broadcast them along rows and columns). Rounding "
-                            "can make a tiny distance slightly negative: clamp at 0 before the square root.",
+    "euclidean_distances": ("expand (q - x).(q - x) as you would (a - b)^2; then ask of each of its three terms "
+                            "whether it needs both q and x, or only one of them.",
                             ("cbir_tutorial.search.exact.EuclideanIndex",)),
     "cosine_top_k": ("the cosine of two vectors is their dot product divided by both lengths; every row of the "
                      "gallery at once is one matrix-vector product. Then rank: the most similar first.",
                      ("cbir_tutorial.search.exact.EuclideanIndex",)),
-    "precision_at_k": ("count the relevant results among the first k and divide by k.",
+    "precision_at_k": ("reread the definition at the top of the notebook: precision@K is a share. Which slice of "
+                       "the list does it look at, and a share out of how many results?",
                        ("cbir_tutorial.evaluation.metrics.precision_at_k",)),
     "ap_at_k": ("at the i-th relevant result, rank r, how many of the first r results are relevant? That gives "
                 "precision@r; the formula above says which ranks count and what divides their sum.",
@@ -990,8 +1250,8 @@ _HINTS = {
     "filtered_top_k": ("filter first, then rank: the k nearest among the allowed products only, nearest first, "
                        "and the answer is in catalogue rows, not positions among the allowed ones.",
                        ("cbir_tutorial.search.ranking",)),
-    "precision_curve": ("precision@j is the number of relevant results among the first j, divided by j. Can you "
-                        "get that number for every j at once, rather than one j at a time?",
+    "precision_curve": ("precision@j is the number of relevant results among the first j, divided by j, for each "
+                        "j from 1 to K. A loop over j is fine; numpy can also count them for every j in one call.",
                         ("cbir_tutorial.evaluation.metrics.precision_at_k",)),
     "gem_pool": ("a power mean undoes, after averaging, what it did to the values before. Try yours on a map "
                  "whose values are all 2 (the answer is 2 for every p), with p = 1 (the plain average) and with "
@@ -1009,10 +1269,8 @@ _HINTS = {
                        "two unknowns); encode, round to whole codes, decode.",
                        ("cbir_tutorial.search.exact.int8_range", "cbir_tutorial.search.exact.EuclideanIndex")),
     "multi_similarity_loss": ("S = X X^T of the L2-normalised rows. For each anchor i: its positives (same label, "
-                              "j != i) and negatives; keep the positives below the hardest negative + epsilon and "
-                              "the negatives above the easiest positive - epsilon; add log(1 + sum exp(-alpha "
-                              "(S - base))) / alpha and log(1 + sum exp(beta (S - base))) / beta (0 when a kept "
-                              "set is empty); average over all anchors.",
+                              "j != i) and its negatives (another label). The formula above the exercise says "
+                              "which of them it keeps and how the terms add up.",
                               ("cbir_tutorial.training.losses.multi_similarity_loss",)),
     "instance_recall_at_k": ("for one query the question is yes or no: is its own item anywhere among its first "
                              "k results? Recall@K is the share of queries answered yes. numpy compares every "

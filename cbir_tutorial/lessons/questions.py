@@ -101,11 +101,11 @@ QUESTIONS: dict[str, Question] = {q.name: q for q in [
         (("a", "about the same as with the ImageNet weights (within 0.05): any deep network groups products"),
          ("b", "higher than with the ImageNet weights: without training, the category shows less"),
          ("c", "lower than with the ImageNet weights: random features separate the pair even better")),
-        "Random convolutions keep colour and silhouette, so an untrained network can still put two similar "
-        "photos closer; ImageNet training adds what kinds of object look like, which usually shows as a lower "
-        "ratio. Three photos are an anecdote either way: notebook 6 compares the two networks by MAP@K over the "
-        "whole catalogue, a measure that, like a ranking, depends only on which distances are smaller, not on "
-        "how small they are."),
+        "Random convolutions probably keep much of the colour and silhouette, so an untrained network can still "
+        "put two similar photos closer; ImageNet training adds what kinds of object look like, which should show "
+        "as a lower ratio. Three photos are an anecdote either way: notebook 6 compares the two networks by MAP@K "
+        "over the whole catalogue, a measure that, like a ranking, depends only on which distances are smaller, "
+        "not on how small they are."),
     Question(
         "precision_at_20",
         "The explorer's query shows its top K results (K = 10 with the defaults). Double K (the next cell slides "
@@ -126,9 +126,10 @@ QUESTIONS: dict[str, Question] = {q.name: q for q in [
          ("c", "more than 30 times")),
         "The loop pays Python's overhead for every product (a function call, a small array, a dictionary entry), "
         "the index none; but one query must still read the whole feature matrix, and that read sets a floor that "
-        "no code beats (the third factor printed compares the two). In the latest run of benchmarks/RESULTS.md "
-        "section 2 (a 2-core machine, 10,000 x 2048) the index was 17 times faster than the loop for one query; "
-        "many queries at once share each read of the matrix, and went 116 times faster than the loop."),
+        "no code beats (the third factor printed compares the two). In two runs of benchmarks/RESULTS.md section 2 "
+        "(a 2-core machine, 10,000 x 2048) the index was 12-17 times faster than the loop for one query, the "
+        "factor moving with the loop's own time; many queries at once share each read of the matrix, and went "
+        "84-116 times faster than the loop."),
     Question(
         "head_on_unseen",
         "The projection head is trained with the labels of half the categories. On the categories it never saw, "
@@ -166,7 +167,7 @@ QUESTIONS: dict[str, Question] = {q.name: q for q in [
         "what separates the others. Whether that costs the unseen categories depends on the catalogue and the run, "
         "which is why the trainer measures it on categories held out of training and fuses the trained embedding "
         "with the frozen features at the weight that does not forget (benchmarks/RESULTS.md section 8 measures "
-        "it at full settings)."),
+        "it at the CLI's CPU settings)."),
 ]}
 
 #: Each notebook's questions, in the order they appear: ``questions.nb07.p1``.

@@ -928,3 +928,476 @@ def test_notebook_1_leaves_the_np_unique_recipe_to_the_hint():
                     if cell["cell_type"] == "markdown")
     assert "np.unique" not in prose and "return_counts" not in prose
     assert "np.unique" in EXERCISES["query_mask"].hint_text
+
+
+def test_chance_precision_tells_single_product_queries_from_an_average_over_categories(capsys):
+    labels = EXERCISES["chance_precision"].cases[0][0]  # the first case: its values choose the hint
+
+    def keeps_single_products(labels):  # every labelled product a query, alone in its category or not
+        labels = np.asarray(labels, dtype=object)
+        return float(np.mean([(np.sum(labels == label) - 1) / (len(labels) - 1) for label in labels if label != ""]))
+
+    def over_categories(labels):
+        labels = np.asarray(labels, dtype=object)
+        return float(np.mean([(np.sum(labels == c) - 1) / (len(labels) - 1) for c in np.unique(labels[_mask(labels)])]))
+
+    def median_over_queries(labels):
+        labels = np.asarray(labels, dtype=object)
+        sizes = np.array([np.sum(labels == label) for label in labels])
+        return float(np.median((sizes[_mask(labels)] - 1) / (len(labels) - 1)))
+
+    answers = (keeps_single_products, over_categories, median_over_queries)
+    values = [answer(labels) for answer in answers] + [solutions.chance_precision(labels)]
+    assert len({round(value, 3) for value in values}) == 4, values  # four different values, even as printed
+    for answer, hint in zip(answers, ("keep categories with a single product as queries",
+                                      "average over categories instead of over queries", "take the median")):
+        assert not check("chance_precision", answer)
+        assert hint in capsys.readouterr().out
+
+
+def test_a_query_mask_given_as_a_pandas_series_is_told_to_return_a_numpy_array(capsys):
+    pd = pytest.importorskip("pandas")
+
+    def as_a_series(labels):  # right values: the reviewer's pandas answer
+        s = pd.Series(labels)
+        return (s != "") & s.map(s.value_counts()).ge(2)
+
+    assert check("query_mask", as_a_series) is False
+    out = capsys.readouterr().out
+    assert "right values, but a pandas Series" in out and "`.to_numpy()`" in out and "0/1 int array" not in out, out
+    assert check("query_mask", lambda labels: as_a_series(labels).to_numpy()) is True
+
+    def series_without_the_label_test(labels):  # wrong values: the mistake's hint, not the Series message
+        s = pd.Series(labels)
+        return s.map(s.value_counts()).ge(2)
+
+    assert check("query_mask", series_without_the_label_test) is False
+    out = capsys.readouterr().out
+    assert "did you keep the unlabelled products" in out and "pandas" not in out, out
+
+
+def test_the_query_mask_hint_is_a_nudge_that_names_neither_the_conditions_nor_np_unique_options():
+    hint = EXERCISES["query_mask"].hint_text
+    assert "size of its own category" in hint
+    assert not [text for text in ("return_counts", "return_inverse", "two conditions", "has a label", "another member")
+                if text in hint], hint
+
+
+# Notebooks 3 and 6, review round 3: a pooled list that notebook 3 cannot read, and a hint that was the answer.
+def test_global_average_pool_refuses_a_list_with_the_right_values_and_says_why(capsys):
+    def as_a_list(maps):  # right values, but notebook 3's next cell reads vector.shape
+        return maps.mean(axis=(1, 2)).tolist()
+
+    def as_a_tuple(maps):
+        return tuple(map(tuple, maps.mean(axis=(1, 2))))
+
+    for answer, kind in ((as_a_list, "a list"), (as_a_tuple, "a tuple")):
+        assert check("global_average_pool", answer) is False
+        out = capsys.readouterr().out
+        assert f"right values, but {kind} instead of a numpy array" in out and ".shape" in out, out
+    assert check("global_average_pool", lambda maps: maps.mean(axis=(1, 2)).astype(np.float32)) is True
+
+
+def test_the_precision_at_k_hint_points_to_the_definition_without_giving_the_answer():
+    hint = EXERCISES["precision_at_k"].hint_text
+    assert "definition" in hint
+    assert not [text for text in ("divide by k", "among the first k", "[:k]", "sum(") if text in hint.lower()], hint
+
+
+# Notebooks 2 and 7, review round 3: an even kernel, hints that named the wrong mistake, over-fetching, float rows.
+def test_output_size_has_an_even_kernel_so_the_centre_pixel_formula_is_refused(capsys):
+    assert (64, 2, 2, 0) in EXERCISES["output_size"].cases and solutions.output_size(64, 2, 2, 0) == 32
+
+    def centre_positions(n, kernel, stride, padding):  # right for every odd kernel: 31 for 2x2 pooling of 64
+        return (n + 2 * padding - 2 * (kernel // 2) - 1) // stride + 1
+
+    assert check("output_size", centre_positions) is False
+    out = capsys.readouterr().out
+    assert "yours gives 31" in out and "right for odd kernels only" in out, out
+
+
+def test_output_size_names_a_mistake_only_for_an_answer_that_could_have_made_it(capsys):
+    """The hint comes from the first case an answer fails. These two answers already add 1, and pass the cases
+    where "forgot to add 1" fails; their value on a later case equals that mistake's by chance."""
+    def divides_n_alone(n, kernel, stride, padding):
+        return n // stride + 2 * padding - kernel + 1
+
+    def divides_the_padding_apart(n, kernel, stride, padding):
+        return (n - kernel) // stride + 1 + 2 * padding // stride
+
+    for answer in (divides_n_alone, divides_the_padding_apart):
+        assert check("output_size", answer) is False
+        out = capsys.readouterr().out.rstrip()
+        assert "add 1 for the first one" not in out and out.endswith(EXERCISES["output_size"].hint_text), out
+
+    def forgets_the_first_position(n, kernel, stride, padding):  # the mistake itself still gets its hint
+        return (n + 2 * padding - kernel) // stride
+
+    assert check("output_size", forgets_the_first_position) is False
+    assert capsys.readouterr().out.rstrip().endswith("add 1 for the first one")
+
+
+def test_filtered_top_k_refuses_over_fetching_then_filtering_with_a_strict_filter(capsys):
+    cases = EXERCISES["filtered_top_k"].cases
+    strict = [(d, allowed, k) for d, allowed, k in cases if len(d) >= 1000 and allowed.mean() <= 0.03]
+    assert strict, "a case where few products pass the filter"
+    d, allowed, k = strict[0]
+    assert d[allowed].min() > d[~allowed].max() and allowed.sum() >= k  # the allowed ones are all far away
+
+    for factor in (3, 4):
+        def over_fetches(distances, allowed, k, factor=factor):
+            order = np.argsort(distances, kind="stable")[:factor * k]
+            return order[allowed[order]][:k]
+
+        assert check("filtered_top_k", over_fetches) is False
+        out = capsys.readouterr().out
+        assert "taking a few times k first does not help" in out and "filter first" in out, out
+
+
+def test_filtered_top_k_wants_the_rows_as_an_integer_array(capsys):
+    def rows(distances, allowed, k):
+        kept = np.flatnonzero(allowed)
+        return kept[np.argsort(distances[kept], kind="stable")[:k]]
+
+    def as_floats(distances, allowed, k):
+        return rows(distances, allowed, k).astype(float)
+
+    def from_a_list(distances, allowed, k):  # float64 where the list is empty
+        return np.array([int(i) for i in np.argsort(distances, kind="stable") if allowed[i]][:k])
+
+    def as_a_list(distances, allowed, k):
+        return rows(distances, allowed, k).tolist()
+
+    assert check("filtered_top_k", rows) is True
+    assert check("filtered_top_k", lambda d, a, k: rows(d, a, k).astype(np.int32)) is True
+    capsys.readouterr()
+    for answer, said in ((as_floats, "a float64 array: rows index the catalogue"),
+                         (from_a_list, "a float64 array when no product passes the filter"),
+                         (as_a_list, "a list: return them as a numpy array of integers")):
+        assert check("filtered_top_k", answer) is False
+        out = capsys.readouterr().out
+        assert f"right rows, but {said}" in out, out
+
+
+def test_precision_curve_accepts_a_loop_and_its_hint_does_not_ask_for_one_call():
+    def one_j_at_a_time(relevant):
+        return [sum(relevant[:j]) / j for j in range(1, len(relevant) + 1)]
+
+    assert exercise_for("precision_curve").passes(one_j_at_a_time)
+    hint = EXERCISES["precision_curve"].hint_text
+    assert "at once" not in hint and "loop over j is fine" in hint, hint
+
+
+# Review round 3: per-element Python hidden in key=, starmap, reduce or recursion; the package imported by a
+# string; an answer that raises gets the general hint; notebook 5's q2 hint is a nudge, the clamp its NaN message's.
+def _cosine_sorted_by_key(gallery, query, k):  # the reviewer's: one Python call of the key per row
+    return np.array(sorted(range(len(gallery)), key=lambda i: -np.dot(gallery[i], query)
+                           / np.linalg.norm(gallery[i]))[:k])
+
+
+def _cosine_list_sort_key(gallery, query, k):
+    rows = list(range(len(gallery)))
+    rows.sort(key=lambda i: -(gallery[i] @ query) / np.linalg.norm(gallery[i]))
+    return np.array(rows[:k])
+
+
+def _cosine_starmap(gallery, query, k):
+    import itertools
+
+    norms = np.linalg.norm(gallery, axis=1)
+    similarity = np.array(list(itertools.starmap(lambda row, norm: row @ query / norm, zip(gallery, norms))))
+    return np.argsort(-similarity, kind="stable")[:k]
+
+
+def _cosine_reduce(gallery, query, k):
+    import functools
+
+    similarity = functools.reduce(lambda scores, row: scores + [row @ query / np.linalg.norm(row)], gallery, [])
+    return np.argsort(-np.array(similarity), kind="stable")[:k]
+
+
+def _cosine_heapq(gallery, query, k):
+    import heapq
+
+    similarity = (gallery @ query) / np.linalg.norm(gallery, axis=1)
+    return np.array(heapq.nlargest(k, range(len(gallery)), similarity.__getitem__))
+
+
+def _distances_starmap(queries, gallery):  # the reviewer's: one pass over the gallery per query
+    import itertools
+
+    return np.array(list(itertools.starmap(lambda q: np.sqrt(((q - gallery) ** 2).sum(1)), zip(queries))))
+
+
+def _distances_recursive(queries, gallery):
+    row = np.sqrt(((gallery - queries[0]) ** 2).sum(axis=1))[None]
+    return row if len(queries) == 1 else np.vstack([row, _distances_recursive(queries[1:], gallery)])
+
+
+def _distances_first_row(queries, gallery):  # mutual recursion through a helper
+    row = np.sqrt(((gallery - queries[0]) ** 2).sum(axis=1))[None]
+    return row if len(queries) == 1 else np.vstack([row, _distances_through_a_helper(queries[1:], gallery)])
+
+
+def _distances_through_a_helper(queries, gallery):
+    return _distances_first_row(queries, gallery)
+
+
+_distances_lambda = lambda queries, gallery: (  # noqa: E731 (a recursive lambda, bound to a global name)
+    np.sqrt(((gallery - queries[0]) ** 2).sum(axis=1))[None] if len(queries) == 1 else
+    np.vstack([np.sqrt(((gallery - queries[0]) ** 2).sum(axis=1))[None], _distances_lambda(queries[1:], gallery)]))
+
+
+@pytest.mark.parametrize("name, looping, what", [
+    ("cosine_top_k", _cosine_sorted_by_key, "key= function"), ("cosine_top_k", _cosine_list_sort_key, "key= function"),
+    ("cosine_top_k", _cosine_starmap, "starmap(...)"),
+    ("cosine_top_k", _cosine_reduce, "functools.reduce(...)"), ("cosine_top_k", _cosine_heapq, "nlargest(...)"),
+    ("euclidean_distances", _distances_starmap, "starmap(...)"),
+    ("euclidean_distances", _distances_recursive, "recursion (_distances_recursive calls itself)"),
+    ("euclidean_distances", _distances_first_row, "recursion"),
+    ("euclidean_distances", _distances_lambda, "recursion")])
+def test_per_element_python_in_key_starmap_reduce_or_recursion_is_a_loop(name, looping, what, capsys):
+    item = EXERCISES[name]
+    assert item.passes(looping) is False
+    assert check(name, looping) is False
+    out = capsys.readouterr().out.rstrip()
+    assert "right values, but through" in out and what in out and "without a Python loop" in out, out
+    assert out.endswith(item.hint_text), out
+
+
+def test_a_max_with_key_alone_and_a_recursive_closure_are_loops():
+    def best_row(gallery, query):
+        return max(range(len(gallery)), key=lambda i: gallery[i] @ query)
+
+    def recursive_closure(queries, gallery):
+        row = np.sqrt(((gallery - queries[0]) ** 2).sum(axis=1))[None]
+        return row if len(queries) == 1 else np.vstack([row, recursive_closure(queries[1:], gallery)])
+
+    assert "key= function" in exercises._python_loop(best_row)
+    assert exercises._python_loop(recursive_closure) == "recursion (recursive_closure calls itself)"
+
+
+def _distances_by_ufunc_reduce(queries, gallery):  # np.add.reduce is numpy's sum: whole arrays, no Python loop
+    squared = (np.add.reduce(queries * queries, axis=1)[:, None] - 2 * queries @ gallery.T
+               + np.add.reduce(gallery * gallery, axis=1)[None])
+    return np.sqrt(np.maximum(squared, 0))
+
+
+def _cosine_partition_then_sort(gallery, query, k):  # argpartition, then sort the k: the keyword is kind=, not key=
+    similarity = (gallery @ query) / (np.linalg.norm(gallery, axis=1) * np.linalg.norm(query))
+    top = np.argpartition(-similarity, k - 1)[:k]
+    return top[np.argsort(-similarity[top], kind="stable")]
+
+
+def _cosine_with_a_helper(gallery, query, k):
+    return np.argsort(-_cosine_scores(gallery, query), kind="stable")[:k]
+
+
+def _cosine_scores(gallery, query):
+    return np.multiply.reduce([gallery @ query, 1 / np.linalg.norm(gallery, axis=1)])
+
+
+@pytest.mark.parametrize("name, vectorised", [("euclidean_distances", _distances_by_ufunc_reduce),
+                                              ("cosine_top_k", _cosine_partition_then_sort),
+                                              ("cosine_top_k", _cosine_with_a_helper)])
+def test_vectorised_answers_with_ufunc_reduce_kind_or_a_helper_still_pass(name, vectorised, capsys):
+    assert exercises._python_loop(vectorised) == ""
+    assert check(name, vectorised) is True, capsys.readouterr().out
+
+
+def _through_import_module(gallery, query, k):
+    import importlib
+
+    return importlib.import_module("cbir_tutorial.lessons." + "solutions").cosine_top_k(gallery, query, k)
+
+
+def _through_dunder_import(queries, gallery):
+    return __import__("cbir_tutorial.lessons.solutions", fromlist=["x"]).euclidean_distances(queries, gallery)
+
+
+def _through_importlib_util(relevant, k):
+    import importlib.util
+
+    spec = importlib.util.find_spec(".".join(["cbir_tutorial", "evaluation", "metrics"]))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.precision_at_k(relevant, k)
+
+
+def _through_sys_modules(relevant, k):
+    import sys
+
+    return sys.modules["cbir_tutorial.evaluation.metrics"].precision_at_k(relevant, k)
+
+
+_load = importlib.import_module  # an importer bound to another name outside the function
+
+
+def _through_an_alias(relevant, k):
+    return _load("cbir" + "_tutorial.evaluation.metrics").precision_at_k(relevant, k)
+
+
+@pytest.mark.parametrize("name, dynamic, module", [
+    ("cosine_top_k", _through_import_module, "cbir_tutorial.lessons.solutions"),
+    ("euclidean_distances", _through_dunder_import, "cbir_tutorial.lessons.solutions"),
+    ("precision_at_k", _through_importlib_util, "cbir_tutorial"),
+    ("precision_at_k", _through_sys_modules, "cbir_tutorial.evaluation.metrics"),
+    ("precision_at_k", _through_an_alias, "cbir_tutorial.evaluation.metrics")])
+def test_the_package_imported_by_a_string_is_refused(name, dynamic, module, capsys):
+    item = EXERCISES[name]
+    assert uses_the_package(dynamic).startswith(f"`{module}"), uses_the_package(dynamic)
+    assert check(name, dynamic) is False
+    out = capsys.readouterr().out.rstrip()
+    assert "uses the package's own `cbir_tutorial" in out and out.endswith(item.hint_text), out
+
+
+def test_importlib_for_another_module_or_the_word_in_a_docstring_is_not_the_package(capsys):
+    def numpy_by_name(relevant, k):
+        import importlib
+
+        return float(importlib.import_module("numpy").sum(relevant[:k]) / k)
+
+    def mentions_the_package(relevant, k):
+        """Unlike cbir_tutorial.evaluation.metrics.precision_at_k, mine is two lines."""
+        return float(np.sum(relevant[:k]) / k)
+
+    assert uses_the_package(numpy_by_name) == "" and uses_the_package(mentions_the_package) == ""
+    assert check("precision_at_k", numpy_by_name) is True and check("precision_at_k", mentions_the_package) is True
+
+
+def test_an_answer_that_raises_gets_the_general_hint_after_the_error(capsys):
+    def without_keepdims(features):  # the broadcasting mistake of notebook 3
+        return features / np.linalg.norm(features, axis=1)
+
+    item = EXERCISES["l2_normalise"]
+    assert check("l2_normalise", without_keepdims) is False
+    out = capsys.readouterr().out.rstrip()
+    assert "your function raised ValueError: operands could not be broadcast" in out, out
+    assert out.endswith(f". Hint: {item.hint_text}") and " . Hint" not in out, out
+    assert check("l2_normalise", lambda f: f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)) is True
+
+
+def test_notebook_5_distance_hint_is_a_nudge_and_any_nan_answer_is_told_to_clamp(capsys):
+    hint = EXERCISES["euclidean_distances"].hint_text
+    assert "(q - x).(q - x)" in hint
+    assert not [text for text in ("matrix product", "clamp", "broadcast", "@", "sqrt", "row", "column")
+                if text in hint], hint
+
+    def by_einsum(queries, gallery):  # its sums run in another order: NaN elsewhere than the typical mistake's
+        return np.sqrt(np.einsum("ij,ij->i", queries, queries)[:, None] - 2 * np.dot(queries, gallery.T)
+                       + np.einsum("ij,ij->i", gallery, gallery)[None])
+
+    def by_norms(queries, gallery):
+        return np.sqrt(np.linalg.norm(queries, axis=1)[:, None] ** 2 - 2 * queries @ gallery.T
+                       + np.linalg.norm(gallery, axis=1) ** 2)
+
+    for unclamped in (by_einsum, by_norms):
+        with np.errstate(invalid="ignore"):
+            assert check("euclidean_distances", unclamped) is False
+        out = capsys.readouterr().out
+        assert "NaN where a query meets itself" in out and "clamp at 0" in out, out
+
+
+# Notebook 4, review round 2: odd answers are reported, never crash the check, and a text answer is never right.
+def test_nb04_a_function_that_prints_instead_of_returning_is_told_to_return(capsys):
+    from cbir_tutorial.lessons.exercises import nb04
+
+    def prints_the_field(layers):
+        field, jump = 1, 1
+        for kernel, stride in layers:
+            field, jump = field + (kernel - 1) * jump, jump * stride
+        print(field)
+
+    def prints_the_count(kernel, c_in, c_out):
+        print(kernel * kernel * c_in + c_in * c_out)
+
+    for question, printing in ((nb04.q1, prints_the_field), (nb04.q3, prints_the_count)):
+        assert question.check(printing).right is False
+        out = capsys.readouterr().out
+        assert f"✗ {question.name}: " in out and "returned None: did you forget `return`?" in out, out
+        assert "your function returned None: did you forget `return`?" in out, out
+
+
+def test_nb04_a_number_returned_as_text_is_refused_right_or_wrong(capsys):
+    from cbir_tutorial.lessons.exercises import nb04
+
+    def field_as_text(layers):  # the right value, as a str
+        field, jump = 1, 1
+        for kernel, stride in layers:
+            field, jump = field + (kernel - 1) * jump, jump * stride
+        return str(field)
+
+    answers = [(nb04.q1, field_as_text, lambda layers: str(sum(kernel for kernel, _ in layers))),
+               (nb04.q3, lambda kernel, c_in, c_out: str(kernel * kernel * c_in + c_in * c_out),
+                lambda kernel, c_in, c_out: f"{kernel * kernel * c_in * c_out}".encode())]
+    for question, right_as_text, wrong_as_text in answers:
+        for answer in (right_as_text, wrong_as_text):
+            assert question.check(answer).right is False
+            out = capsys.readouterr().out
+            assert out.startswith(f"✗ {question.name}: ") and "(text: return numbers, not strings)" in out, out
+    assert not exercises._same("7", 7, 1e-6) and not exercises._same(["1", "2"], [1, 2], 1e-6)
+    assert exercises._same(np.int64(7), 7, 1e-6) and exercises._same([1.0, 2.0], np.array([1, 2]), 1e-6)
+
+
+def test_shown_never_fails_on_an_odd_value():
+    shown = exercises._shown
+    assert (shown(1234), shown(0.5), shown(np.float32(0.25)), shown(True)) == ("1,234", "0.500", "0.250", "True")
+    assert shown([1, 2]) == "[1, 2]" and shown(None).startswith("None (your function returned None")
+    assert shown({"a": 1}) == "{'a': 1}" and shown([[1], [1, 2]]) == "[[1], [1, 2]]" and shown(1 + 2j) == "(1+2j)"
+    assert len(shown("x" * 500)) < 130
+
+
+def test_receptive_field_has_a_stride_4_case_so_doubling_at_any_stride_is_refused(capsys):
+    from cbir_tutorial.lessons.exercises import nb04
+
+    def doubles_the_jump(layers):  # right for strides 1 and 2, the only ones of VGG and ResNet
+        field, jump = 1, 1
+        for kernel, stride in layers:
+            field += (kernel - 1) * jump
+            jump *= 2 if stride > 1 else 1
+        return field
+
+    assert any(stride > 2 for (layers,) in nb04.q1.cases for _, stride in layers)
+    assert nb04.q1.check(doubles_the_jump).right is False
+    out = capsys.readouterr().out
+    assert "[(11, 4), (3, 2), (5, 1)]: yours gives 31" in out and "stride's value" in out, out
+
+
+def test_an_array_answer_that_returns_none_is_told_to_return(capsys):
+    from cbir_tutorial.lessons.exercises import nb09
+
+    def forgot(features):
+        features.round()  # computed, never returned
+
+    assert not nb09.q1.check(forgot)
+    assert "returned None: did you forget `return`?" in capsys.readouterr().out
+
+
+def test_nb10_recall_mistakes_that_cut_at_k_are_not_told_to_cut_at_k(capsys):
+    """A global np.isin and an any over the ranks both cut at k: the first case tells them apart from "no cut"."""
+    from cbir_tutorial.lessons.exercises import nb10
+
+    def isin_everywhere(found_items, query_items, k):
+        return float(np.mean(np.isin(query_items, found_items[:, :k])))
+
+    def any_per_rank(found_items, query_items, k):
+        return float(np.mean((found_items[:, :k] == query_items[:, None]).any(axis=0)))
+
+    for wrong, told in ((isin_everywhere, "OWN results"), (any_per_rank, "per QUERY")):
+        assert not nb10.q2.check(wrong)
+        out = capsys.readouterr().out
+        assert told in out and "cut each list at k" not in out, out
+    found, queries, k = nb10.q2.cases[0]
+    values = [solutions.instance_recall_at_k(found, queries, k)] + [wrong(found, queries, k)
+                                                                   for _, wrong in nb10.q2.mistakes]
+    assert len(set(np.round(values, 9))) == len(values), values  # each mistake its own value on the first case
+
+
+def test_nb10_multi_similarity_hint_is_a_nudge_and_nothing_calls_the_lowest_positive_the_easiest():
+    from cbir_tutorial.training import losses
+
+    hint = EXERCISES["multi_similarity_loss"].hint_text
+    assert not [text for text in ("epsilon", "log(1", "average", "hardest", "easiest") if text in hint], hint
+    mining = EXERCISES["multi_similarity_loss"].mistakes[0][0]
+    assert "hardest positive (the lowest cosine)" in mining and "easiest" not in mining
+    assert "easiest" not in importlib.import_module(losses.__name__).multi_similarity_loss.__doc__

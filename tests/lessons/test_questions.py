@@ -102,3 +102,19 @@ def test_the_untrained_ratio_question_says_both_networks_give_unit_vectors():
     assert "no common scale" not in question.prompt + question.explanation
     assert "unit vectors" in question.prompt and "range 0-2" in question.prompt
     assert "which distances are smaller" in question.prompt and "which distances are smaller" in question.explanation
+
+
+def test_the_untrained_ratio_explanation_offers_its_cause_as_a_guess_and_notebook_3_does_not_repeat_the_prompt():
+    question = QUESTIONS["untrained_ratio"]
+    assert "probably" in question.explanation and "should show as a lower ratio" in question.explanation
+    assert "usually shows" not in question.explanation
+    path, = (ROOT / "notebooks").glob("03_*.ipynb")
+    cells = ["".join(c["source"]) for c in json.loads(path.read_text())["cells"]]
+    after = next(i for i, text in enumerate(cells) if "questions.nb03.p1.check(" in text) + 1
+    assert cells[after].startswith("Three photos are an anecdote") and "probably" in cells[after]
+    assert not [text for text in ("unit vectors", "range 0", "which distances are smaller") if text in cells[after]]
+
+
+def test_the_forgetting_explanation_says_results_md_measured_it_at_the_clis_cpu_settings():
+    explanation = QUESTIONS["forgetting"].explanation
+    assert "CLI's CPU settings" in explanation and "full settings" not in explanation
