@@ -40,18 +40,25 @@ nb_mime_priority_overrides = [("html", "application/vnd.jupyter.widget-view+json
 
 
 def _hide_machine_paths(app, doctree, docname):
-    """Outputs show ``<data>``, ``<tmp>`` and ``~`` for the build machine's folders (lessons.site.shown_paths)."""
+    """A chapter's outputs show ``<data>``, ``<tmp>`` and ``~`` for the build machine's folders
+    (lessons.site.shown_paths), and none of its pip configuration's warnings."""
+    import re
     import tempfile
 
     from docutils import nodes
 
     from cbir_tutorial.lessons.site import shown_paths
 
+    if not docname.startswith("chapters/"):
+        return
     data = os.environ.get("CBIR_TUTORIAL_DATA")
     data = str(Path(data).resolve()) if data else None
     for node in list(doctree.findall(lambda n: isinstance(n, (nodes.literal_block, nodes.raw)))):
         text = node.astext()
-        shown = shown_paths(text, data, tempfile.gettempdir(), str(Path.home()))
+        pip_noise = r"(?m)^(\x1b\[[0-9;]*m)*WARNING: Location '[^']*' is ignored: .*\n?"
+        shown = shown_paths(re.sub(pip_noise, "", text), data, tempfile.gettempdir(), str(Path.home()))
+        if isinstance(node, nodes.raw):  # HTML: the placeholders are text, not tags
+            shown = shown.replace("<data>", "&lt;data&gt;").replace("<tmp>", "&lt;tmp&gt;")
         if shown != text:
             node.children = []
             node += nodes.Text(shown)

@@ -49,12 +49,12 @@ def test_a_page_header_says_what_ran_and_where_to_run_it():
     read = settings_read_by(code, settings)
     assert read == {"CBIR_NB_CATALOGUE": "sample", "CBIR_NB_WEIGHTS": "random", "CBIR_TUTORIAL_STRICT": "1"}
     offline = page_header("06_evaluation.ipynb", read, "notebooks/test_run.env")
-    assert ("`notebooks/test_run.env` (`CBIR_NB_CATALOGUE=sample`, `CBIR_NB_WEIGHTS=random`, `CBIR_TUTORIAL_STRICT=1`)"
-            in offline)
+    assert "`notebooks/test_run.env` (`CBIR_NB_CATALOGUE=sample`, `CBIR_NB_WEIGHTS=random`)" in offline
+    assert "STRICT" not in offline  # the test run's strictness says nothing to a reader
     assert "chose **random weights** for VGG16, ResNet50 and Xception" in offline and "without a GPU" in offline
     assert "package's own answers" not in offline and "test-run settings" not in offline
     assert "MPLBACKEND" not in offline and "colab.research.google.com" not in offline
-    assert "setup_cells --repository" in offline
+    assert "setup_cells --repository" not in offline and "Run it yourself" in offline  # a maintainer's step
     online = page_header("06_evaluation.ipynb", {"CBIR_NB_WEIGHTS": "imagenet"}, "notebooks/site_run.env",
                          gpu="Tesla T4", repository="me/cbir-tutorial")
     assert "random" not in online and "on a GPU (Tesla T4)" in online
@@ -81,9 +81,12 @@ def test_the_build_machines_folders_are_shown_as_a_reader_can_map_them():
 
 
 def test_mentions_of_the_benchmark_results_link_to_their_page():
-    text = "see benchmarks/RESULTS.md section 4 and `benchmarks/RESULTS.md`; [RESULTS](../benchmarks/RESULTS.md) stays"
+    text = ("see benchmarks/RESULTS.md section 4 and `benchmarks/RESULTS.md` (benchmarks/RESULTS.md section 2); "
+            "[RESULTS](../benchmarks/RESULTS.md) stays")
     assert linked_results(text) == ("see [benchmarks/RESULTS.md](../benchmarks.md) section 4 and "
-                                     "[`benchmarks/RESULTS.md`](../benchmarks.md); [RESULTS](../benchmarks/RESULTS.md) stays")
+                                     "[`benchmarks/RESULTS.md`](../benchmarks.md) "
+                                     "([benchmarks/RESULTS.md](../benchmarks.md) section 2); "
+                                     "[RESULTS](../benchmarks/RESULTS.md) stays")
 
 
 def test_a_folded_solution_holds_the_worked_answer():

@@ -13,8 +13,8 @@ from typing import Mapping
 
 #: The settings a site build executes the notebooks with (next to the test-run settings, test_run.env).
 SITE_SETTINGS = "notebooks/site_run.env"
-#: Settings that say nothing to a reader (logging, plotting back end).
-_QUIET = ("TF_CPP_MIN_LOG_LEVEL", "MPLBACKEND")
+#: Settings that say nothing to a reader (logging, plotting back end, progress bars, the test run's strictness).
+_QUIET = ("TF_CPP_MIN_LOG_LEVEL", "MPLBACKEND", "TQDM_DISABLE", "CBIR_TUTORIAL_STRICT")
 #: The Keras backbones whose ImageNet weights need internet.
 KERAS_BACKBONES = "VGG16, ResNet50 and Xception"
 
@@ -31,11 +31,9 @@ def notebook_links(repository: str | None, notebook: str) -> str:
     """Markdown "Open in Colab / Kaggle" badges for ``notebooks/<notebook>`` of ``repository``, or how to run
     the notebook while the location is not set."""
     if not repository:
-        return (f"*Run it yourself:* download `notebooks/{notebook}` from the repository and open it in JupyterLab "
-                "(after `pip install -e .` in the repository), or on Colab or Kaggle with the package's wheel uploaded "
-                "beside it (`python -m build` makes it; the notebook's first cell installs it). The *Open in Colab / "
-                "Kaggle* buttons appear here once the repository's location is set (`python -m "
-                "cbir_tutorial.lessons.setup_cells --repository owner/name`).")
+        return (f"*Run it yourself:* open `notebooks/{notebook}` of the repository in JupyterLab (after "
+                "`pip install -e \".[dev]\"` there), or on Colab or Kaggle with the package's wheel uploaded beside it "
+                "(the notebook's first cell installs it).")
     path = f"{repository}/blob/main/notebooks/{notebook}"
     return (f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
             f"(https://colab.research.google.com/github/{path}) "
@@ -103,7 +101,8 @@ def shown_paths(text: str, data: str | None, temporary: str, home: str) -> str:
     part = r"[^\s'\"<>&)/:]+"  # one folder or file name, in printed text or in HTML
     if data:
         text = re.sub(re.escape(data.rstrip("/")) + r"(?![\w.-])", "<data>", text)
-    text = re.sub(re.escape(temporary.rstrip("/")) + rf"(?:/{part})+?((?:/{part}){{2}})(?!/?{part})", r"<tmp>/…\1", text)
+    text = re.sub(re.escape(temporary.rstrip("/")) + rf"(?:/{part})+?((?:/{part}){{2}})(?!/?{part})", r"<tmp>/…\1",
+                  text)
     text = re.sub(re.escape(temporary.rstrip("/")) + r"(?=/)", "<tmp>", text)
     return re.sub(re.escape(home.rstrip("/")) + r"(?=/)", "~", text) if home not in ("", "/") else text
 
@@ -111,5 +110,5 @@ def shown_paths(text: str, data: str | None, temporary: str, home: str) -> str:
 def linked_results(markdown: str, target: str = "../benchmarks.md") -> str:
     """``markdown`` with each mention of ``benchmarks/RESULTS.md`` (plain or as code, not already a link)
     made a link to the site's benchmark page ``target``."""
-    return re.sub(r"(?<![\[/(])(`?)benchmarks/RESULTS\.md\1(?![\]`(])",
+    return re.sub(r"(?<![\[/])(?<!\]\()(`?)benchmarks/RESULTS\.md\1(?![\]`(])",
                   lambda found: f"[{found.group(0)}]({target})", markdown)

@@ -1,5 +1,5 @@
-// A wide picture (a result grid, a table of photos) stays readable on a phone: it keeps 600 px and its
-// output scrolls sideways, instead of shrinking to the screen's width.
+// A wide picture (a result grid, a table of photos, a benchmark chart) stays readable on a phone: it keeps
+// 600 px and its container scrolls sideways, instead of shrinking to the screen's width.
 const READABLE_PX = 600;
 function keepReadable(img) {
   if (img.naturalWidth > READABLE_PX && img.getBoundingClientRect().width < READABLE_PX) {
@@ -8,7 +8,7 @@ function keepReadable(img) {
   }
 }
 document.addEventListener("DOMContentLoaded", () => {
-  for (const img of document.querySelectorAll(".cell_output img")) {
+  for (const img of document.querySelectorAll("article img")) {
     if (img.complete) keepReadable(img);
     else img.addEventListener("load", () => keepReadable(img));
   }
