@@ -177,7 +177,7 @@ def multi_similarity_loss(embeddings: np.ndarray, labels: Sequence[int], alpha: 
     """Multi-similarity loss of a batch: ``embeddings`` ``(B, D)`` (any length), ``labels`` ``(B,)``.
 
     Cosines ``S``; anchor ``i`` keeps its positives with ``S_ij - epsilon < `` its hardest negative and its
-    negatives with ``S_ik + epsilon > `` its easiest positive; its loss is
+    negatives with ``S_ik + epsilon > `` its hardest positive (the lowest cosine); its loss is
     ``log(1 + sum exp(-alpha (S_ij - base))) / alpha + log(1 + sum exp(beta (S_ik - base))) / beta``, or 0
     when either kept set is empty. The mean is over all ``B`` anchors."""
     x = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)

@@ -66,8 +66,8 @@ def multi_similarity_loss(embeddings, labels, *, alpha: float = 2.0, beta: float
 
     ``embeddings`` ``(B, D)``, ``labels`` ``(B,)`` int. With ``S_ij`` the cosine of images ``i`` and ``j``,
     anchor ``i`` keeps the positives ``j`` (same label, ``j ≠ i``) with ``S_ij - ε < max_{k neg} S_ik`` and the
-    negatives ``k`` with ``S_ik + ε > min_{j pos} S_ij`` (the pairs harder than the easiest of the other
-    kind), and
+    negatives ``k`` with ``S_ik + ε > min_{j pos} S_ij``: each pair compared with the hardest pair of the other
+    kind, give or take ε (the hardest negative has the highest cosine, the hardest positive the lowest), and
 
     .. math:: \ell_i = \frac{1}{\alpha} \log\Big(1 + \sum_{j \in \tilde P_i} e^{-\alpha (S_{ij} - \lambda)}\Big)
                      + \frac{1}{\beta} \log\Big(1 + \sum_{k \in \tilde N_i} e^{\beta (S_{ik} - \lambda)}\Big),
@@ -86,9 +86,9 @@ def multi_similarity_loss(embeddings, labels, *, alpha: float = 2.0, beta: float
     positive = ops.logical_and(same, not_self)
     negative = ops.logical_not(same)
     hardest_negative = ops.max(ops.where(negative, similarity, -2.0), axis=1, keepdims=True)
-    easiest_positive = ops.min(ops.where(positive, similarity, 2.0), axis=1, keepdims=True)
+    hardest_positive = ops.min(ops.where(positive, similarity, 2.0), axis=1, keepdims=True)
     kept_positive = ops.logical_and(positive, similarity - epsilon < hardest_negative)
-    kept_negative = ops.logical_and(negative, similarity + epsilon > easiest_positive)
+    kept_negative = ops.logical_and(negative, similarity + epsilon > hardest_positive)
     pulls = _log1p_sum_exp(-alpha * (similarity - base), kept_positive, axis=1) / alpha
     pushes = _log1p_sum_exp(beta * (similarity - base), kept_negative, axis=1) / beta
     counted = ops.logical_and(ops.any(kept_positive, axis=1), ops.any(kept_negative, axis=1))

@@ -30,8 +30,8 @@ class TrainingSettings:
     (:func:`~cbir_tutorial.training.protocols.held_out_categories`; 0: none) to choose how much the saved model
     keeps of the frozen features (:mod:`~cbir_tutorial.training.mixing`: its embedding is the trained one fused
     with them, the weight chosen on those categories so that kinds of product it never saw are not searched
-    worse than with the frozen features). ``patience``: epochs without a better validation MAP@``k`` before stopping (Keras's ``EarlyStopping``,
-    which never stops after the first epoch of a run). ``mixed_precision``: as
+    worse than with the frozen features). ``patience``: epochs without a better validation MAP@``k`` before
+    stopping (Keras's ``EarlyStopping``, which never stops after the first epoch of a run). ``mixed_precision``: as
     :func:`~cbir_tutorial.models.features.mixed_precision_policy` ("auto": on with a GPU).
     """
 
@@ -65,9 +65,8 @@ class TrainingSettings:
     def cpu(cls, **changes) -> "TrainingSettings":
         """A preset for a laptop's CPU: batches of 8×4, the last 2 blocks, 12 epochs (1 of warm-up).
 
-        Measured on 2 cores: 390 sample photos (the train side of the unseen-products split), 224 px, 12
-        epochs of 10 batches took 8 minutes (multi-similarity) to 24 minutes (Proxy-Anchor, while the cores
-        were shared with other work)."""
+        The command line's runs on the sample with it (224 px, a shared 2-core CPU) stopped early and took 437 to
+        1,335 s of wall time (benchmarks/RESULTS.md section 8)."""
         return replace(cls(classes_per_batch=8, images_per_class=4, trainable_blocks=2, epochs=12, warmup_epochs=1,
                            patience=4), **changes)
 

@@ -118,3 +118,13 @@ def test_the_untrained_ratio_explanation_offers_its_cause_as_a_guess_and_noteboo
 def test_the_forgetting_explanation_says_results_md_measured_it_at_the_clis_cpu_settings():
     explanation = QUESTIONS["forgetting"].explanation
     assert "CLI's CPU settings" in explanation and "full settings" not in explanation
+
+
+def test_the_index_vs_loop_explanation_says_its_benchmark_figures_come_from_another_setup():
+    explanation = QUESTIONS["index_vs_loop"].explanation
+    assert "10,000 x 2048" in explanation and "batches of 64" in explanation
+    assert "one BLAS thread" in explanation and "can be lower" in explanation
+
+
+def test_the_explorer_question_is_named_for_whatever_k_the_learner_chose():
+    assert LESSONS["nb07"] == ["precision_at_double_k"] and "precision_at_20" not in QUESTIONS
