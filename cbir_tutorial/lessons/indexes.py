@@ -1,19 +1,30 @@
-"""How FAISS's approximate indexes search, drawn from real FAISS indexes built on 2-D toys.
+"""How FAISS's approximate indexes search, drawn from real FAISS indexes built on 2-D toys, and what a search costs.
 
 IVF: the k-means cells of an ``IndexIVFFlat`` (its coarse quantizer's centroids), the list FAISS put each point
 in, a query and the ``nprobe`` cells it searches. HNSW: the layers of an ``IndexHNSWFlat``, each node's links on
 each layer as FAISS stored them, and the greedy path a query takes down the layers. Every number drawn is read
 back from FAISS. FAISS is the package's ``scale`` extra (``pip install faiss-cpu``).
+
+What a search costs, in a unit no machine changes: :func:`distances_computed` reads FAISS's own count of the
+vectors a query was compared with, :func:`cost_curves` adds it to every point of the recall and latency curves,
+and :func:`call_floor_ms` times what the package's ``search`` costs per call whatever the index.
 """
 
 from __future__ import annotations
 
+import time
+from typing import Mapping, Sequence
+
 import numpy as np
+import pandas as pd
 from matplotlib.collections import LineCollection
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Polygon
 from matplotlib.transforms import Affine2D
+
+from ..search.backends import make_index
+from ..search.sizing import KNOBS, nlist_rule, recall_and_latency, vectors_compared
 
 #: Colours of the IVF lists, list ``l`` in ``LIST_COLOURS[l % 20]``: the first ten are matplotlib's
 #: ``tab10``, then the pale halves of ``tab20``.
@@ -280,3 +291,80 @@ def hnsw_layers_figure(points: np.ndarray | None = None, *, m: int = 4, query=No
     ax.set_title(f"HNSW, M={m}: all {len(points)} nodes on layer 0, fewer above.\nThe query (star) descends "
                  f"greedily (red), {moves} moves,\n{ending}", fontsize=10)
     return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# What a search costs: FAISS's own count of the vectors a query is compared with
+
+
+def distances_computed(index, queries: np.ndarray, k: int = 10) -> float:
+    """Mean number of stored vectors (or centroids) ``index`` compares each of ``queries`` (``(Q, D)``) with in
+    one ``index.search(queries, k)``: a count that does not depend on the machine or its load.
+
+    ``index``: a package backend (:func:`~cbir_tutorial.search.backends.make_index`). ``exact`` and
+    ``faiss-flat``: every stored vector. ``faiss-ivf``: its ``nlist`` centroids (the flat scan that picks the
+    lists) plus the vectors FAISS scanned in the ``nprobe`` lists it read (with ``pq``, the codes it scored),
+    FAISS's ``faiss.cvar.indexIVF_stats.ndis`` (k-means lists hold unequal numbers of rows, so this is not
+    ``nprobe * N / nlist``). ``faiss-hnsw``: the distances FAISS computed while walking the graph, upper layers
+    included (``faiss.cvar.hnsw_stats.ndis``). Any other backend: NaN.
+    """
+    queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+    name = getattr(index, "name", "")
+    if name in ("exact", "faiss-flat"):
+        return float(len(index))
+    if name not in ("faiss-ivf", "faiss-hnsw") or not len(queries):
+        return float("nan")
+    faiss = faiss_module()
+    stats = faiss.cvar.indexIVF_stats if name == "faiss-ivf" else faiss.cvar.hnsw_stats
+    stats.reset()
+    index.search(queries, k)
+    computed = float(stats.ndis) / len(queries)
+    return computed + (int(index.options["nlist"]) if name == "faiss-ivf" else 0)
+
+
+def cost_curves(gallery: np.ndarray, queries: np.ndarray, sizes: Sequence[int], k: int = 10, *,
+                knobs: Mapping[str, tuple[str, Sequence[int]]] | None = None,
+                repeats: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`~cbir_tutorial.search.sizing.recall_latency_curves` (same arguments, same ``(curves, builds)``,
+    every index built once per size), with one more column in ``curves``: ``distances computed``
+    (:func:`distances_computed`), FAISS's count where ``vectors compared`` is an estimate."""
+    knobs = KNOBS if knobs is None else knobs
+    measured, builds = [], []
+    for n in sizes:
+        part = gallery[:n]
+        exact = make_index("exact", part)
+        reference = exact.search(queries, k)[1]
+        measured.append({"rows": n, "index": "exact", "setting": "-",
+                         **recall_and_latency(exact, queries, reference, k, repeats),
+                         "vectors compared": vectors_compared("exact", n),
+                         "distances computed": distances_computed(exact, queries, k)})
+        del exact
+        for name, (knob, values) in knobs.items():
+            start = time.perf_counter()
+            index = make_index(name, part)
+            build = {"rows": n, "index": name, "build s": time.perf_counter() - start}
+            nlist = index.options.get("nlist") if name == "faiss-ivf" else None
+            if nlist is not None:
+                build.update({"nlist": int(nlist), "nlist set by": nlist_rule(n)})
+            builds.append(build)
+            for value in values:
+                index.set_search_options(**{knob: value})
+                measured.append({"rows": n, "index": name, "setting": f"{knob}={value}",
+                                 **recall_and_latency(index, queries, reference, k, repeats),
+                                 "vectors compared": (vectors_compared(name, n, nlist=nlist, nprobe=value)
+                                                      if knob == "nprobe" else float("nan")),
+                                 "distances computed": distances_computed(index, queries, k)})
+            del index
+    builds = pd.DataFrame(builds, columns=["rows", "index", "build s", "nlist", "nlist set by"])
+    return pd.DataFrame(measured), builds.astype({"nlist": "Int64"}).fillna({"nlist set by": "-"})
+
+
+def call_floor_ms(queries: np.ndarray, k: int = 10, *, rows: int = 100, repeats: int = 3, seed: int = 0) -> float:
+    """Milliseconds one ``search`` of the package takes, one query of ``queries`` at a time (the median of
+    ``repeats`` means, as :func:`~cbir_tutorial.search.sizing.recall_and_latency` times), on a ``faiss-flat``
+    index of only ``rows`` random unit vectors: what every call pays whatever the index (checking the query,
+    mapping FAISS's labels to ids, ordering ties), as FAISS's own part is a scan of ``rows`` vectors."""
+    queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+    vectors = np.random.default_rng(seed).standard_normal((rows, queries.shape[1])).astype(np.float32)
+    index = make_index("faiss-flat", vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+    return recall_and_latency(index, queries, index.search(queries, k)[1], k, repeats)["ms per query"]

@@ -23,7 +23,9 @@ from ..search.recipes import RECIPES
 #: nearest product sits close to the query, and one further away.
 TOY_ANGLES: dict[str, tuple[float, ...]] = {"a": (30.0, 38.0, 44.0), "b": (61.0, 73.0, 82.0),
                                              "c": (100.0, 106.0, 111.0)}
-#: The query's angle (degrees) and category: nearer to b's first product than to a's last, yet an "a".
+#: The query's angle (degrees) and category: nearer to b's first product than to a's last, yet an "a". The toy is
+#: built to show the mechanism (expansion pulls the query back to its own category), not the typical gain, which
+#: notebook 8 measures on the catalogue.
 QUERY_ANGLE, QUERY_CATEGORY = 53.0, "a"
 COLOURS = {"a": "C0", "b": "C1", "c": "C2"}
 
@@ -184,8 +186,14 @@ def dba_alpha_qe_figure(moves: ExpansionMoves | None = None) -> Figure:
     if np.abs(moves.expanded_query - toy.query).max() > 1e-6:
         _arrow(bottom, toy.query, moves.expanded_query, "black", "aqe")
     _names(bottom, toy.query[None], ["query"], [query_colour])
+    ringed = moves.augmented[moves.query_neighbours]
+    names = " and ".join(toy.names[i] for i in moves.query_neighbours)
+    one_point = len(ringed) > 1 and np.ptp(degrees_of(ringed)) < 1.0  # as _names puts them under one label
+    nearest = ("no neighbour (no αQE)" if not len(ringed) else
+               f"its nearest, {names} (ringed)" if len(ringed) == 1 else
+               f"its {len(ringed)} nearest, {names} (ringed" + ("; DBA put them on one point)" if one_point else ")"))
     bottom.set_title(f"αQE (n={moves.qe_n}) over the stored vectors: the query moves towards\n"
-                     f"its {moves.qe_n} nearest (ringed); filled star: what is searched again", fontsize=9.5)
+                     f"{nearest};\nfilled star: what is searched again", fontsize=9.5)
     bottom.text(0.5, 0.02, f"nearest first, query of category {toy.query_category}\n"
                 f"before (raw vectors): {moves.ranking(moves.before)}\n"
                 f"after DBA + αQE:      {moves.ranking(moves.after)}",

@@ -10,7 +10,7 @@ or the folder of a trained model (:func:`trained_recipe`: the fine-tuned embeddi
 features, e.g. ``SearchEngine.build(catalogue, recipe="runs/lite0-proxy")`` or ``--recipe runs/lite0-proxy``).
 
 How the settings were chosen (no labels are used by a recipe itself; labels only scored the choices):
-the sample was split by product id parity. On the **even-id half** (the tuning half, 385 photos) each
+the sample was split by product id parity. On the **even-id half** (the tuning half, 386 photos) each
 step was tried on top of the previous one with EfficientNet-Lite0, leave-one-out MAP@10 there:
 
 - pooling: average 0.679, max 0.681, GeM p=2/3/4 0.683/0.684/0.684 → GeM with p=3, the literature's
@@ -21,7 +21,8 @@ step was tried on top of the previous one with EfficientNet-Lite0, leave-one-out
   DBA n and αQE n in 0..2 (α=3 as in the literature). Its highest tuning-half score, 0.735, is
   **"best"**: Lite2 fused, no whitening, DBA 1 + αQE 2. The highest with one backbone, 0.716, is
   **"single"**: whitening to 64 dimensions, DBA 1 + αQE 2 (whitening alone lowers the score: 0.691
-  at 64 dimensions, power 1 much worse, 0.62/0.54; it pays only together with expansion).
+  at 64 dimensions, 0.671 at 256; full whitening, power 1, much worse: 0.630 / 0.375, notebook 08's whitening
+  grid; on the tuning half it pays only together with expansion, and the report half does not confirm it).
 
 The **odd-id half** (the report half) was only scored with the settings fixed; its figures are in
 ``benchmarks/RESULTS.md`` and notebook 08 (:func:`~cbir_tutorial.evaluation.reports.halves` builds the

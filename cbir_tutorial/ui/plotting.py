@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from ..data.catalogue import Catalogue
 from ..data.images import ImageError, ImageSource, load_rgb
@@ -196,8 +197,9 @@ def query_rows_figure(paths: Sequence, found_paths: Sequence[Sequence], relevant
 def grouped_bars_figure(table: pd.DataFrame, label: str, columns: dict[str, str], *, ylabel: str = "",
                         title: str | None = None) -> Figure:
     """Bars of several ``columns`` of ``table`` side by side for each of its rows, labelled by column ``label``,
-    the value printed on each bar; ``columns``: ``{column: legend}``. The y axis starts 0.1 below the
-    lowest bar (at 0 at the lowest) and ends at 1, for scores between 0 and 1 such as MAP@K."""
+    the value printed on each bar; ``columns``: ``{column: legend}``. The y axis runs from 0 to 1, for scores
+    between 0 and 1 such as MAP@K: a bar's height is its value, so two bars compare as their values do (an axis
+    starting near the lowest bar would make a gap of 0.01 look several times bigger)."""
     fig = Figure(figsize=(1.6 + 1.05 * len(table) * max(1, len(columns) / 2), 3.8), layout="constrained")
     ax = fig.subplots()
     x = np.arange(len(table))
@@ -207,50 +209,179 @@ def grouped_bars_figure(table: pd.DataFrame, label: str, columns: dict[str, str]
                       label=name)
         ax.bar_label(bars, fmt="%.3f", fontsize=8)
     ax.set_xticks(x, table[label].astype(str), rotation=15)
-    lowest = float(table[list(columns)].to_numpy(dtype=float).min(initial=1.0))
-    ax.set_ylim(max(0.0, lowest - 0.1), 1.0)
+    ax.set_ylim(0.0, 1.0)
     ax.set_ylabel(ylabel)
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper left", ncol=len(columns))
     if title:
         ax.set_title(title)
     return fig
 
 
-def recall_latency_figure(curves: pd.DataFrame, *, k: int | None = None, title: str | None = None) -> Figure:
-    """Recall against time per query, one panel per gallery size of ``curves`` (columns ``rows, index, setting,
-    recall, ms per query``, as :func:`cbir_tutorial.search.sizing.recall_latency_curves` returns): one line per
-    index, each point labelled with its knob's value; time on a log scale."""
+#: Where :func:`_place_labels` tries to put a point's label, in points from the point, in this order.
+LABEL_OFFSETS = ((0, 6), (0, -17), (7, -4), (-7, -4), (5, 3), (5, -13), (-5, 3), (-5, -13), (0, 16), (0, -27),
+                 (12, -4), (-12, -4), (0, 26), (0, -37))
+
+
+def _obstacles(ax) -> tuple[np.ndarray, np.ndarray]:
+    """What a label must not cover on ``ax``, as ``(M, 4)`` pixel boxes ``x0, y0, x1, y1``: ``(solid, lines)``,
+    ``solid`` the markers of its lines (a square of the marker's size), its texts and its legend, ``lines`` points
+    every 2 pixels along its lines' segments."""
+    to_px = ax.figure.dpi / 72
+    solid, lines = [], []
+    for line in ax.lines:
+        xy = line.get_transform().transform(np.asarray(line.get_xydata(), dtype=float))
+        if line.get_marker() not in (None, "None", "none", "", " "):
+            half = (line.get_markersize() + line.get_markeredgewidth()) * to_px / 2 + 2
+            solid += [(x - half, y - half, x + half, y + half) for x, y in xy]
+        if line.get_linestyle() not in ("None", "none", "", " "):
+            for start, end in zip(xy, xy[1:]):
+                for t in np.linspace(0, 1, max(2, int(np.hypot(*(end - start)) / 2))):
+                    x, y = start + t * (end - start)
+                    lines.append((x - 1, y - 1, x + 1, y + 1))
+    for artist in [*ax.texts, ax.get_legend()]:
+        if artist is not None:
+            box = artist.get_window_extent()
+            solid.append((box.x0, box.y0, box.x1, box.y1))
+    return np.array(solid, dtype=float).reshape(-1, 4), np.array(lines, dtype=float).reshape(-1, 4)
+
+
+def _covered(box: np.ndarray, others: np.ndarray) -> float:
+    """Pixels of ``box`` (``x0, y0, x1, y1``) that the boxes ``others`` cover, summed."""
+    width = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
+    height = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
+    return float((width * height).sum())
+
+
+def _place_labels(ax, labels, *, fontsize: float = 8.5) -> list:
+    """Annotate each ``(text, x, y, colour)`` of ``labels`` (data coordinates of ``ax``) at the first offset of
+    :data:`LABEL_OFFSETS` where its box stays inside the axes and covers no label placed before it, no marker,
+    no other text, not the legend and no line (:func:`_obstacles`); failing that, the first that covers a line
+    only; failing that, the one inside the axes that covers least. Call it once the axes' lines, legend, scales
+    and limits are set; the labels stay out of the layout, so that the axes do not move under them. Returns the
+    annotations."""
+    ax.figure.draw_without_rendering()  # the final layout: the axes where they will be drawn
+    inside = ax.get_window_extent()
+    solid, lines = _obstacles(ax)
+
+    def annotated(text, x, y, colour, dx, dy):
+        note = ax.annotate(str(text), (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
+                           ha="left" if dx > 0 else "right" if dx < 0 else "center", va="bottom", color=colour)
+        note.set_in_layout(False)
+        e = note.get_window_extent()
+        return note, np.array([e.x0, e.y0, e.x1, e.y1])
+
+    placed = []
+    for text, x, y, colour in labels:
+        scores = []  # per offset: (outside the axes, pixels of solid things covered, pixels of lines covered)
+        for dx, dy in LABEL_OFFSETS:
+            note, box = annotated(text, x, y, colour, dx, dy)
+            note.remove()
+            outside = not (inside.x0 <= box[0] and box[2] <= inside.x1 and inside.y0 <= box[1] and box[3] <= inside.y1)
+            scores.append((outside, _covered(box, solid), _covered(box, lines)))
+            if scores[-1] == (False, 0.0, 0.0):
+                break
+        best = min(range(len(scores)), key=lambda i: (scores[i][0], scores[i][1] > 0, scores[i][2] > 0, scores[i][1],
+                                                      scores[i][2], i))
+        note, box = annotated(text, x, y, colour, *LABEL_OFFSETS[best])
+        solid = np.vstack([solid, box])
+        placed.append(note)
+    return placed
+
+
+#: Axis words of the columns :func:`recall_latency_figure` can put on its x axis.
+COST_AXES = {"ms per query": "ms per query", "distances computed": "distances computed per query",
+             "vectors compared": "vectors compared per query (estimate)"}
+
+
+def _plain_log_ticks(ax) -> None:
+    """Ticks of ``ax``'s log x axis written as plain numbers (0.2, 5, 1,000): at 1, 2 and 5 times the powers of
+    ten over at most two decades, at the powers of ten alone over more (their labels would overlap)."""
+    low, high = ax.get_xlim()
+    wide = np.log10(max(high, 1e-12) / max(low, 1e-12)) > 2
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0,) if wide else (1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def recall_latency_figure(curves: pd.DataFrame, *, k: int | None = None, title: str | None = None,
+                          x: str | Sequence[str] = "ms per query", floor_ms: float | None = None) -> Figure:
+    """Recall against the cost of a query, one panel per gallery size of ``curves`` (columns ``rows, index,
+    setting, recall`` and the ``x`` columns, as :func:`cbir_tutorial.search.sizing.recall_latency_curves` or
+    :func:`cbir_tutorial.lessons.indexes.cost_curves` return them): one line per index, each point labelled with
+    its knob's value in the line's colour (labels placed where they cover no other label, point or line); cost
+    on a log scale.
+
+    ``x``: the cost column, ``"ms per query"`` by default, or several: one row of panels per column, the first
+    on top (e.g. ``("distances computed", "ms per query")``). ``floor_ms``: the time every call pays whatever
+    the index (:func:`cbir_tutorial.lessons.indexes.call_floor_ms`), drawn as a dotted line on the panels of
+    ``ms per query``."""
+    columns = [x] if isinstance(x, str) else list(x)
     sizes = sorted(curves["rows"].unique())
-    fig = Figure(figsize=(5.5 * len(sizes), 4), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(sizes), sharey=True))
+    fig = Figure(figsize=(4.8 * len(sizes), 3.7 * len(columns) + 0.3), layout="constrained")
+    axes = np.array(fig.subplots(len(columns), len(sizes), sharey=True, squeeze=False))
     markers = dict(zip(curves["index"].unique(), "s^oDv<>"))
-    for ax, n in zip(axes, sizes):
-        part = curves[curves["rows"] == n]
-        for name, line in part.groupby("index", sort=False):
-            ax.plot(line["ms per query"], line["recall"], marker=markers[name], label=name)
-            for setting, ms, recall in zip(line["setting"], line["ms per query"], line["recall"]):
-                if "=" in str(setting):
-                    ax.annotate(str(setting).split("=")[1], (ms, recall), fontsize=7)
-        ax.set_xscale("log")
-        ax.set_xlabel("ms per query (log scale)")
-        ax.set_title(f"{n:,} rows")
-    axes[0].set_ylabel(f"recall@{k} vs exact" if k else "recall vs exact")
-    axes[0].legend()
+    labels = {}
+    for row, column in zip(axes, columns):
+        for ax, n in zip(row, sizes):
+            labels[ax] = []
+            for name, line in curves[curves["rows"] == n].groupby("index", sort=False):
+                drawn, = ax.plot(line[column], line["recall"], marker=markers[name], label=name, gid=name)
+                labels[ax] += [(str(setting).split("=", 1)[1], cost, recall, drawn.get_color())
+                               for setting, cost, recall
+                               in zip(line["setting"], line[column], line["recall"]) if "=" in str(setting)]
+            ax.set_xscale("log")
+            ax.margins(x=0.12, y=0.1)
+            if column == "ms per query" and floor_ms is not None:
+                low, high = ax.get_xlim()
+                ax.set_xlim(min(low, floor_ms / 1.6), high)
+                ax.axvline(floor_ms, color="0.45", linestyle=":", linewidth=1.2, gid="floor")
+                ax.text(floor_ms, 0.03, "a call on\n100 rows ", transform=ax.get_xaxis_transform(), ha="right",
+                        va="bottom", fontsize=8, color="0.3", gid="floor label")
+            _plain_log_ticks(ax)
+            ax.set_xlabel(f"{COST_AXES.get(column, column)}, log scale")
+            ax.set_title(f"{n:,} rows")
+        row[0].set_ylabel(f"recall@{k} vs exact" if k else "recall vs exact")
+    axes[0, 0].legend(loc="lower right", fontsize=8)
     fig.suptitle(title or "Recall against latency")
+    for ax, placed in labels.items():
+        _place_labels(ax, placed)
     return fig
 
 
-def memory_recall_figure(table: pd.DataFrame, *, k: int | None = None, title: str | None = None) -> Figure:
-    """Recall against bytes per vector, one labelled point per row of ``table`` (its index: the name; columns
-    ``bytes per vector`` and ``recall``); bytes on a log scale."""
-    fig = Figure(figsize=(6, 3.5), layout="constrained")
+def memory_recall_figure(table: pd.DataFrame, *, k: int | None = None, title: str | None = None,
+                         line: str = "IVF-PQ") -> Figure:
+    """Recall against bytes per vector (log scale) of the rows of ``table`` (indexed by index name, columns
+    ``bytes per vector`` and ``recall``): the rows whose name starts with ``line`` (one family, e.g. IVF-PQ
+    at several ``m``) as one line in order of bytes, each point labelled with the rest of its name (``m=8``);
+    every other row a reference of its own (exact search, IVF without PQ), a separate marker labelled with its
+    name. Labels are placed where they overlap no other label or point."""
+    fig = Figure(figsize=(6.4, 3.8), layout="constrained")
     ax = fig.subplots()
-    ax.plot(table["bytes per vector"], table["recall"], "o-")
-    for name, size, recall in zip(table.index, table["bytes per vector"], table["recall"]):
-        ax.annotate(str(name), (size, recall), fontsize=7)
+    names = table.index.astype(str)
+    family = table[names.str.startswith(line)].sort_values("bytes per vector")
+    others = table[~names.str.startswith(line)]
+    labels = []
+    if len(family):
+        ax.plot(family["bytes per vector"], family["recall"], "o-", color="C0", label=line, gid=line)
+        labels += [(str(name)[len(line):].strip() or str(name), size, recall, "C0")
+                   for name, size, recall in zip(family.index, family["bytes per vector"], family["recall"])]
+    for i, (name, size, recall) in enumerate(zip(others.index, others["bytes per vector"], others["recall"])):
+        # open and filled markers in turn, the open ones larger: two references at one point both show
+        ax.plot([size], [recall], linestyle="none", marker="s*D^v"[i % 5], markersize=13 if i % 2 == 0 else 9,
+                markerfacecolor="none" if i % 2 == 0 else f"C{i + 1}", markeredgewidth=1.5, color=f"C{i + 1}",
+                label=str(name), gid=f"reference {name}", zorder=3 + i)
+        labels.append((str(name), size, recall, f"C{i + 1}"))
     ax.set_xscale("log")
-    ax.set_xlabel("bytes per vector (log scale)")
+    ax.margins(x=0.15, y=0.12)
+    low, high = ax.get_xlim()
+    if high < 10 * low:  # at least a decade, so that sizes a few bytes apart do not look far apart
+        middle = np.sqrt(low * high)
+        ax.set_xlim(middle / np.sqrt(10), middle * np.sqrt(10))
+    _plain_log_ticks(ax)
+    ax.set_xlabel("bytes per vector, log scale")
     ax.set_ylabel(f"recall@{k}" if k else "recall")
+    ax.legend(loc="lower right", fontsize=8)
     if title:
         ax.set_title(title)
+    _place_labels(ax, labels)
     return fig

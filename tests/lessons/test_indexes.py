@@ -1,5 +1,5 @@
 """The pictures of notebook 9 draw what FAISS built: IVF lists and the cells a query searches, HNSW layers and
-links, and a greedy descent that ends where FAISS's search does."""
+links, and a greedy descent that ends where FAISS's search does; the distances a query computes are FAISS's count."""
 
 import sys
 
@@ -8,6 +8,8 @@ import pytest
 from matplotlib.colors import to_rgb
 
 from cbir_tutorial.lessons import indexes
+from cbir_tutorial.search.backends import make_index
+from cbir_tutorial.search.sizing import recall_latency_curves
 from cbir_tutorial.lessons.indexes import (LIST_COLOURS, SEARCHED_ALPHA, hnsw_graph, hnsw_greedy_path,
                                            hnsw_layers_figure, ivf_figure, ivf_lists, toy_points)
 
@@ -203,3 +205,86 @@ def test_the_figures_leave_no_pyplot_window_open():
     for fig in (ivf_figure(), hnsw_layers_figure()):
         assert fig.axes  # a matplotlib Figure, drawn without pyplot (any backend, Agg included)
     assert plt.get_fignums() == before
+
+
+# --------------------------------------------------------------------------------------------------
+# What a search costs: FAISS's count of the distances a query computes
+
+
+def unit_rows(n, dim=16, seed=0):
+    rows = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_exact_and_flat_searches_compute_one_distance_per_stored_vector():
+    pytest.importorskip("faiss")
+    gallery, queries = unit_rows(300), unit_rows(7, seed=1)
+    for name in ("exact", "faiss-flat"):
+        assert indexes.distances_computed(make_index(name, gallery), queries) == 300
+
+    class Elsewhere:  # a backend whose library counts nothing (Milvus)
+        name = "milvus"
+
+    assert np.isnan(indexes.distances_computed(Elsewhere(), queries))
+
+
+@pytest.mark.parametrize("nprobe", [1, 3, 8])
+def test_ivf_computes_every_centroid_then_the_rows_of_the_lists_it_reads(nprobe):
+    pytest.importorskip("faiss")
+    gallery, queries = unit_rows(2_000), unit_rows(25, seed=1)
+    index = make_index("faiss-ivf", gallery, nlist=8, nprobe=nprobe)
+    sizes = np.bincount(ivf_lists(index.cpu), minlength=8)  # the package adds the rows under labels 0..N-1
+    centroids = index.cpu.quantizer.reconstruct_n(0, 8)
+    distances = ((queries[:, None].astype(np.float64) - centroids[None]) ** 2).sum(-1)
+    read = np.argsort(distances, axis=1)[:, :nprobe]  # each query's nprobe nearest lists, by numpy
+    expected = 8 + sizes[read].sum(1).mean()
+    assert indexes.distances_computed(index, queries) == pytest.approx(expected)
+    if nprobe == 8:
+        assert indexes.distances_computed(index, queries) == 8 + 2_000  # every list: every row, and no more
+
+
+def test_hnsw_computes_more_distances_with_a_wider_beam_and_fewer_than_the_rows():
+    faiss = pytest.importorskip("faiss")
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        index = make_index("faiss-hnsw", unit_rows(3_000), m=8)
+    finally:
+        faiss.omp_set_num_threads(threads)
+    queries = unit_rows(20, seed=1)
+    counts = []
+    for ef in (20, 80, 320):
+        index.set_search_options(ef_search=ef)
+        counts.append(indexes.distances_computed(index, queries, k=10))
+    assert 0 < counts[0] < counts[1] < counts[2] < 3_000, counts
+
+
+def test_cost_curves_add_faiss_counts_to_the_recall_and_latency_curves():
+    faiss = pytest.importorskip("faiss")
+    gallery, queries = unit_rows(1_600), unit_rows(10, seed=1)
+    knobs = {"faiss-ivf": ("nprobe", (1, 64)), "faiss-hnsw": ("ef_search", (16, 64))}
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)  # the same HNSW graph in both runs
+    try:
+        curves, builds = indexes.cost_curves(gallery, queries, [400, 1_600], k=5, knobs=knobs, repeats=1)
+        plain, plain_builds = recall_latency_curves(gallery, queries, [400, 1_600], k=5, knobs=knobs, repeats=1)
+    finally:
+        faiss.omp_set_num_threads(threads)
+    assert list(curves.columns) == [*plain.columns, "distances computed"]
+    same = ["rows", "index", "setting", "recall", "vectors compared"]
+    assert curves[same].equals(plain[same])
+    assert builds.drop(columns="build s").equals(plain_builds.drop(columns="build s"))
+    exact = curves[curves["index"] == "exact"]
+    assert exact["distances computed"].tolist() == [400, 1_600]
+    ivf = builds[builds["index"] == "faiss-ivf"]
+    nlist = dict(zip(ivf["rows"], ivf["nlist"]))
+    every_list = curves[curves["setting"] == "nprobe=64"]  # nprobe past nlist: every row is read
+    assert every_list["distances computed"].tolist() == [nlist[400] + 400, nlist[1_600] + 1_600]
+    hnsw = curves[curves["index"] == "faiss-hnsw"]
+    assert (hnsw["distances computed"] > 0).all() and (hnsw["distances computed"] < hnsw["rows"]).all()
+
+
+def test_the_call_floor_is_a_time_per_call():
+    pytest.importorskip("faiss")
+    floor = indexes.call_floor_ms(unit_rows(5), k=3, repeats=1)
+    assert isinstance(floor, float) and 0 < floor < 1_000

@@ -105,3 +105,13 @@ def test_without_expansion_nothing_moves_and_nothing_is_drawn_moving():
     np.testing.assert_array_equal(moves.before, moves.after)
     fig = dba_alpha_qe_figure(moves)
     assert not arrows(fig.axes[0], "dba") and not arrows(fig.axes[1], "aqe")
+
+
+def test_the_title_names_the_ringed_neighbours_and_says_when_dba_put_them_on_one_point(moves):
+    """DBA n=1 moves a2 and a3 (each other's nearest) onto one point: one ring, one label, and the title says so."""
+    title = dba_alpha_qe_figure(moves).axes[1].get_title()
+    first, second = (moves.toy.names[i] for i in moves.query_neighbours)
+    assert f"{first} and {second}" in title and "one point" in title
+    np.testing.assert_allclose(*moves.augmented[moves.query_neighbours], atol=1e-3)
+    other = expansion_moves(toy_vectors(1), recipe="baseline")
+    assert "no neighbour" in dba_alpha_qe_figure(other).axes[1].get_title()
