@@ -153,6 +153,13 @@ def draws(notebook: Path) -> bool:
     return any("image/png" in output.get("data", {}) for cell in cells for output in cell.get("outputs", []))
 
 
+def predictions(notebook: Path) -> int:
+    """How many predict-then-run questions the notebook checks (``questions.nbNN.pN.check(``)."""
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    return sum(bool(re.search(r"\bquestions\.nb\d\d\.p\d+\.check\(", "".join(cell["source"])))
+               for cell in cells if cell["cell_type"] == "code")
+
+
 def broken_links(site: Path, page: Path, hrefs: list[str]) -> list[str]:
     """The internal links of ``page`` whose file, or anchor in it, does not exist."""
     broken = []
@@ -188,6 +195,9 @@ def test_a_chapter_page_shows_its_outputs_without_errors_or_broken_links(site, s
                                      "img.naturalWidth > 600 && img.getBoundingClientRect().width < 600).length")
             assert squeezed == 0, f"{name}: {squeezed} wide pictures shrunk below 600 px on a phone (site.js)"
         assert page.locator(".output.traceback, .output.error").count() == 0, f"{name}: an error output"
+        asked = predictions(site / "_sources" / "chapters" / f"{name}.ipynb")
+        folded = page.locator("details.below-input:not([open])").count()
+        assert folded >= asked, f"{name}: {asked} predictions, {folded} folded answers (the reader predicts first)"
         raw_math = page.evaluate("""() => { const main = document.querySelector('main').cloneNode(true);
             main.querySelectorAll('.math, pre, code, .cell_output').forEach(node => node.remove());
             return (main.innerText.match(/\\\\[(\\[]/g) || []).length; }""")

@@ -405,19 +405,21 @@ def backbone_summary(backbone: str, model=None, weights: str = "") -> dict:
 # What a backbone costs
 
 
-def multiply_adds(model) -> int:
-    """Multiply-adds of one forward pass of one image through ``model``, counted from its layers' shapes.
+def multiply_adds_by_layer(model) -> pd.Series:
+    """Multiply-adds of one forward pass of one image through each layer of ``model`` that does them, counted
+    from the layers' shapes: a Series of ints indexed by layer name, in the model's order (layers of a nested
+    model under their own names).
 
     Convolutions (regular, depthwise, separable) and dense layers only: ``k*k*C_in/groups*C_out`` per
     output position for a convolution, ``n_in*n_out`` per position for a dense layer. Additions of
     biases, batch normalisation, activations and pooling are left out (a few percent at most).
     One multiply-add is two floating-point operations (FLOP).
     """
-    total = 0
+    counts: dict[str, int] = {}
     for layer in model.layers:
         kind = type(layer).__name__
         if hasattr(layer, "layers") and kind not in {"Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense"}:
-            total += multiply_adds(layer)  # a nested model
+            counts.update(multiply_adds_by_layer(layer).to_dict())  # a nested model
             continue
         if kind not in {"Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense"}:
             continue
@@ -425,17 +427,24 @@ def multiply_adds(model) -> int:
         positions = int(np.prod(out[:-1])) if len(out) > 1 else 1
         c_in = int(layer.input.shape[-1])
         if kind == "Dense":
-            total += positions * c_in * out[-1]
+            counts[layer.name] = positions * c_in * out[-1]
             continue
         kh, kw = layer.kernel_size
         if kind == "Conv2D":
-            total += positions * kh * kw * (c_in // layer.groups) * out[-1]
+            counts[layer.name] = positions * kh * kw * (c_in // layer.groups) * out[-1]
         elif kind == "DepthwiseConv2D":
-            total += positions * kh * kw * c_in * layer.depth_multiplier
+            counts[layer.name] = positions * kh * kw * c_in * layer.depth_multiplier
         else:  # separable: depthwise then pointwise
             depth = c_in * layer.depth_multiplier
-            total += positions * (kh * kw * depth + depth * out[-1])
-    return int(total)
+            counts[layer.name] = positions * (kh * kw * depth + depth * out[-1])
+    return pd.Series(counts, dtype="int64", name="multiply-adds")
+
+
+def multiply_adds(model) -> int:
+    """Multiply-adds of one forward pass of one image through ``model``: the sum of
+    :func:`multiply_adds_by_layer` (convolutions and dense layers; biases, batch normalisation, activations
+    and pooling left out). One multiply-add is two floating-point operations (FLOP)."""
+    return int(multiply_adds_by_layer(model).sum())
 
 
 def photos_per_second(extractor, n: int = 8, *, repeats: int = 3, seed: int = 0) -> float:

@@ -95,7 +95,8 @@ def test_residual_block_equals_keras_resnet50_blocks():
         stride = 2 if keras_block == "conv3_block1" else 1
         filters = 128 if keras_block.startswith("conv3") else 64
         ours = residual_block_model(shape, filters, stride, name=keras_block)
-        theirs = {layer.name: layer.count_params() for layer in resnet.layers if layer.name.startswith(keras_block + "_")}
+        theirs = {layer.name: layer.count_params() for layer in resnet.layers
+                  if layer.name.startswith(keras_block + "_")}
         assert {layer.name: layer.count_params() for layer in ours.layers[1:]} == theirs
 
 
@@ -239,3 +240,13 @@ def test_separable_figure_numbers_are_the_computed_costs(shape):
     assert f"{table.loc['multiplies', 'regular / separable']:.1f} times fewer" in title
     assert f"{c_in} filters,\n{kernel}x{kernel}x1 each" in texts["depthwise filters"]
     assert f"{c_out} filters,\n1x1x{c_in}" in texts["pointwise filters"]
+
+
+def test_multiply_adds_by_layer_names_each_convolution_and_dense_layer_and_sums_to_the_total():
+    from cbir_tutorial.lessons.architectures import multiply_adds, multiply_adds_by_layer, small_cnn
+
+    model = small_cnn((64, 64, 3), (16, 32), 64, 10)
+    by_layer = multiply_adds_by_layer(model)
+    assert by_layer.to_dict() == {"conv1": 62 * 62 * 27 * 16, "conv2": 29 * 29 * 144 * 32,
+                                  "dense": 6272 * 64, "classes": 64 * 10}
+    assert by_layer.sum() == multiply_adds(model)
