@@ -38,9 +38,10 @@ def _grid(n: int, columns: int) -> tuple[int, int]:
     return int(np.ceil(n / columns)), columns
 
 
-def results_figure(query: ImageSource | None, results: pd.DataFrame, *, columns: int = 6,
+def results_figure(query: ImageSource | None, results: pd.DataFrame, *, columns: int = 4,
                    title: str | None = None, query_relevant: Sequence[bool] | None = None) -> Figure:
-    """The query image, then the results (thumbnail, brand, description, price, distance) in a grid.
+    """The query image, then the results (thumbnail, brand, description, price, distance) in a grid of
+    ``columns`` (4: its captions stay readable when a page or a phone shrinks the picture).
 
     ``results``: a table from :meth:`SearchEngine.search`. ``query_relevant``: optional per-result
     flags, drawn as green (relevant) or red (not) frames.
@@ -60,7 +61,7 @@ def results_figure(query: ImageSource | None, results: pd.DataFrame, *, columns:
         ax = axes[slot + j]
         ax.imshow(thumbnail(row["path"]))
         ax.set_title(f"#{row.get('rank', j + 1)}", fontsize=9, loc="left")
-        ax.text(0.5, -0.02, _caption(row), transform=ax.transAxes, ha="center", va="top", fontsize=7.5)
+        ax.text(0.5, -0.02, _caption(row), transform=ax.transAxes, ha="center", va="top", fontsize=9)
         if query_relevant is not None:
             ax.axis("on")
             ax.set_xticks([])
@@ -314,7 +315,9 @@ def recall_latency_figure(curves: pd.DataFrame, *, k: int | None = None, title: 
     ``x``: the cost column, ``"ms per query"`` by default, or several: one row of panels per column, the first
     on top (e.g. ``("distances computed", "ms per query")``). ``floor_ms``: the time every call pays whatever
     the index (:func:`cbir_tutorial.lessons.indexes.call_floor_ms`), drawn as a dotted line on the panels of
-    ``ms per query``."""
+    ``ms per query``. On those panels an index's points are markers without a connecting line: a time near the
+    cost of a call moves with the machine's load, and a line through such points would draw that noise as a
+    trend."""
     columns = [x] if isinstance(x, str) else list(x)
     sizes = sorted(curves["rows"].unique())
     fig = Figure(figsize=(4.8 * len(sizes), 3.7 * len(columns) + 0.3), layout="constrained")
@@ -325,7 +328,8 @@ def recall_latency_figure(curves: pd.DataFrame, *, k: int | None = None, title: 
         for ax, n in zip(row, sizes):
             labels[ax] = []
             for name, line in curves[curves["rows"] == n].groupby("index", sort=False):
-                drawn, = ax.plot(line[column], line["recall"], marker=markers[name], label=name, gid=name)
+                drawn, = ax.plot(line[column], line["recall"], marker=markers[name], label=name, gid=name,
+                                 linestyle="none" if column == "ms per query" else "-")
                 labels[ax] += [(str(setting).split("=", 1)[1], cost, recall, drawn.get_color())
                                for setting, cost, recall
                                in zip(line["setting"], line[column], line["recall"]) if "=" in str(setting)]

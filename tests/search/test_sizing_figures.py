@@ -125,3 +125,17 @@ def test_memory_recall_without_a_family_draws_the_references_alone():
     assert ax.get_ylabel() == "recall"
     low, high = ax.get_xlim()
     assert high >= 10 * low * 0.999 and low < 1028 and 1032 < high  # a decade at least: 4 bytes apart look close
+
+
+def test_the_times_are_markers_without_lines_and_the_counts_are_lines():
+    """A time near the cost of a call is noise: joining its points would draw a trend that is not there."""
+    fig = recall_latency_figure(CROWDED, k=10, x=("distances computed", "ms per query"), floor_ms=0.32)
+    top, bottom = fig.axes[:2], fig.axes[2:]
+    for ax in top:
+        assert all(line.get_linestyle() == "-" for line in ax.lines if line.get_gid() != "floor")
+    for ax in bottom:
+        drawn = [line for line in ax.lines if line.get_gid() != "floor"]
+        assert {line.get_gid() for line in drawn} == {"exact", "faiss-ivf", "faiss-hnsw"}
+        assert all(line.get_linestyle() == "None" and line.get_marker() not in (None, "None", "") for line in drawn)
+    only_times = recall_latency_figure(CROWDED, k=10)
+    assert all(line.get_linestyle() == "None" for ax in only_times.axes for line in ax.lines)
