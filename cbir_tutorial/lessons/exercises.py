@@ -1033,7 +1033,9 @@ _UNIT = _FEATURES / np.linalg.norm(_FEATURES, axis=1, keepdims=True)
 _NEIGHBOURS = np.array([[0.8, 0.6, 0.0], [0.0, 0.6, 0.8], [-0.6, 0.0, 0.8]])
 _FOUND = np.array([[3, 1, 7, 9], [2, 4, 6, 8], [5, 5, 0, 1]])
 _REFERENCE = np.array([[1, 3, 9, 0], [2, 4, 6, 8], [5, 0, 2, 3]])
-_SPREAD = np.array([[0.1, -2.0, 5.0], [0.4, 1.0, 4.0], [-0.3, 0.2, 4.5], [0.25, -0.7, 6.0]])
+#: No value of it lands on a rounding tie (a code x.5): round half to even, round half up and a scale with a
+#: tiny epsilon all give the same codes.
+_SPREAD = np.array([[0.1, -2.0, 5.0], [0.4, 1.0, 4.0], [-0.3, 0.2, 4.6], [0.25, -0.7, 6.0]])
 #: A column whose values are all equal (range 0): a scale of 0 would divide by zero.
 _FLAT = np.array([[0.1, 0.7, 5.0], [0.4, 0.7, 4.0], [-0.3, 0.7, 4.5]])
 #: Four queries whose recalls (1, 1, 0.25, 0.5) have a mean (0.6875) other than their median (0.75).
@@ -1053,7 +1055,8 @@ def _int8_unguarded(f):
 EXERCISES.update({e.name: e for e in [
     Exercise(
         "gem_pool", ((_MAPS_POSITIVE, 3.0), (_MAPS_POSITIVE[:, :2], 1.0), (_MAPS_POSITIVE, 8.0),
-                     (_MAPS_POSITIVE, 2.5)),  # a p that is not whole: int(p) is refused
+                     (_MAPS_POSITIVE, 2.5),  # a p that is not whole: int(p) is refused
+                     (_MAPS_POSITIVE, 2.2)),  # nor a multiple of 0.5: p rounded to the nearest 0.5 is refused
         lambda maps, p: f"GeM pooling with p = {p:g} of maps of shape {maps.shape} (batch, height, width, channels)",
         (("the generalised mean ends with the p-th root: (mean of x^p) ** (1 / p)",
           lambda maps, p: np.mean(maps ** p, axis=(1, 2))),
@@ -1066,7 +1069,7 @@ EXERCISES.update({e.name: e for e in [
     Exercise(
         "alpha_query_expansion", ((_UNIT[0], _NEIGHBOURS, 3.0), (_NEIGHBOURS[0], _NEIGHBOURS[1:], 1.0),
                                   (_UNIT[1], _UNIT[2:], 3.0),
-                                  # an even alpha with a neighbour of negative similarity: clipping after the power is refused
+                                  # an even alpha, a neighbour of negative similarity: clipping after the power refused
                                   (_UNIT[0], _NEIGHBOURS, 2.0)),
         lambda q, nb, alpha: f"alpha-QE of query {_list(q)} with neighbours {_list(nb)} and alpha = {alpha:g}",
         (("scale the expanded query back to length 1: the index compares unit vectors",
@@ -1125,16 +1128,21 @@ def _batch(seed: int) -> np.ndarray:
     return batch * np.array([[3.0], [1], [1], [1], [0.5], [1], [1]])
 
 
-#: Labels of :func:`_batch`: three classes and a singleton (no positive: it adds 0 but counts in the mean).
+#: Labels of :func:`_batch`: two classes with positives and two singletons (no positive: each adds 0 but counts in
+#: the mean).
 _BATCH_LABELS = np.array([0, 0, 0, 1, 1, 2, 3])
+#: The seed of a :func:`_batch` where pairs lie within epsilon of the hardest pair of the other kind: mining with
+#: epsilon 0, 0.05 or 0.15 instead of 0.1 keeps other pairs there and gives another loss.
+_EPSILON_SEED = 32
 _FOUND_ITEMS = np.array([["c", "a", "a", "d", "e"], ["b", "f", "g", "h", "b"], ["x", "y", "z", "w", "c"],
                          ["d", "e", "d", "q", "d"], ["m", "e", "e", "e", "o"]])
 _QUERY_ITEMS = np.array(["a", "b", "c", "d", "e"])
 #: Recall@3 of 7 queries (items a to g) on which every typical mistake gives its own value: a, c, e and f are found
 #: only after rank 3 (a list not cut at k counts them), e and a show up in other queries' top 3 (one np.isin over
-#: every list counts them), b has two hits in its top 3, and no query has its own item first.
-_FIRST_K_ITEMS = np.array([["x", "e", "y", "a", "a"], ["x", "b", "b", "y", "a"], ["x", "y", "z", "c", "c"],
-                           ["x", "y", "d", "z", "w"], ["a", "x", "y", "z", "e"], ["x", "y", "z", "f", "w"],
+#: every list counts them), b has two hits in its top 3, no query has its own item first, and a, c and f come after
+#: a repeated wrong item (a list de-duplicated before the cut at k counts them).
+_FIRST_K_ITEMS = np.array([["x", "e", "e", "a", "a"], ["x", "b", "b", "y", "a"], ["x", "x", "y", "c", "c"],
+                           ["x", "y", "d", "z", "w"], ["a", "x", "y", "z", "e"], ["x", "x", "y", "f", "w"],
                            ["x", "g", "y", "g", "z"]])
 _FIRST_K_QUERIES = np.array(["a", "b", "c", "d", "e", "f", "g"])
 
@@ -1160,7 +1168,8 @@ def _multi_similarity(embeddings, labels, *, normalise=True, mine=True, self_pos
 
 EXERCISES.update({e.name: e for e in [
     Exercise(
-        "multi_similarity_loss", ((_batch(9), _BATCH_LABELS), (_batch(10), _BATCH_LABELS)),
+        "multi_similarity_loss", ((_batch(9), _BATCH_LABELS), (_batch(10), _BATCH_LABELS),
+                                  (_batch(_EPSILON_SEED), _BATCH_LABELS)),
         lambda embeddings, labels: f"the multi-similarity loss of the {len(labels)} embeddings {_list(embeddings)} "
                                    f"with labels {_items(labels)}",
         (("keep only the informative pairs (mining): a positive with S_ij - epsilon < the anchor's hardest "
@@ -1174,7 +1183,10 @@ EXERCISES.update({e.name: e for e in [
          ("the mean is over all B anchors: an anchor with no kept positive or no kept negative adds 0 but counts",
           lambda e, l: _multi_similarity(e, l, all_anchors=False)),
          ("each log term has its own scale in front: 1/alpha for the positives, 1/beta for the negatives",
-          lambda e, l: _multi_similarity(e, l, scaled=False)))),
+          lambda e, l: _multi_similarity(e, l, scaled=False)),
+         ("the mining has a margin: keep a positive with S_ij - epsilon < the hardest negative and a negative with "
+          "S_ik + epsilon > the hardest positive, epsilon = 0.1 (a pair just past the hardest one still counts)",
+          lambda e, l: _multi_similarity(e, l, epsilon=0.0)))),
     Exercise(
         "instance_recall_at_k", ((_FIRST_K_ITEMS, _FIRST_K_QUERIES, 3), (_FOUND_ITEMS, _QUERY_ITEMS, 3),
                                  (_FOUND_ITEMS, _QUERY_ITEMS, 5), (_FOUND_ITEMS[:3], _QUERY_ITEMS[:3], 1)),
@@ -1183,6 +1195,8 @@ EXERCISES.update({e.name: e for e in [
           lambda f, q, k: float(np.mean((f == q[:, None]).any(axis=1)))),
          ("a query counts once, as soon as its item shows up in its top k, however many photos of it do",
           lambda f, q, k: float(np.mean((f[:, :k] == q[:, None]).sum(axis=1)))),
+         ("cut each list at k as it stands: a repeated item (several photos of it) takes a rank each time",
+          lambda f, q, k: float(np.mean([item in list(dict.fromkeys(row))[:k] for row, item in zip(f, q)]))),
          ("that is precision@k (hits over k): Recall@K asks whether each query's item is found at all",
           lambda f, q, k: float(np.mean(f[:, :k] == q[:, None]))),
          ("you looked at the first result only: Recall@K looks at the first k",
@@ -1256,9 +1270,10 @@ _HINTS = {
     "gem_pool": ("a power mean undoes, after averaging, what it did to the values before. Try yours on a map "
                  "whose values are all 2 (the answer is 2 for every p), with p = 1 (the plain average) and with "
                  "p = 2.5: one number per photo and channel.", ("cbir_tutorial.models.pooling.pool",)),
-    "alpha_query_expansion": ("how similar are two unit vectors, in one operation? Which neighbours may pull "
-                              "the query, and what does your weight give a neighbour of similarity -0.5 when "
-                              "alpha = 2? And what length must the query have for the index?",
+    "alpha_query_expansion": ("how similar are two unit vectors, in one operation? A similarity can be "
+                              "negative: should a neighbour that points away from the query move it at all? "
+                              "Work out what your weight gives a neighbour of similarity -0.5 with alpha = 2 "
+                              "and with alpha = 3. And what length must the query have for the index?",
                               ("cbir_tutorial.search.expansion.alpha_query_expansion",)),
     "ann_recall": ("recall is a share of the exact top k: of the k rows in a query's reference, how many did "
                    "the index find? An index may return a row twice, or fewer real rows than k (FAISS pads with "
@@ -1273,8 +1288,7 @@ _HINTS = {
                               "which of them it keeps and how the terms add up.",
                               ("cbir_tutorial.training.losses.multi_similarity_loss",)),
     "instance_recall_at_k": ("for one query the question is yes or no: is its own item anywhere among its first "
-                             "k results? Recall@K is the share of queries answered yes. numpy compares every "
-                             "query at once when the query items stand as a column.",
+                             "k results? Recall@K is the share of queries answered yes.",
                              ("cbir_tutorial.training.protocols.instance_recall_at_k",
                               "cbir_tutorial.training.protocols.instance_retrieval")),
 }

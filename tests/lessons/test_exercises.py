@@ -497,7 +497,8 @@ def test_an_answer_that_lets_another_library_do_the_step_is_refused(monkeypatch,
         return np.maximum(branch(x) + np.asarray(shortcut(x[None]))[0], 0)
 
     cases = [("conv3x3", by_name, "`correlate2d` (from scipy.signal)"), ("conv3x3", through_scipy, "`scipy.ndimage`"),
-             ("conv3x3", keras_conv2d, "`keras`"), ("global_average_pool", keras_layer_built_outside, "`pooling` (from keras)"),
+             ("conv3x3", keras_conv2d, "`keras`"),
+             ("global_average_pool", keras_layer_built_outside, "`pooling` (from keras)"),
              ("global_average_pool", tf_mean, "`tensorflow`"), ("global_average_pool", torch_mean, "`torch`"),
              ("l2_normalise", sklearn_rows, "`normalize` (from sklearn)"), ("l2_normalise", keras_rows, "`keras`"),
              ("l2_normalise", imported_inside, "`tensorflow`"), ("l2_normalise", through_a_helper, "`tensorflow`"),
@@ -1401,3 +1402,81 @@ def test_nb10_multi_similarity_hint_is_a_nudge_and_nothing_calls_the_lowest_posi
     mining = EXERCISES["multi_similarity_loss"].mistakes[0][0]
     assert "hardest positive (the lowest cosine)" in mining and "easiest" not in mining
     assert "easiest" not in losses.multi_similarity_loss.__doc__
+
+
+def test_int8_accepts_round_half_up_and_a_tiny_epsilon_in_the_scale_and_still_refuses_truncation(capsys):
+    """No case lands on a rounding tie, so the two ordinary ways to round and a guard by epsilon all pass."""
+    def codes_and_back(features, rounding, epsilon=0.0):
+        low, high = features.min(axis=0), features.max(axis=0)
+        offset, scale = (high + low) / 2, (high - low) / 254
+        scale = scale + epsilon if epsilon else np.where(scale > 0, scale, 1.0)
+        return offset + scale * np.clip(rounding((features - offset) / scale), -127, 127)
+
+    def half_up(features):
+        return codes_and_back(features, lambda x: np.floor(x + 0.5))
+
+    def epsilon_in_the_scale(features):
+        return codes_and_back(features, np.rint, epsilon=1e-12)
+
+    def truncated(features):
+        return codes_and_back(features, lambda x: x.astype(np.int8).astype(float))
+
+    for codes in [(args[0] - (args[0].max(0) + args[0].min(0)) / 2)
+                  / np.where(np.ptp(args[0], axis=0) > 0, np.ptp(args[0], axis=0) / 254, 1.0)
+                  for args in EXERCISES["int8_roundtrip"].cases]:
+        assert not np.isclose(np.abs(codes) % 1, 0.5).any(), codes  # no tie: x.5 rounds differently by rule
+    assert exercise_for("int8_roundtrip").check(half_up)
+    assert exercise_for("int8_roundtrip").check(epsilon_in_the_scale)
+    capsys.readouterr()
+    assert not exercise_for("int8_roundtrip").check(truncated)
+    assert "whole number" in capsys.readouterr().out  # truncation is not rounding
+
+
+def test_nb08_gem_pool_refuses_p_rounded_to_the_nearest_half(capsys):
+    """Every p of the check was a multiple of 0.5, so a GeM that rounds p to the nearest 0.5 passed (review 3 of
+    notebook 8): a case with p = 2.2 refuses it."""
+    def rounded_to_a_half(maps, p):
+        p = round(p * 2) / 2
+        return np.mean(maps ** p, axis=(1, 2)) ** (1.0 / p)
+
+    assert any(p * 2 != round(p * 2) for _, p in EXERCISES["gem_pool"].cases)
+    assert check("gem_pool", rounded_to_a_half) is False
+    assert "p = 2.2" in capsys.readouterr().out
+
+
+def test_nb10_multi_similarity_refuses_mining_without_its_margin_epsilon(capsys):
+    """A case has pairs within epsilon of the hardest pair of the other kind: epsilon 0 or 0.05 is refused."""
+    from cbir_tutorial.lessons.exercises import nb10
+
+    def mined_with(epsilon):
+        def loss(embeddings, labels):
+            x = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+            s, total = x @ x.T, 0.0
+            for i in range(len(labels)):
+                same = labels == labels[i]
+                pos, neg = s[i, same & (np.arange(len(labels)) != i)], s[i, ~same]
+                if len(pos) and len(neg):
+                    pos, neg = pos[pos - epsilon < neg.max()], neg[neg + epsilon > pos.min()]
+                if len(pos) and len(neg):
+                    total += (np.log1p(np.exp(-2 * (pos - 0.5)).sum()) / 2
+                              + np.log1p(np.exp(50 * (neg - 0.5)).sum()) / 50)
+            return float(total / len(labels))
+        return loss
+
+    assert nb10.q1.check(mined_with(0.1))
+    for epsilon in (0.0, 0.05, 0.15):
+        capsys.readouterr()
+        assert not nb10.q1.check(mined_with(epsilon)), epsilon
+    nb10.q1.check(mined_with(0.0))
+    assert "the mining has a margin" in capsys.readouterr().out
+
+
+def test_nb10_recall_refuses_a_list_de_duplicated_before_the_cut_at_k(capsys):
+    from cbir_tutorial.lessons.exercises import nb10
+
+    def de_duplicated(found_items, query_items, k):
+        return float(np.mean([q in list(dict.fromkeys(row))[:k] for row, q in zip(found_items, query_items)]))
+
+    assert not nb10.q2.check(de_duplicated)
+    assert "takes a rank each time" in capsys.readouterr().out
+    assert "as a column" not in EXERCISES["instance_recall_at_k"].hint_text  # a nudge, not the code
