@@ -24,7 +24,8 @@ import pandas as pd
 MIXING_WEIGHTS = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 11))
 #: The rule :func:`chosen_weight` applies, in words (saved with the model).
 MIXING_RULE = ("the best seen-type validation MAP among the weights whose unseen-type validation MAP (categories "
-               "held out of training) is not below the frozen features'")
+               "held out of training) is not below the frozen features'; with no seen-type query (validation by "
+               "categories), the best unseen-type validation MAP")
 
 
 def fused(frozen: np.ndarray, trained: np.ndarray, weight: float) -> np.ndarray:
@@ -62,14 +63,22 @@ def mixing_curve(frozen: np.ndarray, trained: np.ndarray, labels, seen_types, k:
 
 def chosen_weight(curve: pd.DataFrame) -> float:
     """The weight of ``curve`` (:func:`mixing_curve`) with the best ``map_seen`` among the weights whose
-    ``map_unseen`` is not below the frozen features' (weight 0); ties go to the larger weight."""
+    ``map_unseen`` is not below the frozen features' (weight 0); ties go to the larger weight.
+
+    A curve without seen-type queries (``map_seen`` NaN at every weight: every validation category is held out
+    of training, ``validation_by="categories"``) chooses on what it has: the weight with the best ``map_unseen``,
+    which is never below the frozen features' since weight 0 is among the candidates; ties again go to the
+    larger weight. A curve whose ``map_unseen`` is NaN at weight 0 raises ``ValueError``."""
     curve = curve.sort_values("weight").reset_index(drop=True)
     frozen = curve.loc[curve["weight"] == 0.0, "map_unseen"]
     if frozen.empty:
         raise ValueError("the curve needs the frozen features' row (weight 0)")
+    if not np.isfinite(frozen.iloc[0]):
+        raise ValueError("the frozen features' unseen-type MAP (weight 0) is NaN: no category was held out")
     allowed = curve[curve["map_unseen"] >= frozen.iloc[0] - 1e-12]
-    best = allowed["map_seen"].max()
-    return float(allowed.loc[allowed["map_seen"] >= best - 1e-12, "weight"].max())
+    score = "map_seen" if allowed["map_seen"].notna().any() else "map_unseen"  # no seen-type query: the unseen
+    best = allowed[score].max()
+    return float(allowed.loc[allowed[score] >= best - 1e-12, "weight"].max())
 
 
 def tradeoff_figure(curve: pd.DataFrame, weight: float | None = None, *, k: int = 10, title: str | None = None):

@@ -190,6 +190,11 @@ def query_rows_figure(paths: Sequence, found_paths: Sequence[Sequence], relevant
             text = axes[i, 0].text(0, -0.06, captions[i], transform=axes[i, 0].transAxes, ha="left", va="top",
                                    fontsize=8.5)
             text.set_in_layout(False)
+    if captions:  # the captions are out of the layout, so a tight bbox (Jupyter's inline figures) would clip the last:
+        from matplotlib.patches import Rectangle
+
+        frame = Rectangle((0, 0), 1, 1, transform=fig.transFigure, fill=False, linewidth=0)
+        fig.add_artist(frame)  # an invisible frame at the figure's edges keeps the whole figure, bottom margin included
     if title:
         fig.suptitle(title)
     return fig

@@ -131,3 +131,24 @@ def test_an_engine_built_from_the_folder_searches_with_the_chosen_embedding(mixe
     expected = TrainedExtractor(out).extract(catalogue.paths, cache=False, progress=False).features
     np.testing.assert_allclose(engine.features, expected, atol=1e-5)
     assert engine.features.shape[1] == (1280 if result.mixing["weight"] < 1 else 0) + 16
+
+
+def test_a_curve_without_seen_type_queries_chooses_the_best_unseen_map():
+    """validation_by="categories": every validation category is unseen, so map_seen is NaN at every weight."""
+    nan = float("nan")
+    curve = curve_of([(0.0, nan, 0.60), (0.5, nan, 0.66), (0.8, nan, 0.66), (1.0, nan, 0.55)])
+    assert chosen_weight(curve) == 0.8  # the best unseen-type MAP, ties to the larger weight
+    assert chosen_weight(curve_of([(0.0, nan, 0.6), (1.0, nan, 0.5)])) == 0.0  # never below the frozen features
+    with pytest.raises(ValueError, match="weight 0"):
+        chosen_weight(curve_of([(0.0, nan, nan), (1.0, nan, nan)]))
+
+
+@pytest.mark.slow
+def test_a_run_validated_on_categories_completes_with_a_real_weight(sample_catalogue, tmp_path):
+    settings = tiny(epochs=1, probe_steps=5, validation_by="categories", mixing_fraction=0.4,
+                    validation_fraction=0.5, classes_per_batch=2, images_per_class=2)
+    result = train(mixing_catalogue_of(sample_catalogue), tmp_path / "run", settings, progress=False)
+    curve = pd.DataFrame(result.mixing["curve"])
+    assert curve["map_seen"].isna().all() and np.isfinite(result.mixing["weight"])
+    assert result.mixing["weight"] == chosen_weight(curve)
+    assert read_trained(tmp_path / "run")["fusion_weight"] == result.mixing["weight"]
