@@ -116,7 +116,7 @@ def setup_advice(summary: Mapping) -> list[str]:
     if where in ("kaggle", "colab") and not summary["gpu"]:
         menu = "Settings → Accelerator → GPU" if where == "kaggle" else "Runtime → Change runtime type → T4 GPU"
         advice.append(f"{where.capitalize()}: no GPU. Notebooks 1 to 4 and 9 need none; notebooks 5 to 8 and 10 "
-                      f"do: switch one on there ({menu}).")
+                      f"benefit from one: switch one on there ({menu}).")
     if where == "kaggle" and str(summary["farfetch listings"]).startswith("not found"):
         advice.append("Kaggle: the Farfetch listings are not attached (Add Input → search \"farfetch listings\"); "
                       "the notebooks use the 770-photo sample meanwhile.")
