@@ -12,7 +12,6 @@ and :func:`call_floor_ms` times what the package's ``search`` costs per call wha
 
 from __future__ import annotations
 
-import time
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -24,7 +23,7 @@ from matplotlib.patches import Polygon
 from matplotlib.transforms import Affine2D
 
 from ..search.backends import make_index
-from ..search.sizing import KNOBS, nlist_rule, recall_and_latency, vectors_compared
+from ..search.sizing import KNOBS, recall_and_latency, recall_latency_curves
 
 #: Colours of the IVF lists, list ``l`` in ``LIST_COLOURS[l % 20]``: the first ten are matplotlib's
 #: ``tab10``, then the pale halves of ``tab20``.
@@ -328,35 +327,8 @@ def cost_curves(gallery: np.ndarray, queries: np.ndarray, sizes: Sequence[int], 
     """:func:`~cbir_tutorial.search.sizing.recall_latency_curves` (same arguments, same ``(curves, builds)``,
     every index built once per size), with one more column in ``curves``: ``distances computed``
     (:func:`distances_computed`), FAISS's count where ``vectors compared`` is an estimate."""
-    knobs = KNOBS if knobs is None else knobs
-    measured, builds = [], []
-    for n in sizes:
-        part = gallery[:n]
-        exact = make_index("exact", part)
-        reference = exact.search(queries, k)[1]
-        measured.append({"rows": n, "index": "exact", "setting": "-",
-                         **recall_and_latency(exact, queries, reference, k, repeats),
-                         "vectors compared": vectors_compared("exact", n),
-                         "distances computed": distances_computed(exact, queries, k)})
-        del exact
-        for name, (knob, values) in knobs.items():
-            start = time.perf_counter()
-            index = make_index(name, part)
-            build = {"rows": n, "index": name, "build s": time.perf_counter() - start}
-            nlist = index.options.get("nlist") if name == "faiss-ivf" else None
-            if nlist is not None:
-                build.update({"nlist": int(nlist), "nlist set by": nlist_rule(n)})
-            builds.append(build)
-            for value in values:
-                index.set_search_options(**{knob: value})
-                measured.append({"rows": n, "index": name, "setting": f"{knob}={value}",
-                                 **recall_and_latency(index, queries, reference, k, repeats),
-                                 "vectors compared": (vectors_compared(name, n, nlist=nlist, nprobe=value)
-                                                      if knob == "nprobe" else float("nan")),
-                                 "distances computed": distances_computed(index, queries, k)})
-            del index
-    builds = pd.DataFrame(builds, columns=["rows", "index", "build s", "nlist", "nlist set by"])
-    return pd.DataFrame(measured), builds.astype({"nlist": "Int64"}).fillna({"nlist set by": "-"})
+    return recall_latency_curves(gallery, queries, sizes, k, knobs=KNOBS if knobs is None else knobs,
+                                 repeats=repeats, measures={"distances computed": distances_computed})
 
 
 def call_floor_ms(queries: np.ndarray, k: int = 10, *, rows: int = 100, repeats: int = 3, seed: int = 0) -> float:

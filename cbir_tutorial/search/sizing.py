@@ -13,7 +13,7 @@ gallery generated around real features; how the cost of a query grows with the g
 from __future__ import annotations
 
 import time
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -126,17 +126,19 @@ def vectors_compared(index: str, n: int, *, nlist: int | None = None, nprobe: in
 
 
 def recall_latency_curves(gallery: np.ndarray, queries: np.ndarray, sizes: Sequence[int], k: int = 10, *,
-                          knobs: Mapping[str, tuple[str, Sequence[int]]] = KNOBS,
-                          repeats: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
+                          knobs: Mapping[str, tuple[str, Sequence[int]]] = KNOBS, repeats: int = 3,
+                          measures: Mapping[str, Callable] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Each index of ``knobs`` (and the exact search) on the first ``n`` rows of ``gallery`` for each ``n`` of
     ``sizes``: ``(curves, builds)``.
 
     ``curves``: one row per index, size and knob value, columns ``rows, index, setting, recall, ms per query``
     (:func:`recall_and_latency` against the exact top ``k``) and ``vectors compared``
     (:func:`vectors_compared`, an estimate for IVF). The knob is turned on the built index
-    (``set_search_options``); the other options are the package's defaults. ``builds``: one row per size and approximate index, columns ``rows,
-    index, build s, nlist, nlist set by`` (the last two for IVF only).
+    (``set_search_options``); the other options are the package's defaults. ``builds``: one row per size and
+    approximate index, columns ``rows, index, build s, nlist, nlist set by`` (the last two for IVF only).
+    ``measures``: more columns of ``curves``, each ``measure(index, queries, k)`` on the index as searched there.
     """
+    measures = measures or {}
     measured, builds = [], []
     for n in sizes:
         part = gallery[:n]
@@ -144,7 +146,8 @@ def recall_latency_curves(gallery: np.ndarray, queries: np.ndarray, sizes: Seque
         reference = exact.search(queries, k)[1]
         measured.append({"rows": n, "index": "exact", "setting": "-",
                          **recall_and_latency(exact, queries, reference, k, repeats),
-                         "vectors compared": vectors_compared("exact", n)})
+                         "vectors compared": vectors_compared("exact", n),
+                         **{column: measure(exact, queries, k) for column, measure in measures.items()}})
         del exact
         for name, (knob, values) in knobs.items():
             start = time.perf_counter()
@@ -159,7 +162,8 @@ def recall_latency_curves(gallery: np.ndarray, queries: np.ndarray, sizes: Seque
                 measured.append({"rows": n, "index": name, "setting": f"{knob}={value}",
                                  **recall_and_latency(index, queries, reference, k, repeats),
                                  "vectors compared": (vectors_compared(name, n, nlist=nlist, nprobe=value)
-                                                      if knob == "nprobe" else float("nan"))})
+                                                      if knob == "nprobe" else float("nan")),
+                                 **{column: measure(index, queries, k) for column, measure in measures.items()}})
             del index
     builds = pd.DataFrame(builds, columns=["rows", "index", "build s", "nlist", "nlist set by"])
     return pd.DataFrame(measured), builds.astype({"nlist": "Int64"}).fillna({"nlist set by": "-"})
