@@ -120,6 +120,9 @@ class Exercise:
             if _same(got, expected, self.atol):
                 if isinstance(expected, np.ndarray) and expected.dtype == bool and not (
                         isinstance(got, np.ndarray) and got.dtype == bool):
+                    if type(got).__module__.split(".")[0] == "pandas":
+                        return (f"{what}: right values, but a pandas {type(got).__name__} instead of a numpy bool "
+                                "array: return a numpy array (`.to_numpy()` turns your Series into one)")
                     return (f"{what}: right values, but {_kind(got)} instead of a bool array. A mask must be "
                             "one: used to index the catalogue, a 0/1 int array picks rows 0 and 1, not the rows "
                             "where it holds 1 (compare with ==, !=, >= and combine with &: numpy gives bools)")
@@ -726,22 +729,6 @@ def _category_sizes(labels):
     return counts[inverse]
 
 
-class _MaskExercise(Exercise):
-    """Notebook 1's query mask: an answer that is a pandas Series holding the right values everywhere is told to
-    return a numpy array, not the general message about 0/1 int masks."""
-
-    def problem(self, function: Callable) -> str | None:
-        found = super().problem(function)
-        if found is None or self.refusal(function):
-            return found
-        answers = [(args, _quietly(function, args)) for args in self.cases]
-        if all(type(got).__module__.split(".")[0] == "pandas" and _same(got, self.solution_function(*args), self.atol)
-               for args, got in answers):
-            return (f"{self.describe(*answers[0][0])}: right values, but a pandas {type(answers[0][1]).__name__} "
-                    "instead of a numpy bool array: return a numpy array (`.to_numpy()` turns your Series into one)")
-        return found
-
-
 def _sorted_indices(distances, k, allowed):
     order = np.argsort(distances, kind="stable")[:k]
     return order[allowed[order]]
@@ -789,7 +776,7 @@ def _integer_rows_and_inputs_unchanged(function: Callable) -> str | None:
 
 
 EXERCISES: dict[str, Exercise] = {e.name: e for e in [
-    _MaskExercise(
+    Exercise(
         "query_mask", ((_LABELS,), (_LABELS[:4],)),
         lambda labels: f"the query mask of labels {_items(labels)}",
         (("did you keep the unlabelled products (category \"\")? They have no category to be relevant to",
