@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -86,7 +85,8 @@ def cli_run(protocol: str, loss: str, out: Path, extra: list[str]) -> dict:
     print(done.stdout, flush=True)
     info = json.loads((out / "trained.json").read_text())
     return {"report": json.loads((out / "report.json").read_text()), "history": info["history"],
-            "best_epoch": info["best_epoch"], "val_map": info["val_map_at_k"], "frozen_val_map": info["frozen_val_map_at_k"],
+            "best_epoch": info["best_epoch"], "val_map": info["val_map_at_k"],
+            "frozen_val_map": info["frozen_val_map_at_k"],
             "probe_val_map": info.get("probe_val_map_at_k", float("nan")),
             "fusion_weight": info.get("fusion_weight", 1.0),
             "wall": wall, "cpu": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)}
@@ -118,11 +118,12 @@ def protocol_tables(protocols, losses, extra: list[str], keep: Path | None) -> N
         head = next((r["map_at_10"] for r in rows if r["model"] == "projection head"), float("nan"))
         unseen = next((r.get("map_at_10_unseen_types") for r in rows if r["model"].startswith("frozen")), None)
         for r in rows:
-            if r["model"].startswith(("fine-tuned", "robust")):
+            if r["model"].startswith(("fine-tuned", "probe kept", "robust")):
                 types = (f"; unseen types {r['map_at_10_unseen_types']:.3f} vs frozen {unseen:.3f} "
                          f"({r['map_at_10_unseen_types'] - unseen:+.3f})" if unseen is not None else "")
                 note(f"{protocol}: {r['model']} MAP@10 {r['map_at_10']:.3f} = frozen {frozen:.3f} "
-                     f"{r['map_at_10'] - frozen:+.3f}, projection head {head:.3f} ({r['map_at_10'] - head:+.3f}){types}")
+                     f"{r['map_at_10'] - frozen:+.3f}, projection head {head:.3f} "
+                     f"({r['map_at_10'] - head:+.3f}){types}")
     print()
 
 
@@ -136,14 +137,16 @@ def main(argv=None) -> int:
     parser.add_argument("--protocol", action="append", choices=PROTOCOLS, help="default: both")
     parser.add_argument("--loss", action="append", choices=LOSSES, help="default: both")
     parser.add_argument("--keep", type=Path, default=None, help="write the trained folders here (default: a temp dir)")
-    parser.add_argument("--smoke", action="store_true", help="64 px, 1 epoch, 90 products asked (--limit 90): checks the script runs")
+    parser.add_argument("--smoke", action="store_true",
+                        help="64 px, 1 epoch, 90 products asked (--limit 90): checks the script runs")
     add_json_option(parser)
     args = parser.parse_args(argv)
 
     print_header("Fine-tuning: throughput and protocols", ("numpy", "tensorflow", "keras"))
     from cbir_tutorial.training.trainer import TrainingSettings
 
-    settings = {"auto": TrainingSettings.for_this_machine, "cpu": TrainingSettings.cpu, "gpu": TrainingSettings}[args.preset]()
+    presets = {"auto": TrainingSettings.for_this_machine, "cpu": TrainingSettings.cpu, "gpu": TrainingSettings}
+    settings = presets[args.preset]()
     extra = ["--preset", args.preset]
     if args.smoke:
         settings = replace(settings, image_size=64)

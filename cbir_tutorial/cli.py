@@ -544,6 +544,9 @@ def run_train(args) -> None:
     print(f"best epoch {result.best_epoch} of {len(result.history)}: validation MAP@{settings.k} "
           f"{result.best_val_map:.4f} (frozen {settings.backbone} features: {result.frozen_val_map:.4f})"
           f"{' (stopped early)' if result.stopped_early else ''}")
+    if result.refit:
+        print(f"no epoch beat the probe clearly on validation: the probe, fitted again on all {result.refit} photos "
+              "of the training side, is the trained model")
     mixing = result.mixing
     print(f"fused with the frozen features, weight {mixing['weight']:g}: " + (
         f"chosen on {len(mixing['held_out_categories'])} categories held out of training "

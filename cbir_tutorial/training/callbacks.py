@@ -25,7 +25,9 @@ def bad_epochs(history: list, best_epoch: int) -> int:
 class Epochs(keras.callbacks.Callback):
     """Before each epoch, its phase (``warm-up``, or ``fine-tune`` once the backbone's blocks learn) and its
     batches; after each step, a loss that is not finite stops the run, naming the step; after the epoch, the
-    validation MAP@k in ``logs["val_map"]`` and a line of ``result.history``."""
+    validation MAP@k in ``logs["val_map"]``, the score the epoch is chosen by in ``logs["selection_map"]`` (its
+    MAP when it beats the probe, :meth:`~.trainer.Trainer.gain_over_probe`; else no more than the probe's, so
+    that it is never saved as best nor counted as a gain) and a line of ``result.history``."""
 
     def __init__(self, trainer, result):
         super().__init__()
@@ -47,24 +49,35 @@ class Epochs(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         t, k = self.trainer, self.trainer.settings.k
-        logs["val_map"] = val_map = t.validation_map(after=f"the end of epoch {epoch + 1} ({self.phase})")
-        self.result.history.append({"epoch": epoch + 1, "phase": self.phase, "loss": float(logs["loss"]),
-                                    "val_map": val_map, "seconds": round(time.perf_counter() - self.began, 2)})
-        best = " (best)" if val_map > self.result.best_val_map else ""
-        t.say(f"epoch {epoch + 1} ({self.phase}): loss {logs['loss']:.4f}, validation MAP@{k} {val_map:.4f}{best}")
+        scores = t.validation_scores(after=f"the end of epoch {epoch + 1} ({self.phase})")
+        logs["val_map"] = val_map = float(np.mean(scores))
+        gain = t.gain_over_probe(scores)
+        beats = gain is None or gain["beats"]
+        logs["selection_map"] = val_map if beats else min(val_map, self.result.probe_val_map)
+        line = {"epoch": epoch + 1, "phase": self.phase, "loss": float(logs["loss"]), "val_map": val_map}
+        if gain is not None:  # the gain over the probe, its interval (with a level) and the verdict
+            line.update({f"gain_{key}" if key != "difference" else "gain": gain[key]
+                         for key in ("difference", "low", "high") if key in gain}, beats_probe=bool(gain["beats"]))
+        self.result.history.append({**line, "seconds": round(time.perf_counter() - self.began, 2)})
+        best = " (best)" if logs["selection_map"] > self.result.best_val_map else ""
+        versus = "" if gain is None or "low" not in gain else (
+            f", {gain['difference']:+.4f} over the probe ({gain['level']:.0%} interval {gain['low']:+.4f} to "
+            f"{gain['high']:+.4f}{'' if beats else ': not a clear gain'})")
+        t.say(f"epoch {epoch + 1} ({self.phase}): loss {logs['loss']:.4f}, validation MAP@{k} {val_map:.4f}"
+              f"{versus}{best}")
 
 
 class SaveBest(keras.callbacks.Callback):
     """``ModelCheckpoint(save_best_only=True)`` for a trained-model folder: the embedding model is saved
     (:func:`~cbir_tutorial.models.trained.save_trained`, whole) when its validation MAP beats every earlier
-    epoch's and the probe's."""
+    epoch's and the probe's, by more than the validation split's noise for the probe (``selection_map``)."""
 
     def __init__(self, trainer, result):
         super().__init__()
         self.trainer, self.result = trainer, result
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs["val_map"] > self.result.best_val_map:
+        if logs["selection_map"] > self.result.best_val_map:
             self.result.best_epoch, self.result.best_val_map = epoch + 1, logs["val_map"]
             self.trainer.save_best(self.result)
 

@@ -72,7 +72,7 @@ def protocol_report(catalogue: Catalogue, split: ProtocolSplit, trained, *, back
         train_features = frozen.extract(train_paths, cache=cache, progress=progress).features
         fitted = ProjectionHead(frozen.feature_dim, seed=seed).fit(train_features, labels[split.train])
         models["projection head"] = (frozen, fitted.transform)
-    models[f"fine-tuned ({fine_tuned.info.get('loss', '?')})"] = (fine_tuned, lambda f: f)
+    models[trained_model_name(fine_tuned.info)] = (fine_tuned, lambda f: f)
     if robust.fused:
         models[f"robust (fused with frozen, w = {robust.info['fusion_weight']:g})"] = (robust, lambda f: f)
     seen = np.isin(labels[split.test], split.train_categories)
@@ -129,9 +129,20 @@ def similarity_gap(features: np.ndarray, labels, most: int = 2000, seed: int = 0
     return float(cosine[pairs & same].mean()), float(cosine[pairs & ~same].mean())
 
 
+def trained_model_name(info: dict) -> str:
+    """The report's name of a trained folder's model alone, from its ``trained.json`` record ``info``:
+    ``fine-tuned (LOSS)`` when an epoch beat the probe, else ``probe kept (refitted)`` (or ``probe kept``
+    without the refit): the backbone then never moved and the head was fitted with the supervised
+    contrastive loss, whatever the run's loss."""
+    if info.get("best_epoch", 1) != 0:
+        return f"fine-tuned ({info.get('loss', '?')})"
+    return "probe kept (refitted)" if info.get("refit_on") else "probe kept"
+
+
 def report_row(report: pd.DataFrame, protocol: str, model_start: str) -> pd.Series:
     """The row of :func:`protocol_report`'s ``report`` for ``protocol`` (a split's name) whose model's name starts
-    with ``model_start`` (``"frozen"``, ``"projection head"``, ``"fine-tuned"``, ``"robust"``); KeyError when none."""
+    with ``model_start`` (``"frozen"``, ``"projection head"``, ``"fine-tuned"`` or ``"probe kept"``
+    (:func:`trained_model_name`), ``"robust"``); KeyError when none."""
     part = report[(report["protocol"] == protocol) & report["model"].str.startswith(model_start)]
     if part.empty:
         raise KeyError(f"no {model_start!r} row for {protocol!r} (models: {sorted(set(report['model']))})")

@@ -20,8 +20,13 @@ class TrainingSettings:
     ``probe_steps``: full-batch steps fitting that head alone on the frozen backbone's features of the
     unaugmented training photos, before any epoch, exactly as
     :class:`~cbir_tutorial.models.projection_head.ProjectionHead` fits (the probe of LP-FT, Kumar et al.
-    2022: the fine-tuning starts from a fitted head, and the probe is kept when no epoch beats it on
-    validation); ``trainable_blocks``: backbone blocks fine-tuned after ``warmup_epochs`` epochs of the head
+    2022: the fine-tuning starts from a fitted head, and the probe is kept unless an epoch beats it on
+    validation); ``beat_probe_level``: an epoch replaces the probe only when the paired bootstrap interval of
+    its gain in validation AP@k over the probe's, at this level, lies above 0
+    (:func:`~cbir_tutorial.evaluation.comparison.paired_bootstrap`, the level of notebook 6's verdicts; 0:
+    any gain); ``refit_probe``: a probe kept is fitted again, once every choice is made, on every product of
+    the training side (validation and held-out categories included, as the projection head is);
+    ``trainable_blocks``: backbone blocks fine-tuned after ``warmup_epochs`` epochs of the head
     alone; ``learning_rate``: the head's (AdamW, ``weight_decay``); the proxies learn at ``learning_rate *
     proxy_lr_scale`` and the backbone's blocks at ``learning_rate * backbone_lr_scale``. A batch is
     ``classes_per_batch`` × ``images_per_class`` images. ``image_size``: None for the backbone's own.
@@ -42,6 +47,8 @@ class TrainingSettings:
     hidden_dim: int = 512
     trainable_blocks: int = 4
     probe_steps: int = 300
+    beat_probe_level: float = 0.95
+    refit_probe: bool = True
     epochs: int = 30
     warmup_epochs: int = 2
     learning_rate: float = 1e-3
@@ -90,6 +97,9 @@ class TrainingSettings:
             raise ValueError(f"epochs={self.epochs}, warmup_epochs={self.warmup_epochs}, "
                              f"trainable_blocks={self.trainable_blocks}, probe_steps={self.probe_steps}, "
                              f"hidden_dim={self.hidden_dim}: need epochs and hidden_dim >= 1 and the others >= 0")
+        if not 0 <= self.beat_probe_level < 1:
+            raise ValueError(f"beat_probe_level={self.beat_probe_level}: need a confidence level from 0 (any gain "
+                             "replaces the probe) to below 1")
         if not 0 <= self.mixing_fraction < 1:
             raise ValueError(f"mixing_fraction={self.mixing_fraction}: need a share from 0 (no mixing) to below 1")
         if not (np.isfinite(self.learning_rate) and self.learning_rate >= 0):

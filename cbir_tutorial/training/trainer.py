@@ -7,13 +7,18 @@ r"""The fine-tuning run: the head fitted on frozen features first, then Keras's 
 2. **``fit``** of a :class:`.learner.MetricLearner` on P×K batches of augmented photos; the backbone's last
    blocks learn after ``warmup_epochs``; Keras's mixed precision (a ``LossScaleOptimizer``) on a GPU. The
    callbacks (:mod:`.callbacks`) measure the validation MAP@k after every epoch, save the model when it beats
-   every earlier epoch and the probe, write the checkpoint (``BackupAndRestore``) and stop after ``patience``
-   epochs without gain, the best weights restored (``EarlyStopping``): the model returned is never below the
-   probe on validation. ``resume=True`` carries on from the last complete epoch: batches and augmentation
-   depend only on the seed, the epoch and the step, so a resumed run repeats an uninterrupted one.
+   every earlier epoch and beats the probe by more than the validation split's noise (a paired bootstrap
+   interval above 0, ``beat_probe_level``), write the checkpoint (``BackupAndRestore``) and stop after
+   ``patience`` epochs without such a gain, the best weights restored (``EarlyStopping``): the model returned
+   is never below the probe on validation, and is the probe unless fine-tuning clearly beat it.
+   ``resume=True`` carries on from the last complete epoch: batches and augmentation depend only on the seed,
+   the epoch and the step, so a resumed run repeats an uninterrupted one.
 3. **The mixing** (:mod:`.mixing`): the saved model's embedding is the best epoch's fused with the frozen
    features, the weight chosen on whole categories held out of training (``mixing_fraction``) so that kinds
    of product it never saw are searched no worse than with the frozen features.
+4. **The refit**: when the probe was kept, it is fitted again on every product of the training side, the
+   validation photos and held-out categories included (``refit_probe``): the choices are made, and the head
+   a user gets has seen the data the projection head sees.
 
 A run fails loudly, never quietly. Before any photo is decoded, :func:`train` checks the folder (writable,
 not held by another run: :mod:`.output_folder`), the catalogue (:func:`~.protocols.training_split`) and, to
@@ -46,7 +51,7 @@ from .checkpoint import (CHECKPOINT_FILE, CHECKPOINT_FIX, CHECKPOINT_META, Check
                          split_record)
 from .model import trainable_model
 from .output_folder import OutputLock, OutputWriteError, check_output_folder
-from .protocols import category_map_at_k, sides_problem, training_split
+from .protocols import sides_problem, training_split
 from .settings import TrainingSettings
 
 __all__ = ["CHECKPOINT_FILE", "CHECKPOINT_META", "CheckpointError", "Trainer", "TrainingDivergedError",
@@ -60,10 +65,12 @@ class TrainingDivergedError(RuntimeError):
 @dataclass
 class TrainingResult:
     """What a run did: ``history`` (one dict per epoch: ``epoch``, ``phase``, ``loss``, ``val_map``,
-    ``seconds``), the ``best_epoch`` and its ``best_val_map`` (epoch 0: the probe was best), ``frozen_val_map``
-    (the backbone's own features on the same validation split), ``probe_val_map`` (the head fitted on frozen
-    features; NaN without one), ``mixing`` (the fusion weight chosen and its curve, :meth:`Trainer.mixing`) and
-    ``folder`` (the saved trained model)."""
+    ``seconds`` and, after a probe, ``gain`` over its validation MAP, its interval ``gain_low`` / ``gain_high``
+    and ``beats_probe``, :meth:`Trainer.gain_over_probe`), the ``best_epoch`` and its ``best_val_map`` (epoch
+    0: the probe was best), ``frozen_val_map`` (the backbone's own features on the same validation split),
+    ``probe_val_map`` (the head fitted on frozen features; NaN without one), ``refit`` (the photos the kept
+    probe was fitted again on; 0: not refitted), ``mixing`` (the fusion weight chosen and its curve,
+    :meth:`Trainer.mixing`) and ``folder`` (the saved trained model)."""
 
     folder: Path
     history: list[dict] = field(default_factory=list)
@@ -71,6 +78,7 @@ class TrainingResult:
     best_val_map: float = -1.0
     frozen_val_map: float = float("nan")
     probe_val_map: float = float("nan")
+    refit: int = 0
     stopped_early: bool = False
     skipped: list[str] = field(default_factory=list)
     mixing: dict = field(default_factory=dict)
@@ -125,6 +133,8 @@ class Trainer:
         self.classes, codes = np.unique(labels[rows][self.train_rows], return_inverse=True)
         self.train_codes = codes.astype(np.int32)
         self.validation_labels = labels[rows][self.validation_rows]
+        self.all_labels = labels[rows]  # every decoded photo's category, what a refit probe learns
+        self.probe_scores: np.ndarray | None = None  # the probe's validation AP@k, query by query
         self.precision = mixed_precision_policy(s.mixed_precision)
         self._build()
 
@@ -178,34 +188,72 @@ class Trainer:
         """Fit the head alone on the frozen features of the training photos (``settings.probe_steps`` steps of
         :meth:`ProjectionHead.fit <cbir_tutorial.models.projection_head.ProjectionHead.fit>`), copy it in and
         start the proxies at its class means; returns the losses."""
-        from ..models.projection_head import ProjectionHead
-
-        s = self.settings
         features = self.pooled_features(self.train_rows)
-        head = ProjectionHead(features.shape[1], s.embedding_dim, s.hidden_dim, seed=s.seed).fit(
-            features, self.train_codes, steps=s.probe_steps, learning_rate=s.learning_rate)
-        bad = [i for i, loss in enumerate(head.history) if not np.isfinite(loss)]
-        if bad:
-            raise self.diverged(f"the probe's step {bad[0] + 1} of {s.probe_steps}",
-                                f"the loss is {head.history[bad[0]]}")
-        for mine, its in (("embedding_hidden", "head_hidden"), ("embedding", "head_out")):
-            self.net.model.get_layer(mine).set_weights(head.model.get_layer(its).get_weights())
+        head = self._fitted_head(features, self.train_codes, "the probe")
         if self.model.proxies is not None:
             embedded = head.transform(features)
             means = np.stack([embedded[self.train_codes == c].mean(axis=0) for c in range(len(self.classes))])
             self.model.proxies.assign(means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12))
         return head.history
 
-    def validation_map(self, frozen: bool = False, *, after: str = "the last step") -> float:
-        """Leave-one-out MAP@k of the current model on the validation split (no augmentation); ``frozen``: of
-        the backbone's pooled features instead (what the search engine uses without training). Embeddings
+    def _fitted_head(self, features: np.ndarray, labels, what: str):
+        """The head fitted on ``(N, F)`` frozen features and their labels, copied into the model (``what``
+        names the fit in the error of a loss that is not finite)."""
+        from ..models.projection_head import ProjectionHead
+
+        s = self.settings
+        head = ProjectionHead(features.shape[1], s.embedding_dim, s.hidden_dim, seed=s.seed).fit(
+            features, labels, steps=s.probe_steps, learning_rate=s.learning_rate)
+        bad = [i for i, loss in enumerate(head.history) if not np.isfinite(loss)]
+        if bad:
+            raise self.diverged(f"{what}'s step {bad[0] + 1} of {s.probe_steps}", f"the loss is {head.history[bad[0]]}")
+        for mine, its in (("embedding_hidden", "head_hidden"), ("embedding", "head_out")):
+            self.net.model.get_layer(mine).set_weights(head.model.get_layer(its).get_weights())
+        return head
+
+    def refit_probe(self) -> int:
+        """Fit the probe again, from its start, on every decoded photo of the training side (train, validation
+        and held-out categories): what the run keeps when no epoch beat the probe. Returns how many photos."""
+        everything = np.arange(len(self.pixels))
+        self._fitted_head(self.pooled_features(everything), self.all_labels, "the refitted probe")
+        return len(everything)
+
+    def validation_scores(self, frozen: bool = False, *, after: str = "the last step") -> np.ndarray:
+        """``(Q,)`` leave-one-out AP@k of each validation query (no augmentation), in a fixed order; ``frozen``:
+        of the backbone's pooled features instead (what the search engine uses without training). Embeddings
         that are not finite raise :class:`TrainingDivergedError` (``after``: where the run is)."""
+        from ..evaluation.comparison import per_query
+        from ..search.backends import make_index
+
         embeddings = self._batched(self._pooled if frozen else self._embed, self.validation_rows)
         bad = ~np.isfinite(embeddings).all(axis=1)
         if bad.any() and not frozen:
             raise self.diverged(after, f"{int(bad.sum())} of the {len(bad)} validation embeddings hold NaN or "
                                        "infinity")
-        return category_map_at_k(embeddings, self.validation_labels, self.settings.k)
+        queries = per_query(make_index("exact", embeddings), self.validation_labels, self.settings.k)
+        if len(queries) == 0:
+            raise ValueError("no validation category has 2 or more products: nothing to evaluate")
+        return queries["ap_at_k"].to_numpy(dtype=float)
+
+    def gain_over_probe(self, scores: np.ndarray) -> dict | None:
+        """The paired bootstrap interval (:func:`~cbir_tutorial.evaluation.comparison.paired_bootstrap`, at
+        ``beat_probe_level``) of ``scores``' validation MAP minus the probe's, and ``beats``: whether the model
+        that scored them replaces the probe (the interval lies above 0; with level 0, any gain). None
+        without a probe."""
+        from ..evaluation.comparison import paired_bootstrap
+
+        if self.probe_scores is None:
+            return None
+        level, gain = self.settings.beat_probe_level, float(np.mean(scores) - np.mean(self.probe_scores))
+        if not level:
+            return {"difference": gain, "beats": gain > 0}
+        interval = paired_bootstrap(scores, self.probe_scores, level=level, seed=self.settings.seed)
+        return {**interval, "beats": interval["low"] > 0}
+
+    def validation_map(self, frozen: bool = False, *, after: str = "the last step") -> float:
+        """Leave-one-out MAP@k of the current model on the validation split: the mean of
+        :meth:`validation_scores`."""
+        return float(np.mean(self.validation_scores(frozen, after=after)))
 
     def mixing(self, frozen: np.ndarray | None) -> dict:
         """The fusion weight of the folder's best model and how it was chosen (:mod:`.mixing`): ``weight`` and,
@@ -248,6 +296,7 @@ class Trainer:
         meta = {"settings": asdict(self.settings), "history": result.history, "best_epoch": result.best_epoch,
                 "best_val_map": result.best_val_map, "frozen_val_map": result.frozen_val_map,
                 "probe_val_map": result.probe_val_map, "catalogue": self.record,
+                "probe_scores": None if self.probe_scores is None else self.probe_scores.tolist(),
                 "bad_epochs": len(result.history) - max(result.best_epoch, 0)}
         arrays = {f"model_{i}": w for i, w in enumerate(self.model.get_weights())}
         arrays.update({f"optimizer_{i}": v.numpy() for i, v in enumerate(self.model.optimizer.variables)})
@@ -277,6 +326,8 @@ class Trainer:
                                         f"({first_line(error)}); {CHECKPOINT_FIX}") from None
         for key in ("history", "best_epoch", "best_val_map", "frozen_val_map", "probe_val_map"):
             setattr(result, key, meta.get(key, float("nan")))
+        if meta.get("probe_scores") is not None:
+            self.probe_scores = np.asarray(meta["probe_scores"], dtype=float)
         self._on_disk.update(checkpoint=f"the checkpoint of epoch {len(result.history)}",
                              best=f"the best model so far (epoch {result.best_epoch})")
 
@@ -289,7 +340,7 @@ class Trainer:
                 "classes": [str(c) for c in self.classes], "n_train": int(len(self.train_rows)),
                 "n_validation": int(len(self.validation_rows)), "best_epoch": result.best_epoch,
                 "val_map_at_k": result.best_val_map, "frozen_val_map_at_k": result.frozen_val_map,
-                "probe_val_map_at_k": result.probe_val_map, "history": result.history}
+                "probe_val_map_at_k": result.probe_val_map, "refit_on": result.refit, "history": result.history}
         staging = temporary_sibling(self.out / "best")
         try:
             save_trained(self.net.model, staging, info)
@@ -366,12 +417,14 @@ class Trainer:
             self.say(f"validation MAP@{s.k} of the frozen {s.backbone} features: {result.frozen_val_map:.4f}")
             if s.probe_steps:
                 losses = self.probe()
-                result.probe_val_map = self.validation_map(after="the probe's last step")
+                self.probe_scores = self.validation_scores(after="the probe's last step")
+                result.probe_val_map = float(np.mean(self.probe_scores))
                 self.say(f"probe (the head fitted on frozen features, {s.probe_steps} steps): loss "
                          f"{np.mean(losses[-10:]):.4f}, validation MAP@{s.k} {result.probe_val_map:.4f}")
                 result.best_epoch, result.best_val_map = 0, result.probe_val_map
                 self.save_best(result)
-        early = KeepBest(self, result, monitor="val_map", mode="max", patience=s.patience, restore_best_weights=True)
+        early = KeepBest(self, result, monitor="selection_map", mode="max", patience=s.patience,
+                         restore_best_weights=True)
         if meta is not None and bad_epochs(meta["history"], meta["best_epoch"]) >= s.patience:
             self.load_checkpoint(result, meta)  # it had stopped early: nothing more to learn
             result.stopped_early = True
@@ -381,6 +434,11 @@ class Trainer:
             result.stopped_early = early.stopped_epoch > 0
         self.net.model.load_weights(self.out / WEIGHTS_FILE)  # the best epoch's (or the probe's)
         result.mixing = self.mixing(frozen)
+        if result.best_epoch == 0 and s.refit_probe:
+            result.refit = self.refit_probe()
+            self.save_best(result)
+            self.say(f"no epoch beat the probe on validation: the probe, fitted again on all {result.refit} "
+                     "photos of the training side, is the trained model")
         curve = {round(r["weight"], 2): r for r in result.mixing.get("curve", [])}
         if curve:
             chosen, trained = curve[round(result.mixing["weight"], 2)], curve[1.0]

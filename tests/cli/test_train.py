@@ -9,6 +9,7 @@ import pytest
 
 from cbir_tutorial.cli import main
 from cbir_tutorial.models.trained import read_trained
+from cbir_tutorial.training.report import trained_model_name
 from cbir_tutorial.training.trainer import CHECKPOINT_FILE
 
 TINY = ["--format", "folder", "--preset", "cpu", "--image-size", "32", "--embedding-dim", "8", "--no-progress",
@@ -70,8 +71,10 @@ def test_train_with_a_protocol_reports_the_three_models(shop, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert status == 0 and "unseen products of seen categories" in printed
     rows = json.loads((out / "report.json").read_text())
+    trained = read_trained(out)  # an epoch beat the probe (fine-tuned) or the probe was kept
     assert [r["model"] for r in rows] == ["frozen efficientnet_lite0", "projection head",
-                                          "fine-tuned (multi-similarity)"]
+                                          trained_model_name(trained)]
+    assert rows[-1]["model"] == ("fine-tuned (multi-similarity)" if trained["best_epoch"] else "probe kept (refitted)")
     for row in rows:
         assert row["n_test"] == 12  # half of each category's 8 photos held out
         assert 0 <= row["map_at_10"] <= 1

@@ -163,7 +163,7 @@ def test_presets_follow_the_machine(monkeypatch):
 
 @pytest.mark.slow
 def test_the_model_returned_is_never_below_the_probe_on_validation(tiny_catalogue, tmp_path):
-    settings = tiny(loss="proxy-anchor", epochs=3, patience=3)
+    settings = tiny(loss="proxy-anchor", epochs=3, patience=3, beat_probe_level=0, refit_probe=False)  # any gain
     result = train(tiny_catalogue, tmp_path, settings, progress=False)
     scores = [result.probe_val_map] + [h["val_map"] for h in result.history]
     assert result.best_val_map == max(scores) >= result.probe_val_map and scores[result.best_epoch] == max(scores)
@@ -174,3 +174,48 @@ def test_the_model_returned_is_never_below_the_probe_on_validation(tiny_catalogu
     features = TrainedExtractor(tmp_path, mixed_precision="off").extract(paths, cache=False, progress=False).features
     found = category_map_at_k(features, tiny_catalogue.labels.astype(str)[validation], settings.k)
     assert found == pytest.approx(result.best_val_map, abs=1e-6) and found >= result.probe_val_map
+
+
+def test_an_epoch_replaces_the_probe_only_when_its_gain_is_clear(tiny_catalogue, tmp_path):
+    trainer = Trainer(tiny_catalogue, tiny(loss="multi-similarity"), tmp_path, progress=False)
+    assert trainer.gain_over_probe(np.ones(4)) is None  # no probe yet
+    trainer.probe()
+    trainer.probe_scores = probe = trainer.validation_scores()
+    assert probe.shape == (len(trainer.validation_rows),) and probe.mean() == pytest.approx(trainer.validation_map())
+    assert trainer.gain_over_probe(probe)["beats"] is False  # the probe against itself
+    noisy = probe.copy()
+    worst = np.argmin(noisy)
+    noisy[worst] = min(noisy[worst] + 0.5, 1.0)  # one query better: a gain, but not a clear one
+    gain = trainer.gain_over_probe(noisy)
+    assert gain["difference"] > 0 and gain["low"] <= 0 < gain["high"] and not gain["beats"]
+    assert gain["level"] == 0.95
+    clear = trainer.gain_over_probe(probe + 0.2)  # every query better
+    assert clear["low"] > 0 and clear["beats"]
+    trainer.settings = tiny(loss="multi-similarity", beat_probe_level=0).checked()
+    assert trainer.gain_over_probe(noisy)["beats"]  # level 0: any gain
+
+
+def test_a_kept_probe_is_fitted_again_on_every_photo_of_the_training_side(tiny_catalogue, tmp_path):
+    trainer = Trainer(tiny_catalogue, tiny(loss="proxy-anchor", probe_steps=40), tmp_path, progress=False)
+    trainer.probe()
+    n = trainer.refit_probe()
+    assert n == len(trainer.pixels) == len(trainer.train_rows) + len(trainer.validation_rows) > len(trainer.train_rows)
+    s = trainer.settings
+    features = trainer.pooled_features(np.arange(n))
+    head = ProjectionHead(1280, s.embedding_dim, s.hidden_dim, seed=s.seed).fit(
+        features, tiny_catalogue.labels.astype(str), steps=40, learning_rate=s.learning_rate)
+    np.testing.assert_allclose(trainer._embed(trainer.pixels), head.transform(features), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_run_keeps_the_probe_unless_an_epoch_beats_it_clearly(tiny_catalogue, tmp_path):
+    result = train(tiny_catalogue, tmp_path, tiny(loss="proxy-anchor", epochs=3, patience=3), progress=False)
+    assert all({"gain", "gain_low", "gain_high", "beats_probe"} <= set(h) for h in result.history)
+    assert all(h["beats_probe"] == (h["gain_low"] > 0) for h in result.history)
+    clear = [h["epoch"] for h in result.history if h["beats_probe"]]
+    if clear:  # the best epoch is the best of those that beat the probe clearly
+        assert result.best_epoch in clear and result.refit == 0
+        assert result.best_val_map == max(result.history[e - 1]["val_map"] for e in clear)
+    else:  # the probe, fitted again on every photo of the training side
+        assert result.best_epoch == 0 and result.best_val_map == result.probe_val_map
+        assert result.refit == len(tiny_catalogue.paths) == read_trained(tmp_path)["refit_on"]
