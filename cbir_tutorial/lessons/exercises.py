@@ -52,6 +52,7 @@ import importlib
 import importlib.util
 import inspect
 import itertools
+import linecache
 import os
 import re
 import sys
@@ -498,8 +499,11 @@ def _corner_conv3x3(padded, kernel):
 
 
 #: Notebook 2's output_size cases. The last is 2x2 pooling of 64 pixels, the one even kernel: a formula that counts
-#: the positions of the kernel's centre (right for odd kernels only) gives 31 there instead of 32.
-_OUTPUT_SIZE_CASES = ((224, 3, 1, 0), (7, 7, 1, 3), (224, 3, 2, 1), (10, 3, 2, 0), (10, 5, 3, 2), (64, 2, 2, 0))
+#: the positions of the kernel's centre (right for odd kernels only) gives 31 there instead of 32. The other padded
+#: cases have p = (k - 1) / 2, where "same" padding gives the same count: the last one, 3-pixel kernel with 2 zeros
+#: on each side, refuses an answer that uses ceil(n / s) for every padding (10 instead of 12).
+_OUTPUT_SIZE_CASES = ((224, 3, 1, 0), (7, 7, 1, 3), (224, 3, 2, 1), (10, 3, 2, 0), (10, 5, 3, 2), (64, 2, 2, 0),
+                      (10, 3, 1, 2))
 _CONV3X3_CASES = ((_IMAGE, _KERNEL), (_IMAGE.T.copy(), np.ones((3, 3))), (_GREY, _KERNEL * 0.5))
 _CONV_PARAMETERS_CASES = ((3, 4, 64), (3, 64, 128, False), (1, 256, 64), (5, 1, 1))
 
@@ -576,10 +580,37 @@ def _per_element(code: types.CodeType, globals_: dict, callers: tuple, name: str
     return ""
 
 
+def _looping(i: dis.Instruction) -> bool:
+    """True for an instruction that iterates (``FOR_ITER``) or jumps backwards (a ``while`` loop)."""
+    return i.opname == "FOR_ITER" or ("JUMP" in i.opname and isinstance(i.argval, int) and i.argval < i.offset)
+
+
 def _loops(code: types.CodeType) -> bool:
     """True when ``code`` iterates (``FOR_ITER``) or jumps backwards (a ``while`` loop), in any Python version."""
-    return any(i.opname == "FOR_ITER" or ("JUMP" in i.opname and isinstance(i.argval, int) and i.argval < i.offset)
-               for i in dis.get_instructions(code))
+    return any(_looping(i) for i in dis.get_instructions(code))
+
+
+def _loop_line(code: types.CodeType) -> str:
+    """Where the first loop of ``code`` starts, as ``" (line N: `source`)"``, or '' when that is unknown.
+
+    N counts in the function's file (in a notebook: in its cell); a backward jump is placed at the first line of
+    the code it repeats (a ``while`` loop's condition, which Python also tests at the end of the body)."""
+    instructions = list(dis.get_instructions(code))
+    lines, line = {}, None
+    for i in instructions:  # 3.13+: line_number; 3.11, 3.12: positions; 3.10: starts_line on a line's first
+        number = getattr(i, "line_number", None) or getattr(getattr(i, "positions", None), "lineno", None)
+        line = number or (i.starts_line if type(i.starts_line) is int else None) or line
+        lines[i.offset] = line
+    loop = next((i for i in instructions if _looping(i)), None)
+    if loop is None:
+        return ""
+    repeated = [n for offset, n in lines.items() if n and (offset == loop.offset if loop.opname == "FOR_ITER"
+                                                           else loop.argval <= offset <= loop.offset)]
+    number = min(repeated, default=None)
+    if not number:
+        return ""
+    source = linecache.getline(code.co_filename, number).strip()
+    return f" (line {number}: `{source}`)" if source else f" (line {number})"
 
 
 def _python_loop(function: Callable, depth: int = 3) -> str:
@@ -602,7 +633,7 @@ def _python_loop(function: Callable, depth: int = 3) -> str:
         while codes:
             c = codes.pop()
             if _loops(c):
-                return f"a loop or a comprehension in {name}"
+                return f"a loop or a comprehension in {name}{_loop_line(c)}"
             found = _per_element(c, globals_, callers, name)
             if found:
                 return found
@@ -621,8 +652,9 @@ def _all_pairs_at_once(function: Callable) -> str | None:
     loop = _python_loop(function)
     if loop:
         return (f"right values, but through {loop}: the exercise asks for every pair at once, without a Python "
-                "loop (over the pairs, 200 queries and 20,000 products make 4 million turns of the interpreter; "
-                "over the queries, 200 passes where one matrix product does the whole work)")
+                "loop or comprehension, even a short one: numpy's whole-array operations do every step (a loop "
+                "over the pairs of 200 queries and 20,000 products would make 4 million turns of the interpreter, "
+                "one over the queries 200 passes, where one matrix product does the whole work)")
     return _without_differences_array(function)
 
 
@@ -631,8 +663,9 @@ def _every_row_at_once(function: Callable) -> str | None:
     loop = _python_loop(function)
     if loop:
         return (f"right values, but through {loop}: the exercise asks for every row of the gallery at once, "
-                "without a Python loop (one matrix-vector product scores them all; a loop over 20,000 products "
-                "makes 20,000 turns of the interpreter)")
+                "without a Python loop or comprehension, even a short one over the k results: numpy's whole-array "
+                "operations do every step (one matrix-vector product scores all the rows, where a loop over "
+                "20,000 products would make 20,000 turns of the interpreter)")
     return None
 
 
@@ -669,6 +702,31 @@ def _a_feature_array(function: Callable) -> str | None:
         return None
     return (f"right values, but {_kind(got)} instead of a numpy array: the next cell reads the feature vector's "
             ".shape, which only an array has, so return numpy's result as it is")
+
+
+def _written_arguments(function: Callable, cases, names: tuple[str, ...]) -> list[str]:
+    """The names of the array arguments ``function`` wrote into, on the first of ``cases`` (tuples of arguments,
+    arrays first as in ``names``) where it wrote into any; [] when it never did. The checks pass copies, so such an
+    answer gives the right values and would pass unseen."""
+    for case in cases:
+        given = tuple(a.copy() if isinstance(a, np.ndarray) else a for a in case)
+        try:
+            with np.errstate(all="ignore"):
+                function(*given)
+        except Exception:  # the values were checked already; a crash here is not this rule's business
+            continue
+        changed = [name for name, before, after in zip(names, case, given) if not np.array_equal(before, after)]
+        if changed:
+            return changed
+    return []
+
+
+def _features_left_unchanged(function: Callable) -> str | None:
+    """None when ``function(features)`` (L2 normalisation) leaves the array it is given as it was; else a note."""
+    if not _written_arguments(function, [(_FEATURES,)], ("features",)):
+        return None
+    return ("right rows, but your function wrote into `features`, the array it was given (`/=` divides in place): "
+            "the caller may still need the original vectors, so don't modify the input: return a new array. Hint")
 
 
 _NAN_HINT = ("NaN where a query meets itself: rounding (float32 keeps about 7 digits) made that squared distance "
@@ -736,22 +794,15 @@ def _sorted_indices(distances, k, allowed):
 
 def _filter_left_unchanged(function: Callable) -> str | None:
     """None when ``function(distances, allowed, k)`` leaves the two arrays it is given as they were; else which
-    one it wrote into (the checks pass copies, so such an answer gives the right rows and would pass)."""
-    for distances, allowed, k in ((_DISTANCES, _ALLOWED, 3), (_MANY_DISTANCES, ~_MANY_ALLOWED, 8)):
-        given = (distances.copy(), allowed.copy())
-        try:
-            with np.errstate(all="ignore"):
-                function(*given, k)
-        except Exception:  # the values were checked already; a crash here is not this rule's business
-            continue
-        changed = [name for name, before, after in zip(("distances", "allowed"), (distances, allowed), given)
-                   if not np.array_equal(before, after)]
-        if changed:
-            return (f"right rows, but your function wrote into its argument {' and '.join(f'`{c}`' for c in changed)}: "
-                    "the caller may still need it (the same distances under another filter, the same mask to count "
-                    "the relevant products that pass), so leave the arrays you are given as they were and write "
-                    "into a new array or a copy")
-    return None
+    one it wrote into."""
+    changed = _written_arguments(function, ((_DISTANCES, _ALLOWED, 3), (_MANY_DISTANCES, ~_MANY_ALLOWED, 8)),
+                                 ("distances", "allowed"))
+    if not changed:
+        return None
+    return (f"right rows, but your function wrote into its argument {' and '.join(f'`{c}`' for c in changed)}: "
+            "the caller may still need it (the same distances under another filter, the same mask to count "
+            "the relevant products that pass), so leave the arrays you are given as they were and write "
+            "into a new array or a copy")
 
 
 def _rows_as_integers(function: Callable) -> str | None:
@@ -773,6 +824,15 @@ def _integer_rows_and_inputs_unchanged(function: Callable) -> str | None:
     """filtered_top_k's rule: rows as an integer array (:func:`_rows_as_integers`), arguments left as they were
     (:func:`_filter_left_unchanged`)."""
     return _rows_as_integers(function) or _filter_left_unchanged(function)
+
+
+def _relevant_left_unchanged(function: Callable) -> str | None:
+    """precision_curve's rule: None when ``function(relevant)`` leaves the 0/1 list it is given as it was."""
+    if not _written_arguments(function, [(_HITS[0],), (np.array([0, 1, 1, 0, 1, 0, 0, 1]),)], ("relevant",)):
+        return None
+    return ("right curve, but your function wrote into `relevant`, the list it was given: the caller may "
+            "still need it (to compute AP@K from the same hits), so leave it as it was and compute into a "
+            "new array")
 
 
 EXERCISES: dict[str, Exercise] = {e.name: e for e in [
@@ -879,7 +939,8 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
           "(what could you divide it by instead, without changing any other row?)",
           lambda f: f / np.linalg.norm(f, axis=1, keepdims=True)),
          ("you divided by the sum of the values: the length is the square root of the sum of squares",
-          lambda f: f / f.sum(axis=1, keepdims=True)))),
+          lambda f: f / f.sum(axis=1, keepdims=True))),
+        rule=_features_left_unchanged),
     Exercise(
         # the fourth case, AlexNet's first layers, has a stride of 4: a rule right for strides 1 and 2 only fails there
         "receptive_field", (([(3, 1)] * 3,), ([(3, 2), (3, 1)],), ([(7, 2), (3, 2), (3, 1), (3, 1)],),
@@ -1011,7 +1072,8 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
           lambda r: np.cumsum(r) / len(r)),
          ("divide the running count of relevant results by the rank j", lambda r: np.cumsum(r).astype(float)),
          ("precision@j counts every relevant result among the first j, not only the one at rank j",
-          lambda r: np.asarray(r, dtype=float) / np.arange(1, len(r) + 1)))),
+          lambda r: np.asarray(r, dtype=float) / np.arange(1, len(r) + 1))),
+        rule=_relevant_left_unchanged),
 ]}
 
 
@@ -1094,6 +1156,9 @@ EXERCISES.update({e.name: e for e in [
         (("a column whose values are all equal has a range of 0: a scale of 0 divides by zero (NaN). Any positive "
           "scale works there: which code does every value of that column get, and what does it decode to?",
           _int8_unguarded),
+         ("a column whose values are all equal came back as 0: with any positive scale, every value of that column "
+          "gets code 0 and decodes to the offset, the column's own value",
+          lambda f: np.nan_to_num(_int8_unguarded(f))),
          ("with the offset at the column's minimum, the smallest value encodes to 0 and the codes from 128 up do not "
           "fit in -127..127: which value of the column should encode to 0?",
           lambda f: f.min(axis=0) + (f.max(axis=0) - f.min(axis=0)) / 254
@@ -1315,9 +1380,12 @@ def exercise_for(name: str) -> Exercise:
 
 
 def _not_done(name: str, function_name: str) -> Callable:
+    lesson = next((f"{key}.q{names.index(name) + 1}" for key, names in LESSONS.items() if name in names), "")
+    solution = f"`{lesson}.solution()`" if lesson else "the exercise's `.solution()`"
+
     def stand_in(*args, **kwargs):
         raise NotDone(f"{function_name} is not written yet: replace the `...` line of the exercise cell with your "
-                      f"code and run that cell again (or set {SOLUTIONS_VARIABLE}=1 to use the package's solution).")
+                      f"code and run that cell again (stuck? {solution} prints an answer to copy there).")
 
     stand_in.__name__ = function_name
     stand_in.not_done = True

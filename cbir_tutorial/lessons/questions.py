@@ -88,7 +88,9 @@ QUESTIONS: dict[str, Question] = {q.name: q for q in [
          ("c", "neither: they are equal on average")),
         "In a random ranking every rank holds a relevant product with the same probability, (n_c - 1) / (N - 1). "
         "Ten results do hold more relevant products than one (the intuition of b), but precision divides by K, "
-        "so its expectation does not depend on K: one chance level serves every K (notebook 6 uses it).",
+        "so its expectation does not depend on K: one chance level serves precision@K for every K. Not so for "
+        "MAP@K, whose chance level depends on K (on the sample it falls as K grows); notebook 6 measures it with "
+        "one random ranking.",
         answer="c"),
     Question(
         "untrained_ratio",
@@ -140,8 +142,9 @@ QUESTIONS: dict[str, Question] = {q.name: q for q in [
         (("a", "higher: it learned what makes products of one category alike"),
          ("b", "about the same (within 0.01)"),
          ("c", "lower: it learned to tell apart the categories it was shown")),
-        "The supervised contrastive loss pulls together what separates the categories it is shown and has no "
-        "reason to keep what separates the others: it can squeeze those directions out. On the whole sample "
+        "The supervised contrastive loss pulls together the products of each category it is shown and keeps what "
+        "separates those categories; it has no reason to keep what separates the others, so it can squeeze those "
+        "directions out. On the whole sample "
         "(benchmarks/RESULTS.md section 4b) the head gained 0.06 MAP@10 on held-out products of the seen categories "
         "and lost 0.065 on the unseen ones. A catalogue keeps getting categories no label has described yet, so "
         "the unseen row is the one to trust; notebook 10 fine-tunes the whole backbone and asks the same question."),

@@ -3,6 +3,7 @@ function that wraps the package's own implementation (with the exercise's hint),
 value, and never crashes a notebook on an unwritten exercise."""
 
 import importlib
+import inspect
 
 import numpy as np
 import pytest
@@ -188,6 +189,31 @@ def test_an_unwritten_exercise_says_not_done_and_its_stand_in_raises(capsys):
     assert capsys.readouterr().out.startswith("not done yet: ap_at_k: write the body of my_ap_at_k")
     with pytest.raises(NotDone, match="my_ap_at_k is not written yet"):
         my_ap_at_k([1], 1, 2)
+
+
+def test_an_exercise_that_calls_an_unwritten_one_points_to_its_solution_and_the_copied_answer_passes(capsys):
+    """Notebook 1: exercise 2 may call exercise 1's function; while that one is unwritten, the message points to
+    nb01.q1.solution() (not to solutions mode, whose checks refuse the package's function), and once the
+    printed answer is copied in, exercise 2 passes."""
+    @exercise("query_mask")
+    def my_query_mask(labels):
+        ...
+
+    def my_chance_precision(labels):
+        labels = np.asarray(labels, dtype=object)
+        rows = np.flatnonzero(my_query_mask(labels))
+        return float(np.mean([((labels == labels[i]).sum() - 1) / (len(labels) - 1) for i in rows]))
+
+    assert check("chance_precision", my_chance_precision) is False
+    out = capsys.readouterr().out
+    assert "`nb01.q1.solution()` prints an answer" in out and "CBIR_TUTORIAL_SOLUTIONS" not in out
+
+    def my_query_mask(labels):  # noqa: F811  the answer nb01.q1.solution() prints, copied in
+        labels = np.asarray(labels, dtype=object)
+        values, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+        return (labels != "") & (counts[inverse] >= 2)
+
+    assert check("chance_precision", my_chance_precision) is True
 
 
 def test_solutions_mode_fills_in_unwritten_exercises_and_keeps_written_ones(monkeypatch):
@@ -689,6 +715,40 @@ def test_cosine_top_k_refuses_a_python_loop_over_the_gallery(capsys):
     assert check("cosine_top_k", one_product) is True
 
 
+def _top_k_as_ints(gallery, query, k):  # vectorised, then a comprehension over the k results only
+    similarity = (gallery @ query) / np.linalg.norm(gallery, axis=1)
+    return [int(row) for row in np.argsort(-similarity, kind="stable")[:k]]
+
+
+def _norms_of_both(queries, gallery):  # vectorised, with a comprehension over the two arrays
+    q2, g2 = [(a ** 2).sum(axis=1) for a in (queries, gallery)]
+    return np.sqrt(np.maximum(q2[:, None] - 2 * queries @ gallery.T + g2[None], 0))
+
+
+def _top_k_by_argmax(gallery, query, k):  # a while loop over the k results
+    similarity = (gallery @ query) / np.linalg.norm(gallery, axis=1)
+    top = []
+    while len(top) < k:
+        top.append(int(np.argmax(similarity)))
+        similarity[top[-1]] = -np.inf
+    return np.array(top)
+
+
+@pytest.mark.parametrize("name, short_loop, line", [
+    ("cosine_top_k", _top_k_as_ints, "return [int(row) for row in np.argsort(-similarity, kind=\"stable\")[:k]]"),
+    ("euclidean_distances", _norms_of_both, "q2, g2 = [(a ** 2).sum(axis=1) for a in (queries, gallery)]"),
+    ("cosine_top_k", _top_k_by_argmax, "while len(top) < k:")])
+def test_a_short_loop_is_refused_by_a_message_that_names_its_line(name, short_loop, line, capsys):
+    """Any loop is refused, even one over the k results or two arrays; the message shows the loop's line and
+    says that even a short loop is refused, instead of claiming a loop over the gallery."""
+    number = next(n for n, text in enumerate(inspect.getsourcelines(short_loop)[0], short_loop.__code__.co_firstlineno)
+                  if text.strip() == line)
+    assert check(name, short_loop) is False
+    out = capsys.readouterr().out
+    assert f"in {short_loop.__name__} (line {number}: `{line}`)" in out, out
+    assert "even a short one" in out and "would make" in out, out
+
+
 def test_gem_pool_refuses_a_whole_number_exponent_and_accepts_the_power_mean(capsys):
     item = EXERCISES["gem_pool"]
     assert any(p != int(p) for _, p in item.cases)
@@ -810,6 +870,17 @@ def test_a_wrong_value_is_reported_as_what_yours_gives_for_the_input(capsys):
     out = capsys.readouterr().out
     assert out.startswith("✗ l2_normalise: for the input [[") and ", the L2-normalised rows: yours gives [[" in out
     assert " is not [" not in out, out
+
+
+def test_l2_normalise_refuses_an_answer_that_divides_its_input_in_place(capsys):
+    def in_place(features):
+        features /= np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+        return features
+
+    assert check("l2_normalise", in_place) is False
+    out = capsys.readouterr().out
+    assert "right rows, but your function wrote into `features`" in out and "don't modify the input" in out, out
+    assert check("l2_normalise", lambda f: f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)) is True
 
 
 def test_notebook_3_says_a_row_of_zeros_stays_zeros_where_the_learner_writes_l2_normalise():
@@ -1038,6 +1109,15 @@ def test_output_size_names_a_mistake_only_for_an_answer_that_could_have_made_it(
     assert capsys.readouterr().out.rstrip().endswith("add 1 for the first one")
 
 
+def test_output_size_refuses_the_same_padding_count_for_every_padding(capsys):
+    """Notebook 2, review round 7: "same" gives ceil(n / s) only where p = (k - 1) / 2; a case with more padding."""
+    def same_whenever_padded(n, kernel, stride, padding):
+        return -(-n // stride) if padding else (n - kernel) // stride + 1
+
+    assert check("output_size", same_whenever_padded) is False
+    assert "yours gives 10" in capsys.readouterr().out
+
+
 def test_filtered_top_k_refuses_over_fetching_then_filtering_with_a_strict_filter(capsys):
     cases = EXERCISES["filtered_top_k"].cases
     strict = [(d, allowed, k) for d, allowed, k in cases if len(d) >= 1000 and allowed.mean() <= 0.03]
@@ -1087,6 +1167,20 @@ def test_precision_curve_accepts_a_loop_and_its_hint_does_not_ask_for_one_call()
     assert exercise_for("precision_curve").passes(one_j_at_a_time)
     hint = EXERCISES["precision_curve"].hint_text
     assert "at once" not in hint and "loop over j is fine" in hint, hint
+
+
+def test_precision_curve_refuses_an_answer_that_writes_into_relevant(capsys):
+    """The check passes copies, so a running count written into ``relevant`` passed it (review of notebook 7)."""
+    def counts_in_place(relevant):
+        relevant[:] = np.cumsum(relevant)
+        return relevant / np.arange(1, len(relevant) + 1)
+
+    def on_a_copy(relevant):
+        return np.cumsum(relevant) / np.arange(1, len(relevant) + 1)
+
+    assert check("precision_curve", counts_in_place) is False
+    assert "right curve, but your function wrote into `relevant`" in capsys.readouterr().out
+    assert check("precision_curve", on_a_copy) is True
 
 
 # Review round 3: per-element Python hidden in key=, starmap, reduce or recursion; the package imported by a
