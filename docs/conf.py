@@ -65,5 +65,24 @@ def _hide_machine_paths(app, doctree, docname):
             node.rawsource = shown
 
 
+def _blank_missing_cells(app, doctree, docname):
+    """In the tables a notebook's outputs show (a DataFrame's HTML), a missing value (``NaN``, ``<NA>``) is an
+    empty cell, read as "not measured" (lessons.site.blank_missing_cells); prose, code and printed text stay."""
+    from docutils import nodes
+
+    from cbir_tutorial.lessons.site import blank_missing_cells
+
+    for node in list(doctree.findall(nodes.raw)):
+        if node.get("format") != "html" or "text_html" not in node.get("classes", []):  # MyST-NB's HTML outputs
+            continue
+        text = node.astext()
+        blanked = blank_missing_cells(text)
+        if blanked != text:
+            node.children = []
+            node += nodes.Text(blanked)
+            node.rawsource = blanked
+
+
 def setup(app):
     app.connect("doctree-resolved", _hide_machine_paths)  # after MyST-NB chose each output's form
+    app.connect("doctree-resolved", _blank_missing_cells)

@@ -16,8 +16,9 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from cbir_tutorial.lessons.site import (folded_solution, linked_results, notebook_links, page_header, settings_read_by,
-                                        shown_paths, site_url)
+from cbir_tutorial.lessons.site import (benchmarks_page, blank_missing_cells, folded_solution, heading_anchor,
+                                        linked_results, notebook_links, page_header, settings_read_by, shown_paths,
+                                        site_url)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(path.stem for path in (ROOT / "notebooks").glob("*.ipynb"))
@@ -87,6 +88,76 @@ def test_mentions_of_the_benchmark_results_link_to_their_page():
                                      "[`benchmarks/RESULTS.md`](../benchmarks.md) "
                                      "([benchmarks/RESULTS.md](../benchmarks.md) section 2); "
                                      "[RESULTS](../benchmarks/RESULTS.md) stays")
+
+
+def test_a_missing_value_in_an_output_table_is_an_empty_cell():
+    html = ('<table class="dataframe"><thead><tr><th></th><th>NaN</th></tr></thead><tbody><tr><th>0</th>'
+            '<td>NaN</td><td>&lt;NA&gt;</td><td class="data row0 col2" >nan</td><td> NaT </td><td>1.5</td>'
+            '<td>NaN loss</td><td>None</td></tr></tbody></table>')
+    assert blank_missing_cells(html) == (
+        '<table class="dataframe"><thead><tr><th></th><th></th></tr></thead><tbody><tr><th>0</th>'
+        '<td></td><td></td><td class="data row0 col2" ></td><td></td><td>1.5</td>'
+        '<td>NaN loss</td><td>None</td></tr></tbody></table>')
+    assert blank_missing_cells("<p>NaN</p> <code>&lt;NA&gt;</code>") == "<p>NaN</p> <code>&lt;NA&gt;</code>"
+
+
+RESULTS = """# Benchmark results
+
+What is measured, on what machine ([Targets](#targets)).
+
+Latest run: today. Lab notes.
+
+## Machine and software
+
+| | |
+|---|---|
+| CPU | two cores |
+
+## Commands
+
+```bash
+## not a heading: a comment in a fence
+python benchmarks/bench_ranking.py
+```
+
+## Targets
+
+| target | measured | met? |
+|---|---|---|
+| fast | 2x | **no** (section 2); see section 4b and section 9 |
+
+## 2. Ranking (`bench_ranking.py --profile`)
+
+Ranking.
+
+### 4b. Recipes: past the baseline (`bench_quality.py --recipes-only`)
+
+Recipes.
+"""
+
+
+def test_the_benchmark_page_opens_with_what_is_measured_then_the_targets():
+    assert heading_anchor("2. Ranking (`bench_ranking.py --profile`)") == "2-ranking-bench_rankingpy---profile"
+    assert heading_anchor("Search time, 2026-11-29 05:27 (x = speed)") == "search-time-2026-11-29-0527-x--speed"
+    page = benchmarks_page(RESULTS)
+    lines = page.splitlines()
+    assert lines[:3] == ["# Benchmark results", "", "What is measured, on what machine ([Targets](#targets))."]
+    headings = [line for line in lines if line.startswith("## ")]
+    assert headings == ["## Targets", "## The sections", "## Machine and software", "## Commands",
+                        "## not a heading: a comment in a fence", "## 2. Ranking (`bench_ranking.py --profile`)"]
+    assert "**no** ([section 2](#2-ranking-bench_rankingpy---profile)); see " \
+           "[section 4b](#4b-recipes-past-the-baseline-bench_qualitypy---recipes-only) and section 9 |" in page
+    sections = page.split("## The sections\n")[1].split("## Machine and software")[0]
+    assert sections.index("Latest run: today. Lab notes.") < sections.index("- [Machine and software](#machine-and")
+    assert "- [2. Ranking (`bench_ranking.py --profile`)](#2-ranking-bench_rankingpy---profile)" in sections
+    assert "## not a heading" not in sections and page.count("python benchmarks/bench_ranking.py") == 1
+    with pytest.raises(ValueError, match="no '## Targets' section"):
+        benchmarks_page(RESULTS.replace("## Targets", "## Aims"))
+    real = (ROOT / "benchmarks" / "RESULTS.md").read_text(encoding="utf-8")
+    real_page = benchmarks_page(real)
+    assert sorted(line for line in real.splitlines() if line.startswith("#")) == sorted(
+        line for line in real_page.splitlines() if line.startswith("#") and line != "## The sections")
+    assert real_page.index("## Targets") < real_page.index("## Machine and software")
 
 
 def test_a_folded_solution_holds_the_worked_answer():
@@ -211,6 +282,14 @@ def test_a_chapter_page_shows_its_outputs_without_errors_or_broken_links(site, s
         assert not broken_links(site, site / "chapters" / f"{name}.html", hrefs)
         wide = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
         assert wide <= 1, f"{name}: the page is {wide} px wider than a phone's screen"
+        wrapping = page.evaluate("() => [...document.querySelectorAll('.cell_output pre')].filter(pre => "
+                                 "getComputedStyle(pre).whiteSpace !== 'pre' || "
+                                 "getComputedStyle(pre).overflowX !== 'auto').length")
+        assert wrapping == 0, f"{name}: {wrapping} printed outputs wrap their lines instead of scrolling (site.css)"
+        missing = page.evaluate("() => [...document.querySelectorAll('.cell_output table :is(td, th)')]"
+                                ".map(cell => cell.textContent.trim()).filter(text => ['NaN', 'nan', '<NA>', 'NaT']"
+                                ".includes(text))")
+        assert not missing, f"{name}: output tables show {sorted(set(missing))} for empty cells (conf.py blanks them)"
         if name == "07_explore":  # the explorer needs a kernel: its page shows a still picture of it
             still = page.locator(".cbir-explorer-still")
             assert still.count() == 1 and "need a running kernel" in still.inner_text()
@@ -234,6 +313,20 @@ def test_the_other_pages_render_with_their_tables_and_links(site, served, browse
         hrefs = page.evaluate("() => [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'))")
         assert not broken_links(site, site / f"{name}.html", hrefs)
         assert page.evaluate("() => [...document.querySelectorAll('main img')].every(img => img.naturalWidth > 0)")
+        if name == "benchmarks":  # for a reader: what is measured and where, then the targets, then the sections
+            article = page.locator("article")
+            opening = article.locator("p").first.inner_text()
+            assert "measured" in opening and "CPU cores" in opening and "GPU" in opening, opening
+            headers = article.locator("table").first.locator("th").all_inner_texts()
+            assert [header.strip() for header in headers[:3]] == ["target", "measured", "met?"], headers
+            assert article.locator("section").nth(1).locator("h2").inner_text().startswith("Targets")
+            listed = page.evaluate("() => [...document.querySelectorAll('article section a[href^=\"#\"]')]"
+                                   ".map(a => a.getAttribute('href'))")
+            sections = page.evaluate("() => [...document.querySelectorAll('article > section > section')]"
+                                     ".map(section => section.id)")
+            assert {"targets", "machine-and-software", "commands", "gpu"} <= set(sections) and len(sections) >= 12
+            unlisted = [anchor for anchor in sections if anchor != "the-sections" and f"#{anchor}" not in listed]
+            assert not unlisted, f"the benchmark page links to no section {unlisted}"
     finally:
         page.close()
 
@@ -248,5 +341,17 @@ def test_the_site_search_finds_map_at_k(site, served, browser):
         assert results.count() >= 3
         hrefs = page.evaluate("() => [...document.querySelectorAll('#search-results li a')].map(a => a.href)")
         assert any("06_evaluation" in href for href in hrefs), hrefs
+        # each result's snippet is the page's own text, not the theme's tool bar or navigation (site.js)
+        results.locator("p.context").first.wait_for(timeout=30_000)
+        page.wait_for_function("() => document.querySelectorAll('#search-results li p.context').length >= 3",
+                               timeout=30_000)
+        chapter = page.locator("#search-results li", has=page.locator("a[href*='06_evaluation']")).first
+        snippet = chapter.locator("p.context").inner_text(timeout=30_000)
+        assert "MAP@K" in snippet or "Precision@K" in snippet, snippet
+        for snippet in page.locator("#search-results li p.context").all_inner_texts():
+            chrome = [word for word in ("System", "Settings", "Light", "Dark", "Skip to main content",
+                                        "Back to top", "Print to PDF", "Fullscreen", "Ctrl+K", "Contents")
+                      if word in snippet]
+            assert not chrome, f"a search snippet shows the theme's chrome {chrome}: {snippet!r}"
     finally:
         page.close()

@@ -112,3 +112,66 @@ def linked_results(markdown: str, target: str = "../benchmarks.md") -> str:
     made a link to the site's benchmark page ``target``."""
     return re.sub(r"(?<![\[/])(?<!\]\()(`?)benchmarks/RESULTS\.md\1(?![\]`(])",
                   lambda found: f"[{found.group(0)}]({target})", markdown)
+
+
+#: A table cell (``<td>``, ``<th>``) holding only pandas' mark of a missing value: ``NaN`` (a float), ``<NA>``
+#: (pandas' NA, escaped in HTML), ``NaT`` (a time), ``nan`` (a Styler's NaN).
+_MISSING_CELL = re.compile(r"(<t([dh])\b[^>]*>)\s*(?:NaN|nan|&lt;NA&gt;|<NA>|NaT)\s*(</t\2\s*>)")
+
+
+def blank_missing_cells(html: str) -> str:
+    """The HTML of an output (a DataFrame's table) with each cell that holds only a missing value's mark
+    (``NaN``, ``<NA>``, ``NaT``) left empty: a reader takes a blank for "not measured", a ``NaN`` for a bug.
+    Only whole cells change: a ``NaN`` in a longer text, or outside a table, stays."""
+    if "<t" not in html:
+        return html
+    return _MISSING_CELL.sub(lambda found: found.group(1) + found.group(3), html)
+
+
+def heading_anchor(title: str) -> str:
+    """The anchor GitHub and MyST (``myst_heading_anchors``, GitHub-style slugs) give a Markdown heading
+    ``title``: its text (code and links as their text) lower-cased, spaces as ``-``, other punctuation dropped."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", title).replace("`", "").replace("*", "")
+    return re.sub(r"[^\w\u4e00-\u9fff\- ]", "", text.lower().replace(" ", "-"))
+
+
+def benchmarks_page(results: str) -> str:
+    """The site's benchmark page, made from ``benchmarks/RESULTS.md`` (its text ``results``) for a reader
+    rather than as a lab log: the title and the opening paragraph (what is measured, on what machine), then the
+    ``## Targets`` section (each "section N" in it a link), then a list of links to the other sections after the
+    rest of the opening (the notes on the runs), then those sections, as written and in their order."""
+    parts: list[list[str]] = [[]]
+    fenced = False
+    for line in results.splitlines():
+        fenced = fenced != line.lstrip().startswith("```")
+        if line.startswith("## ") and not fenced:
+            parts.append([])
+        parts[-1].append(line)
+    preface, sections = parts[0], parts[1:]
+    titles = [section[0][3:].strip() for section in sections]
+    if "Targets" not in titles:
+        raise ValueError("benchmarks/RESULTS.md has no '## Targets' section: the benchmark page opens with it")
+    targets = sections.pop(titles.index("Targets"))
+    titles.remove("Targets")
+    start = next((i for i, line in enumerate(preface) if line.startswith("# ")), None)
+    if start is None:
+        raise ValueError("benchmarks/RESULTS.md has no '# ' title")
+    paragraphs = [part.strip() for part in "\n".join(preface[start + 1:]).split("\n\n") if part.strip()]
+    opening, notes = paragraphs[:1], paragraphs[1:]
+
+    numbered = {}  # "2", "4b": the anchor of the heading "## 2. ..." or "### 4b. ..."
+    for section in sections:
+        for line in section:
+            found = re.match(r"#{2,3} (\d+[a-z]?)\. ", line)
+            if found:
+                numbered.setdefault(found.group(1), heading_anchor(line.lstrip("#").strip()))
+
+    def linked(found: re.Match) -> str:
+        anchor = numbered.get(found.group(2))
+        return f"[{found.group(0)}](#{anchor})" if anchor else found.group(0)
+
+    targets_text = re.sub(r"(?<![\[#])\b([Ss]ection) (\d+[a-z]?)\b(?![\]\w])", linked, "\n".join(targets))
+    contents = [f"- [{title}](#{heading_anchor(title)})" for title in titles]
+    page = [preface[start], "", *[paragraph + "\n" for paragraph in opening], targets_text.rstrip(), "",
+            "## The sections", "", *[note + "\n" for note in notes], *contents, ""]
+    return "\n".join(page + ["\n".join(section) for section in sections]).rstrip() + "\n"
