@@ -12,14 +12,19 @@ import time
 import numpy as np
 
 from ..models.runtime import keras_module
-from ..models.trained import WEIGHTS_FILE
 
 keras = keras_module()
 
 
-def bad_epochs(history: list, best_epoch: int) -> int:
-    """Epochs since the best one (the probe's is 0): what early stopping counts."""
-    return len(history) - max(best_epoch, 0)
+def bad_epochs(history: list, probe_val_map: float) -> int:
+    """Epochs since the validation MAP last rose above every earlier epoch's and the probe's (NaN: no probe):
+    what early stopping counts. It follows the validation MAP itself, not the kept model, so a run still
+    improving goes on while its gain over the probe is not yet clear."""
+    best, since = (probe_val_map if np.isfinite(probe_val_map) else -np.inf), 0
+    for epoch, line in enumerate(history, start=1):
+        if line["val_map"] > best:
+            best, since = line["val_map"], epoch
+    return len(history) - since
 
 
 class Epochs(keras.callbacks.Callback):
@@ -103,9 +108,10 @@ class RunBackup(keras.callbacks.BackupAndRestore):
 
 
 class KeepBest(keras.callbacks.EarlyStopping):
-    """Keras's ``EarlyStopping`` that starts from the run's best so far - the probe (epoch 0), or on resume
-    the checkpoint's best epoch - with its weights (the best model saved in the folder) and the epochs
-    since it, so that ``restore_best_weights`` never ends below the probe."""
+    """Keras's ``EarlyStopping`` on ``val_map`` that starts from the run's best validation MAP so far - the
+    probe's, or on resume the best of the checkpoint's epochs - and the epochs since it (:func:`bad_epochs`).
+    It stops the run; the model kept is the one :class:`SaveBest` saved (the trainer reads it back after
+    ``fit``), never below the probe."""
 
     def __init__(self, trainer, result, **options):
         super().__init__(**options)
@@ -113,15 +119,7 @@ class KeepBest(keras.callbacks.EarlyStopping):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        if self.result.best_epoch >= 0:
-            self.best, self.best_epoch = self.result.best_val_map, self.result.best_epoch - 1
-            self.wait = bad_epochs(self.result.history, self.result.best_epoch)
-            self.best_weights = self.saved_best() if self.restore_best_weights else None
-
-    def saved_best(self) -> list:
-        """The learner's weights with the embedding model of the folder's best model (the proxies as they are)."""
-        now = self.model.get_weights()
-        self.trainer.net.model.load_weights(self.trainer.out / WEIGHTS_FILE)
-        best = self.model.get_weights()
-        self.model.set_weights(now)
-        return best
+        history, probe = self.result.history, self.result.probe_val_map
+        scores = [line["val_map"] for line in history] + ([probe] if np.isfinite(probe) else [])
+        if scores:
+            self.best, self.wait = max(scores), bad_epochs(history, probe)

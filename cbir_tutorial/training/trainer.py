@@ -293,11 +293,13 @@ class Trainer:
 
     def save_checkpoint(self, result: TrainingResult) -> None:
         """Write ``out``'s checkpoint whole: the learner's weights, the optimiser's state and the run's record."""
+        from .callbacks import bad_epochs
+
         meta = {"settings": asdict(self.settings), "history": result.history, "best_epoch": result.best_epoch,
                 "best_val_map": result.best_val_map, "frozen_val_map": result.frozen_val_map,
                 "probe_val_map": result.probe_val_map, "catalogue": self.record,
                 "probe_scores": None if self.probe_scores is None else self.probe_scores.tolist(),
-                "bad_epochs": len(result.history) - max(result.best_epoch, 0)}
+                "bad_epochs": bad_epochs(result.history, result.probe_val_map)}
         arrays = {f"model_{i}": w for i, w in enumerate(self.model.get_weights())}
         arrays.update({f"optimizer_{i}": v.numpy() for i, v in enumerate(self.model.optimizer.variables)})
         buffer = io.BytesIO()
@@ -423,9 +425,9 @@ class Trainer:
                          f"{np.mean(losses[-10:]):.4f}, validation MAP@{s.k} {result.probe_val_map:.4f}")
                 result.best_epoch, result.best_val_map = 0, result.probe_val_map
                 self.save_best(result)
-        early = KeepBest(self, result, monitor="selection_map", mode="max", patience=s.patience,
-                         restore_best_weights=True)
-        if meta is not None and bad_epochs(meta["history"], meta["best_epoch"]) >= s.patience:
+        early = KeepBest(self, result, monitor="val_map", mode="max", patience=s.patience, restore_best_weights=True)
+        probe = meta.get("probe_val_map", float("nan")) if meta is not None else None
+        if meta is not None and bad_epochs(meta["history"], probe) >= s.patience:
             self.load_checkpoint(result, meta)  # it had stopped early: nothing more to learn
             result.stopped_early = True
         else:
