@@ -195,7 +195,7 @@ def load_farfetch(root: str | os.PathLike | None = None, photos: str = "cutout",
     if not csv_path.is_file():
         raise FileNotFoundError(
             f"Farfetch listings CSV {csv_path} not found: expected {FARFETCH_CSV} (one row per listing, "
-            "with columns id, shortDescription, brand.name, photos.model, photos.cutOut...)."
+            "with columns id, shortDescription, brand.name, images.model, images.cutOut...)."
         )
     image_dir = _farfetch_image_dir(root, photos)
 

@@ -250,10 +250,10 @@ def bottleneck_figure(model=None, blocks: Sequence[str] = ("conv2_block2", "conv
 
 
 def conv_cost(height: int, width: int, c_in: int, c_out: int, kernel: int = 3, bias: bool = True) -> dict:
-    """Parameters and multiplications of a regular ``kernel x kernel`` convolution, ``same`` padding,
+    """Parameters and multiply-adds of a regular ``kernel x kernel`` convolution, ``same`` padding,
     stride 1, on a ``height x width x c_in`` input giving ``c_out`` channels."""
     params = kernel * kernel * c_in * c_out + (c_out if bias else 0)
-    return {"parameters": params, "multiplies": height * width * kernel * kernel * c_in * c_out}
+    return {"parameters": params, "multiply-adds": height * width * kernel * kernel * c_in * c_out}
 
 
 def separable_conv_cost(height: int, width: int, c_in: int, c_out: int, kernel: int = 3,
@@ -263,7 +263,7 @@ def separable_conv_cost(height: int, width: int, c_in: int, c_out: int, kernel: 
     depthwise = kernel * kernel * c_in
     pointwise = c_in * c_out
     return {"parameters": depthwise + pointwise + (c_out if bias else 0),
-            "multiplies": height * width * (depthwise + pointwise)}
+            "multiply-adds": height * width * (depthwise + pointwise)}
 
 
 def conv_vs_separable(height: int = 147, width: int = 147, c_in: int = 64, c_out: int = 128,
@@ -286,10 +286,10 @@ def separable_steps_cost(height: int = 147, width: int = 147, c_in: int = 64, c_
     :func:`separable_conv_cost`: ``regular`` (one ``kernel x kernel x c_in`` filter per output channel),
     ``depthwise`` (``c_in`` convolutions of one channel each), ``pointwise`` (a 1x1 convolution, ``c_in`` to
     ``c_out``) and ``separable`` (the two together; equal to their sum)."""
-    return {"regular": conv_cost(height, width, c_in, c_out, kernel)["multiplies"],
-            "depthwise": c_in * conv_cost(height, width, 1, 1, kernel)["multiplies"],
-            "pointwise": conv_cost(height, width, c_in, c_out, 1)["multiplies"],
-            "separable": separable_conv_cost(height, width, c_in, c_out, kernel)["multiplies"]}
+    return {"regular": conv_cost(height, width, c_in, c_out, kernel)["multiply-adds"],
+            "depthwise": c_in * conv_cost(height, width, 1, 1, kernel)["multiply-adds"],
+            "pointwise": conv_cost(height, width, c_in, c_out, 1)["multiply-adds"],
+            "separable": separable_conv_cost(height, width, c_in, c_out, kernel)["multiply-adds"]}
 
 
 def separable_figure(height: int = 147, width: int = 147, c_in: int = 64, c_out: int = 128,

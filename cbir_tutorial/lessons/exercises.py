@@ -48,6 +48,7 @@ import builtins
 import copy
 import dis
 import functools
+import heapq
 import importlib
 import importlib.util
 import inspect
@@ -271,7 +272,12 @@ def _imported_by_name(function: Callable, references: list) -> str:
         texts += pieces + ["".join(pieces)]
     if not (names & _IMPORTER_NAMES or any(value is importer for _, value in references for importer in _IMPORTERS)):
         return ""
-    return next((match[0] for match in map(re.compile(r"cbir_tutorial[\w.]*").search, texts) if match), "")
+    named = next((match[0] for match in map(re.compile(r"cbir_tutorial[\w.]*").search, texts) if match), "")
+    # sys.modules read with a key built at run time (a search of its names): no exercise needs it but to reach the
+    # package, so it counts as the package even when no string names it
+    reads_sys_modules = ("modules" in names and ("sys" in names or any(value is sys for _, value in references))
+                         or any(value is sys.modules for _, value in references))
+    return named or ("cbir_tutorial" if reads_sys_modules else "")
 
 
 def uses_the_package(function: Callable, depth: int = 3) -> str:
@@ -508,6 +514,28 @@ _CONV3X3_CASES = ((_IMAGE, _KERNEL), (_IMAGE.T.copy(), np.ones((3, 3))), (_GREY,
 _CONV_PARAMETERS_CASES = ((3, 4, 64), (3, 64, 128, False), (1, 256, 64), (5, 1, 1))
 
 
+def _output_size_case(n, kernel, stride, padding) -> str:
+    return f"output_size(n={n}, kernel={kernel}, stride={stride}, padding={padding})"
+
+
+def _conv_parameters_case(k, c_in, c_out, bias=True) -> str:
+    return f"a {k}x{k} Conv2D from {c_in} to {c_out} channels ({'with' if bias else 'no'} bias)"
+
+
+def _a_whole_number(cases: tuple, describe: Callable[..., str], why: str) -> Callable[[Callable], str | None]:
+    """Notebook 2's rule for a count (``output_size``, ``conv_parameters``): None when the answer is an int (Python's
+    or numpy's) on every one of ``cases``; else what it returned, then ``why`` (why a count is an int, and how to get
+    one). A float holds the right number but is no count: ``np.zeros((out, out))`` refuses it (TypeError)."""
+    def rule(function: Callable) -> str | None:
+        for args in cases:
+            got = _quietly(function, args)
+            if got is not None and (isinstance(got, bool) or not isinstance(got, (int, np.integer))):
+                return f"{describe(*args)}: right value, but {_kind(got)} ({_shown(got)}): {why}. Hint"
+        return None
+
+    return rule
+
+
 def _same_case(case: tuple, args: tuple) -> bool:
     return len(case) == len(args) and all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(case, args))
 
@@ -536,11 +564,16 @@ def _named_mistakes(name: str, cases: tuple, mistakes: tuple) -> tuple:
 
 
 #: Calls that run a Python function once per element: loops too, however they are spelled.
-_LOOPING_CALLS = {"map", "vectorize", "frompyfunc", "apply_along_axis", "fromiter", "starmap", "filterfalse",
-                  "nlargest", "nsmallest"}
+_LOOPING_CALLS = {"map", "vectorize", "frompyfunc", "apply_along_axis", "fromiter", "starmap", "filterfalse"}
 #: Looping calls whose name is also a whole-array method (``np.add.reduce``, ``np.add.accumulate``, pandas'
-#: ``.filter``): counted when loaded by name (imported, or the builtin) or as an attribute of their own module.
-_LOOPING_MODULE_CALLS = {"reduce": functools, "accumulate": itertools, "filter": builtins}
+#: ``.filter``, ``.nlargest``): counted when loaded by name (imported, or the builtin) or as an attribute of their
+#: own module. ``sorted`` and ``zip`` work on Python objects one element at a time (``sorted(zip(-s, rows))`` builds
+#: a tuple per row and compares them in Python); ``np.sort`` and an array's ``.sort()`` are numpy's, not counted.
+_LOOPING_MODULE_CALLS = {"reduce": functools, "accumulate": itertools, "filter": builtins, "nlargest": heapq,
+                         "nsmallest": heapq, "sorted": builtins, "zip": builtins}
+#: What a looping call of :data:`_LOOPING_MODULE_CALLS` does once per element, where its name does not say it.
+_PER_ELEMENT_WORK = {"sorted": "a Python sort, one comparison of Python objects at a time",
+                     "zip": "one Python tuple per element"}
 
 
 def _per_element(code: types.CodeType, globals_: dict, callers: tuple, name: str) -> str:
@@ -554,7 +587,7 @@ def _per_element(code: types.CodeType, globals_: dict, callers: tuple, name: str
     if code.co_name in code.co_freevars:  # a closure that refers to itself
         return f"recursion ({code.co_name} calls itself)"
     instructions = list(dis.get_instructions(code))
-    previous = None
+    previous, python_objects = None, ""  # sorted or zip: named only when nothing more precise (a key=) is found
     for this, after in zip(instructions, instructions[1:] + instructions[:1]):
         keywords = (code.co_consts[this.arg] if this.opname == "KW_NAMES" else this.argval
                     if this.opname == "LOAD_CONST" and after.opname in ("CALL_KW", "CALL_FUNCTION_KW") else ())
@@ -564,20 +597,28 @@ def _per_element(code: types.CodeType, globals_: dict, callers: tuple, name: str
             module = _LOOPING_MODULE_CALLS.get(this.argval)
             if module is not None and previous is not None and (
                     previous == module.__name__ or globals_.get(previous) is module):
-                return f"{module.__name__}.{this.argval}(...) in {name}"
+                return f"{module.__name__}.{this.argval}(...) in {name}" + _work(this.argval)
         elif this.opname.startswith("LOAD_") and this.opname not in ("LOAD_CONST", "LOAD_SUPER_ATTR"):
             loaded = [n for n in (this.argval if isinstance(this.argval, tuple) else (this.argval,))
                       if isinstance(n, str)]
             for n in loaded:
                 module = _LOOPING_MODULE_CALLS.get(n)
-                if module is not None and globals_.get(n, getattr(module, n)) is getattr(module, n):
-                    return f"{n}(...) in {name}"
+                if module is not None and globals_.get(n, getattr(module, n)) is getattr(module, n) and not (
+                        module is builtins and this.opname.startswith("LOAD_FAST")):  # a local is no builtin
+                    if n not in _PER_ELEMENT_WORK:
+                        return f"{n}(...) in {name}"
+                    python_objects = python_objects or f"{n}(...) in {name}" + _work(n)
                 if this.opname in ("LOAD_GLOBAL", "LOAD_NAME") and any(globals_.get(n) is f for f in callers):
                     return f"recursion ({name} calls {n})" if n != name else f"recursion ({name} calls itself)"
             previous = loaded[-1] if loaded else None
             continue
         previous = None
-    return ""
+    return python_objects
+
+
+def _work(call: str) -> str:
+    """`` (what it does per element)`` for a looping call of :data:`_PER_ELEMENT_WORK`, else ''."""
+    return f" ({_PER_ELEMENT_WORK[call]})" if call in _PER_ELEMENT_WORK else ""
 
 
 def _looping(i: dis.Instruction) -> bool:
@@ -666,6 +707,10 @@ def _every_row_at_once(function: Callable) -> str | None:
                 "without a Python loop or comprehension, even a short one over the k results: numpy's whole-array "
                 "operations do every step (one matrix-vector product scores all the rows, where a loop over "
                 "20,000 products would make 20,000 turns of the interpreter)")
+    pandas = sorted({"nlargest", "nsmallest"} & _names_read(function))  # heapq's are refused above, as loops
+    if pandas:
+        return (f"right values, but through pandas' {pandas[0]}(...): the exercise asks numpy's own functions to "
+                "pick and order the top k (np.argsort, or np.argpartition and then a sort of those k)")
     return None
 
 
@@ -722,7 +767,12 @@ def _written_arguments(function: Callable, cases, names: tuple[str, ...]) -> lis
 
 
 def _features_left_unchanged(function: Callable) -> str | None:
-    """None when ``function(features)`` (L2 normalisation) leaves the array it is given as it was; else a note."""
+    """None when ``function(features)`` (L2 normalisation) returns a numpy array, the (N, D) array its docstring
+    asks for, and leaves the array it is given as it was; else a note."""
+    got = _quietly(function, (_FEATURES,))
+    if not isinstance(got, np.ndarray):
+        return (f"right values, but {_kind(got)} instead of a numpy array: the exercise asks for an (N, D) array, "
+                "which the search's matrix products and `.shape` need, so return numpy's result as it is")
     if not _written_arguments(function, [(_FEATURES,)], ("features",)):
         return None
     return ("right rows, but your function wrote into `features`, the array it was given (`/=` divides in place): "
@@ -837,7 +887,9 @@ def _relevant_left_unchanged(function: Callable) -> str | None:
 
 EXERCISES: dict[str, Exercise] = {e.name: e for e in [
     Exercise(
-        "query_mask", ((_LABELS,), (_LABELS[:4],)),
+        "query_mask", ((_LABELS,), (_LABELS[:4],),
+                       # no "": the first label np.unique sorts is a category to keep, and one category has 10+
+                       (np.array(["bag"] * 2 + ["shoe"] * 11 + ["hat"], dtype=object),)),
         lambda labels: f"the query mask of labels {_items(labels)}",
         (("did you keep the unlabelled products (category \"\")? They have no category to be relevant to",
           lambda labels: _category_sizes(labels) >= 2),
@@ -890,8 +942,7 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
           "np.zeros_like of an int array)? Pixels and kernels are floats, and so is each sum",
           lambda image, kernel: np.trunc(solutions.conv3x3(image, kernel)))))),
     Exercise(
-        "output_size", _OUTPUT_SIZE_CASES,
-        lambda n, kernel, stride, padding: f"output_size(n={n}, kernel={kernel}, stride={stride}, padding={padding})",
+        "output_size", _OUTPUT_SIZE_CASES, _output_size_case,
         _named_mistakes("output_size", _OUTPUT_SIZE_CASES, (
          ("(n + 2p - k) / s counts the steps between the first and the last position: add 1 for the first one",
           lambda n, k, s, p: (n + 2 * p - k) // s),
@@ -903,11 +954,13 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
           "round the division down", lambda n, k, s, p: (n + 2 * p - k) / s + 1),
          ("right for odd kernels only, as if you counted the positions of the kernel's centre pixel: an even "
           "kernel, such as a 2x2 pooling window, has none. Count the positions where the whole window fits",
-          lambda n, k, s, p: (n + 2 * p - 2 * (k // 2) - 1) // s + 1)))),
+          lambda n, k, s, p: (n + 2 * p - 2 * (k // 2) - 1) // s + 1))),
+        rule=_a_whole_number(
+            _OUTPUT_SIZE_CASES, _output_size_case,
+            "a number of positions is a whole number, and a float one cannot size an array (np.zeros((out, out)) "
+            "raises TypeError): return an int (divide with //, or wrap the result in int())")),
     Exercise(
-        "conv_parameters", _CONV_PARAMETERS_CASES,
-        lambda k, c_in, c_out, bias=True: (f"a {k}x{k} Conv2D from {c_in} to {c_out} channels "
-                                           f"({'with' if bias else 'no'} bias)"),
+        "conv_parameters", _CONV_PARAMETERS_CASES, _conv_parameters_case,
         _named_mistakes("conv_parameters", _CONV_PARAMETERS_CASES, (
          ("did you forget the bias (one per output channel)? Or add it when bias=False?",
           lambda k, c_in, c_out, bias=True: k * k * c_in * c_out + (0 if bias else c_out)),
@@ -916,7 +969,11 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
          ("a k x k kernel covers k times k positions of each input channel, not k",
           lambda k, c_in, c_out, bias=True: k * c_in * c_out + (c_out if bias else 0)),
          ("the bias is one number per OUTPUT channel, not per input channel",
-          lambda k, c_in, c_out, bias=True: k * k * c_in * c_out + (c_in if bias else 0))))),
+          lambda k, c_in, c_out, bias=True: k * k * c_in * c_out + (c_in if bias else 0)))),
+        rule=_a_whole_number(
+            _CONV_PARAMETERS_CASES, _conv_parameters_case,
+            "a number of parameters is a whole number: return an int (k * k or k ** 2 rather than math.pow, which "
+            "gives a float, or wrap the result in int())")),
     Exercise(
         "global_average_pool", ((_MAPS,), (_MAPS[:, :1],), (_MAPS[:1],), (_MAPS[..., :1],)),
         lambda maps: f"global average pooling of maps of shape {maps.shape} (batch, height, width, channels)",
@@ -957,14 +1014,18 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
           "the stride's value, or only whether it is above 1?", _jump_doubled_at_any_stride))),
     Exercise(
         "projection_residual", ((_MAP_5X5, _every_other_mixed, np.array([[0.5, 2.0, -1.0], [1.0, 0.0, 1.0]]), 2),
-                                (_MAP_5X5[:3, :4], _mixed, np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 2.0]]), 1)),
+                                (_MAP_5X5[:3, :4], _mixed, np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 2.0]]), 1),
+                                # outputs up to 20: a ReLU capped at 6 (ReLU6) fails here
+                                (_MAP_5X5, _every_other_mixed, np.array([[4.0, -3.0, 2.0], [3.0, 1.0, -4.0]]), 2)),
         lambda x, branch, w, stride: (f"the block for x of shape {x.shape} with {branch.__doc__}, "
                                       f"w = {_list(w)} and stride {stride}"),
         (("apply the ReLU AFTER adding the shortcut: relu(F(x) + shortcut), not relu(F(x)) + shortcut",
           lambda x, f, w, s: np.maximum(f(x), 0) + x[::s, ::s] @ w),
          ("you forgot the shortcut: add the 1x1 convolution of x to F(x) before the ReLU",
           lambda x, f, w, s: np.maximum(f(x), 0)),
-         ("the block ends with a ReLU, after the addition", lambda x, f, w, s: f(x) + x[::s, ::s] @ w))),
+         ("the block ends with a ReLU, after the addition", lambda x, f, w, s: f(x) + x[::s, ::s] @ w),
+         ("ResNet's ReLU has no upper bound: max(0, v), not capped at 6 as ReLU6 is",
+          lambda x, f, w, s: np.clip(f(x) + x[::s, ::s] @ w, 0, 6)))),
     Exercise(
         "separable_parameters", ((3, 64, 128), (3, 728, 728), (5, 3, 16)),
         lambda k, c_in, c_out: f"a {k}x{k} separable convolution from {c_in} to {c_out} channels (no bias)",
@@ -1008,7 +1069,7 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
          ("that is the number of relevant results: divide it by k", lambda r, k: float(np.sum(r[:k]))))),
     Exercise(
         "ap_at_k", (([1, 3, 4], 3, 5), ([5], 4, 5), ([1, 2, 3, 4, 5], 8, 5), ([1, 6, 7], 3, 5), ([2, 3, 9], 3, 10),
-                    ([], 0, 5)),
+                    ([], 0, 5), ([1], 1, 5), ([3], 1, 5)),
         lambda ranks, n_relevant, k: f"AP@{k} with relevant results at ranks {_items(ranks)} and R = {n_relevant}",
         (("did you divide by K instead of min(K, R)? When R < K, a perfect list could not score 1",
           lambda r, n, k: solutions.ap_at_k(r, n, k) * min(k, n) / k),

@@ -116,8 +116,9 @@ QUESTIONS: dict[str, Question] = {q.name: q for q in [
         "Precision@K is the share of relevant products among the first K results. The added results lie further "
         "from the query, so they tend to share its category less often than the first ones: precision@K usually "
         "falls as K grows. Not always: a query whose nearest results are another kind of product can gain, and "
-        "one whose category holds many close look-alikes can stay at 1. (AP@K, notebook 6, also rewards "
-        "relevant results for coming early.)"),
+        "one whose category holds many close look-alikes can stay at 1. And precision@K can never exceed R/K, "
+        "R being the number of other products in the query's category: once K passes R, that ceiling falls with K "
+        "whatever the ranking. AP@K (notebook 6) divides by min(K, R) instead, and can rise as K grows."),
     Question(
         "index_vs_loop",
         "One query at a time, on 20,000 products: the index computes the same distances as the original tutorial's "

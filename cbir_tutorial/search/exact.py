@@ -241,6 +241,12 @@ class EuclideanIndex(Index):
                      f"build the index again from finite ones ({CHECK_FEATURES})")
         return index
 
+    def block_rows(self, n_queries: int = 1) -> int:
+        """Gallery rows that one step of a search of ``n_queries`` queries scores, in one matrix product:
+        ``chunk_rows`` for one query, fewer for many, so that the step's ``n_queries x rows`` distances stay about
+        :data:`BLOCK_DISTANCES` (cache-sized); never fewer than 256."""
+        return min(self.chunk_rows, max(256, BLOCK_DISTANCES // max(1, int(n_queries))))
+
     def _decoded_products(self, start: int, stop: int, weights: np.ndarray, dots: np.ndarray) -> None:
         """``dots[:stop-start] = decoded rows start..stop @ weights.T`` for compressed storage.
 
@@ -293,7 +299,7 @@ class EuclideanIndex(Index):
             shift = shift - 2.0 * (queries @ self.offset)
         best_d = np.full((len(queries), 0), np.inf, dtype=np.float32)
         best_i = np.zeros((len(queries), 0), dtype=np.int64)
-        step = min(self.chunk_rows, max(256, BLOCK_DISTANCES // len(queries)))
+        step = self.block_rows(len(queries))
         dots = np.empty((min(step, len(self)), len(queries)), dtype=np.float32)
         for start in range(0, len(self), step):
             stop = min(start + step, len(self))

@@ -299,6 +299,13 @@ def test_farfetch_bad_arguments_are_named(tmp_path):
     assert str(tmp_path / "other.csv") in str(error.value)
 
 
+def test_a_missing_farfetch_csv_names_the_csv_columns_as_the_csv_spells_them(tmp_path):
+    with pytest.raises(FileNotFoundError) as error:
+        load_farfetch(tmp_path, photos="cutout")
+    assert all(column in str(error.value) for column in data.FARFETCH_URL_COLUMNS.values()), error.value
+    assert "photos." not in str(error.value)
+
+
 @pytest.mark.skipif(Path("/kaggle/input").exists(), reason="running on Kaggle")
 def test_farfetch_without_root_says_what_to_do():
     with pytest.raises(FileNotFoundError) as error:

@@ -57,13 +57,13 @@ def test_conv_costs_equal_keras_layers(c_in, c_out, kernel, bias):
     assert separable_conv_cost(10, 10, c_in, c_out, kernel, bias)["parameters"] == separable.count_params()
 
 
-def test_multiplies_and_the_xception_ratio():
-    assert conv_cost(147, 147, 64, 128)["multiplies"] == 147 * 147 * 9 * 64 * 128
-    assert separable_conv_cost(147, 147, 64, 128)["multiplies"] == 147 * 147 * (9 * 64 + 64 * 128)
+def test_multiply_adds_and_the_xception_ratio():
+    assert conv_cost(147, 147, 64, 128)["multiply-adds"] == 147 * 147 * 9 * 64 * 128
+    assert separable_conv_cost(147, 147, 64, 128)["multiply-adds"] == 147 * 147 * (9 * 64 + 64 * 128)
     table = conv_vs_separable()
     assert table.loc["parameters", "regular conv"] == 73_728
     assert table.loc["parameters", "separable conv"] == 8_768
-    assert table.loc["multiplies", "regular / separable"] == pytest.approx(73_728 / 8_768)  # 8.41, not rounded
+    assert table.loc["multiply-adds", "regular / separable"] == pytest.approx(73_728 / 8_768)  # 8.41, not rounded
     middle = conv_vs_separable(19, 19, 728, 728).loc["parameters", "regular / separable"]
     assert middle == pytest.approx(1 / (1 / 728 + 1 / 9)) and f"{middle:.2f}" == "8.89"
 
@@ -135,7 +135,7 @@ def test_multiply_adds_counts_convolutions_and_dense_layers_from_their_shapes():
     separable = keras.layers.SeparableConv2D(128, 3, padding="same")(inputs)
     depthwise = keras.layers.DepthwiseConv2D(3, padding="same")(inputs)
     model = keras.Model(inputs, [separable, depthwise])
-    assert multiply_adds(model) == separable_conv_cost(19, 19, 64, 128)["multiplies"] + 19 * 19 * 9 * 64
+    assert multiply_adds(model) == separable_conv_cost(19, 19, 64, 128)["multiply-adds"] + 19 * 19 * 9 * 64
 
 
 def test_weights_file_parameters_count_what_the_package_downloads():
@@ -226,8 +226,8 @@ def test_separable_figure_numbers_are_the_computed_costs(shape):
     height, width, c_in, c_out, kernel = shape
     table = conv_vs_separable(height, width, c_in, c_out, kernel)
     steps = separable_steps_cost(height, width, c_in, c_out, kernel)
-    assert steps["regular"] == table.loc["multiplies", "regular conv"]
-    assert steps["separable"] == table.loc["multiplies", "separable conv"] == steps["depthwise"] + steps["pointwise"]
+    assert steps["regular"] == table.loc["multiply-adds", "regular conv"]
+    assert steps["separable"] == table.loc["multiply-adds", "separable conv"] == steps["depthwise"] + steps["pointwise"]
     assert steps["depthwise"] == height * width * kernel * kernel * c_in  # one k x k filter per channel
     assert steps["pointwise"] == height * width * c_in * c_out
     fig = separable_figure(height, width, c_in, c_out, kernel)
@@ -235,9 +235,9 @@ def test_separable_figure_numbers_are_the_computed_costs(shape):
     for step in ("regular", "depthwise", "pointwise"):
         assert texts[f"{step} multiply-adds"].endswith(f"= {steps[step]:,}"), step
     title = fig.axes[0].get_title()
-    assert f"{table.loc['multiplies', 'regular conv']:,} regular, {table.loc['multiplies', 'separable conv']:,} " \
-           "separable" in title
-    assert f"{table.loc['multiplies', 'regular / separable']:.1f} times fewer" in title
+    regular, separable = table.loc["multiply-adds", "regular conv"], table.loc["multiply-adds", "separable conv"]
+    assert f"{regular:,} regular, {separable:,} separable" in title
+    assert f"{table.loc['multiply-adds', 'regular / separable']:.1f} times fewer" in title
     assert f"{c_in} filters,\n{kernel}x{kernel}x1 each" in texts["depthwise filters"]
     assert f"{c_out} filters,\n1x1x{c_in}" in texts["pointwise filters"]
 

@@ -572,6 +572,19 @@ def test_a_query_mask_must_be_a_bool_array(capsys):
         assert f"right values, but {kind} instead of a bool array" in out, out
 
 
+def test_a_query_mask_that_drops_the_first_sorted_label_or_caps_the_category_size_is_rejected():
+    def drops_index_0(labels):  # assumes "" is always there, sorted first
+        values, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+        return (inverse != 0) & (counts[inverse] >= 2)
+
+    def caps_the_size(labels):
+        return _mask(labels) & (np.array([np.sum(np.asarray(labels) == label) for label in labels]) < 10)
+
+    assert check("query_mask", _mask) is True
+    for wrong in (drops_index_0, caps_the_size):
+        assert check("query_mask", wrong) is False, wrong.__name__
+
+
 def test_chance_precision_tells_unlabelled_queries_from_an_average_over_categories(capsys):
     def keeps_the_unlabelled(labels):
         labels = np.asarray(labels, dtype=object)
@@ -883,6 +896,15 @@ def test_l2_normalise_refuses_an_answer_that_divides_its_input_in_place(capsys):
     assert check("l2_normalise", lambda f: f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)) is True
 
 
+def test_l2_normalise_refuses_a_list_with_the_right_values_and_says_why(capsys):
+    def as_a_list(features):  # right values, but the prompt asks for an (N, D) array
+        return (features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)).tolist()
+
+    assert check("l2_normalise", as_a_list) is False
+    out = capsys.readouterr().out
+    assert "right values, but a list instead of a numpy array" in out and "(N, D) array" in out, out
+
+
 def test_notebook_3_says_a_row_of_zeros_stays_zeros_where_the_learner_writes_l2_normalise():
     import json
     from pathlib import Path
@@ -1118,6 +1140,30 @@ def test_output_size_refuses_the_same_padding_count_for_every_padding(capsys):
     assert "yours gives 10" in capsys.readouterr().out
 
 
+def test_the_counts_of_notebook_2_are_ints_python_or_numpy(capsys):
+    """Notebook 2, review round 8: np.floor(...) + 1 and math.pow give the right count as a float, which cannot
+    size an array (np.zeros((out, out)) raises TypeError)."""
+    import math
+
+    def floored(n, kernel, stride, padding):
+        return np.floor((n + 2 * padding - kernel) / stride) + 1
+
+    def with_pow(kernel, c_in, c_out, bias=True):
+        return math.pow(kernel, 2) * c_in * c_out + (c_out if bias else 0)
+
+    for name, answer, said in (("output_size", floored, "a float64 (222.000)"),
+                               ("conv_parameters", with_pow, "a float (2368.000)")):
+        assert check(name, answer) is False
+        out = capsys.readouterr().out
+        assert f"right value, but {said}" in out and "return an int" in out, out
+
+    def in_numpy(n, kernel, stride, padding):
+        return np.int64((n + 2 * padding - kernel) // stride + 1)
+
+    assert check("output_size", in_numpy) is True
+    assert check("conv_parameters", lambda kernel, c_in, c_out, bias=True: int(with_pow(kernel, c_in, c_out, bias)))
+
+
 def test_filtered_top_k_refuses_over_fetching_then_filtering_with_a_strict_filter(capsys):
     cases = EXERCISES["filtered_top_k"].cases
     strict = [(d, allowed, k) for d, allowed, k in cases if len(d) >= 1000 and allowed.mean() <= 0.03]
@@ -1218,6 +1264,18 @@ def _cosine_heapq(gallery, query, k):
     return np.array(heapq.nlargest(k, range(len(gallery)), similarity.__getitem__))
 
 
+def _cosine_sorted_tuples(gallery, query, k):  # review 8: one (similarity, row) tuple per row, sorted in Python
+    similarity = (gallery @ query) / np.linalg.norm(gallery, axis=1)
+    return np.array(sorted(zip(-similarity, range(len(similarity)))))[:k, 1].astype(int)
+
+
+def _cosine_list_sort_tuples(gallery, query, k):
+    similarity = (gallery @ query) / np.linalg.norm(gallery, axis=1)
+    pairs = list(zip(-similarity, range(len(similarity))))
+    pairs.sort()
+    return np.array(pairs[:k])[:, 1].astype(int)
+
+
 def _distances_starmap(queries, gallery):  # the reviewer's: one pass over the gallery per query
     import itertools
 
@@ -1247,6 +1305,7 @@ _distances_lambda = lambda queries, gallery: (  # noqa: E731 (a recursive lambda
     ("cosine_top_k", _cosine_sorted_by_key, "key= function"), ("cosine_top_k", _cosine_list_sort_key, "key= function"),
     ("cosine_top_k", _cosine_starmap, "starmap(...)"),
     ("cosine_top_k", _cosine_reduce, "functools.reduce(...)"), ("cosine_top_k", _cosine_heapq, "nlargest(...)"),
+    ("cosine_top_k", _cosine_sorted_tuples, "sorted(...)"), ("cosine_top_k", _cosine_list_sort_tuples, "zip(...)"),
     ("euclidean_distances", _distances_starmap, "starmap(...)"),
     ("euclidean_distances", _distances_recursive, "recursion (_distances_recursive calls itself)"),
     ("euclidean_distances", _distances_first_row, "recursion"),
@@ -1258,6 +1317,26 @@ def test_per_element_python_in_key_starmap_reduce_or_recursion_is_a_loop(name, l
     out = capsys.readouterr().out.rstrip()
     assert "right values, but through" in out and what in out and "without a Python loop" in out, out
     assert out.endswith(item.hint_text), out
+
+
+def test_pandas_nlargest_is_refused_for_numpy_not_called_a_loop_and_numpy_sorts_pass(capsys):
+    pd = pytest.importorskip("pandas")
+
+    def by_pandas(gallery, query, k):
+        return pd.Series((gallery @ query) / np.linalg.norm(gallery, axis=1)).nlargest(k).index.to_numpy()
+
+    def by_numpy_sorts(gallery, query, k):  # np.sort, an array's .sort() and a local named `sorted`: numpy's
+        similarity = (gallery @ query) / np.linalg.norm(gallery, axis=1)
+        sorted = np.argsort(-similarity, kind="stable")
+        values = np.sort(similarity)
+        values.sort()
+        return sorted[:k]
+
+    assert check("cosine_top_k", by_pandas) is False
+    out = capsys.readouterr().out
+    assert "pandas' nlargest(...)" in out and "numpy's own functions" in out and "Python loop" not in out, out
+    assert exercises._python_loop(by_numpy_sorts) == ""
+    assert check("cosine_top_k", by_numpy_sorts) is True, capsys.readouterr().out
 
 
 def test_a_max_with_key_alone_and_a_recursive_closure_are_loops():
@@ -1325,6 +1404,12 @@ def _through_sys_modules(relevant, k):
     return sys.modules["cbir_tutorial.evaluation.metrics"].precision_at_k(relevant, k)
 
 
+def _through_a_sys_modules_search(relevant, k):
+    import sys
+
+    return [v for n, v in sys.modules.items() if n.endswith("metrics") and "cbir" in n][0].precision_at_k(relevant, k)
+
+
 _load = importlib.import_module  # an importer bound to another name outside the function
 
 
@@ -1337,6 +1422,7 @@ def _through_an_alias(relevant, k):
     ("euclidean_distances", _through_dunder_import, "cbir_tutorial.lessons.solutions"),
     ("precision_at_k", _through_importlib_util, "cbir_tutorial"),
     ("precision_at_k", _through_sys_modules, "cbir_tutorial.evaluation.metrics"),
+    ("precision_at_k", _through_a_sys_modules_search, "cbir_tutorial"),
     ("precision_at_k", _through_an_alias, "cbir_tutorial.evaluation.metrics")])
 def test_the_package_imported_by_a_string_is_refused(name, dynamic, module, capsys):
     item = EXERCISES[name]
@@ -1344,6 +1430,14 @@ def test_the_package_imported_by_a_string_is_refused(name, dynamic, module, caps
     assert check(name, dynamic) is False
     out = capsys.readouterr().out.rstrip()
     assert "uses the package's own `cbir_tutorial" in out and out.endswith(item.hint_text), out
+
+
+def test_ap_at_k_refuses_an_answer_that_gives_up_on_a_single_relevant_product(capsys):
+    def zero_for_one(ranks, n_relevant, k):  # several categories of the sample give every query R = 1
+        return solutions.ap_at_k(ranks, n_relevant, k) if n_relevant > 1 else 0.0
+
+    assert check("ap_at_k", zero_for_one) is False
+    assert any(n_relevant == 1 and ranks for ranks, n_relevant, _ in EXERCISES["ap_at_k"].cases)
 
 
 def test_importlib_for_another_module_or_the_word_in_a_docstring_is_not_the_package(capsys):

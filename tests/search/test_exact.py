@@ -41,6 +41,23 @@ def test_matches_brute_force_whatever_the_chunking(unit_vectors, chunk_rows):
     assert np.all(np.diff(distances, axis=1) >= 0)
 
 
+def test_block_rows_is_what_a_search_steps_through(unit_vectors, monkeypatch):
+    from cbir_tutorial.search import exact
+
+    index = make_index("exact", np.tile(unit_vectors, (20, 1)))  # 20,000 rows, notebook 5's large gallery
+    assert index.block_rows(1) == index.chunk_rows == exact.DEFAULT_CHUNK_ROWS
+    assert index.block_rows(20) == exact.BLOCK_DISTANCES // 20 and index.block_rows(10**6) == 256
+    steps = []
+    candidates = exact._candidates
+    monkeypatch.setattr(exact, "_candidates", lambda d2, *rest: steps.append(d2.shape[1]) or candidates(d2, *rest))
+    for n_queries in (1, 20):
+        steps.clear()
+        index.search(unit_vectors[:n_queries], 10)
+        rows = index.block_rows(n_queries)
+        assert steps == [min(rows, len(index) - start) for start in range(0, len(index), rows)]
+    assert len(steps) == 4  # 20 queries: blocks of 6,553 rows
+
+
 def test_single_query_returns_one_dimensional_results(unit_vectors):
     distances, indices = make_index("exact", unit_vectors).search(unit_vectors[3], 5)
     assert distances.shape == indices.shape == (5,)
