@@ -326,7 +326,7 @@ def cost_curves(gallery: np.ndarray, queries: np.ndarray, sizes: Sequence[int], 
                 repeats: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`~cbir_tutorial.search.sizing.recall_latency_curves` (same arguments, same ``(curves, builds)``,
     every index built once per size), with one more column in ``curves``: ``distances computed``
-    (:func:`distances_computed`), FAISS's count where ``vectors compared`` is an estimate."""
+    (:func:`distances_computed`), counted where ``vectors compared`` is an estimate."""
     return recall_latency_curves(gallery, queries, sizes, k, knobs=KNOBS if knobs is None else knobs,
                                  repeats=repeats, measures={"distances computed": distances_computed})
 
