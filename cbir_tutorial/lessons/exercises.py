@@ -1247,6 +1247,13 @@ _BATCH_LABELS = np.array([0, 0, 0, 1, 1, 2, 3])
 #: The seed of a :func:`_batch` where pairs lie within epsilon of the hardest pair of the other kind: mining with
 #: epsilon 0, 0.05 or 0.15 instead of 0.1 keeps other pairs there and gives another loss.
 _EPSILON_SEED = 32
+#: One anchor (row 0, length 2) whose cosines are 0.9 and 0.7 with its positives and 0.61 and 0.59 with its
+#: negatives: mining drops the positive 0.9 and the negative 0.59 (0.59 + 0.1 < 0.7). In the random batches a
+#: dropped negative adds less than 1e-6, so a loss that mines the positives only passed; here it adds 0.0012.
+_MINED_NEGATIVE = np.array([[2.0, 0, 0, 0, 0], [0.9, np.sqrt(1 - 0.9**2), 0, 0, 0],
+                            [0.35, 0, 0.5 * np.sqrt(1 - 0.7**2), 0, 0], [0.61, 0, 0, np.sqrt(1 - 0.61**2), 0],
+                            [0.59, 0, 0, 0, np.sqrt(1 - 0.59**2)]])
+_MINED_NEGATIVE_LABELS = np.array([0, 0, 0, 1, 1])
 _FOUND_ITEMS = np.array([["c", "a", "a", "d", "e"], ["b", "f", "g", "h", "b"], ["x", "y", "z", "w", "c"],
                          ["d", "e", "d", "q", "d"], ["m", "e", "e", "e", "o"]])
 _QUERY_ITEMS = np.array(["a", "b", "c", "d", "e"])
@@ -1260,8 +1267,8 @@ _FIRST_K_ITEMS = np.array([["x", "e", "e", "a", "a"], ["x", "b", "b", "y", "a"],
 _FIRST_K_QUERIES = np.array(["a", "b", "c", "d", "e", "f", "g"])
 
 
-def _multi_similarity(embeddings, labels, *, normalise=True, mine=True, self_positive=False, all_anchors=True,
-                      scaled=True, alpha=2.0, beta=50.0, base=0.5, epsilon=0.1):
+def _multi_similarity(embeddings, labels, *, normalise=True, mine=True, mine_negatives=True, self_positive=False,
+                      all_anchors=True, scaled=True, alpha=2.0, beta=50.0, base=0.5, epsilon=0.1):
     """The multi-similarity loss with one step switchable off: the typical mistakes of the exercise."""
     x = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True) if normalise else embeddings
     similarity = x @ x.T
@@ -1272,7 +1279,7 @@ def _multi_similarity(embeddings, labels, *, normalise=True, mine=True, self_pos
     for i in range(len(labels)):
         pos, neg = similarity[i, positive[i]], similarity[i, ~same[i]]
         if len(pos) and len(neg) and mine:
-            pos, neg = pos[pos - epsilon < neg.max()], neg[neg + epsilon > pos.min()]
+            pos, neg = pos[pos - epsilon < neg.max()], neg[neg + epsilon > pos.min()] if mine_negatives else neg
         if len(pos) and len(neg):
             losses.append(np.log1p(np.exp(-alpha * (pos - base)).sum()) / (alpha if scaled else 1)
                           + np.log1p(np.exp(beta * (neg - base)).sum()) / (beta if scaled else 1))
@@ -1282,13 +1289,16 @@ def _multi_similarity(embeddings, labels, *, normalise=True, mine=True, self_pos
 EXERCISES.update({e.name: e for e in [
     Exercise(
         "multi_similarity_loss", ((_batch(9), _BATCH_LABELS), (_batch(10), _BATCH_LABELS),
-                                  (_batch(_EPSILON_SEED), _BATCH_LABELS)),
+                                  (_batch(_EPSILON_SEED), _BATCH_LABELS), (_MINED_NEGATIVE, _MINED_NEGATIVE_LABELS)),
         lambda embeddings, labels: f"the multi-similarity loss of the {len(labels)} embeddings {_list(embeddings)} "
                                    f"with labels {_items(labels)}",
         (("keep only the informative pairs (mining): a positive with S_ij - epsilon < the anchor's hardest "
           "negative (the highest cosine), a negative with S_ik + epsilon > the anchor's hardest positive (the "
           "lowest cosine)",
           lambda e, l: _multi_similarity(e, l, mine=False)),
+         ("mine the negatives too: keep only those with S_ik + epsilon > the anchor's hardest positive (the lowest "
+          "cosine); a negative less similar than that adds a small term of its own",
+          lambda e, l: _multi_similarity(e, l, mine_negatives=False)),
          ("S is the COSINE similarity: L2-normalise the rows first (the embeddings have different lengths)",
           lambda e, l: _multi_similarity(e, l, normalise=False)),
          ("an image is not its own positive: leave the diagonal (j = i) out of the positives",

@@ -1668,3 +1668,26 @@ def test_nb10_recall_refuses_a_list_de_duplicated_before_the_cut_at_k(capsys):
     assert not nb10.q2.check(de_duplicated)
     assert "takes a rank each time" in capsys.readouterr().out
     assert "as a column" not in EXERCISES["instance_recall_at_k"].hint_text  # a nudge, not the code
+
+
+def test_nb10_multi_similarity_refuses_a_loss_that_mines_the_positives_only(capsys):
+    """Review 8 of notebook 10: in the random batches the negatives that mining drops add less than 1e-6, so a loss
+    that kept every negative passed; a case where one adds 0.0012 refuses it and says to mine the negatives."""
+    from cbir_tutorial.lessons.exercises import nb10
+
+    def mined(embeddings, labels, negatives=True):
+        x = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+        s, total = x @ x.T, 0.0
+        for i in range(len(labels)):
+            same = labels == labels[i]
+            pos, neg = s[i, same & (np.arange(len(labels)) != i)], s[i, ~same]
+            if len(pos) and len(neg):
+                pos, neg = pos[pos - 0.1 < neg.max()], neg[neg + 0.1 > pos.min()] if negatives else neg
+            if len(pos) and len(neg):
+                total += np.log1p(np.exp(-2 * (pos - 0.5)).sum()) / 2 + np.log1p(np.exp(50 * (neg - 0.5)).sum()) / 50
+        return float(total / len(labels))
+
+    assert nb10.q1.check(mined)
+    capsys.readouterr()
+    assert not nb10.q1.check(lambda embeddings, labels: mined(embeddings, labels, negatives=False))
+    assert "mine the negatives too" in capsys.readouterr().out
