@@ -40,8 +40,9 @@ nb_mime_priority_overrides = [("html", "application/vnd.jupyter.widget-view+json
 
 
 def _hide_machine_paths(app, doctree, docname):
-    """A chapter's outputs show ``<data>``, ``<tmp>`` and ``~`` for the build machine's folders
-    (lessons.site.shown_paths), and none of its pip configuration's warnings."""
+    """A chapter's outputs show ``<data>``, ``<tmp>``, ``<cache>`` and ``~`` for the build machine's folders
+    (lessons.site.shown_paths), and none of pip's notes to the machine (its configuration's warnings, "you may need
+    to restart the kernel")."""
     import re
     import tempfile
 
@@ -55,10 +56,18 @@ def _hide_machine_paths(app, doctree, docname):
     data = str(Path(data).resolve()) if data else None
     for node in list(doctree.findall(lambda n: isinstance(n, (nodes.literal_block, nodes.raw)))):
         text = node.astext()
-        pip_noise = r"(?m)^(\x1b\[[0-9;]*m)*WARNING: Location '[^']*' is ignored: .*\n?"
+        pip_noise = (r"(?m)^(\x1b\[[0-9;]*m)*(?:WARNING: Location '[^']*' is ignored: .*"
+                     r"|Note: you may need to restart the kernel to use updated packages\.)[ \t]*\n?")
         shown = shown_paths(re.sub(pip_noise, "", text), data, tempfile.gettempdir(), str(Path.home()))
         if isinstance(node, nodes.raw):  # HTML: the placeholders are text, not tags
-            shown = shown.replace("<data>", "&lt;data&gt;").replace("<tmp>", "&lt;tmp&gt;")
+            for placeholder in ("data", "tmp", "cache"):
+                shown = shown.replace(f"<{placeholder}>", f"&lt;{placeholder}&gt;")
+        if isinstance(node, nodes.literal_block) and not re.sub(r"\x1b\[[0-9;]*m", "", shown).strip() and text.strip():
+            parent = node.parent  # nothing left but blank lines (e.g. the setup cell's pip notes): no empty box
+            parent.remove(node)
+            if "cell_output" in parent.get("classes", []) and not parent.children:
+                parent.parent.remove(parent)
+            continue
         if shown != text:
             node.children = []
             node += nodes.Text(shown)

@@ -79,6 +79,14 @@ def test_the_build_machines_folders_are_shown_as_a_reader_can_map_them():
         "<tmp>/ipykernel_4/29.py:17: Warning\n(<tmp>/…/milvus/nb09.db)\n"
         "~/.cache/x /data/fashion-sample-2/y /tmpdir/z")
     assert shown_paths("/data/x", None, "/tmp", "/") == "/data/x"
+    # the environment summary's cache row, printed or as a table, cut short by pandas: the package's cache
+    summary = ("internet                  False\n"
+               "cache                     /tmp/pytest-of-me/pytest-7/notebooks-sampl...\n"
+               "<tr>\n  <th>cache</th>\n  <td>/tmp/pytest-of-me/pytest-7/notebooks-sampl...</td>\n</tr>")
+    assert shown_paths(summary, None, "/tmp", "/home/me") == (
+        "internet                  False\ncache                     <cache>\n"
+        "<tr>\n  <th>cache</th>\n  <td><cache></td>\n</tr>")
+    assert shown_paths("cache hits: 3 of 4", None, "/tmp", "/home/me") == "cache hits: 3 of 4"
 
 
 def test_mentions_of_the_benchmark_results_link_to_their_page():
@@ -353,5 +361,36 @@ def test_the_site_search_finds_map_at_k(site, served, browser):
                                         "Back to top", "Print to PDF", "Fullscreen", "Ctrl+K", "Contents")
                       if word in snippet]
             assert not chrome, f"a search snippet shows the theme's chrome {chrome}: {snippet!r}"
+            boilerplate = [words for words in ("Author:", "Date created:", "Last modified:", "How this page was made")
+                           if words in snippet]
+            assert not boilerplate, f"a search snippet shows a chapter's metadata {boilerplate}: {snippet!r}"
+    finally:
+        page.close()
+
+
+@pytest.mark.browser
+def test_the_article_headers_sidebar_buttons_open_the_chapter_list_and_contents(site, served, browser):
+    """The ☰ and contents buttons a reader sees work (site.js passes their clicks to the themes' handlers)."""
+    page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone: the sidebars are drawers
+    try:
+        page.goto(f"{served}/chapters/{NOTEBOOKS[0]}.html", wait_until="load")
+        drawer = page.locator("#pst-primary-sidebar-modal")
+        assert not drawer.evaluate("dialog => dialog.open")
+        page.locator(".bd-header-article .primary-toggle").click()
+        page.wait_for_function("() => document.querySelector('#pst-primary-sidebar-modal').open", timeout=5_000)
+        chapters = drawer.locator("a[href*='chapters/'], a[href$='.html']")
+        assert chapters.count() >= len(NOTEBOOKS), "the chapter list opened without the chapters"
+        assert drawer.locator(f"a[href*='{NOTEBOOKS[-1]}']").first.is_visible()
+        page.keyboard.press("Escape")
+        page.wait_for_function("() => !document.querySelector('#pst-primary-sidebar-modal').open", timeout=5_000)
+        page.locator(".bd-header-article .secondary-toggle").click()
+        page.wait_for_function("() => document.querySelector('#pst-secondary-sidebar-modal').open", timeout=5_000)
+    finally:
+        page.close()
+    page = browser.new_page(viewport={"width": 1280, "height": 900})  # a desktop: the button hides the sidebar
+    try:
+        page.goto(f"{served}/chapters/{NOTEBOOKS[0]}.html", wait_until="load")
+        page.locator(".bd-header-article .primary-toggle").click()
+        assert "pst-sidebar-hidden" in page.locator("#pst-primary-sidebar").get_attribute("class")
     finally:
         page.close()

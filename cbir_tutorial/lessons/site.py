@@ -62,7 +62,8 @@ def page_header(notebook: str, settings: Mapping[str, str], source: str, *, gpu:
     lines = [f"**How this page was made.** This chapter ran top to bottom with the settings of `{source}`"
              f"{f' ({shown})' if shown else ''}, the notebook's defaults otherwise{hardware}. The parameters cell "
              "prints every value it used, and each result says which backbone and weights made it. Folders of the "
-             "machine that ran it read `<data>` (the catalogue's folder) and `<tmp>` (temporary files)."]
+             "machine that ran it read `<data>` (the catalogue's folder), `<tmp>` (temporary files) and `<cache>` "
+             "(the package's cache)."]
     if weights == "random":
         lines.append(f"The settings chose **random weights** for {KERAS_BACKBONES} (EfficientNet's ImageNet weights "
                      "install with the package; these three need a download): wherever they appear, their numbers "
@@ -97,8 +98,12 @@ def folded_solution(lesson: str, question: str) -> str:
 def shown_paths(text: str, data: str | None, temporary: str, home: str) -> str:
     """``text`` with the build machine's folders replaced by what a reader can map to their own: the data
     folder ``data`` by ``<data>``, a file under the temporary folder by ``<tmp>/…/<its last two parts>``
-    (kernels' cell files, test runs' caches), the home folder by ``~``."""
+    (kernels' cell files, test runs' caches), the home folder by ``~``, and the package's cache folder in the
+    ``cache`` row of the environment summary (a table or its printed form; pandas cuts it short) by ``<cache>``."""
     part = r"[^\s'\"<>&)/:]+"  # one folder or file name, in printed text or in HTML
+    text = re.sub(r"(<th\b[^>]*>\s*cache\s*</th>\s*<td\b[^>]*>)\s*(?:/|~|[A-Za-z]:\\)[^<]*(</td>)", r"\1<cache>\2",
+                  text)
+    text = re.sub(r"(?m)^(cache[ \t]+)(?:/|~|[A-Za-z]:\\)\S*[ \t]*$", r"\1<cache>", text)
     if data:
         text = re.sub(re.escape(data.rstrip("/")) + r"(?![\w.-])", "<data>", text)
     text = re.sub(re.escape(temporary.rstrip("/")) + rf"(?:/{part})+?((?:/{part}){{2}})(?!/?{part})", r"<tmp>/…\1",

@@ -18,12 +18,23 @@ document.addEventListener("DOMContentLoaded", () => {
 // page's [role="main"] element, which this theme puts on its whole <main>: the article's tool bar (the theme
 // switcher's "System Settings Light Dark", the download and full-screen buttons), the print-only table of
 // contents and the previous/next links come before the chapter's own text, and a query's first match (the "k"
-// of "MAP@K" in "Dark") lands in them. The snippet is made from the page's article alone.
+// of "MAP@K" in "Dark") lands in them. The snippet is made from the page's article alone, less a chapter's
+// metadata block ("Author: … Date created: … Description: …") and its "How this page was made" note, the same
+// on every chapter: a snippet starts with the chapter's own text.
 function articleOnly(htmlString) {
   const page = new DOMParser().parseFromString(htmlString, "text/html");
   const main = page.querySelector('[role="main"]');
   const article = main && main.querySelector("article.bd-article");
   if (!article) return htmlString;  // another layout: as Sphinx reads it
+  for (const paragraph of article.querySelectorAll("p")) {
+    const first = paragraph.firstElementChild;
+    if (first && first.tagName === "STRONG" && paragraph.firstChild === first && first.textContent.trim() === "Author:") {
+      paragraph.remove();
+    }
+  }
+  for (const note of article.querySelectorAll(".admonition.note")) {
+    if (note.textContent.includes("How this page was made")) note.remove();
+  }
   main.replaceChildren(article);
   return page.documentElement.outerHTML;
 }
@@ -31,4 +42,23 @@ document.addEventListener("DOMContentLoaded", () => {
   if (typeof Search === "undefined" || typeof Search.htmlToText !== "function") return;  // not the search page
   const pageText = Search.htmlToText;
   Search.htmlToText = (htmlString, anchor) => pageText(articleOnly(htmlString), anchor);
+});
+
+// The sidebar buttons of the article's header bar (the chapter list, the page's contents). sphinx-book-theme and
+// pydata-sphinx-theme attach their handlers to the page's first `.primary-toggle` / `.secondary-toggle`, which
+// is pydata's navbar button, hidden in this layout: the buttons a reader sees did nothing. A click on a visible
+// one is passed to that first button, whose handlers open the drawer (phone) or hide the sidebar (desktop).
+document.addEventListener("DOMContentLoaded", () => {
+  for (const kind of ["primary-toggle", "secondary-toggle"]) {
+    const handled = document.querySelector(`.${kind}`);
+    if (!handled) continue;
+    for (const button of document.querySelectorAll(`.bd-header-article .${kind}`)) {
+      if (button === handled) continue;  // the themes' own button: it works already
+      button.addEventListener("click", (event) => {
+        event.preventDefault();
+        event.stopPropagation();
+        handled.click();
+      });
+    }
+  }
 });
