@@ -27,12 +27,17 @@ def bad_epochs(history: list, probe_val_map: float) -> int:
     return len(history) - since
 
 
+def kept(line: dict, result) -> bool:
+    """Whether the epoch of ``line`` (a line of ``result.history``) becomes the model kept: its validation MAP
+    beats every earlier kept model's (the probe's first) and its gain over the probe is clear (no probe: any)."""
+    return line.get("beats_probe", True) and line["val_map"] > result.best_val_map
+
+
 class Epochs(keras.callbacks.Callback):
     """Before each epoch, its phase (``warm-up``, or ``fine-tune`` once the backbone's blocks learn) and its
     batches; after each step, a loss that is not finite stops the run, naming the step; after the epoch, the
-    validation MAP@k in ``logs["val_map"]``, the score the epoch is chosen by in ``logs["selection_map"]`` (its
-    MAP when it beats the probe, :meth:`~.trainer.Trainer.gain_over_probe`; else no more than the probe's, so
-    that it is never saved as best nor counted as a gain) and a line of ``result.history``."""
+    validation MAP@k in ``logs["val_map"]`` and a line of ``result.history``, with its gain over the probe and
+    whether that gain is clear (``beats_probe``, :meth:`~.trainer.Trainer.gain_over_probe`)."""
 
     def __init__(self, trainer, result):
         super().__init__()
@@ -58,13 +63,12 @@ class Epochs(keras.callbacks.Callback):
         logs["val_map"] = val_map = float(np.mean(scores))
         gain = t.gain_over_probe(scores)
         beats = gain is None or gain["beats"]
-        logs["selection_map"] = val_map if beats else min(val_map, self.result.probe_val_map)
         line = {"epoch": epoch + 1, "phase": self.phase, "loss": float(logs["loss"]), "val_map": val_map}
         if gain is not None:  # the gain over the probe, its interval (with a level) and the verdict
             line.update({f"gain_{key}" if key != "difference" else "gain": gain[key]
                          for key in ("difference", "low", "high") if key in gain}, beats_probe=bool(gain["beats"]))
         self.result.history.append({**line, "seconds": round(time.perf_counter() - self.began, 2)})
-        best = " (best)" if logs["selection_map"] > self.result.best_val_map else ""
+        best = " (best)" if kept(line, self.result) else ""
         versus = "" if gain is None or "low" not in gain else (
             f", {gain['difference']:+.4f} over the probe ({gain['level']:.0%} interval {gain['low']:+.4f} to "
             f"{gain['high']:+.4f}{'' if beats else ': not a clear gain'})")
@@ -75,14 +79,14 @@ class Epochs(keras.callbacks.Callback):
 class SaveBest(keras.callbacks.Callback):
     """``ModelCheckpoint(save_best_only=True)`` for a trained-model folder: the embedding model is saved
     (:func:`~cbir_tutorial.models.trained.save_trained`, whole) when its validation MAP beats every earlier
-    epoch's and the probe's, by more than the validation split's noise for the probe (``selection_map``)."""
+    epoch's and clearly beats the probe's (:func:`kept`)."""
 
     def __init__(self, trainer, result):
         super().__init__()
         self.trainer, self.result = trainer, result
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs["selection_map"] > self.result.best_val_map:
+        if kept(self.result.history[-1], self.result):
             self.result.best_epoch, self.result.best_val_map = epoch + 1, logs["val_map"]
             self.trainer.save_best(self.result)
 

@@ -9,8 +9,8 @@ r"""The fine-tuning run: the head fitted on frozen features first, then Keras's 
    callbacks (:mod:`.callbacks`) measure the validation MAP@k after every epoch, save the model when it beats
    every earlier epoch and beats the probe by more than the validation split's noise (a paired bootstrap
    interval above 0, ``beat_probe_level``), write the checkpoint (``BackupAndRestore``) and stop after
-   ``patience`` epochs without such a gain, the best weights restored (``EarlyStopping``): the model returned
-   is never below the probe on validation, and is the probe unless fine-tuning clearly beat it.
+   ``patience`` epochs without a better validation MAP (``EarlyStopping``); the model saved is then read back:
+   it is never below the probe on validation, and is the probe unless fine-tuning clearly beat it.
    ``resume=True`` carries on from the last complete epoch: batches and augmentation depend only on the seed,
    the epoch and the step, so a resumed run repeats an uninterrupted one.
 3. **The mixing** (:mod:`.mixing`): the saved model's embedding is the best epoch's fused with the frozen
@@ -425,9 +425,8 @@ class Trainer:
                          f"{np.mean(losses[-10:]):.4f}, validation MAP@{s.k} {result.probe_val_map:.4f}")
                 result.best_epoch, result.best_val_map = 0, result.probe_val_map
                 self.save_best(result)
-        early = KeepBest(self, result, monitor="val_map", mode="max", patience=s.patience, restore_best_weights=True)
-        probe = meta.get("probe_val_map", float("nan")) if meta is not None else None
-        if meta is not None and bad_epochs(meta["history"], probe) >= s.patience:
+        early = KeepBest(self, result, monitor="val_map", mode="max", patience=s.patience)
+        if meta is not None and bad_epochs(meta["history"], meta.get("probe_val_map", float("nan"))) >= s.patience:
             self.load_checkpoint(result, meta)  # it had stopped early: nothing more to learn
             result.stopped_early = True
         else:

@@ -1632,24 +1632,28 @@ def test_nb08_gem_pool_refuses_p_rounded_to_the_nearest_half(capsys):
     assert "p = 2.2" in capsys.readouterr().out
 
 
+def _multi_similarity_by_hand(epsilon=0.1, negatives=True):
+    """A learner's multi-similarity loss written with a loop over the anchors: mining with margin ``epsilon``,
+    of the negatives too unless ``negatives`` is False."""
+    def loss(embeddings, labels):
+        x = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+        s, total = x @ x.T, 0.0
+        for i in range(len(labels)):
+            same = labels == labels[i]
+            pos, neg = s[i, same & (np.arange(len(labels)) != i)], s[i, ~same]
+            if len(pos) and len(neg):
+                pos, neg = pos[pos - epsilon < neg.max()], neg[neg + epsilon > pos.min()] if negatives else neg
+            if len(pos) and len(neg):
+                total += np.log1p(np.exp(-2 * (pos - 0.5)).sum()) / 2 + np.log1p(np.exp(50 * (neg - 0.5)).sum()) / 50
+        return float(total / len(labels))
+    return loss
+
+
 def test_nb10_multi_similarity_refuses_mining_without_its_margin_epsilon(capsys):
     """A case has pairs within epsilon of the hardest pair of the other kind: epsilon 0 or 0.05 is refused."""
     from cbir_tutorial.lessons.exercises import nb10
 
-    def mined_with(epsilon):
-        def loss(embeddings, labels):
-            x = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
-            s, total = x @ x.T, 0.0
-            for i in range(len(labels)):
-                same = labels == labels[i]
-                pos, neg = s[i, same & (np.arange(len(labels)) != i)], s[i, ~same]
-                if len(pos) and len(neg):
-                    pos, neg = pos[pos - epsilon < neg.max()], neg[neg + epsilon > pos.min()]
-                if len(pos) and len(neg):
-                    total += (np.log1p(np.exp(-2 * (pos - 0.5)).sum()) / 2
-                              + np.log1p(np.exp(50 * (neg - 0.5)).sum()) / 50)
-            return float(total / len(labels))
-        return loss
+    mined_with = _multi_similarity_by_hand
 
     assert nb10.q1.check(mined_with(0.1))
     for epsilon in (0.0, 0.05, 0.15):
@@ -1675,19 +1679,7 @@ def test_nb10_multi_similarity_refuses_a_loss_that_mines_the_positives_only(caps
     that kept every negative passed; a case where one adds 0.0012 refuses it and says to mine the negatives."""
     from cbir_tutorial.lessons.exercises import nb10
 
-    def mined(embeddings, labels, negatives=True):
-        x = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
-        s, total = x @ x.T, 0.0
-        for i in range(len(labels)):
-            same = labels == labels[i]
-            pos, neg = s[i, same & (np.arange(len(labels)) != i)], s[i, ~same]
-            if len(pos) and len(neg):
-                pos, neg = pos[pos - 0.1 < neg.max()], neg[neg + 0.1 > pos.min()] if negatives else neg
-            if len(pos) and len(neg):
-                total += np.log1p(np.exp(-2 * (pos - 0.5)).sum()) / 2 + np.log1p(np.exp(50 * (neg - 0.5)).sum()) / 50
-        return float(total / len(labels))
-
-    assert nb10.q1.check(mined)
+    assert nb10.q1.check(_multi_similarity_by_hand())
     capsys.readouterr()
-    assert not nb10.q1.check(lambda embeddings, labels: mined(embeddings, labels, negatives=False))
+    assert not nb10.q1.check(_multi_similarity_by_hand(negatives=False))
     assert "mine the negatives too" in capsys.readouterr().out
