@@ -34,7 +34,7 @@ if repository:
 html_static_path = ["_static"]
 html_css_files = ["site.css"]
 html_js_files = ["site.js"]
-html_last_updated_fmt = "%Y-%m-%d"
+# no "Last updated" footer: it is the build's date, beside the chapter's own "Last modified"
 # A widget needs a kernel: its still HTML (e.g. the explorer's picture of itself) is shown instead of its view.
 nb_mime_priority_overrides = [("html", "application/vnd.jupyter.widget-view+json", None)]
 
@@ -74,18 +74,20 @@ def _hide_machine_paths(app, doctree, docname):
             node.rawsource = shown
 
 
-def _blank_missing_cells(app, doctree, docname):
+def _tidy_tables(app, doctree, docname):
     """In the tables a notebook's outputs show (a DataFrame's HTML), a missing value (``NaN``, ``<NA>``) is an
-    empty cell, read as "not measured" (lessons.site.blank_missing_cells); prose, code and printed text stay."""
+    empty cell, read as "not measured" (lessons.site.blank_missing_cells), and a column empty in every row (the
+    sample's brands and prices) is left out (lessons.site.without_empty_columns); prose, code and printed text
+    stay."""
     from docutils import nodes
 
-    from cbir_tutorial.lessons.site import blank_missing_cells
+    from cbir_tutorial.lessons.site import blank_missing_cells, without_empty_columns
 
     for node in list(doctree.findall(nodes.raw)):
         if node.get("format") != "html" or "text_html" not in node.get("classes", []):  # MyST-NB's HTML outputs
             continue
         text = node.astext()
-        blanked = blank_missing_cells(text)
+        blanked = without_empty_columns(blank_missing_cells(text))
         if blanked != text:
             node.children = []
             node += nodes.Text(blanked)
@@ -94,4 +96,4 @@ def _blank_missing_cells(app, doctree, docname):
 
 def setup(app):
     app.connect("doctree-resolved", _hide_machine_paths)  # after MyST-NB chose each output's form
-    app.connect("doctree-resolved", _blank_missing_cells)
+    app.connect("doctree-resolved", _tidy_tables)

@@ -17,8 +17,9 @@ from urllib.parse import unquote, urlparse
 import pytest
 
 from cbir_tutorial.lessons.site import (benchmarks_page, blank_missing_cells, folded_solution, heading_anchor,
-                                        linked_results, notebook_links, page_header, settings_read_by, shown_paths,
-                                        site_url)
+                                        linked_results, notebook_links, page_header, section_anchors,
+                                        settings_read_by, shown_paths, site_repository, site_url,
+                                        without_empty_columns)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(path.stem for path in (ROOT / "notebooks").glob("*.ipynb"))
@@ -52,7 +53,7 @@ def test_a_page_header_says_what_ran_and_where_to_run_it():
     offline = page_header("06_evaluation.ipynb", read, "notebooks/test_run.env")
     assert "`notebooks/test_run.env` (`CBIR_NB_CATALOGUE=sample`, `CBIR_NB_WEIGHTS=random`)" in offline
     assert "STRICT" not in offline  # the test run's strictness says nothing to a reader
-    assert "chose **random weights** for VGG16, ResNet50 and Xception" in offline and "without a GPU" in offline
+    assert "**Random weights** for VGG16, ResNet50 and Xception" in offline and "without a GPU" in offline
     assert "package's own answers" not in offline and "test-run settings" not in offline
     assert "MPLBACKEND" not in offline and "colab.research.google.com" not in offline
     assert "setup_cells --repository" not in offline and "Run it yourself" in offline  # a maintainer's step
@@ -61,13 +62,22 @@ def test_a_page_header_says_what_ran_and_where_to_run_it():
     assert "random" not in online and "on a GPU (Tesla T4)" in online
     tested = page_header("06_evaluation.ipynb", {"CBIR_TUTORIAL_SOLUTIONS": "1"}, "notebooks/test_run.env", gpu=None,
                          test_run=True)
-    assert "checked with the package's own answers" in tested and "small test-run settings" in tested
+    assert "checked with the package's own answers" in tested and "small settings of the project's tests" in tested
     assert "GPU" not in tested and "CPU" not in tested  # executed elsewhere: the machine is not known
+    # what a reader needs first opens the note; the settings in full are folded below the links
+    assert tested.startswith("::::{note}\n**A test-run build: the numbers on this page show that every step runs")
+    assert tested.index("Run it yourself") < tested.index(":::{dropdown} How this page was made") < \
+        tested.index("CBIR_TUTORIAL_SOLUTIONS=1") and tested.endswith(":::\n::::")
+    assert "A test-run build" not in online and online.index("on a GPU") < online.index(":::{dropdown}")
     assert "VGG16" not in page_header("02_cnns.ipynb", {}, "notebooks/site_run.env")  # builds no Keras backbone
     assert ("https://colab.research.google.com/github/me/cbir-tutorial/blob/main/notebooks/06_evaluation.ipynb"
             in online)
     assert notebook_links("me/cbir-tutorial", "06_evaluation.ipynb") in online
     assert site_url("Me/cbir-tutorial") == "https://me.github.io/cbir-tutorial/" and site_url(None) is None
+    # the published site links to its repository: pyproject.toml's, else the GitHub Actions run's
+    assert site_repository("me/cbir", {"GITHUB_REPOSITORY": "fork/cbir"}) == "me/cbir"
+    assert site_repository(None, {"GITHUB_REPOSITORY": "fork/cbir"}) == "fork/cbir"
+    assert site_repository(None, {}) is None and site_repository(None, {"GITHUB_REPOSITORY": ""}) is None
 
 
 def test_the_build_machines_folders_are_shown_as_a_reader_can_map_them():
@@ -89,13 +99,28 @@ def test_the_build_machines_folders_are_shown_as_a_reader_can_map_them():
     assert shown_paths("cache hits: 3 of 4", None, "/tmp", "/home/me") == "cache hits: 3 of 4"
 
 
-def test_mentions_of_the_benchmark_results_link_to_their_page():
-    text = ("see benchmarks/RESULTS.md section 4 and `benchmarks/RESULTS.md` (benchmarks/RESULTS.md section 2); "
-            "[RESULTS](../benchmarks/RESULTS.md) stays")
-    assert linked_results(text) == ("see [benchmarks/RESULTS.md](../benchmarks.md) section 4 and "
-                                     "[`benchmarks/RESULTS.md`](../benchmarks.md) "
-                                     "([benchmarks/RESULTS.md](../benchmarks.md) section 2); "
-                                     "[RESULTS](../benchmarks/RESULTS.md) stays")
+def test_mentions_of_the_benchmark_results_link_to_the_section_they_cite():
+    text = ("see benchmarks/RESULTS.md section 4 and `benchmarks/RESULTS.md` (`benchmarks/RESULTS.md`, section 4b: "
+            "+0.01); benchmarks/RESULTS.md section 12 has no heading; [RESULTS](../benchmarks/RESULTS.md) stays")
+    anchors = section_anchors(RESULTS.replace("## 2. Ranking", "## 4. Ranking"))
+    assert anchors == {"4": "4-ranking-bench_rankingpy---profile",
+                       "4b": "4b-recipes-past-the-baseline-bench_qualitypy---recipes-only"}
+    assert linked_results(text, anchors=anchors) == (
+        "see [benchmark results, section 4](../benchmarks.md#4-ranking-bench_rankingpy---profile) and "
+        "[benchmark results](../benchmarks.md) ([benchmark results, section 4b](../benchmarks.md"
+        "#4b-recipes-past-the-baseline-bench_qualitypy---recipes-only): +0.01); "
+        "[benchmark results](../benchmarks.md) section 12 has no heading; [RESULTS](../benchmarks/RESULTS.md) stays")
+    # where the file is (the repository, not the package) says nothing on the site, which links to it
+    assert linked_results("(`benchmarks/RESULTS.md`, section 4, in the tutorial's GitHub repository; the benchmarks "
+                          "are not installed with the package), then `benchmarks/RESULTS.md` in the repository (not "
+                          "installed with the package), and `benchmarks/RESULTS.md` on GitHub; the benchmarks are not "
+                          "installed with the package)", anchors=anchors) == (
+        "([benchmark results, section 4](../benchmarks.md#4-ranking-bench_rankingpy---profile)), then "
+        "[benchmark results](../benchmarks.md), and [benchmark results](../benchmarks.md))")
+    real = section_anchors((ROOT / "benchmarks" / "RESULTS.md").read_text(encoding="utf-8"))
+    cited = {number for path in (ROOT / "notebooks").glob("*.ipynb")
+             for number in re.findall(r"RESULTS\.md`?,? section (\d+[a-z]?)\b", path.read_text(encoding="utf-8"))}
+    assert cited and cited <= set(real), f"notebooks cite sections {sorted(cited - set(real))} RESULTS.md lacks"
 
 
 def test_a_missing_value_in_an_output_table_is_an_empty_cell():
@@ -107,6 +132,24 @@ def test_a_missing_value_in_an_output_table_is_an_empty_cell():
         '<td></td><td></td><td class="data row0 col2" ></td><td></td><td>1.5</td>'
         '<td>NaN loss</td><td>None</td></tr></tbody></table>')
     assert blank_missing_cells("<p>NaN</p> <code>&lt;NA&gt;</code>") == "<p>NaN</p> <code>&lt;NA&gt;</code>"
+
+
+def test_a_column_empty_in_every_row_is_left_out_of_an_output_table():
+    import pandas as pd
+
+    results = pd.DataFrame({"rank": [1, 2], "brand": ["", ""], "description": ["a shirt", "a bag"],
+                            "price": [float("nan")] * 2, "category": ["shirt", ""]})
+    tidy = without_empty_columns(blank_missing_cells(results.to_html()))
+    headers = re.findall(r"<th>(\w*)</th>", tidy.split("<tbody>")[0])
+    assert headers == ["", "rank", "description", "category"]  # the index's header cell, then the columns kept
+    assert re.findall(r"<td>([^<]*)</td>", tidy) == ["1", "a shirt", "shirt", "2", "a bag", ""]  # one blank: kept
+    styled = without_empty_columns(blank_missing_cells(results.style.to_html()))
+    assert "brand" not in styled and "price" not in styled and "a shirt" in styled
+    whole = results.assign(brand=["Gucci", ""]).to_html()
+    assert without_empty_columns(whole) == whole  # every column has a value somewhere
+    spanned = results.set_index(["category", "rank"]).to_html().replace("<th>", '<th rowspan="1">', 1)
+    assert without_empty_columns(spanned) == spanned  # not a plain grid: left as it is
+    assert without_empty_columns("<p>no table</p>") == "<p>no table</p>"
 
 
 RESULTS = """# Benchmark results
@@ -171,6 +214,9 @@ def test_the_benchmark_page_opens_with_what_is_measured_then_the_targets():
 def test_a_folded_solution_holds_the_worked_answer():
     folded = folded_solution("nb06", "q2")
     assert folded.startswith("::::{dropdown} A worked answer") and "def ap_at_k(" in folded
+    blank = folded_solution("nb06", "q2", blank=True)
+    assert blank.startswith("*On this page the exercise cell was left blank: the check above ran the package's")
+    assert blank.endswith(folded)
     with pytest.raises(ValueError, match="nb06 has exercises q1 to q3, not q9"):
         folded_solution("nb06", "q9")
 

@@ -19,6 +19,13 @@ _QUIET = ("TF_CPP_MIN_LOG_LEVEL", "MPLBACKEND", "TQDM_DISABLE", "CBIR_TUTORIAL_S
 KERAS_BACKBONES = "VGG16, ResNet50 and Xception"
 
 
+def site_repository(pyproject_repository: str | None, environ: Mapping[str, str]) -> str | None:
+    """The ``owner/name`` whose Colab, Kaggle and repository links the site carries: pyproject.toml's
+    ``Repository`` (``setup_cells --repository`` writes it), else the repository a GitHub Actions run builds
+    (``GITHUB_REPOSITORY``, which GitHub sets in every workflow run: the published site always links), else None."""
+    return pyproject_repository or environ.get("GITHUB_REPOSITORY") or None
+
+
 def site_url(repository: str | None) -> str | None:
     """The GitHub Pages address of ``repository`` (``"owner/name"``), or None while it is not set."""
     if not repository:
@@ -32,8 +39,9 @@ def notebook_links(repository: str | None, notebook: str) -> str:
     the notebook while the location is not set."""
     if not repository:
         return (f"*Run it yourself:* open `notebooks/{notebook}` of the repository in JupyterLab (after "
-                "`pip install -e \".[dev]\"` there), or on Colab or Kaggle with the package's wheel uploaded beside it "
-                "(the notebook's first cell installs it).")
+                "`pip install -e \".[dev]\"` there), or on Colab or Kaggle with the package's wheel uploaded "
+                "beside it (`python -m build` in the repository root makes it in `dist/`; the notebook's first cell "
+                "installs it).")
     path = f"{repository}/blob/main/notebooks/{notebook}"
     return (f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
             f"(https://colab.research.google.com/github/{path}) "
@@ -54,32 +62,38 @@ def page_header(notebook: str, settings: Mapping[str, str], source: str, *, gpu:
                 repository: str | None = None, test_run: bool = False) -> str:
     """The Markdown note atop a chapter page: executed with ``settings`` (the ones the notebook reads, from the
     file ``source``), on ``gpu`` (its name; ``""``: a CPU; None: not known, e.g. notebooks executed elsewhere),
-    and the links to run ``notebook`` elsewhere. ``test_run``: the settings are the small test-run ones."""
+    and the links to run ``notebook`` elsewhere. ``test_run``: the settings are the small test-run ones.
+
+    What a reader needs first comes first, in one line each: whether the numbers are representative, the
+    hardware and the weights; the settings in full are folded."""
     weights = settings.get("CBIR_NB_WEIGHTS")
     shown = ", ".join(f"`{name}={value}`" for name, value in settings.items()
                       if name not in _QUIET and not name.startswith("TF_"))
-    hardware = "" if gpu is None else f" on {'a GPU (' + gpu + ')' if gpu else 'a CPU, without a GPU'}"
-    lines = [f"**How this page was made.** This chapter ran top to bottom with the settings of `{source}`"
-             f"{f' ({shown})' if shown else ''}, the notebook's defaults otherwise{hardware}. The parameters cell "
-             "prints every value it used, and each result says which backbone and weights made it. Folders of the "
-             "machine that ran it read `<data>` (the catalogue's folder), `<tmp>` (temporary files) and `<cache>` "
-             "(the package's cache)."]
-    if weights == "random":
-        lines.append(f"The settings chose **random weights** for {KERAS_BACKBONES} (EfficientNet's ImageNet weights "
-                     "install with the package; these three need a download): wherever they appear, their numbers "
-                     "and pictures say nothing about those networks.")
-    if settings.get("CBIR_TUTORIAL_SOLUTIONS", "").strip().lower() in ("1", "true", "yes", "on"):
-        lines.append("The exercises were left blank and checked with the package's own answers "
-                     "(`CBIR_TUTORIAL_SOLUTIONS=1`); the worked answer folded under each check is that answer.")
+    lines = []
     if test_run:
-        lines.append("These are the small test-run settings: the numbers show that every step runs, not how well "
-                     "it works; a build with `notebooks/site_run.env` gives the representative ones.")
-    return "\n".join([":::{note}", " ".join(lines), "", notebook_links(repository, notebook), ":::"])
+        lines.append("**A test-run build: the numbers on this page show that every step runs, not how well it works.** "
+                     "It ran with the small settings of the project's tests; a build with `notebooks/site_run.env` "
+                     "gives the representative ones.")
+    hardware = "" if gpu is None else f" on {'a GPU (' + gpu + ')' if gpu else 'a CPU, without a GPU'}"
+    lines.append(f"This chapter ran top to bottom{hardware}; each result says which backbone and weights made it.")
+    if weights == "random":
+        lines.append(f"**Random weights** for {KERAS_BACKBONES} (EfficientNet's ImageNet weights come with a "
+                     "dependency the package installs; these three need a download): wherever they appear, their "
+                     "numbers and pictures say nothing about those networks.")
+    details = [f"Settings: those of `{source}`{f' ({shown})' if shown else ''}, the notebook's defaults otherwise; "
+               "the parameters cell prints every value it used. Folders of the machine that ran it read `<data>` "
+               "(the catalogue's folder), `<tmp>` (temporary files) and `<cache>` (the package's cache)."]
+    if settings.get("CBIR_TUTORIAL_SOLUTIONS", "").strip().lower() in ("1", "true", "yes", "on"):
+        details.append("The exercises were left blank and checked with the package's own answers "
+                       "(`CBIR_TUTORIAL_SOLUTIONS=1`); the worked answer folded under each check is that answer.")
+    return "\n".join(["::::{note}", " ".join(lines), "", notebook_links(repository, notebook), "",
+                      ":::{dropdown} How this page was made", " ".join(details), ":::", "::::"])
 
 
-def folded_solution(lesson: str, question: str) -> str:
+def folded_solution(lesson: str, question: str, *, blank: bool = False) -> str:
     """A folded MyST dropdown holding the worked answer of exercise ``question`` (``"q2"``) of ``lesson``
-    (``"nb08"``): shown on the site under the exercise's check, closed until the reader opens it."""
+    (``"nb08"``): shown on the site under the exercise's check, closed until the reader opens it. ``blank``: the
+    page ran with the exercise left blank (solutions mode), so a line above it says whose answer the check passed."""
     import inspect
     import textwrap
 
@@ -91,8 +105,10 @@ def folded_solution(lesson: str, question: str) -> str:
     if not 1 <= number <= len(names):
         raise ValueError(f"{lesson} has exercises q1 to q{len(names)}, not {question}")
     source = textwrap.dedent(inspect.getsource(getattr(solutions, names[number - 1]))).strip()
-    return "\n".join(["::::{dropdown} A worked answer (open it once you have tried)", "```python", source, "```",
-                      "::::"])
+    caption = (["*On this page the exercise cell was left blank: the check above ran the package's answer, the "
+                "one folded here.*", ""] if blank else [])
+    return "\n".join([*caption, "::::{dropdown} A worked answer (open it once you have tried)", "```python", source,
+                      "```", "::::"])
 
 
 def shown_paths(text: str, data: str | None, temporary: str, home: str) -> str:
@@ -112,11 +128,35 @@ def shown_paths(text: str, data: str | None, temporary: str, home: str) -> str:
     return re.sub(re.escape(home.rstrip("/")) + r"(?=/)", "~", text) if home not in ("", "/") else text
 
 
-def linked_results(markdown: str, target: str = "../benchmarks.md") -> str:
-    """``markdown`` with each mention of ``benchmarks/RESULTS.md`` (plain or as code, not already a link)
-    made a link to the site's benchmark page ``target``."""
-    return re.sub(r"(?<![\[/])(?<!\]\()(`?)benchmarks/RESULTS\.md\1(?![\]`(])",
-                  lambda found: f"[{found.group(0)}]({target})", markdown)
+def section_anchors(results: str) -> dict[str, str]:
+    """The anchor of each numbered section of ``benchmarks/RESULTS.md`` (its text ``results``): ``{"2": ...,
+    "4b": ...}`` for the headings ``## 2. ...`` and ``### 4b. ...`` (the benchmark page keeps them as they are)."""
+    anchors: dict[str, str] = {}
+    for line in results.splitlines():
+        found = re.match(r"#{2,3} (\d+[a-z]?)\. ", line)
+        if found:
+            anchors.setdefault(found.group(1), heading_anchor(line.lstrip("#").strip()))
+    return anchors
+
+
+def linked_results(markdown: str, target: str = "../benchmarks.md", anchors: Mapping[str, str] | None = None) -> str:
+    """``markdown`` with each mention of ``benchmarks/RESULTS.md`` (plain or as code, not already a link) made a
+    link to the site's benchmark page ``target``, named "benchmark results"; a mention followed by "section N"
+    ("benchmarks/RESULTS.md section 4", "`benchmarks/RESULTS.md`, section 4b") links to that section's anchor
+    (``anchors``, :func:`section_anchors`) and names it. Where the notebook says the file is in the repository,
+    not installed with the package, the site's link says enough: those words go."""
+    anchors = anchors or {}
+
+    def link(found: re.Match) -> str:
+        section = found.group(3)
+        if section and section in anchors:
+            return f"[benchmark results, section {section}]({target}#{anchors[section]})"
+        return f"[benchmark results]({target}){found.group(2) or ''}"
+
+    where = (r"(?:,? (?:on GitHub|in the (?:tutorial's GitHub )?repository))?"  # said for a reader of the notebook:
+             r"(?:[;,] the benchmarks are not installed with the package| \(not installed with the package\))?")
+    return re.sub(r"(?<![\[/])(?<!\]\()(`?)benchmarks/RESULTS\.md\1(?![\]`(])(,? section (\d+[a-z]?)\b)?" + where,
+                  link, markdown)
 
 
 #: A table cell (``<td>``, ``<th>``) holding only pandas' mark of a missing value: ``NaN`` (a float), ``<NA>``
@@ -131,6 +171,42 @@ def blank_missing_cells(html: str) -> str:
     if "<t" not in html:
         return html
     return _MISSING_CELL.sub(lambda found: found.group(1) + found.group(3), html)
+
+
+_TABLE = re.compile(r"<table\b.*?</table\s*>", flags=re.S | re.I)
+_ROW = re.compile(r"<tr\b[^>]*>.*?</tr\s*>", flags=re.S | re.I)
+_CELL = re.compile(r"<t([dh])\b[^>]*>(.*?)</t\1\s*>", flags=re.S | re.I)
+
+
+def _without_empty_columns(table: str) -> str:
+    """One ``<table>`` without the columns whose every body cell is empty (as it was when its shape is not a
+    plain grid: spans, a row of another length, no body)."""
+    if re.search(r"\b(?:col|row)span\b", table, flags=re.I) or "<tbody" not in table.lower():
+        return table
+    head, body = re.split(r"(?i)<tbody\b", table, maxsplit=1)
+    rows = [(row, [(cell.group(1), cell.group(2)) for cell in _CELL.finditer(row)]) for row in _ROW.findall(body)]
+    widths = {len(cells) for _, cells in rows} | {len(_CELL.findall(row)) for row in _ROW.findall(head)}
+    if not rows or len(widths) != 1:
+        return table
+    empty = [j for j in range(widths.pop()) if all(cells[j][0].lower() == "d" and not cells[j][1].strip()
+                                                    for _, cells in rows)]
+    if not empty:
+        return table
+
+    def dropped(row: re.Match) -> str:
+        cells = list(_CELL.finditer(row.group(0)))
+        text = row.group(0)
+        for j in reversed(empty):
+            text = text[:cells[j].start()] + text[cells[j].end():]
+        return re.sub(r"\n\s*\n", "\n", text)
+
+    return _ROW.sub(dropped, table)
+
+
+def without_empty_columns(html: str) -> str:
+    """The HTML of an output with each table's columns that are empty in every row dropped (a catalogue without
+    brands or prices, as the sample is: an empty column reads as a broken page)."""
+    return _TABLE.sub(lambda found: _without_empty_columns(found.group(0)), html) if "<table" in html else html
 
 
 def heading_anchor(title: str) -> str:
@@ -164,12 +240,7 @@ def benchmarks_page(results: str) -> str:
     paragraphs = [part.strip() for part in "\n".join(preface[start + 1:]).split("\n\n") if part.strip()]
     opening, notes = paragraphs[:1], paragraphs[1:]
 
-    numbered = {}  # "2", "4b": the anchor of the heading "## 2. ..." or "### 4b. ..."
-    for section in sections:
-        for line in section:
-            found = re.match(r"#{2,3} (\d+[a-z]?)\. ", line)
-            if found:
-                numbered.setdefault(found.group(1), heading_anchor(line.lstrip("#").strip()))
+    numbered = section_anchors("\n".join(line for section in sections for line in section))
 
     def linked(found: re.Match) -> str:
         anchor = numbered.get(found.group(2))
