@@ -8,6 +8,7 @@ figures, and where to run the notebook for real (Colab, Kaggle) once the reposit
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Mapping
 
@@ -218,8 +219,9 @@ def heading_anchor(title: str) -> str:
 
 def benchmarks_page(results: str) -> str:
     """The site's benchmark page, made from ``benchmarks/RESULTS.md`` (its text ``results``) for a reader
-    rather than as a lab log: the title and the opening paragraph (what is measured, on what machine), then the
-    ``## Targets`` section (each "section N" in it a link), then a list of links to the other sections after the
+    rather than as a lab log: the title and the opening paragraph (what is measured, on what machine) with the
+    list that follows it (the findings), then the
+    ``## Targets`` section (each "section N" in these a link), then a list of links to the other sections after the
     rest of the opening (the notes on the runs), then those sections, as written and in their order."""
     parts: list[list[str]] = [[]]
     fenced = False
@@ -238,7 +240,9 @@ def benchmarks_page(results: str) -> str:
     if start is None:
         raise ValueError("benchmarks/RESULTS.md has no '# ' title")
     paragraphs = [part.strip() for part in "\n".join(preface[start + 1:]).split("\n\n") if part.strip()]
-    opening, notes = paragraphs[:1], paragraphs[1:]
+    lists = next((i for i, paragraph in enumerate(paragraphs[1:], 1) if not paragraph.startswith(("- ", "* "))),
+                 len(paragraphs))
+    opening, notes = paragraphs[:lists], paragraphs[lists:]  # the opening paragraph and the list right after it
 
     numbered = section_anchors("\n".join(line for section in sections for line in section))
 
@@ -246,7 +250,9 @@ def benchmarks_page(results: str) -> str:
         anchor = numbered.get(found.group(2))
         return f"[{found.group(0)}](#{anchor})" if anchor else found.group(0)
 
-    targets_text = re.sub(r"(?<![\[#])\b([Ss]ection) (\d+[a-z]?)\b(?![\]\w])", linked, "\n".join(targets))
+    sections_linked = functools.partial(re.sub, r"(?<![\[#])\b([Ss]ection) (\d+[a-z]?)\b(?![\]\w])", linked)
+    targets_text = sections_linked("\n".join(targets))
+    opening = [sections_linked(paragraph) for paragraph in opening]
     contents = [f"- [{title}](#{heading_anchor(title)})" for title in titles]
     page = [preface[start], "", *[paragraph + "\n" for paragraph in opening], targets_text.rstrip(), "",
             "## The sections", "", *[note + "\n" for note in notes], *contents, ""]
