@@ -8,7 +8,7 @@ import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))
-HEADER_FIELDS = ("**Author:** cbir-tutorial", "**Date created:**", "**Last modified:**", "**Description:**")
+HEADER_FIELDS = ("**Authors:** the cbir-tutorial authors", "**Date created:**", "**Last modified:**", "**Description:**")
 
 
 def cells(path):

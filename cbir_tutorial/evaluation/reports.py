@@ -4,6 +4,8 @@ categories."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from typing import Sequence
 
 import numpy as np
@@ -25,15 +27,32 @@ BUILDS_ON: dict[str, str] = {"gem": "baseline", "gem+flip": "gem", "gem+flip+whi
 
 
 def halves(catalogue) -> tuple:
-    """``(tuning half, report half)`` of a catalogue: even and odd product ids (row order kept)."""
+    """``(tuning half, report half)`` of a catalogue: even and odd product ids (row order kept; see
+    :func:`half_masks`)."""
     tuning, report = half_masks(catalogue)
     return catalogue.subset(tuning), catalogue.subset(report)
 
 
 def half_masks(catalogue) -> tuple[np.ndarray, np.ndarray]:
-    """``(N,)`` bool masks of the tuning half (even product ids) and the report half (odd ids)."""
-    ids = np.asarray(catalogue.table["id"]).astype(np.int64)
-    return ids % 2 == 0, ids % 2 == 1
+    """``(N,)`` bool masks of the tuning half (even product ids) and the report half (odd ids). An id that is not
+    a whole number (a folder of images: its relative path) goes by the parity of its SHA-256, so every id has its
+    half, the same on every run."""
+    odd = np.array([_id_number(i) % 2 == 1 for i in catalogue.table["id"]], dtype=bool)
+    return ~odd, odd
+
+
+def _id_number(value) -> int:
+    """A product id as a whole number: itself when it is one (``10004``, ``"10004"``, ``10004.0``), else the
+    first 8 bytes of its text's SHA-256 (a CRC would not do: its last bit is nearly the same for "bags/10004" and
+    "bags/10005")."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return int(value)
+    text = str(value).strip()
+    if re.fullmatch(r"[+-]?\d+", text):
+        return int(text)
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") >> 1
 
 
 def recipe_table(catalogue, recipes: Sequence = tuple(RECIPES), backbone: str | None = None, weights="imagenet",
@@ -100,7 +119,8 @@ def per_query_scores(catalogue, recipes: Sequence = tuple(RECIPES), backbone: st
         engine = SearchEngine.build(catalogue, backbone, weights, recipe=recipe, cache=cache, progress=False)
         scores[recipe.name] = per_query(engine, k=k)["ap_at_k"].to_numpy()
     if len({len(a) for a in scores.values()}) > 1:
-        raise ValueError(f"the recipes answered different numbers of queries ({ {n: len(a) for n, a in scores.items()} }): "
+        counts = {n: len(a) for n, a in scores.items()}
+        raise ValueError(f"the recipes answered different numbers of queries ({counts}): "
                          "a backbone could not read some photo the others read")
     return scores
 

@@ -210,18 +210,66 @@ def _referenced(function: Callable, seen: set) -> list:
     if code is None or id(function) in seen:
         return []
     seen.add(id(function))
-    names, codes = set(), [code]
+    names, codes, strings = set(), [code], set()
     while codes:
         c = codes.pop()
         names.update(c.co_names)
         codes.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+        strings.update(k for k in c.co_consts if isinstance(k, str))
     globals_ = getattr(function, "__globals__", {})
     values = [("import " + n, n) for n in names if n.split(".")[0] == "cbir_tutorial"]
     values += [(n, globals_[n]) for n in names if n in globals_]
     values += [(n, cell.cell_contents) for n, cell in zip(code.co_freevars, function.__closure__ or ())
                if _filled(cell)]
-    values += [("default", v) for v in (function.__defaults__ or ())]
+    values += [("default", v) for v in (*(function.__defaults__ or ()), *(function.__kwdefaults__ or {}).values())]
+    if names & _NAMESPACE_READERS:  # globals()["pool"], vars()[...], eval("pool"): a global named by a string
+        values += [(f"globals()[{s!r}]", globals_[s]) for s in sorted(strings) if s in globals_]
+    module = getattr(function, "__module__", None)
+    values += [(label, inner) for label, value in list(values) for inner in _contents(value, module)]
     return values
+
+
+#: Names through which code reads a global by a string: ``globals()["pool"]``, ``vars()[...]``, ``eval("pool")``.
+_NAMESPACE_READERS = {"globals", "vars", "eval"}
+
+
+def _contents(value, module, depth: int = 3, limit: int = 1000) -> list:
+    """What ``value`` holds that code could call, ``depth`` levels down (the first ``limit`` items of each): the
+    keys and values of a dict, the items of a list, tuple or set, the attributes of a ``SimpleNamespace``, a
+    ``functools.partial``'s function and arguments, the function (and object) of a method, staticmethod or
+    classmethod, and the attributes, class and bases of a class or an object the learner defined (in ``module``,
+    the learner's function's: ``__main__`` in a notebook). A package function hidden in one of them (``{"gap":
+    pool}["gap"](maps)``, a callable object whose ``__call__`` uses the package) is then found like one the code
+    names."""
+    found, todo, seen = [], [(value, 0)], set()
+    while todo:
+        current, level = todo.pop()
+        if id(current) in seen or level >= depth:
+            continue
+        seen.add(id(current))
+        if isinstance(current, dict):
+            inner = itertools.chain.from_iterable(current.items())
+        elif isinstance(current, (list, tuple, set, frozenset)):
+            inner = current
+        elif isinstance(current, functools.partial):
+            inner = [current.func, *current.args, *current.keywords.values()]
+        elif isinstance(current, (staticmethod, classmethod)):
+            inner = [current.__func__]
+        elif isinstance(current, types.MethodType):
+            inner = [current.__func__, current.__self__]
+        elif isinstance(current, types.SimpleNamespace):
+            inner = vars(current).values()
+        elif isinstance(current, type) and current.__module__ == module:
+            inner = [*vars(current).values(), *current.__bases__]
+        elif (module is not None and getattr(type(current), "__module__", None) == module
+              and not isinstance(current, (types.FunctionType, type))):
+            inner = [type(current), *getattr(current, "__dict__", {}).values()]
+        else:
+            continue
+        inner = list(itertools.islice(inner, limit))
+        found += inner
+        todo += [(v, level + 1) for v in inner]
+    return found
 
 
 def _filled(cell) -> bool:
@@ -404,7 +452,7 @@ def _kind(value) -> str:
         name = str(value.dtype)
         return f"{'an' if name[0] in 'aeiou' else 'a'} {name} array"
     name = type(value).__name__
-    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+    return f"{'an' if name[0].lower() in 'aeiou' else 'a'} {name}"
 
 
 def _reordered(got, expected) -> bool:
@@ -492,6 +540,8 @@ _MOSTLY_UNLABELLED = np.array(["a", "", "b", "a", "c", "", "a", "d", "b", "", "c
                                "f", ""], dtype=object)
 #: A photo whose features are all zero (a blank image through some networks): no direction, it stays zeros.
 _WITH_A_ZERO_ROW = np.vstack([_FEATURES[:2], np.zeros((1, 3)), _FEATURES[2:]])
+#: Rows whose values sum to 0 without being zeros: an answer that finds "a row of zeros" by its sum zeroes them.
+_ZERO_SUM_ROWS = np.array([[1.0, -1.0, 0.0], [0.3, 0.4, 1.2], [2.0, 3.0, -5.0]])
 
 
 _MAP_5X5 = np.round(np.random.default_rng(20).normal(size=(5, 5, 2)), 2)
@@ -504,12 +554,14 @@ def _corner_conv3x3(padded, kernel):
     return np.array([[(padded[i:i + 3, j:j + 3] * kernel).sum() for j in range(w)] for i in range(h)])
 
 
-#: Notebook 2's output_size cases. The last is 2x2 pooling of 64 pixels, the one even kernel: a formula that counts
-#: the positions of the kernel's centre (right for odd kernels only) gives 31 there instead of 32. The other padded
-#: cases have p = (k - 1) / 2, where "same" padding gives the same count: the last one, 3-pixel kernel with 2 zeros
-#: on each side, refuses an answer that uses ceil(n / s) for every padding (10 instead of 12).
+#: Notebook 2's output_size cases. (64, 2, 2, 0) is 2x2 pooling of 64 pixels: a formula that counts the positions
+#: of the kernel's centre (right for odd kernels only) gives 31 there instead of 32. The other padded cases have
+#: p = (k - 1) / 2, where "same" padding gives the same count: (10, 3, 1, 2), a 3-pixel kernel with 2 zeros on each
+#: side, refuses an answer that uses ceil(n / s) for every padding (10 instead of 12). The last two have even kernels
+#: where halving is wrong: 2x2 pooling of an odd 29 (the small CNN's pool2: 14; ceil(n / s) gives 15) and a 4-pixel
+#: window at stride 2 with padding 1 ((n + 2p) // s gives 5 instead of 4).
 _OUTPUT_SIZE_CASES = ((224, 3, 1, 0), (7, 7, 1, 3), (224, 3, 2, 1), (10, 3, 2, 0), (10, 5, 3, 2), (64, 2, 2, 0),
-                      (10, 3, 1, 2))
+                      (10, 3, 1, 2), (29, 2, 2, 0), (8, 4, 2, 1))
 _CONV3X3_CASES = ((_IMAGE, _KERNEL), (_IMAGE.T.copy(), np.ones((3, 3))), (_GREY, _KERNEL * 0.5))
 _CONV_PARAMETERS_CASES = ((3, 4, 64), (3, 64, 128, False), (1, 256, 64), (5, 1, 1))
 
@@ -523,7 +575,8 @@ def _conv_parameters_case(k, c_in, c_out, bias=True) -> str:
 
 
 def _a_whole_number(cases: tuple, describe: Callable[..., str], why: str) -> Callable[[Callable], str | None]:
-    """Notebook 2's rule for a count (``output_size``, ``conv_parameters``): None when the answer is an int (Python's
+    """The rule for a count (notebook 2's ``output_size`` and ``conv_parameters``, notebook 4's ``receptive_field`` and
+    ``separable_parameters``): None when the answer is an int (Python's
     or numpy's) on every one of ``cases``; else what it returned, then ``why`` (why a count is an int, and how to get
     one). A float holds the right number but is no count: ``np.zeros((out, out))`` refuses it (TypeError)."""
     def rule(function: Callable) -> str | None:
@@ -700,7 +753,8 @@ def _all_pairs_at_once(function: Callable) -> str | None:
 
 
 def _every_row_at_once(function: Callable) -> str | None:
-    """None when ``function(gallery, query, k)`` scores the gallery without a Python loop; else what loops."""
+    """None when ``function(gallery, query, k)`` scores the gallery without a Python loop and leaves its arrays
+    unchanged; else what loops, or which argument it wrote into."""
     loop = _python_loop(function)
     if loop:
         return (f"right values, but through {loop}: the exercise asks for every row of the gallery at once, "
@@ -711,6 +765,10 @@ def _every_row_at_once(function: Callable) -> str | None:
     if pandas:
         return (f"right values, but through pandas' {pandas[0]}(...): the exercise asks numpy's own functions to "
                 "pick and order the top k (np.argsort, or np.argpartition and then a sort of those k)")
+    written = _written_arguments(function, EXERCISES["cosine_top_k"].cases, ("gallery", "query"))
+    if written:
+        return (f"right rows, but your function wrote into `{written[0]}`, the array it was given (`/=` divides in "
+                "place): the caller's vectors change under it, so don't modify the input: compute new arrays. Hint")
     return None
 
 
@@ -823,6 +881,21 @@ def _jump_doubled_at_any_stride(layers):
     return field
 
 
+#: Notebook 4's receptive_field cases. The fourth, AlexNet's first layers, has a stride of 4: a rule right for strides
+#: 1 and 2 only fails there.
+_RECEPTIVE_FIELD_CASES = (([(3, 1)] * 3,), ([(3, 2), (3, 1)],), ([(7, 2), (3, 2), (3, 1), (3, 1)],),
+                          ([(11, 4), (3, 2), (5, 1)],), ([(1, 1)],))
+_SEPARABLE_PARAMETERS_CASES = ((3, 64, 128), (3, 728, 728), (5, 3, 16))
+
+
+def _receptive_field_case(layers):
+    return f"the receptive field of (kernel, stride) layers {layers}"
+
+
+def _separable_parameters_case(k, c_in, c_out):
+    return f"a {k}x{k} separable convolution from {c_in} to {c_out} channels (no bias)"
+
+
 def _ap_of_row(row, n_relevant, k):
     """AP@K of a 0/1 result list, through the ranks of its relevant results."""
     return solutions.ap_at_k(np.flatnonzero(row) + 1, n_relevant, k)
@@ -876,8 +949,14 @@ def _integer_rows_and_inputs_unchanged(function: Callable) -> str | None:
     return _rows_as_integers(function) or _filter_left_unchanged(function)
 
 
-def _relevant_left_unchanged(function: Callable) -> str | None:
-    """precision_curve's rule: None when ``function(relevant)`` leaves the 0/1 list it is given as it was."""
+def _curve_array_and_relevant_unchanged(function: Callable) -> str | None:
+    """precision_curve's rule: a numpy array (the docstring asks for one; a list or a tuple holds the right
+    numbers but does no arithmetic), and the 0/1 list it is given left as it was."""
+    got = _quietly(function, (_HITS[0],))
+    if got is not None and not isinstance(got, np.ndarray):
+        return (f"right numbers, but {_kind(got)} instead of a numpy array: the curve is numbers to compute "
+                "with (curve - 0.5 on a list raises TypeError), so return an array (np.array(...) turns a list "
+                "into one, or build the curve with numpy from the start)")
     if not _written_arguments(function, [(_HITS[0],), (np.array([0, 1, 1, 0, 1, 0, 0, 1]),)], ("relevant",)):
         return None
     return ("right curve, but your function wrote into `relevant`, the list it was given: the caller may "
@@ -986,7 +1065,7 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
          ("you summed the positions: divide by their number (height x width)", lambda maps: maps.sum(axis=(1, 2)))),
         rule=_a_feature_array),
     Exercise(
-        "l2_normalise", ((_FEATURES,), (_FEATURES[:, :2],), (_WITH_A_ZERO_ROW,)),
+        "l2_normalise", ((_FEATURES,), (_FEATURES[:, :2],), (_WITH_A_ZERO_ROW,), (_ZERO_SUM_ROWS,)),
         lambda features: f"for the input {_list(features)}, the L2-normalised rows",
         (("you scaled the columns to length 1: scale each row, one photo's vector",
           lambda f: f / np.linalg.norm(f, axis=0, keepdims=True)),
@@ -996,13 +1075,13 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
           "(what could you divide it by instead, without changing any other row?)",
           lambda f: f / np.linalg.norm(f, axis=1, keepdims=True)),
          ("you divided by the sum of the values: the length is the square root of the sum of squares",
-          lambda f: f / f.sum(axis=1, keepdims=True))),
+          lambda f: f / f.sum(axis=1, keepdims=True)),
+         ("a row whose values sum to 0, such as [1, -1, 0], is not a row of zeros: it has a length and a direction. "
+          "Tell a row of zeros by its length instead",
+          lambda f: np.where(f.sum(axis=1, keepdims=True) == 0, 0.0, f / np.linalg.norm(f, axis=1, keepdims=True)))),
         rule=_features_left_unchanged),
     Exercise(
-        # the fourth case, AlexNet's first layers, has a stride of 4: a rule right for strides 1 and 2 only fails there
-        "receptive_field", (([(3, 1)] * 3,), ([(3, 2), (3, 1)],), ([(7, 2), (3, 2), (3, 1), (3, 1)],),
-                            ([(11, 4), (3, 2), (5, 1)],), ([(1, 1)],)),
-        lambda layers: f"the receptive field of (kernel, stride) layers {layers}",
+        "receptive_field", _RECEPTIVE_FIELD_CASES, _receptive_field_case,
         (("did you add up the kernel sizes? Each k x k layer widens the field by k - 1 input steps",
           lambda layers: sum(k for k, s in layers)),
          ("did you ignore the strides? After a stride-2 layer, one step of the next layer covers 2 input pixels",
@@ -1011,7 +1090,11 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
           lambda layers: 1 + sum((k - 1) * int(np.prod([s for _, s in layers[:i + 1]]))
                                  for i, (k, _) in enumerate(layers))),
          ("after a layer of stride 4, its neighbouring outputs sit 4 input pixels apart, not 2: does your rule use "
-          "the stride's value, or only whether it is above 1?", _jump_doubled_at_any_stride))),
+          "the stride's value, or only whether it is above 1?", _jump_doubled_at_any_stride)),
+        rule=_a_whole_number(
+            _RECEPTIVE_FIELD_CASES, _receptive_field_case,
+            "a number of pixels is a whole number: return an int (start the field and the spacing at 1, not 1.0, "
+            "and multiply or add whole numbers only)")),
     Exercise(
         "projection_residual", ((_MAP_5X5, _every_other_mixed, np.array([[0.5, 2.0, -1.0], [1.0, 0.0, 1.0]]), 2),
                                 (_MAP_5X5[:3, :4], _mixed, np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 2.0]]), 1),
@@ -1027,13 +1110,16 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
          ("ResNet's ReLU has no upper bound: max(0, v), not capped at 6 as ReLU6 is",
           lambda x, f, w, s: np.clip(f(x) + x[::s, ::s] @ w, 0, 6)))),
     Exercise(
-        "separable_parameters", ((3, 64, 128), (3, 728, 728), (5, 3, 16)),
-        lambda k, c_in, c_out: f"a {k}x{k} separable convolution from {c_in} to {c_out} channels (no bias)",
+        "separable_parameters", _SEPARABLE_PARAMETERS_CASES, _separable_parameters_case,
         (("that is a regular convolution's count: k*k*c_in*c_out", lambda k, c_in, c_out: k * k * c_in * c_out),
          ("the depthwise step has ONE k x k filter per input channel: k*k*c_in, not k*k*c_in*c_out",
           lambda k, c_in, c_out: k * k * c_in * c_out + c_in * c_out),
          ("you forgot the pointwise 1x1 convolution that mixes the channels: c_in*c_out weights",
-          lambda k, c_in, c_out: k * k * c_in))),
+          lambda k, c_in, c_out: k * k * c_in)),
+        rule=_a_whole_number(
+            _SEPARABLE_PARAMETERS_CASES, _separable_parameters_case,
+            "a number of weights is a whole number: return an int (k * k or k ** 2 rather than math.pow, which "
+            "gives a float, or wrap the result in int())")),
     _DistanceExercise(
         "euclidean_distances", ((_QUERIES, _GALLERY), (_GALLERY[:1], _GALLERY), (_UNIT_ROWS32[::2], _UNIT_ROWS32)),
         lambda q, g: (f"the distances between {q.shape[0]} queries and {g.shape[0]} gallery vectors of width "
@@ -1086,7 +1172,9 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
           lambda r, n, k: float(np.sum(np.arange(len(_found(r, k))) / _found(r, k)) / min(k, n)) if n else 0.0),
          ("only the first k results count: leave out the ranks above k",
           lambda r, n, k: float(np.sum(np.arange(1, len(r) + 1) / np.asarray(r, dtype=float)) / min(k, n))
-          if n else 0.0))),
+          if n else 0.0),
+         ("a query with R = 0 gives 0 / 0 = nan: its AP@K is 0, returned without dividing",
+          lambda r, n, k: float("nan") if n == 0 else solutions.ap_at_k(r, n, k)))),
     Exercise(
         "map_at_k", ((_HITS, [3, 4, 8, 2], 5), (_HITS[:3], [3, 4, 8], 5), (_HITS[:, :3], [2, 1, 3, 2], 3),
                      (_HITS_BEYOND_K, [4, 3, 6], 3), (_HITS, [3, 4, 8, 0], 5)),
@@ -1134,7 +1222,7 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
          ("divide the running count of relevant results by the rank j", lambda r: np.cumsum(r).astype(float)),
          ("precision@j counts every relevant result among the first j, not only the one at rank j",
           lambda r: np.asarray(r, dtype=float) / np.arange(1, len(r) + 1))),
-        rule=_relevant_left_unchanged),
+        rule=_curve_array_and_relevant_unchanged),
 ]}
 
 
@@ -1153,6 +1241,30 @@ _FOUND_SKEWED = np.array([[1, 2, 3, 4], [4, 3, 2, 1], [1, 9, 8, 7], [9, 8, 1, 2]
 _REFERENCE_SKEWED = np.array([[1, 2, 3, 4]] * 4)
 #: FAISS pads a query's answer with -1 when the lists it probed hold fewer than k rows.
 _FOUND_PADDED = np.array([[3, 1, -1, -1]])
+
+
+def _no_power_mean_library(function: Callable) -> str | None:
+    """What is wrong when ``function`` lets scipy.stats compute GeM (``pmean``, the power mean, since scipy 1.9,
+    preinstalled on Colab and Kaggle), or None. Read like :func:`uses_a_library`; scipy.stats is refused for
+    gem_pool only (it is not in :data:`OTHER_LIBRARIES`: no other exercise's step is one of its functions)."""
+    seen, todo = set(), [(function, 0)]
+    while todo:
+        current, level = todo.pop()
+        names = _names_read(current)
+        for label, value in _referenced(current, seen):
+            module = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
+            module = module if isinstance(module, str) else ""
+            if module == "scipy.stats" or module.startswith("scipy.stats.") or (module == "scipy" and "stats" in names):
+                used = "`scipy.stats`" if isinstance(value, types.ModuleType) else f"`{label}` (from scipy.stats)"
+                return (f"your function uses {used}, which computes the power mean for you: "
+                        "the exercise is to write this step yourself, with numpy. Hint")
+            if (level < 3 and isinstance(value, types.FunctionType)
+                    and value.__module__ == getattr(function, "__module__", None)):
+                todo.append((value, level + 1))
+        if {"scipy", "stats"} <= names or any(n == "scipy.stats" or n.startswith("scipy.stats.") for n in names):
+            return ("your function imports scipy.stats, which computes the power mean for you: the exercise is to "
+                    "write this step yourself, with numpy. Hint")
+    return None
 
 
 def _int8_unguarded(f):
@@ -1175,7 +1287,8 @@ EXERCISES.update({e.name: e for e in [
          ("you summed the positions: the generalised MEAN divides by their number (height x width)",
           lambda maps, p: np.sum(maps ** p, axis=(1, 2)) ** (1.0 / p)),
          ("average over the positions (axes 1 and 2), one number per channel, not over the channels",
-          lambda maps, p: np.mean(maps ** p, axis=3) ** (1.0 / p)))),
+          lambda maps, p: np.mean(maps ** p, axis=3) ** (1.0 / p))),
+        rule=_no_power_mean_library),
     Exercise(
         "alpha_query_expansion", ((_UNIT[0], _NEIGHBOURS, 3.0), (_NEIGHBOURS[0], _NEIGHBOURS[1:], 1.0),
                                   (_UNIT[1], _UNIT[2:], 3.0),
@@ -1254,21 +1367,28 @@ _MINED_NEGATIVE = np.array([[2.0, 0, 0, 0, 0], [0.9, np.sqrt(1 - 0.9**2), 0, 0, 
                             [0.35, 0, 0.5 * np.sqrt(1 - 0.7**2), 0, 0], [0.61, 0, 0, np.sqrt(1 - 0.61**2), 0],
                             [0.59, 0, 0, 0, np.sqrt(1 - 0.59**2)]])
 _MINED_NEGATIVE_LABELS = np.array([0, 0, 0, 1, 1])
+#: One anchor (row 0, length 2) whose negatives are all below 0 (cosines -0.2 and -0.5) and whose positives are at
+#: 0.3, 0.05 and -0.15: mining keeps the positive -0.15 only (0.05 - 0.1 > -0.2). A hardest negative taken as a max
+#: over the row with the other entries masked by 0 (``(S * mask).max``) is 0 and keeps 0.05 too; no mining keeps 0.3.
+_NEGATIVE_COSINES = np.eye(6) * np.sqrt(1 - np.array([0.0, 0.3, 0.05, -0.15, -0.2, -0.5]) ** 2)
+_NEGATIVE_COSINES[:, 0] = [2.0, 0.3, 0.05, -0.15, -0.2, -0.5]
+_NEGATIVE_COSINES_LABELS = np.array([0, 0, 0, 0, 1, 1])
 _FOUND_ITEMS = np.array([["c", "a", "a", "d", "e"], ["b", "f", "g", "h", "b"], ["x", "y", "z", "w", "c"],
                          ["d", "e", "d", "q", "d"], ["m", "e", "e", "e", "o"]])
 _QUERY_ITEMS = np.array(["a", "b", "c", "d", "e"])
-#: Recall@3 of 7 queries (items a to g) on which every typical mistake gives its own value: a, c, e and f are found
-#: only after rank 3 (a list not cut at k counts them), e and a show up in other queries' top 3 (one np.isin over
-#: every list counts them), b has two hits in its top 3, no query has its own item first, and a, c and f come after
-#: a repeated wrong item (a list de-duplicated before the cut at k counts them).
+#: Recall@3 of 7 queries (items a to g) on which every typical mistake gives its own value: a, c, d, e and f are
+#: found only after rank 3 (a list not cut at k counts them), e and a show up in other queries' top 3 (one np.isin
+#: over every list counts them), b has two hits in its top 3, no query has its own item first, and a, c, d and f
+#: come after a repeated wrong item (a list de-duplicated before the cut at k counts them); d is at rank 5, past a
+#: cut at k + 1.
 _FIRST_K_ITEMS = np.array([["x", "e", "e", "a", "a"], ["x", "b", "b", "y", "a"], ["x", "x", "y", "c", "c"],
-                           ["x", "y", "d", "z", "w"], ["a", "x", "y", "z", "e"], ["x", "x", "y", "f", "w"],
+                           ["x", "x", "x", "y", "d"], ["a", "x", "y", "z", "e"], ["x", "x", "y", "f", "w"],
                            ["x", "g", "y", "g", "z"]])
 _FIRST_K_QUERIES = np.array(["a", "b", "c", "d", "e", "f", "g"])
 
 
 def _multi_similarity(embeddings, labels, *, normalise=True, mine=True, mine_negatives=True, self_positive=False,
-                      all_anchors=True, scaled=True, alpha=2.0, beta=50.0, base=0.5, epsilon=0.1):
+                      all_anchors=True, scaled=True, alpha=2.0, beta=50.0, base=0.5, epsilon=0.1, zero_masked=False):
     """The multi-similarity loss with one step switchable off: the typical mistakes of the exercise."""
     x = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True) if normalise else embeddings
     similarity = x @ x.T
@@ -1279,7 +1399,8 @@ def _multi_similarity(embeddings, labels, *, normalise=True, mine=True, mine_neg
     for i in range(len(labels)):
         pos, neg = similarity[i, positive[i]], similarity[i, ~same[i]]
         if len(pos) and len(neg) and mine:
-            pos, neg = pos[pos - epsilon < neg.max()], neg[neg + epsilon > pos.min()] if mine_negatives else neg
+            hardest = max(neg.max(), 0.0) if zero_masked else neg.max()  # (S * mask).max: the masked 0s count
+            pos, neg = pos[pos - epsilon < hardest], neg[neg + epsilon > pos.min()] if mine_negatives else neg
         if len(pos) and len(neg):
             losses.append(np.log1p(np.exp(-alpha * (pos - base)).sum()) / (alpha if scaled else 1)
                           + np.log1p(np.exp(beta * (neg - base)).sum()) / (beta if scaled else 1))
@@ -1289,7 +1410,8 @@ def _multi_similarity(embeddings, labels, *, normalise=True, mine=True, mine_neg
 EXERCISES.update({e.name: e for e in [
     Exercise(
         "multi_similarity_loss", ((_batch(9), _BATCH_LABELS), (_batch(10), _BATCH_LABELS),
-                                  (_batch(_EPSILON_SEED), _BATCH_LABELS), (_MINED_NEGATIVE, _MINED_NEGATIVE_LABELS)),
+                                  (_batch(_EPSILON_SEED), _BATCH_LABELS), (_MINED_NEGATIVE, _MINED_NEGATIVE_LABELS),
+                                  (_NEGATIVE_COSINES, _NEGATIVE_COSINES_LABELS)),
         lambda embeddings, labels: f"the multi-similarity loss of the {len(labels)} embeddings {_list(embeddings)} "
                                    f"with labels {_items(labels)}",
         (("keep only the informative pairs (mining): a positive with S_ij - epsilon < the anchor's hardest "
@@ -1309,13 +1431,19 @@ EXERCISES.update({e.name: e for e in [
           lambda e, l: _multi_similarity(e, l, scaled=False)),
          ("the mining has a margin: keep a positive with S_ij - epsilon < the hardest negative and a negative with "
           "S_ik + epsilon > the hardest positive, epsilon = 0.1 (a pair just past the hardest one still counts)",
-          lambda e, l: _multi_similarity(e, l, epsilon=0.0)))),
+          lambda e, l: _multi_similarity(e, l, epsilon=0.0)),
+         ("the hardest negative is the highest cosine among the negatives alone, and a cosine can be below 0: "
+          "masking the other entries with 0 (S * mask) before the max makes 0 the hardest negative when every "
+          "negative is below 0; leave them out (np.where with -inf, or boolean indexing)",
+          lambda e, l: _multi_similarity(e, l, zero_masked=True)))),
     Exercise(
         "instance_recall_at_k", ((_FIRST_K_ITEMS, _FIRST_K_QUERIES, 3), (_FOUND_ITEMS, _QUERY_ITEMS, 3),
                                  (_FOUND_ITEMS, _QUERY_ITEMS, 5), (_FOUND_ITEMS[:3], _QUERY_ITEMS[:3], 1)),
         lambda found, queries, k: f"Recall@{k} of queries {_items(queries)} with results {_items(found)}",
         (("only the first k results count: cut each list at k",
           lambda f, q, k: float(np.mean((f == q[:, None]).any(axis=1)))),
+         ("count exactly k results: a query's first k are its columns 0 to k - 1 (a slice :k stops before k)",
+          lambda f, q, k: float(np.mean((f[:, :k + 1] == q[:, None]).any(axis=1)))),
          ("a query counts once, as soon as its item shows up in its top k, however many photos of it do",
           lambda f, q, k: float(np.mean((f[:, :k] == q[:, None]).sum(axis=1)))),
          ("cut each list at k as it stands: a repeated item (several photos of it) takes a rank each time",
@@ -1379,7 +1507,8 @@ _HINTS = {
                        "the list does it look at, and a share out of how many results?",
                        ("cbir_tutorial.evaluation.metrics.precision_at_k",)),
     "ap_at_k": ("at the i-th relevant result, rank r, how many of the first r results are relevant? That gives "
-                "precision@r; the formula above says which ranks count and what divides their sum.",
+                "precision@r; the formula above says which ranks count, what divides their sum, and what a query "
+                "with R = 0 scores.",
                 ("cbir_tutorial.evaluation.metrics.average_precision_at_k",)),
     "map_at_k": ("compute AP@k of every row with its own R (a row's ranks: where it holds a 1, counted from 1), "
                  "then average over all the rows.",

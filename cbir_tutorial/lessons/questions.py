@@ -89,8 +89,9 @@ QUESTIONS: dict[str, Question] = {q.name: q for q in [
         "In a random ranking every rank holds a relevant product with the same probability, (n_c - 1) / (N - 1). "
         "Ten results do hold more relevant products than one (the intuition of b), but precision divides by K, "
         "so its expectation does not depend on K: one chance level serves precision@K for every K. Not so for "
-        "MAP@K, whose chance level depends on K (on the sample it falls as K grows); notebook 6 measures it with "
-        "one random ranking.",
+        "MAP@K, whose chance level depends on K: on the sample it falls as K grows (its exact expectation at K = "
+        "5, 10 and 20 is in benchmarks/RESULTS.md, section 4); notebook 6 measures it at one K, with one random "
+        "ranking.",
         answer="c"),
     Question(
         "untrained_ratio",

@@ -728,6 +728,16 @@ def test_cosine_top_k_refuses_a_python_loop_over_the_gallery(capsys):
     assert check("cosine_top_k", one_product) is True
 
 
+def test_cosine_top_k_refuses_an_answer_that_normalises_the_gallery_in_place(capsys):
+    def in_place(gallery, query, k):
+        gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
+        return np.argsort(-(gallery @ query), kind="stable")[:k]
+
+    assert check("cosine_top_k", in_place) is False
+    out = capsys.readouterr().out
+    assert "right rows, but your function wrote into `gallery`" in out and "don't modify the input" in out, out
+
+
 def _top_k_as_ints(gallery, query, k):  # vectorised, then a comprehension over the k results only
     similarity = (gallery @ query) / np.linalg.norm(gallery, axis=1)
     return [int(row) for row in np.argsort(-similarity, kind="stable")[:k]]
@@ -936,6 +946,25 @@ def test_map_at_k_refuses_an_answer_that_leaves_out_the_queries_with_r_0(capsys)
     assert any(0 in list(n_relevant) for _, n_relevant, _ in EXERCISES["map_at_k"].cases)
 
 
+# Notebook 6, review round 9: AP@K with R = 0 divided anyway (nan from numpy, ZeroDivisionError from Python).
+def test_ap_at_k_points_an_answer_that_divides_by_r_0_at_r_0(capsys):
+    def divides_anyway(ranks, n_relevant, k):
+        found = np.array([r for r in ranks if r <= k], dtype=float)
+        with np.errstate(invalid="ignore"):
+            return float(np.sum(np.arange(1, len(found) + 1) / found) / np.float64(min(k, n_relevant)))
+
+    def divides_in_python(ranks, n_relevant, k):
+        found = [r for r in ranks if r <= k]
+        return sum((i + 1) / r for i, r in enumerate(found)) / min(k, n_relevant)
+
+    assert check("ap_at_k", divides_anyway) is False
+    out = capsys.readouterr().out
+    assert "R = 0: yours gives nan: a query with R = 0 gives 0 / 0 = nan" in out, out
+    assert check("ap_at_k", divides_in_python) is False
+    out = capsys.readouterr().out
+    assert "ZeroDivisionError" in out and "with R = 0 scores" in out, out
+
+
 def test_ap_at_k_tells_an_answer_that_drops_rank_k_that_rank_k_counts(capsys):
     def stops_before_k(ranks, n_relevant, k):
         if n_relevant == 0:
@@ -1140,6 +1169,22 @@ def test_output_size_refuses_the_same_padding_count_for_every_padding(capsys):
     assert "yours gives 10" in capsys.readouterr().out
 
 
+def test_output_size_refuses_halving_for_even_kernels(capsys):
+    """Notebook 2, review round 9: with one even case (64 pixels, stride = kernel = 2), "same" for the usual padding
+    and "pooling halves" passed. The small CNN's pool2 (29 -> 14) and a 4-pixel window at stride 2 refuse them."""
+    import math
+
+    def same_for_the_usual_padding(n, kernel, stride, padding):
+        return math.ceil(n / stride) if padding == (kernel - 1) // 2 else (n + 2 * padding - kernel) // stride + 1
+
+    def pooling_halves(n, kernel, stride, padding):
+        return (n + 2 * padding - kernel) // stride + 1 if kernel % 2 else (n + 2 * padding) // stride
+
+    for answer, shown in ((same_for_the_usual_padding, "yours gives 15"), (pooling_halves, "yours gives 5")):
+        assert check("output_size", answer) is False
+        assert shown in capsys.readouterr().out
+
+
 def test_the_counts_of_notebook_2_are_ints_python_or_numpy(capsys):
     """Notebook 2, review round 8: np.floor(...) + 1 and math.pow give the right count as a float, which cannot
     size an array (np.zeros((out, out)) raises TypeError)."""
@@ -1208,11 +1253,23 @@ def test_filtered_top_k_wants_the_rows_as_an_integer_array(capsys):
 
 def test_precision_curve_accepts_a_loop_and_its_hint_does_not_ask_for_one_call():
     def one_j_at_a_time(relevant):
-        return [sum(relevant[:j]) / j for j in range(1, len(relevant) + 1)]
+        return np.array([sum(relevant[:j]) / j for j in range(1, len(relevant) + 1)])
 
     assert exercise_for("precision_curve").passes(one_j_at_a_time)
     hint = EXERCISES["precision_curve"].hint_text
     assert "at once" not in hint and "loop over j is fine" in hint, hint
+
+
+@pytest.mark.parametrize("container", [list, tuple])
+def test_precision_curve_wants_a_numpy_array(capsys, container):
+    """The docstring asks for the array of precisions; a list passed the check (review of notebook 7)."""
+    def as_a_container(relevant):
+        return container(np.cumsum(relevant) / np.arange(1, len(relevant) + 1))
+
+    assert check("precision_curve", as_a_container) is False
+    out = capsys.readouterr().out
+    assert f"right numbers, but a {container.__name__} instead of a numpy array" in out, out
+    assert check("precision_curve", lambda r: np.array(as_a_container(r))) is True
 
 
 def test_precision_curve_refuses_an_answer_that_writes_into_relevant(capsys):
@@ -1528,6 +1585,32 @@ def test_nb04_a_number_returned_as_text_is_refused_right_or_wrong(capsys):
     assert exercises._same(np.int64(7), 7, 1e-6) and exercises._same([1.0, 2.0], np.array([1, 2]), 1e-6)
 
 
+# Notebook 4, review round 9: a count returned as a float (math.pow, a 1.0 start) is refused as in notebook 2.
+def test_nb04_a_count_returned_as_a_float_is_refused(capsys):
+    import math
+
+    from cbir_tutorial.lessons.exercises import nb04
+
+    def float_field(layers):
+        field, jump = 1.0, 1.0
+        for kernel, stride in layers:
+            field, jump = field + (kernel - 1) * jump, jump * stride
+        return field
+
+    def int_field(layers):  # numpy's integers are whole numbers too
+        jumps = np.cumprod([1] + [stride for _, stride in layers[:-1]])
+        return 1 + np.sum([(kernel - 1) * jump for (kernel, _), jump in zip(layers, jumps)])
+
+    for question, as_float, whole in ((nb04.q1, float_field, int_field),
+                                      (nb04.q3, lambda k, c_in, c_out: math.pow(k, 2) * c_in + c_in * c_out,
+                                       lambda k, c_in, c_out: (k * k + c_out) * c_in)):
+        assert question.check(as_float).right is False
+        out = capsys.readouterr().out
+        assert "right value, but a float" in out and "whole number" in out, out
+        assert question.check(whole).right is True
+        capsys.readouterr()
+
+
 def test_shown_never_fails_on_an_odd_value():
     shown = exercises._shown
     assert (shown(1234), shown(0.5), shown(np.float32(0.25)), shown(True)) == ("1,234", "0.500", "0.250", "True")
@@ -1582,6 +1665,35 @@ def test_nb10_recall_mistakes_that_cut_at_k_are_not_told_to_cut_at_k(capsys):
     assert len(set(np.round(values, 9))) == len(values), values  # each mistake its own value on the first case
 
 
+def test_nb10_multi_similarity_refuses_a_hardest_negative_masked_with_zero(capsys):
+    """``(S * mask).max`` takes 0 for the hardest negative when every negative cosine is below 0: a case has one."""
+    from cbir_tutorial.lessons.exercises import nb10
+
+    def vectorised(embeddings, labels, zero_masked):
+        x = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+        s, labels = x @ x.T, np.asarray(labels)
+        same = labels[:, None] == labels[None, :]
+        positive, negative = same & ~np.eye(len(labels), dtype=bool), ~same
+        hardest_negative = (s * negative if zero_masked else np.where(negative, s, -np.inf)).max(axis=1)[:, None]
+        hardest_positive = np.where(positive, s, np.inf).min(axis=1)[:, None]
+        kept_p, kept_n = positive & (s - 0.1 < hardest_negative), negative & (s + 0.1 > hardest_positive)
+        pull = np.log1p((np.exp(-2 * (s - 0.5)) * kept_p).sum(axis=1)) / 2
+        push = np.log1p((np.exp(50 * (s - 0.5)) * kept_n).sum(axis=1)) / 50
+        return float(np.where(kept_p.any(axis=1) & kept_n.any(axis=1), pull + push, 0.0).mean())
+
+    assert nb10.q1.check(lambda e, l: vectorised(e, l, zero_masked=False))
+    capsys.readouterr()
+    assert not nb10.q1.check(lambda e, l: vectorised(e, l, zero_masked=True))
+    assert "masking the other entries with 0" in capsys.readouterr().out
+
+
+def test_nb10_recall_off_by_one_is_told_so():
+    from cbir_tutorial.lessons.exercises import nb10
+
+    problem = nb10.q2.problem(lambda f, q, k: float(np.mean((f[:, :k + 1] == q[:, None]).any(axis=1))))
+    assert problem and problem.endswith("(a slice :k stops before k)"), problem
+
+
 def test_nb10_multi_similarity_hint_is_a_nudge_and_nothing_calls_the_lowest_positive_the_easiest():
     from cbir_tutorial.training import losses
 
@@ -1630,6 +1742,38 @@ def test_nb08_gem_pool_refuses_p_rounded_to_the_nearest_half(capsys):
     assert any(p * 2 != round(p * 2) for _, p in EXERCISES["gem_pool"].cases)
     assert check("gem_pool", rounded_to_a_half) is False
     assert "p = 2.2" in capsys.readouterr().out
+
+
+def test_nb08_gem_pool_refuses_scipy_stats_power_mean(monkeypatch, capsys):
+    """scipy.stats.pmean (scipy 1.9+, on Colab and Kaggle) is GeM in one call; the check accepted it (review 9 of
+    notebook 8). Refused as a module attribute, by name, and imported inside the function."""
+    def power_mean(a, p, axis=0):
+        return np.mean(np.asarray(a, dtype=float) ** p, axis=axis) ** (1.0 / p)
+
+    scipy, pmean = _fake_library(monkeypatch, "scipy.stats", "pmean", power_mean)
+
+    def through_scipy(maps, p):
+        return scipy.stats.pmean(maps.reshape(maps.shape[0], -1, maps.shape[-1]), p, axis=1)
+
+    def by_name(maps, p):
+        return pmean(maps.reshape(maps.shape[0], -1, maps.shape[-1]), p, axis=1)
+
+    def imported_inside(maps, p):
+        from scipy.stats import pmean
+        return pmean(maps.reshape(maps.shape[0], -1, maps.shape[-1]), p, axis=1)
+
+    def from_scipy_import_stats(maps, p):
+        from scipy import stats
+        return stats.pmean(maps.reshape(maps.shape[0], -1, maps.shape[-1]), p, axis=1)
+
+    for function in (through_scipy, by_name, imported_inside, from_scipy_import_stats):
+        assert check("gem_pool", function) is False, function.__name__
+        assert "scipy.stats" in capsys.readouterr().out, function.__name__
+
+    def with_numpy(maps, p):
+        return np.mean(maps ** p, axis=(1, 2)) ** (1.0 / p)
+
+    assert check("gem_pool", with_numpy) is True  # numpy alone still passes
 
 
 def _multi_similarity_by_hand(epsilon=0.1, negatives=True):
@@ -1683,3 +1827,96 @@ def test_nb10_multi_similarity_refuses_a_loss_that_mines_the_positives_only(caps
     capsys.readouterr()
     assert not nb10.q1.check(_multi_similarity_by_hand(negatives=False))
     assert "mine the negatives too" in capsys.readouterr().out
+
+
+# Notebook 3: the package hidden in a container, a partial, an object or a lookup by name is still the package.
+def _package_pool():
+    from cbir_tutorial.models.pooling import pool
+    return pool
+
+
+_HIDDEN = {"dict": {"gap": _package_pool()}, "list": [[_package_pool()]]}
+
+
+def _via_globals(maps):
+    return np.asarray(globals()["_HIDDEN"]["dict"]["gap"](maps))
+
+
+def test_the_package_is_found_inside_containers_partials_objects_and_lookups_by_name(capsys):
+    import functools
+    import types
+
+    pool = _package_pool()
+    partial = functools.partial(pool, pooling="avg")
+    namespace = types.SimpleNamespace(gap=pool)
+
+    class CallsThePackage:
+        def __call__(self, maps):
+            return pool(maps)
+
+    class HoldsIt:
+        gap = staticmethod(pool)
+
+    calls = CallsThePackage()
+
+    def from_a_dict(maps):
+        return np.asarray(_HIDDEN["dict"]["gap"](maps))
+
+    def from_a_nested_list(maps):
+        return np.asarray(_HIDDEN["list"][0][0](maps))
+
+    def from_a_partial(maps):
+        return np.asarray(partial(maps))
+
+    def from_a_namespace(maps):
+        return np.asarray(namespace.gap(maps))
+
+    def from_a_callable_object(maps):
+        return np.asarray(calls(maps))
+
+    def from_a_class_attribute(maps):
+        return np.asarray(HoldsIt.gap(maps))
+
+    def from_a_default(maps, tools={"gap": pool}):
+        return np.asarray(tools["gap"](maps))
+
+    def from_eval(maps):
+        return np.asarray(eval("_package_pool")()(maps))
+
+    hidden = [from_a_dict, from_a_nested_list, from_a_partial, from_a_namespace, from_a_callable_object,
+              from_a_class_attribute, from_a_default, from_eval, _via_globals]
+    for function in hidden:
+        assert uses_the_package(function), function.__name__
+        assert not exercises.nb03.q1.check(function), function.__name__
+        assert "uses the package's own `cbir_tutorial." in capsys.readouterr().out, function.__name__
+
+    axes = {"positions": (1, 2)}
+
+    class Own:
+        def __call__(self, maps):
+            return maps.mean(axis=axes["positions"])
+
+    own = Own()
+
+    def own_answer(maps):  # containers and objects of the learner's that hold no package code are fine
+        return own(maps)
+
+    assert uses_the_package(own_answer) == ""
+    assert exercises.nb03.q1.check(own_answer)
+
+
+def test_l2_normalise_refuses_an_answer_that_finds_the_zero_rows_by_their_sum(capsys):
+    def zero_sum_is_zero(features):
+        lengths = np.linalg.norm(features, axis=1, keepdims=True)
+        with np.errstate(all="ignore"):
+            return np.where(features.sum(axis=1, keepdims=True) == 0, 0.0, features / lengths)
+
+    assert not exercises.nb03.q2.check(zero_sum_is_zero)
+    assert "is not a row of zeros" in capsys.readouterr().out
+
+
+def test_a_type_in_a_message_takes_an_before_a_capital_vowel():
+    class EagerTensor:
+        pass
+
+    assert exercises._kind(EagerTensor()) == "an EagerTensor" and exercises._kind([1]) == "a list"
