@@ -192,16 +192,22 @@ def sides_problem(train_labels: np.ndarray, validation_labels: np.ndarray) -> st
     return None
 
 
-def category_map_at_k(features: np.ndarray, labels, k: int = 10) -> float:
-    """Leave-one-out MAP@k inside one gallery: every product whose category has another member queries
-    the rest (see :func:`cbir_tutorial.evaluation.metrics.evaluate`); ``features`` ``(N, D)``."""
-    from ..evaluation.metrics import evaluate
+def category_ap_at_k(features: np.ndarray, labels, k: int = 10) -> np.ndarray:
+    """``(Q,)`` leave-one-out AP@k inside one gallery, in row order: every product whose category has another
+    member queries the rest (:func:`cbir_tutorial.evaluation.comparison.per_query`); ``features`` ``(N, D)``."""
+    from ..evaluation.comparison import per_query
     from ..search.backends import make_index
 
-    scores = evaluate(make_index("exact", np.asarray(features, dtype=np.float32)), labels, k)
-    if len(scores) == 0:
+    queries = per_query(make_index("exact", np.asarray(features, dtype=np.float32)), labels, k)
+    if len(queries) == 0:
         raise ValueError("no category has 2 or more products: nothing to evaluate")
-    return float(scores.iloc[0].map_at_k)
+    return queries["ap_at_k"].to_numpy(dtype=float)
+
+
+def category_map_at_k(features: np.ndarray, labels, k: int = 10) -> float:
+    """Leave-one-out MAP@k inside one gallery: the mean of :func:`category_ap_at_k` (what
+    :func:`cbir_tutorial.evaluation.metrics.evaluate` reports as ``map_at_k``)."""
+    return float(np.mean(category_ap_at_k(features, labels, k)))
 
 
 # --------------------------------------------------------------------------------------------------

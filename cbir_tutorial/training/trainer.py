@@ -24,16 +24,12 @@ A run fails loudly, never quietly. Before any photo is decoded, :func:`train` ch
 not held by another run: :mod:`.output_folder`), the catalogue (:func:`~.protocols.training_split`) and, to
 resume, the checkpoint (:mod:`.checkpoint`). A trained model is replaced only with ``overwrite=True``, whole.
 A loss or embedding that is not finite stops the run at once (:class:`TrainingDivergedError`), naming the step
-and the learning rate; a failed write (a full disk) leaves every file whole and says what the folder holds.
+and the learning rate; a failed write (a full disk) leaves every file whole and says what the folder holds
+(:mod:`.run_folder`).
 """
 
 from __future__ import annotations
 
-import io
-import json
-import os
-import shutil
-import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -44,14 +40,13 @@ from ..data.images import ImageError, load_rgb
 from ..models.backbones import backbone_spec
 from ..models.features import built_in_policy, default_batch_size, mixed_precision_policy
 from ..models.runtime import keras_module
-from ..models.trained import TRAINED_FILE, WEIGHTS_FILE, read_trained, save_trained, weights_hash
-from ..paths import atomic_write_bytes, replace_folder, temporary_sibling
-from .checkpoint import (CHECKPOINT_FILE, CHECKPOINT_FIX, CHECKPOINT_META, CheckpointError, check_replaceable,
-                         checkpoint_arrays, checkpoint_meta, first_line, holds_a_run, resumable_checkpoint,
-                         split_record)
+from ..models.trained import WEIGHTS_FILE, read_trained, weights_hash
+from .checkpoint import (CHECKPOINT_FILE, CHECKPOINT_META, CheckpointError, check_replaceable, checkpoint_meta,
+                         holds_a_run, resumable_checkpoint, split_record)
 from .model import trainable_model
-from .output_folder import OutputLock, OutputWriteError, check_output_folder
-from .protocols import sides_problem, training_split
+from .output_folder import OutputLock, check_output_folder
+from .protocols import category_ap_at_k, sides_problem, training_split
+from .run_folder import RunFolder
 from .settings import TrainingSettings
 
 __all__ = ["CHECKPOINT_FILE", "CHECKPOINT_META", "CheckpointError", "Trainer", "TrainingDivergedError",
@@ -107,9 +102,7 @@ class Trainer:
 
     def __init__(self, catalogue: Catalogue, settings: TrainingSettings, out, *, progress: bool = True):
         self.settings = s = settings.checked()
-        self.out, self.progress = Path(out).expanduser(), progress
-        self._on_disk: dict[str, str] = {}  # what the folder holds of this run: {"checkpoint"/"best": words}
-        self._replacing: Path | None = None  # the folder a run with overwrite replaces at its end
+        self.folder, self.progress = RunFolder(Path(out).expanduser()), progress
         self.spec = backbone_spec(s.backbone)
         self.size = int(s.image_size or self.spec.input_size)
         labels = catalogue.labels.astype(str)
@@ -222,18 +215,12 @@ class Trainer:
         """``(Q,)`` leave-one-out AP@k of each validation query (no augmentation), in a fixed order; ``frozen``:
         of the backbone's pooled features instead (what the search engine uses without training). Embeddings
         that are not finite raise :class:`TrainingDivergedError` (``after``: where the run is)."""
-        from ..evaluation.comparison import per_query
-        from ..search.backends import make_index
-
         embeddings = self._batched(self._pooled if frozen else self._embed, self.validation_rows)
         bad = ~np.isfinite(embeddings).all(axis=1)
         if bad.any() and not frozen:
             raise self.diverged(after, f"{int(bad.sum())} of the {len(bad)} validation embeddings hold NaN or "
                                        "infinity")
-        queries = per_query(make_index("exact", embeddings), self.validation_labels, self.settings.k)
-        if len(queries) == 0:
-            raise ValueError("no validation category has 2 or more products: nothing to evaluate")
-        return queries["ap_at_k"].to_numpy(dtype=float)
+        return category_ap_at_k(embeddings, self.validation_labels, self.settings.k)
 
     def gain_over_probe(self, scores: np.ndarray) -> dict | None:
         """The paired bootstrap interval (:func:`~cbir_tutorial.evaluation.comparison.paired_bootstrap`, at
@@ -281,18 +268,19 @@ class Trainer:
     def diverged(self, where: str, what: str) -> TrainingDivergedError:
         """The error of a run that diverged at ``where`` (``what`` is not finite), saying what the folder keeps
         and which setting to lower."""
-        if self._replacing is not None:
-            kept, again = f"{self._replacing} is left as it was", " (--overwrite again, or another folder)"
-        elif self._on_disk:
-            kept, again = f"{self.out} keeps {self._kept()}", " with --overwrite, or into another folder"
-        else:
-            kept, again = "nothing was saved", ""
+        kept, again = self.folder.left()
         return TrainingDivergedError(f"training diverged at {where}: {what}; {kept}: lower the learning rate "
                                      f"(learning_rate={self.settings.learning_rate:g}, --learning-rate) and train "
                                      f"again{again}")
 
+    @property
+    def out(self) -> Path:
+        """The folder the run writes into now (a hidden sibling of the final one while a run with overwrite
+        trains)."""
+        return self.folder.path
+
     def save_checkpoint(self, result: TrainingResult) -> None:
-        """Write ``out``'s checkpoint whole: the learner's weights, the optimiser's state and the run's record."""
+        """Write the checkpoint whole (:meth:`.run_folder.RunFolder.save_checkpoint`) with the run's record."""
         from .callbacks import bad_epochs
 
         meta = {"settings": asdict(self.settings), "history": result.history, "best_epoch": result.best_epoch,
@@ -300,42 +288,19 @@ class Trainer:
                 "probe_val_map": result.probe_val_map, "catalogue": self.record,
                 "probe_scores": None if self.probe_scores is None else self.probe_scores.tolist(),
                 "bad_epochs": bad_epochs(result.history, result.probe_val_map)}
-        arrays = {f"model_{i}": w for i, w in enumerate(self.model.get_weights())}
-        arrays.update({f"optimizer_{i}": v.numpy() for i, v in enumerate(self.model.optimizer.variables)})
-        buffer = io.BytesIO()
-        np.savez(buffer, meta=np.array(json.dumps(meta)), **arrays)
-        epoch = len(result.history)
-        try:
-            atomic_write_bytes(self.out / CHECKPOINT_FILE, buffer.getvalue())
-        except OSError as error:
-            raise self._write_failed(f"the checkpoint of epoch {epoch}", error) from None
-        self._on_disk["checkpoint"] = f"the checkpoint of epoch {epoch}"
+        self.folder.save_checkpoint(self.model, meta, len(result.history))
 
     def load_checkpoint(self, result: TrainingResult, meta: dict) -> None:
-        """Restore the last complete epoch from ``out``'s checkpoint (``meta``: its checked record) into the
-        learner, its optimiser and ``result``."""
-        path = self.out / CHECKPOINT_FILE
-        try:
-            self.model.set_weights(checkpoint_arrays(path, "model"))
-            state = checkpoint_arrays(path, "optimizer")
-            if len(state) != len(self.model.optimizer.variables):
-                raise ValueError(f"{len(state)} optimiser arrays, the model's optimiser has "
-                                 f"{len(self.model.optimizer.variables)}")
-            for variable, value in zip(self.model.optimizer.variables, state):
-                variable.assign(value)
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
-            raise CheckpointError(path, f"its weights do not fit the model its settings describe "
-                                        f"({first_line(error)}); {CHECKPOINT_FIX}") from None
+        """Restore the last complete epoch from the checkpoint (``meta``: its checked record) into the learner,
+        its optimiser and ``result``."""
         for key in ("history", "best_epoch", "best_val_map", "frozen_val_map", "probe_val_map"):
             setattr(result, key, meta.get(key, float("nan")))
         if meta.get("probe_scores") is not None:
             self.probe_scores = np.asarray(meta["probe_scores"], dtype=float)
-        self._on_disk.update(checkpoint=f"the checkpoint of epoch {len(result.history)}",
-                             best=f"the best model so far (epoch {result.best_epoch})")
+        self.folder.load_checkpoint(self.model, len(result.history), result.best_epoch)
 
     def save_best(self, result: TrainingResult) -> None:
-        """Save the model as the best so far: both files are written whole in a hidden folder inside ``out``,
-        then moved in, so a failed write (a full disk) leaves the previous best model as it was."""
+        """Save the model as the best so far, whole (:meth:`.run_folder.RunFolder.save_best`)."""
         s = self.settings
         info = {"backbone": s.backbone, "input_size": self.size, "resize": s.resize, "embedding_dim": s.embedding_dim,
                 "hidden_dim": s.hidden_dim, "loss": s.loss, "settings": asdict(s),
@@ -343,35 +308,7 @@ class Trainer:
                 "n_validation": int(len(self.validation_rows)), "best_epoch": result.best_epoch,
                 "val_map_at_k": result.best_val_map, "frozen_val_map_at_k": result.frozen_val_map,
                 "probe_val_map_at_k": result.probe_val_map, "refit_on": result.refit, "history": result.history}
-        staging = temporary_sibling(self.out / "best")
-        try:
-            save_trained(self.net.model, staging, info)
-            for name in (WEIGHTS_FILE, TRAINED_FILE):
-                os.replace(staging / name, self.out / name)
-        except OSError as error:
-            raise self._write_failed(f"the best model (epoch {result.best_epoch})", error) from None
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        self._on_disk["best"] = f"the best model so far (epoch {result.best_epoch})"
-
-    def _kept(self) -> str:
-        """What the folder holds of this run, in words: its checkpoint and best model."""
-        return " and ".join(self._on_disk[key] for key in ("checkpoint", "best") if key in self._on_disk)
-
-    def _write_failed(self, what: str, error: OSError) -> OutputWriteError:
-        """The error of a write that failed, saying what the folder still holds."""
-        reason = error.strerror or str(error)
-        if self._replacing is not None:
-            kept, fix = f"{self._replacing} is left as it was", "train again with --overwrite"
-        elif self._on_disk:
-            kept = f"the folder keeps {self._kept()}, each whole"
-            fix = "resume (--resume) to carry on" if "checkpoint" in self._on_disk else "train again"
-        else:
-            kept, fix = "nothing of this run was kept", "train again"
-        failed = OutputWriteError(f"could not write {what} in {self.out} ({reason}): {kept}; free some space (or "
-                                  f"fix the folder) and {fix}")
-        failed.errno = error.errno
-        return failed
+        self.folder.save_best(self.net.model, info, result.best_epoch)
 
     def run(self, *, resume: bool = False, overwrite: bool = False) -> TrainingResult:
         """Train, saving the best epoch to ``out`` and a checkpoint after each epoch; ``resume``: carry on from
@@ -384,17 +321,8 @@ class Trainer:
             meta = resumable_checkpoint(final, self.settings, resume, overwrite=overwrite, catalogue=self.record)
             if overwrite and holds_a_run(final):
                 check_replaceable(final)
-                staging = temporary_sibling(final)
-                staging.mkdir()
-                self.out, self._replacing = staging, final
-                try:
+                with self.folder.replacing():
                     result = self._train(None)
-                    replace_folder(staging, final)
-                except BaseException:
-                    shutil.rmtree(staging, ignore_errors=True)
-                    raise
-                finally:
-                    self.out, self._replacing = final, None
                 result.folder = final
                 return result
             created = not final.exists()
@@ -447,14 +375,11 @@ class Trainer:
                      f"{len(result.mixing['held_out_categories'])} categories held out of training): validation "
                      f"MAP@{s.k} seen types {chosen['map_seen']:.4f}, unseen types {chosen['map_unseen']:.4f} (frozen "
                      f"{curve[0.0]['map_unseen']:.4f}, the trained model alone {trained['map_unseen']:.4f})")
-        try:
-            info = read_trained(self.out)
-            info.update(history=result.history, stopped_early=result.stopped_early, mixing=result.mixing,
-                        fusion_weight=result.mixing["weight"])
-            info["weights_hash"] = weights_hash(self.net.model, info)
-            atomic_write_bytes(self.out / TRAINED_FILE, (json.dumps(info, indent=1) + "\n").encode())
-        except OSError as error:
-            raise self._write_failed(f"the history in {TRAINED_FILE}", error) from None
+        info = read_trained(self.out)
+        info.update(history=result.history, stopped_early=result.stopped_early, mixing=result.mixing,
+                    fusion_weight=result.mixing["weight"])
+        info["weights_hash"] = weights_hash(self.net.model, info)
+        self.folder.write_info(info)
         return result
 
     def say(self, line: str) -> None:
