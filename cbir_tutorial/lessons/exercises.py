@@ -761,7 +761,8 @@ def _every_row_at_once(function: Callable) -> str | None:
                 "without a Python loop or comprehension, even a short one over the k results: numpy's whole-array "
                 "operations do every step (one matrix-vector product scores all the rows, where a loop over "
                 "20,000 products would make 20,000 turns of the interpreter)")
-    pandas = sorted({"nlargest", "nsmallest"} & _names_read(function))  # heapq's are refused above, as loops
+    # heapq's nlargest is refused above, as a loop; `sort_values` is pandas' only (numpy's sorts are np.sort, .sort)
+    pandas = sorted({"nlargest", "nsmallest", "sort_values"} & _names_read(function))
     if pandas:
         return (f"right values, but through pandas' {pandas[0]}(...): the exercise asks numpy's own functions to "
                 "pick and order the top k (np.argsort, or np.argpartition and then a sort of those k)")
@@ -882,9 +883,11 @@ def _jump_doubled_at_any_stride(layers):
 
 
 #: Notebook 4's receptive_field cases. The fourth, AlexNet's first layers, has a stride of 4: a rule right for strides
-#: 1 and 2 only fails there.
+#: 1 and 2 only fails there. The last two end with a strided layer (a VGG block and its 2x2 pooling) and start with a
+#: kernel smaller than its stride (ResNet's 1x1 shortcut of stride 2): a rule that lets a layer's stride widen its own
+#: field fails there.
 _RECEPTIVE_FIELD_CASES = (([(3, 1)] * 3,), ([(3, 2), (3, 1)],), ([(7, 2), (3, 2), (3, 1), (3, 1)],),
-                          ([(11, 4), (3, 2), (5, 1)],), ([(1, 1)],))
+                          ([(11, 4), (3, 2), (5, 1)],), ([(1, 1)],), ([(3, 1), (3, 1), (2, 2)],), ([(1, 2), (3, 1)],))
 _SEPARABLE_PARAMETERS_CASES = ((3, 64, 128), (3, 728, 728), (5, 3, 16))
 
 
@@ -1041,8 +1044,10 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
     Exercise(
         "conv_parameters", _CONV_PARAMETERS_CASES, _conv_parameters_case,
         _named_mistakes("conv_parameters", _CONV_PARAMETERS_CASES, (
-         ("did you forget the bias (one per output channel)? Or add it when bias=False?",
-          lambda k, c_in, c_out, bias=True: k * k * c_in * c_out + (0 if bias else c_out)),
+         ("did you forget the bias (one per output channel)?",
+          lambda k, c_in, c_out, bias=True: k * k * c_in * c_out),
+         ("bias=False means no bias: add the one per output channel only when bias is True",
+          lambda k, c_in, c_out, bias=True: k * k * c_in * c_out + c_out),
          ("each kernel is as deep as the input: it has weights for every input channel",
           lambda k, c_in, c_out, bias=True: k * k * c_out + (c_out if bias else 0)),
          ("a k x k kernel covers k times k positions of each input channel, not k",
@@ -1090,7 +1095,11 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
           lambda layers: 1 + sum((k - 1) * int(np.prod([s for _, s in layers[:i + 1]]))
                                  for i, (k, _) in enumerate(layers))),
          ("after a layer of stride 4, its neighbouring outputs sit 4 input pixels apart, not 2: does your rule use "
-          "the stride's value, or only whether it is above 1?", _jump_doubled_at_any_stride)),
+          "the stride's value, or only whether it is above 1?", _jump_doubled_at_any_stride),
+         ("a layer sees only its kernel's k pixels (in steps of the layers before it), however large its stride: a 1x1 "
+          "convolution of stride 2 sees 1 pixel. Its stride spaces out its outputs, for the layers after it",
+          lambda layers: 1 + sum((max(k, s) - 1) * int(np.prod([s for _, s in layers[:i]]))
+                                 for i, (k, s) in enumerate(layers)))),
         rule=_a_whole_number(
             _RECEPTIVE_FIELD_CASES, _receptive_field_case,
             "a number of pixels is a whole number: return an int (start the field and the spacing at 1, not 1.0, "

@@ -24,11 +24,13 @@ def chance_precision(labels: Sequence[str]) -> float:
     """Expected precision of a random result list, averaged over the queries of :func:`query_mask`.
 
     A query of category ``c`` finds a relevant product with probability ``(n_c - 1) / (N - 1)``.
+    Self-contained (exercise 1's mask is computed again here), so the body can be copied into a notebook.
     """
     labels = np.asarray(labels, dtype=object)
-    queries = query_mask(labels)
     values, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    return float(np.mean((counts[inverse][queries] - 1) / (len(labels) - 1)))
+    sizes = counts[inverse]  # n_c of each product's category
+    queries = (labels != "") & (sizes >= 2)  # exercise 1's mask
+    return float(np.mean((sizes[queries] - 1) / (len(labels) - 1)))
 
 
 # notebook 2: convolution

@@ -216,6 +216,19 @@ def test_an_exercise_that_calls_an_unwritten_one_points_to_its_solution_and_the_
     assert check("chance_precision", my_chance_precision) is True
 
 
+def test_the_chance_precision_solution_copied_alone_into_a_notebook_passes(capsys):
+    """Notebook 1: the body nb01.q2.solution() prints, pasted into my_chance_precision of a notebook that has only
+    numpy (no query_mask), runs and passes."""
+    import linecache
+
+    body = inspect.getsource(solutions.chance_precision).split('"""')[2]  # the code after the docstring
+    source = "def my_chance_precision(labels):" + body
+    linecache.cache["<copied cell>"] = (len(source), None, source.splitlines(True), "<copied cell>")
+    namespace = {"np": np, "__name__": "__main__"}
+    exec(compile(source, "<copied cell>", "exec"), namespace)
+    assert check("chance_precision", namespace["my_chance_precision"]) is True, capsys.readouterr().out
+
+
 def test_solutions_mode_fills_in_unwritten_exercises_and_keeps_written_ones(monkeypatch):
     monkeypatch.setenv("CBIR_TUTORIAL_SOLUTIONS", "1")
     assert solutions_mode()
@@ -1392,6 +1405,14 @@ def test_pandas_nlargest_is_refused_for_numpy_not_called_a_loop_and_numpy_sorts_
     assert check("cosine_top_k", by_pandas) is False
     out = capsys.readouterr().out
     assert "pandas' nlargest(...)" in out and "numpy's own functions" in out and "Python loop" not in out, out
+
+    def by_pandas_sort(gallery, query, k):  # review 10: a pandas sort picks and orders the top k as nlargest does
+        similarity = pd.Series((gallery @ query) / np.linalg.norm(gallery, axis=1))
+        return similarity.sort_values(ascending=False).index.to_numpy()[:k]
+
+    assert check("cosine_top_k", by_pandas_sort) is False
+    out = capsys.readouterr().out
+    assert "pandas' sort_values(...)" in out and "numpy's own functions" in out and "Python loop" not in out, out
     assert exercises._python_loop(by_numpy_sorts) == ""
     assert check("cosine_top_k", by_numpy_sorts) is True, capsys.readouterr().out
 
@@ -1633,6 +1654,31 @@ def test_receptive_field_has_a_stride_4_case_so_doubling_at_any_stride_is_refuse
     assert nb04.q1.check(doubles_the_jump).right is False
     out = capsys.readouterr().out
     assert "[(11, 4), (3, 2), (5, 1)]: yours gives 31" in out and "stride's value" in out, out
+
+
+def test_receptive_field_refuses_a_stride_that_widens_its_own_layer_when_the_layer_is_last_or_1x1(capsys):
+    """Review round 10: every case ended with a stride-1 layer whose kernel was at least its stride, so rules wrong
+    only for a strided last layer or a kernel smaller than its stride passed."""
+    from cbir_tutorial.lessons.exercises import nb04
+
+    def at_least_its_stride(layers):  # a 1x1 convolution of stride 2 would see 2 pixels
+        field, jump = 1, 1
+        for kernel, stride in layers:
+            field += (max(kernel, stride) - 1) * jump
+            jump *= stride
+        return field
+
+    def adds_the_last_stride(layers):
+        field, jump = 1, 1
+        for kernel, stride in layers:
+            field += (kernel - 1) * jump
+            jump *= stride
+        return field + layers[-1][1] - 1
+
+    assert nb04.q1.check(at_least_its_stride).right is False
+    assert "[(1, 2), (3, 1)]: yours gives 6" in capsys.readouterr().out
+    assert nb04.q1.check(adds_the_last_stride).right is False
+    assert "[(3, 1), (3, 1), (2, 2)]: yours gives 7" in capsys.readouterr().out
 
 
 def test_an_array_answer_that_returns_none_is_told_to_return(capsys):
