@@ -19,7 +19,7 @@ document.addEventListener("DOMContentLoaded", () => {
 // switcher's "System Settings Light Dark", the download and full-screen buttons), the print-only table of
 // contents and the previous/next links come before the chapter's own text, and a query's first match (the "k"
 // of "MAP@K" in "Dark") lands in them. The snippet is made from the page's article alone, less a chapter's
-// metadata block ("Author: … Date created: … Description: …") and its "How this page was made" note, the same
+// metadata block ("Authors: … Date created: … Description: …") and its "How this page was made" note, the same
 // on every chapter: a snippet starts with the chapter's own text.
 function articleOnly(htmlString) {
   const page = new DOMParser().parseFromString(htmlString, "text/html");
@@ -28,7 +28,7 @@ function articleOnly(htmlString) {
   if (!article) return htmlString;  // another layout: as Sphinx reads it
   for (const paragraph of article.querySelectorAll("p")) {
     const first = paragraph.firstElementChild;
-    if (first && first.tagName === "STRONG" && paragraph.firstChild === first && first.textContent.trim() === "Author:") {
+    if (first && first.tagName === "STRONG" && paragraph.firstChild === first && /^Authors?:$/.test(first.textContent.trim())) {
       paragraph.remove();
     }
   }
