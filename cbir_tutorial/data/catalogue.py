@@ -85,7 +85,8 @@ class Catalogue:
         return self.subset(rows)
 
     def stratified_sample(self, n: int, seed: int = 0) -> "Catalogue":
-        """About ``n`` products with each category kept in proportion (at least 2 per category kept)."""
+        """About ``n`` products with each category kept in proportion (at least 2 per category that has 2;
+        a category of one keeps its one)."""
         if n >= len(self):
             return self
         rng = np.random.default_rng(seed)

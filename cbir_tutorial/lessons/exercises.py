@@ -542,6 +542,10 @@ _MOSTLY_UNLABELLED = np.array(["a", "", "b", "a", "c", "", "a", "d", "b", "", "c
 _WITH_A_ZERO_ROW = np.vstack([_FEATURES[:2], np.zeros((1, 3)), _FEATURES[2:]])
 #: Rows whose values sum to 0 without being zeros: an answer that finds "a row of zeros" by its sum zeroes them.
 _ZERO_SUM_ROWS = np.array([[1.0, -1.0, 0.0], [0.3, 0.4, 1.2], [2.0, 3.0, -5.0]])
+#: Rows 4e-11 to 1.5e-9 long, as short as an untrained network's features (EfficientNet-Lite0's avg_pool with
+#: random weights: about 3e-10), yet not zeros: an epsilon added to every length, a floor on the lengths or a
+#: threshold under which a row counts as zero leaves them short or zeroes them.
+_SHORT_ROWS = _FEATURES * 2e-10
 
 
 _MAP_5X5 = np.round(np.random.default_rng(20).normal(size=(5, 5, 2)), 2)
@@ -557,11 +561,13 @@ def _corner_conv3x3(padded, kernel):
 #: Notebook 2's output_size cases. (64, 2, 2, 0) is 2x2 pooling of 64 pixels: a formula that counts the positions
 #: of the kernel's centre (right for odd kernels only) gives 31 there instead of 32. The other padded cases have
 #: p = (k - 1) / 2, where "same" padding gives the same count: (10, 3, 1, 2), a 3-pixel kernel with 2 zeros on each
-#: side, refuses an answer that uses ceil(n / s) for every padding (10 instead of 12). The last two have even kernels
+#: side, refuses an answer that uses ceil(n / s) for every padding (10 instead of 12). The next two have even kernels
 #: where halving is wrong: 2x2 pooling of an odd 29 (the small CNN's pool2: 14; ceil(n / s) gives 15) and a 4-pixel
-#: window at stride 2 with padding 1 ((n + 2p) // s gives 5 instead of 4).
+#: window at stride 2 with padding 1 ((n + 2p) // s gives 5 instead of 4). On these three even windows n // s is
+#: right too: the last two refuse an answer that halves for even windows, a 4-pixel window at stride 2 (n // s gives 5
+#: instead of 4) and 2x2 pooling at stride 1 (7 instead of 6).
 _OUTPUT_SIZE_CASES = ((224, 3, 1, 0), (7, 7, 1, 3), (224, 3, 2, 1), (10, 3, 2, 0), (10, 5, 3, 2), (64, 2, 2, 0),
-                      (10, 3, 1, 2), (29, 2, 2, 0), (8, 4, 2, 1))
+                      (10, 3, 1, 2), (29, 2, 2, 0), (8, 4, 2, 1), (10, 4, 2, 0), (7, 2, 1, 0))
 _CONV3X3_CASES = ((_IMAGE, _KERNEL), (_IMAGE.T.copy(), np.ones((3, 3))), (_GREY, _KERNEL * 0.5))
 _CONV_PARAMETERS_CASES = ((3, 4, 64), (3, 64, 128, False), (1, 256, 64), (5, 1, 1))
 
@@ -842,6 +848,36 @@ _NAN_HINT = ("NaN where a query meets itself: rounding (float32 keeps about 7 di
              "slightly negative, and the square root of a negative number is NaN; clamp at 0 before the square root")
 
 
+_SHORT_ROWS_HINT = ("these rows are very short, as an untrained network's features can be, but they are not zeros: "
+                    "each has a direction and must come out of length 1. An epsilon added to every length shortens "
+                    "such rows, and a floor or a threshold as large as their lengths shrinks or zeroes them: only a "
+                    "row of length 0 needs treating apart (a floor far below any real length does that)")
+
+
+class _UnitRowsExercise(Exercise):
+    """Notebook 3's L2 normalisation: an answer right on every case but the very short rows of :data:`_SHORT_ROWS`,
+    where its rows come out shorter than 1 or zero (an epsilon, a floor, a threshold: whatever its value), gets
+    :data:`_SHORT_ROWS_HINT` and the lengths it gave."""
+
+    def problem(self, function: Callable) -> str | None:
+        found = super().problem(function)
+        if found is None or self.refusal(function) or not found.startswith(self.describe(_SHORT_ROWS)):
+            return found
+        got = _quietly(function, (_SHORT_ROWS,))
+        if _shape(got) != _SHORT_ROWS.shape:
+            return found
+        got = np.asarray(got, dtype=float)
+        lengths = np.linalg.norm(got, axis=1)
+        expected = self.solution_function(_SHORT_ROWS.copy())
+        cosines = np.sum(got * expected, axis=1) / np.maximum(lengths, 1e-300)
+        if np.isfinite(got).all() and ((lengths < 1e-12) | (cosines > 1 - 1e-6)).all():
+            given = np.linalg.norm(_SHORT_ROWS, axis=1)
+            shown = np.array2string(lengths, separator=", ", precision=4)
+            return (f"for rows {given.min():.1e} to {given.max():.1e} long, yours gives rows of length {shown}: "
+                    f"{_SHORT_ROWS_HINT}")
+        return found
+
+
 class _DistanceExercise(Exercise):
     """Notebook 5's distances: an answer right everywhere but for NaN gets :data:`_NAN_HINT` (the clamp, which the
     general hint leaves out), whatever order its sums ran in and so wherever rounding put its NaN."""
@@ -946,10 +982,32 @@ def _rows_as_integers(function: Callable) -> str | None:
     return None
 
 
+#: Ties at the k-th place (k = 3): rows 0, 2 and 5 share the 3rd smallest allowed distance, row 3 is refused.
+_TIED_DISTANCES = np.array([0.4, 0.1, 0.4, 0.05, 0.2, 0.4, 0.9])
+_TIED_ALLOWED = np.array([True, True, True, False, True, True, True])
+
+
+def _k_rows_despite_ties(function: Callable) -> str | None:
+    """None when ``function`` returns exactly k allowed rows, nearest first, when several products tie at the k-th
+    distance (any of the tied ones may come back); else what is wrong."""
+    got = _quietly(function, (_TIED_DISTANCES, _TIED_ALLOWED, 3))
+    if got is None:
+        return None  # the cases of the exercise already report an answer that raises
+    rows = np.asarray(got).ravel()
+    expected = np.sort(_TIED_DISTANCES[_TIED_ALLOWED])[:3]
+    if (len(rows) == 3 and np.issubdtype(rows.dtype, np.integer) and _TIED_ALLOWED[rows].all()
+            and len(set(rows.tolist())) == 3 and np.allclose(_TIED_DISTANCES[rows], expected)):
+        return None
+    return (f"with distances {_TIED_DISTANCES.tolist()}, allowed {_TIED_ALLOWED.astype(int).tolist()} and k = 3, "
+            f"yours gives {rows.tolist()}: three products tie at the 3rd distance, and the answer holds k rows, "
+            "never more (any of the tied ones will do); a threshold at the k-th distance keeps them all")
+
+
 def _integer_rows_and_inputs_unchanged(function: Callable) -> str | None:
     """filtered_top_k's rule: rows as an integer array (:func:`_rows_as_integers`), arguments left as they were
-    (:func:`_filter_left_unchanged`)."""
-    return _rows_as_integers(function) or _filter_left_unchanged(function)
+    (:func:`_filter_left_unchanged`), exactly k rows when products tie at the k-th distance
+    (:func:`_k_rows_despite_ties`)."""
+    return _rows_as_integers(function) or _filter_left_unchanged(function) or _k_rows_despite_ties(function)
 
 
 def _curve_array_and_relevant_unchanged(function: Callable) -> str | None:
@@ -1036,7 +1094,10 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
           "round the division down", lambda n, k, s, p: (n + 2 * p - k) / s + 1),
          ("right for odd kernels only, as if you counted the positions of the kernel's centre pixel: an even "
           "kernel, such as a 2x2 pooling window, has none. Count the positions where the whole window fits",
-          lambda n, k, s, p: (n + 2 * p - 2 * (k // 2) - 1) // s + 1))),
+          lambda n, k, s, p: (n + 2 * p - 2 * (k // 2) - 1) // s + 1),
+         ("pooling does not always halve: n // s is the count for a window as wide as its stride without padding, "
+          "not in general. Count the positions where the whole window fits, as for a convolution",
+          lambda n, k, s, p: n // s if k % 2 == 0 else (n + 2 * p - k) // s + 1))),
         rule=_a_whole_number(
             _OUTPUT_SIZE_CASES, _output_size_case,
             "a number of positions is a whole number, and a float one cannot size an array (np.zeros((out, out)) "
@@ -1069,8 +1130,8 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
          ("that is global MAX pooling: average instead", lambda maps: maps.max(axis=(1, 2))),
          ("you summed the positions: divide by their number (height x width)", lambda maps: maps.sum(axis=(1, 2)))),
         rule=_a_feature_array),
-    Exercise(
-        "l2_normalise", ((_FEATURES,), (_FEATURES[:, :2],), (_WITH_A_ZERO_ROW,), (_ZERO_SUM_ROWS,)),
+    _UnitRowsExercise(
+        "l2_normalise", ((_FEATURES,), (_FEATURES[:, :2],), (_WITH_A_ZERO_ROW,), (_ZERO_SUM_ROWS,), (_SHORT_ROWS,)),
         lambda features: f"for the input {_list(features)}, the L2-normalised rows",
         (("you scaled the columns to length 1: scale each row, one photo's vector",
           lambda f: f / np.linalg.norm(f, axis=0, keepdims=True)),
@@ -1283,6 +1344,16 @@ def _int8_unguarded(f):
     with np.errstate(divide="ignore", invalid="ignore"):
         return offset + scale * np.clip(np.rint((f - offset) / scale), -127, 127)
 
+
+def _int8_input_unchanged(function: Callable) -> str | None:
+    """None when ``function(features)`` (the int8 round trip) leaves the array it is given as it was; else a note.
+    Notebook 9 passes it its real features, which every later cell uses."""
+    if not _written_arguments(function, [(_SPREAD,)], ("features",)):
+        return None
+    return ("right values, but your function wrote into `features`, the array it was given (`-=`, `/=` or "
+            "`out=` change it in place): the notebook passes it the real features, which the gallery is built "
+            "from next, so return a new array. Hint")
+
 EXERCISES.update({e.name: e for e in [
     Exercise(
         "gem_pool", ((_MAPS_POSITIVE, 3.0), (_MAPS_POSITIVE[:, :2], 1.0), (_MAPS_POSITIVE, 8.0),
@@ -1353,7 +1424,7 @@ EXERCISES.update({e.name: e for e in [
           lambda f: np.clip(np.rint((f - (f.max(0) + f.min(0)) / 2) / ((f.max(0) - f.min(0)) / 254)), -127, 127)),
          ("round the codes to whole numbers (np.rint): an int8 holds integers only",
           lambda f: f + 0.0)),
-        atol=1e-6),
+        atol=1e-6, rule=_int8_input_unchanged),
 ]})
 
 def _batch(seed: int) -> np.ndarray:
@@ -1385,15 +1456,16 @@ _NEGATIVE_COSINES_LABELS = np.array([0, 0, 0, 0, 1, 1])
 _FOUND_ITEMS = np.array([["c", "a", "a", "d", "e"], ["b", "f", "g", "h", "b"], ["x", "y", "z", "w", "c"],
                          ["d", "e", "d", "q", "d"], ["m", "e", "e", "e", "o"]])
 _QUERY_ITEMS = np.array(["a", "b", "c", "d", "e"])
-#: Recall@3 of 7 queries (items a to g) on which every typical mistake gives its own value: a, c, d, e and f are
-#: found only after rank 3 (a list not cut at k counts them), e and a show up in other queries' top 3 (one np.isin
-#: over every list counts them), b has two hits in its top 3, no query has its own item first, and a, c, d and f
-#: come after a repeated wrong item (a list de-duplicated before the cut at k counts them); d is at rank 5, past a
-#: cut at k + 1.
+#: Recall@3 of 8 queries (items a to h) on which every typical mistake gives its own value: a, c, d, e and f are
+#: found only after rank 3 (a list not cut at k counts them), every item shows up in some query's top 3 (one np.isin
+#: over every list counts them all), b and g have two hits in their top 3, no query has its own item first, a, c, d
+#: and f come after a repeated wrong item (a list de-duplicated before the cut at k counts them), d is at rank 5,
+#: past a cut at k + 1, and h is not among its results at all (a first hit found with argmax, 0 for a row without
+#: one, counts it).
 _FIRST_K_ITEMS = np.array([["x", "e", "e", "a", "a"], ["x", "b", "b", "y", "a"], ["x", "x", "y", "c", "c"],
-                           ["x", "x", "x", "y", "d"], ["a", "x", "y", "z", "e"], ["x", "x", "y", "f", "w"],
-                           ["x", "g", "y", "g", "z"]])
-_FIRST_K_QUERIES = np.array(["a", "b", "c", "d", "e", "f", "g"])
+                           ["x", "x", "x", "y", "d"], ["a", "h", "y", "z", "e"], ["x", "x", "y", "f", "w"],
+                           ["x", "g", "g", "y", "z"], ["c", "d", "f", "x", "y"]])
+_FIRST_K_QUERIES = np.array(["a", "b", "c", "d", "e", "f", "g", "h"])
 
 
 def _multi_similarity(embeddings, labels, *, normalise=True, mine=True, mine_negatives=True, self_positive=False,
@@ -1465,7 +1537,10 @@ EXERCISES.update({e.name: e for e in [
           lambda f, q, k: float(np.mean(np.isin(q, f[:, :k])))),
          ("one yes or no per QUERY (a row of results), then the share of queries that said yes; yours asks once "
           "per rank (a column)",
-          lambda f, q, k: float(np.mean((f[:, :k] == q[:, None]).any(axis=0)))))),
+          lambda f, q, k: float(np.mean((f[:, :k] == q[:, None]).any(axis=0)))),
+         ("a query whose item is not among its results at all is not found: a first-hit position that is 0 for a "
+          "row without any hit (np.argmax of an all-False row is 0) counts it as found at rank 1",
+          lambda f, q, k: float(np.mean(np.argmax(f == q[:, None], axis=1) < k))))),
 ]})
 
 #: The general hint of each exercise and the package's own implementation(s) of the step.

@@ -73,14 +73,17 @@ def page_header(notebook: str, settings: Mapping[str, str], source: str, *, gpu:
     lines = []
     if test_run:
         lines.append("**A test-run build: the numbers on this page show that every step runs, not how well it works.** "
-                     "It ran with the small settings of the project's tests; a build with `notebooks/site_run.env` "
-                     "gives the representative ones.")
+                     "It ran with the small settings of the project's tests; the course's full build gives the "
+                     "representative ones.")
     hardware = "" if gpu is None else f" on {'a GPU (' + gpu + ')' if gpu else 'a CPU, without a GPU'}"
-    lines.append(f"This chapter ran top to bottom{hardware}; each result says which backbone and weights made it.")
+    networks = any(name in settings for name in ("CBIR_NB_WEIGHTS", "CBIR_NB_BACKBONE", "CBIR_NB_BACKBONES"))
+    lines.append(f"This chapter ran top to bottom{hardware}"
+                 f"{'; each result says which backbone and weights made it' if networks else ''}.")
     if weights == "random":
-        lines.append(f"**Random weights** for {KERAS_BACKBONES} (EfficientNet's ImageNet weights come with a "
-                     "dependency the package installs; these three need a download): wherever they appear, their "
-                     "numbers and pictures say nothing about those networks.")
+        lines.append(f"**Random weights** for {KERAS_BACKBONES}, chosen by this build's settings "
+                     "(`CBIR_NB_WEIGHTS=random`; their ImageNet weights are a download, EfficientNet's come with a "
+                     "dependency the package installs): wherever they appear, their numbers and pictures say "
+                     "nothing about those networks.")
     details = [f"Settings: those of `{source}`{f' ({shown})' if shown else ''}, the notebook's defaults otherwise; "
                "the parameters cell prints every value it used. Folders of the machine that ran it read `<data>` "
                "(the catalogue's folder), `<tmp>` (temporary files) and `<cache>` (the package's cache)."]

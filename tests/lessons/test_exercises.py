@@ -853,6 +853,24 @@ def test_filtered_top_k_refuses_an_answer_that_writes_into_its_inputs(capsys):
     assert check("filtered_top_k", on_a_copy) is True
 
 
+def test_filtered_top_k_refuses_more_than_k_rows_on_ties_and_accepts_any_tied_row(capsys):
+    """A threshold at the k-th distance passed every case, none of which tied there (review 11 of notebook 7)."""
+    def threshold(distances, allowed, k):
+        rows = np.flatnonzero(allowed)
+        order = rows[np.argsort(distances[rows], kind="stable")]
+        if len(order) <= k:
+            return order
+        return order[distances[order] <= distances[order[k - 1]]]
+
+    def last_row_first_among_ties(distances, allowed, k):
+        rows = np.flatnonzero(allowed)[::-1]
+        return rows[np.argsort(distances[rows], kind="stable")[:k]]
+
+    assert check("filtered_top_k", threshold) is False
+    assert "never more" in capsys.readouterr().out
+    assert check("filtered_top_k", last_row_first_among_ties) is True
+
+
 def test_conv3x3_refuses_an_output_array_of_integers_and_accepts_one_of_floats(capsys):
     item = EXERCISES["conv3x3"]
     assert any((np.asarray(image) % 1 != 0).any() for image, _ in item.cases)  # a case with fractions
@@ -936,6 +954,23 @@ def test_notebook_3_says_a_row_of_zeros_stays_zeros_where_the_learner_writes_l2_
     cells = ["".join(c["source"]) for c in json.loads(path.read_text())["cells"]]
     prompt, = [c for c in cells if "@nb03.q2.write" in c]
     assert "row of zeros" in prompt and "stays zeros" in prompt, prompt
+    assert "however short" in prompt, prompt
+
+
+def test_l2_normalise_refuses_an_epsilon_or_a_threshold_that_shortens_very_short_rows(capsys):
+    """Review round 11: an untrained EfficientNet-Lite0 gives features about 3e-10 long, which an epsilon or a floor of
+    1e-8 turned into vectors of length 0.03; every case's rows were longer than 0.19, so the check accepted it."""
+    def norm(f):
+        return np.linalg.norm(f, axis=1, keepdims=True)
+
+    for wrong in (lambda f: f / (norm(f) + 1e-8), lambda f: f / np.maximum(norm(f), 1e-8),
+                  lambda f: np.where(norm(f) < 1e-6, 0.0, f / np.maximum(norm(f), 1e-300))):
+        assert check("l2_normalise", wrong) is False
+        out = capsys.readouterr().out
+        assert "these rows are very short" in out and "yours gives rows of length [" in out, out
+    assert check("l2_normalise", lambda f: f / np.where(norm(f) == 0, 1, norm(f))) is True
+    assert check("l2_normalise", lambda f: f * 2) is False  # any other wrong answer keeps its own message
+    assert "these rows are very short" not in capsys.readouterr().out
 
 
 # Notebook 6, review round 2: a MAP that drops the queries with R = 0, and AP@K cut before rank k.
@@ -1150,6 +1185,17 @@ def test_output_size_has_an_even_kernel_so_the_centre_pixel_formula_is_refused(c
     assert check("output_size", centre_positions) is False
     out = capsys.readouterr().out
     assert "yours gives 31" in out and "right for odd kernels only" in out, out
+
+
+def test_output_size_refuses_an_answer_that_halves_for_even_windows(capsys):
+    """Review round 11: n // s equals the count on 2x2 pooling at stride 2 and on (8, 4, 2, 1), not in general."""
+    def halves_for_pooling(n, kernel, stride, padding):
+        return n // stride if kernel % 2 == 0 else (n + 2 * padding - kernel) // stride + 1
+
+    assert solutions.output_size(10, 4, 2, 0) == 4 and solutions.output_size(7, 2, 1, 0) == 6
+    assert check("output_size", halves_for_pooling) is False
+    out = capsys.readouterr().out
+    assert "yours gives 5" in out and "pooling does not always halve" in out, out
 
 
 def test_output_size_names_a_mistake_only_for_an_answer_that_could_have_made_it(capsys):
@@ -1740,6 +1786,19 @@ def test_nb10_recall_off_by_one_is_told_so():
     assert problem and problem.endswith("(a slice :k stops before k)"), problem
 
 
+def test_nb10_recall_refuses_a_first_hit_that_defaults_to_rank_1():
+    """Review round 11: a first hit found with argmax (or ``list.index`` with 0 for a miss) counts a query whose item
+    is in none of its results; the first case has such a query."""
+    from cbir_tutorial.lessons.exercises import nb10
+
+    def by_index(found_items, query_items, k):
+        return float(np.mean([(list(row).index(item) if item in row else 0) < k
+                              for row, item in zip(found_items, query_items)]))
+
+    problem = nb10.q2.problem(by_index)
+    assert problem and problem.endswith("counts it as found at rank 1"), problem
+
+
 def test_nb10_multi_similarity_hint_is_a_nudge_and_nothing_calls_the_lowest_positive_the_easiest():
     from cbir_tutorial.training import losses
 
@@ -1776,6 +1835,25 @@ def test_int8_accepts_round_half_up_and_a_tiny_epsilon_in_the_scale_and_still_re
     capsys.readouterr()
     assert not exercise_for("int8_roundtrip").check(truncated)
     assert "whole number" in capsys.readouterr().out  # truncation is not rounding
+
+
+def test_int8_refuses_a_round_trip_that_writes_into_its_input(capsys):
+    """The check passes copies, so an in-place round trip gave the right values (review 11 of notebook 9); the
+    notebook then calls it on its real features, which the gallery is built from."""
+    def in_place(features):
+        low, high = features.min(axis=0), features.max(axis=0)
+        offset, scale = (high + low) / 2, np.where(high > low, (high - low) / 254, 1.0)
+        features -= offset
+        features /= scale
+        np.rint(features, out=features)
+        features *= scale
+        features += offset
+        return features
+
+    assert not exercise_for("int8_roundtrip").check(in_place)
+    out = capsys.readouterr().out
+    assert "right values, but your function wrote into `features`" in out and "return a new array" in out, out
+    assert exercise_for("int8_roundtrip").check(lambda f: in_place(f.copy()))
 
 
 def test_nb08_gem_pool_refuses_p_rounded_to_the_nearest_half(capsys):
