@@ -542,6 +542,9 @@ _MOSTLY_UNLABELLED = np.array(["a", "", "b", "a", "c", "", "a", "d", "b", "", "c
 _WITH_A_ZERO_ROW = np.vstack([_FEATURES[:2], np.zeros((1, 3)), _FEATURES[2:]])
 #: Rows whose values sum to 0 without being zeros: an answer that finds "a row of zeros" by its sum zeroes them.
 _ZERO_SUM_ROWS = np.array([[1.0, -1.0, 0.0], [0.3, 0.4, 1.2], [2.0, 3.0, -5.0]])
+#: Rows that are not zeros, though their largest value or their first value is 0: an answer that finds "a row of
+#: zeros" by its maximum or by its first value zeroes them.
+_ZERO_MAX_OR_FIRST_ROWS = np.array([[0.0, -0.6, -0.8], [-1.0, 0.0, -2.0], [0.0, 0.5, 1.2], [0.3, 0.4, 1.2]])
 #: Rows 4e-11 to 1.5e-9 long, as short as an untrained network's features (EfficientNet-Lite0's avg_pool with
 #: random weights: about 3e-10), yet not zeros: an epsilon added to every length, a floor on the lengths or a
 #: threshold under which a row counts as zero leaves them short or zeroes them.
@@ -1131,7 +1134,8 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
          ("you summed the positions: divide by their number (height x width)", lambda maps: maps.sum(axis=(1, 2)))),
         rule=_a_feature_array),
     _UnitRowsExercise(
-        "l2_normalise", ((_FEATURES,), (_FEATURES[:, :2],), (_WITH_A_ZERO_ROW,), (_ZERO_SUM_ROWS,), (_SHORT_ROWS,)),
+        "l2_normalise", ((_FEATURES,), (_FEATURES[:, :2],), (_WITH_A_ZERO_ROW,), (_ZERO_SUM_ROWS,),
+                         (_ZERO_MAX_OR_FIRST_ROWS,), (_SHORT_ROWS,)),
         lambda features: f"for the input {_list(features)}, the L2-normalised rows",
         (("you scaled the columns to length 1: scale each row, one photo's vector",
           lambda f: f / np.linalg.norm(f, axis=0, keepdims=True)),
@@ -1144,7 +1148,14 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
           lambda f: f / f.sum(axis=1, keepdims=True)),
          ("a row whose values sum to 0, such as [1, -1, 0], is not a row of zeros: it has a length and a direction. "
           "Tell a row of zeros by its length instead",
-          lambda f: np.where(f.sum(axis=1, keepdims=True) == 0, 0.0, f / np.linalg.norm(f, axis=1, keepdims=True)))),
+          lambda f: np.where(f.sum(axis=1, keepdims=True) == 0, 0.0, f / np.linalg.norm(f, axis=1, keepdims=True))),
+         ("a row whose largest value is 0, such as [-1, 0, -2], is not a row of zeros: features can be negative. Tell "
+          "a row of zeros by its length instead",
+          lambda f: np.where(f.max(axis=1, keepdims=True) == 0, 0.0,
+                             f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-300))),
+         ("a row whose first value is 0, such as [0, 0.5, 1.2], is not a row of zeros: the other values count too. "
+          "Tell a row of zeros by its length instead",
+          lambda f: np.where(f[:, :1] == 0, 0.0, f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-300)))),
         rule=_features_left_unchanged),
     Exercise(
         "receptive_field", _RECEPTIVE_FIELD_CASES, _receptive_field_case,

@@ -90,8 +90,8 @@ QUESTIONS: dict[str, Question] = {q.name: q for q in [
         "Ten results do hold more relevant products than one (the intuition of b), but precision divides by K, "
         "so its expectation does not depend on K: one chance level serves precision@K for every K. Not so for "
         "MAP@K, whose chance level depends on K: on the sample it falls as K grows (its exact expectation at K = "
-        "5, 10 and 20 is in benchmarks/RESULTS.md, section 4); notebook 6 measures it at one K, with one random "
-        "ranking.",
+        "5, 10 and 20 is in section 4 of benchmarks/RESULTS.md, in the tutorial's GitHub repository); notebook 6 "
+        "measures it at one K, with one random ranking.",
         answer="c"),
     Question(
         "untrained_ratio",
@@ -107,8 +107,8 @@ QUESTIONS: dict[str, Question] = {q.name: q for q in [
         "Random convolutions probably keep much of the colour and silhouette, so an untrained network can still "
         "put two similar photos closer; ImageNet training adds what kinds of object look like, which should show "
         "as a lower ratio. Three photos are an anecdote either way: notebook 6 compares the two networks by MAP@K "
-        "over the whole catalogue, a measure that, like a ranking, depends only on which distances are smaller, "
-        "not on how small they are."),
+        "over the catalogue (about 5,000 products of a larger one, all of the sample), a measure that, like a "
+        "ranking, depends only on which distances are smaller, not on how small they are."),
     Question(
         "precision_at_double_k",
         "The explorer's query shows its top K results (K = 10 with the defaults). Double K (the next cell slides "

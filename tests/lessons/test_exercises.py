@@ -973,6 +973,20 @@ def test_l2_normalise_refuses_an_epsilon_or_a_threshold_that_shortens_very_short
     assert "these rows are very short" not in capsys.readouterr().out
 
 
+def test_l2_normalise_refuses_a_row_of_zeros_told_by_its_largest_or_its_first_value(capsys):
+    """Review round 12: zeroing the rows whose maximum (or first value) is 0 passed every case, though [-1, 0, -2] and
+    [0, 0.5, 1.2] are not zeros."""
+    def unit(f):
+        return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+
+    for wrong, said in ((lambda f: np.where(f.max(axis=1, keepdims=True) == 0, 0.0, unit(f)), "largest value is 0"),
+                        (lambda f: np.where(f[:, :1] == 0, 0.0, unit(f)), "first value is 0")):
+        assert check("l2_normalise", wrong) is False
+        out = capsys.readouterr().out
+        assert said in out and "by its length" in out, out
+    assert check("l2_normalise", lambda f: np.where(~f.any(axis=1, keepdims=True), 0.0, unit(f))) is True
+
+
 # Notebook 6, review round 2: a MAP that drops the queries with R = 0, and AP@K cut before rank k.
 def test_map_at_k_refuses_an_answer_that_leaves_out_the_queries_with_r_0(capsys):
     def ap(row, r, k):
