@@ -365,9 +365,9 @@ OTHER_LIBRARIES = ("keras", "tf_keras", "tensorflow", "torch", "torchvision", "j
                    "scipy.ndimage", "scipy.spatial", "faiss")
 
 
-def _library(name: str) -> str:
-    """The entry of :data:`OTHER_LIBRARIES` that the dotted ``name`` belongs to, or ''."""
-    return next((library for library in OTHER_LIBRARIES if name == library or name.startswith(library + ".")), "")
+def _library(name: str, libraries: tuple = OTHER_LIBRARIES) -> str:
+    """The entry of ``libraries`` that the dotted ``name`` belongs to, or ''."""
+    return next((library for library in libraries if name == library or name.startswith(library + ".")), "")
 
 
 def _names_read(function: Callable) -> set:
@@ -381,22 +381,25 @@ def _names_read(function: Callable) -> set:
     return names
 
 
-def _library_of(value, attributes: set) -> str:
-    """The entry of :data:`OTHER_LIBRARIES` that ``value`` (a module, function, class or object) comes from, or
-    ''. ``attributes``: the names the code reads, for a module whose attribute is the library (``scipy`` then
+def _library_of(value, attributes: set, libraries: tuple = OTHER_LIBRARIES) -> str:
+    """The entry of ``libraries`` that ``value`` (a module, function, class or object) comes from, or ''.
+    ``attributes``: the names the code reads, for a module whose attribute is the library (``scipy`` then
     ``.signal``)."""
     if isinstance(value, types.ModuleType):
-        return _library(value.__name__) or next(
-            (_library(f"{value.__name__}.{a}") for a in sorted(attributes) if _library(f"{value.__name__}.{a}")), "")
+        return _library(value.__name__, libraries) or next(
+            (found for a in sorted(attributes) if (found := _library(f"{value.__name__}.{a}", libraries))), "")
     module = getattr(value, "__module__", None)
-    return _library(module if isinstance(module, str) else "") or _library(getattr(type(value), "__module__", ""))
+    return (_library(module if isinstance(module, str) else "", libraries)
+            or _library(getattr(type(value), "__module__", ""), libraries))
 
 
-def uses_a_library(function: Callable, depth: int = 3) -> str:
-    """The first name ``function`` refers to from one of :data:`OTHER_LIBRARIES`, with its library, or ''.
+def uses_a_library(function: Callable, depth: int = 3, libraries: tuple = OTHER_LIBRARIES) -> str:
+    """The first name ``function`` refers to from one of ``libraries`` (default :data:`OTHER_LIBRARIES`), with its
+    library, or ''.
 
-    Read like :func:`uses_the_package`: imports inside it, its globals (a module, a function, a Keras layer built
-    outside), closures and defaults, and the learner's own helper functions ``depth`` levels down.
+    Read like :func:`uses_the_package`: imports inside it (``from scipy import signal`` too), its globals (a module,
+    a function, a Keras layer built outside), closures and defaults, and the learner's own helper functions
+    ``depth`` levels down.
     """
     seen: set = set()
     todo = [(function, 0)]
@@ -404,15 +407,18 @@ def uses_a_library(function: Callable, depth: int = 3) -> str:
         current, level = todo.pop()
         names = _names_read(current)
         for label, value in _referenced(current, seen):
-            library = _library_of(value, names)
+            library = _library_of(value, names, libraries)
             if library:
                 return f"`{library}`" if isinstance(value, types.ModuleType) else f"`{label}` (from {library})"
             if (level < depth and isinstance(value, types.FunctionType)
                     and value.__module__ == getattr(function, "__module__", None)):
                 todo.append((value, level + 1))
-        imported = sorted(n for n in names if _library(n) and n not in getattr(current, "__globals__", {}))
-        if imported:  # `import tensorflow as tf` inside the function
-            return f"`{_library(imported[0])}`"
+        local = [n for n in names if n not in getattr(current, "__globals__", {})]
+        # `import tensorflow as tf` inside the function, or `from scipy import signal` (the library one name below)
+        imported = sorted(n for n in local if _library(n, libraries)) or sorted(
+            f"{n}.{a}" for n in local for a in names if _library(f"{n}.{a}", libraries))
+        if imported:
+            return f"`{_library(imported[0], libraries)}`"
     return ""
 
 
@@ -1326,26 +1332,13 @@ _FOUND_PADDED = np.array([[3, 1, -1, -1]])
 
 def _no_power_mean_library(function: Callable) -> str | None:
     """What is wrong when ``function`` lets scipy.stats compute GeM (``pmean``, the power mean, since scipy 1.9,
-    preinstalled on Colab and Kaggle), or None. Read like :func:`uses_a_library`; scipy.stats is refused for
+    preinstalled on Colab and Kaggle), or None: :func:`uses_a_library` with scipy.stats, which is refused for
     gem_pool only (it is not in :data:`OTHER_LIBRARIES`: no other exercise's step is one of its functions)."""
-    seen, todo = set(), [(function, 0)]
-    while todo:
-        current, level = todo.pop()
-        names = _names_read(current)
-        for label, value in _referenced(current, seen):
-            module = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
-            module = module if isinstance(module, str) else ""
-            if module == "scipy.stats" or module.startswith("scipy.stats.") or (module == "scipy" and "stats" in names):
-                used = "`scipy.stats`" if isinstance(value, types.ModuleType) else f"`{label}` (from scipy.stats)"
-                return (f"your function uses {used}, which computes the power mean for you: "
-                        "the exercise is to write this step yourself, with numpy. Hint")
-            if (level < 3 and isinstance(value, types.FunctionType)
-                    and value.__module__ == getattr(function, "__module__", None)):
-                todo.append((value, level + 1))
-        if {"scipy", "stats"} <= names or any(n == "scipy.stats" or n.startswith("scipy.stats.") for n in names):
-            return ("your function imports scipy.stats, which computes the power mean for you: the exercise is to "
-                    "write this step yourself, with numpy. Hint")
-    return None
+    used = uses_a_library(function, libraries=("scipy.stats",))
+    if not used:
+        return None
+    return (f"your function uses {used}, which computes the power mean for you: the exercise is to write this step "
+            "yourself, with numpy. Hint")
 
 
 def _int8_unguarded(f):

@@ -493,6 +493,10 @@ def test_an_answer_that_lets_another_library_do_the_step_is_refused(monkeypatch,
     def through_scipy(image, kernel):
         return scipy.ndimage.correlate(image, kernel, mode="constant")
 
+    def from_scipy_import_inside(image, kernel):
+        from scipy import signal
+        return signal.correlate2d(image, kernel, mode="same")
+
     def keras_conv2d(image, kernel):
         layer = keras.layers.Conv2D(1, 3, padding="same", use_bias=False)
         layer.build((None, *image.shape, 1))
@@ -536,6 +540,7 @@ def test_an_answer_that_lets_another_library_do_the_step_is_refused(monkeypatch,
         return np.maximum(branch(x) + np.asarray(shortcut(x[None]))[0], 0)
 
     cases = [("conv3x3", by_name, "`correlate2d` (from scipy.signal)"), ("conv3x3", through_scipy, "`scipy.ndimage`"),
+             ("conv3x3", from_scipy_import_inside, "`scipy.signal`"),
              ("conv3x3", keras_conv2d, "`keras`"),
              ("global_average_pool", keras_layer_built_outside, "`pooling` (from keras)"),
              ("global_average_pool", tf_mean, "`tensorflow`"), ("global_average_pool", torch_mean, "`torch`"),
