@@ -32,6 +32,7 @@ repository = os.environ.get("CBIR_SITE_REPOSITORY", "")
 if repository:
     html_theme_options.update(repository_url=f"https://github.com/{repository}", use_repository_button=True)
 html_static_path = ["_static"]
+html_favicon = "_static/favicon.svg"  # a grid of products and a magnifier
 html_css_files = ["site.css"]
 html_js_files = ["site.js"]
 # no "Last updated" footer: it is the build's date, beside the chapter's own "Last modified"

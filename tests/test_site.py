@@ -319,6 +319,10 @@ def test_a_chapter_page_shows_its_outputs_without_errors_or_broken_links(site, s
             squeezed = page.evaluate("() => [...document.querySelectorAll('.cell_output img')].filter(img => "
                                      "img.naturalWidth > 600 && img.getBoundingClientRect().width < 600).length")
             assert squeezed == 0, f"{name}: {squeezed} wide pictures shrunk below 600 px on a phone (site.js)"
+            uncued = page.evaluate("() => [...document.querySelectorAll('img.cbir-wide')].filter(img => "
+                                   "!img.parentElement.previousElementSibling?.classList.contains('cbir-scroll-cue'))"
+                                   ".length")
+            assert uncued == 0, f"{name}: {uncued} pictures wider than a phone without the line saying they scroll"
         assert page.locator(".output.traceback, .output.error").count() == 0, f"{name}: an error output"
         asked = predictions(site / "_sources" / "chapters" / f"{name}.ipynb")
         folded = page.locator("details.below-input:not([open])").count()

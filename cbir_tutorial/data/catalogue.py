@@ -55,7 +55,10 @@ class Catalogue:
         )
 
     def _repr_html_(self) -> str:
+        """The summary line, the loader's notes folded (it printed them when it loaded) and the first 10 rows."""
         notes = "".join(f"<p><small>{html.escape(note)}</small></p>" for note in self.notes)
+        if notes:
+            notes = f"<details><summary><small>what the loader said</small></summary>{notes}</details>"
         return f"<p><b>{html.escape(repr(self))}</b></p>{notes}" + self.table.head(10)._repr_html_()
 
     @property

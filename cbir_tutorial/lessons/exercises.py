@@ -574,9 +574,10 @@ def _corner_conv3x3(padded, kernel):
 #: where halving is wrong: 2x2 pooling of an odd 29 (the small CNN's pool2: 14; ceil(n / s) gives 15) and a 4-pixel
 #: window at stride 2 with padding 1 ((n + 2p) // s gives 5 instead of 4). On these three even windows n // s is
 #: right too: the last two refuse an answer that halves for even windows, a 4-pixel window at stride 2 (n // s gives 5
-#: instead of 4) and 2x2 pooling at stride 1 (7 instead of 6).
+#: instead of 4) and 2x2 pooling at stride 1 (7 instead of 6). The last has a window narrower than its stride, a 1x1
+#: convolution at stride 2 (ResNet's projection shortcut) on an odd 29: (n + 2p) // s gives 14 instead of 15.
 _OUTPUT_SIZE_CASES = ((224, 3, 1, 0), (7, 7, 1, 3), (224, 3, 2, 1), (10, 3, 2, 0), (10, 5, 3, 2), (64, 2, 2, 0),
-                      (10, 3, 1, 2), (29, 2, 2, 0), (8, 4, 2, 1), (10, 4, 2, 0), (7, 2, 1, 0))
+                      (10, 3, 1, 2), (29, 2, 2, 0), (8, 4, 2, 1), (10, 4, 2, 0), (7, 2, 1, 0), (29, 1, 2, 0))
 _CONV3X3_CASES = ((_IMAGE, _KERNEL), (_IMAGE.T.copy(), np.ones((3, 3))), (_GREY, _KERNEL * 0.5))
 _CONV_PARAMETERS_CASES = ((3, 4, 64), (3, 64, 128, False), (1, 256, 64), (5, 1, 1))
 
@@ -1106,7 +1107,11 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
           lambda n, k, s, p: (n + 2 * p - 2 * (k // 2) - 1) // s + 1),
          ("pooling does not always halve: n // s is the count for a window as wide as its stride without padding, "
           "not in general. Count the positions where the whole window fits, as for a convolution",
-          lambda n, k, s, p: n // s if k % 2 == 0 else (n + 2 * p - k) // s + 1))),
+          lambda n, k, s, p: n // s if k % 2 == 0 else (n + 2 * p - k) // s + 1),
+         ("dividing by the stride counts the windows only when a window is exactly as wide as the stride: a "
+          "narrower one (a 1x1 convolution at stride 2) also fits at the last pixel of an odd row. Count the "
+          "positions where the whole window fits",
+          lambda n, k, s, p: (n + 2 * p) // s if k <= s else (n + 2 * p - k) // s + 1))),
         rule=_a_whole_number(
             _OUTPUT_SIZE_CASES, _output_size_case,
             "a number of positions is a whole number, and a float one cannot size an array (np.zeros((out, out)) "

@@ -37,7 +37,8 @@ FASHION_CLASSES = frozenset({
 
 @functools.lru_cache(maxsize=1)
 def class_index() -> dict[int, tuple[str, str]]:
-    """``{class number: (WordNet id, class name)}`` for the 1000 ImageNet classes, e.g. ``0: ("n01440764", "tench")``."""
+    """``{class number: (WordNet id, class name)}`` for the 1000 ImageNet classes, e.g.
+    ``0: ("n01440764", "tench")``."""
     text = resources.files(__package__).joinpath(CLASS_INDEX_FILE).read_text(encoding="utf-8")
     return {int(i): (wnid, name) for i, (wnid, name) in json.loads(text).items()}
 
@@ -84,8 +85,8 @@ def predictions_table(probs, top: int = 5) -> pd.DataFrame:
 def classifier_model(backbone: str, weights: Weights = "imagenet"):
     """``backbone`` with its 1000-class softmax head: preprocessed ``(B, S, S, 3)`` → ``(B, 1000)``.
 
-    Raises :class:`~cbir_tutorial.models.backbones.WeightsUnavailableError` when ImageNet weights can be neither found nor downloaded
-    (``efficientnet_lite0``'s ship with the package).
+    Raises :class:`~cbir_tutorial.models.backbones.WeightsUnavailableError` when ImageNet weights can be neither
+    found nor downloaded (``efficientnet_lite0``'s come with a pip dependency of the package, no download).
     """
     return keras_application(backbone_spec(backbone), weights_from_word(weights), include_top=True)
 

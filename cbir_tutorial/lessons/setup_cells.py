@@ -27,7 +27,8 @@ from .site import site_url
 #: ``owner/name`` as GitHub spells repositories.
 REPOSITORY_PATTERN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}")
 URLS_SECTION = "[project.urls]"
-README_START, README_END = "<!-- open-in-cloud: written by cbir_tutorial.lessons.setup_cells -->", "<!-- /open-in-cloud -->"
+README_START = "<!-- open-in-cloud: written by cbir_tutorial.lessons.setup_cells -->"
+README_END = "<!-- /open-in-cloud -->"
 FIRST_NOTEBOOK = "notebooks/01_setup_and_data.ipynb"
 #: A line of the setup cell that no other cell has.
 SETUP_CELL_MARK = 'importlib.util.find_spec("cbir_tutorial")'
@@ -104,7 +105,8 @@ _REPOSITORY_LINE = re.compile(r'^Repository\s*=\s*"([^"]*)"\s*\n', flags=re.M)
 
 
 def pyproject_repository(text: str) -> str | None:
-    """The ``owner/name`` of ``Repository`` under ``[project.urls]`` in pyproject.toml's ``text``; ``None`` if absent."""
+    """The ``owner/name`` of ``Repository`` under ``[project.urls]`` in pyproject.toml's ``text``; ``None`` if
+    absent."""
     body, end = _urls_section(text)
     line = _REPOSITORY_LINE.search(text[body:end])
     if line is None:

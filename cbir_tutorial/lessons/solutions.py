@@ -21,9 +21,9 @@ def query_mask(labels: Sequence[str]) -> np.ndarray:
 
 
 def chance_precision(labels: Sequence[str]) -> float:
-    """Expected precision of a random result list, averaged over the queries of :func:`query_mask`.
+    """Expected precision@1 of a random result list, averaged over the queries of :func:`query_mask`.
 
-    A query of category ``c`` finds a relevant product with probability ``(n_c - 1) / (N - 1)``.
+    The first result of a query of category ``c`` is relevant with probability ``(n_c - 1) / (N - 1)``.
     Self-contained (exercise 1's mask is computed again here), so the body can be copied into a notebook.
     """
     labels = np.asarray(labels, dtype=object)
@@ -65,7 +65,7 @@ def global_average_pool(maps: np.ndarray) -> np.ndarray:
 def l2_normalise(features: np.ndarray) -> np.ndarray:
     """``(N, D)`` -> ``(N, D)``, every row scaled to length 1; a row of zeros has no direction and stays zeros."""
     lengths = np.linalg.norm(features, axis=1, keepdims=True)
-    return features / np.maximum(lengths, 1e-12)  # a zero row: 0 / 1e-12 = 0, not 0 / 0 = NaN
+    return features / np.where(lengths > 0, lengths, 1.0)  # a zero row: 0 / 1 = 0, not 0 / 0 = NaN
 
 
 # notebook 4: architectures

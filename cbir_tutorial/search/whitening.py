@@ -1,7 +1,8 @@
 """Feature steps fitted on the gallery, without labels: L2 normalisation, fusion of several backbones, PCA whitening.
 
 - :func:`fuse`: weighted concatenation of several backbones' normalised features, renormalised, so
-  that the squared distance is the weighted sum of each backbone's squared distance;
+  that the squared distance is the weighted mean of each backbone's squared distance (weights divided by
+  their sum);
 - :class:`PCAWhitening`: fitted on the gallery; subtracts the gallery's mean (what every photo shares),
   keeps the ``dim`` strongest principal directions and divides each by ``λ^(power/2)`` (``power=1`` full
   whitening, ``0`` plain PCA), then L2-normalises again: high-variance directions are shrunk and

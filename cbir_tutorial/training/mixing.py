@@ -31,13 +31,11 @@ MIXING_RULE = ("the best seen-type validation MAP among the weights whose unseen
 def fused(frozen: np.ndarray, trained: np.ndarray, weight: float) -> np.ndarray:
     """``(N, F)`` frozen features and ``(N, D)`` trained embeddings → ``(N, F + D)`` float32, L2-normalised:
     ``[sqrt(1 - weight) · frozen, sqrt(weight) · trained]`` of the two L2-normalised, renormalised (what
-    :func:`~cbir_tutorial.models.trained.fused_model` computes from a photo)."""
-    def unit(x):
-        x = np.asarray(x, dtype=np.float32)
-        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    :func:`~cbir_tutorial.models.trained.fused_model` computes from a photo): the recipes' fusion,
+    :func:`~cbir_tutorial.search.whitening.fuse`, with the weights ``1 - weight`` and ``weight``."""
+    from ..search.whitening import fuse
 
-    both = np.concatenate([np.sqrt(1.0 - weight) * unit(frozen), np.sqrt(weight) * unit(trained)], axis=1)
-    return unit(both).astype(np.float32)
+    return fuse([frozen, trained], [1.0 - weight, weight])
 
 
 def mixing_curve(frozen: np.ndarray, trained: np.ndarray, labels, seen_types, k: int = 10,

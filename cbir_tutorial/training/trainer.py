@@ -308,6 +308,8 @@ class Trainer:
                 "n_validation": int(len(self.validation_rows)), "best_epoch": result.best_epoch,
                 "val_map_at_k": result.best_val_map, "frozen_val_map_at_k": result.frozen_val_map,
                 "probe_val_map_at_k": result.probe_val_map, "refit_on": result.refit, "history": result.history}
+        if result.mixing:  # chosen before a refit: a resumed run reads it back (the held-out photos are seen now)
+            info.update(mixing=result.mixing, fusion_weight=result.mixing["weight"])
         self.folder.save_best(self.net.model, info, result.best_epoch)
 
     def run(self, *, resume: bool = False, overwrite: bool = False) -> TrainingResult:
@@ -362,12 +364,16 @@ class Trainer:
             self.model.fit(self.batches, epochs=s.epochs, callbacks=callbacks, verbose=1 if self.progress else 0)
             result.stopped_early = early.stopped_epoch > 0
         self.net.model.load_weights(self.out / WEIGHTS_FILE)  # the best epoch's (or the probe's)
-        result.mixing = self.mixing(frozen)
-        if result.best_epoch == 0 and s.refit_probe:
-            result.refit = self.refit_probe()
-            self.save_best(result)
-            self.say(f"no epoch beat the probe on validation: the probe, fitted again on all {result.refit} "
-                     "photos of the training side, is the trained model")
+        saved = read_trained(self.out) if meta is not None else {}
+        if "mixing" in saved:  # resumed after its choices: made again, they would see what the refit learned
+            result.mixing, result.refit = saved["mixing"], int(saved.get("refit_on", 0))
+        else:
+            result.mixing = self.mixing(frozen)
+            if result.best_epoch == 0 and s.refit_probe:
+                result.refit = self.refit_probe()
+                self.save_best(result)
+                self.say(f"no epoch beat the probe on validation: the probe, fitted again on all {result.refit} "
+                         "photos of the training side, is the trained model")
         curve = {round(r["weight"], 2): r for r in result.mixing.get("curve", [])}
         if curve:
             chosen, trained = curve[round(result.mixing["weight"], 2)], curve[1.0]

@@ -1,10 +1,18 @@
 // A wide picture (a result grid, a table of photos, a benchmark chart) stays readable on a phone: it keeps
-// 600 px and its container scrolls sideways, instead of shrinking to the screen's width.
+// 600 px and its container scrolls sideways, instead of shrinking to the screen's width; a line above it says so
+// (a picture cut at the screen's edge looks whole otherwise).
 const READABLE_PX = 600;
 function keepReadable(img) {
   if (img.naturalWidth > READABLE_PX && img.getBoundingClientRect().width < READABLE_PX) {
     img.classList.add("cbir-wide");
-    img.parentElement.classList.add("cbir-scrolls");
+    const box = img.parentElement;
+    box.classList.add("cbir-scrolls");
+    if (!box.previousElementSibling || !box.previousElementSibling.classList.contains("cbir-scroll-cue")) {
+      const cue = document.createElement("p");
+      cue.className = "cbir-scroll-cue";
+      cue.textContent = "Wider than the screen: scroll the picture sideways \u2192";
+      box.before(cue);
+    }
   }
 }
 document.addEventListener("DOMContentLoaded", () => {

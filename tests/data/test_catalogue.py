@@ -41,3 +41,4 @@ def test_loader_notes_show_with_the_table_and_survive_subsets():
     catalogue = Catalogue(table(), "shop", notes=("load_x: kept 6 of 8 listings; dropped 2 <no image>",))
     page = catalogue.subset([0, 1])._repr_html_()
     assert "kept 6 of 8 listings; dropped 2 &lt;no image&gt;" in page and page.count("<tr") == 3
+    assert page.index("<details>") < page.index("kept 6 of 8") < page.index("</details>")  # folded: printed at load

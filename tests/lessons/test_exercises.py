@@ -571,6 +571,12 @@ def test_l2_normalise_keeps_a_zero_row_at_zero_and_names_the_nan(capsys):
     assert "0 / 0 is NaN" in capsys.readouterr().out
 
 
+def test_the_l2_normalise_solution_gives_length_1_to_any_nonzero_row_however_short():
+    """Notebook 3's prompt: a row of zeros stays zeros, any other row, however short, gets length 1."""
+    rows = np.array([[3e-14, 4e-14, 0.0], [0.0, 0.0, 0.0], [3.0, 4.0, 0.0]])
+    assert np.allclose(np.linalg.norm(solutions.l2_normalise(rows), axis=1), [1.0, 0.0, 1.0])
+
+
 def _mask(labels):
     labels = np.asarray(labels, dtype=object)
     sizes = np.array([np.sum(labels == label) for label in labels])
@@ -1261,6 +1267,18 @@ def test_output_size_refuses_halving_for_even_kernels(capsys):
     for answer, shown in ((same_for_the_usual_padding, "yours gives 15"), (pooling_halves, "yours gives 5")):
         assert check("output_size", answer) is False
         assert shown in capsys.readouterr().out
+
+
+def test_output_size_refuses_dividing_by_the_stride_for_a_window_narrower_than_it(capsys):
+    """Notebook 2, review round 13: no case had a window narrower than its stride, so (n + 2p) // s for k <= s
+    passed. A 1x1 convolution at stride 2 on 29 pixels fits 15 times, not 14."""
+    def divides_for_narrow_windows(n, kernel, stride, padding):
+        return (n + 2 * padding) // stride if kernel <= stride else (n + 2 * padding - kernel) // stride + 1
+
+    assert solutions.output_size(29, 1, 2, 0) == 15
+    assert check("output_size", divides_for_narrow_windows) is False
+    out = capsys.readouterr().out
+    assert "yours gives 14" in out and "exactly as wide as the stride" in out, out
 
 
 def test_the_counts_of_notebook_2_are_ints_python_or_numpy(capsys):

@@ -52,7 +52,7 @@ def milvus_server(tmp_path_factory):
     server.set_base_dir(str(tmp_path_factory.mktemp("milvus_server")))
     server.listen_port = _free_port()
     try:
-        server.wait_started = lambda: MilvusServer.wait_started(server, timeout=90_000)
+        server.wait_started = lambda: MilvusServer.wait_started(server, timeout=240_000)  # ms; busy cores
         server.start()
     except Exception as error:  # the embedded binary cannot run here (platform, ports, memory)
         server.stop()

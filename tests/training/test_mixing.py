@@ -110,6 +110,18 @@ def test_the_weight_is_the_validation_argmax_and_the_folder_embeds_with_it(mixed
 
 
 @pytest.mark.slow
+def test_a_finished_run_resumed_keeps_the_weight_chosen_before_its_refit(mixed_run, tmp_path):
+    """The refit sees the held-out categories: a curve measured again after it would choose on seen data."""
+    catalogue, settings, out, result = mixed_run
+    assert result.best_epoch == 0 and result.refit > 0  # the probe was kept and fitted again on every photo
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    again = train(catalogue, copy, settings, resume=True, progress=False)
+    assert again.mixing == result.mixing and again.refit == result.refit
+    assert read_trained(copy)["weights_hash"] == read_trained(out)["weights_hash"]  # not refitted a second time
+
+
+@pytest.mark.slow
 def test_a_hand_edited_fusion_weight_is_refused(mixed_run, tmp_path):
     _, _, out, result = mixed_run
     copy = tmp_path / "copy"
