@@ -24,7 +24,7 @@ nox.options.sessions = ["colab"]
 COLAB = {"tensorflow": "2.20.0", "keras": "3.13.2", "numpy": "2.1.3", "pandas": "2.2.3", "pillow": "11.3.0",
          "matplotlib": "3.10.0", "ipywidgets": "7.7.1", "ipykernel": "6.17.1"}
 #: The test tools a session needs beside the package (the dev extra's, without JupyterLab and Milvus).
-TEST_TOOLS = ["pytest>=7.4", "pytest-xdist>=3.5", "pytest-timeout>=2.2", "filelock>=3.12", "nbclient>=0.9",
+TEST_TOOLS = ["pytest>=7.4,<9.2", "pytest-xdist>=3.5", "pytest-timeout>=2.2", "filelock>=3.12", "nbclient>=0.9",
               "hypothesis>=6.100", "setuptools>=68"]
 WIDGET_TESTS = ["tests/ui/test_widget_compat.py", "tests/ui/test_widgets.py"]
 PYTEST = ["python", "-m", "pytest", "-p", "no:cacheprovider"]

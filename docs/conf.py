@@ -95,6 +95,25 @@ def _tidy_tables(app, doctree, docname):
             node.rawsource = blanked
 
 
+#: Terms whose words Sphinx's search splits ("MAP@K" into "map" and "k", found on most pages), each made an index
+#: entry of the chapter that teaches it: a search for the whole term lists that chapter first.
+SEARCH_TERMS = {"chapters/06_evaluation": ("MAP@K", "AP@K", "precision@K", "recall@K", "MAP@R")}
+
+
+def _index_search_terms(app, doctree):
+    """An index entry (no visible text) for each of the page's :data:`SEARCH_TERMS`, at its first section."""
+    from docutils import nodes
+    from sphinx import addnodes
+
+    terms = SEARCH_TERMS.get(app.env.docname, ())
+    section = next(iter(doctree.findall(nodes.section)), None)
+    if terms and section is not None:
+        entries = [("single", term, "search-terms", "main", None) for term in terms]
+        section.insert(1, addnodes.index(entries=entries, inline=False))
+        section.insert(1, nodes.target("", "", ids=["search-terms"]))
+
+
 def setup(app):
+    app.connect("doctree-read", _index_search_terms)
     app.connect("doctree-resolved", _hide_machine_paths)  # after MyST-NB chose each output's form
     app.connect("doctree-resolved", _tidy_tables)

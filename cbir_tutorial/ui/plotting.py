@@ -167,16 +167,18 @@ def query_rows_figure(paths: Sequence, found_paths: Sequence[Sequence], relevant
     """One row per query: its photo, then its results with green (relevant) or red frames, and a caption
     under the row (e.g. why the query failed)."""
     k = max((len(row) for row in found_paths), default=0)
-    rows = len(paths)
-    height = 1.9 * rows + 0.6
-    fig = Figure(figsize=(1.5 * (k + 1), height), layout="constrained")
-    fig.get_layout_engine().set(h_pad=0.25, rect=(0, 0.3 / height, 1, 1 - 0.3 / height))  # room for the captions
+    rows, width = len(paths), 1.5 * (k + 1)
+    # a page shows the figure about 8 inches wide: the text grows with a wider figure to stay readable there
+    points = 8.5 * min(max(width / 8, 1.0), 1.8)
+    height = (1.9 + points / 72) * rows + 0.6
+    fig = Figure(figsize=(width, height), layout="constrained")
+    fig.get_layout_engine().set(h_pad=0.1 + 1.5 * points / 72, rect=(0, 0.3 / height, 1, 1 - 0.3 / height))
     axes = fig.subplots(max(rows, 1), k + 1, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for i, (path, found, flags) in enumerate(zip(paths, found_paths, relevant)):
         axes[i, 0].imshow(thumbnail(path, 96))
-        axes[i, 0].set_title("query", fontsize=8, fontweight="bold")
+        axes[i, 0].set_title("query", fontsize=points, fontweight="bold")
         for j, (result, flag) in enumerate(zip(found, flags), start=1):
             ax = axes[i, j]
             ax.imshow(thumbnail(result, 96))
@@ -187,8 +189,9 @@ def query_rows_figure(paths: Sequence, found_paths: Sequence[Sequence], relevant
                 spine.set_edgecolor("tab:green" if flag else "tab:red")
                 spine.set_linewidth(2.5)
         if i < len(captions):  # under the row, left out of the layout so that it does not widen column 0
-            text = axes[i, 0].text(0, -0.06, captions[i], transform=axes[i, 0].transAxes, ha="left", va="top",
-                                   fontsize=8.5)
+            line = textwrap.shorten(str(captions[i]), int(width * 72 / (0.55 * points)), placeholder=" …")
+            text = axes[i, 0].text(0, -0.06, line, transform=axes[i, 0].transAxes, ha="left", va="top",
+                                   fontsize=points)
             text.set_in_layout(False)
     if captions:  # the captions are out of the layout, so a tight bbox (Jupyter's inline figures) would clip the last:
         from matplotlib.patches import Rectangle
@@ -196,7 +199,7 @@ def query_rows_figure(paths: Sequence, found_paths: Sequence[Sequence], relevant
         frame = Rectangle((0, 0), 1, 1, transform=fig.transFigure, fill=False, linewidth=0)
         fig.add_artist(frame)  # an invisible frame at the figure's edges keeps the whole figure, bottom margin included
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=1.2 * points)
     return fig
 
 

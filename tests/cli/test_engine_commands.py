@@ -105,16 +105,22 @@ def test_a_killed_add_leaves_the_old_engine_or_the_new_one(built, sample_engine,
             process.wait()
         return time.perf_counter() - start
 
-    whole = run(None)
-    sizes = []
-    for share in (0.7, 0.9, 0.97):
+    def killed_at(share: float) -> int:
+        """The products of the engine the folder holds after a run killed at ``share`` of ``whole``."""
         run(whole * share)
         engine = SearchEngine.load(built)
         assert len(engine) in (309, 770) and len(engine.index) == len(engine) == len(engine.digests)
         first = engine.search(0, 1, exclude_self=False)
         assert first["id"].iloc[0] == engine.catalogue.table["id"].iloc[0]
-        sizes.append(len(engine))
-    assert 309 in sizes, sizes  # the kills came before the new engine was in place
+        return len(engine)
+
+    whole = run(None)
+    sizes = [killed_at(share) for share in (0.7, 0.9, 0.97)]
+    for share in (0.5, 0.35, 0.25):  # a shared machine that sped up since the timed run: kill earlier
+        if 309 in sizes:
+            break
+        sizes.append(killed_at(share))
+    assert 309 in sizes, sizes  # a kill came before the new engine was in place
     run(None)
     assert len(SearchEngine.load(built)) == 770
     assert [p.name for p in built.parent.iterdir() if p.name.startswith(f".{built.name}.")] == []

@@ -48,3 +48,19 @@ def test_confusion_projection_and_query_rows_figures(sample_catalogue):
     paths = sample_catalogue.paths[:4]
     fig = query_rows_figure(paths[:2], [paths[2:4], paths[1:3]], [[True, False], [False, False]], captions=["x", "y"])
     assert len(fig.axes) == 6
+
+
+def test_query_rows_captions_stay_readable_on_a_page_and_within_the_figure(sample_catalogue):
+    """A row of 8 results is 13.5 inches wide and a page shows it about 8 inches wide: its text is scaled up."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from cbir_tutorial.ui.plotting import query_rows_figure
+
+    paths = sample_catalogue.paths[:9]
+    reason = "Shirts (AP@10 = 0.00): 0 of 10 results are Shirts; 6 are Tops: the engine confuses Shirts with Tops."
+    fig = query_rows_figure(paths[:2], [paths[1:9]] * 2, [[False] * 8] * 2, captions=[reason, reason * 3])
+    short, long = (ax.texts[0] for ax in fig.axes if ax.texts)
+    assert short.get_text() == reason and long.get_text().endswith("…")  # shortened, never cut at the edge
+    assert short.get_fontsize() * 8 / fig.get_figwidth() >= 7.5  # points, at 8 inches wide
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    assert long.get_window_extent(renderer).x1 <= fig.bbox.x1
