@@ -97,7 +97,9 @@ def _tidy_tables(app, doctree, docname):
 
 #: Terms whose words Sphinx's search splits ("MAP@K" into "map" and "k", found on most pages), each made an index
 #: entry of the chapter that teaches it: a search for the whole term lists that chapter first.
-SEARCH_TERMS = {"chapters/06_evaluation": ("MAP@K", "AP@K", "precision@K", "recall@K", "MAP@R")}
+SEARCH_TERMS = {"chapters/06_evaluation": ("MAP@K", "AP@K", "precision@K", "recall@K", "MAP@R"),
+                "chapters/09_scaling_up": ("FAISS", "HNSW", "IVF", "IVF-PQ", "Milvus", "Milvus Lite", "int8",
+                                           "bfloat16")}
 
 
 def _index_search_terms(app, doctree):

@@ -117,6 +117,9 @@ def test_mentions_of_the_benchmark_results_link_to_the_section_they_cite():
                           "installed with the package)", anchors=anchors) == (
         "([benchmark results, section 4](../benchmarks.md#4-ranking-bench_rankingpy---profile)), then "
         "[benchmark results](../benchmarks.md), and [benchmark results](../benchmarks.md))")
+    broken = "(benchmarks/RESULTS.md section 4, in the\n  tutorial's GitHub repository, has"  # over a line break
+    assert linked_results(broken, anchors=anchors) == \
+        "([benchmark results, section 4](../benchmarks.md#4-ranking-bench_rankingpy---profile), has"
     real = section_anchors((ROOT / "benchmarks" / "RESULTS.md").read_text(encoding="utf-8"))
     cited = {number for path in (ROOT / "notebooks").glob("*.ipynb")
              for number in re.findall(r"RESULTS\.md`?,? section (\d+[a-z]?)\b", path.read_text(encoding="utf-8"))}
@@ -415,6 +418,10 @@ def test_the_site_search_finds_map_at_k(site, served, browser):
             boilerplate = [words for words in ("Author", "Date created:", "Last modified:", "How this page was made")
                            if words in snippet]
             assert not boilerplate, f"a search snippet shows a chapter's metadata {boilerplate}: {snippet!r}"
+        page.goto(f"{served}/search.html?q=FAISS", wait_until="load")
+        page.locator("#search-results li").first.wait_for(timeout=30_000)
+        first = page.evaluate("() => document.querySelector('#search-results li a').href")
+        assert "09_scaling_up" in first, f"the chapter that teaches FAISS is not listed first: {first}"
     finally:
         page.close()
 
@@ -436,6 +443,12 @@ def test_the_article_headers_sidebar_buttons_open_the_chapter_list_and_contents(
         page.wait_for_function("() => !document.querySelector('#pst-primary-sidebar-modal').open", timeout=5_000)
         page.locator(".bd-header-article .secondary-toggle").click()
         page.wait_for_function("() => document.querySelector('#pst-secondary-sidebar-modal').open", timeout=5_000)
+        section = page.locator("#pst-secondary-sidebar-modal a[href^='#']").nth(1)
+        target = section.get_attribute("href")
+        section.click()  # a section of the contents: the page goes there and the drawer closes (site.js)
+        page.wait_for_function("() => !document.querySelector('#pst-secondary-sidebar-modal').open", timeout=5_000)
+        page.wait_for_function(f"() => Math.abs(document.getElementById({target[1:]!r}).getBoundingClientRect().top)"
+                               " < 150", timeout=5_000)  # the section at the top of the screen
     finally:
         page.close()
     page = browser.new_page(viewport={"width": 1280, "height": 900})  # a desktop: the button hides the sidebar

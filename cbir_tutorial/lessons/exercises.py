@@ -1044,7 +1044,10 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
         (("did you keep the unlabelled products (category \"\")? They have no category to be relevant to",
           lambda labels: _category_sizes(labels) >= 2),
          ("did you keep categories with a single product? Such a query can never find a relevant result",
-          lambda labels: np.asarray(labels, dtype=object) != ""))),
+          lambda labels: np.asarray(labels, dtype=object) != ""),
+         ("did you keep only categories of more than two products? Two are enough: each has one other product "
+          "of its category to find",
+          lambda labels: (np.asarray(labels, dtype=object) != "") & (_category_sizes(labels) > 2)))),
     Exercise(
         "chance_precision",
         ((_MOSTLY_UNLABELLED,), (_LABELS,), (np.array(["a"] * 6 + ["b"] * 2 + ["c"], dtype=object),)),
@@ -1321,6 +1324,9 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
 _MAPS_POSITIVE = np.abs(_MAPS) + 0.1
 _UNIT = _FEATURES / np.linalg.norm(_FEATURES, axis=1, keepdims=True)
 _NEIGHBOURS = np.array([[0.8, 0.6, 0.0], [0.0, 0.6, 0.8], [-0.6, 0.0, 0.8]])
+#: Neighbours of the query _NEIGHBOURS[0], nearest first, that all point its way (similarities 0.96, 0.48,
+#: 0.36): an answer that keeps only the first one or two of them is told apart.
+_NEIGHBOURS_ALIKE = np.array([[0.6, 0.8, 0.0], [0.0, 0.8, 0.6], [0.0, 0.6, 0.8]])
 _FOUND = np.array([[3, 1, 7, 9], [2, 4, 6, 8], [5, 5, 0, 1]])
 _REFERENCE = np.array([[1, 3, 9, 0], [2, 4, 6, 8], [5, 0, 2, 3]])
 #: No value of it lands on a rounding tie (a code x.5): round half to even, round half up and a scale with a
@@ -1381,6 +1387,8 @@ EXERCISES.update({e.name: e for e in [
     Exercise(
         "alpha_query_expansion", ((_UNIT[0], _NEIGHBOURS, 3.0), (_NEIGHBOURS[0], _NEIGHBOURS[1:], 1.0),
                                   (_UNIT[1], _UNIT[2:], 3.0),
+                                  # several neighbours of positive similarity: the weighted sum over them all
+                                  (_NEIGHBOURS[0], _NEIGHBOURS_ALIKE, 3.0),
                                   # an even alpha, a neighbour of negative similarity: clipping after the power refused
                                   (_UNIT[0], _NEIGHBOURS, 2.0)),
         lambda q, nb, alpha: f"alpha-QE of query {_list(q)} with neighbours {_list(nb)} and alpha = {alpha:g}",
@@ -1509,7 +1517,8 @@ EXERCISES.update({e.name: e for e in [
           "lowest cosine)",
           lambda e, l: _multi_similarity(e, l, mine=False)),
          ("mine the negatives too: keep only those with S_ik + epsilon > the anchor's hardest positive (the lowest "
-          "cosine); a negative less similar than that adds a small term of its own",
+          "cosine among its positives alone: masking the other entries with 0 (S * mask) before the min makes 0 the "
+          "hardest positive); a negative less similar than that adds a small term of its own",
           lambda e, l: _multi_similarity(e, l, mine_negatives=False)),
          ("S is the COSINE similarity: L2-normalise the rows first (the embeddings have different lengths)",
           lambda e, l: _multi_similarity(e, l, normalise=False)),
@@ -1540,7 +1549,8 @@ EXERCISES.update({e.name: e for e in [
           lambda f, q, k: float(np.mean([item in list(dict.fromkeys(row))[:k] for row, item in zip(f, q)]))),
          ("that is precision@k (hits over k): Recall@K asks whether each query's item is found at all",
           lambda f, q, k: float(np.mean(f[:, :k] == q[:, None]))),
-         ("you looked at the first result only: Recall@K looks at the first k",
+         ("you looked at the first result only, or asked for the item at every rank (all): Recall@K asks whether "
+          "it is anywhere among the first k (any)",
           lambda f, q, k: float(np.mean(f[:, 0] == q))),
          ("look for each query's item in its OWN results only: an item in another query's top k does not count",
           lambda f, q, k: float(np.mean(np.isin(q, f[:, :k])))),

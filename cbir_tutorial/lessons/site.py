@@ -157,8 +157,9 @@ def linked_results(markdown: str, target: str = "../benchmarks.md", anchors: Map
             return f"[benchmark results, section {section}]({target}#{anchors[section]})"
         return f"[benchmark results]({target}){found.group(2) or ''}"
 
-    where = (r"(?:,? (?:on GitHub|in the (?:tutorial's GitHub )?repository))?"  # said for a reader of the notebook:
-             r"(?:[;,] the benchmarks are not installed with the package| \(not installed with the package\))?")
+    # what the notebook says for its reader (the file is in the repository, not installed), over line breaks too
+    where = (r"(?:,?\s+(?:on GitHub|in the\s+(?:tutorial's\s+GitHub\s+)?repository))?"
+             r"(?:[;,]\s+the benchmarks are not installed with the package|\s+\(not installed with the package\))?")
     return re.sub(r"(?<![\[/])(?<!\]\()(`?)benchmarks/RESULTS\.md\1(?![\]`(])(,? section (\d+[a-z]?)\b)?" + where,
                   link, markdown)
 

@@ -84,11 +84,15 @@ class TrainingSettings:
 
     def run_name(self, catalogue: str, n_products: int) -> str:
         """A folder name for a run of these settings on ``n_products`` of ``catalogue``:
-        ``CATALOGUE-N-LOSS-HASH`` (the first 10 hex digits of SHA-256 of the settings), so the same settings
-        find their run again (and resume it) and other settings never do."""
+        ``CATALOGUE-N-LOSS-HASH`` (the first 10 hex digits of SHA-256 of the settings and the package's version),
+        so the same settings find their run again (and resume it) and other settings, or another version of the
+        trainer, never do."""
         import hashlib
 
-        return f"{catalogue}-{n_products}-{self.loss}-{hashlib.sha256(repr(self).encode()).hexdigest()[:10]}"
+        from .._version import __version__
+
+        digest = hashlib.sha256(f"{__version__} {self!r}".encode()).hexdigest()[:10]
+        return f"{catalogue}-{n_products}-{self.loss}-{digest}"
 
     def checked(self) -> "TrainingSettings":
         """These settings with the loss and backbone names made canonical; ValueError for impossible ones."""

@@ -70,3 +70,18 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   }
 });
+
+// On a phone the page's contents open in a drawer (a <dialog>) over the page: a tap on one of its links scrolls the
+// page to that section behind it, and the drawer stayed open over two thirds of the screen. It closes on that tap,
+// then the page goes to the section (closing a dialog gives the focus back to its button, at the top of the page).
+document.addEventListener("click", (event) => {
+  const link = event.target.closest("dialog[open] a[href^='#']");
+  if (!link) return;
+  const target = document.getElementById(decodeURIComponent(link.hash.slice(1)));
+  link.closest("dialog").close();
+  if (target) {
+    event.preventDefault();
+    history.pushState(null, "", link.hash);
+    target.scrollIntoView();
+  }
+});

@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 
@@ -242,9 +243,9 @@ def test_a_second_run_into_a_busy_folder_fails_at_once_naming_the_first(shop, tm
 
 
 @pytest.mark.slow
-def test_a_trained_model_is_replaced_only_with_overwrite(shop, tmp_path, capsys):
+def test_a_trained_model_is_replaced_only_with_overwrite(shop, finished_run, tmp_path, capsys):
     out = tmp_path / "m"
-    assert main(["train", "--catalogue", str(shop), *TINY, "--out", str(out)]) == 0
+    shutil.copytree(finished_run, out)  # the same tiny run, trained once for the module
     (out / CHECKPOINT_FILE).unlink()  # a trained model folder, as copied or shared without its checkpoint
     before = read_trained(out)
     capsys.readouterr()
@@ -264,9 +265,9 @@ def test_a_trained_model_is_replaced_only_with_overwrite(shop, tmp_path, capsys)
 
 
 @pytest.mark.slow
-def test_resume_refuses_another_catalogue_naming_both(shop, tmp_path, capsys, sample_catalogue):
+def test_resume_refuses_another_catalogue_naming_both(shop, finished_run, tmp_path, capsys, sample_catalogue):
     out = tmp_path / "m"
-    assert main(["train", "--catalogue", str(shop), *TINY, "--out", str(out)]) == 0
+    shutil.copytree(finished_run, out)  # the same tiny run, trained once for the module
     smaller = copy_photos(tmp_path / "smaller", sample_catalogue, {"Tshirts": 7, "Watches": 8, "Handbags": 8})
     capsys.readouterr()
     assert main(["train", "--catalogue", str(smaller), *TINY, "--epochs", "2", "--out", str(out), "--resume"]) == 2
@@ -357,11 +358,11 @@ def test_a_diverged_run_stops_at_once_and_saves_nothing(shop, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_full_disk_at_a_checkpoint_keeps_the_folder_whole(shop, tmp_path, capsys, monkeypatch):
+def test_a_full_disk_at_a_checkpoint_keeps_the_folder_whole(shop, finished_run, tmp_path, capsys, monkeypatch):
     """The checkpoint of epoch 2 meets a full disk: the folder keeps epoch 1's checkpoint and the best model, both
     whole, and a resumed run carries on from there."""
     out = tmp_path / "m"
-    assert main(["train", "--catalogue", str(shop), *TINY, "--out", str(out)]) == 0
+    shutil.copytree(finished_run, out)  # the same tiny run, trained once for the module
     fsync = os.fsync
 
     def full(fd):

@@ -829,6 +829,31 @@ def test_alpha_query_expansion_refuses_clipping_after_the_power_and_accepts_clip
     assert check("alpha_query_expansion", mine) is True
 
 
+def test_alpha_query_expansion_refuses_an_answer_that_keeps_only_the_nearest_neighbour():
+    item = EXERCISES["alpha_query_expansion"]
+    assert any((nb @ q > 0).sum() >= 3 for q, nb, _ in item.cases)
+
+    def nearest_only(query, neighbours, alpha):
+        similarities = neighbours @ query
+        best = np.argmax(similarities)
+        expanded = query + max(similarities[best], 0) ** alpha * neighbours[best]
+        return expanded / np.linalg.norm(expanded)
+
+    def total_weight_on_the_nearest(query, neighbours, alpha):
+        weights = np.maximum(neighbours @ query, 0) ** alpha
+        expanded = query + weights.sum() * neighbours[np.argmax(weights)]
+        return expanded / np.linalg.norm(expanded)
+
+    def first_two(query, neighbours, alpha):  # the recipes' αQE n = 2, hard-coded
+        neighbours = neighbours[:2]
+        expanded = query + (np.maximum(neighbours @ query, 0) ** alpha) @ neighbours
+        return expanded / np.linalg.norm(expanded)
+
+    assert not item.passes(nearest_only)
+    assert not item.passes(total_weight_on_the_nearest)
+    assert not item.passes(first_two)
+
+
 @pytest.mark.parametrize("name, revealing", [
     ("gem_pool", ["axis", "axes 1 and 2", "p-th root", "1 / p", "raise every value"]),
     ("alpha_query_expansion", ["neighbours @ query", "max(similarity, 0) ** alpha", "normalise", "dot product"])])

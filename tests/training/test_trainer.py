@@ -219,3 +219,13 @@ def test_a_run_keeps_the_probe_unless_an_epoch_beats_it_clearly(tiny_catalogue, 
     else:  # the probe, fitted again on every photo of the training side
         assert result.best_epoch == 0 and result.best_val_map == result.probe_val_map
         assert result.refit == len(tiny_catalogue.paths) == read_trained(tmp_path)["refit_on"]
+
+
+def test_a_run_name_follows_the_settings_and_the_package_version(monkeypatch):
+    """Notebook 10 caches its trained model under this name: other settings, or a newer trainer, train again."""
+    settings = TrainingSettings.cpu()
+    name = settings.run_name("shop", 100)
+    assert name.startswith(f"shop-100-{settings.loss}-") and name == TrainingSettings.cpu().run_name("shop", 100)
+    assert TrainingSettings.cpu(seed=1).run_name("shop", 100) != name != settings.run_name("shop", 99)
+    monkeypatch.setattr("cbir_tutorial._version.__version__", "99.0")
+    assert settings.run_name("shop", 100) != name
