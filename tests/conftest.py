@@ -38,6 +38,15 @@ def pytest_addoption(parser):
                          "session runs them on the sample)")
 
 
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto`` (the README's test command): one worker per core, and one more on a machine of up to 4 cores,
+    where the tests' waits (notebook kernels, the Milvus server, the command line in fresh processes, Chromium)
+    leave a core idle often enough for a third worker to use it (CI, 2 cores: see the closing note of the
+    change that set it); a larger machine has the cores, and the memory per worker stays what it was."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return cores + 1 if cores <= 4 else cores
+
+
 #: Markers of the longest tests, which run first so that pytest-xdist's workers end together (a minute-long
 #: notebook started last would leave the other workers idle while it runs). The Milvus server's tests keep
 #: their place: started beside the notebooks, the embedded server once stopped answering mid-run.
