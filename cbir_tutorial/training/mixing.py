@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..search.whitening import fuse
+
 #: The fusion weights tried, from the frozen features (0) to the trained model (1).
 MIXING_WEIGHTS = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 11))
 #: The rule :func:`chosen_weight` applies, in words (saved with the model).
@@ -33,8 +35,6 @@ def fused(frozen: np.ndarray, trained: np.ndarray, weight: float) -> np.ndarray:
     ``[sqrt(1 - weight) · frozen, sqrt(weight) · trained]`` of the two L2-normalised, renormalised (what
     :func:`~cbir_tutorial.models.trained.fused_model` computes from a photo): the recipes' fusion,
     :func:`~cbir_tutorial.search.whitening.fuse`, with the weights ``1 - weight`` and ``weight``."""
-    from ..search.whitening import fuse
-
     return fuse([frozen, trained], [1.0 - weight, weight])
 
 
