@@ -231,8 +231,10 @@ def markdown_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -
 
 
 def print_table(title: str, rows: Sequence[dict], columns: Sequence[str] | None = None) -> None:
-    """Print ``rows`` as a Markdown table under ``## title`` and keep them, unrounded, in :data:`REPORT`."""
-    columns = list(columns or rows[0].keys())
+    """Print ``rows`` as a Markdown table under ``## title`` and keep them, unrounded, in :data:`REPORT`; a
+    column empty in every row (a note no row needed) is left out."""
+    columns = [c for c in (columns or rows[0].keys()) if any(row.get(c) is not None and str(row.get(c)) != ""
+                                                             for row in rows)]
     REPORT["tables"].append({"title": title, "columns": columns,
                              "rows": [{c: row.get(c) for c in columns} for row in rows]})
     print(f"## {title}\n")

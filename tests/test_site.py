@@ -19,7 +19,7 @@ import pytest
 from cbir_tutorial.lessons.site import (benchmarks_page, blank_missing_cells, folded_solution, heading_anchor,
                                         linked_results, notebook_links, page_header, section_anchors,
                                         settings_read_by, shown_paths, site_repository, site_url,
-                                        without_empty_columns)
+                                        test_run_note, without_empty_columns)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(path.stem for path in (ROOT / "notebooks").glob("*.ipynb"))
@@ -66,6 +66,9 @@ def test_a_page_header_says_what_ran_and_where_to_run_it():
     assert "GPU" not in tested and "CPU" not in tested  # executed elsewhere: the machine is not known
     # what a reader needs first opens the note; the settings in full are folded below the links
     assert tested.startswith("::::{note}\n**A test-run build: the numbers on this page show that every step runs")
+    assert "a build with `notebooks/site_run.env` (what the published course runs)" in tested
+    assert "[published course](https://me.github.io/cbir/) runs every chapter" in test_run_note("me/cbir")
+    assert "CBIR_NB_WEIGHTS=random" not in offline.partition(":::{dropdown}")[0]  # the settings in full are folded
     assert tested.index("Run it yourself") < tested.index(":::{dropdown} How this page was made") < \
         tested.index("CBIR_TUTORIAL_SOLUTIONS=1") and tested.endswith(":::\n::::")
     assert "A test-run build" not in online and online.index("on a GPU") < online.index(":::{dropdown}")
@@ -326,6 +329,10 @@ def test_a_chapter_page_shows_its_outputs_without_errors_or_broken_links(site, s
                                    "!img.parentElement.previousElementSibling?.classList.contains('cbir-scroll-cue'))"
                                    ".length")
             assert uncued == 0, f"{name}: {uncued} pictures wider than a phone without the line saying they scroll"
+        uncued_tables = page.evaluate("() => [...document.querySelectorAll('.cell_output table')].filter(table => "
+                                      "table.scrollWidth > table.parentElement.clientWidth + 1 && !table.parentElement"
+                                      ".previousElementSibling?.classList.contains('cbir-scroll-cue')).length")
+        assert uncued_tables == 0, f"{name}: {uncued_tables} tables wider than a phone, no line saying they scroll"
         assert page.locator(".output.traceback, .output.error").count() == 0, f"{name}: an error output"
         asked = predictions(site / "_sources" / "chapters" / f"{name}.ipynb")
         folded = page.locator("details.below-input:not([open])").count()
@@ -371,6 +378,9 @@ def test_the_other_pages_render_with_their_tables_and_links(site, served, browse
         assert len(page.locator("main").inner_text()) > 500
         if name != "index":
             assert page.locator("main table").count() >= 3
+        else:  # a test-run build says so on the landing page as on every chapter
+            chapter = (site / "chapters" / f"{NOTEBOOKS[0]}.html").read_text(encoding="utf-8")
+            assert ("A test-run build" in page.locator("main").inner_text()) == ("A test-run build" in chapter)
         hrefs = page.evaluate("() => [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'))")
         assert not broken_links(site, site / f"{name}.html", hrefs)
         assert page.evaluate("() => [...document.querySelectorAll('main img')].every(img => img.naturalWidth > 0)")

@@ -47,19 +47,28 @@ class Catalogue:
     def __len__(self) -> int:
         return len(self.table)
 
-    def __repr__(self) -> str:
+    @property
+    def summary(self) -> str:
+        """One plain sentence: how many products, categories and labels, and what the loader dropped."""
         n_labelled = int((self.table["category"] != "").sum())
-        return (
-            f"Catalogue({self.name!r}: {len(self)} products, {self.table['category'].nunique()} "
-            f"categories on {n_labelled} labelled, {self.n_dropped} dropped for missing images)"
-        )
+        n_categories = self.table.loc[self.table["category"] != "", "category"].nunique()
+        labelled = "all labelled" if n_labelled == len(self) else f"{n_labelled:,} of them labelled"
+        dropped = (f"{self.n_dropped:,} listings dropped because their photo is missing" if self.n_dropped
+                   else "no listing dropped for a missing photo")
+        return f"{len(self):,} products in {n_categories:,} categories ({labelled}); {dropped}"
+
+    def __repr__(self) -> str:
+        return f"Catalogue({self.name!r}: {self.summary})"
 
     def _repr_html_(self) -> str:
-        """The summary line, the loader's notes folded (it printed them when it loaded) and the first 10 rows."""
+        """The summary, the loader's notes folded (it printed them when it loaded) and the first 10 rows, without
+        the image paths (long, and the same folder on every row); descriptions keep a readable width."""
         notes = "".join(f"<p><small>{html.escape(note)}</small></p>" for note in self.notes)
         if notes:
             notes = f"<details><summary><small>what the loader said</small></summary>{notes}</details>"
-        return f"<p><b>{html.escape(repr(self))}</b></p>{notes}" + self.table.head(10)._repr_html_()
+        rows = self.table.head(10).drop(columns="path")
+        return (f"<p><b>{html.escape(self.name)}</b>: {html.escape(self.summary)}</p>{notes}"
+                + rows.to_html(col_space={"description": "12em"}))
 
     @property
     def paths(self) -> list[str]:

@@ -67,7 +67,7 @@ def install_command(where: str | None = None, repository: str | None | bool = Fa
     if repository:
         return f'pip install --quiet "git+https://github.com/{repository}"'
     wheel = f"cbir_tutorial-{__version__}-py3-none-any.whl"
-    return f"pip install --quiet {wheel}   # no GitHub location set: `python -m build` makes it, upload it first"
+    return f"pip install --quiet {wheel}   # upload the wheel first: python -m build makes it in dist/"
 
 
 def gpu_names() -> list[str]:

@@ -59,6 +59,17 @@ def settings_read_by(code: str, settings: Mapping[str, str]) -> dict[str, str]:
     return {name: value for name, value in settings.items() if name in names or name.startswith("CBIR_TUTORIAL_")}
 
 
+def test_run_note(repository: str | None = None) -> str:
+    """The line that opens every page of a site built with the test-run settings (the index and each chapter):
+    what its numbers mean, and where the representative ones are (the published site, once ``repository``
+    is set)."""
+    published = site_url(repository)
+    where = (f"the [published course]({published}) runs every chapter with `{SITE_SETTINGS}`" if published else
+             f"a build with `{SITE_SETTINGS}` (what the published course runs) gives representative ones")
+    return ("**A test-run build: the numbers on this page show that every step runs, not how well it works.** "
+            f"It ran with the small settings of the project's tests (`notebooks/test_run.env`); {where}.")
+
+
 def page_header(notebook: str, settings: Mapping[str, str], source: str, *, gpu: str | None = "",
                 repository: str | None = None, test_run: bool = False) -> str:
     """The Markdown note atop a chapter page: executed with ``settings`` (the ones the notebook reads, from the
@@ -72,18 +83,15 @@ def page_header(notebook: str, settings: Mapping[str, str], source: str, *, gpu:
                       if name not in _QUIET and not name.startswith("TF_"))
     lines = []
     if test_run:
-        lines.append("**A test-run build: the numbers on this page show that every step runs, not how well it works.** "
-                     "It ran with the small settings of the project's tests; the course's full build gives the "
-                     "representative ones.")
+        lines.append(test_run_note(repository))
     hardware = "" if gpu is None else f" on {'a GPU (' + gpu + ')' if gpu else 'a CPU, without a GPU'}"
     networks = any(name in settings for name in ("CBIR_NB_WEIGHTS", "CBIR_NB_BACKBONE", "CBIR_NB_BACKBONES"))
     lines.append(f"This chapter ran top to bottom{hardware}"
                  f"{'; each result says which backbone and weights made it' if networks else ''}.")
     if weights == "random":
-        lines.append(f"**Random weights** for {KERAS_BACKBONES}, chosen by this build's settings "
-                     "(`CBIR_NB_WEIGHTS=random`; their ImageNet weights are a download, EfficientNet's come with a "
-                     "dependency the package installs): wherever they appear, their numbers and pictures say "
-                     "nothing about those networks.")
+        lines.append(f"**Random weights** for {KERAS_BACKBONES}, chosen by this build's settings (their ImageNet "
+                     "weights are a download; EfficientNet's come with a dependency the package installs): wherever "
+                     "they appear, their numbers and pictures say nothing about those networks.")
     details = [f"Settings: those of `{source}`{f' ({shown})' if shown else ''}, the notebook's defaults otherwise; "
                "the parameters cell prints every value it used. Folders of the machine that ran it read `<data>` "
                "(the catalogue's folder), `<tmp>` (temporary files) and `<cache>` (the package's cache)."]

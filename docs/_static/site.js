@@ -15,11 +15,25 @@ function keepReadable(img) {
     }
   }
 }
+// A table wider than its output (a catalogue's columns on a phone) scrolls sideways in a box of its own, with the
+// same line above it; the text around it keeps the screen's width.
+function cueWideTable(table) {
+  if (table.scrollWidth <= table.parentElement.clientWidth + 1 || table.parentElement.classList.contains("cbir-scrolls")) return;
+  const box = document.createElement("div");
+  box.className = "cbir-scrolls";
+  table.before(box);
+  box.append(table);
+  const cue = document.createElement("p");
+  cue.className = "cbir-scroll-cue";
+  cue.textContent = "Wider than the screen: scroll the table sideways \u2192";
+  box.before(cue);
+}
 document.addEventListener("DOMContentLoaded", () => {
   for (const img of document.querySelectorAll("article img")) {
     if (img.complete) keepReadable(img);
     else img.addEventListener("load", () => keepReadable(img));
   }
+  for (const table of document.querySelectorAll("article .cell_output table")) cueWideTable(table);
 });
 
 // Search results (search.html): Sphinx's searchtools.js makes each result's snippet from the text of the fetched

@@ -17,7 +17,11 @@ def test_columns_are_checked_and_missing_values_become_empty_strings():
     catalogue = Catalogue(table(), "shop")
     assert catalogue.table["brand"].tolist()[:2] == ["Acme", ""]
     assert len(catalogue) == 6 and catalogue.paths[2] == "/img/2.jpg"
-    assert "shop" in repr(catalogue) and "3 categories" in repr(catalogue)
+    assert repr(catalogue) == ("Catalogue('shop': 6 products in 3 categories (all labelled); no listing dropped "
+                               "for a missing photo)")
+    table_ = table().assign(category=["a", "a", "", "b", "", ""])
+    assert Catalogue(table_, n_dropped=1200).summary == ("6 products in 2 categories (3 of them labelled); 1,200 "
+                                                         "listings dropped because their photo is missing")
 
 
 def test_subset_by_rows_or_mask_keeps_order():
@@ -42,3 +46,4 @@ def test_loader_notes_show_with_the_table_and_survive_subsets():
     page = catalogue.subset([0, 1])._repr_html_()
     assert "kept 6 of 8 listings; dropped 2 &lt;no image&gt;" in page and page.count("<tr") == 3
     assert page.index("<details>") < page.index("kept 6 of 8") < page.index("</details>")  # folded: printed at load
+    assert "/img/" not in page and ">path<" not in page and "min-width: 12em" in page  # no paths; readable descriptions

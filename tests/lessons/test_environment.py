@@ -30,7 +30,7 @@ def test_install_command():
     assert install_command("local").startswith('pip install -e ".[dev]"')
     assert install_command("colab", repository=None) == (
         f"pip install --quiet cbir_tutorial-{__version__}-py3-none-any.whl   "
-        "# no GitHub location set: `python -m build` makes it, upload it first")
+        "# upload the wheel first: python -m build makes it in dist/")
     assert install_command("colab") == install_command("colab", repository=github_repository())
     assert install_command("kaggle", repository="me/cbir-tutorial") == \
         'pip install --quiet "git+https://github.com/me/cbir-tutorial"'
