@@ -528,6 +528,9 @@ _LONG_ALLOWED = np.random.default_rng(15).uniform(size=1000) < 0.65
 #: nearest products first and filters them afterwards ("over-fetch") finds none of them.
 _SELECTIVE_DISTANCES = np.random.default_rng(18).uniform(0.1, 2.0, 1000)
 _SELECTIVE_ALLOWED = _SELECTIVE_DISTANCES >= np.sort(_SELECTIVE_DISTANCES)[-30]
+#: _DISTANCES a trillion times larger: an answer that gives the refused products a finite stand-in distance (10,
+#: 1e9...) instead of leaving them out ranks them before allowed products farther away than the stand-in.
+_FAR_DISTANCES = _DISTANCES * 1e12
 _WIDE_GALLERY = np.round(np.random.default_rng(13).normal(size=(30, 3)) * np.array([1.0, 1.0, 0.3]), 3)
 _LONG_GALLERY = np.random.default_rng(16).normal(size=(1000, 3))
 #: 96 float32 unit vectors of a backbone's width; every other one is also a query. A query's squared distance to
@@ -1293,7 +1296,7 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
                            (_MANY_DISTANCES, _MANY_ALLOWED, 12), (_MANY_DISTANCES, ~_MANY_ALLOWED, 8),
                            (_LONG_DISTANCES, _LONG_ALLOWED, 300), (_DISTANCES, _ALLOWED, 7),
                            (_DISTANCES, np.zeros(len(_DISTANCES), dtype=bool), 3),
-                           (_SELECTIVE_DISTANCES, _SELECTIVE_ALLOWED, 10)),
+                           (_SELECTIVE_DISTANCES, _SELECTIVE_ALLOWED, 10), (_FAR_DISTANCES, _ALLOWED, 3)),
         lambda d, allowed, k: (f"the {k} nearest allowed rows for {len(d):,} distances {_list(d)} and allowed "
                                f"{_list(allowed.astype(int))}"),
         (("you took the nearest products first and filtered them afterwards, so fewer than k come back (taking a "
@@ -1304,6 +1307,9 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
          ("products the filter refuses came back at the end of your list: when fewer than k pass, return only "
           "those (none when none passes)",
           lambda d, allowed, k: np.argsort(np.where(allowed, d, np.inf), kind="stable")[:k]),
+         ("a finite stand-in distance for the refused products puts them before allowed products that lie farther "
+          "away than it: distances have no upper limit, so leave the refused products out (or give them infinity)",
+          lambda d, allowed, k: np.argsort(np.where(allowed, d, 10.0), kind="stable")[:min(k, int(allowed.sum()))]),
          ("nearest first: sort the distances in increasing order",
           lambda d, allowed, k: np.flatnonzero(allowed)[np.argsort(-d[allowed], kind="stable")[:k]])),
         order_hint="the right products, in the wrong order: the k nearest must come nearest first (argpartition "

@@ -130,8 +130,8 @@ QUESTIONS: dict[str, Question] = {q.name: q for q in [
          ("b", "3 to 30 times"),
          ("c", "more than 30 times")),
         "The loop pays Python's overhead for every product (a function call, a small array, a dictionary entry), "
-        "the index none; but one query must still read the whole feature matrix, and that read sets a floor that "
-        "no code beats (the third factor printed compares the two). In two runs of the benchmark results' "
+        "the index none; but one query must still read the whole feature matrix, and no code can beat that read "
+        "by much (the third factor printed compares the two). In two runs of the benchmark results' "
         "section 2 (benchmarks/RESULTS.md in the tutorial's repository; a 2-core machine, 10,000 x 2048, numpy's "
         "BLAS on its default threads) the index was 12-17 times faster "
         "than the loop for one query, the factor moving with the loop's own time; many queries at once (batches of "

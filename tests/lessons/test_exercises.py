@@ -907,6 +907,21 @@ def test_filtered_top_k_refuses_more_than_k_rows_on_ties_and_accepts_any_tied_ro
     assert check("filtered_top_k", last_row_first_among_ties) is True
 
 
+@pytest.mark.parametrize("stand_in", [2.0, 10.0, 1e9])
+def test_filtered_top_k_refuses_a_finite_stand_in_distance_and_accepts_infinity(stand_in, capsys):
+    """Every case's distances lay below 2, so a finite stand-in for the refused products passed (review 15 of
+    notebook 7)."""
+    def with_stand_in(value):
+        def filtered(distances, allowed, k):
+            order = np.argsort(np.where(allowed, distances, value), kind="stable")
+            return order[:min(k, int(allowed.sum()))]
+        return filtered
+
+    assert check("filtered_top_k", with_stand_in(stand_in)) is False
+    assert "finite stand-in distance" in capsys.readouterr().out
+    assert check("filtered_top_k", with_stand_in(np.inf)) is True
+
+
 def test_conv3x3_refuses_an_output_array_of_integers_and_accepts_one_of_floats(capsys):
     item = EXERCISES["conv3x3"]
     assert any((np.asarray(image) % 1 != 0).any() for image, _ in item.cases)  # a case with fractions
