@@ -144,6 +144,19 @@ def load_rgb(source: ImageSource, size: int | None = None, resize: str = "squash
         raise ImageError(f"{name}: corrupt or truncated image ({e})") from None
 
 
+def decoded_images(paths, size: int, resize: str = "squash") -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``(pixels (N_ok, size, size, 3) uint8, kept (N,) bool, reasons of the unreadable images)``: every photo
+    of ``paths`` decoded in memory (:func:`load_rgb`), the unreadable ones left out with their reason."""
+    pixels, kept, reasons = [], np.zeros(len(paths), dtype=bool), []
+    for i, path in enumerate(paths):
+        try:
+            pixels.append(load_rgb(path, size, resize))
+            kept[i] = True
+        except ImageError as error:
+            reasons.append(str(error))
+    return np.stack(pixels) if pixels else np.zeros((0, size, size, 3), np.uint8), kept, reasons
+
+
 def _resized(image: Image.Image, size: int, resize: str) -> Image.Image:
     if resize == "squash":
         return image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)

@@ -11,8 +11,9 @@ the frozen features, :math:`w = 1` the trained model. The weight is chosen on a 
 the held-out products of the training categories (*seen types*) and whole categories held out of training
 (*unseen types*, :func:`~.protocols.held_out_categories`): :func:`mixing_curve` measures MAP@k of both kinds of
 query in that one gallery for each weight of :data:`MIXING_WEIGHTS`, and :func:`chosen_weight` takes the weight
-with the best seen-type MAP among those whose unseen-type MAP is not below the frozen features' (``w = 0``).
-The test side is never looked at. :func:`tradeoff_figure` draws the curve.
+with the best seen-type MAP among those whose unseen-type MAP is not below the frozen features' (``w = 0``);
+:func:`fusion_choice` records the choice with the model. The test side is never looked at.
+:func:`tradeoff_figure` draws the curve.
 """
 
 from __future__ import annotations
@@ -77,6 +78,42 @@ def chosen_weight(curve: pd.DataFrame) -> float:
     score = "map_seen" if allowed["map_seen"].notna().any() else "map_unseen"  # no seen-type query: the unseen
     best = allowed[score].max()
     return float(allowed.loc[allowed[score] >= best - 1e-12, "weight"].max())
+
+
+def fusion_choice(frozen: np.ndarray, trained: np.ndarray, labels, seen_types, k: int, *, n_validation: int) -> dict:
+    """The fusion weight chosen on a validation gallery and how (saved with the model as ``mixing``): ``weight``
+    (:func:`chosen_weight`), ``rule``, ``held_out_categories`` (the labels not in ``seen_types``), ``n_held_out``,
+    ``n_validation`` and ``curve`` (:func:`mixing_curve`, one record per weight).
+
+    ``frozen`` ``(N, F)`` and ``trained`` ``(N, D)``: the gallery's frozen features and trained embeddings, its
+    first ``n_validation`` rows the validation products of the training categories, the rest the held-out
+    categories; ``labels`` ``(N,)``."""
+    curve = mixing_curve(frozen, trained, labels, seen_types, k)
+    held_out = np.asarray(labels, dtype=object).astype(str)[n_validation:]
+    return {"weight": chosen_weight(curve), "rule": MIXING_RULE, "held_out_categories": sorted(set(held_out)),
+            "n_held_out": int(len(held_out)), "n_validation": int(n_validation),
+            "curve": curve.to_dict(orient="records")}
+
+
+def no_fusion(mixing_fraction: float) -> dict:
+    """The ``mixing`` record of a run that held no category out: weight 1 (the trained model alone) and why."""
+    reason = ("no categories held out (mixing_fraction=0)" if not mixing_fraction else
+              f"no categories could be held out (mixing_fraction={mixing_fraction:g}: at least 2 categories "
+              "with 2+ products within that share of the products, and 2 left to train)")
+    return {"weight": 1.0, "reason": reason}
+
+
+def fusion_summary(mixing: dict, k: int) -> str | None:
+    """One line on the chosen weight of ``mixing`` (:func:`fusion_choice`) against the frozen features and the
+    trained model alone, on both kinds of validation query; None without a curve (:func:`no_fusion`)."""
+    curve = {round(r["weight"], 2): r for r in mixing.get("curve", [])}
+    if not curve:
+        return None
+    chosen, frozen, trained = curve[round(mixing["weight"], 2)], curve[0.0], curve[1.0]
+    return (f"fusion with the frozen features, weight {mixing['weight']:g} (chosen on "
+            f"{len(mixing['held_out_categories'])} categories held out of training): validation MAP@{k} seen types "
+            f"{chosen['map_seen']:.4f}, unseen types {chosen['map_unseen']:.4f} (frozen {frozen['map_unseen']:.4f}, "
+            f"the trained model alone {trained['map_unseen']:.4f})")
 
 
 def tradeoff_figure(curve: pd.DataFrame, weight: float | None = None, *, k: int = 10, title: str | None = None):

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.catalogue import Catalogue
-from ..data.images import ImageError, load_rgb
+from ..data.images import ImageError, decoded_images
 from ..models.backbones import backbone_spec
 from ..models.features import built_in_policy, default_batch_size, mixed_precision_policy
 from ..models.runtime import keras_module
@@ -50,7 +50,7 @@ from .run_folder import RunFolder
 from .settings import TrainingSettings
 
 __all__ = ["CHECKPOINT_FILE", "CHECKPOINT_META", "CheckpointError", "Trainer", "TrainingDivergedError",
-           "TrainingResult", "TrainingSettings", "checkpoint_meta", "decoded_images", "train", "training_split"]
+           "TrainingResult", "TrainingSettings", "checkpoint_meta", "train", "training_split"]
 
 
 class TrainingDivergedError(RuntimeError):
@@ -77,18 +77,6 @@ class TrainingResult:
     stopped_early: bool = False
     skipped: list[str] = field(default_factory=list)
     mixing: dict = field(default_factory=dict)
-
-
-def decoded_images(paths, size: int, resize: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """``(pixels (N_ok, size, size, 3) uint8, kept (N,) bool, reasons of the unreadable images)``."""
-    pixels, kept, reasons = [], np.zeros(len(paths), dtype=bool), []
-    for i, path in enumerate(paths):
-        try:
-            pixels.append(load_rgb(path, size, resize))
-            kept[i] = True
-        except ImageError as error:
-            reasons.append(str(error))
-    return np.stack(pixels) if pixels else np.zeros((0, size, size, 3), np.uint8), kept, reasons
 
 
 class Trainer:
@@ -243,27 +231,17 @@ class Trainer:
         return float(np.mean(self.validation_scores(frozen, after=after)))
 
     def mixing(self, frozen: np.ndarray | None) -> dict:
-        """The fusion weight of the folder's best model and how it was chosen (:mod:`.mixing`): ``weight`` and,
-        when categories were held out, ``held_out_categories``, ``rule`` and ``curve`` (one record per weight,
-        :func:`~.mixing.mixing_curve`), else the ``reason`` for weight 1 (the trained model alone). ``frozen``:
-        the frozen features of the validation then held-out photos, computed before any training; the model
-        holds the folder's best weights."""
-        from .mixing import MIXING_RULE, chosen_weight, mixing_curve
+        """The fusion weight of the folder's best model and how it was chosen (:func:`.mixing.fusion_choice`;
+        :func:`.mixing.no_fusion` without held-out categories). ``frozen``: the frozen features of the validation
+        then held-out photos, computed before any training; the model holds the folder's best weights."""
+        from .mixing import fusion_choice, no_fusion
 
-        s = self.settings
         if frozen is None:
-            reason = ("no categories held out (mixing_fraction=0)" if not s.mixing_fraction else
-                      f"no categories could be held out (mixing_fraction={s.mixing_fraction:g}: at least 2 categories "
-                      "with 2+ products within that share of the products, and 2 left to train)")
-            return {"weight": 1.0, "reason": reason}
-        rows = np.concatenate([self.validation_rows, self.held_out_rows])
-        trained = self._batched(self._embed, rows)
+            return no_fusion(self.settings.mixing_fraction)
+        trained = self._batched(self._embed, np.concatenate([self.validation_rows, self.held_out_rows]))
         labels = np.concatenate([self.validation_labels, self.held_out_labels])
-        curve = mixing_curve(frozen, trained, labels, self.classes, s.k)
-        weight = chosen_weight(curve)
-        return {"weight": weight, "rule": MIXING_RULE, "held_out_categories": sorted(set(self.held_out_labels)),
-                "n_held_out": int(len(self.held_out_rows)), "n_validation": int(len(self.validation_rows)),
-                "curve": curve.to_dict(orient="records")}
+        return fusion_choice(frozen, trained, labels, self.classes, self.settings.k,
+                             n_validation=len(self.validation_rows))
 
     def diverged(self, where: str, what: str) -> TrainingDivergedError:
         """The error of a run that diverged at ``where`` (``what`` is not finite), saying what the folder keeps
@@ -339,6 +317,7 @@ class Trainer:
     def _train(self, meta: dict | None) -> TrainingResult:
         """The run itself, into ``self.out``, from the checkpoint whose ``meta`` is given (None: from the start)."""
         from .callbacks import Epochs, KeepBest, RunBackup, SaveBest, bad_epochs
+        from .mixing import fusion_summary
 
         s = self.settings
         result = TrainingResult(self.out, skipped=self.skipped)
@@ -374,13 +353,9 @@ class Trainer:
                 self.save_best(result)
                 self.say(f"no epoch beat the probe on validation: the probe, fitted again on all {result.refit} "
                          "photos of the training side, is the trained model")
-        curve = {round(r["weight"], 2): r for r in result.mixing.get("curve", [])}
-        if curve:
-            chosen, trained = curve[round(result.mixing["weight"], 2)], curve[1.0]
-            self.say(f"fusion with the frozen features, weight {result.mixing['weight']:g} (chosen on "
-                     f"{len(result.mixing['held_out_categories'])} categories held out of training): validation "
-                     f"MAP@{s.k} seen types {chosen['map_seen']:.4f}, unseen types {chosen['map_unseen']:.4f} (frozen "
-                     f"{curve[0.0]['map_unseen']:.4f}, the trained model alone {trained['map_unseen']:.4f})")
+        summary = fusion_summary(result.mixing, s.k)
+        if summary:
+            self.say(summary)
         info = read_trained(self.out)
         info.update(history=result.history, stopped_early=result.stopped_early, mixing=result.mixing,
                     fusion_weight=result.mixing["weight"])

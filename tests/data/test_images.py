@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cbir_tutorial.data.images import ImageError, load_rgb
+from cbir_tutorial.data.images import ImageError, decoded_images, load_rgb
 
 
 @pytest.fixture
@@ -149,3 +149,12 @@ def test_a_png_text_bomb_is_an_image_error_naming_the_file(tmp_path):
         load_rgb(path, 32)
     assert str(refused.value) == (f"{path}: corrupt or unsafe image (Decompressed data too large for "
                                   "PngImagePlugin.MAX_TEXT_CHUNK)")
+
+
+def test_unreadable_photos_are_left_out_with_their_reason(sample_catalogue, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not really")
+    pixels, kept, reasons = decoded_images([sample_catalogue.paths[0], str(broken), sample_catalogue.paths[1]], 24,
+                                           "squash")
+    assert pixels.shape == (2, 24, 24, 3) and pixels.dtype == np.uint8
+    assert kept.tolist() == [True, False, True] and len(reasons) == 1 and "broken.jpg" in reasons[0]

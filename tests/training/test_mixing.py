@@ -11,7 +11,8 @@ import pytest
 from cbir_tutorial.models.trained import TRAINED_FILE, TrainedExtractor, TrainedModelError, read_trained
 from cbir_tutorial.search.recipes import trained_recipe
 from cbir_tutorial.search.whitening import fuse
-from cbir_tutorial.training.mixing import MIXING_WEIGHTS, chosen_weight, fused, mixing_curve, tradeoff_figure
+from cbir_tutorial.training.mixing import (MIXING_RULE, MIXING_WEIGHTS, chosen_weight, fused, fusion_choice,
+                                           fusion_summary, mixing_curve, no_fusion, tradeoff_figure)
 from cbir_tutorial.training.protocols import (category_halves, held_out_categories, new_types_split,
                                               training_split)
 from cbir_tutorial.training.trainer import train
@@ -40,6 +41,24 @@ def test_the_chosen_weight_is_the_best_seen_map_that_does_not_forget():
     ax = figure.axes[0]
     assert "chosen (w = 0.8)" in [t.get_text() for t in ax.get_legend().get_texts()]
     assert ax.get_xlabel().startswith("MAP@10, unseen types")
+
+
+def test_the_choice_is_recorded_with_its_curve_and_said_in_one_line():
+    rng = np.random.default_rng(1)
+    labels = np.array(["a"] * 4 + ["b"] * 4 + ["c"] * 3 + ["d"] * 3)  # validation a, b; held out c, d
+    frozen, trained = rng.normal(size=(14, 6)), rng.normal(size=(14, 4))
+    choice = fusion_choice(frozen, trained, labels, ["a", "b"], 3, n_validation=8)
+    curve = mixing_curve(frozen, trained, labels, ["a", "b"], 3)
+    assert choice["weight"] == chosen_weight(curve) and choice["curve"] == curve.to_dict(orient="records")
+    assert choice["held_out_categories"] == ["c", "d"] and (choice["n_held_out"], choice["n_validation"]) == (6, 8)
+    assert choice["rule"] == MIXING_RULE
+    line = fusion_summary(choice, 3)
+    at = {round(r["weight"], 2): r for r in choice["curve"]}
+    chosen = at[round(choice["weight"], 2)]
+    assert line.startswith(f"fusion with the frozen features, weight {choice['weight']:g} (chosen on 2 categories")
+    assert f"unseen types {chosen['map_unseen']:.4f} (frozen {at[0.0]['map_unseen']:.4f}" in line
+    assert no_fusion(0.0) == {"weight": 1.0, "reason": "no categories held out (mixing_fraction=0)"}
+    assert "mixing_fraction=0.15" in no_fusion(0.15)["reason"] and fusion_summary(no_fusion(0.15), 3) is None
 
 
 def test_held_out_categories_stay_within_their_share_and_leave_two_to_train(sample_catalogue):

@@ -8,8 +8,7 @@ from cbir_tutorial.models.projection_head import ProjectionHead
 from cbir_tutorial.training.checkpoint import checkpoint_arrays
 from cbir_tutorial.training.model import block_names, freeze_all_but_last_blocks, trainable_model
 from cbir_tutorial.training.protocols import category_map_at_k
-from cbir_tutorial.training.trainer import (CHECKPOINT_FILE, Trainer, TrainingSettings, decoded_images, train,
-                                            training_split)
+from cbir_tutorial.training.trainer import CHECKPOINT_FILE, Trainer, TrainingSettings, train, training_split
 from tiny_training import tiny
 
 HEAD = {"embedding_hidden/kernel", "embedding_hidden/bias", "embedding/kernel", "embedding/bias"}
@@ -138,15 +137,6 @@ def test_float16_training_scales_the_loss_and_stays_finite(tiny_catalogue, tmp_p
     assert np.log2(scale) == int(np.log2(scale)) and 1 <= scale <= 2 ** 15
     assert all(np.isfinite(h["loss"]) for h in result.history)
     assert all(np.isfinite(np.asarray(v)).all() for v in trainer.net.head + trainer.net.backbone)
-
-
-def test_unreadable_photos_are_left_out_with_their_reason(sample_catalogue, tmp_path):
-    broken = tmp_path / "broken.jpg"
-    broken.write_bytes(b"\xff\xd8 not really")
-    pixels, kept, reasons = decoded_images([sample_catalogue.paths[0], str(broken), sample_catalogue.paths[1]], 24,
-                                           "squash")
-    assert pixels.shape == (2, 24, 24, 3) and pixels.dtype == np.uint8
-    assert kept.tolist() == [True, False, True] and len(reasons) == 1 and "broken.jpg" in reasons[0]
 
 
 def test_presets_follow_the_machine(monkeypatch):
