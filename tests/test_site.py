@@ -68,6 +68,7 @@ def test_a_page_header_says_what_ran_and_where_to_run_it():
     assert tested.startswith("::::{note}\n**A test-run build: the numbers on this page show that every step runs")
     assert "a build with `notebooks/site_run.env` (what the published course runs)" in tested
     assert "[published course](https://me.github.io/cbir/) runs every chapter" in test_run_note("me/cbir")
+    assert "the numbers on this site show" in test_run_note(where="site")  # the index has no numbers of its own
     assert "CBIR_NB_WEIGHTS=random" not in offline.partition(":::{dropdown}")[0]  # the settings in full are folded
     assert tested.index("Run it yourself") < tested.index(":::{dropdown} How this page was made") < \
         tested.index("CBIR_TUTORIAL_SOLUTIONS=1") and tested.endswith(":::\n::::")
@@ -329,10 +330,13 @@ def test_a_chapter_page_shows_its_outputs_without_errors_or_broken_links(site, s
                                    "!img.parentElement.previousElementSibling?.classList.contains('cbir-scroll-cue'))"
                                    ".length")
             assert uncued == 0, f"{name}: {uncued} pictures wider than a phone without the line saying they scroll"
-        uncued_tables = page.evaluate("() => [...document.querySelectorAll('.cell_output table')].filter(table => "
+        uncued_tables = page.evaluate("() => [...document.querySelectorAll('article table')].filter(table => "
                                       "table.scrollWidth > table.parentElement.clientWidth + 1 && !table.parentElement"
                                       ".previousElementSibling?.classList.contains('cbir-scroll-cue')).length")
         assert uncued_tables == 0, f"{name}: {uncued_tables} tables wider than a phone, no line saying they scroll"
+        cramped = page.evaluate("() => [...document.querySelectorAll('.cell_output table[id^=T_] td')].filter(cell => "
+                                "parseFloat(getComputedStyle(cell).paddingLeft) < 2).length")
+        assert cramped == 0, f"{name}: {cramped} table cells without padding (their numbers run together)"
         assert page.locator(".output.traceback, .output.error").count() == 0, f"{name}: an error output"
         asked = predictions(site / "_sources" / "chapters" / f"{name}.ipynb")
         folded = page.locator("details.below-input:not([open])").count()
@@ -381,6 +385,10 @@ def test_the_other_pages_render_with_their_tables_and_links(site, served, browse
         else:  # a test-run build says so on the landing page as on every chapter
             chapter = (site / "chapters" / f"{NOTEBOOKS[0]}.html").read_text(encoding="utf-8")
             assert ("A test-run build" in page.locator("main").inner_text()) == ("A test-run build" in chapter)
+        uncued = page.evaluate("() => [...document.querySelectorAll('article table')].filter(table => table.scrollWidth"
+                               " > table.parentElement.clientWidth + 1 && !table.parentElement.previousElementSibling"
+                               "?.classList.contains('cbir-scroll-cue')).length")
+        assert uncued == 0, f"{name}: {uncued} tables wider than a phone, no line saying they scroll"
         hrefs = page.evaluate("() => [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'))")
         assert not broken_links(site, site / f"{name}.html", hrefs)
         assert page.evaluate("() => [...document.querySelectorAll('main img')].every(img => img.naturalWidth > 0)")
@@ -412,14 +420,17 @@ def test_the_site_search_finds_map_at_k(site, served, browser):
         assert results.count() >= 3
         hrefs = page.evaluate("() => [...document.querySelectorAll('#search-results li a')].map(a => a.href)")
         assert "06_evaluation" in hrefs[0], f"the chapter that teaches MAP@K is not listed first: {hrefs}"
+        pages = [href.split("#")[0] for href in hrefs]
+        assert len(pages) == len(set(pages)), f"a page listed twice: {hrefs}"
         # each result's snippet is the page's own text, not the theme's tool bar or navigation (site.js)
         results.locator("p.context").first.wait_for(timeout=30_000)
         page.wait_for_function("() => document.querySelectorAll('#search-results li p.context').length >= 3",
                                timeout=30_000)
-        chapter = page.locator("#search-results li", has=page.locator("a[href*='06_evaluation']")).filter(
-            has=page.locator("p.context")).first  # its index entry (conf.py's SEARCH_TERMS) comes without one
-        snippet = chapter.locator("p.context").inner_text(timeout=30_000)
+        snippet = results.first.locator("p.context").inner_text(timeout=30_000)  # the page's text, not its index mark
         assert "MAP@K" in snippet or "Precision@K" in snippet, snippet
+        marked = page.evaluate("() => [...document.querySelectorAll('#search-results .highlighted')]"
+                               ".map(mark => mark.textContent.toLowerCase())")
+        assert marked and "k" not in marked, f"a one-letter term highlighted in the snippets: {marked[:20]}"
         for snippet in page.locator("#search-results li p.context").all_inner_texts():
             chrome = [word for word in ("System", "Settings", "Light", "Dark", "Skip to main content",
                                         "Back to top", "Print to PDF", "Fullscreen", "Ctrl+K", "Contents")
@@ -459,6 +470,8 @@ def test_the_article_headers_sidebar_buttons_open_the_chapter_list_and_contents(
         page.wait_for_function("() => !document.querySelector('#pst-secondary-sidebar-modal').open", timeout=5_000)
         page.wait_for_function(f"() => Math.abs(document.getElementById({target[1:]!r}).getBoundingClientRect().top)"
                                " < 150", timeout=5_000)  # the section at the top of the screen
+        page.wait_for_timeout(800)  # a tooltip shows after a short delay
+        assert page.locator(".tooltip.show").count() == 0, "a button's tooltip stays over the page after the tap"
     finally:
         page.close()
     page = browser.new_page(viewport={"width": 1280, "height": 900})  # a desktop: the button hides the sidebar

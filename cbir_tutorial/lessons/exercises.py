@@ -1048,6 +1048,10 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
           lambda labels: _category_sizes(labels) >= 2),
          ("did you keep categories with a single product? Such a query can never find a relevant result",
           lambda labels: np.asarray(labels, dtype=object) != ""),
+         ("did you drop the first value np.unique returns, taking it for \"\"? np.unique sorts the labels, and \"\" "
+          "comes first only when some product is unlabelled: compare the labels with \"\" instead",
+          lambda labels: (_category_sizes(labels) >= 2)
+          & (np.unique(np.asarray(labels, dtype=object), return_inverse=True)[1].ravel() != 0)),
          ("did you keep only categories of more than two products? Two are enough: each has one other product "
           "of its category to find",
           lambda labels: (np.asarray(labels, dtype=object) != "") & (_category_sizes(labels) > 2)))),
@@ -1492,7 +1496,8 @@ _FIRST_K_QUERIES = np.array(["a", "b", "c", "d", "e", "f", "g", "h"])
 
 
 def _multi_similarity(embeddings, labels, *, normalise=True, mine=True, mine_negatives=True, self_positive=False,
-                      all_anchors=True, scaled=True, alpha=2.0, beta=50.0, base=0.5, epsilon=0.1, zero_masked=False):
+                      all_anchors=True, scaled=True, alpha=2.0, beta=50.0, base=0.5, epsilon=0.1, zero_masked=False,
+                      pull_without_negatives=False):
     """The multi-similarity loss with one step switchable off: the typical mistakes of the exercise."""
     x = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True) if normalise else embeddings
     similarity = x @ x.T
@@ -1505,7 +1510,7 @@ def _multi_similarity(embeddings, labels, *, normalise=True, mine=True, mine_neg
         if len(pos) and len(neg) and mine:
             hardest = max(neg.max(), 0.0) if zero_masked else neg.max()  # (S * mask).max: the masked 0s count
             pos, neg = pos[pos - epsilon < hardest], neg[neg + epsilon > pos.min()] if mine_negatives else neg
-        if len(pos) and len(neg):
+        if len(pos) and (len(neg) or pull_without_negatives):
             losses.append(np.log1p(np.exp(-alpha * (pos - base)).sum()) / (alpha if scaled else 1)
                           + np.log1p(np.exp(beta * (neg - base)).sum()) / (beta if scaled else 1))
     return float(np.sum(losses) / (len(labels) if all_anchors else max(len(losses), 1)))
@@ -1515,7 +1520,7 @@ EXERCISES.update({e.name: e for e in [
     Exercise(
         "multi_similarity_loss", ((_batch(9), _BATCH_LABELS), (_batch(10), _BATCH_LABELS),
                                   (_batch(_EPSILON_SEED), _BATCH_LABELS), (_MINED_NEGATIVE, _MINED_NEGATIVE_LABELS),
-                                  (_NEGATIVE_COSINES, _NEGATIVE_COSINES_LABELS)),
+                                  (_NEGATIVE_COSINES, _NEGATIVE_COSINES_LABELS), (_batch(9)[:4], np.zeros(4, int))),
         lambda embeddings, labels: f"the multi-similarity loss of the {len(labels)} embeddings {_list(embeddings)} "
                                    f"with labels {_items(labels)}",
         (("keep only the informative pairs (mining): a positive with S_ij - epsilon < the anchor's hardest "
@@ -1540,7 +1545,10 @@ EXERCISES.update({e.name: e for e in [
          ("the hardest negative is the highest cosine among the negatives alone, and a cosine can be below 0: "
           "masking the other entries with 0 (S * mask) before the max makes 0 the hardest negative when every "
           "negative is below 0; leave them out (np.where with -inf, or boolean indexing)",
-          lambda e, l: _multi_similarity(e, l, zero_masked=True)))),
+          lambda e, l: _multi_similarity(e, l, zero_masked=True)),
+         ("an anchor without a negative in the batch (a batch of one class) adds 0, as one without a positive does: "
+          "with no hardest negative, mining keeps none of its positives",
+          lambda e, l: _multi_similarity(e, l, pull_without_negatives=True)))),
     Exercise(
         "instance_recall_at_k", ((_FIRST_K_ITEMS, _FIRST_K_QUERIES, 3), (_FOUND_ITEMS, _QUERY_ITEMS, 3),
                                  (_FOUND_ITEMS, _QUERY_ITEMS, 5), (_FOUND_ITEMS[:3], _QUERY_ITEMS[:3], 1)),

@@ -90,8 +90,7 @@ QUESTIONS: dict[str, Question] = {q.name: q for q in [
         "Ten results do hold more relevant products than one (the intuition of b), but precision divides by K, "
         "so its expectation does not depend on K: one chance level serves precision@K for every K. Not so for "
         "MAP@K, whose chance level depends on K: on the sample it falls as K grows (its exact expectation at K = "
-        "5, 10 and 20 is in section 4 of the benchmark results, benchmarks/RESULTS.md in the tutorial's "
-        "repository); notebook 6 "
+        "5, 10 and 20 is in section 4 of the benchmark results, the course's Benchmark results page); notebook 6 "
         "measures it at one K, with one random ranking.",
         answer="c"),
     Question(
@@ -132,7 +131,7 @@ QUESTIONS: dict[str, Question] = {q.name: q for q in [
         "The loop pays Python's overhead for every product (a function call, a small array, a dictionary entry), "
         "the index none; but one query must still read the whole feature matrix, and no code can beat that read "
         "by much (the third factor printed compares the two). In two runs of the benchmark results' "
-        "section 2 (benchmarks/RESULTS.md in the tutorial's repository; a 2-core machine, 10,000 x 2048, numpy's "
+        "section 2 (the course's Benchmark results page; a 2-core machine, 10,000 x 2048, numpy's "
         "BLAS on its default threads) the index was 12-17 times faster "
         "than the loop for one query, the factor moving with the loop's own time; many queries at once (batches of "
         "64) share each read of the matrix, and went 84-116 times faster than the loop. This notebook measures "
@@ -149,7 +148,7 @@ QUESTIONS: dict[str, Question] = {q.name: q for q in [
         "The supervised contrastive loss pulls together the products of each category it is shown and keeps what "
         "separates those categories; it has no reason to keep what separates the others, so it can squeeze those "
         "directions out. On the whole sample "
-        "(the benchmark results' section 4b, benchmarks/RESULTS.md in the tutorial's repository) the head "
+        "(the benchmark results' section 4b, on the course's Benchmark results page) the head "
         "gained 0.06 MAP@10 on held-out products of the seen categories "
         "and lost 0.065 on the unseen ones. A catalogue keeps getting categories no label has described yet, so "
         "the unseen row is the one to trust; notebook 10 fine-tunes the whole backbone and asks the same question."),
@@ -177,8 +176,8 @@ QUESTIONS: dict[str, Question] = {q.name: q for q in [
         "Fine-tuning moves the embedding towards what separates the training categories; nothing in the loss keeps "
         "what separates the others. Whether that costs the unseen categories depends on the catalogue and the run, "
         "which is why the trainer measures it on categories held out of training and fuses the trained embedding "
-        "with the frozen features at the weight that does not forget (the benchmark results' section 8, "
-        "benchmarks/RESULTS.md in the tutorial's repository, measures "
+        "with the frozen features at the weight that does not forget (the benchmark results' section 8, on the "
+        "course's Benchmark results page, measures "
         "it at the CLI's CPU settings). The answer is this run's: over a few held-out products one query moves "
         "the MAP by up to 1/n (the cell prints n)."),
 ]}

@@ -59,15 +59,15 @@ def settings_read_by(code: str, settings: Mapping[str, str]) -> dict[str, str]:
     return {name: value for name, value in settings.items() if name in names or name.startswith("CBIR_TUTORIAL_")}
 
 
-def test_run_note(repository: str | None = None) -> str:
-    """The line that opens every page of a site built with the test-run settings (the index and each chapter):
-    what its numbers mean, and where the representative ones are (the published site, once ``repository``
-    is set)."""
+def test_run_note(repository: str | None = None, *, where: str = "page") -> str:
+    """The line that opens every page of a site built with the test-run settings (``where``: ``"page"`` for a
+    chapter, ``"site"`` for the index): what its numbers mean, and where the representative ones are (the
+    published site, once ``repository`` is set)."""
     published = site_url(repository)
-    where = (f"the [published course]({published}) runs every chapter with `{SITE_SETTINGS}`" if published else
-             f"a build with `{SITE_SETTINGS}` (what the published course runs) gives representative ones")
-    return ("**A test-run build: the numbers on this page show that every step runs, not how well it works.** "
-            f"It ran with the small settings of the project's tests (`notebooks/test_run.env`); {where}.")
+    elsewhere = (f"the [published course]({published}) runs every chapter with `{SITE_SETTINGS}`" if published
+                 else f"a build with `{SITE_SETTINGS}` (what the published course runs) gives representative ones")
+    return (f"**A test-run build: the numbers on this {where} show that every step runs, not how well it works.** "
+            f"It ran with the small settings of the project's tests (`notebooks/test_run.env`); {elsewhere}.")
 
 
 def page_header(notebook: str, settings: Mapping[str, str], source: str, *, gpu: str | None = "",

@@ -63,6 +63,21 @@ def _card(row: pd.Series, relevant: bool | None, size: int) -> str:
             f"<div>{caption}</div></div>")
 
 
+#: The columns of a results table a reader looks at, in order.
+RESULT_COLUMNS = ("brand", "description", "price", "category", "distance")
+
+
+def results_view(results: pd.DataFrame, columns=RESULT_COLUMNS, digits: int = 3) -> pd.DataFrame:
+    """A results table (``SearchEngine.search``'s) as a reader looks at it: indexed by ``rank`` (1 first: the
+    only numbering shown), the ``columns`` it has that are not empty in every row (the sample has no brands or
+    prices), distances rounded to ``digits`` decimals. A copy: ``results`` is left as it is."""
+    kept = [c for c in columns if c in results.columns and (results[c].astype(str) != "").any()]
+    view = results.set_index("rank")[kept].copy()
+    if "distance" in view.columns:
+        view["distance"] = view["distance"].astype(float).round(digits)
+    return view
+
+
 def results_html(answer: Answer, size: int = THUMBNAIL_PX) -> str:
     """The results as an HTML grid: one ``div.cbir-result`` per product (thumbnail, brand, description,
     price, distance), framed green / red when it shares / misses the query's category."""

@@ -15,14 +15,19 @@ function keepReadable(img) {
     }
   }
 }
-// A table wider than its output (a catalogue's columns on a phone) scrolls sideways in a box of its own, with the
-// same line above it; the text around it keeps the screen's width.
+// A table wider than its column (a catalogue's columns, a benchmark table) scrolls sideways in its box, with the
+// same line above it: inside the theme's scrolling container (Markdown tables), else in a box of its own, so that
+// the text around it keeps the screen's width.
 function cueWideTable(table) {
-  if (table.scrollWidth <= table.parentElement.clientWidth + 1 || table.parentElement.classList.contains("cbir-scrolls")) return;
-  const box = document.createElement("div");
-  box.className = "cbir-scrolls";
-  table.before(box);
-  box.append(table);
+  let box = table.parentElement;
+  if (table.scrollWidth <= box.clientWidth + 1) return;
+  if (!box.classList.contains("pst-scrollable-table-container") && !box.classList.contains("cbir-scrolls")) {
+    box = document.createElement("div");
+    table.before(box);
+    box.append(table);
+  }
+  box.classList.add("cbir-scrolls");
+  if (box.previousElementSibling && box.previousElementSibling.classList.contains("cbir-scroll-cue")) return;
   const cue = document.createElement("p");
   cue.className = "cbir-scroll-cue";
   cue.textContent = "Wider than the screen: scroll the table sideways \u2192";
@@ -33,7 +38,7 @@ document.addEventListener("DOMContentLoaded", () => {
     if (img.complete) keepReadable(img);
     else img.addEventListener("load", () => keepReadable(img));
   }
-  for (const table of document.querySelectorAll("article .cell_output table")) cueWideTable(table);
+  for (const table of document.querySelectorAll("article table")) cueWideTable(table);
 });
 
 // Search results (search.html): Sphinx's searchtools.js makes each result's snippet from the text of the fetched
@@ -98,4 +103,35 @@ document.addEventListener("click", (event) => {
     history.pushState(null, "", link.hash);
     target.scrollIntoView();
   }
+});
+
+// A closed drawer gives the focus back to the button that opened it, and the button's tooltip ("Toggle secondary
+// sidebar") then stays over the top bar: the focus leaves it once the drawer has closed.
+document.addEventListener("close", (event) => {
+  if (event.target.tagName === "DIALOG") setTimeout(() => document.activeElement?.blur(), 0);
+}, true);  // "close" does not bubble: caught on its way down
+
+// Search results list each page once, at its best-ranked entry (Sphinx lists a page again for each index entry or
+// section that matches), and a one-letter term of the query (the "k" of "MAP@K", split at the "@") is searched
+// but not highlighted: highlighting marks it inside every word of the snippets ("networ-k-s").
+document.addEventListener("DOMContentLoaded", () => {
+  if (typeof Search === "undefined" || typeof Search._performSearch !== "function") return;  // not the search page
+  const parse = Search._parseQuery;
+  Search._parseQuery = (query) => {
+    const parsed = parse(query);
+    const highlight = parsed[3];
+    if ([...highlight].some((term) => term.length > 1)) {
+      for (const term of [...highlight]) if (term.length < 2) highlight.delete(term);
+    }
+    return parsed;
+  };
+  const perform = Search._performSearch;
+  Search._performSearch = (...args) => {
+    const results = perform(...args);  // shown from the last to the first
+    const seen = new Set();
+    const once = results.reverse().filter((result) => !seen.has(result[0]) && seen.add(result[0]));
+    // an index entry's anchor is an empty mark: its page is linked whole, with a snippet of the page's text
+    return once.map((result) => (result[6] === "index" ? [...result.slice(0, 2), "", ...result.slice(3)] : result))
+      .reverse();
+  };
 });

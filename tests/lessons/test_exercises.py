@@ -2030,6 +2030,30 @@ def test_nb10_multi_similarity_refuses_a_loss_that_mines_the_positives_only(caps
     assert "mine the negatives too" in capsys.readouterr().out
 
 
+def test_nb10_multi_similarity_refuses_a_pull_term_for_an_anchor_without_negatives(capsys):
+    """Review 16 of notebook 10: every case had two labels or more, so a loss that mined only when an anchor had
+    negatives, and otherwise added its pull term, passed; a batch of one class gives 0 (the authors' code)."""
+    from cbir_tutorial.lessons.exercises import nb10
+
+    def pulls_alone(embeddings, labels):
+        x = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+        s, total = x @ x.T, 0.0
+        for i in range(len(labels)):
+            same = labels == labels[i]
+            pos, neg = s[i, same & (np.arange(len(labels)) != i)], s[i, ~same]
+            if len(neg):
+                pos, neg = pos[pos - 0.1 < neg.max()], neg[neg + 0.1 > pos.min()] if len(pos) else neg[:0]
+                if not (len(pos) and len(neg)):
+                    continue
+            if len(pos):
+                total += np.log1p(np.exp(-2 * (pos - 0.5)).sum()) / 2 + np.log1p(np.exp(50 * (neg - 0.5)).sum()) / 50
+        return float(total / len(labels))
+
+    capsys.readouterr()
+    assert not nb10.q1.check(pulls_alone)
+    assert "a batch of one class" in capsys.readouterr().out
+
+
 # Notebook 3: the package hidden in a container, a partial, an object or a lookup by name is still the package.
 def _package_pool():
     from cbir_tutorial.models.pooling import pool

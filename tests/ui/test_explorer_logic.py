@@ -20,7 +20,8 @@ from cbir_tutorial.search.filters import Filters
 from cbir_tutorial.ui.answer import answer_for
 from cbir_tutorial.ui.query import Query
 from cbir_tutorial.ui.shelf import EngineShelf, offered_choices
-from cbir_tutorial.ui.views import answer_figure, comparison_html, query_html, results_html, thumbnail_uri
+from cbir_tutorial.ui.views import (answer_figure, comparison_html, query_html, results_html, results_view,
+                                    thumbnail_uri)
 from cbir_tutorial.evaluation.metrics import average_precision_at_k
 
 LITE = BackboneChoice("efficientnet_lite0", "imagenet")
@@ -215,6 +216,18 @@ def test_thumbnails_are_square_jpegs_even_for_broken_images(sample_catalogue):
     assert decoded(thumbnail_uri(open(sample_catalogue.paths[0], "rb").read())).size == (120, 120)
     grey = np.asarray(decoded(thumbnail_uri(b"broken", 32)))
     assert abs(float(grey.mean()) - 200) < 3
+
+
+def test_a_results_view_numbers_by_rank_and_shows_what_the_catalogue_has(sample_engine):
+    results = sample_engine.search(0, 5)
+    view = results_view(results)
+    assert view.index.name == "rank" and view.index.tolist() == [1, 2, 3, 4, 5]
+    assert view.columns.tolist() == ["description", "category", "distance"]  # the sample: no brand, no price
+    np.testing.assert_allclose(view["distance"], results["distance"].round(3), atol=1e-9)
+    assert view["description"].tolist() == results["description"].tolist()
+    priced = results.assign(price=["€10", "", "", "", ""])
+    assert "price" in results_view(priced).columns and results_view(priced, columns=("category",)).shape == (5, 1)
+    assert "path" in results.columns and results.index.tolist() == [0, 1, 2, 3, 4]  # the table itself unchanged
 
 
 def test_results_html_has_one_card_per_result_framed_by_relevance(shelf):
