@@ -12,9 +12,11 @@ project = "cbir-tutorial"
 author = "the cbir-tutorial authors"
 html_title = "Build a fashion image search engine with Keras"
 extensions = ["myst_nb", "sphinx_design"]
-exclude_patterns = ["_build", "**/.ipynb_checkpoints", "overview.md"]  # overview.md: included by index.md
+# overview.md: included by index.md; notebooks/: the notebooks as committed, offered for download on each chapter
+exclude_patterns = ["_build", "**/.ipynb_checkpoints", "overview.md", "notebooks"]
 myst_enable_extensions = ["colon_fence", "dollarmath", "amsmath"]
 myst_heading_anchors = 3
+smartquotes_action = "qe"  # quotes and ellipses only: "--help" in a table stays a command, not an en dash
 
 nb_execution_mode = os.environ.get("CBIR_SITE_EXECUTION", "cache")
 nb_execution_cache_path = os.environ.get("CBIR_SITE_CACHE", "")

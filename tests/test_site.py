@@ -57,6 +57,7 @@ def test_a_page_header_says_what_ran_and_where_to_run_it():
     assert "package's own answers" not in offline and "test-run settings" not in offline
     assert "MPLBACKEND" not in offline and "colab.research.google.com" not in offline
     assert "setup_cells --repository" not in offline and "Run it yourself" in offline  # a maintainer's step
+    assert "{download}`download the notebook </notebooks/06_evaluation.ipynb>`" in offline  # docs/build copies them
     online = page_header("06_evaluation.ipynb", {"CBIR_NB_WEIGHTS": "imagenet"}, "notebooks/site_run.env",
                          gpu="Tesla T4", repository="me/cbir-tutorial")
     assert "random" not in online and "on a GPU (Tesla T4)" in online
@@ -471,6 +472,8 @@ def test_the_article_headers_sidebar_buttons_open_the_chapter_list_and_contents(
         page.wait_for_function(f"() => Math.abs(document.getElementById({target[1:]!r}).getBoundingClientRect().top)"
                                " < 150", timeout=5_000)  # the section at the top of the screen
         page.wait_for_timeout(800)  # a tooltip shows after a short delay
+        assert page.evaluate("() => document.querySelector('header.bd-header')?.getBoundingClientRect().height || 0") \
+            == 0, "an empty bar above the article's tool bar"
         assert page.locator(".tooltip.show").count() == 0, "a button's tooltip stays over the page after the tap"
     finally:
         page.close()

@@ -92,6 +92,22 @@ def recipe_table(catalogue, recipes: Sequence = tuple(RECIPES), backbone: str | 
     return pd.DataFrame(rows)
 
 
+def readable(table: pd.DataFrame, k: int = 10, digits: int = 3) -> pd.DataFrame:
+    """A table of this module (:func:`recipe_table`, :func:`head_report`, :func:`step_verdicts`) as a reader reads
+    it: indexed by what its rows are (``recipe``, ``gallery``; a table indexed already keeps its index), its
+    ``map_*`` columns named in words (``MAP@10, whole`` ...), numbers rounded to ``digits`` decimals with no
+    negative zero (a "-0.000" that reads as a loss). A copy, for display: code keeps using ``table``."""
+    names = {"map_all": f"MAP@{k}, whole", "map_tuning": f"MAP@{k}, tuning half",
+             "map_report": f"MAP@{k}, report half", "backbone_map": f"backbone MAP@{k}",
+             "head_map": f"head MAP@{k}", "n_images": "products"}
+    first = table.columns[0]
+    if isinstance(table.index, pd.RangeIndex) and first in ("recipe", "gallery"):
+        table = table.set_index(first)
+    table = table.rename(columns=names)
+    floats = table.select_dtypes("floating").columns
+    return table.assign(**{c: table[c].round(digits) + 0.0 for c in floats})  # + 0.0: -0.0 becomes 0.0
+
+
 def head_report(features: np.ndarray, labels, split: CategorySplit, head: ProjectionHead, k: int = 10) -> pd.DataFrame:
     """Leave-one-out MAP@k inside each test gallery, backbone features vs the learned head.
 

@@ -1042,7 +1042,9 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
     Exercise(
         "query_mask", ((_LABELS,), (_LABELS[:4],),
                        # no "": the first label np.unique sorts is a category to keep, and one category has 10+
-                       (np.array(["bag"] * 2 + ["shoe"] * 11 + ["hat"], dtype=object),)),
+                       (np.array(["bag"] * 2 + ["shoe"] * 11 + ["hat"], dtype=object),),
+                       # the last product is a query: a loop over range(len(labels) - 1) misses it
+                       (np.array(["bag", "", "shoe", "bag", "shoe"], dtype=object),)),
         lambda labels: f"the query mask of labels {_items(labels)}",
         (("did you keep the unlabelled products (category \"\")? They have no category to be relevant to",
           lambda labels: _category_sizes(labels) >= 2),
@@ -1057,7 +1059,9 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
           lambda labels: (np.asarray(labels, dtype=object) != "") & (_category_sizes(labels) > 2)))),
     Exercise(
         "chance_precision",
-        ((_MOSTLY_UNLABELLED,), (_LABELS,), (np.array(["a"] * 6 + ["b"] * 2 + ["c"], dtype=object),)),
+        ((_MOSTLY_UNLABELLED,), (_LABELS,), (np.array(["a"] * 6 + ["b"] * 2 + ["c"], dtype=object),),
+         # the last product is a query (of the larger category): a loop over range(len(labels) - 1) misses it
+         (np.array(["a", "a", "b", "", "b", "b"], dtype=object),)),
         lambda labels: f"the chance precision of labels {_items(labels)}",
         (("did you keep the unlabelled products (\"\") as queries? They have no category: only the products of "
           "exercise 1's mask are queries",
@@ -1250,9 +1254,11 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
                    "splits off the k largest, in no particular order: sort those k afterwards)",
         rule=_every_row_at_once),
     Exercise(
-        "precision_at_k", ((_HITS[0], 5), (_HITS[0], 3), (np.array([1, 0, 0, 1, 1, 1]), 2)),
+        "precision_at_k", ((_HITS[0], 5), (_HITS[0], 3), (np.array([1, 0, 0, 1, 1, 1]), 4),
+                           (np.array([1, 0, 0, 1, 1, 1]), 2)),
         lambda relevant, k: f"P@{k} of {_items(relevant)}",
         (("only the first k results count: cut the list at k", lambda r, k: float(np.sum(r) / k)),
+         ("those are the last k results: precision@K looks at the first k", lambda r, k: float(np.sum(r[-k:]) / k)),
          ("divide by k, not by the length of the list", lambda r, k: float(np.sum(r[:k]) / len(r))),
          ("that is the number of relevant results: divide it by k", lambda r, k: float(np.sum(r[:k]))))),
     Exercise(

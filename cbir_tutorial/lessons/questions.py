@@ -106,9 +106,8 @@ QUESTIONS: dict[str, Question] = {q.name: q for q in [
          ("c", "lower than with the ImageNet weights: random features separate the pair even better")),
         "Random convolutions probably keep much of the colour and silhouette, so an untrained network can still "
         "put two similar photos closer; ImageNet training adds what kinds of object look like, which should show "
-        "as a lower ratio. Three photos are an anecdote either way: notebook 6 compares the two networks by MAP@K "
-        "over the catalogue (about 5,000 products of a larger one, all of the sample), a measure that, like a "
-        "ranking, depends only on which distances are smaller, not on how small they are."),
+        "as a lower ratio. The ratio, like a ranking and like the MAP@K of notebook 6, depends only on which "
+        "distances are smaller, not on how small they are."),
     Question(
         "precision_at_double_k",
         "The explorer's query shows its top K results (K = 10 with the defaults). Double K (the next cell slides "
@@ -169,11 +168,13 @@ QUESTIONS: dict[str, Question] = {q.name: q for q in [
     Question(
         "forgetting",
         "The trained model alone (fusion weight w = 1) searches the categories held out of its training. Against "
-        "the frozen ImageNet features (w = 0), its MAP@10 on those unseen categories will be...",
+        "the frozen ImageNet features (w = 0), its MAP@k (k of the parameters cell, 10 by default) on those unseen "
+        "categories will be...",
         (("a", "higher: what it learned about fashion carries over to new kinds of product"),
          ("b", "about the same (within 0.01)"),
          ("c", "lower: it learned to tell apart the categories it was shown, and lost some of the rest")),
-        "Fine-tuning moves the embedding towards what separates the training categories; nothing in the loss keeps "
+        "Training (the probe's head, and a fine-tuned epoch when one is kept) moves the embedding towards what "
+        "separates the training categories; nothing in the loss keeps "
         "what separates the others. Whether that costs the unseen categories depends on the catalogue and the run, "
         "which is why the trainer measures it on categories held out of training and fuses the trained embedding "
         "with the frozen features at the weight that does not forget (the benchmark results' section 8, on the "

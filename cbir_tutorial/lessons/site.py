@@ -36,13 +36,14 @@ def site_url(repository: str | None) -> str | None:
 
 
 def notebook_links(repository: str | None, notebook: str) -> str:
-    """Markdown "Open in Colab / Kaggle" badges for ``notebooks/<notebook>`` of ``repository``, or how to run
-    the notebook while the location is not set."""
+    """Markdown "Open in Colab / Kaggle" badges for ``notebooks/<notebook>`` of ``repository``, or, while the
+    location is not set, a download of the notebook (the site's ``notebooks/`` folder: ``docs/build`` copies
+    them there) and how to run it."""
     if not repository:
-        return (f"*Run it yourself:* open `notebooks/{notebook}` of the repository in JupyterLab (after "
-                "`pip install -e \".[dev]\"` there), or on Colab or Kaggle with the package's wheel uploaded "
-                "beside it (`python -m build` in the repository root makes it in `dist/`; the notebook's first cell "
-                "installs it).")
+        return (f"*Run it yourself:* {{download}}`download the notebook </notebooks/{notebook}>` (without its outputs) "
+                "and open it in JupyterLab in a clone of the repository (after `pip install -e \".[dev]\"` there), or "
+                "on Colab or Kaggle with the package's wheel uploaded beside it (`python -m build` in the repository "
+                "root makes it in `dist/`; the notebook's first cell installs it).")
     path = f"{repository}/blob/main/notebooks/{notebook}"
     return (f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
             f"(https://colab.research.google.com/github/{path}) "

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cbir_tutorial.evaluation.reports import (BUILDS_ON, half_masks, halves, per_query_scores, recipe_table,
-                                              step_verdicts, steps_that_hold)
+from cbir_tutorial.evaluation.reports import (BUILDS_ON, half_masks, halves, per_query_scores, readable,
+                                              recipe_table, step_verdicts, steps_that_hold)
 from cbir_tutorial.search.recipes import RECIPES
 from cbir_tutorial.ui.plotting import grouped_bars_figure
 
@@ -83,3 +83,20 @@ def test_the_command_line_and_the_per_query_scores_agree_with_the_recipe_table(s
             assert printed["map_at_k"] == pytest.approx(table.loc[name, column], abs=1e-4), (name, half)
         assert scores[name].mean() == pytest.approx(table.loc[name, "map_all"], abs=1e-6), name
     assert len({len(a) for a in scores.values()}) == 1
+
+
+def test_a_readable_table_is_indexed_by_its_rows_named_in_words_and_has_no_negative_zero():
+    table = pd.DataFrame({"recipe": ["baseline", "gem"], "steps": ["-", "GeM"], "map_all": [0.73012, 0.7449],
+                          "map_tuning": [0.7, 0.71], "map_report": [0.75, 0.76]})
+    shown = readable(table, k=10)
+    assert shown.index.name == "recipe" and shown.index.tolist() == ["baseline", "gem"]
+    assert shown.columns.tolist() == ["steps", "MAP@10, whole", "MAP@10, tuning half", "MAP@10, report half"]
+    assert shown.loc["gem", "MAP@10, whole"] == 0.745 and table["map_all"].iloc[1] == 0.7449  # a copy
+    verdicts = pd.DataFrame({"MAP@10 difference": [-0.0002, 0.01], "low": [-0.0004, 0.002], "verdict": ["-", "a"]},
+                            index=pd.MultiIndex.from_tuples([("a", "b"), ("c", "d")], names=["first", "second"]))
+    low = readable(verdicts)["low"]
+    assert low.iloc[0] == 0 and str(low.iloc[0]) == "0.0" and readable(verdicts).index.names == ["first", "second"]
+    head = pd.DataFrame({"gallery": ["seen"], "n_images": [12], "backbone_map": [0.5], "head_map": [0.6],
+                         "gain": [0.1]})
+    assert readable(head).columns.tolist() == ["products", "backbone MAP@10", "head MAP@10", "gain"]
+    assert readable(head)["products"].dtype.kind == "i"

@@ -583,6 +583,23 @@ def _mask(labels):
     return (labels != "") & (sizes >= 2)
 
 
+def test_notebook_1_answers_that_skip_the_last_product_are_rejected():
+    """A loop over range(len(labels) - 1) never looks at the last product: a case ends with a query."""
+    def mask_but_last(labels):
+        out = _mask(labels)
+        out[-1] = False
+        return out
+
+    def chance_but_last(labels):
+        labels = np.asarray(labels, dtype=object)
+        sizes = np.array([np.sum(labels == label) for label in labels])
+        queries = _mask(labels)[:-1]
+        return float(np.mean((sizes[:-1][queries] - 1) / (len(labels) - 1)))
+
+    assert check("query_mask", mask_but_last) is False
+    assert check("chance_precision", chance_but_last) is False
+
+
 def test_a_query_mask_must_be_a_bool_array(capsys):
     def as_ints(labels):
         return _mask(labels).astype(int)
@@ -1005,7 +1022,7 @@ def test_notebook_3_says_a_row_of_zeros_stays_zeros_where_the_learner_writes_l2_
     cells = ["".join(c["source"]) for c in json.loads(path.read_text())["cells"]]
     prompt, = [c for c in cells if "@nb03.q2.write" in c]
     assert "row of zeros" in prompt and "stays zeros" in prompt, prompt
-    assert "however short" in prompt, prompt
+    assert "even a very short one" in prompt, prompt
 
 
 def test_l2_normalise_refuses_an_epsilon_or_a_threshold_that_shortens_very_short_rows(capsys):
@@ -1238,6 +1255,12 @@ def test_the_precision_at_k_hint_points_to_the_definition_without_giving_the_ans
     hint = EXERCISES["precision_at_k"].hint_text
     assert "definition" in hint
     assert not [text for text in ("divide by k", "among the first k", "[:k]", "sum(") if text in hint.lower()], hint
+
+
+def test_precision_at_k_of_the_last_k_results_is_named_as_such(capsys):
+    # notebook 6, review 17: the last k passed two cases and then read "divide it by k" by coincidence
+    assert check("precision_at_k", lambda relevant, k: float(np.sum(relevant[-k:]) / k)) is False
+    assert "those are the last k results" in capsys.readouterr().out
 
 
 # Notebooks 2 and 7, review round 3: an even kernel, hints that named the wrong mistake, over-fetching, float rows.

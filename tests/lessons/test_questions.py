@@ -120,6 +120,12 @@ def test_the_forgetting_explanation_says_results_md_measured_it_at_the_clis_cpu_
     assert "CLI's CPU settings" in explanation and "full settings" not in explanation
 
 
+def test_the_forgetting_question_names_no_fixed_k_and_counts_the_probe_as_training():
+    question = QUESTIONS["forgetting"]
+    assert "MAP@10" not in question.prompt and "MAP@k" in question.prompt
+    assert not question.explanation.startswith("Fine-tuning") and "probe" in question.explanation
+
+
 def test_the_index_vs_loop_explanation_says_its_benchmark_figures_come_from_another_setup():
     explanation = QUESTIONS["index_vs_loop"].explanation
     assert "10,000 x 2048" in explanation and "batches of 64" in explanation
