@@ -113,6 +113,10 @@ def test_backbone_choices_from_text_mapping_and_pairs():
         lite, BackboneChoice("resnet50", None), BackboneChoice("vgg16", None)]
     assert [c.key for c in backbone_choices("resnet50=random,resnet50=random,resnet50")] == [
         "resnet50:random", "resnet50:imagenet"]
+    # a repeat stays where it first came: notebook 7 adds the learner's backbones to Lite0 ImageNet, then random
+    assert [c.key for c in backbone_choices(["efficientnet_lite0=imagenet", "efficientnet_lite0=random",
+                                             "efficientnet_lite0=random", "efficientnet_lite0=imagenet"])] == [
+        "efficientnet_lite0:imagenet", "efficientnet_lite0:random"]
     assert backbone_choices({"efficientnet_lite0": "imagenet", "ResNet": None}) == [lite, BackboneChoice("resnet50", None)]
     assert backbone_choices(["xception=untrained", ("vgg16", None), lite]) == [
         BackboneChoice("xception", None), BackboneChoice("vgg16", None), lite]

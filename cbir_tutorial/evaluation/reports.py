@@ -92,18 +92,28 @@ def recipe_table(catalogue, recipes: Sequence = tuple(RECIPES), backbone: str | 
     return pd.DataFrame(rows)
 
 
+#: What :func:`readable` indexes a table by: the first of these columns it has (what its rows are).
+ROW_NAMES = ("recipe", "gallery", "category", "backbone")
+
+
 def readable(table: pd.DataFrame, k: int = 10, digits: int = 3) -> pd.DataFrame:
-    """A table of this module (:func:`recipe_table`, :func:`head_report`, :func:`step_verdicts`) as a reader reads
-    it: indexed by what its rows are (``recipe``, ``gallery``; a table indexed already keeps its index), its
-    ``map_*`` columns named in words (``MAP@10, whole`` ...), numbers rounded to ``digits`` decimals with no
-    negative zero (a "-0.000" that reads as a loss). A copy, for display: code keeps using ``table``."""
+    """A results table of the package (:func:`recipe_table`, :func:`head_report`, :func:`step_verdicts`,
+    :func:`~cbir_tutorial.evaluation.metrics.evaluate`, a protocol report) as a reader reads it: indexed by what
+    its rows are (``recipe``, ``gallery``, ``category``, ``backbone``; a table indexed already keeps its index),
+    its columns named in words (``MAP@10, whole``, ``P@10``, ``queries``, ``crop R@1`` ...), a ``k`` column that
+    only repeats ``k`` left out, numbers rounded to ``digits`` decimals with no negative zero (a "-0.000" reads as a
+    loss). A copy, for display: code keeps using ``table``."""
     names = {"map_all": f"MAP@{k}, whole", "map_tuning": f"MAP@{k}, tuning half",
              "map_report": f"MAP@{k}, report half", "backbone_map": f"backbone MAP@{k}",
-             "head_map": f"head MAP@{k}", "n_images": "products"}
-    first = table.columns[0]
-    if isinstance(table.index, pd.RangeIndex) and first in ("recipe", "gallery"):
+             "head_map": f"head MAP@{k}", "n_images": "products", "n_test": "test products",
+             "n_queries": "queries", "n_relevant_mean": "relevant per query", "precision_at_k": f"P@{k}",
+             "recall_at_k": f"R@{k}", "map_at_k": f"MAP@{k}", f"map_at_{k}": f"MAP@{k}"}
+    if "k" in table.columns and (table["k"] == k).all():
+        table = table.drop(columns="k")  # said in the column names
+    first = next((c for c in ROW_NAMES if c in table.columns), None)
+    if isinstance(table.index, pd.RangeIndex) and first is not None:
         table = table.set_index(first)
-    table = table.rename(columns=names)
+    table = table.rename(columns=lambda c: names.get(c, re.sub(r"^(\w+)_recall@(\d+)$", r"\1 R@\2", str(c))))
     floats = table.select_dtypes("floating").columns
     return table.assign(**{c: table[c].round(digits) + 0.0 for c in floats})  # + 0.0: -0.0 becomes 0.0
 

@@ -998,22 +998,33 @@ def _rows_as_integers(function: Callable) -> str | None:
 #: Ties at the k-th place (k = 3): rows 0, 2 and 5 share the 3rd smallest allowed distance, row 3 is refused.
 _TIED_DISTANCES = np.array([0.4, 0.1, 0.4, 0.05, 0.2, 0.4, 0.9])
 _TIED_ALLOWED = np.array([True, True, True, False, True, True, True])
+#: Ties inside the top k (k = 3): rows 1 and 3 share the nearest allowed distance (duplicate photos do), and both
+#: belong in the answer; an answer keyed by distance (a dict, np.unique) keeps one of them.
+_TIED_FIRST_DISTANCES = np.array([0.3, 0.2, 0.6, 0.2, 0.05, 0.9])
+_TIED_FIRST_ALLOWED = np.array([True, True, True, True, False, True])
 
 
 def _k_rows_despite_ties(function: Callable) -> str | None:
-    """None when ``function`` returns exactly k allowed rows, nearest first, when several products tie at the k-th
-    distance (any of the tied ones may come back); else what is wrong."""
-    got = _quietly(function, (_TIED_DISTANCES, _TIED_ALLOWED, 3))
-    if got is None:
-        return None  # the cases of the exercise already report an answer that raises
-    rows = np.asarray(got).ravel()
-    expected = np.sort(_TIED_DISTANCES[_TIED_ALLOWED])[:3]
-    if (len(rows) == 3 and np.issubdtype(rows.dtype, np.integer) and _TIED_ALLOWED[rows].all()
-            and len(set(rows.tolist())) == 3 and np.allclose(_TIED_DISTANCES[rows], expected)):
-        return None
-    return (f"with distances {_TIED_DISTANCES.tolist()}, allowed {_TIED_ALLOWED.astype(int).tolist()} and k = 3, "
-            f"yours gives {rows.tolist()}: three products tie at the 3rd distance, and the answer holds k rows, "
-            "never more (any of the tied ones will do); a threshold at the k-th distance keeps them all")
+    """None when ``function`` returns exactly k distinct allowed rows, nearest first, when several products tie at
+    the k-th distance (any of the tied ones may come back) and when two tie inside the top k (both come back);
+    else what is wrong."""
+    for distances, allowed, why in (
+            (_TIED_DISTANCES, _TIED_ALLOWED, "three products tie at the 3rd distance, and the answer holds k rows, "
+             "never more (any of the tied ones will do); a threshold at the k-th distance keeps them all"),
+            (_TIED_FIRST_DISTANCES, _TIED_FIRST_ALLOWED, "two products tie at the nearest distance (duplicate "
+             "photos do) and both belong in the answer, which holds k distinct rows here; keying the products by "
+             "their distance (a dict, np.unique) keeps only one of them")):
+        got = _quietly(function, (distances, allowed, 3))
+        if got is None:
+            return None  # the cases of the exercise already report an answer that raises
+        rows = np.asarray(got).ravel()
+        expected = np.sort(distances[allowed])[:3]
+        if (len(rows) == 3 and np.issubdtype(rows.dtype, np.integer) and ((rows >= 0) & (rows < len(allowed))).all()
+                and allowed[rows].all() and len(set(rows.tolist())) == 3 and np.allclose(distances[rows], expected)):
+            continue
+        return (f"with distances {distances.tolist()}, allowed {allowed.astype(int).tolist()} and k = 3, "
+                f"yours gives {rows.tolist()}: {why}")
+    return None
 
 
 def _integer_rows_and_inputs_unchanged(function: Callable) -> str | None:
@@ -1038,6 +1049,62 @@ def _curve_array_and_relevant_unchanged(function: Callable) -> str | None:
             "new array")
 
 
+class _TooManyComparisons(Exception):
+    """Raised by a :class:`_CountedLabel` once a function has compared labels more than its limit allows."""
+
+
+class _CountedLabel(str):
+    """A category label that counts the == and != comparisons made with it, across all labels of a case, and
+    raises :class:`_TooManyComparisons` past ``_CountedLabel.limit`` (see :func:`_counts_each_category_once`)."""
+
+    made = 0
+    limit = 0
+
+    def _tick(self) -> None:
+        _CountedLabel.made += 1
+        if _CountedLabel.made > _CountedLabel.limit:
+            raise _TooManyComparisons
+
+    def __eq__(self, other):
+        self._tick()
+        return str.__eq__(self, other)
+
+    def __ne__(self, other):
+        self._tick()
+        return str.__ne__(self, other)
+
+    __hash__ = str.__hash__
+
+
+#: 2,000 products in 8 categories and unlabelled ones: per product, a category count that compares its label with
+#: every other product's makes N² = 4,000,000 comparisons; counting once per category (np.unique, a Counter, a loop
+#: over the categories) makes a few per product.
+_MANY_LABELS_SIZE = 2000
+_MANY_LABELS = np.random.default_rng(18).choice(["", "bag", "belt", "cap", "dress", "shoe", "shirt", "tie", "watch"],
+                                                _MANY_LABELS_SIZE)
+
+
+def _counts_each_category_once(function: Callable) -> str | None:
+    """query_mask's and chance_precision's rule: the notebook runs the answer on the whole catalogue (Farfetch's is
+    large), so it must not compare every product's label with every other product's. Run on
+    :data:`_MANY_LABELS` made of :class:`_CountedLabel` objects (each one distinct), it may make at most 50
+    comparisons per product."""
+    labels = np.empty(_MANY_LABELS_SIZE, dtype=object)
+    labels[:] = [_CountedLabel(label) for label in _MANY_LABELS]
+    _CountedLabel.made, _CountedLabel.limit = 0, 50 * _MANY_LABELS_SIZE
+    try:
+        with np.errstate(all="ignore"):
+            function(labels)
+    except _TooManyComparisons:
+        return (f"right values, but on {_MANY_LABELS_SIZE:,} products your function compared labels more than "
+                f"{_CountedLabel.limit:,} times before it finished: it compares each product's label with every "
+                "other product's (N² comparisons). The notebook runs it on the whole catalogue, and on Farfetch "
+                "that takes minutes: count each category's products once, then look each product's count up")
+    except Exception:
+        return None  # it passed the cases; a failure on this input is not what this rule checks
+    return None
+
+
 EXERCISES: dict[str, Exercise] = {e.name: e for e in [
     Exercise(
         "query_mask", ((_LABELS,), (_LABELS[:4],),
@@ -1056,7 +1123,8 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
           & (np.unique(np.asarray(labels, dtype=object), return_inverse=True)[1].ravel() != 0)),
          ("did you keep only categories of more than two products? Two are enough: each has one other product "
           "of its category to find",
-          lambda labels: (np.asarray(labels, dtype=object) != "") & (_category_sizes(labels) > 2)))),
+          lambda labels: (np.asarray(labels, dtype=object) != "") & (_category_sizes(labels) > 2))),
+        rule=_counts_each_category_once),
     Exercise(
         "chance_precision",
         ((_MOSTLY_UNLABELLED,), (_LABELS,), (np.array(["a"] * 6 + ["b"] * 2 + ["c"], dtype=object),),
@@ -1086,7 +1154,8 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
           lambda labels: float(np.mean([(np.sum(labels == c) - 1) / (len(labels) - 1)
                                         for c in np.unique(labels[solutions.query_mask(labels)])]))),
          ("did you average over every product? Only those of the query mask are queries",
-          lambda labels: float(np.mean((_category_sizes(labels) - 1) / (len(labels) - 1)))))),
+          lambda labels: float(np.mean((_category_sizes(labels) - 1) / (len(labels) - 1))))),
+        rule=_counts_each_category_once),
     Exercise(
         "conv3x3", _CONV3X3_CASES,
         lambda image, kernel: (f"the 'same' convolution of a {image.shape[0]}x{image.shape[1]} image by kernel "

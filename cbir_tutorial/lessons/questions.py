@@ -106,8 +106,8 @@ QUESTIONS: dict[str, Question] = {q.name: q for q in [
          ("c", "lower than with the ImageNet weights: random features separate the pair even better")),
         "Random convolutions probably keep much of the colour and silhouette, so an untrained network can still "
         "put two similar photos closer; ImageNet training adds what kinds of object look like, which should show "
-        "as a lower ratio. The ratio, like a ranking and like the MAP@K of notebook 6, depends only on which "
-        "distances are smaller, not on how small they are."),
+        "as a lower ratio. The ratio, like a ranking and like the MAP@K of notebook 6, does not change when every "
+        "distance is multiplied by the same factor: it compares the distances, whatever their size."),
     Question(
         "precision_at_double_k",
         "The explorer's query shows its top K results (K = 10 with the defaults). Double K (the next cell slides "

@@ -294,7 +294,10 @@ def backbone_choices(backbones) -> list[BackboneChoice]:
             choices.extend(BackboneChoice.parse(part) for part in item.split(",") if part.strip())
         else:
             choices.append(BackboneChoice.of(*item))
-    unique = list({choice.key: choice for choice in reversed(choices)}.values())[::-1]
+    first: dict[str, BackboneChoice] = {}  # a repeat keeps the place of its first mention
+    for choice in choices:
+        first.setdefault(choice.key, choice)
+    unique = list(first.values())
     if not unique:
         raise ValueError(f"no backbone in {backbones!r}: name at least one, e.g. 'efficientnet_lite0'")
     return unique

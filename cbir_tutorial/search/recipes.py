@@ -212,8 +212,8 @@ WHITEN = TTA.changed(name="gem+flip+whiten", description="... + PCA whitening le
 DBA = WHITEN.changed(name="gem+flip+whiten+dba", description="... + database-side augmentation", dba_n=1)
 SINGLE = DBA.changed(name="single", description="the best with one backbone: GeM + flip + whitening + DBA + "
                      "alpha-QE", qe_n=2)
-FUSION = TTA.changed(name="fusion", description="GeM + flip on EfficientNet-Lite0 and Lite2, fused",
-                     fuse_with="efficientnet_lite2")
+FUSION = TTA.changed(name="fusion", description="GeM + flip on the chosen backbone and on EfficientNet-Lite2, "
+                     "fused", fuse_with="efficientnet_lite2")
 BEST = FUSION.changed(name="best", description="fusion + DBA + alpha-QE (no labels)", dba_n=1, qe_n=2)
 
 #: The named recipes, in the order of the cumulative table: each adds a step to the one before, except

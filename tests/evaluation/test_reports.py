@@ -100,3 +100,17 @@ def test_a_readable_table_is_indexed_by_its_rows_named_in_words_and_has_no_negat
                          "gain": [0.1]})
     assert readable(head).columns.tolist() == ["products", "backbone MAP@10", "head MAP@10", "gain"]
     assert readable(head)["products"].dtype.kind == "i"
+
+
+def test_a_readable_metrics_table_names_its_columns_and_leaves_out_the_constant_k():
+    scores = pd.DataFrame({"category": ["(all)", "Bags"], "n_queries": [10, 4], "n_relevant_mean": [3.5, 2.0],
+                           "precision_at_k": [0.5, 0.25], "recall_at_k": [0.6, 0.5], "map_at_k": [0.41234, 0.3],
+                           "k": [10, 10]})
+    shown = readable(scores, k=10)
+    assert shown.index.name == "category" and shown.columns.tolist() == [
+        "queries", "relevant per query", "P@10", "R@10", "MAP@10"]
+    assert shown.loc["(all)", "MAP@10"] == 0.412 and shown["queries"].dtype.kind == "i"
+    assert "k" in readable(scores, k=5).columns  # a k that is not the one named: kept
+    report = pd.DataFrame({"n_test": [380], "map_at_10": [0.71], "crop_recall@1": [0.94]},
+                          index=pd.MultiIndex.from_tuples([("unseen-products", "frozen")], names=["protocol", "model"]))
+    assert readable(report).columns.tolist() == ["test products", "MAP@10", "crop R@1"]

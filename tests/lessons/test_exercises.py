@@ -201,8 +201,9 @@ def test_an_exercise_that_calls_an_unwritten_one_points_to_its_solution_and_the_
 
     def my_chance_precision(labels):
         labels = np.asarray(labels, dtype=object)
+        size = {label: (labels == label).sum() for label in set(labels)}  # each category counted once
         rows = np.flatnonzero(my_query_mask(labels))
-        return float(np.mean([((labels == labels[i]).sum() - 1) / (len(labels) - 1) for i in rows]))
+        return float(np.mean([(size[labels[i]] - 1) / (len(labels) - 1) for i in rows]))
 
     assert check("chance_precision", my_chance_precision) is False
     out = capsys.readouterr().out
@@ -579,7 +580,8 @@ def test_the_l2_normalise_solution_gives_length_1_to_any_nonzero_row_however_sho
 
 def _mask(labels):
     labels = np.asarray(labels, dtype=object)
-    sizes = np.array([np.sum(labels == label) for label in labels])
+    size = {label: np.sum(labels == label) for label in set(labels)}  # each category counted once
+    sizes = np.array([size[label] for label in labels])
     return (labels != "") & (sizes >= 2)
 
 
@@ -598,6 +600,44 @@ def test_notebook_1_answers_that_skip_the_last_product_are_rejected():
 
     assert check("query_mask", mask_but_last) is False
     assert check("chance_precision", chance_but_last) is False
+
+
+def test_notebook_1_refuses_a_category_count_per_product_and_accepts_one_per_category(capsys):
+    """Notebook 1 runs both answers on the whole catalogue (Farfetch's is large): an answer that compares each
+    product's label with every other product's (N² comparisons) is refused once its values are right; counting
+    each category once (np.unique, a dict, a loop over the categories) passes."""
+    def mask_per_product(labels):
+        labels = np.asarray(labels, dtype=object)
+        return np.array([label != "" and (labels == label).sum() >= 2 for label in labels])
+
+    def chance_per_product(labels):
+        sizes = [sum(1 for other in labels if other == label) for label in labels]
+        queries = [size - 1 for label, size in zip(labels, sizes) if label != "" and size >= 2]
+        return sum(queries) / len(queries) / (len(labels) - 1)
+
+    def mask_per_category(labels):
+        labels = np.asarray(labels, dtype=object)
+        sizes = np.zeros(len(labels), dtype=int)
+        for category in set(labels):
+            sizes[labels == category] = (labels == category).sum()
+        return (labels != "") & (sizes >= 2)
+
+    def chance_with_a_dict(labels):
+        counts = {}
+        for label in labels:
+            counts[label] = counts.get(label, 0) + 1
+        queries = [counts[label] - 1 for label in labels if label != "" and counts[label] >= 2]
+        return sum(queries) / len(queries) / (len(labels) - 1)
+
+    for name, answer in (("query_mask", mask_per_product), ("chance_precision", chance_per_product)):
+        assert check(name, answer) is False
+        out = capsys.readouterr().out
+        assert "right values, but on 2,000 products" in out and "N² comparisons" in out, out
+    for name, answer in (("query_mask", mask_per_category), ("query_mask", _mask),
+                         ("chance_precision", chance_with_a_dict), ("chance_precision", solutions.chance_precision)):
+        assert EXERCISES[name].rule(answer) is None, (name, answer.__name__)
+    assert check("query_mask", mask_per_category) is True
+    assert check("chance_precision", chance_with_a_dict) is True
 
 
 def test_a_query_mask_must_be_a_bool_array(capsys):
@@ -922,6 +962,23 @@ def test_filtered_top_k_refuses_more_than_k_rows_on_ties_and_accepts_any_tied_ro
     assert check("filtered_top_k", threshold) is False
     assert "never more" in capsys.readouterr().out
     assert check("filtered_top_k", last_row_first_among_ties) is True
+
+
+def test_filtered_top_k_refuses_an_answer_keyed_by_distance(capsys):
+    """Products keyed by their distance passed every case: none tied inside the top k, where such an answer keeps
+    one of two duplicate photos (review 18 of notebook 7)."""
+    def keyed_by_distance(distances, allowed, k):
+        by_distance = {float(d): row for row, d in enumerate(distances) if allowed[row]}
+        return np.array([by_distance[d] for d in sorted(by_distance)][:k], dtype=int)
+
+    def unique_distances(distances, allowed, k):
+        rows = np.flatnonzero(allowed)
+        _, first = np.unique(distances[rows], return_index=True)
+        return rows[first][:k]
+
+    for answer in (keyed_by_distance, unique_distances):
+        assert check("filtered_top_k", answer) is False
+        assert "keeps only one of them" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("stand_in", [2.0, 10.0, 1e9])
