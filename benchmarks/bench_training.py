@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import resource
 import subprocess
 import sys
@@ -111,7 +112,7 @@ def protocol_tables(protocols, losses, extra: list[str], keep: Path | None) -> N
                         continue  # the frozen backbone and the head are the same for every loss
                     report_rows.append({"split": protocol, **row})
     print_table("Training runs (CLI defaults; epoch chosen on the validation split; best epoch 0: the probe)", runs)
-    print_table("Protocols: test side of each split", report_rows)
+    print_table("Protocols: test side of each split", [shown_columns(row) for row in report_rows])
     for protocol in protocols:
         rows = [r for r in report_rows if r["split"] == protocol]
         frozen = next(r["map_at_10"] for r in rows if r["model"].startswith("frozen"))
@@ -125,6 +126,13 @@ def protocol_tables(protocols, losses, extra: list[str], keep: Path | None) -> N
                      f"{r['map_at_10'] - frozen:+.3f}, projection head {head:.3f} "
                      f"({r['map_at_10'] - head:+.3f}){types}")
     print()
+
+
+def shown_columns(row: dict) -> dict:
+    """A report row as the results table shows it: the split named ``protocol`` (the row's own description of it
+    left out), counts and scores named in words (``test products``, ``MAP@10``, ``crop R@1`` ...)."""
+    names = {"split": "protocol", "n_test": "test products", "map_at_10": "MAP@10"}
+    return {names.get(c, re.sub(r"^(\w+)_recall@(\d+)$", r"\1 R@\2", c)): v for c, v in row.items() if c != "protocol"}
 
 
 def main(argv=None) -> int:

@@ -28,7 +28,7 @@ CATALOGUE_DEFAULTS = {"catalogue": "auto", "format": "auto", "backbone": None, "
                       "resize": None, "limit": None, "no_cache": False, "recipe": "baseline", "index": "exact"}
 
 RECIPE_HELP = ("a named recipe: baseline (default), best, ... (see cbir_tutorial.search.recipes), or the folder "
-               "of a trained model (cbir-tutorial train --out DIR)")
+               "of a trained model (python -m cbir_tutorial train --out DIR)")
 
 
 class CLIError(Exception):

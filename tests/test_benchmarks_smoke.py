@@ -78,7 +78,8 @@ def test_training_smoke(tmp_path):
     robust = {m for m in models if m.startswith("robust (fused with frozen, w = ")}  # when the chosen weight is < 1
     trained = {"fine-tuned (multi-similarity)"} if run["best epoch"] else {"probe kept (refitted)"}
     assert set(models) - robust == {"frozen efficientnet_lite0", "projection head", *trained}
-    assert all(0 < r["map_at_10"] <= 1 and 0 <= r["crop_recall@1"] <= 1 for r in models.values())
+    assert all(0 < r["MAP@10"] <= 1 and 0 <= r["crop R@1"] <= 1 for r in models.values())
+    assert all(r["protocol"] == "unseen-products" and "test products" in r for r in models.values())  # the split
     # the sentence comparing the three models
     assert any(line.startswith(f"unseen-products: {next(iter(trained))} MAP@10") and "projection head" in line
                for line in report["notes"])

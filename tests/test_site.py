@@ -335,6 +335,10 @@ def test_a_chapter_page_shows_its_outputs_without_errors_or_broken_links(site, s
                                       "table.scrollWidth > table.parentElement.clientWidth + 1 && !table.parentElement"
                                       ".previousElementSibling?.classList.contains('cbir-scroll-cue')).length")
         assert uncued_tables == 0, f"{name}: {uncued_tables} tables wider than a phone, no line saying they scroll"
+        cut = page.evaluate("() => [...document.querySelectorAll('.cell_output pre')].filter(pre => pre.scrollWidth"
+                            " > pre.clientWidth + 1 && !pre.previousElementSibling?.classList.contains('cbir-scroll-cue'))"
+                            ".map(pre => pre.textContent.slice(0, 60))")
+        assert not cut, f"{name}: printed output cut at a phone's edge, neither wrapped nor cued: {cut}"
         cramped = page.evaluate("() => [...document.querySelectorAll('.cell_output table[id^=T_] td')].filter(cell => "
                                 "parseFloat(getComputedStyle(cell).paddingLeft) < 2).length")
         assert cramped == 0, f"{name}: {cramped} table cells without padding (their numbers run together)"
@@ -355,10 +359,10 @@ def test_a_chapter_page_shows_its_outputs_without_errors_or_broken_links(site, s
         assert not broken_links(site, site / "chapters" / f"{name}.html", hrefs)
         wide = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
         assert wide <= 1, f"{name}: the page is {wide} px wider than a phone's screen"
-        wrapping = page.evaluate("() => [...document.querySelectorAll('.cell_output pre')].filter(pre => "
-                                 "getComputedStyle(pre).whiteSpace !== 'pre' || "
+        wrapping = page.evaluate("() => [...document.querySelectorAll('.cell_output pre:not(.cbir-wrap)')].filter("
+                                 "pre => getComputedStyle(pre).whiteSpace !== 'pre' || "
                                  "getComputedStyle(pre).overflowX !== 'auto').length")
-        assert wrapping == 0, f"{name}: {wrapping} printed outputs wrap their lines instead of scrolling (site.css)"
+        assert wrapping == 0, f"{name}: {wrapping} printed tables wrap their lines instead of scrolling (site.css)"
         missing = page.evaluate("() => [...document.querySelectorAll('.cell_output table :is(td, th)')]"
                                 ".map(cell => cell.textContent.trim()).filter(text => ['NaN', 'nan', '<NA>', 'NaT']"
                                 ".includes(text))")

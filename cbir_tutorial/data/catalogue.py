@@ -29,7 +29,7 @@ class Catalogue:
     root: Path | None = None
     #: Listings dropped by the loader because their image file is missing.
     n_dropped: int = 0
-    #: What the loader said about its input (kept and dropped counts, repairs), shown with the table.
+    #: What the loader said about its input (kept and dropped counts, repairs), printed when it loaded.
     notes: tuple[str, ...] = field(default=())
 
     def __post_init__(self):
@@ -61,13 +61,11 @@ class Catalogue:
         return f"Catalogue({self.name!r}: {self.summary})"
 
     def _repr_html_(self) -> str:
-        """The summary, the loader's notes folded (it printed them when it loaded) and the first 10 rows, without
-        the image paths (long, and the same folder on every row); descriptions keep a readable width."""
-        notes = "".join(f"<p><small>{html.escape(note)}</small></p>" for note in self.notes)
-        if notes:
-            notes = f"<details><summary><small>what the loader said</small></summary>{notes}</details>"
+        """The summary and the first 10 rows, without the image paths (long, and the same folder on every row);
+        descriptions keep a readable width. The loader's notes are not repeated: it printed them when it loaded
+        (:attr:`notes` keeps them)."""
         rows = self.table.head(10).drop(columns="path")
-        return (f"<p><b>{html.escape(self.name)}</b>: {html.escape(self.summary)}</p>{notes}"
+        return (f"<p><b>{html.escape(self.name)}</b>: {html.escape(self.summary)}</p>"
                 + rows.to_html(col_space={"description": "12em"}))
 
     @property

@@ -105,14 +105,17 @@ def internet_reachable(host: str = "pypi.org", port: int = 443, timeout: float =
 def setup_advice(summary: Mapping) -> list[str]:
     """What to switch on, from an :func:`environment_summary`: one line per missing piece, empty when all is well.
 
-    On Kaggle: Internet (off by default; pip and the Keras ImageNet weights need it), the GPU, the
-    Farfetch listings. On Colab: the GPU. Locally: nothing to switch on. The GPU line names the notebooks
-    that need one (5 to 8 and 10): the others run fine without one, so it never asks to run them again.
+    On Kaggle: Internet (off by default; pip and the Keras ImageNet weights need it, and the sample's download
+    when the Farfetch listings are not attached), the GPU, the Farfetch listings. On Colab: the GPU. Locally:
+    nothing to switch on. The GPU line names the notebooks that need one (5 to 8 and 10): the others run fine
+    without one, so it never asks to run them again.
     """
     where, advice = summary["running on"], []
     if where == "kaggle" and not summary["internet"]:
+        sample = ("" if not str(summary["farfetch listings"]).startswith("not found")
+                  else ", and so does the 770-photo sample's first download (the Farfetch listings are not attached)")
         advice.append("Kaggle: Internet is off. Switch it on (notebook Settings → Internet, phone-verified "
-                      "account): pip and the Keras ImageNet weights need it. Then run the notebook again.")
+                      f"account): pip and the Keras ImageNet weights need it{sample}. Then run the notebook again.")
     if where in ("kaggle", "colab") and not summary["gpu"]:
         menu = "Settings → Accelerator → GPU" if where == "kaggle" else "Runtime → Change runtime type → T4 GPU"
         advice.append(f"{where.capitalize()}: no GPU. Notebooks 1 to 4 and 9 need none; notebooks 5 to 8 and 10 "

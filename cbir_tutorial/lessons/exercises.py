@@ -785,6 +785,10 @@ def _every_row_at_once(function: Callable) -> str | None:
     if pandas:
         return (f"right values, but through pandas' {pandas[0]}(...): the exercise asks numpy's own functions to "
                 "pick and order the top k (np.argsort, or np.argpartition and then a sort of those k)")
+    got = _quietly(function, EXERCISES["cosine_top_k"].cases[0])
+    if got is not None and not np.issubdtype(np.asarray(got).dtype, np.integer):
+        return (f"right rows, but {_kind(got)}: rows index the catalogue, and float row numbers cannot (IndexError); "
+                "return integers, as np.argsort gives them")
     written = _written_arguments(function, EXERCISES["cosine_top_k"].cases, ("gallery", "query"))
     if written:
         return (f"right rows, but your function wrote into `{written[0]}`, the array it was given (`/=` divides in "
@@ -794,10 +798,13 @@ def _every_row_at_once(function: Callable) -> str | None:
 
 def _without_differences_array(function: Callable) -> str | None:
     """None when ``function(queries, gallery)`` stays well below the memory of an (M, N, D) array of differences
-    (peak of the allocations it makes, traced by tracemalloc, which sees numpy's arrays)."""
+    and of an (N, N) matrix such as ``gallery @ gallery.T`` (peak of the allocations it makes, traced by
+    tracemalloc, which sees numpy's arrays). The gallery is much longer than the batch of queries, as a
+    catalogue is: there an (N, N) matrix is the larger of the two mistakes' arrays."""
     rng = np.random.default_rng(3)
-    queries, gallery = rng.normal(size=(50, 128)), rng.normal(size=(400, 128))
+    queries, gallery = rng.normal(size=(20, 128)), rng.normal(size=(1000, 128))
     differences = queries.shape[0] * gallery.shape[0] * queries.shape[1] * 8  # bytes, float64: 20 MB
+    square = gallery.shape[0] ** 2 * 8  # bytes of an (N, N) float64 matrix: 8 MB
     tracing = tracemalloc.is_tracing()
     if not tracing:
         tracemalloc.start()
@@ -809,12 +816,17 @@ def _without_differences_array(function: Callable) -> str | None:
     finally:
         if not tracing:
             tracemalloc.stop()
-    if peak - start < differences / 4:
+    if peak - start < square / 2:
         return None
-    return (f"right values, but for 50 queries and 400 gallery vectors of width 128 your function needed "
-            f"{(peak - start) / 1e6:.0f} MB at once, where the (50, 400) answer takes 0.16 MB and the (M, N, D) "
-            f"array of differences {differences / 1e6:.0f} MB (33 GB in float32 for 200 queries and 20,000 "
-            "products of ResNet50's width, 2,048): compute |q - x|^2 without such an array")
+    needed = (f"right values, but for 20 queries and 1,000 gallery vectors of width 128 your function needed "
+              f"{(peak - start) / 1e6:.0f} MB at once, where the (20, 1000) answer takes 0.16 MB")
+    if peak - start < differences / 2:
+        return (f"{needed} and an (N, N) matrix such as gallery @ gallery.T {square / 1e6:.0f} MB: its diagonal "
+                "holds the squared lengths, but it compares every product with every other (1.6 GB in float32 for "
+                "20,000 products, and 100 times the work of the distances of 200 queries): compute each row's "
+                "squared length on its own")
+    return (f"{needed} and the (M, N, D) array of differences {differences / 1e6:.0f} MB (33 GB in float32 for 200 "
+            "queries and 20,000 products of ResNet50's width, 2,048): compute |q - x|^2 without such an array")
 
 
 def _a_feature_array(function: Callable) -> str | None:
@@ -1307,7 +1319,7 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
         atol=2e-3,  # float32: a query's distance to itself comes out up to about 1e-3 instead of 0
         rule=_all_pairs_at_once),
     Exercise(
-        "cosine_top_k", ((_COSINE_GALLERY, np.array([1.0, 0.0]), 3), (_COSINE_GALLERY, np.array([0.0, 2.0]), 5),
+        "cosine_top_k", ((_COSINE_GALLERY, np.array([1.0, 0.0]), 2), (_COSINE_GALLERY, np.array([0.0, 2.0]), 5),
                          (_WIDE_GALLERY, np.array([0.5, -1.0, 0.2]), 10),
                          (_LONG_GALLERY, np.array([1.0, 2.0, -0.5]), 300)),
         lambda g, q, k: (f"the top {k} of gallery {_list(g)}" if len(g) <= 12 else
@@ -1475,7 +1487,9 @@ EXERCISES.update({e.name: e for e in [
                                   # several neighbours of positive similarity: the weighted sum over them all
                                   (_NEIGHBOURS[0], _NEIGHBOURS_ALIKE, 3.0),
                                   # an even alpha, a neighbour of negative similarity: clipping after the power refused
-                                  (_UNIT[0], _NEIGHBOURS, 2.0)),
+                                  (_UNIT[0], _NEIGHBOURS, 2.0),
+                                  # an alpha that is not whole: int(alpha) or round(alpha) is refused
+                                  (_NEIGHBOURS[0], _NEIGHBOURS_ALIKE, 2.5)),
         lambda q, nb, alpha: f"alpha-QE of query {_list(q)} with neighbours {_list(nb)} and alpha = {alpha:g}",
         (("scale the expanded query back to length 1: the index compares unit vectors",
           lambda q, nb, a: q + (np.maximum(nb @ q, 0) ** a) @ nb),

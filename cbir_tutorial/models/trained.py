@@ -1,6 +1,6 @@
 """A fine-tuned embedding model saved as a folder, and the extractor that embeds images with it.
 
-The folder (written by :func:`save_trained`, e.g. at the end of ``cbir-tutorial train``) holds
+The folder (written by :func:`save_trained`, e.g. at the end of ``python -m cbir_tutorial train``) holds
 
 * ``trained.json`` - backbone, input size, resize policy, embedding size, the loss and the settings it
   was trained with, its history, and :func:`weights_hash` of the weights and of the fields that change
@@ -18,7 +18,7 @@ with the frozen features.
 Everything needed to embed a query is there: :class:`TrainedExtractor` rebuilds the model from the JSON,
 loads the weights and checks their hash. A folder that cannot be used raises :class:`TrainedModelError`
 (a ValueError), one line naming the folder, the file and what is wrong. Only Keras and the folder are
-needed (nothing from :mod:`cbir_tutorial.training`). Without ``--out``, ``cbir-tutorial train`` writes into
+needed (nothing from :mod:`cbir_tutorial.training`). Without ``--out``, ``python -m cbir_tutorial train`` writes into
 :func:`trained_home` (the cache's ``trained`` folder), where the explorer's recipe menu finds it
 (:func:`trained_folders`).
 """
@@ -53,7 +53,7 @@ TRAINED_HOME = "trained"
 #: The photo sizes a trained model may take, in pixels, both ends included: from the smallest Keras builds
 #: its backbones at to over 3x the largest backbone's own (Xception, 299 px); a backbone may refuse sizes
 #: inside it (VGG16 takes 224 only). ``trained.json``'s ``input_size`` outside it is refused, and
-#: ``cbir-tutorial train --image-size`` takes the same range.
+#: ``python -m cbir_tutorial train --image-size`` takes the same range.
 INPUT_SIZE_RANGE = (32, 1024)
 #: The embedding sizes a trained model may have, both ends included (the literature uses 64 to 2048).
 EMBEDDING_DIM_RANGE = (1, 8192)
@@ -251,7 +251,8 @@ def read_trained(folder: str | os.PathLike) -> dict:
     folder = Path(folder).expanduser().resolve()
     path = folder / TRAINED_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{folder} is not a trained model: no {TRAINED_FILE} (made by cbir-tutorial train)")
+        raise FileNotFoundError(f"{folder} is not a trained model: no {TRAINED_FILE} (made by python -m cbir_tutorial "
+                                "train)")
     if not (folder / WEIGHTS_FILE).is_file():
         raise FileNotFoundError(f"{folder}: {WEIGHTS_FILE} is missing")
     try:
@@ -290,7 +291,7 @@ def trained_home() -> Path:
 
 
 def default_trained_folder(catalogue: str, backbone: str, loss: str) -> Path:
-    """Where ``cbir-tutorial train`` writes without ``--out``: ``trained_home()/CATALOGUE-BACKBONE-LOSS``
+    """Where ``python -m cbir_tutorial train`` writes without ``--out``: ``trained_home()/CATALOGUE-BACKBONE-LOSS``
     (characters other than letters, digits, ``.``, ``_`` and ``-`` become ``_``)."""
     name = "-".join(re.sub(r"[^A-Za-z0-9._-]+", "_", str(part)).strip("._") or "model"
                     for part in (catalogue, backbone, loss))
@@ -309,7 +310,7 @@ def trained_folders(folders=()) -> list[Path]:
             sorted(p for p in place.iterdir() if p.is_dir() and is_trained_folder(p)) if place.is_dir() else [])
         if not inside and place != trained_home().resolve():
             raise FileNotFoundError(f"{place}: no trained model there (a trained model's folder holds "
-                                    f"{TRAINED_FILE} and {WEIGHTS_FILE}, as cbir-tutorial train writes)")
+                                    f"{TRAINED_FILE} and {WEIGHTS_FILE}, as python -m cbir_tutorial train writes)")
         found.extend(p for p in inside if p not in found)
     return found
 

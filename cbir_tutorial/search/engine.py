@@ -89,7 +89,7 @@ class SearchEngine:
         """Extract (or load cached) features of ``catalogue`` with ``recipe``'s steps and index them.
 
         ``recipe``: a name from :data:`~cbir_tutorial.search.recipes.RECIPES` (``"baseline"``, ``"best"``...),
-        a :class:`Recipe`, or the folder of a trained model (``cbir-tutorial train``: its fine-tuned
+        a :class:`Recipe`, or the folder of a trained model (``python -m cbir_tutorial train``: its fine-tuned
         embedding, see :func:`~cbir_tutorial.search.recipes.trained_recipe`); it names its own backbone(s)
         (EfficientNet-Lite0 by default, whose ImageNet weights install offline). ``backbone``: another
         backbone to start from (a name, or a ready :class:`FeatureExtractor`), with ``weights`` and

@@ -235,7 +235,7 @@ def recipe_from_word(recipe: "str | os.PathLike | Recipe") -> Recipe:
     found = f" ({folder} has no {TRAINED_FILE} and {WEIGHTS_FILE})" if folder.is_dir() else ""
     raise ValueError(f"recipe={str(recipe)!r} is neither a recipe nor a trained model's folder{found}: choose one of "
                      f"{', '.join(RECIPES)}, or give a folder holding the {TRAINED_FILE} and {WEIGHTS_FILE} that "
-                     "cbir-tutorial train (save_trained) writes")
+                     "python -m cbir_tutorial train (save_trained) writes")
 
 
 def trained_recipe(folder: str | os.PathLike) -> Recipe:

@@ -123,7 +123,7 @@ def checkpoint_meta(path: str | os.PathLike) -> dict:
     with state:
         names = set(state.files)
         if "meta" not in names:
-            raise refused("has no meta record (not written by cbir-tutorial train)")
+            raise refused("has no meta record (not written by python -m cbir_tutorial train)")
         try:
             meta = json.loads(str(state["meta"]))
         except ValueError as error:

@@ -49,7 +49,7 @@ class SearchExplorer:
 
     ``recipe`` (a name from :data:`~cbir_tutorial.search.recipes.RECIPES`, e.g. ``"best"``, or a trained
     model's folder): the steps engines are built with; the *recipe* dropdown switches it, building each
-    engine once. The dropdown also offers the trained models in the cache (``cbir-tutorial train``
+    engine once. The dropdown also offers the trained models in the cache (``python -m cbir_tutorial train``
     without ``--out``) and in ``trained`` (folders of trained models, or folders holding them), as
     "folder: loss, backbone"; a trained model brings its own backbone. One that cannot be used (a broken
     ``trained.json``, unreadable weights) is listed as "folder: broken: why"; choosing it says why in the

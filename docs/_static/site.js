@@ -33,7 +33,24 @@ function cueWideTable(table) {
   cue.textContent = "Wider than the screen: scroll the table sideways \u2192";
   box.before(cue);
 }
+// Printed output wider than its box: sentences (a question, a check's verdict) wrap, so that a phone shows them
+// whole; a printed table (a model summary, aligned columns) keeps its lines and scrolls under the same cue.
+function fitPrinted(pre) {
+  if (pre.scrollWidth <= pre.clientWidth + 1) return;
+  const lines = pre.textContent.split("\n");
+  const aligned = lines.filter((line) => /\S {2,}\S/.test(line)).length;
+  if (!/[\u2500-\u257f]/.test(pre.textContent) && aligned < Math.max(3, lines.length / 3)) {
+    pre.classList.add("cbir-wrap");
+    return;
+  }
+  if (pre.previousElementSibling && pre.previousElementSibling.classList.contains("cbir-scroll-cue")) return;
+  const cue = document.createElement("p");
+  cue.className = "cbir-scroll-cue";
+  cue.textContent = "Wider than the screen: scroll the printed table sideways \u2192";
+  pre.before(cue);
+}
 document.addEventListener("DOMContentLoaded", () => {
+  for (const pre of document.querySelectorAll("article .cell_output pre")) fitPrinted(pre);
   for (const img of document.querySelectorAll("article img")) {
     if (img.complete) keepReadable(img);
     else img.addEventListener("load", () => keepReadable(img));

@@ -95,6 +95,7 @@ def test_internet_reachable_is_true_when_the_host_answers():
     ("local", False, False, "not found under /kaggle/input", []),
     ("kaggle", True, True, "/kaggle/input/farfetch-listings", []),
     ("kaggle", False, True, "/kaggle/input/farfetch-listings", ["Internet is off"]),
+    ("kaggle", False, True, "not found under /kaggle/input", ["the 770-photo sample's first download", "not attached"]),
     ("kaggle", True, False, "not found under /kaggle/input", ["Settings → Accelerator", "not attached"]),
     ("colab", False, False, "not found under /kaggle/input", ["Runtime → Change runtime type"]),
 ])

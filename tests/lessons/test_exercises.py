@@ -315,7 +315,7 @@ def test_euclidean_distances_refuses_the_array_of_differences_with_the_hint(caps
     item = EXERCISES["euclidean_distances"]
     assert check("euclidean_distances", with_differences) is False
     out = capsys.readouterr().out.rstrip()
-    assert "right values, but for 50 queries" in out and "without such an array" in out, out
+    assert "right values, but for 20 queries" in out and "without such an array" in out, out
     assert out.endswith(item.hint_text) and not tracemalloc.is_tracing()
 
     def matrix_product(queries, gallery):
@@ -329,6 +329,18 @@ def test_euclidean_distances_refuses_the_array_of_differences_with_the_hint(caps
         assert tracemalloc.is_tracing()
     finally:
         tracemalloc.stop()
+
+
+def test_euclidean_distances_refuses_squared_lengths_from_a_gram_matrix(capsys):
+    """np.diag(gallery @ gallery.T) holds the right squared lengths through an (N, N) matrix: 1.6 GB and 100 times
+    the work of the distances themselves for 200 queries and 20,000 products."""
+    def through_a_gram_matrix(queries, gallery):
+        squared = np.diag(queries @ queries.T)[:, None] - 2 * queries @ gallery.T + np.diag(gallery @ gallery.T)[None]
+        return np.sqrt(np.maximum(squared, 0))
+
+    assert check("euclidean_distances", through_a_gram_matrix) is False
+    out = capsys.readouterr().out
+    assert "an (N, N) matrix such as gallery @ gallery.T" in out and "squared length on its own" in out, out
 
 
 def _nested_loops(queries, gallery):
@@ -807,6 +819,27 @@ def test_cosine_top_k_refuses_a_python_loop_over_the_gallery(capsys):
     out = capsys.readouterr().out.rstrip()
     assert "right values, but through" in out and "without a Python loop" in out and out.endswith(item.hint_text), out
     assert check("cosine_top_k", one_product) is True
+
+
+def test_cosine_top_k_refuses_float_rows(capsys):
+    def float_rows(gallery, query, k):
+        similarity = (gallery @ query) / np.linalg.norm(gallery, axis=1)
+        return np.argsort(-similarity, kind="stable")[:k].astype(float)
+
+    assert check("cosine_top_k", float_rows) is False
+    out = capsys.readouterr().out
+    assert "right rows, but a float64 array" in out and "IndexError" in out, out
+
+
+def test_cosine_top_k_least_similar_first_gets_the_order_hint(capsys):
+    """The right k rows in increasing similarity: the first case must not mistake them for the dot product's top k."""
+    def increasing(gallery, query, k):
+        similarity = (gallery @ query) / np.linalg.norm(gallery, axis=1)
+        return np.argsort(similarity, kind="stable")[-k:]
+
+    assert check("cosine_top_k", increasing) is False
+    out = capsys.readouterr().out.rstrip()
+    assert out.endswith(EXERCISES["cosine_top_k"].order_hint) and "dot product" not in out, out
 
 
 def test_cosine_top_k_refuses_an_answer_that_normalises_the_gallery_in_place(capsys):
@@ -2023,6 +2056,18 @@ def test_nb08_gem_pool_refuses_p_rounded_to_the_nearest_half(capsys):
     assert any(p * 2 != round(p * 2) for _, p in EXERCISES["gem_pool"].cases)
     assert check("gem_pool", rounded_to_a_half) is False
     assert "p = 2.2" in capsys.readouterr().out
+
+
+def test_nb08_alpha_query_expansion_refuses_a_whole_number_alpha(capsys):
+    """Every alpha of the check was whole, so an αQE that truncates alpha to a whole number passed (review 19 of
+    notebook 8): a case with alpha = 2.5 refuses it."""
+    def whole_alpha(query, neighbours, alpha):
+        expanded = query + (np.maximum(neighbours @ query, 0) ** int(alpha)) @ neighbours
+        return expanded / np.linalg.norm(expanded)
+
+    assert any(alpha != int(alpha) for _, _, alpha in EXERCISES["alpha_query_expansion"].cases)
+    assert check("alpha_query_expansion", whole_alpha) is False
+    assert "alpha = 2.5" in capsys.readouterr().out
 
 
 def test_nb08_gem_pool_refuses_scipy_stats_power_mean(monkeypatch, capsys):
