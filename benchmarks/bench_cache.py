@@ -82,18 +82,18 @@ def main(argv=None) -> int:
                 gap = float(np.abs(result.features[len(old):] - alone).max())
         full = rows[0]["seconds"]
         for row in rows:
-            row["x full extraction"] = row["seconds"] / full
+            row["time / full extraction"] = row["seconds"] / full
         rows[1]["largest diff vs uncached"] = gap  # of the new rows, against an uncached extraction of them
         store = extractor.store(cache)
         shards = sorted(store.folder.glob("*.npy"))
         rows[0]["note"] = (f"{len(store.shards)} shards, {sum(p.stat().st_size for p in shards) / 2**20:.1f} MiB "
                            f"of features on disk")
     print_table("Incremental cache (seconds, one process, same extractor)", rows,
-                ["step", "images", "extracted", "reused", "seconds", "img/s", "x full extraction",
+                ["step", "images", "extracted", "reused", "seconds", "img/s", "time / full extraction",
                  "largest diff vs uncached", "note"])
     add, unchanged = rows[1], rows[2]
     note(f"Adding {100 * args.new_share:g} % new products took {add['seconds']:.2f} s against {full:.2f} s for a "
-         f"full extraction: {full / add['seconds']:.1f}x faster ({add['x full extraction']:.3f} of the time); "
+         f"full extraction: {full / add['seconds']:.1f}x faster ({add['time / full extraction']:.3f} of the time); "
          f"with nothing changed, {unchanged['seconds']:.2f} s.")
     write_json(args.json)
     return 0

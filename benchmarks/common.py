@@ -217,12 +217,15 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int = 3, 
 
 
 def markdown_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> str:
-    """``rows`` (dicts) as a Markdown table; floats with 3 significant digits unless already strings."""
+    """``rows`` (dicts) as a Markdown table; floats with 3 significant digits and whole numbers from 1,000 with a
+    thousands separator, unless already strings."""
     columns = list(columns or rows[0].keys())
 
     def cell(value) -> str:
         if isinstance(value, (float, np.floating)):
             return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            return f"{value:,}"
         return str(value)
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]

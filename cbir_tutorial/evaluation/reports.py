@@ -101,8 +101,8 @@ def readable(table: pd.DataFrame, k: int = 10, digits: int = 3) -> pd.DataFrame:
     :func:`~cbir_tutorial.evaluation.metrics.evaluate`, a protocol report) as a reader reads it: indexed by what
     its rows are (``recipe``, ``gallery``, ``category``, ``backbone``; a table indexed already keeps its index),
     its columns named in words (``MAP@10, whole``, ``P@10``, ``queries``, ``crop R@1`` ...), a ``k`` column that
-    only repeats ``k`` left out, numbers rounded to ``digits`` decimals with no negative zero (a "-0.000" reads as a
-    loss). A copy, for display: code keeps using ``table``."""
+    only repeats ``k`` left out, numbers rounded to ``digits`` decimals (a mean count of relevant products to one)
+    with no negative zero (a "-0.000" reads as a loss). A copy, for display: code keeps using ``table``."""
     names = {"map_all": f"MAP@{k}, whole", "map_tuning": f"MAP@{k}, tuning half",
              "map_report": f"MAP@{k}, report half", "backbone_map": f"backbone MAP@{k}",
              "head_map": f"head MAP@{k}", "n_images": "products", "n_test": "test products",
@@ -115,7 +115,8 @@ def readable(table: pd.DataFrame, k: int = 10, digits: int = 3) -> pd.DataFrame:
         table = table.set_index(first)
     table = table.rename(columns=lambda c: names.get(c, re.sub(r"^(\w+)_recall@(\d+)$", r"\1 R@\2", str(c))))
     floats = table.select_dtypes("floating").columns
-    return table.assign(**{c: table[c].round(digits) + 0.0 for c in floats})  # + 0.0: -0.0 becomes 0.0
+    rounded = {c: table[c].round(1 if c == "relevant per query" else digits) + 0.0 for c in floats}  # a count's mean
+    return table.assign(**rounded)  # + 0.0: -0.0 becomes 0.0
 
 
 def head_report(features: np.ndarray, labels, split: CategorySplit, head: ProjectionHead, k: int = 10) -> pd.DataFrame:

@@ -110,6 +110,7 @@ def test_a_readable_metrics_table_names_its_columns_and_leaves_out_the_constant_
     assert shown.index.name == "category" and shown.columns.tolist() == [
         "queries", "relevant per query", "P@10", "R@10", "MAP@10"]
     assert shown.loc["(all)", "MAP@10"] == 0.412 and shown["queries"].dtype.kind == "i"
+    assert readable(scores.assign(n_relevant_mean=[117.0667, 2.0]))["relevant per query"].tolist() == [117.1, 2.0]
     assert "k" in readable(scores, k=5).columns  # a k that is not the one named: kept
     report = pd.DataFrame({"n_test": [380], "map_at_10": [0.71], "crop_recall@1": [0.94]},
                           index=pd.MultiIndex.from_tuples([("unseen-products", "frozen")], names=["protocol", "model"]))

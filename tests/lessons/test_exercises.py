@@ -406,6 +406,14 @@ def test_a_top_k_that_is_never_sorted_is_refused_with_the_order_hint(name, unsor
     assert out.endswith(item.order_hint) and "in the wrong order" in out, out
 
 
+def test_cosine_top_k_a_wrong_score_does_not_get_the_order_hint(capsys):
+    def squared_lengths(gallery, query, k):  # right rows on the k = N case, wrong order elsewhere
+        similarity = (gallery @ query) / ((gallery ** 2).sum(axis=1) * (query ** 2).sum())
+        return np.argsort(-similarity, kind="stable")[:k]
+    assert check("cosine_top_k", squared_lengths) is False
+    assert "in the wrong order" not in capsys.readouterr().out
+
+
 def test_the_filter_cases_allow_twenty_rows_and_more():
     allowed = [int(np.sum(allowed)) for _, allowed, _ in EXERCISES["filtered_top_k"].cases]
     assert max(allowed) >= 300 and sum(n >= 20 for n in allowed) >= 2, allowed
@@ -2270,3 +2278,21 @@ def test_a_type_in_a_message_takes_an_before_a_capital_vowel():
         pass
 
     assert exercises._kind(EagerTensor()) == "an EagerTensor" and exercises._kind([1]) == "a list"
+
+
+def test_ap_at_k_refuses_nan_for_a_query_with_nothing_relevant_in_its_top_k(capsys):
+    """Notebook 6, review round 20: no case had R > 0 with every relevant result beyond k, so a mean over the
+    (empty) precisions found, giving nan there, passed."""
+    import warnings
+
+    def mean_of_nothing(ranks, n_relevant, k):
+        if n_relevant == 0:
+            return 0.0
+        found = np.array([r for r in ranks if r <= k], dtype=float)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            precision = np.mean(np.arange(1, len(found) + 1) / found)
+        return float(precision * len(found) / min(k, n_relevant))
+
+    assert check("ap_at_k", mean_of_nothing) is False
+    assert "ranks [6, 8] and R = 2: yours gives nan" in capsys.readouterr().out
