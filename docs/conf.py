@@ -28,7 +28,7 @@ nb_execution_excludepatterns = []
 
 html_theme = "sphinx_book_theme"
 # no download button: the staged notebook carries the site's own cells (the note, the folded answers)
-html_theme_options = {"show_navbar_depth": 1, "show_toc_level": 2, "home_page_in_toc": True,
+html_theme_options = {"show_navbar_depth": 1, "show_toc_level": 2, "home_page_in_toc": False,
                       "navigation_with_keys": False, "use_download_button": False}
 repository = os.environ.get("CBIR_SITE_REPOSITORY", "")
 if repository:

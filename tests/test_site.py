@@ -69,7 +69,8 @@ def test_a_page_header_says_what_ran_and_where_to_run_it():
     assert tested.startswith("::::{note}\n**A test-run build: the numbers on this page show that every step runs")
     assert "a build with `notebooks/site_run.env` (what the published course runs)" in tested
     assert "[published course](https://me.github.io/cbir/) runs every chapter" in test_run_note("me/cbir")
-    assert "the numbers on this site show" in test_run_note(where="site")  # the index has no numbers of its own
+    index = test_run_note(where="site")  # the index has no numbers of its own; the benchmark page's are full runs
+    assert "the numbers in the chapters show" in index and "benchmark results come from full runs" in index
     assert "CBIR_NB_WEIGHTS=random" not in offline.partition(":::{dropdown}")[0]  # the settings in full are folded
     assert tested.index("Run it yourself") < tested.index(":::{dropdown} How this page was made") < \
         tested.index("CBIR_TUTORIAL_SOLUTIONS=1") and tested.endswith(":::\n::::")
@@ -336,8 +337,8 @@ def test_a_chapter_page_shows_its_outputs_without_errors_or_broken_links(site, s
                                       ".previousElementSibling?.classList.contains('cbir-scroll-cue')).length")
         assert uncued_tables == 0, f"{name}: {uncued_tables} tables wider than a phone, no line saying they scroll"
         cut = page.evaluate("() => [...document.querySelectorAll('.cell_output pre')].filter(pre => pre.scrollWidth"
-                            " > pre.clientWidth + 1 && !pre.previousElementSibling?.classList.contains('cbir-scroll-cue'))"
-                            ".map(pre => pre.textContent.slice(0, 60))")
+                            " > pre.clientWidth + 1 && !pre.previousElementSibling?.classList.contains("
+                            "'cbir-scroll-cue')).map(pre => pre.textContent.slice(0, 60))")
         assert not cut, f"{name}: printed output cut at a phone's edge, neither wrapped nor cued: {cut}"
         cramped = page.evaluate("() => [...document.querySelectorAll('.cell_output table[id^=T_] td')].filter(cell => "
                                 "parseFloat(getComputedStyle(cell).paddingLeft) < 2).length")

@@ -62,13 +62,16 @@ def settings_read_by(code: str, settings: Mapping[str, str]) -> dict[str, str]:
 
 def test_run_note(repository: str | None = None, *, where: str = "page") -> str:
     """The line that opens every page of a site built with the test-run settings (``where``: ``"page"`` for a
-    chapter, ``"site"`` for the index): what its numbers mean, and where the representative ones are (the
-    published site, once ``repository`` is set)."""
+    chapter, ``"site"`` for the index, which also says that the benchmark page's numbers are not the test run's):
+    what its numbers mean, and where the representative ones are (the published site, once ``repository`` is set)."""
     published = site_url(repository)
     elsewhere = (f"the [published course]({published}) runs every chapter with `{SITE_SETTINGS}`" if published
                  else f"a build with `{SITE_SETTINGS}` (what the published course runs) gives representative ones")
-    return (f"**A test-run build: the numbers on this {where} show that every step runs, not how well it works.** "
-            f"It ran with the small settings of the project's tests (`notebooks/test_run.env`); {elsewhere}.")
+    numbers = "in the chapters" if where == "site" else f"on this {where}"
+    benchmarks = " The benchmark results come from full runs of the benchmark scripts." if where == "site" else ""
+    return (f"**A test-run build: the numbers {numbers} show that every step runs, not how well it works.** "
+            f"It ran with the small settings of the project's tests (`notebooks/test_run.env`); {elsewhere}."
+            f"{benchmarks}")
 
 
 def page_header(notebook: str, settings: Mapping[str, str], source: str, *, gpu: str | None = "",
