@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import resource
 import subprocess
 import sys
@@ -131,8 +130,9 @@ def protocol_tables(protocols, losses, extra: list[str], keep: Path | None) -> N
 def shown_columns(row: dict) -> dict:
     """A report row as the results table shows it: the split named ``protocol`` (the row's own description of it
     left out), counts and scores named in words (``test products``, ``MAP@10``, ``crop R@1`` ...)."""
-    names = {"split": "protocol", "n_test": "test products", "map_at_10": "MAP@10"}
-    return {names.get(c, re.sub(r"^(\w+)_recall@(\d+)$", r"\1 R@\2", c)): v for c, v in row.items() if c != "protocol"}
+    from cbir_tutorial.evaluation.reports import column_name
+
+    return {"protocol" if c == "split" else column_name(c): v for c, v in row.items() if c != "protocol"}
 
 
 def main(argv=None) -> int:

@@ -96,26 +96,33 @@ def recipe_table(catalogue, recipes: Sequence = tuple(RECIPES), backbone: str | 
 ROW_NAMES = ("recipe", "gallery", "category", "backbone")
 
 
-def readable(table: pd.DataFrame, k: int = 10, digits: int = 3) -> pd.DataFrame:
-    """A results table of the package (:func:`recipe_table`, :func:`head_report`, :func:`step_verdicts`,
-    :func:`~cbir_tutorial.evaluation.metrics.evaluate`, a protocol report) as a reader reads it: indexed by what
-    its rows are (``recipe``, ``gallery``, ``category``, ``backbone``; a table indexed already keeps its index),
-    its columns named in words (``MAP@10, whole``, ``P@10``, ``queries``, ``crop R@1`` ...), a ``k`` column that
-    only repeats ``k`` left out, numbers rounded to ``digits`` decimals (a mean count of relevant products to one)
-    with no negative zero (a "-0.000" reads as a loss). A copy, for display: code keeps using ``table``."""
+def column_name(column: str, k: int = 10) -> str:
+    """The words a reader sees for a column of the package's results tables: ``map_report`` → ``MAP@10, report
+    half``, ``n_queries`` → ``queries``, ``crop_recall@1`` → ``crop R@1`` ...; other names unchanged."""
     names = {"map_all": f"MAP@{k}, whole", "map_tuning": f"MAP@{k}, tuning half",
              "map_report": f"MAP@{k}, report half", "backbone_map": f"backbone MAP@{k}",
              "head_map": f"head MAP@{k}", "n_images": "products", "n_test": "test products",
              "n_queries": "queries", "n_relevant_mean": "relevant per query", "precision_at_k": f"P@{k}",
              "recall_at_k": f"R@{k}", "map_at_k": f"MAP@{k}", f"map_at_{k}": f"MAP@{k}"}
+    return names.get(column, re.sub(r"^(\w+)_recall@(\d+)$", r"\1 R@\2", str(column)))
+
+
+def readable(table: pd.DataFrame, k: int = 10, digits: int = 3) -> pd.DataFrame:
+    """A results table of the package (:func:`recipe_table`, :func:`head_report`, :func:`step_verdicts`,
+    :func:`~cbir_tutorial.evaluation.metrics.evaluate`, a protocol report) as a reader reads it: indexed by what
+    its rows are (``recipe``, ``gallery``, ``category``, ``backbone``; a table indexed already keeps its index),
+    its columns named in words (:func:`column_name`), a ``k`` column that only repeats ``k`` left out, numbers
+    rounded to ``digits`` decimals (a mean count of relevant products to one) with no negative zero (a "-0.000" reads
+    as a loss). A copy, for display: code keeps using ``table``."""
     if "k" in table.columns and (table["k"] == k).all():
         table = table.drop(columns="k")  # said in the column names
     first = next((c for c in ROW_NAMES if c in table.columns), None)
     if isinstance(table.index, pd.RangeIndex) and first is not None:
         table = table.set_index(first)
-    table = table.rename(columns=lambda c: names.get(c, re.sub(r"^(\w+)_recall@(\d+)$", r"\1 R@\2", str(c))))
+    table = table.rename(columns=lambda c: column_name(c, k))
     floats = table.select_dtypes("floating").columns
-    rounded = {c: table[c].round(1 if c == "relevant per query" else digits) + 0.0 for c in floats}  # a count's mean
+    count_mean = column_name("n_relevant_mean", k)
+    rounded = {c: table[c].round(1 if c == count_mean else digits) + 0.0 for c in floats}
     return table.assign(**rounded)  # + 0.0: -0.0 becomes 0.0
 
 

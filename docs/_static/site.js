@@ -2,17 +2,20 @@
 // 600 px and its container scrolls sideways, instead of shrinking to the screen's width; a line above it says so
 // (a picture cut at the screen's edge looks whole otherwise).
 const READABLE_PX = 600;
+// The line above a box that scrolls sideways ("what": picture, table, printed table), once.
+function cueBefore(box, what) {
+  if (box.previousElementSibling && box.previousElementSibling.classList.contains("cbir-scroll-cue")) return;
+  const cue = document.createElement("p");
+  cue.className = "cbir-scroll-cue";
+  cue.textContent = `Wider than the screen: scroll the ${what} sideways \u2192`;
+  box.before(cue);
+}
 function keepReadable(img) {
   if (img.naturalWidth > READABLE_PX && img.getBoundingClientRect().width < READABLE_PX) {
     img.classList.add("cbir-wide");
     const box = img.parentElement;
     box.classList.add("cbir-scrolls");
-    if (!box.previousElementSibling || !box.previousElementSibling.classList.contains("cbir-scroll-cue")) {
-      const cue = document.createElement("p");
-      cue.className = "cbir-scroll-cue";
-      cue.textContent = "Wider than the screen: scroll the picture sideways \u2192";
-      box.before(cue);
-    }
+    cueBefore(box, "picture");
   }
 }
 // A table wider than its column (a catalogue's columns, a benchmark table) scrolls sideways in its box, with the
@@ -27,11 +30,7 @@ function cueWideTable(table) {
     box.append(table);
   }
   box.classList.add("cbir-scrolls");
-  if (box.previousElementSibling && box.previousElementSibling.classList.contains("cbir-scroll-cue")) return;
-  const cue = document.createElement("p");
-  cue.className = "cbir-scroll-cue";
-  cue.textContent = "Wider than the screen: scroll the table sideways \u2192";
-  box.before(cue);
+  cueBefore(box, "table");
 }
 // Printed output wider than its box: sentences (a question, a check's verdict) wrap, so that a phone shows them
 // whole; a printed table (a model summary, aligned columns) keeps its lines and scrolls under the same cue.
@@ -43,11 +42,7 @@ function fitPrinted(pre) {
     pre.classList.add("cbir-wrap");
     return;
   }
-  if (pre.previousElementSibling && pre.previousElementSibling.classList.contains("cbir-scroll-cue")) return;
-  const cue = document.createElement("p");
-  cue.className = "cbir-scroll-cue";
-  cue.textContent = "Wider than the screen: scroll the printed table sideways \u2192";
-  pre.before(cue);
+  cueBefore(pre, "printed table");
 }
 document.addEventListener("DOMContentLoaded", () => {
   for (const pre of document.querySelectorAll("article .cell_output pre")) fitPrinted(pre);

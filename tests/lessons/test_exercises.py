@@ -2110,9 +2110,10 @@ def test_nb08_gem_pool_refuses_scipy_stats_power_mean(monkeypatch, capsys):
     assert check("gem_pool", with_numpy) is True  # numpy alone still passes
 
 
-def _multi_similarity_by_hand(epsilon=0.1, negatives=True):
+def _multi_similarity_by_hand(epsilon=0.1, negatives=True, pull_alone=False):
     """A learner's multi-similarity loss written with a loop over the anchors: mining with margin ``epsilon``,
-    of the negatives too unless ``negatives`` is False."""
+    of the negatives too unless ``negatives`` is False; ``pull_alone``: an anchor without negatives still adds
+    its pull term (a mistake)."""
     def loss(embeddings, labels):
         x = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
         s, total = x @ x.T, 0.0
@@ -2121,7 +2122,7 @@ def _multi_similarity_by_hand(epsilon=0.1, negatives=True):
             pos, neg = s[i, same & (np.arange(len(labels)) != i)], s[i, ~same]
             if len(pos) and len(neg):
                 pos, neg = pos[pos - epsilon < neg.max()], neg[neg + epsilon > pos.min()] if negatives else neg
-            if len(pos) and len(neg):
+            if len(pos) and (len(neg) or (pull_alone and not (~same).any())):
                 total += np.log1p(np.exp(-2 * (pos - 0.5)).sum()) / 2 + np.log1p(np.exp(50 * (neg - 0.5)).sum()) / 50
         return float(total / len(labels))
     return loss
@@ -2168,22 +2169,8 @@ def test_nb10_multi_similarity_refuses_a_pull_term_for_an_anchor_without_negativ
     negatives, and otherwise added its pull term, passed; a batch of one class gives 0 (the authors' code)."""
     from cbir_tutorial.lessons.exercises import nb10
 
-    def pulls_alone(embeddings, labels):
-        x = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
-        s, total = x @ x.T, 0.0
-        for i in range(len(labels)):
-            same = labels == labels[i]
-            pos, neg = s[i, same & (np.arange(len(labels)) != i)], s[i, ~same]
-            if len(neg):
-                pos, neg = pos[pos - 0.1 < neg.max()], neg[neg + 0.1 > pos.min()] if len(pos) else neg[:0]
-                if not (len(pos) and len(neg)):
-                    continue
-            if len(pos):
-                total += np.log1p(np.exp(-2 * (pos - 0.5)).sum()) / 2 + np.log1p(np.exp(50 * (neg - 0.5)).sum()) / 50
-        return float(total / len(labels))
-
     capsys.readouterr()
-    assert not nb10.q1.check(pulls_alone)
+    assert not nb10.q1.check(_multi_similarity_by_hand(pull_alone=True))
     assert "a batch of one class" in capsys.readouterr().out
 
 
