@@ -56,8 +56,8 @@ def throughput_rows(settings, n_images: int, repeats: int, losses=LOSSES) -> lis
             trainer = Trainer(catalogue.subset(np.arange(len(catalogue)) < n_images), replace(settings, loss=loss),
                               out, progress=False)
             s = trainer.settings
-            batch = pk_batches(trainer.train_codes, s.classes_per_batch, s.images_per_class, seed=s.seed)[0]
-            n_val = len(trainer.validation_rows)
+            batch = pk_batches(trainer.photos.train_codes, s.classes_per_batch, s.images_per_class, seed=s.seed)[0]
+            n_val = len(trainer.photos.validation_rows)
             timed = interleaved_medians({
                 "warm-up step": lambda: trainer.step(batch, fine_tune=False),
                 f"fine-tune step ({s.trainable_blocks} blocks)": lambda: trainer.step(batch, fine_tune=True),

@@ -266,3 +266,12 @@ def test_json_document_keeps_raw_values_as_strict_json(tmp_path, capsys):
         "tables": [{"title": "Sizes", "columns": ["n", "s", "gap", "text"],
                     "rows": [{"n": 3, "s": 0.125, "gap": None, "text": "-"}]}]}
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]  # no temporary file left behind
+
+
+def test_notebooks_smoke(tmp_path):
+    report = smoke_report(tmp_path, "bench_notebooks.py")
+    row, = table(report, "Each notebook run top to bottom")
+    assert row["notebook"] == "01_setup_and_data.ipynb"
+    for column in ("first run: wall s", "first run: CPU s", "cached: wall s", "cached: CPU s"):
+        assert 0 < row[column] < 600, (column, row)
+    assert notes_with(report, "CBIR_NB_CATALOGUE=sample") and notes_with(report, "CBIR_NB_WEIGHTS=random")

@@ -329,8 +329,12 @@ def test_a_chapter_page_shows_its_outputs_without_errors_or_broken_links(site, s
                                      "img.naturalWidth > 600 && img.getBoundingClientRect().width < 600).length")
             assert squeezed == 0, f"{name}: {squeezed} wide pictures shrunk below 600 px on a phone (site.js)"
             uncued = page.evaluate("() => [...document.querySelectorAll('img.cbir-wide')].filter(img => "
-                                   "!img.parentElement.previousElementSibling?.classList.contains('cbir-scroll-cue'))"
-                                   ".length")
+                                   "!img.closest('.cbir-scrolls').previousElementSibling?.classList.contains("
+                                   "'cbir-scroll-cue')).length")
+            unlinked = page.evaluate("() => [...document.querySelectorAll('.cell_output img')].filter(img => "
+                                     "img.naturalWidth > 1.25 * img.getBoundingClientRect().width && "
+                                     "img.closest('a')?.getAttribute('href') !== img.getAttribute('src')).length")
+            assert unlinked == 0, f"{name}: {unlinked} pictures shown small without a link to their full size"
             assert uncued == 0, f"{name}: {uncued} pictures wider than a phone without the line saying they scroll"
         uncued_tables = page.evaluate("() => [...document.querySelectorAll('article table')].filter(table => "
                                       "table.scrollWidth > table.parentElement.clientWidth + 1 && !table.parentElement"
@@ -340,6 +344,12 @@ def test_a_chapter_page_shows_its_outputs_without_errors_or_broken_links(site, s
                             " > pre.clientWidth + 1 && !pre.previousElementSibling?.classList.contains("
                             "'cbir-scroll-cue')).map(pre => pre.textContent.slice(0, 60))")
         assert not cut, f"{name}: printed output cut at a phone's edge, neither wrapped nor cued: {cut}"
+        long_lines = page.evaluate("() => [...document.querySelectorAll('.cell_output pre:not(.cbir-wrap)')]"
+                                   ".filter(pre => pre.scrollWidth > pre.clientWidth + 1).flatMap(pre => "
+                                   "pre.textContent.split('\\n')).filter(line => line.length > 60 && "
+                                   "!/\\S {2,}\\S/.test(line) && !/[\\u2502-\\u257f]/.test(line))"
+                                   ".map(line => line.slice(0, 60))")
+        assert not long_lines, f"{name}: printed sentences that do not wrap beside a printed table: {long_lines}"
         cramped = page.evaluate("() => [...document.querySelectorAll('.cell_output table[id^=T_] td')].filter(cell => "
                                 "parseFloat(getComputedStyle(cell).paddingLeft) < 2).length")
         assert cramped == 0, f"{name}: {cramped} table cells without padding (their numbers run together)"

@@ -405,6 +405,18 @@ def _checkout_sample() -> str | None:
     return None
 
 
+def sample_source() -> str:
+    """Where :func:`load_sample` reads the sample from, in words: ``$CBIR_TUTORIAL_DATA``'s folder, the copy
+    beside a source checkout, the download already in the cache, or "downloaded on first use"."""
+    local = os.environ.get(SAMPLE_ENV) or _checkout_sample()
+    if local:
+        return local
+    folder = cache_dir("data")
+    if (folder / "fashion_subset" / ".extracted").exists() and (folder / SAMPLE_CSV[0]).is_file():
+        return f"{folder} (downloaded)"
+    return "downloaded on first use"
+
+
 def load_sample() -> Catalogue:
     """The 770-photo sample catalogue (30 ``articleType`` categories, 60x80 JPEGs).
 

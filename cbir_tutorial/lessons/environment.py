@@ -129,7 +129,7 @@ def setup_advice(summary: Mapping) -> list[str]:
 def environment_summary() -> dict:
     """Platform, Python/TensorFlow/Keras versions, GPUs, CPU count, install command, data and weights found."""
     from .._version import __version__
-    from ..data.loaders import SAMPLE_ENV, find_farfetch_root, kaggle_input_dir
+    from ..data.loaders import find_farfetch_root, kaggle_input_dir, sample_source
     from ..models.runtime import keras_module, tensorflow_module
     from ..paths import cache_dir
 
@@ -150,7 +150,7 @@ def environment_summary() -> dict:
         "install": install_command(),
         "internet": internet_reachable(),
         "farfetch listings": str(farfetch) if farfetch else f"not found under {kaggle_input_dir()}",
-        "sample catalogue": os.environ.get(SAMPLE_ENV) or "downloaded on first use",
+        "sample catalogue": sample_source(),
         "imagenet weights on disk": ", ".join(f"{n}: {'yes' if ok else 'no'}" for n, ok in on_disk.items()),
         "cache": str(cache_dir()),
     }

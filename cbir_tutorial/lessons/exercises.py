@@ -189,10 +189,11 @@ class Exercise:
 
 
 class Verdict:
-    """What ``q.check`` returns: true when right; shows nothing in a notebook (the check printed already)."""
+    """What ``q.check`` returns: true when right; shows nothing in a notebook (the check printed already).
+    ``answered``: false while the exercise or question is not done yet (a later cell may wait for it)."""
 
-    def __init__(self, right: bool):
-        self.right = bool(right)
+    def __init__(self, right: bool, *, answered: bool = True):
+        self.right, self.answered = bool(right), bool(answered)
 
     def __bool__(self) -> bool:
         return self.right
@@ -642,10 +643,19 @@ _LOOPING_CALLS = {"map", "vectorize", "frompyfunc", "apply_along_axis", "fromite
 #: own module. ``sorted`` and ``zip`` work on Python objects one element at a time (``sorted(zip(-s, rows))`` builds
 #: a tuple per row and compares them in Python); ``np.sort`` and an array's ``.sort()`` are numpy's, not counted.
 _LOOPING_MODULE_CALLS = {"reduce": functools, "accumulate": itertools, "filter": builtins, "nlargest": heapq,
-                         "nsmallest": heapq, "sorted": builtins, "zip": builtins}
-#: What a looping call of :data:`_LOOPING_MODULE_CALLS` does once per element, where its name does not say it.
+                         "nsmallest": heapq, "sorted": builtins, "zip": builtins, "sum": builtins, "list": builtins,
+                         "tuple": builtins, "reversed": builtins, "enumerate": builtins, "set": builtins,
+                         "all": builtins, "any": builtins}
+#: What a looping call of :data:`_LOOPING_MODULE_CALLS` does once per element, where its name does not say it:
+#: the builtins walk an array one element at a time, making a Python object of each (``np.sum``, ``.sum()``,
+#: ``[::-1]``, ``.tolist()`` are numpy's own, not counted).
 _PER_ELEMENT_WORK = {"sorted": "a Python sort, one comparison of Python objects at a time",
-                     "zip": "one Python tuple per element"}
+                     "zip": "one Python tuple per element", "sum": "Python's sum, one addition at a time",
+                     **{call: "one Python object per element" for call in ("list", "tuple", "set", "enumerate")},
+                     "reversed": "a Python iterator, one element at a time",
+                     "all": "one Python truth test per element", "any": "one Python truth test per element"}
+#: Star-unpacking of an array (``[*rows]``, ``f(*rows)``): one Python object per element.
+_UNPACKING = {"LIST_EXTEND", "SET_UPDATE", "CALL_FUNCTION_EX"}
 
 
 def _per_element(code: types.CodeType, globals_: dict, callers: tuple, name: str) -> str:
@@ -661,6 +671,8 @@ def _per_element(code: types.CodeType, globals_: dict, callers: tuple, name: str
     instructions = list(dis.get_instructions(code))
     previous, python_objects = None, ""  # sorted or zip: named only when nothing more precise (a key=) is found
     for this, after in zip(instructions, instructions[1:] + instructions[:1]):
+        if this.opname in _UNPACKING:
+            python_objects = python_objects or f"star-unpacking (*) in {name} (one Python object per element)"
         keywords = (code.co_consts[this.arg] if this.opname == "KW_NAMES" else this.argval
                     if this.opname == "LOAD_CONST" and after.opname in ("CALL_KW", "CALL_FUNCTION_KW") else ())
         if isinstance(keywords, tuple) and "key" in keywords:
@@ -1114,6 +1126,40 @@ def _counts_each_category_once(function: Callable) -> str | None:
                 "that takes minutes: count each category's products once, then look each product's count up")
     except Exception:
         return None  # it passed the cases; a failure on this input is not what this rule checks
+    return _grows_with_pairs(function)
+
+
+#: Plain-string labels for :func:`_grows_with_pairs`: an answer that first turns the labels into ``str`` (a list,
+#: ``.astype(str)``) compares them where no :class:`_CountedLabel` sees it.
+_TIMED_SIZES = (3000, 12000)
+
+
+def _grows_with_pairs(function: Callable) -> str | None:
+    """The second half of :func:`_counts_each_category_once`: ``function`` timed on 3,000 then 12,000 plain
+    labels. A count per category grows about 4 times (a sort: a little more); one that compares every pair of
+    products grows 16 times. Refused past 8 times and a quarter of a second, far above any answer that counts once
+    (a few milliseconds), so a busy machine does not refuse a right answer."""
+    import time
+
+    seconds = []
+    for size in _TIMED_SIZES:
+        labels = np.empty(size, dtype=object)
+        labels[:] = [str(label) for label in np.resize(_MANY_LABELS, size)]
+        began = time.perf_counter()
+        try:
+            with np.errstate(all="ignore"):
+                function(labels)
+        except Exception:
+            return None
+        seconds.append(time.perf_counter() - began)
+    small, large = seconds
+    if large > 0.25 and large > 8 * small:
+        return (f"right values, but your function took {large:.2f} s on {_TIMED_SIZES[1]:,} products, "
+                f"{large / small:.0f} times as long as on {_TIMED_SIZES[0]:,} (4 times the products: a count per "
+                "category takes about 4 times as long): it compares each product's label with every other "
+                "product's (N² comparisons), even as plain strings. The notebook runs it on the whole catalogue, "
+                "and on Farfetch that takes minutes: count each category's products once, then look each "
+                "product's count up")
     return None
 
 
@@ -1344,8 +1390,10 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
          ("divide by k, not by the length of the list", lambda r, k: float(np.sum(r[:k]) / len(r))),
          ("that is the number of relevant results: divide it by k", lambda r, k: float(np.sum(r[:k]))))),
     Exercise(
-        "ap_at_k", (([1, 3, 4], 3, 5), ([5], 4, 5), ([1, 2, 3, 4, 5], 8, 5), ([1, 6, 7], 3, 5), ([2, 3, 9], 3, 10),
-                    ([], 0, 5), ([1], 1, 5), ([3], 1, 5), ([6, 8], 2, 5)),
+        # numpy arrays of ranks, as notebook 6's later cells and my_map_at_k (np.flatnonzero(row) + 1) pass them
+        "ap_at_k", tuple((np.array(ranks, dtype=int), n, k) for ranks, n, k in (
+            ([1, 3, 4], 3, 5), ([5], 4, 5), ([1, 2, 3, 4, 5], 8, 5), ([1, 6, 7], 3, 5), ([2, 3, 9], 3, 10),
+            ([], 0, 5), ([1], 1, 5), ([3], 1, 5), ([6, 8], 2, 5))),
         lambda ranks, n_relevant, k: f"AP@{k} with relevant results at ranks {_items(ranks)} and R = {n_relevant}",
         (("did you divide by K instead of min(K, R)? When R < K, a perfect list could not score 1",
           lambda r, n, k: solutions.ap_at_k(r, n, k) * min(k, n) / k),
@@ -1366,8 +1414,9 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
          ("a query with R = 0 gives 0 / 0 = nan: its AP@K is 0, returned without dividing",
           lambda r, n, k: float("nan") if n == 0 else solutions.ap_at_k(r, n, k)))),
     Exercise(
-        "map_at_k", ((_HITS, [3, 4, 8, 2], 5), (_HITS[:3], [3, 4, 8], 5), (_HITS[:, :3], [2, 1, 3, 2], 3),
-                     (_HITS_BEYOND_K, [4, 3, 6], 3), (_HITS, [3, 4, 8, 0], 5)),
+        "map_at_k", tuple((hits, np.array(n_relevant), k) for hits, n_relevant, k in (
+            (_HITS, [3, 4, 8, 2], 5), (_HITS[:3], [3, 4, 8], 5), (_HITS[:, :3], [2, 1, 3, 2], 3),
+            (_HITS_BEYOND_K, [4, 3, 6], 3), (_HITS, [3, 4, 8, 0], 5))),
         lambda hits, n_relevant, k: (f"MAP@{k} of the result lists {np.asarray(hits).tolist()} "
                                      f"with R = {_items(n_relevant)}"),
         (("every query counts, also one with nothing relevant in the catalogue (R = 0): its AP is 0, and it stays "

@@ -62,7 +62,7 @@ class Question:
             if not solutions_mode():
                 print(f"not answered yet: {self.name}: set my_prediction to one of "
                       f"{', '.join(repr(l) for l in self.letters)} in the question's cell, run it, then this cell.")
-                return Verdict(False)
+                return Verdict(False, answered=False)
             choice = right
         letter = str(choice).strip().strip("()").lower()
         if letter not in self.letters:
@@ -150,7 +150,8 @@ QUESTIONS: dict[str, Question] = {q.name: q for q in [
         "(the benchmark results' section 4b, on the course's Benchmark results page) the head "
         "gained 0.06 MAP@10 on held-out products of the seen categories "
         "and lost 0.065 on the unseen ones. A catalogue keeps getting categories no label has described yet, so "
-        "the unseen row is the one to trust; notebook 10 fine-tunes the whole backbone and asks the same question."),
+        "the unseen row is the one to trust; notebook 10 fine-tunes the backbone's last blocks and asks the same "
+        "question."),
     Question(
         "ivf_cost",
         "An IVF index cuts N vectors into nlist lists; a query reads the nprobe lists whose centroids are nearest "

@@ -8,6 +8,7 @@ saved and the checkpoint is written before early stopping decides: :class:`Epoch
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 
 import numpy as np
 
@@ -78,8 +79,8 @@ class Epochs(keras.callbacks.Callback):
 
 class SaveBest(keras.callbacks.Callback):
     """``ModelCheckpoint(save_best_only=True)`` for a trained-model folder: the embedding model is saved
-    (:func:`~cbir_tutorial.models.trained.save_trained`, whole) when its validation MAP beats every earlier
-    epoch's and clearly beats the probe's (:func:`kept`)."""
+    (:meth:`save`) when its validation MAP beats every earlier epoch's and clearly beats the probe's
+    (:func:`kept`)."""
 
     def __init__(self, trainer, result):
         super().__init__()
@@ -88,7 +89,21 @@ class SaveBest(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if kept(self.result.history[-1], self.result):
             self.result.best_epoch, self.result.best_val_map = epoch + 1, logs["val_map"]
-            self.trainer.save_best(self.result)
+            self.save()
+
+    def save(self) -> None:
+        """Save the embedding model as the best so far, whole (:meth:`.run_folder.RunFolder.save_best`), with
+        what a user of the trained model reads (:func:`~cbir_tutorial.models.trained.read_trained`)."""
+        t, r, s = self.trainer, self.result, self.trainer.settings
+        info = {"backbone": s.backbone, "input_size": t.size, "resize": s.resize, "embedding_dim": s.embedding_dim,
+                "hidden_dim": s.hidden_dim, "loss": s.loss, "settings": asdict(s),
+                "classes": [str(c) for c in t.photos.classes], "n_train": int(len(t.photos.train_rows)),
+                "n_validation": int(len(t.photos.validation_rows)), "best_epoch": r.best_epoch,
+                "val_map_at_k": r.best_val_map, "frozen_val_map_at_k": r.frozen_val_map,
+                "probe_val_map_at_k": r.probe_val_map, "refit_on": r.refit, "history": r.history}
+        if r.mixing:  # chosen before a refit: a resumed run reads it back (the held-out photos are seen now)
+            info.update(mixing=r.mixing, fusion_weight=r.mixing["weight"])
+        t.folder.save_best(t.net.model, info, r.best_epoch)
 
 
 class RunBackup(keras.callbacks.BackupAndRestore):
@@ -104,11 +119,27 @@ class RunBackup(keras.callbacks.BackupAndRestore):
 
     def on_train_begin(self, logs=None):
         if self.meta is not None:
-            self.trainer.load_checkpoint(self.result, self.meta)
+            self.restore()
             self.model._initial_epoch = len(self.result.history)  # what BackupAndRestore tells fit
 
+    def restore(self) -> None:
+        """Restore the last complete epoch of the checkpoint into the learner, its optimiser, the trainer's
+        probe scores and the run's result."""
+        t, r, meta = self.trainer, self.result, self.meta
+        for key in ("history", "best_epoch", "best_val_map", "frozen_val_map", "probe_val_map"):
+            setattr(r, key, meta.get(key, float("nan")))
+        if meta.get("probe_scores") is not None:
+            t.probe_scores = np.asarray(meta["probe_scores"], dtype=float)
+        t.folder.load_checkpoint(t.model, len(r.history), r.best_epoch)
+
     def _save_model(self):
-        self.trainer.save_checkpoint(self.result)
+        t, r = self.trainer, self.result
+        meta = {"settings": asdict(t.settings), "history": r.history, "best_epoch": r.best_epoch,
+                "best_val_map": r.best_val_map, "frozen_val_map": r.frozen_val_map,
+                "probe_val_map": r.probe_val_map, "catalogue": t.record,
+                "probe_scores": None if t.probe_scores is None else t.probe_scores.tolist(),
+                "bad_epochs": bad_epochs(r.history, r.probe_val_map)}
+        t.folder.save_checkpoint(t.model, meta, len(r.history))
 
 
 class KeepBest(keras.callbacks.EarlyStopping):

@@ -87,6 +87,22 @@ class GroupAdamW(keras.optimizers.Adam):
         super().update_step(gradient, variable, rate)
 
 
+def compiled_learner(net, preprocess, settings, n_classes: int, precision: str | None):
+    """``(learner, optimiser)``: the :class:`MetricLearner` of ``net`` (a :func:`~.model.trainable_model`)
+    compiled with a :class:`GroupAdamW` at ``settings``' rates (the backbone's times ``backbone_lr_scale``, the
+    proxies' times ``proxy_lr_scale`` and never decayed), wrapped in Keras's ``LossScaleOptimizer`` when
+    ``precision`` is ``"mixed_float16"``. The optimiser returned is the GroupAdamW itself (its ``fine_tune``)."""
+    s = settings
+    model = MetricLearner(net.model, preprocess, s.loss, n_classes=n_classes, augment=s.augment, seed=s.seed)
+    proxies = [model.proxies] if model.proxies is not None else []
+    optimizer = GroupAdamW(s.learning_rate, weight_decay=s.weight_decay, backbone=net.backbone, no_decay=proxies,
+                           factors=[(v, s.backbone_lr_scale) for v in net.backbone]
+                           + [(p, s.proxy_lr_scale) for p in proxies])
+    scaled = keras.mixed_precision.LossScaleOptimizer(optimizer) if precision == "mixed_float16" else optimizer
+    model.compile(optimizer=scaled, jit_compile=False)
+    return model, optimizer
+
+
 class PKBatches(keras.utils.PyDataset):
     """One epoch of P×K batches of ``photos`` ``(N, S, S, 3)`` uint8 and their ``codes`` ``(N,)`` int: item
     ``b`` is ``((photos, seed), codes)`` with ``seed = [seed, epoch * 100_000 + b]`` for the augmentation.

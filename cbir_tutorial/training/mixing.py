@@ -116,6 +116,22 @@ def fusion_summary(mixing: dict, k: int) -> str | None:
             f"the trained model alone {trained['map_unseen']:.4f})")
 
 
+def _point_labels(curve: pd.DataFrame, tolerance: float = 0.002) -> list[tuple[str, float, float]]:
+    """``(label, map_unseen, map_seen)`` for each point of ``curve`` (sorted by weight); consecutive weights whose
+    points lie within ``tolerance`` of each other in both scores share one label, ``"0.3–0.5"``, where their
+    labels would print over each other."""
+    groups: list[list] = []
+    for row in curve.itertuples():
+        last = groups[-1][-1] if groups else None
+        if last is not None and abs(row.map_unseen - last.map_unseen) <= tolerance \
+                and abs(row.map_seen - last.map_seen) <= tolerance:
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    return [(f"{g[0].weight:g}" if len(g) == 1 else f"{g[0].weight:g}–{g[-1].weight:g}", g[0].map_unseen,
+             g[0].map_seen) for g in groups]
+
+
 def tradeoff_figure(curve: pd.DataFrame, weight: float | None = None, *, k: int = 10, title: str | None = None):
     """A matplotlib ``Figure``: seen-type against unseen-type MAP@k of each fusion weight of ``curve``
     (:func:`mixing_curve`), from the frozen features (0) to the trained model (1), each point labelled with its
@@ -128,9 +144,8 @@ def tradeoff_figure(curve: pd.DataFrame, weight: float | None = None, *, k: int 
     fig = Figure(figsize=(5.6, 4.2), layout="constrained")
     ax = fig.subplots()
     ax.plot(curve["map_unseen"], curve["map_seen"], "-o", color="C0", ms=4, label="fusion weight w")
-    for row in curve.itertuples():
-        ax.annotate(f"{row.weight:g}", (row.map_unseen, row.map_seen), textcoords="offset points", xytext=(4, 3),
-                    fontsize=7)
+    for label, x, y in _point_labels(curve):
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
     ends = curve.iloc[[0, -1]]
     ax.plot(ends["map_unseen"].iloc[0], ends["map_seen"].iloc[0], "s", color="0.3", label="frozen (w = 0)")
     ax.plot(ends["map_unseen"].iloc[1], ends["map_seen"].iloc[1], "^", color="C3", label="trained (w = 1)")

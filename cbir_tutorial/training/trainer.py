@@ -1,42 +1,29 @@
-r"""The fine-tuning run: the head fitted on frozen features first, then Keras's ``fit`` with callbacks.
+r"""The fine-tuning run (:func:`train`): the probe, Keras's ``fit`` with callbacks, the mixing, the refit.
 
-1. **The probe** (epoch 0, saved as the first best model): the embedding head, the projection head's MLP,
-   fitted alone on the frozen features of the training photos as
-   :class:`~cbir_tutorial.models.projection_head.ProjectionHead` fits; Proxy-Anchor's proxies start at its
-   class means.
-2. **``fit``** of a :class:`.learner.MetricLearner` on P×K batches of augmented photos; the backbone's last
-   blocks learn after ``warmup_epochs``; Keras's mixed precision (a ``LossScaleOptimizer``) on a GPU. The
-   callbacks (:mod:`.callbacks`) measure the validation MAP@k after every epoch, save the model when it beats
-   every earlier epoch and beats the probe by more than the validation split's noise (a paired bootstrap
-   interval above 0, ``beat_probe_level``), write the checkpoint (``BackupAndRestore``) and stop after
-   ``patience`` epochs without a better validation MAP (``EarlyStopping``); the model saved is then read back:
-   it is never below the probe on validation, and is the probe unless fine-tuning clearly beat it.
-   ``resume=True`` carries on from the last complete epoch: batches and augmentation depend only on the seed,
-   the epoch and the step, so a resumed run repeats an uninterrupted one.
-3. **The mixing** (:mod:`.mixing`): the saved model's embedding is the best epoch's fused with the frozen
-   features, the weight chosen on whole categories held out of training (``mixing_fraction``) so that kinds
-   of product it never saw are searched no worse than with the frozen features.
-4. **The refit**: when the probe was kept, it is fitted again on every product of the training side, the
-   validation photos and held-out categories included (``refit_probe``): the choices are made, and the head
-   a user gets has seen the data the projection head sees.
+1. **The probe** (epoch 0, the first best model): the embedding head, the projection head's MLP, fitted alone on
+   the frozen features (:mod:`.probe`); Proxy-Anchor's proxies start at its class means.
+2. **``fit``** of a :class:`.learner.MetricLearner` on P×K batches of augmented photos, the backbone's last
+   blocks learning after ``warmup_epochs``, Keras's mixed precision on a GPU. The callbacks (:mod:`.callbacks`)
+   measure the validation MAP@k after every epoch, save the model when it clearly beats every earlier epoch
+   and the probe, write the checkpoint (``BackupAndRestore``: a resumed run repeats an uninterrupted one) and
+   stop early; the best model is then read back, never below the probe on validation.
+3. **The mixing** (:mod:`.mixing`): the best embedding fused with the frozen features, the weight chosen on
+   whole categories held out of training, so that kinds of product it never saw are searched no worse.
+4. **The refit**: a probe kept is fitted again on every product of the training side (``refit_probe``).
 
-A run fails loudly, never quietly. Before any photo is decoded, :func:`train` checks the folder (writable,
-not held by another run: :mod:`.output_folder`), the catalogue (:func:`~.protocols.training_split`) and, to
-resume, the checkpoint (:mod:`.checkpoint`). A trained model is replaced only with ``overwrite=True``, whole.
-A loss or embedding that is not finite stops the run at once (:class:`TrainingDivergedError`), naming the step
-and the learning rate; a failed write (a full disk) leaves every file whole and says what the folder holds
-(:mod:`.run_folder`).
+A run fails loudly, before any photo is decoded where it can (the folder: :mod:`.output_folder`, the catalogue:
+:func:`~.protocols.training_split`, a checkpoint: :mod:`.checkpoint`); a loss or embedding that is not finite
+stops it at once (:class:`TrainingDivergedError`); a failed write leaves every file whole (:mod:`.run_folder`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..data.catalogue import Catalogue
-from ..data.images import ImageError, decoded_images
 from ..models.backbones import backbone_spec
 from ..models.features import built_in_policy, default_batch_size, mixed_precision_policy
 from ..models.runtime import keras_module
@@ -45,7 +32,9 @@ from .checkpoint import (CHECKPOINT_FILE, CHECKPOINT_META, CheckpointError, chec
                          holds_a_run, resumable_checkpoint, split_record)
 from .model import trainable_model
 from .output_folder import OutputLock, check_output_folder
-from .protocols import category_ap_at_k, sides_problem, training_split
+from .photos import TrainingPhotos
+from .probe import class_mean_proxies, fitted_probe, gain_over_probe
+from .protocols import category_ap_at_k, training_split
 from .run_folder import RunFolder
 from .settings import TrainingSettings
 
@@ -93,28 +82,8 @@ class Trainer:
         self.folder, self.progress = RunFolder(Path(out).expanduser()), progress
         self.spec = backbone_spec(s.backbone)
         self.size = int(s.image_size or self.spec.input_size)
-        labels = catalogue.labels.astype(str)
-        train, validation, held_out = training_split(labels, s)
-        self.record = split_record(catalogue, train, validation)
-        rows = np.flatnonzero(train | validation | held_out)
-        pixels, kept, self.skipped = decoded_images([catalogue.paths[r] for r in rows], self.size, s.resize)
-        if not kept.any():
-            more = f" (and {len(self.skipped) - 3} more)" if len(self.skipped) > 3 else ""
-            raise ImageError(f"none of the {len(rows)} photos to train on could be read: "
-                             f"{'; '.join(self.skipped[:3])}{more}")
-        problem = sides_problem(labels[rows[kept]][train[rows[kept]]], labels[rows[kept]][validation[rows[kept]]])
-        if problem:
-            raise ImageError(f"{len(self.skipped)} of the {len(rows)} photos to train on could not be read (the "
-                             f"first: {self.skipped[0]}), and without them {problem}")
-        rows, self.pixels = rows[kept], pixels
-        self.train_rows = np.flatnonzero(train[rows])  # positions in self.pixels
-        self.validation_rows = np.flatnonzero(validation[rows])
-        self.held_out_rows = np.flatnonzero(held_out[rows])  # categories never trained on
-        self.held_out_labels = labels[rows][self.held_out_rows]
-        self.classes, codes = np.unique(labels[rows][self.train_rows], return_inverse=True)
-        self.train_codes = codes.astype(np.int32)
-        self.validation_labels = labels[rows][self.validation_rows]
-        self.all_labels = labels[rows]  # every decoded photo's category, what a refit probe learns
+        self.photos = TrainingPhotos.decoded(catalogue, s, self.size)
+        self.record = split_record(catalogue, *self.photos.split[:2])
         self.probe_scores: np.ndarray | None = None  # the probe's validation AP@k, query by query
         self.precision = mixed_precision_policy(s.mixed_precision)
         self._build()
@@ -128,16 +97,10 @@ class Trainer:
             s.backbone, s.embedding_dim, s.trainable_blocks, hidden_dim=s.hidden_dim, weights=s.weights,
             input_size=self.size, seed=s.seed), self.precision)
         preprocess = self.spec.preprocess_function()
-        self.model = learner.MetricLearner(self.net.model, preprocess, s.loss, n_classes=len(self.classes),
-                                           augment=s.augment, seed=s.seed)
-        proxies = [self.model.proxies] if self.model.proxies is not None else []
-        self.optimizer = learner.GroupAdamW(
-            s.learning_rate, weight_decay=s.weight_decay, backbone=self.net.backbone, no_decay=proxies,
-            factors=[(v, s.backbone_lr_scale) for v in self.net.backbone] + [(p, s.proxy_lr_scale) for p in proxies])
-        scaled = self.precision == "mixed_float16"
-        self.model.compile(optimizer=keras.mixed_precision.LossScaleOptimizer(self.optimizer) if scaled
-                           else self.optimizer, jit_compile=False)
-        self.batches = learner.PKBatches(self.pixels[self.train_rows], self.train_codes, s.classes_per_batch,
+        self.model, self.optimizer = learner.compiled_learner(self.net, preprocess, s, len(self.photos.classes),
+                                                              self.precision)
+        p = self.photos
+        self.batches = learner.PKBatches(p.pixels[p.train_rows], p.train_codes, s.classes_per_batch,
                                          s.images_per_class, seed=s.seed)
         self.model(self.batches[0][0])  # builds the learner, then its optimiser (a checkpoint restores both)
         self.model.optimizer.build(self.model.trainable_variables)
@@ -151,12 +114,13 @@ class Trainer:
         (positions in the train side); ``fine_tune``: the backbone's last blocks move too. Returns the loss."""
         self.optimizer.fine_tune.assign(float(fine_tune))
         seed = np.array([self.settings.seed, epoch * 100_000 + batch], dtype=np.int64)
-        return float(self.model.train_on_batch((self.pixels[self.train_rows[rows]], seed), self.train_codes[rows]))
+        p = self.photos
+        return float(self.model.train_on_batch((p.pixels[p.train_rows[rows]], seed), p.train_codes[rows]))
 
     def _batched(self, model, positions: np.ndarray) -> np.ndarray:
         """``model`` (a compiled images → vectors function) over the decoded photos at ``positions``, in
         device-sized batches: ``(len(positions), D)`` float32."""
-        batch, images = default_batch_size(), self.pixels[positions]
+        batch, images = default_batch_size(), self.photos.pixels[positions]
         return np.concatenate([np.asarray(model(images[i:i + batch]), dtype=np.float32)
                                for i in range(0, len(images), batch)])
 
@@ -166,64 +130,45 @@ class Trainer:
         return self._batched(self._pooled, positions)
 
     def probe(self) -> list[float]:
-        """Fit the head alone on the frozen features of the training photos (``settings.probe_steps`` steps of
-        :meth:`ProjectionHead.fit <cbir_tutorial.models.projection_head.ProjectionHead.fit>`), copy it in and
+        """Fit the head alone on the frozen features of the training photos (:func:`.probe.fitted_probe`) and
         start the proxies at its class means; returns the losses."""
-        features = self.pooled_features(self.train_rows)
-        head = self._fitted_head(features, self.train_codes, "the probe")
+        p = self.photos
+        features = self.pooled_features(p.train_rows)
+        head = self._fitted_head(features, p.train_codes, "the probe")
         if self.model.proxies is not None:
-            embedded = head.transform(features)
-            means = np.stack([embedded[self.train_codes == c].mean(axis=0) for c in range(len(self.classes))])
-            self.model.proxies.assign(means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12))
+            self.model.proxies.assign(class_mean_proxies(head.transform(features), p.train_codes, len(p.classes)))
         return head.history
 
     def _fitted_head(self, features: np.ndarray, labels, what: str):
-        """The head fitted on ``(N, F)`` frozen features and their labels, copied into the model (``what``
-        names the fit in the error of a loss that is not finite)."""
-        from ..models.projection_head import ProjectionHead
-
-        s = self.settings
-        head = ProjectionHead(features.shape[1], s.embedding_dim, s.hidden_dim, seed=s.seed).fit(
-            features, labels, steps=s.probe_steps, learning_rate=s.learning_rate)
-        bad = [i for i, loss in enumerate(head.history) if not np.isfinite(loss)]
-        if bad:
-            raise self.diverged(f"{what}'s step {bad[0] + 1} of {s.probe_steps}", f"the loss is {head.history[bad[0]]}")
-        for mine, its in (("embedding_hidden", "head_hidden"), ("embedding", "head_out")):
-            self.net.model.get_layer(mine).set_weights(head.model.get_layer(its).get_weights())
-        return head
+        try:
+            return fitted_probe(self.net.model, features, labels, self.settings)
+        except FloatingPointError as error:
+            where, _, problem = str(error).partition(": ")
+            raise self.diverged(f"{what}'s {where}", problem) from None
 
     def refit_probe(self) -> int:
         """Fit the probe again, from its start, on every decoded photo of the training side (train, validation
         and held-out categories): what the run keeps when no epoch beat the probe. Returns how many photos."""
-        everything = np.arange(len(self.pixels))
-        self._fitted_head(self.pooled_features(everything), self.all_labels, "the refitted probe")
+        everything = np.arange(len(self.photos.pixels))
+        self._fitted_head(self.pooled_features(everything), self.photos.labels, "the refitted probe")
         return len(everything)
 
     def validation_scores(self, frozen: bool = False, *, after: str = "the last step") -> np.ndarray:
         """``(Q,)`` leave-one-out AP@k of each validation query (no augmentation), in a fixed order; ``frozen``:
         of the backbone's pooled features instead (what the search engine uses without training). Embeddings
         that are not finite raise :class:`TrainingDivergedError` (``after``: where the run is)."""
-        embeddings = self._batched(self._pooled if frozen else self._embed, self.validation_rows)
+        embeddings = self._batched(self._pooled if frozen else self._embed, self.photos.validation_rows)
         bad = ~np.isfinite(embeddings).all(axis=1)
         if bad.any() and not frozen:
             raise self.diverged(after, f"{int(bad.sum())} of the {len(bad)} validation embeddings hold NaN or "
                                        "infinity")
-        return category_ap_at_k(embeddings, self.validation_labels, self.settings.k)
+        return category_ap_at_k(embeddings, self.photos.validation_labels, self.settings.k)
 
     def gain_over_probe(self, scores: np.ndarray) -> dict | None:
-        """The paired bootstrap interval (:func:`~cbir_tutorial.evaluation.comparison.paired_bootstrap`, at
-        ``beat_probe_level``) of ``scores``' validation MAP minus the probe's, and ``beats``: whether the model
-        that scored them replaces the probe (the interval lies above 0; with level 0, any gain). None
-        without a probe."""
-        from ..evaluation.comparison import paired_bootstrap
-
-        if self.probe_scores is None:
-            return None
-        level, gain = self.settings.beat_probe_level, float(np.mean(scores) - np.mean(self.probe_scores))
-        if not level:
-            return {"difference": gain, "beats": gain > 0}
-        interval = paired_bootstrap(scores, self.probe_scores, level=level, seed=self.settings.seed)
-        return {**interval, "beats": interval["low"] > 0}
+        """:func:`.probe.gain_over_probe` of ``scores`` (at ``beat_probe_level``); None without a probe."""
+        s = self.settings
+        return None if self.probe_scores is None else gain_over_probe(scores, self.probe_scores,
+                                                                        s.beat_probe_level, s.seed)
 
     def validation_map(self, frozen: bool = False, *, after: str = "the last step") -> float:
         """Leave-one-out MAP@k of the current model on the validation split: the mean of
@@ -238,10 +183,10 @@ class Trainer:
 
         if frozen is None:
             return no_fusion(self.settings.mixing_fraction)
-        trained = self._batched(self._embed, np.concatenate([self.validation_rows, self.held_out_rows]))
-        labels = np.concatenate([self.validation_labels, self.held_out_labels])
-        return fusion_choice(frozen, trained, labels, self.classes, self.settings.k,
-                             n_validation=len(self.validation_rows))
+        trained = self._batched(self._embed, np.concatenate([self.photos.validation_rows, self.photos.held_out_rows]))
+        labels = np.concatenate([self.photos.validation_labels, self.photos.held_out_labels])
+        return fusion_choice(frozen, trained, labels, self.photos.classes, self.settings.k,
+                             n_validation=len(self.photos.validation_rows))
 
     def diverged(self, where: str, what: str) -> TrainingDivergedError:
         """The error of a run that diverged at ``where`` (``what`` is not finite), saying what the folder keeps
@@ -256,39 +201,6 @@ class Trainer:
         """The folder the run writes into now (a hidden sibling of the final one while a run with overwrite
         trains)."""
         return self.folder.path
-
-    def save_checkpoint(self, result: TrainingResult) -> None:
-        """Write the checkpoint whole (:meth:`.run_folder.RunFolder.save_checkpoint`) with the run's record."""
-        from .callbacks import bad_epochs
-
-        meta = {"settings": asdict(self.settings), "history": result.history, "best_epoch": result.best_epoch,
-                "best_val_map": result.best_val_map, "frozen_val_map": result.frozen_val_map,
-                "probe_val_map": result.probe_val_map, "catalogue": self.record,
-                "probe_scores": None if self.probe_scores is None else self.probe_scores.tolist(),
-                "bad_epochs": bad_epochs(result.history, result.probe_val_map)}
-        self.folder.save_checkpoint(self.model, meta, len(result.history))
-
-    def load_checkpoint(self, result: TrainingResult, meta: dict) -> None:
-        """Restore the last complete epoch from the checkpoint (``meta``: its checked record) into the learner,
-        its optimiser and ``result``."""
-        for key in ("history", "best_epoch", "best_val_map", "frozen_val_map", "probe_val_map"):
-            setattr(result, key, meta.get(key, float("nan")))
-        if meta.get("probe_scores") is not None:
-            self.probe_scores = np.asarray(meta["probe_scores"], dtype=float)
-        self.folder.load_checkpoint(self.model, len(result.history), result.best_epoch)
-
-    def save_best(self, result: TrainingResult) -> None:
-        """Save the model as the best so far, whole (:meth:`.run_folder.RunFolder.save_best`)."""
-        s = self.settings
-        info = {"backbone": s.backbone, "input_size": self.size, "resize": s.resize, "embedding_dim": s.embedding_dim,
-                "hidden_dim": s.hidden_dim, "loss": s.loss, "settings": asdict(s),
-                "classes": [str(c) for c in self.classes], "n_train": int(len(self.train_rows)),
-                "n_validation": int(len(self.validation_rows)), "best_epoch": result.best_epoch,
-                "val_map_at_k": result.best_val_map, "frozen_val_map_at_k": result.frozen_val_map,
-                "probe_val_map_at_k": result.probe_val_map, "refit_on": result.refit, "history": result.history}
-        if result.mixing:  # chosen before a refit: a resumed run reads it back (the held-out photos are seen now)
-            info.update(mixing=result.mixing, fusion_weight=result.mixing["weight"])
-        self.folder.save_best(self.net.model, info, result.best_epoch)
 
     def run(self, *, resume: bool = False, overwrite: bool = False) -> TrainingResult:
         """Train, saving the best epoch to ``out`` and a checkpoint after each epoch; ``resume``: carry on from
@@ -320,9 +232,10 @@ class Trainer:
         from .mixing import fusion_summary
 
         s = self.settings
-        result = TrainingResult(self.out, skipped=self.skipped)
-        mixable = len(self.held_out_rows) and s.weights == "imagenet"  # the fused model's frozen part is ImageNet's
-        frozen = self.pooled_features(np.concatenate([self.validation_rows, self.held_out_rows])) if mixable else None
+        p, result = self.photos, TrainingResult(self.out, skipped=self.photos.skipped)
+        best, backup = SaveBest(self, result), RunBackup(self, result, meta)
+        mixable = len(p.held_out_rows) and s.weights == "imagenet"  # the fused model's frozen part is ImageNet's
+        frozen = self.pooled_features(np.concatenate([p.validation_rows, p.held_out_rows])) if mixable else None
         if meta is None:
             result.frozen_val_map = self.validation_map(frozen=True)
             self.say(f"validation MAP@{s.k} of the frozen {s.backbone} features: {result.frozen_val_map:.4f}")
@@ -333,14 +246,14 @@ class Trainer:
                 self.say(f"probe (the head fitted on frozen features, {s.probe_steps} steps): loss "
                          f"{np.mean(losses[-10:]):.4f}, validation MAP@{s.k} {result.probe_val_map:.4f}")
                 result.best_epoch, result.best_val_map = 0, result.probe_val_map
-                self.save_best(result)
+                best.save()
         early = KeepBest(self, result, monitor="val_map", mode="max", patience=s.patience)
         if meta is not None and bad_epochs(meta["history"], meta.get("probe_val_map", float("nan"))) >= s.patience:
-            self.load_checkpoint(result, meta)  # it had stopped early: nothing more to learn
+            backup.restore()  # it had stopped early: nothing more to learn
             result.stopped_early = True
         else:
-            callbacks = [Epochs(self, result), SaveBest(self, result), RunBackup(self, result, meta), early]
-            self.model.fit(self.batches, epochs=s.epochs, callbacks=callbacks, verbose=1 if self.progress else 0)
+            self.model.fit(self.batches, epochs=s.epochs, callbacks=[Epochs(self, result), best, backup, early],
+                           verbose=1 if self.progress else 0)
             result.stopped_early = early.stopped_epoch > 0
         self.net.model.load_weights(self.out / WEIGHTS_FILE)  # the best epoch's (or the probe's)
         saved = read_trained(self.out) if meta is not None else {}
@@ -350,7 +263,7 @@ class Trainer:
             result.mixing = self.mixing(frozen)
             if result.best_epoch == 0 and s.refit_probe:
                 result.refit = self.refit_probe()
-                self.save_best(result)
+                best.save()
                 self.say(f"no epoch beat the probe on validation: the probe, fitted again on all {result.refit} "
                          "photos of the training side, is the trained model")
         summary = fusion_summary(result.mixing, s.k)

@@ -74,14 +74,15 @@ def results_figure(query: ImageSource | None, results: pd.DataFrame, *, columns:
     return fig
 
 
-def catalogue_figure(catalogue: Catalogue, n: int = 12, *, columns: int = 6, seed: int = 0,
+def catalogue_figure(catalogue: Catalogue, n: int = 12, *, columns: int = 4, seed: int = 0,
                      title: str | None = None) -> Figure:
-    """A random sample of ``n`` products (at least 1) with brand, description and price captions."""
+    """A random sample of ``n`` products (at least 1) with brand, description and price captions, in a grid of
+    ``columns`` (4, as :func:`results_figure`: captions stay readable when a page or a phone shrinks the picture)."""
     if n < 1:
         raise ValueError(f"n={n}: a catalogue figure shows at least 1 product")
     sample = catalogue.sample(n, seed).table
     rows, cols = _grid(len(sample), columns)
-    fig = Figure(figsize=(2.2 * cols, 2.8 * rows), layout="constrained")
+    fig = Figure(figsize=(2.3 * cols, 2.9 * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax in axes:
         ax.axis("off")
@@ -90,7 +91,7 @@ def catalogue_figure(catalogue: Catalogue, n: int = 12, *, columns: int = 6, see
         caption = _caption(row, distance=False)
         if row.get("category"):
             caption = f"[{row['category']}]\n" + caption
-        ax.text(0.5, -0.02, caption, transform=ax.transAxes, ha="center", va="top", fontsize=7.5)
+        ax.text(0.5, -0.02, caption, transform=ax.transAxes, ha="center", va="top", fontsize=9)
     fig.suptitle(title or f"{catalogue.name}: {len(catalogue)} products")
     return fig
 

@@ -18,6 +18,18 @@ function keepReadable(img) {
     cueBefore(box, "picture");
   }
 }
+// A picture shown well below its own size (a grid of captioned photos on a phone or in the page's column) opens
+// at full size in a new tab when clicked: its small print is readable there.
+function linkFullSize(img) {
+  if (img.closest("a") || img.naturalWidth <= 1.25 * img.getBoundingClientRect().width) return;
+  const link = document.createElement("a");
+  link.href = img.getAttribute("src");
+  link.target = "_blank";
+  link.className = "cbir-full-size";
+  link.title = "Open the picture at full size";
+  img.before(link);
+  link.append(img);
+}
 // A table wider than its column (a catalogue's columns, a benchmark table) scrolls sideways in its box, with the
 // same line above it: inside the theme's scrolling container (Markdown tables), else in a box of its own, so that
 // the text around it keeps the screen's width.
@@ -32,23 +44,54 @@ function cueWideTable(table) {
   box.classList.add("cbir-scrolls");
   cueBefore(box, "table");
 }
-// Printed output wider than its box: sentences (a question, a check's verdict) wrap, so that a phone shows them
-// whole; a printed table (a model summary, aligned columns) keeps its lines and scrolls under the same cue.
+// Printed output wider than its box: sentences (a question, a check's verdict, a training log) wrap, so that a
+// phone shows them whole; the lines of a printed table (a model summary, aligned columns) keep their columns and
+// scroll under the same cue, and the sentences printed around such a table still wrap. Box-drawing characters make
+// a table, except the horizontal lines alone: a Keras progress bar (━━━━) is a sentence.
+const TABLE_DRAWING = /[\u2502-\u257f]/;
+function tableLine(line) {
+  return TABLE_DRAWING.test(line) || /\S {2,}\S/.test(line);
+}
+// The pre's content as one span per line, its nodes moved in order (a coloured part holding a line break stays in
+// the line where it starts).
+function lineSpans(pre) {
+  const lines = [document.createElement("span")];
+  for (const node of [...pre.childNodes]) {
+    if (node.nodeType !== Node.TEXT_NODE) {
+      lines[lines.length - 1].append(node);
+      continue;
+    }
+    const parts = node.textContent.split("\n");
+    parts.forEach((part, i) => {
+      if (i > 0) {
+        lines[lines.length - 1].append("\n");
+        lines.push(document.createElement("span"));
+      }
+      if (part) lines[lines.length - 1].append(part);
+    });
+  }
+  return lines;
+}
 function fitPrinted(pre) {
   if (pre.scrollWidth <= pre.clientWidth + 1) return;
   const lines = pre.textContent.split("\n");
-  const aligned = lines.filter((line) => /\S {2,}\S/.test(line)).length;
-  if (!/[\u2500-\u257f]/.test(pre.textContent) && aligned < Math.max(3, lines.length / 3)) {
-    pre.classList.add("cbir-wrap");
-    return;
+  const table = lines.some((line) => TABLE_DRAWING.test(line))
+    || lines.filter(tableLine).length >= Math.max(3, lines.length / 3);
+  pre.classList.add("cbir-wrap");
+  if (!table) return;
+  const spans = lineSpans(pre);  // each table line keeps its columns, the sentences around them wrap
+  for (const span of spans) {
+    if (tableLine(span.textContent)) span.className = "cbir-keep";
   }
-  cueBefore(pre, "printed table");
+  pre.replaceChildren(...spans);
+  if (pre.scrollWidth > pre.clientWidth + 1) cueBefore(pre, "printed table");
 }
 document.addEventListener("DOMContentLoaded", () => {
   for (const pre of document.querySelectorAll("article .cell_output pre")) fitPrinted(pre);
   for (const img of document.querySelectorAll("article img")) {
-    if (img.complete) keepReadable(img);
-    else img.addEventListener("load", () => keepReadable(img));
+    const fit = () => { keepReadable(img); if (img.closest(".cell_output")) linkFullSize(img); };
+    if (img.complete) fit();
+    else img.addEventListener("load", fit);
   }
   for (const table of document.querySelectorAll("article table")) cueWideTable(table);
 });

@@ -16,7 +16,7 @@ import pytest
 
 from cbir_tutorial.cli import main
 from cbir_tutorial.models.trained import TRAINED_FILE, WEIGHTS_FILE, read_trained
-from cbir_tutorial.training import trainer
+from cbir_tutorial.training import photos
 from cbir_tutorial.training.output_folder import lock_path
 from cbir_tutorial.training.trainer import CHECKPOINT_FILE
 
@@ -58,7 +58,7 @@ def no_decoding(monkeypatch):
     def decoded(*args, **kwargs):
         raise AssertionError("photos were decoded before the refusal")
 
-    monkeypatch.setattr(trainer, "decoded_images", decoded)
+    monkeypatch.setattr(photos, "decoded_images", decoded)
 
 
 # --------------------------------------------------------------------------------------------------

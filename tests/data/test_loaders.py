@@ -123,7 +123,9 @@ def test_sample_download_is_verified_extracted_and_loaded(upstream, monkeypatch)
     for name in ("SAMPLE_ZIP", "SAMPLE_CSV"):
         file = getattr(data, name)[0]
         monkeypatch.setattr(data, name, (file, hashlib.sha256((folder / file).read_bytes()).hexdigest()))
+    assert data.sample_source() == "downloaded on first use"  # what notebook 1's environment table says
     catalogue = load_sample()
+    assert data.sample_source() == f"{data.cache_dir('data')} (downloaded)"
     assert_catalogue(catalogue)
     assert sorted(catalogue.table["id"]) == sorted(p.stem for p in photos)
     assert catalogue.n_dropped == 770 - 12
@@ -370,3 +372,4 @@ def test_sample_beside_a_checkout_is_found_without_the_env_var(monkeypatch):
     monkeypatch.delenv(data.SAMPLE_ENV, raising=False)
     monkeypatch.setattr(data, "CHECKOUT_SAMPLE", SAMPLE)
     assert len(load_sample()) == 770
+    assert data.sample_source() == str(SAMPLE)

@@ -48,10 +48,13 @@ def test_the_run_decides_when_the_question_has_no_fixed_answer(capsys):
 
 
 def test_unanswered_waits_for_a_learner_and_takes_the_right_answer_in_solutions_mode(monkeypatch, capsys):
-    assert not FIXED.check(...)
+    waiting = FIXED.check(...)
+    assert not waiting and not waiting.answered  # a cell shows its measurement only once answered
     assert capsys.readouterr().out.startswith("not answered yet: chance_and_k: set my_prediction to one of 'a'")
+    assert FIXED.check("a").answered and not FIXED.check("a")  # answered, wrong
+    capsys.readouterr()
     monkeypatch.setenv("CBIR_TUTORIAL_SOLUTIONS", "1")
-    assert FIXED.check(...) and DECIDED_BY_THE_RUN.check(None, actual="c")
+    assert FIXED.check(...).answered and DECIDED_BY_THE_RUN.check(None, actual="c")
     assert capsys.readouterr().out.count("✓") == 2
 
 

@@ -43,6 +43,13 @@ def test_the_chosen_weight_is_the_best_seen_map_that_does_not_forget():
     assert ax.get_xlabel().startswith("MAP@10, unseen types")
 
 
+def test_weights_that_land_on_one_point_share_one_label():
+    curve = curve_of([(0.0, 0.50, 0.60), (0.3, 0.70, 0.62), (0.4, 0.70, 0.62), (0.5, 0.701, 0.621),
+                      (0.6, 0.75, 0.58), (1.0, 0.75, 0.58)])
+    ax = tradeoff_figure(curve, 0.5, k=10).axes[0]
+    assert [t.get_text() for t in ax.texts] == ["0", "0.3–0.5", "0.6–1"]
+
+
 def test_the_choice_is_recorded_with_its_curve_and_said_in_one_line():
     rng = np.random.default_rng(1)
     labels = np.array(["a"] * 4 + ["b"] * 4 + ["c"] * 3 + ["d"] * 3)  # validation a, b; held out c, d

@@ -14,7 +14,7 @@ import pytest
 from cbir_tutorial.data.catalogue import Catalogue
 from cbir_tutorial.models.trained import TRAINED_FILE, WEIGHTS_FILE, TrainedExtractor, read_trained
 from cbir_tutorial.models.runtime import keras_module
-from cbir_tutorial.training import learner, output_folder, trainer
+from cbir_tutorial.training import learner, output_folder, photos, trainer
 from cbir_tutorial.training.output_folder import FolderBusyError, OutputLock, OutputWriteError, lock_path
 from cbir_tutorial.training.trainer import (CHECKPOINT_FILE, CheckpointError, Trainer, TrainingDivergedError,
                                             TrainingSettings, checkpoint_meta, train, training_split)
@@ -85,6 +85,15 @@ def test_a_diverged_epoch_stops_the_run_at_once_and_saves_nothing(tiny_catalogue
     assert message.startswith("training diverged at ") and "epoch 1 (warm-up)" in message
     assert "; nothing was saved: lower the learning rate (learning_rate=1e+30, --learning-rate)" in message
     assert not out.exists() and not lock_path(out).exists()
+
+
+def test_a_diverged_probe_names_its_step_and_copies_nothing(tiny_catalogue, tmp_path):
+    run = Trainer(tiny_catalogue, tiny(learning_rate=1e30, probe_steps=20), tmp_path / "m", progress=False)
+    before = [np.asarray(w).copy() for w in run.net.model.weights]
+    with pytest.raises(TrainingDivergedError, match=r"^training diverged at the probe's step \d+ of 20: the loss is "
+                                                    r"(nan|inf); nothing was saved: lower the learning rate"):
+        run.probe()
+    assert all(np.array_equal(a, np.asarray(w)) for a, w in zip(before, run.net.model.weights))
 
 
 @pytest.mark.slow
@@ -161,7 +170,7 @@ def test_overwrite_replaces_the_model_whole_or_not_at_all(tiny_catalogue, tmp_pa
     TrainedExtractor(out)
 
     (out / "notes.txt").write_text("mine\n")
-    monkeypatch.setattr(trainer, "decoded_images", lambda *a, **k: pytest.fail("decoded before refusing"))
+    monkeypatch.setattr(photos, "decoded_images", lambda *a, **k: pytest.fail("decoded before refusing"))
     with pytest.raises(ValueError, match=r"holds files a training run does not write \(notes.txt\), which replacing "
                                          r"it would delete"):
         train(tiny_catalogue, out, tiny(epochs=1, probe_steps=5, seed=4), overwrite=True, progress=False)
