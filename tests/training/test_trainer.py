@@ -68,12 +68,14 @@ def test_the_probe_is_the_projection_head_fitted_alone_on_frozen_features(tiny_c
     losses = trainer.probe()
     assert len(losses) == 60 and np.mean(losses[-10:]) < np.mean(losses[:10])
     assert changed_weights(before, trainer.net.model) == HEAD
-    np.testing.assert_array_equal(trainer.pooled_features(trainer.photos.train_rows), features)  # the backbone did not move
+    # the backbone did not move
+    np.testing.assert_array_equal(trainer.pooled_features(trainer.photos.train_rows), features)
     s = trainer.settings
     head = ProjectionHead(1280, s.embedding_dim, s.hidden_dim, seed=s.seed).fit(
         features, trainer.photos.train_codes, steps=60, learning_rate=s.learning_rate)
     photos = trainer.photos.pixels[trainer.photos.validation_rows]
-    np.testing.assert_allclose(trainer._embed(photos), head.transform(trainer.pooled_features(trainer.photos.validation_rows)),
+    np.testing.assert_allclose(trainer._embed(photos),
+                               head.transform(trainer.pooled_features(trainer.photos.validation_rows)),
                                atol=1e-5)  # the model's head is the projection head
     if loss == "proxy-anchor":  # the proxies start at the head's class means
         embedded = head.transform(features)
@@ -171,7 +173,8 @@ def test_an_epoch_replaces_the_probe_only_when_its_gain_is_clear(tiny_catalogue,
     assert trainer.gain_over_probe(np.ones(4)) is None  # no probe yet
     trainer.probe()
     trainer.probe_scores = probe = trainer.validation_scores()
-    assert probe.shape == (len(trainer.photos.validation_rows),) and probe.mean() == pytest.approx(trainer.validation_map())
+    assert probe.shape == (len(trainer.photos.validation_rows),)
+    assert probe.mean() == pytest.approx(trainer.validation_map())
     assert trainer.gain_over_probe(probe)["beats"] is False  # the probe against itself
     noisy = probe.copy()
     worst = np.argmin(noisy)
@@ -189,7 +192,8 @@ def test_a_kept_probe_is_fitted_again_on_every_photo_of_the_training_side(tiny_c
     trainer = Trainer(tiny_catalogue, tiny(loss="proxy-anchor", probe_steps=40), tmp_path, progress=False)
     trainer.probe()
     n = trainer.refit_probe()
-    assert n == len(trainer.photos.pixels) == len(trainer.photos.train_rows) + len(trainer.photos.validation_rows) > len(trainer.photos.train_rows)
+    p = trainer.photos
+    assert n == len(p.pixels) == len(p.train_rows) + len(p.validation_rows) > len(p.train_rows)
     s = trainer.settings
     features = trainer.pooled_features(np.arange(n))
     head = ProjectionHead(1280, s.embedding_dim, s.hidden_dim, seed=s.seed).fit(
