@@ -677,7 +677,34 @@ def test_notebook_1_refuses_a_count_per_product_made_on_plain_strings(capsys):
         assert check(name, answer) is False
         out = capsys.readouterr().out
         assert "right values, but your function took" in out and "on 12,000 products" in out, out
-        assert "N² comparisons), even as plain strings" in out, out
+        assert "N² comparisons), even as plain strings or codes" in out, out
+
+
+def test_notebook_1_refuses_every_pair_of_integer_codes():
+    """Review 22: integer codes compared pair by pair, an N x N array (33 GiB for Farfetch), is refused by its
+    time or, where a machine runs it fast, by its memory."""
+    def mask_by_code_pairs(labels):
+        labels = np.asarray(labels, dtype=object)
+        codes = np.unique(labels, return_inverse=True)[1].ravel()
+        return (labels != "") & ((codes[:, None] == codes[None, :]).sum(axis=1) >= 2)
+
+    assert check("query_mask", mask_by_code_pairs) is False
+    held = exercises._peak_bytes(mask_by_code_pairs, (exercises._plain_labels(12_000),))
+    assert held > exercises._PAIRS_MEMORY > 30 * exercises._peak_bytes(_mask, (exercises._plain_labels(12_000),))
+
+
+def test_a_wrapped_package_function_is_refused_as_the_package(capsys):
+    """Review 22: functools.partial and a callable object hid the package's function from the refusal."""
+    import functools
+
+    class Calling:
+        def __call__(self, labels):
+            return solutions.query_mask(labels)
+
+    for answer in (functools.partial(solutions.query_mask), Calling(), functools.partial(Calling())):
+        assert check("query_mask", answer) is False
+        assert "the package's own" in capsys.readouterr().out
+    assert check("query_mask", functools.partial(_mask)) is True
 
 
 def test_a_query_mask_must_be_a_bool_array(capsys):
@@ -2342,3 +2369,41 @@ def test_builtins_on_a_few_numbers_are_not_loops(capsys):
         return np.sqrt(np.maximum(squared, 0))
 
     assert check("cosine_top_k", top_k) and check("euclidean_distances", distances)
+
+
+def test_a_strided_shortcut_keeps_the_positions_counted_from_the_first_pixel(capsys):
+    """Review 22: on an odd map, counting back from the last pixel or spreading the samples evenly keeps the
+    same positions as stride 2 from the first; the even map (as ResNet50's 56, 28, 14) tells them apart."""
+    def from_the_end(x, branch, w, stride):
+        return np.maximum(branch(x) + x[::-stride, ::-stride][::-1, ::-1] @ w, 0)
+
+    def spread_evenly(x, branch, w, stride):
+        rows = np.linspace(0, len(x) - 1, -(-len(x) // stride)).round().astype(int)
+        cols = np.linspace(0, x.shape[1] - 1, -(-x.shape[1] // stride)).round().astype(int)
+        return np.maximum(branch(x) + x[rows][:, cols] @ w, 0)
+
+    for answer in (from_the_end, spread_evenly):
+        assert check("projection_residual", answer) is False
+        assert "x of shape (6, 6, 2)" in capsys.readouterr().out
+    assert check("projection_residual", from_the_end) is False
+    assert "counted from the first pixel, not from the last one" in capsys.readouterr().out
+
+
+def test_opencv_and_scikit_image_filters_are_libraries_that_do_the_step(monkeypatch, capsys):
+    """Review 22: cv2.filter2D and skimage's correlation gave notebook 2's convolution in one call."""
+    cv2, _ = _fake_library(monkeypatch, "cv2", "filter2D",
+                           lambda image, depth, kernel, borderType=0: solutions.conv3x3(image, kernel))
+    cv2.BORDER_CONSTANT = 0
+    skimage, _ = _fake_library(monkeypatch, "skimage.filters", "correlate_sparse",
+                               lambda image, kernel, mode="constant": solutions.conv3x3(image, kernel))
+
+    def by_opencv(image, kernel):
+        return cv2.filter2D(image, -1, kernel, borderType=cv2.BORDER_CONSTANT)
+
+    def by_scikit_image(image, kernel):
+        return skimage.filters.correlate_sparse(image, kernel, mode="constant")
+
+    for answer, library in ((by_opencv, "cv2"), (by_scikit_image, "skimage")):
+        assert check("conv3x3", answer) is False
+        out = capsys.readouterr().out
+        assert f"your function uses `{library}" in out and "which does the step for you" in out, out
