@@ -31,9 +31,9 @@ The pattern, in a notebook::
   only in solutions mode) or a library that does the step (:data:`OTHER_LIBRARIES`: Keras, TensorFlow, torch,
   scipy.signal, scipy.ndimage, scipy.spatial, sklearn, faiss, OpenCV, scikit-image), then runs it on the
   exercise's test cases; a mask must be a bool array. It prints ``not done yet: ...`` for a stand-in (so "run
-  all" goes on), one line naming the first wrong case, the learner's value and a hint about the likely mistake (never the expected value), or a
-  success line. In solutions mode a wrong answer raises :class:`AssertionError`, so
-  the notebooks' test run fails if a solution or a check breaks.
+  all" goes on), one line naming the first wrong case, the learner's value and a hint about the likely mistake
+  (never the expected value), or a success line. In solutions mode a wrong answer raises
+  :class:`AssertionError`, so the notebooks' test run fails if a solution or a check breaks.
 
 Adding an exercise: its solution goes in ``solutions.py`` (same name), its :class:`Exercise` in
 :data:`EXERCISES` (test cases, how to describe a case, a general hint, the package's own implementation,
