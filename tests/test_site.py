@@ -312,6 +312,20 @@ def broken_links(site: Path, page: Path, hrefs: list[str]) -> list[str]:
     return broken
 
 
+#: The coloured spans of printed output whose contrast with the box behind them is below 4.5:1 (WCAG AA), as
+#: ``[text, contrast]``; computed in the page, as a reader's browser shows them.
+PALE_COLOURS = """() => {
+    const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+    const lum = (c) => { const [r, g, b] = c.slice(0, 3).map((v) => { v /= 255;
+        return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; }); return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+    const back = (node) => { for (; node; node = node.parentElement) { const c = rgb(getComputedStyle(node).backgroundColor);
+        if (c.length >= 3 && (c.length < 4 || c[3] > 0)) return c; } return [255, 255, 255]; };
+    return [...document.querySelectorAll('.cell_output span[style*="color"]')].map((span) => {
+        const [a, b] = [lum(rgb(getComputedStyle(span).color)), lum(back(span.parentElement))].sort((x, y) => y - x);
+        return [span.textContent.trim(), Math.round((a + 0.05) / (b + 0.05) * 100) / 100]; })
+        .filter(([text, ratio]) => text && ratio < 4.5); }"""
+
+
 @pytest.mark.browser
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_a_chapter_page_shows_its_outputs_without_errors_or_broken_links(site, served, browser, name,
@@ -350,6 +364,8 @@ def test_a_chapter_page_shows_its_outputs_without_errors_or_broken_links(site, s
                                    "!/\\S {2,}\\S/.test(line) && !/[\\u2502-\\u257f]/.test(line))"
                                    ".map(line => line.slice(0, 60))")
         assert not long_lines, f"{name}: printed sentences that do not wrap beside a printed table: {long_lines}"
+        pale = page.evaluate(PALE_COLOURS)
+        assert not pale, f"{name}: coloured printed text below 4.5:1 contrast (site.js readableColours): {pale[:5]}"
         cramped = page.evaluate("() => [...document.querySelectorAll('.cell_output table[id^=T_] td')].filter(cell => "
                                 "parseFloat(getComputedStyle(cell).paddingLeft) < 2).length")
         assert cramped == 0, f"{name}: {cramped} table cells without padding (their numbers run together)"
@@ -455,6 +471,12 @@ def test_the_site_search_finds_map_at_k(site, served, browser):
             boilerplate = [words for words in ("Author", "Date created:", "Last modified:", "How this page was made")
                            if words in snippet]
             assert not boilerplate, f"a search snippet shows a chapter's metadata {boilerplate}: {snippet!r}"
+        page.goto(f"{served}/search.html?q=Kaggle", wait_until="load")
+        page.wait_for_function("() => document.querySelectorAll('#search-results li p.context').length >= 3",
+                               timeout=30_000)
+        folded = [snippet for snippet in page.locator("#search-results li p.context").all_inner_texts()
+                  if "code cell source" in snippet or "start without this tutorial's package" in snippet]
+        assert not folded, f"search snippets show the folded install cell: {folded[:2]}"
         page.goto(f"{served}/search.html?q=FAISS", wait_until="load")
         page.locator("#search-results li").first.wait_for(timeout=30_000)
         first = page.evaluate("() => document.querySelector('#search-results li a').href")

@@ -145,7 +145,8 @@ def projection_2d(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def projection_figure(features: np.ndarray, labels: Sequence[str], *, top: int = 10,
                       title: str | None = None) -> Figure:
-    """Scatter of the features' 2-D PCA projection, the ``top`` largest categories in colour, the rest grey."""
+    """Scatter of the features' 2-D PCA projection, the ``top`` largest categories in colour (none grey, up to 9
+    colours), the rest grey."""
     points, share = projection_2d(features)
     labels = np.asarray(labels, dtype=object).astype(str)
     counts = pd.Series(labels[labels != ""]).value_counts()
@@ -153,9 +154,10 @@ def projection_figure(features: np.ndarray, labels: Sequence[str], *, top: int =
     ax = fig.subplots()
     shown = np.isin(labels, counts.index[:top])
     ax.scatter(*points[~shown].T, s=6, color="0.8", label="other categories")
+    colours = [f"C{i}" for i in range(10) if i != 7]  # C7 is matplotlib's grey: the others' colour
     for i, name in enumerate(counts.index[:top]):
         part = labels == name
-        ax.scatter(*points[part].T, s=10, color=f"C{i % 10}", label=f"{name} ({part.sum()})")
+        ax.scatter(*points[part].T, s=10, color=colours[i % len(colours)], label=f"{name} ({part.sum()})")
     ax.set_xlabel(f"first principal direction ({share[0]:.0%} of the variance)")
     ax.set_ylabel(f"second ({share[1]:.0%})")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))

@@ -101,8 +101,8 @@ document.addEventListener("DOMContentLoaded", () => {
 // switcher's "System Settings Light Dark", the download and full-screen buttons), the print-only table of
 // contents and the previous/next links come before the chapter's own text, and a query's first match (the "k"
 // of "MAP@K" in "Dark") lands in them. The snippet is made from the page's article alone, less a chapter's
-// metadata block ("Authors: … Date created: … Description: …") and its "How this page was made" note, the same
-// on every chapter: a snippet starts with the chapter's own text.
+// metadata block ("Authors: … Date created: … Description: …"), its "How this page was made" note and its folded
+// install cell, the same on every chapter: a snippet starts with the chapter's own text.
 function articleOnly(htmlString) {
   const page = new DOMParser().parseFromString(htmlString, "text/html");
   const main = page.querySelector('[role="main"]');
@@ -117,6 +117,8 @@ function articleOnly(htmlString) {
   for (const note of article.querySelectorAll(".admonition.note")) {
     if (note.textContent.includes("How this page was made")) note.remove();
   }
+  // folded code (the install cell) and the fold buttons' labels ("Show code cell source"): not what a reader sees
+  for (const folded of article.querySelectorAll("details.above-input, details > summary")) folded.remove();
   main.replaceChildren(article);
   return page.documentElement.outerHTML;
 }
@@ -189,4 +191,50 @@ document.addEventListener("DOMContentLoaded", () => {
     return once.map((result) => (result[6] === "index" ? [...result.slice(0, 2), "", ...result.slice(3)] : result))
       .reverse();
   };
+});
+
+// Printed output with inline colours (Keras's model summary, drawn by the rich library for a dark terminal) keeps
+// a contrast of at least 4.5:1 (WCAG's AA level for text) with the box behind it, in either theme: a colour too
+// pale on the light theme is moved towards black, one too dark on the dark theme towards white, as far as needed.
+function rgbOf(colour) {
+  const parts = (colour.match(/[\d.]+/g) || []).map(Number);
+  return parts.length >= 3 ? { rgb: parts.slice(0, 3), alpha: parts.length > 3 ? parts[3] : 1 } : null;
+}
+function luminance(rgb) {
+  const [r, g, b] = rgb.map((c) => {
+    const v = c / 255;
+    return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+  });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+}
+function contrast(a, b) {
+  const [light, dark] = [luminance(a), luminance(b)].sort((x, y) => y - x);
+  return (light + 0.05) / (dark + 0.05);
+}
+function backgroundOf(node) {
+  for (let box = node; box; box = box.parentElement) {
+    const colour = rgbOf(getComputedStyle(box).backgroundColor);
+    if (colour && colour.alpha > 0) return colour.rgb;
+  }
+  return [255, 255, 255];
+}
+function readableColours() {
+  for (const span of document.querySelectorAll('.cell_output span[style*="color"]')) {
+    if (span.dataset.colour === undefined) span.dataset.colour = span.style.color;
+    span.style.color = span.dataset.colour;
+    const back = backgroundOf(span.parentElement);
+    const ink = rgbOf(getComputedStyle(span).color);
+    if (!ink || contrast(ink.rgb, back) >= 4.5) continue;
+    const towards = luminance(back) > 0.18 ? [0, 0, 0] : [255, 255, 255];
+    let mixed = ink.rgb;
+    for (let step = 1; step <= 10 && contrast(mixed, back) < 4.5; step += 1) {
+      mixed = ink.rgb.map((c, i) => Math.round(c + (towards[i] - c) * step / 10));
+    }
+    span.style.color = `rgb(${mixed.join(", ")})`;
+  }
+}
+document.addEventListener("DOMContentLoaded", () => {
+  readableColours();
+  new MutationObserver(readableColours).observe(document.documentElement, { attributes: true,
+                                                                             attributeFilter: ["data-theme"] });
 });

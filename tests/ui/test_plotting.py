@@ -64,3 +64,20 @@ def test_query_rows_captions_stay_readable_on_a_page_and_within_the_figure(sampl
     assert short.get_fontsize() * 8 / fig.get_figwidth() >= 7.5  # points, at 8 inches wide
     renderer = FigureCanvasAgg(fig).get_renderer()
     assert long.get_window_extent(renderer).x1 <= fig.bbox.x1
+
+
+def test_no_named_category_of_the_projection_is_drawn_grey():
+    """Site review 13: the 8th category got matplotlib's grey C7, the colour of "other categories"."""
+    import numpy as np
+    from matplotlib.colors import to_rgb
+
+    from cbir_tutorial.ui.plotting import projection_figure
+
+    rng = np.random.default_rng(1)
+    labels = np.array([f"c{i}" for i in range(10) for _ in range(10 - i)] + [""] * 5, dtype=object)
+    ax = projection_figure(rng.normal(size=(len(labels), 4)), labels, top=9).axes[0]
+    colours = [tuple(np.round(collection.get_facecolor()[0][:3], 3)) for collection in ax.collections]
+    named = colours[1:]  # the first scatter is the other categories, grey
+    assert len(named) == 9 and len(set(named)) == 9
+    assert all(len({round(c, 2) for c in colour}) > 1 for colour in named)  # none grey (r = g = b)
+    assert colours[0] == tuple(np.round(to_rgb("0.8"), 3))
