@@ -929,8 +929,8 @@ _SHORT_ROWS_HINT = ("these rows are very short, as an untrained network's featur
 
 class _UnitRowsExercise(Exercise):
     """Notebook 3's L2 normalisation: an answer right on every case but the very short rows of :data:`_SHORT_ROWS`,
-    where its rows come out shorter than 1 or zero (an epsilon, a floor, a threshold: whatever its value), gets
-    :data:`_SHORT_ROWS_HINT` and the lengths it gave."""
+    where its rows come out shorter than 1 or zero (an epsilon, a floor or a threshold as large as those rows'
+    lengths; one far below them is right), gets :data:`_SHORT_ROWS_HINT` and the lengths it gave."""
 
     def problem(self, function: Callable) -> str | None:
         found = super().problem(function)
