@@ -327,11 +327,12 @@ _IMPORTERS = (importlib.import_module, builtins.__import__, importlib.util.find_
               importlib.util.spec_from_file_location, sys.modules)
 
 
-def _imported_by_name(function: Callable, references: list) -> str:
+def _imported_by_name(function: Callable, references: list, libraries: tuple = ()) -> str:
     """The ``cbir_tutorial`` module that ``function``'s code imports from a string, or '': an importer (see
     :data:`_IMPORTER_NAMES`) and a string constant naming the package, in the code or its nested functions (Python
     folds ``"cbir_tutorial." + "lessons"`` into one constant; separate pieces are read joined in their order).
-    ``references``: what :func:`_referenced` found, for an importer bound to another name outside the function."""
+    ``references``: what :func:`_referenced` found, for an importer bound to another name outside the function.
+    With ``libraries``: the entry of ``libraries`` so imported instead (``import_module("scipy.stats")``)."""
     names, texts, codes = set(), [], [getattr(function, "__code__", None)]
     while codes:
         code = codes.pop()
@@ -347,6 +348,8 @@ def _imported_by_name(function: Callable, references: list) -> str:
         texts += pieces + ["".join(pieces)]
     if not (names & _IMPORTER_NAMES or any(value is importer for _, value in references for importer in _IMPORTERS)):
         return ""
+    if libraries:
+        return next((found for found in (_library(text.strip(), libraries) for text in texts) if found), "")
     named = next((match[0] for match in map(re.compile(r"cbir_tutorial[\w.]*").search, texts) if match), "")
     # sys.modules read with a key built at run time (a search of its names): no exercise needs it but to reach the
     # package, so it counts as the package even when no string names it
@@ -433,7 +436,11 @@ def uses_a_library(function: Callable, depth: int = 3, libraries: tuple = OTHER_
     while todo:
         current, level = todo.pop()
         names = _names_read(current)
-        for label, value in _referenced(current, seen):
+        references = list(_referenced(current, seen))
+        imported = _imported_by_name(current, references, libraries)  # import_module("scipy.stats")
+        if imported:
+            return f"`{imported}`"
+        for label, value in references:
             library = _library_of(value, names, libraries)
             if library:
                 return f"`{library}`" if isinstance(value, types.ModuleType) else f"`{label}` (from {library})"
@@ -1528,6 +1535,10 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
 
 
 _MAPS_POSITIVE = np.abs(_MAPS) + 0.1
+#: Maps after a ReLU, as a network's are (most of EfficientNet-Lite0's values are 0), one channel zero everywhere:
+#: the zeros count in the mean (an answer over the non-zero values only is refused) and an empty channel pools to 0.
+_MAPS_RELU = np.maximum(_MAPS, 0)
+_MAPS_RELU[..., 0] = 0.0
 _UNIT = _FEATURES / np.linalg.norm(_FEATURES, axis=1, keepdims=True)
 _NEIGHBOURS = np.array([[0.8, 0.6, 0.0], [0.0, 0.6, 0.8], [-0.6, 0.0, 0.8]])
 #: Neighbours of the query _NEIGHBOURS[0], nearest first, that all point its way (similarities 0.96, 0.48,
@@ -1579,7 +1590,8 @@ EXERCISES.update({e.name: e for e in [
     Exercise(
         "gem_pool", ((_MAPS_POSITIVE, 3.0), (_MAPS_POSITIVE[:, :2], 1.0), (_MAPS_POSITIVE, 8.0),
                      (_MAPS_POSITIVE, 2.5),  # a p that is not whole: int(p) is refused
-                     (_MAPS_POSITIVE, 2.2)),  # nor a multiple of 0.5: p rounded to the nearest 0.5 is refused
+                     (_MAPS_POSITIVE, 2.2),  # nor a multiple of 0.5: p rounded to the nearest 0.5 is refused
+                     (_MAPS_RELU, 3.0)),
         lambda maps, p: f"GeM pooling with p = {p:g} of maps of shape {maps.shape} (batch, height, width, channels)",
         (("the generalised mean ends with the p-th root: (mean of x^p) ** (1 / p)",
           lambda maps, p: np.mean(maps ** p, axis=(1, 2))),
@@ -1588,7 +1600,10 @@ EXERCISES.update({e.name: e for e in [
          ("you summed the positions: the generalised MEAN divides by their number (height x width)",
           lambda maps, p: np.sum(maps ** p, axis=(1, 2)) ** (1.0 / p)),
          ("average over the positions (axes 1 and 2), one number per channel, not over the channels",
-          lambda maps, p: np.mean(maps ** p, axis=3) ** (1.0 / p))),
+          lambda maps, p: np.mean(maps ** p, axis=3) ** (1.0 / p)),
+         ("every position counts in the mean, the zeros too (after a ReLU most values are 0): divide by height x "
+          "width, not by the number of non-zero values",
+          lambda maps, p: (np.sum(maps ** p, axis=(1, 2)) / np.count_nonzero(maps, axis=(1, 2))) ** (1.0 / p))),
         rule=_no_power_mean_library),
     Exercise(
         "alpha_query_expansion", ((_UNIT[0], _NEIGHBOURS, 3.0), (_NEIGHBOURS[0], _NEIGHBOURS[1:], 1.0),

@@ -315,6 +315,16 @@ def trained_folders(folders=()) -> list[Path]:
     return found
 
 
+def trained_model_name(info: dict) -> str:
+    """The name of a trained folder's model alone, from its ``trained.json`` record ``info``: ``fine-tuned (LOSS)``
+    when an epoch beat the probe, else ``probe kept (refitted)`` (or ``probe kept`` without the refit): the
+    backbone then never moved and the head was fitted with the supervised contrastive loss, whatever the run's
+    loss."""
+    if info.get("best_epoch", 1) != 0:
+        return f"fine-tuned ({info.get('loss', '?')})"
+    return "probe kept (refitted)" if info.get("refit_on") else "probe kept"
+
+
 class TrainedExtractor(FeatureExtractor):
     """A :class:`FeatureExtractor` whose model is a fine-tuned :func:`embedding_model` read from a folder:
     images in, ``(N, D)`` float32 L2-normalised embeddings out, with the same ``extract`` / ``features_of``
@@ -383,7 +393,7 @@ class TrainedExtractor(FeatureExtractor):
     def __repr__(self) -> str:
         precision = f", {self.precision}" if self.precision else ""
         fused = (f", fused with the frozen features (weight {self.info['fusion_weight']:g})" if self.fused else "")
-        return (f"TrainedExtractor({self.spec.title} fine-tuned with {self.info.get('loss', '?')}{fused}, "
+        return (f"TrainedExtractor({self.spec.title}, {trained_model_name(self.info)}{fused}, "
                 f"{self.input_size} px {self.resize} -> {self.feature_dim}-d{precision}, {self.weights})")
 
     @property

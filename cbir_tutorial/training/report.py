@@ -9,6 +9,7 @@ from PIL import Image
 
 from ..data.catalogue import Catalogue
 from ..data.images import load_rgb
+from ..models.trained import trained_model_name
 from .protocols import ALTERATIONS, ProtocolSplit, alteration_rng, altered_copy, category_map_at_k, instance_retrieval
 
 
@@ -127,16 +128,6 @@ def similarity_gap(features: np.ndarray, labels, most: int = 2000, seed: int = 0
     pairs = labelled[:, None] & labelled[None, :] & ~np.eye(len(labels), dtype=bool)
     same = labels[:, None] == labels[None, :]
     return float(cosine[pairs & same].mean()), float(cosine[pairs & ~same].mean())
-
-
-def trained_model_name(info: dict) -> str:
-    """The report's name of a trained folder's model alone, from its ``trained.json`` record ``info``:
-    ``fine-tuned (LOSS)`` when an epoch beat the probe, else ``probe kept (refitted)`` (or ``probe kept``
-    without the refit): the backbone then never moved and the head was fitted with the supervised
-    contrastive loss, whatever the run's loss."""
-    if info.get("best_epoch", 1) != 0:
-        return f"fine-tuned ({info.get('loss', '?')})"
-    return "probe kept (refitted)" if info.get("refit_on") else "probe kept"
 
 
 def report_row(report: pd.DataFrame, protocol: str, model_start: str) -> pd.Series:

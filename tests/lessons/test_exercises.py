@@ -2407,3 +2407,37 @@ def test_opencv_and_scikit_image_filters_are_libraries_that_do_the_step(monkeypa
         assert check("conv3x3", answer) is False
         out = capsys.readouterr().out
         assert f"your function uses `{library}" in out and "which does the step for you" in out, out
+
+
+def test_gem_counts_the_zeros_of_a_relu_map(capsys):
+    """Review 23: every test map was positive, so a GeM over the non-zero values only passed; a real map is
+    mostly zeros."""
+    def over_non_zero_values(maps, p):
+        return (np.sum(maps ** p, axis=(1, 2)) / np.count_nonzero(maps, axis=(1, 2))) ** (1.0 / p)
+
+    assert check("gem_pool", over_non_zero_values) is False
+    assert "the zeros too" in capsys.readouterr().out
+
+
+def test_a_library_imported_from_a_string_is_refused(monkeypatch, capsys):
+    """Review 23: importlib.import_module("scipy.stats") or __import__("tensorflow") hid the library that does the
+    step, where `from scipy.stats import pmean` was refused."""
+    import importlib
+
+    _fake_library(monkeypatch, "scipy.stats", "pmean",
+                  lambda values, p, axis: np.mean(values ** p, axis=axis) ** (1 / p))
+
+    def gem_by_importlib(maps, p):
+        stats = importlib.import_module("scipy.stats")
+        return stats.pmean(maps.reshape(len(maps), -1, maps.shape[-1]), p, axis=1)
+
+    def expansion_by_dunder_import(query, neighbours, alpha):
+        tf = __import__("tensorflow")
+        weights = np.maximum(neighbours @ query, 0) ** alpha
+        return np.asarray(tf.math.l2_normalize(query + weights @ neighbours))
+
+    for name, answer, library in (("gem_pool", gem_by_importlib, "scipy.stats"),
+                                  ("alpha_query_expansion", expansion_by_dunder_import, "tensorflow")):
+        assert check(name, answer) is False
+        out = capsys.readouterr().out
+        assert f"your function uses `{library}`" in out, out

@@ -45,7 +45,10 @@ def test_saved_folder_embeds_like_the_model(tiny_model, photos, tmp_path):
     np.testing.assert_allclose(extractor.features_of(photos[2]), expected[2], atol=1e-5)
     again = extractor.extract(photos, cache=tmp_path / "cache", progress=False)
     assert again.from_cache and np.array_equal(again.features, extraction.features)
-    assert "multi-similarity" in repr(extractor)
+    assert "fine-tuned (multi-similarity)" in repr(extractor)
+    save_trained(tiny_model, tmp_path / "probe", {**INFO, "best_epoch": 0, "refit_on": 40})
+    kept = repr(load_trained(tmp_path / "probe", batch_size=2, mixed_precision="off"))
+    assert "probe kept (refitted)" in kept and "fine-tuned" not in kept  # review 23: the backbone never moved
 
 
 def test_cache_key_follows_the_weights(tiny_model, tmp_path):
