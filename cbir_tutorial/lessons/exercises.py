@@ -1561,12 +1561,17 @@ _FOUND_PADDED = np.array([[3, 1, -1, -1]])
 def _no_power_mean_library(function: Callable) -> str | None:
     """What is wrong when ``function`` lets scipy.stats compute GeM (``pmean``, the power mean, since scipy 1.9,
     preinstalled on Colab and Kaggle), or None: :func:`uses_a_library` with scipy.stats, which is refused for
-    gem_pool only (it is not in :data:`OTHER_LIBRARIES`: no other exercise's step is one of its functions)."""
+    gem_pool only (it is not in :data:`OTHER_LIBRARIES`: no other exercise's step is one of its functions); and
+    when it writes into the maps it is given (notebook 8 pools the same map with the package next)."""
     used = uses_a_library(function, libraries=("scipy.stats",))
-    if not used:
-        return None
-    return (f"your function uses {used}, which computes the power mean for you: the exercise is to write this step "
-            "yourself, with numpy. Hint")
+    if used:
+        return (f"your function uses {used}, which computes the power mean for you: the exercise is to write this "
+                "step yourself, with numpy. Hint")
+    if _written_arguments(function, [(_MAPS_POSITIVE, 3.0)], ("maps",)):
+        return ("right values, but your function wrote into `maps`, the array it was given (`**=` or `out=` change "
+                "it in place): the notebook passes it a real map that the package's pooling reads next, so compute "
+                "into a new array. Hint")
+    return None
 
 
 def _int8_unguarded(f):
@@ -1604,7 +1609,8 @@ EXERCISES.update({e.name: e for e in [
          ("every position counts in the mean, the zeros too (after a ReLU most values are 0): divide by height x "
           "width, not by the number of non-zero values",
           lambda maps, p: (np.sum(maps ** p, axis=(1, 2)) / np.count_nonzero(maps, axis=(1, 2))) ** (1.0 / p))),
-        rule=_no_power_mean_library),
+        # an answer that lifts the zeros to 1e-6 first, as the package's pooling does, is right: 1e-6 off at most
+        atol=2e-6, rule=_no_power_mean_library),
     Exercise(
         "alpha_query_expansion", ((_UNIT[0], _NEIGHBOURS, 3.0), (_NEIGHBOURS[0], _NEIGHBOURS[1:], 1.0),
                                   (_UNIT[1], _UNIT[2:], 3.0),

@@ -2441,3 +2441,19 @@ def test_a_library_imported_from_a_string_is_refused(monkeypatch, capsys):
         assert check(name, answer) is False
         out = capsys.readouterr().out
         assert f"your function uses `{library}`" in out, out
+
+
+def test_gem_lifting_the_zeros_as_the_package_does_is_right_and_writing_into_the_maps_is_not(capsys):
+    """Review 24: np.maximum(maps, 1e-6) first (the package's pooling) was 1e-6 off on an empty channel, just
+    past the tolerance; `maps **= p` passed and then cubed the notebook's real map."""
+    def lifted(maps, p):
+        return np.mean(np.maximum(maps, 1e-6) ** p, axis=(1, 2)) ** (1 / p)
+
+    def in_place(maps, p):
+        maps **= p
+        return maps.mean(axis=(1, 2)) ** (1 / p)
+
+    assert check("gem_pool", lifted) is True
+    capsys.readouterr()
+    assert check("gem_pool", in_place) is False
+    assert "wrote into `maps`" in capsys.readouterr().out
