@@ -1613,7 +1613,7 @@ EXERCISES.update({e.name: e for e in [
         atol=2e-6, rule=_no_power_mean_library),
     Exercise(
         "alpha_query_expansion", ((_UNIT[0], _NEIGHBOURS, 3.0), (_NEIGHBOURS[0], _NEIGHBOURS[1:], 1.0),
-                                  (_UNIT[1], _UNIT[2:], 3.0),
+                                  (_UNIT[1], _UNIT[2:][::-1], 3.0),  # nearest first, as the prompt says
                                   # several neighbours of positive similarity: the weighted sum over them all
                                   (_NEIGHBOURS[0], _NEIGHBOURS_ALIKE, 3.0),
                                   # an even alpha, a neighbour of negative similarity: clipping after the power refused

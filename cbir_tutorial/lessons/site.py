@@ -127,12 +127,21 @@ def folded_solution(lesson: str, question: str, *, blank: bool = False) -> str:
                       "```", "::::"])
 
 
+#: The package's cache sub-folders (``paths.cache_dir(name)``): a path through one of them is in the cache.
+CACHE_FOLDERS = ("data", "features", "milvus", "trained", "weights")
+
+
 def shown_paths(text: str, data: str | None, temporary: str, home: str) -> str:
     """``text`` with the build machine's folders replaced by what a reader can map to their own: the data
     folder ``data`` by ``<data>``, a file under the temporary folder by ``<tmp>/…/<its last two parts>``
-    (kernels' cell files, test runs' caches), the home folder by ``~``, and the package's cache folder in the
-    ``cache`` row of the environment summary (a table or its printed form; pandas cuts it short) by ``<cache>``."""
+    (kernels' cell files), the home folder by ``~``, and the package's cache folder by ``<cache>``: in the ``cache``
+    row of the environment summary (a table or its printed form; pandas cuts it short), and before one of its
+    sub-folders (:data:`CACHE_FOLDERS`) in any path."""
     part = r"[^\s'\"<>&)/:]+"  # one folder or file name, in printed text or in HTML
+    # a file in the package's cache, wherever the build kept it (a test run's cache folder under the temporary
+    # folder, ~/.cache/cbir_tutorial): <cache>/its sub-folder/...
+    text = re.sub(rf"(?<![\w.~-])(?:~|[A-Za-z]:)?(?:[/\\]{part})*?[/\\](?:cache|cbir_tutorial)"
+                  rf"(?=[/\\](?:{'|'.join(CACHE_FOLDERS)})[/\\])", "<cache>", text)
     text = re.sub(r"(<th\b[^>]*>\s*cache\s*</th>\s*<td\b[^>]*>)\s*(?:/|~|[A-Za-z]:\\)[^<]*(</td>)", r"\1<cache>\2",
                   text)
     text = re.sub(r"(?m)^(cache[ \t]+)(?:/|~|[A-Za-z]:\\)\S*[ \t]*$", r"\1<cache>", text)

@@ -86,7 +86,30 @@ function fitPrinted(pre) {
   pre.replaceChildren(...spans);
   if (pre.scrollWidth > pre.clientWidth + 1) cueBefore(pre, "printed table");
 }
+// A long code name in a prose table (`FaissIndex.set_search_options(nprobe=...)`) may break after a dot, an
+// underscore, a slash, an opening parenthesis, a comma or an equals sign, as a reader would split it, so that
+// the table fits a phone's screen instead of scrolling under every line.
+function breakableNames(table) {
+  for (const code of table.querySelectorAll("code.literal")) {
+    const walker = document.createTreeWalker(code, NodeFilter.SHOW_TEXT);
+    const texts = [];
+    while (walker.nextNode()) texts.push(walker.currentNode);
+    for (const text of texts) {
+      const parts = text.textContent.split(/(?<=[._\/(,=])(?=.)/);
+      if (parts.length < 2) continue;
+      const pieces = [];
+      parts.forEach((part, i) => {
+        if (i > 0) pieces.push(document.createElement("wbr"));
+        pieces.push(part);
+      });
+      text.replaceWith(...pieces);
+    }
+  }
+}
 document.addEventListener("DOMContentLoaded", () => {
+  for (const table of document.querySelectorAll("article table")) {
+    if (!table.closest(".cell_output")) breakableNames(table);
+  }
   for (const pre of document.querySelectorAll("article .cell_output pre")) fitPrinted(pre);
   for (const img of document.querySelectorAll("article img")) {
     const fit = () => { keepReadable(img); if (img.closest(".cell_output")) linkFullSize(img); };

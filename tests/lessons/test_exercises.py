@@ -2457,3 +2457,19 @@ def test_gem_lifting_the_zeros_as_the_package_does_is_right_and_writing_into_the
     capsys.readouterr()
     assert check("gem_pool", in_place) is False
     assert "wrote into `maps`" in capsys.readouterr().out
+
+
+def test_every_alpha_query_expansion_case_lists_its_neighbours_nearest_first():
+    """Review 25: the prompt promises neighbours nearest first; an answer that stops at the first neighbour of
+    similarity <= 0 relies on it, rightly."""
+    for query, neighbours, _ in EXERCISES["alpha_query_expansion"].cases:
+        similarities = neighbours @ query
+        assert np.all(np.diff(similarities) <= 1e-12), similarities
+
+    def stops_at_the_first_unlike(query, neighbours, alpha):
+        similarities = neighbours @ query
+        kept = np.cumprod(similarities > 0).astype(bool)
+        expanded = query + (similarities[kept] ** alpha) @ neighbours[kept]
+        return expanded / np.linalg.norm(expanded)
+
+    assert check("alpha_query_expansion", stops_at_the_first_unlike) is True
