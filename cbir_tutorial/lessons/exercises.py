@@ -187,8 +187,31 @@ class Exercise:
         print(f"Hint ({self.name}): {self.hint_text}")
 
     def solution(self) -> None:
-        """Print a worked answer (the package's solution, numpy only)."""
-        print(f"Solution ({self.name}):\n\n{textwrap.dedent(inspect.getsource(self.solution_function))}")
+        """Print a worked answer (the package's solution, numpy only), whole: with its imports and the other
+        solutions it calls, so that it runs pasted alone into a cell."""
+        print(f"Solution ({self.name}):\n\n{_pasteable(self.solution_function)}")
+
+
+def _pasteable(function: Callable) -> str:
+    """The source of the solution ``function`` as it runs pasted alone into a cell: numpy's import, the typing
+    names its annotations use, and before it the other solutions it calls (``map_at_k`` calls ``ap_at_k``)."""
+    needed, todo = [], [function]
+    while todo:
+        current = todo.pop()
+        if current in needed:
+            continue
+        needed.insert(0, current)
+        codes = [current.__code__]
+        while codes:
+            code = codes.pop()
+            codes.extend(k for k in code.co_consts if isinstance(k, types.CodeType))
+            todo.extend(value for name in code.co_names
+                        if isinstance(value := getattr(solutions, name, None), types.FunctionType)
+                        and value.__module__ == solutions.__name__ and value not in needed)
+    sources = [textwrap.dedent(inspect.getsource(f)) for f in needed]
+    typing = [name for name in ("Callable", "Sequence") if any(re.search(rf"\b{name}\b", s) for s in sources)]
+    header = ["import numpy as np"] + ([f"from typing import {', '.join(typing)}"] if typing else [])
+    return "\n".join(header) + "\n\n\n" + "\n\n".join(sources)
 
 
 class Verdict:

@@ -2473,3 +2473,17 @@ def test_every_alpha_query_expansion_case_lists_its_neighbours_nearest_first():
         return expanded / np.linalg.norm(expanded)
 
     assert check("alpha_query_expansion", stops_at_the_first_unlike) is True
+
+
+@pytest.mark.parametrize("name", sorted(EXERCISES))
+def test_every_printed_solution_runs_pasted_alone_into_a_cell_and_passes(name, capsys):
+    """Review 26: nb06.q3.solution() printed a MAP@K that calls ap_at_k, which no notebook defines, and annotations
+    naming Sequence, which no notebook imports."""
+    import linecache
+
+    EXERCISES[name].solution()
+    source = capsys.readouterr().out.split(":\n\n", 1)[1]
+    linecache.cache[f"<pasted {name}>"] = (len(source), None, source.splitlines(True), f"<pasted {name}>")
+    namespace = {"__name__": "__main__"}
+    exec(compile(source, f"<pasted {name}>", "exec"), namespace)
+    assert check(name, namespace[name]) is True, capsys.readouterr().out
