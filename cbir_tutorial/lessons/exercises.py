@@ -1213,8 +1213,8 @@ def _grows_with_pairs(function: Callable) -> str | None:
     """The second half of :func:`_counts_each_category_once`, on plain labels: ``function`` timed on 3,000 then
     12,000 of them, and its memory traced on 12,000. A count per category grows about 4 times (a sort: a little
     more) and holds a few arrays of N values; one that compares every pair of products grows 16 times, or holds
-    an N x N array. Refused past 8 times and 0.05 s (timed again before refusing, the fastest of three runs, so
-    that a busy machine does not refuse a right answer), or past 16 MB at once."""
+    an N x N array. Refused past 8 times and 0.05 s (the fastest of several runs, so that a busy machine neither
+    refuses a right answer nor lets a wrong one pass), or past 16 MB at once."""
     import time
 
     def seconds(size: int, runs: int = 1) -> float:
@@ -1226,10 +1226,11 @@ def _grows_with_pairs(function: Callable) -> str | None:
             best = min(best, time.perf_counter() - began)
         return best
 
-    try:
-        small, large = seconds(_TIMED_SIZES[0]), seconds(_TIMED_SIZES[1])
+    try:  # the fastest of three runs on the small size, and of two on the large before refusing: a moment of
+        # another job's load neither hides a quadratic answer nor makes a right one look like one
+        small, large = seconds(_TIMED_SIZES[0], 3), seconds(_TIMED_SIZES[1])
         if large > 0.05 and large > 8 * small:
-            small, large = seconds(_TIMED_SIZES[0], 3), min(large, seconds(_TIMED_SIZES[1]))
+            large = min(large, seconds(_TIMED_SIZES[1]))
     except Exception:
         return None
     what = ("it compares each product's label with every other product's (N² comparisons), even as plain "
