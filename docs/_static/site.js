@@ -13,8 +13,10 @@ function cueBefore(box, what) {
 function keepReadable(img) {
   if (img.naturalWidth > READABLE_PX && img.getBoundingClientRect().width < READABLE_PX) {
     img.classList.add("cbir-wide");
-    const box = img.parentElement;
-    box.classList.add("cbir-scrolls");
+    const box = document.createElement("div");  // the picture's own box: its cue sits right above it
+    box.className = "cbir-scrolls";
+    img.before(box);
+    box.append(img);
     cueBefore(box, "picture");
   }
 }
