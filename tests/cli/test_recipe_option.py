@@ -10,6 +10,7 @@ import json
 import pytest
 
 from cbir_tutorial.cli import main
+from cbir_tutorial.models.trained import read_trained, trained_model_name
 
 
 def evaluate_json(capsys, *extra):
@@ -51,7 +52,9 @@ def test_the_command_line_takes_a_trained_folder_as_recipe(trained_folder, sampl
     query = str(sorted((sample_dir / "images").glob("*.jpg"))[5])
     assert main(["search", *options, "--query", query, "--k", "3"]) == 0
     out = capsys.readouterr().out
-    assert "Top 3 of" in out and "TrainedExtractor" in out and "multi-similarity" in out
+    # the extractor says what the folder's model is: fine-tuned with its loss, or the probe kept
+    assert "Top 3 of" in out and "TrainedExtractor" in out
+    assert trained_model_name(read_trained(trained_folder)) in out
 
     assert main(["evaluate", *options, "--weights", "random"]) == 2
     assert "brings its own weights; leave --weights out" in capsys.readouterr().err
