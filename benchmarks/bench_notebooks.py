@@ -26,20 +26,13 @@ from pathlib import Path
 
 from common import ROOT, add_json_option, note, print_header, print_table, write_json
 
+from cbir_tutorial.lessons import environment
 from cbir_tutorial.lessons.parameters import settings_file
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 #: A learner's run, with the sample and every check: what the notebooks' defaults leave open.
 DEFAULTS = {"CBIR_NB_CATALOGUE": "sample", "CBIR_TUTORIAL_SOLUTIONS": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
             "MPLBACKEND": "Agg", "TQDM_DISABLE": "1"}
-
-
-def keras_weights() -> str:
-    """``imagenet`` when the Keras backbones' weights are on disk or can be downloaded, else ``random``."""
-    from cbir_tutorial.lessons.environment import imagenet_weights_on_disk, internet_reachable
-
-    return "imagenet" if all(imagenet_weights_on_disk().values()) or internet_reachable("storage.googleapis.com") \
-        else "random"
 
 
 def children_cpu_seconds() -> float:
@@ -82,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     add_json_option(parser)
     args = parser.parse_args(argv)
     notebooks = chosen(["01"] if args.smoke and not args.notebooks else args.notebooks)
-    settings = dict(DEFAULTS, CBIR_NB_WEIGHTS="random" if args.smoke else keras_weights())
+    settings = dict(DEFAULTS, CBIR_NB_WEIGHTS="random" if args.smoke else environment.keras_weights())
     if args.smoke or args.settings:
         settings.update(settings_file(args.settings or ROOT / "notebooks" / "test_run.env"))
     print_header("Notebook run times (bench_notebooks.py)", ("tensorflow", "keras", "numpy"))

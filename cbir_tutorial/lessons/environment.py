@@ -126,6 +126,13 @@ def setup_advice(summary: Mapping) -> list[str]:
     return advice
 
 
+def keras_weights() -> str:
+    """``imagenet`` when the Keras backbones' ImageNet weights can be had (on disk, or a download), else ``random``:
+    what the site build and the notebook-time benchmark run the notebooks with."""
+    return "imagenet" if all(imagenet_weights_on_disk().values()) or internet_reachable("storage.googleapis.com") \
+        else "random"
+
+
 def environment_summary() -> dict:
     """Platform, Python/TensorFlow/Keras versions, GPUs, CPU count, install command, data and weights found."""
     from .._version import __version__
