@@ -94,6 +94,46 @@ QUESTIONS: dict[str, Question] = {q.name: q for q in [
         "measures it at one K, with one random ranking.",
         answer="c"),
     Question(
+        "pooling_shift",
+        "Move the photo one pixel to the right: its vertical-edge map changes by some share (the next cell prints "
+        "it). After 2x2 max pooling of both maps, the pooled map will change by...",
+        (("a", "a larger share: pooling keeps only the strongest responses, so each change weighs more"),
+         ("b", "about the same share (within a tenth of it): pooling moves nothing"),
+         ("c", "a smaller share: a window's largest response often stays in that window")),
+        "A one-pixel shift moves every response of the edge map one column, so where an edge is, the map changes "
+        "a lot. A 2x2 window keeps only its largest response, and after the shift that response is often still "
+        "inside the same window (it moved one column, and a window is two wide), so the pooled value stays; it "
+        "changes where the largest response crosses into the next window. A 4x4 window usually changes less still "
+        "(the next line). Pooling makes a map nearly invariant to small shifts (Goodfellow, Bengio and "
+        "Courville, Deep Learning, section 9.3), not to large ones: move the photo by a whole window and every "
+        "maximum moves with it."),
+    Question(
+        "silenced_branch",
+        "A residual block outputs relu(F(x) + x). Set the scale and the shift (gamma and beta) of the last batch "
+        "normalisation of its branch F to zero, so that F(x) = 0 for every x. For the random x of the next cell, "
+        "drawn from a normal distribution (about half of its values negative), the block will output...",
+        (("a", "zeros everywhere: the branch is silenced"),
+         ("b", "x itself, unchanged"),
+         ("c", "relu(x): x with its negative values set to 0")),
+        "With F(x) = 0 the block computes relu(0 + x) = relu(x): the skip connection still carries x round the "
+        "silenced branch, and the block's last ReLU sets its negative values to 0. In ResNet50 a block's input "
+        "comes out of a ReLU (the previous block's last one, or for the first block the stem's, max-pooled), so "
+        "it is never negative: there a silenced identity block passes its input through unchanged, answer (b). "
+        "Zeroing that gamma alone is also a way to initialise ResNets (Goyal et al. 2017): each residual block "
+        "then starts as its shortcut alone; Keras' ResNet50 does not.",
+        answer="c"),
+    Question(
+        "threshold_score",
+        "The original tutorial's score counts, among a query's top-K results, the share closer to it than a "
+        "distance of 0.55, whatever the products are. EfficientNet-Lite0 with its ImageNet weights ranks far "
+        "better than with random ones (MAP@K, above). Which of the two will the threshold score rate higher?",
+        (("a", "the ImageNet network: more of its results are the right kind of product"),
+         ("b", "neither: the two within 0.02 of each other"),
+         ("c", "the untrained network")),
+        "The score looks at how close the results are, never at whether they are the right kind of product, and "
+        "how close a network's results sit depends on how spread out its features are. The table's last two "
+        "columns show this run's spread: the text below reads them."),
+    Question(
         "untrained_ratio",
         "Both networks give unit vectors, so their distances share the range 0-2; but an untrained network's "
         "vectors can all point nearly the same way, making all its distances small, which alone says nothing "
@@ -187,8 +227,11 @@ QUESTIONS: dict[str, Question] = {q.name: q for q in [
 #: Each notebook's questions, in the order they appear: ``questions.nb07.p1``.
 LESSONS: dict[str, list[str]] = {
     "nb01": ["chance_and_k"],
+    "nb02": ["pooling_shift"],
     "nb03": ["untrained_ratio"],
+    "nb04": ["silenced_branch"],
     "nb05": ["index_vs_loop"],
+    "nb06": ["threshold_score"],
     "nb07": ["precision_at_double_k"],
     "nb08": ["head_on_unseen"],
     "nb09": ["ivf_cost"],

@@ -1,6 +1,6 @@
 """A question says ✓ or ✗ with its explanation after any answer, waits for an unanswered one (or takes the right
-answer in solutions mode), and never raises on a wrong guess; the lessons that need them have three checked
-items or more."""
+answer in solutions mode), and never raises on a wrong guess; every notebook asks one and checks three items or
+more."""
 
 import json
 import re
@@ -92,8 +92,15 @@ def test_each_question_is_asked_then_checked_in_its_notebook(lesson):
         assert 0 <= asked < checked, (path.name, number)
 
 
-@pytest.mark.parametrize("notebook", ["01", "03", "05", "07", "08", "09", "10"])
-def test_these_lessons_have_at_least_three_checked_items(notebook):
+NOTEBOOKS = sorted(path.name[:2] for path in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_every_notebook_asks_a_question():
+    assert sorted(lesson[2:] for lesson in LESSONS) == NOTEBOOKS and len(NOTEBOOKS) == 10
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_every_lesson_has_at_least_three_checked_items(notebook):
     path, = (ROOT / "notebooks").glob(f"{notebook}_*.ipynb")
     code = "\n".join(_code(path))
     checked = len(re.findall(r"\bnb\d\d\.q\d\.check\(", code)) + len(re.findall(r"\.p\d\.check\(", code))
