@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package of t
 
 project = "cbir-tutorial"
 author = "the cbir-tutorial authors"
-html_title = "Build a fashion image search engine with Keras"
+html_title = "cbir-tutorial"  # a tab reads "<page title> — cbir-tutorial"
 extensions = ["myst_nb", "sphinx_design"]
 # overview.md: included by index.md; notebooks/: the notebooks as committed, offered for download on each chapter
 exclude_patterns = ["_build", "**/.ipynb_checkpoints", "overview.md", "notebooks"]

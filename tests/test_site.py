@@ -16,7 +16,8 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from cbir_tutorial.lessons.site import (benchmarks_page, blank_missing_cells, folded_solution, heading_anchor,
+from cbir_tutorial.lessons.site import (benchmarks_page, blank_missing_cells, folded_explanation, folded_solution,
+                                        heading_anchor,
                                         linked_results, notebook_links, page_header, section_anchors,
                                         settings_read_by, shown_paths, site_repository, site_url,
                                         test_run_note, without_empty_columns)
@@ -234,6 +235,16 @@ def test_a_folded_solution_holds_the_worked_answer():
         folded_solution("nb06", "q9")
 
 
+def test_the_text_after_a_prediction_is_folded_up_to_its_first_heading():
+    text = "The answer is (b): see\n\n```python\n# not a heading\n```\n\n## Summary\n\nThe numbers:"
+    folded = folded_explanation(text)
+    assert folded.startswith("::::{dropdown} The answer explained (predict first)\nThe answer is (b): see\n")
+    assert folded.endswith("# not a heading\n```\n::::\n\n## Summary\n\nThe numbers:")
+    assert folded_explanation("The answer is (c).") == ("::::{dropdown} The answer explained (predict first)\n"
+                                                        "The answer is (c).\n::::")
+    assert folded_explanation("## Summary\n\nThe numbers:") == "## Summary\n\nThe numbers:"
+
+
 def test_the_workflow_builds_the_site_with_docs_build_and_deploys_it_to_pages():
     yaml = pytest.importorskip("yaml")
     workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "site.yml").read_text(encoding="utf-8"))
@@ -296,6 +307,14 @@ def predictions(notebook: Path) -> int:
     cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
     return sum(bool(re.search(r"\bquestions\.nb\d\d\.p\d+\.check\(", "".join(cell["source"])))
                for cell in cells if cell["cell_type"] == "code")
+
+
+def explanations(notebook: Path) -> int:
+    """How many predictions the notebook follows with text before a heading (docs/build folds it with the answer)."""
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    return sum(re.search(r"\bquestions\.nb\d\d\.p\d+\.check\(", "".join(cell["source"])) is not None
+               and after["cell_type"] == "markdown" and not "".join(after["source"]).startswith("#")
+               for cell, after in zip(cells, cells[1:]) if cell["cell_type"] == "code")
 
 
 def broken_links(site: Path, page: Path, hrefs: list[str]) -> list[str]:
@@ -380,6 +399,8 @@ def test_a_chapter_page_shows_its_outputs_without_errors_or_broken_links(site, s
         asked = predictions(site / "_sources" / "chapters" / f"{name}.ipynb")
         folded = page.locator("details.below-input:not([open])").count()
         assert folded >= asked, f"{name}: {asked} predictions, {folded} folded answers (the reader predicts first)"
+        explained = page.locator("details.sd-dropdown:not([open])", has_text="The answer explained").count()
+        assert explained == explanations(ROOT / "notebooks" / f"{name}.ipynb"), f"{name}: an answer's explanation shows"
         raw_math = page.evaluate("""() => { const main = document.querySelector('main').cloneNode(true);
             main.querySelectorAll('.math, pre, code, .cell_output').forEach(node => node.remove());
             return (main.innerText.match(/\\\\[(\\[]/g) || []).length; }""")

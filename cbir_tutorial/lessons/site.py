@@ -127,6 +127,25 @@ def folded_solution(lesson: str, question: str, *, blank: bool = False) -> str:
                       "```", "::::"])
 
 
+def folded_explanation(markdown: str) -> str:
+    """``markdown``, the cell after a prediction's check, with its text up to its first heading folded in a closed
+    MyST dropdown: on the site, where the whole page shows at once, that text explains the answer, and the reader
+    predicts before opening it. A cell that opens with a heading comes back unchanged."""
+    lines, fenced = markdown.split("\n"), False
+    for end, line in enumerate(lines):
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced
+        if not fenced and re.match(r"#{1,6} ", line):
+            break
+    else:
+        end = len(lines)
+    explanation, rest = "\n".join(lines[:end]).strip(), "\n".join(lines[end:])
+    if not explanation:
+        return markdown
+    return "\n".join(["::::{dropdown} The answer explained (predict first)", explanation, "::::",
+                      *(["", rest] if rest else [])])
+
+
 #: The package's cache sub-folders (``paths.cache_dir(name)``): a path through one of them is in the cache.
 CACHE_FOLDERS = ("data", "features", "milvus", "trained", "weights")
 
