@@ -249,14 +249,18 @@ def tiny_catalogue(sample_catalogue):
 @pytest.fixture(scope="session")
 def trained_run(tiny_catalogue, tmp_path_factory):
     """``(folder, TrainingResult)`` of one tiny fine-tuning run (multi-similarity loss, 2 epochs, 16-d
-    embedding; :func:`tiny_training.tiny`), trained once per session. Tests that change or move the
-    folder work on a copy."""
+    embedding; :func:`tiny_training.tiny`), trained once per run (:func:`run_folders.made_once`), every worker
+    reading the same folder. Tests that change or move the folder work on a copy."""
+    from run_folders import made_once
     from tiny_training import tiny
 
     from cbir_tutorial.training.trainer import train
 
-    out = tmp_path_factory.mktemp("trained") / "lite0-tiny"
-    return out, train(tiny_catalogue, out, tiny(loss="multi-similarity"), progress=False)
+    def trained(folder):
+        out = folder / "lite0-tiny"
+        return out, train(tiny_catalogue, out, tiny(loss="multi-similarity"), progress=False)
+
+    return made_once(tmp_path_factory, "trained-run", trained)
 
 
 @pytest.fixture(scope="session")

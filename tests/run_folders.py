@@ -8,6 +8,7 @@ the others waiting on a file lock (pytest-xdist's documented pattern for session
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -36,3 +37,16 @@ def built_once(folder: Path, build: Callable[[Path], None]) -> Path:
                 raise
             done.touch()
     return folder
+
+
+def made_once(tmp_path_factory, name: str, make: Callable[[Path], object]):
+    """What ``make(folder)`` returned, ``folder`` (empty, for what it makes) made once per run as the run's folder
+    ``name/`` (:func:`built_once`), whichever worker asks first; the others read the value back, pickled beside
+    the folder. A model shared this way is trained once per run, not once per worker."""
+    value = Path(f"{run_folder(tmp_path_factory) / name}.pickle")
+
+    def build(folder: Path) -> None:
+        value.write_bytes(pickle.dumps(make(folder)))
+
+    built_once(run_folder(tmp_path_factory) / name, build)
+    return pickle.loads(value.read_bytes())

@@ -19,6 +19,7 @@ from cbir_tutorial.models.trained import TRAINED_FILE, WEIGHTS_FILE, read_traine
 from cbir_tutorial.training import photos
 from cbir_tutorial.training.output_folder import lock_path
 from cbir_tutorial.training.trainer import CHECKPOINT_FILE
+from run_folders import made_once
 
 TINY = ["--format", "folder", "--preset", "cpu", "--image-size", "32", "--embedding-dim", "8", "--no-progress",
         "--loss", "multi-similarity", "--epochs", "1"]
@@ -48,8 +49,10 @@ def copy_photos(root, sample_catalogue, per_category: dict[str, int]):
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory, sample_catalogue):
-    """3 categories × 8 real photos."""
-    return copy_photos(tmp_path_factory.mktemp("shop"), sample_catalogue, {"Tshirts": 8, "Watches": 8, "Handbags": 8})
+    """3 categories × 8 real photos, one folder for every worker (:func:`finished_run` records its path)."""
+    per_category = {"Tshirts": 8, "Watches": 8, "Handbags": 8}
+    return made_once(tmp_path_factory, "bad-input-shop",
+                     lambda folder: copy_photos(folder / "shop", sample_catalogue, per_category))
 
 
 @pytest.fixture
@@ -283,10 +286,13 @@ def test_resume_refuses_another_catalogue_naming_both(shop, finished_run, tmp_pa
 
 @pytest.fixture(scope="module")
 def finished_run(shop, tmp_path_factory):
-    """The folder of one tiny finished run (1 epoch), its checkpoint kept."""
-    out = tmp_path_factory.mktemp("finished") / "m"
-    assert main(["train", "--catalogue", str(shop), *TINY, "--out", str(out)]) == 0
-    return out
+    """The folder of one tiny finished run (1 epoch), its checkpoint kept: trained once per run, whichever worker
+    asks first. Tests work on a copy."""
+    def finished(folder):
+        assert main(["train", "--catalogue", str(shop), *TINY, "--out", str(folder / "m")]) == 0
+        return folder / "m"
+
+    return made_once(tmp_path_factory, "bad-input-finished", finished)
 
 
 def rewritten_checkpoint(path, change):

@@ -16,6 +16,7 @@ from cbir_tutorial.training.mixing import (MIXING_RULE, MIXING_WEIGHTS, chosen_w
 from cbir_tutorial.training.protocols import (category_halves, held_out_categories, new_types_split,
                                               training_split)
 from cbir_tutorial.training.trainer import train
+from run_folders import made_once
 from tiny_training import mixing_catalogue_of, tiny
 
 
@@ -96,8 +97,9 @@ def mixed_run(sample_catalogue, tmp_path_factory):
     catalogue = mixing_catalogue_of(sample_catalogue)
     settings = tiny(loss="proxy-anchor", epochs=1, mixing_fraction=0.4, validation_fraction=0.34,
                     classes_per_batch=4, images_per_class=2)
-    out = tmp_path_factory.mktemp("mixed") / "run"
-    return catalogue, settings, out, train(catalogue, out, settings, progress=False)
+    out, result = made_once(tmp_path_factory, "mixed-run",  # trained once per run, whichever worker asks first
+                            lambda folder: (folder / "run", train(catalogue, folder / "run", settings, progress=False)))
+    return catalogue, settings, out, result
 
 
 @pytest.mark.slow
