@@ -146,8 +146,8 @@ def ivf_figure(points: np.ndarray | None = None, *, nlist: int = 9, nprobe: int 
     ax.set_xticks([])
     ax.set_yticks([])
     read = f"list{'s' * (nprobe > 1)} {', '.join(map(str, searched))}"
-    ax.set_title(f"IVF, nprobe={nprobe} of {nlist} lists: the query (star) is compared\nwith the {nlist} centroids, "
-                 f"then the {compared} of {len(points)} points in {read} (bright).\n"
+    ax.set_title(f"IVF, nprobe={nprobe} of {nlist} lists: the query (star) reads\n"
+                 f"the {compared} of {len(points)} points in {read} (bright).\n"
                  f"Its {len(found)} results (circles) hold {k - len(missed)} of its {k} nearest"
                  + (f";\nred x: the {len(missed)} other{'s' * (len(missed) > 1)}, in lists not read" if len(missed)
                     else ""), fontsize=10)
