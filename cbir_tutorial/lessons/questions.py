@@ -104,7 +104,7 @@ QUESTIONS: dict[str, Question] = {q.name: q for q in [
         "a lot. A 2x2 window keeps only its largest response, and after the shift that response is often still "
         "inside the same window (it moved one column, and a window is two wide), so the pooled value stays; it "
         "changes where the largest response crosses into the next window. A 4x4 window usually changes less still "
-        "(the next line). Pooling makes a map nearly invariant to small shifts (Goodfellow, Bengio and "
+        "(its line above). Pooling makes a map nearly invariant to small shifts (Goodfellow, Bengio and "
         "Courville, Deep Learning, section 9.3), not to large ones: move the photo by a whole window and every "
         "maximum moves with it."),
     Question(
