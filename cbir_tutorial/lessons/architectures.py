@@ -82,7 +82,8 @@ def layer_table(model, trainable_only: bool = False) -> pd.DataFrame:
 
 
 def receptive_field(layers: Iterable[tuple[int, int]]) -> int:
-    """Width in input pixels that one output pixel sees after ``layers``, each ``(kernel, stride)``.
+    """Width in input pixels (first to last, gaps included) of what one output pixel sees after ``layers``, each
+    ``(kernel, stride)``.
 
     Two stacked 3x3 convolutions see 5x5, three see 7x7: VGG's argument for small kernels.
     """

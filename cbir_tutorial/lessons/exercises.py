@@ -1399,7 +1399,8 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
         "receptive_field", _RECEPTIVE_FIELD_CASES, _receptive_field_case,
         (("did you add up the kernel sizes? Each k x k layer widens the field by k - 1 input steps",
           lambda layers: sum(k for k, s in layers)),
-         ("did you ignore the strides? After a stride-2 layer, one step of the next layer covers 2 input pixels",
+         ("did you ignore the strides? After a stride-2 layer, one step of the next layer covers 2 input pixels (or "
+          "did you count only the pixels read? The field is the width from the first to the last, gaps included)",
           lambda layers: 1 + sum(k - 1 for k, s in layers)),
          ("a layer's own stride does not widen its own field: multiply by the strides of the layers BEFORE it",
           lambda layers: 1 + sum((k - 1) * int(np.prod([s for _, s in layers[:i + 1]]))

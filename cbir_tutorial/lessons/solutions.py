@@ -70,7 +70,8 @@ def l2_normalise(features: np.ndarray) -> np.ndarray:
 
 # notebook 4: architectures
 def receptive_field(layers: Sequence[tuple[int, int]]) -> int:
-    """Input pixels (along one axis) seen by one output of stacked ``(kernel, stride)`` layers."""
+    """Width along one axis of the input window one output of stacked ``(kernel, stride)`` layers depends on
+    (first pixel to last, gaps included)."""
     field, jump = 1, 1
     for kernel, stride in layers:
         field += (kernel - 1) * jump

@@ -247,6 +247,17 @@ def test_solutions_mode_fills_in_unwritten_exercises_and_keeps_written_ones(monk
     with pytest.raises(AssertionError, match="did you ignore the strides"):
         check("receptive_field", written)
 
+    def pixels_read(layers):  # the input pixels one output reads, not the width of its window
+        positions = {0}
+        for kernel, stride in reversed(layers):
+            positions = {p * stride + i for p in positions for i in range(kernel)}
+        return len(positions)
+
+    assert pixels_read([(3, 2), (3, 1)]) == solutions.receptive_field([(3, 2), (3, 1)]) == 7
+    with pytest.raises(AssertionError, match="did you count only the pixels read\\? The field is the width from the "
+                                             "first to the last, gaps included"):
+        check("receptive_field", pixels_read)
+
 
 def test_is_stub_and_unknown_names():
     def empty(x):
