@@ -23,7 +23,7 @@ nb_execution_cache_path = os.environ.get("CBIR_SITE_CACHE", "")
 nb_execution_timeout = 3600
 nb_execution_raise_on_error = True
 nb_execution_show_tb = True
-nb_merge_streams = True
+nb_merge_streams = False  # a cell's printed lines stay where they were, between its tables and figures
 nb_execution_excludepatterns = []
 
 html_theme = "sphinx_book_theme"

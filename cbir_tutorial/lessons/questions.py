@@ -20,7 +20,6 @@ code.
 
 from __future__ import annotations
 
-import textwrap
 import types
 from dataclasses import dataclass
 
@@ -47,7 +46,7 @@ class Question:
 
     def ask(self) -> None:
         """Print the question and its choices."""
-        print(textwrap.fill(self.prompt, 100))
+        print(self.prompt)  # one line: the notebook, or the site, wraps it to its own width
         for letter, text in self.choices:
             print(f"  ({letter}) {text}")
 
@@ -70,11 +69,11 @@ class Question:
             return Verdict(False)
         said = f"({letter}) {self.text_of(letter)}"
         if letter == right:
-            print(f"✓ {self.name}: {said}.\n{textwrap.fill(self.explanation, 100)}")
+            print(f"✓ {self.name}: {said}.\n{self.explanation}")
             return Verdict(True)
         truth = "this run says" if not self.answer else "the answer is"
         print(f"✗ {self.name}: you said {said}; {truth} ({right}) {self.text_of(right)}.\n"
-              f"{textwrap.fill(self.explanation, 100)}")
+              f"{self.explanation}")
         return Verdict(False)
 
 

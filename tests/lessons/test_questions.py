@@ -22,11 +22,13 @@ def learner_mode(monkeypatch):
 
 
 def printed(capsys) -> str:
-    return " ".join(capsys.readouterr().out.split())  # the explanation is wrapped at 100 characters
+    return " ".join(capsys.readouterr().out.split())
 
 
 def test_a_right_answer_gets_a_tick_and_the_explanation(capsys):
     assert FIXED.check(" (C) ")
+    assert capsys.readouterr().out.splitlines()[1] == FIXED.explanation  # unwrapped, as the prompt
+    FIXED.check("c")
     out = printed(capsys)
     assert out.startswith("✓ chance_and_k: (c) neither") and "(n_c - 1) / (N - 1)" in out
 
@@ -65,7 +67,9 @@ def test_a_letter_that_is_no_choice_is_reported(capsys):
 
 def test_ask_prints_the_prompt_and_every_choice(capsys):
     FIXED.ask()
-    out = printed(capsys)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == FIXED.prompt  # one line: the notebook's or the site's box wraps it to its width
+    out = " ".join(" ".join(lines).split())
     assert "precision@1 or its precision@10?" in out and all(f" ({l}) " in out for l in FIXED.letters)
 
 
