@@ -422,6 +422,11 @@ def test_a_chapter_page_shows_its_outputs_without_errors_or_broken_links(site, s
                                 ".map(cell => cell.textContent.trim()).filter(text => ['NaN', 'nan', '<NA>', 'NaT']"
                                 ".includes(text))")
         assert not missing, f"{name}: output tables show {sorted(set(missing))} for empty cells (conf.py blanks them)"
+        if name == "04_architectures":  # a printed line that introduces a table stays right above it (conf.py)
+            after = page.evaluate("""() => { const pre = [...document.querySelectorAll('.cell_output .stream')]
+                .find(o => o.textContent.trimEnd().endsWith('with their parameters:'));
+                return pre?.nextElementSibling?.className || 'no such line'; }""")
+            assert "text_html" in after, f"{name}: the VGG16 table's caption is followed by {after}, not the table"
         if name == "07_explore":  # the explorer needs a kernel: its page shows a still picture of it
             still = page.locator(".cbir-explorer-still")
             assert still.count() == 1 and "need a running kernel" in still.inner_text()
