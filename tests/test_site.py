@@ -19,7 +19,7 @@ import pytest
 from cbir_tutorial.lessons.site import (benchmarks_page, blank_missing_cells, folded_explanation, folded_solution,
                                         heading_anchor,
                                         linked_results, notebook_links, page_header, section_anchors,
-                                        settings_read_by, shown_paths, site_repository, site_url,
+                                        settings_read_by, shown_paths, site_repository, site_url, streams_as_shown,
                                         test_run_note, without_empty_columns)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -245,6 +245,20 @@ def test_the_text_after_a_prediction_is_folded_up_to_its_first_heading():
     assert folded_explanation("## Summary\n\nThe numbers:") == "## Summary\n\nThe numbers:"
 
 
+def test_printed_output_is_shown_as_jupyter_shows_it_in_place_with_progress_bars_finished():
+    bar = "1/1 ━━ 0s 4s/step - loss: 10.8" + "\x08" * 30 + "\r1/1 ━━ 5s 5s/step - loss: 10.8 - val_map: 0.9\n"
+    outputs = [{"output_type": "stream", "name": "stdout", "text": "caption:\n"},
+               {"output_type": "display_data", "data": {"text/html": "<table></table>"}},
+               {"output_type": "stream", "name": "stdout", "text": "Epoch 1/2\n"},
+               {"output_type": "stream", "name": "stdout", "text": bar},
+               {"output_type": "stream", "name": "stderr", "text": "a warning\r\n"}]
+    shown = streams_as_shown(outputs)
+    assert [o["output_type"] for o in shown] == ["stream", "display_data", "stream", "stream"]
+    assert shown[0]["text"] == "caption:\n"  # still above its table
+    assert shown[2]["text"] == "Epoch 1/2\n1/1 ━━ 5s 5s/step - loss: 10.8 - val_map: 0.9\n"
+    assert shown[3] == {"output_type": "stream", "name": "stderr", "text": "a warning\r\n"}
+
+
 def test_the_workflow_builds_the_site_with_docs_build_and_deploys_it_to_pages():
     yaml = pytest.importorskip("yaml")
     workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "site.yml").read_text(encoding="utf-8"))
@@ -412,6 +426,9 @@ def test_a_chapter_page_shows_its_outputs_without_errors_or_broken_links(site, s
         assert not machine, f"{name}: the build machine's folders {machine} are shown (conf.py hides them)"
         hrefs = page.evaluate("() => [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'))")
         assert not broken_links(site, site / "chapters" / f"{name}.html", hrefs)
+        off_screen = page.evaluate("() => [...document.querySelectorAll('.prev-next-area a, .prev-next-area svg')]"
+                                   ".filter(a => a.getBoundingClientRect().right > window.innerWidth + 0.5).length")
+        assert off_screen == 0, f"{name}: the previous/next links run past a phone's screen (site.css)"
         wide = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
         assert wide <= 1, f"{name}: the page is {wide} px wider than a phone's screen"
         wrapping = page.evaluate("() => [...document.querySelectorAll('.cell_output pre:not(.cbir-wrap)')].filter("
@@ -422,6 +439,9 @@ def test_a_chapter_page_shows_its_outputs_without_errors_or_broken_links(site, s
                                 ".map(cell => cell.textContent.trim()).filter(text => ['NaN', 'nan', '<NA>', 'NaT']"
                                 ".includes(text))")
         assert not missing, f"{name}: output tables show {sorted(set(missing))} for empty cells (conf.py blanks them)"
+        controls = page.evaluate("() => [...document.querySelectorAll('.cell_output pre')].filter(pre => "
+                                 "/[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f]/.test(pre.textContent)).length")
+        assert controls == 0, f"{name}: {controls} outputs show control characters (docs/build streams_as_shown)"
         if name == "04_architectures":  # a printed line that introduces a table stays right above it (conf.py)
             after = page.evaluate("""() => { const pre = [...document.querySelectorAll('.cell_output .stream')]
                 .find(o => o.textContent.trimEnd().endsWith('with their parameters:'));

@@ -127,6 +127,34 @@ def folded_solution(lesson: str, question: str, *, blank: bool = False) -> str:
                       "```", "::::"])
 
 
+_ERASED = re.compile(r"[^\n]\x08")  # a character and the backspace that erases it
+_OVERWRITTEN = re.compile(r"[^\n]*\r(?=[^\n])")  # a line a carriage return sends the cursor back over
+
+
+def streams_as_shown(outputs: list) -> list:
+    """A cell's ``outputs`` with each run of adjacent stream outputs of one name merged into one, and the backspaces
+    and carriage returns in it applied as Jupyter shows them (a progress bar's last state, e.g. Keras's ``fit``).
+
+    Written here because neither tool fits: nbconvert's ``CoalesceStreamsPreprocessor`` leaves backspaces in (a
+    browser draws them as boxes), MyST-NB's ``nb_merge_streams`` moves every printed line of a cell ahead of its
+    tables and figures. Changes the stream outputs in place."""
+    shown: list = []
+    for output in outputs:
+        last = shown[-1] if shown else None
+        if (output.get("output_type") == "stream" and last is not None and last.get("output_type") == "stream"
+                and last.get("name") == output.get("name")):
+            last["text"] += output["text"]
+        else:
+            shown.append(output)
+    for output in shown:
+        if output.get("output_type") == "stream":
+            text = output["text"]
+            while (erased := _ERASED.sub("", text)) != text:
+                text = erased
+            output["text"] = _OVERWRITTEN.sub("", text.replace("\x08", ""))
+    return shown
+
+
 def folded_explanation(markdown: str) -> str:
     """``markdown``, the cell after a prediction's check, with its text up to its first heading folded in a closed
     MyST dropdown: on the site, where the whole page shows at once, that text explains the answer, and the reader
