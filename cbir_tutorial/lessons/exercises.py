@@ -934,13 +934,47 @@ def _written_arguments(function: Callable, cases, names: tuple[str, ...]) -> lis
     return []
 
 
+def _zero_row_from_freed_memory(function: Callable) -> bool:
+    """Whether ``function`` returns the zero row of :data:`_WITH_A_ZERO_ROW` as whatever memory held: it is called
+    right after buffers of that array's size were filled with NaN and freed, which numpy hands out again for small
+    arrays. ``np.divide(..., where=...)`` without ``out=`` leaves the rows it skips so (numpy documents it)."""
+    for _ in range(3):
+        features = _WITH_A_ZERO_ROW.copy()
+        freed = [np.full(features.shape, np.nan) for _ in range(8)]
+        del freed
+        got = _quietly(function, (features,))
+        if got is not None and not np.isfinite(np.asarray(got, dtype=float)).all():
+            return True
+    return False
+
+
+def _ufunc_where_without_out(function: Callable) -> bool:
+    """Whether ``function``'s source calls one of numpy's ufuncs (``np.divide``...) with ``where=`` and no ``out=``:
+    the entries it skips are left as whatever memory held (numpy documents it; newer versions warn)."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    except (OSError, TypeError, SyntaxError):
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            keywords = {k.arg for k in node.keywords}
+            name = getattr(node.func, "attr", getattr(node.func, "id", ""))
+            if "where" in keywords and "out" not in keywords and isinstance(getattr(np, name, None), np.ufunc):
+                return True
+    return False
+
+
 def _features_left_unchanged(function: Callable) -> str | None:
     """None when ``function(features)`` (L2 normalisation) returns a numpy array, the (N, D) array its docstring
-    asks for, and leaves the array it is given as it was; else a note."""
+    asks for, leaves the array it is given as it was, and fills every row itself; else a note."""
     got = _quietly(function, (_FEATURES,))
     if not isinstance(got, np.ndarray):
         return (f"right values, but {_kind(got)} instead of a numpy array: the exercise asks for an (N, D) array, "
                 "which the search's matrix products and `.shape` need, so return numpy's result as it is")
+    if _ufunc_where_without_out(function) or _zero_row_from_freed_memory(function):
+        return ("right rows this time, but the row of zeros can come back as whatever memory held: "
+                "`np.divide(..., where=...)` without `out=` leaves the entries it skips uninitialised; give it "
+                "`out=np.zeros_like(features)` so that they start at 0. Hint")
     if not _written_arguments(function, [(_FEATURES,)], ("features",)):
         return None
     return ("right rows, but your function wrote into `features`, the array it was given (`/=` divides in place): "

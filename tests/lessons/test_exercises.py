@@ -5,6 +5,8 @@ value, and never crashes a notebook on an unwritten exercise."""
 import importlib
 import inspect
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -601,6 +603,29 @@ def test_l2_normalise_keeps_a_zero_row_at_zero_and_names_the_nan(capsys):
     with np.errstate(all="ignore"):
         assert check("l2_normalise", divides_by_zero) is False
     assert "0 / 0 is NaN" in capsys.readouterr().out
+
+
+def test_l2_normalise_refuses_a_divide_that_leaves_the_zero_row_to_chance(capsys):
+    """``np.divide(..., where=...)`` without ``out=`` leaves the rows it skips as whatever memory held: right by
+    luck when the freed buffer numpy hands out held zeros, as after ``np.linalg.norm``'s squares."""
+    def norm_where(features):
+        lengths = np.linalg.norm(features, axis=1, keepdims=True)
+        return np.divide(features, lengths, where=lengths > 0)
+
+    def einsum_where(features):
+        lengths = np.sqrt(np.einsum("ij,ij->i", features, features))[:, None]
+        return np.divide(features, lengths, where=lengths != 0)
+
+    def with_out(features):
+        lengths = np.linalg.norm(features, axis=1, keepdims=True)
+        return np.divide(features, lengths, out=np.zeros_like(features), where=lengths > 0)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # newer numpy warns about where= without out=
+        for answer in (norm_where, einsum_where):
+            assert check("l2_normalise", answer) is False
+            assert "without `out=` leaves the entries it skips uninitialised" in capsys.readouterr().out, answer
+        assert check("l2_normalise", with_out) is True
 
 
 def test_the_l2_normalise_solution_gives_length_1_to_any_nonzero_row_however_short():
