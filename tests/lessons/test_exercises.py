@@ -4,7 +4,6 @@ value, and never crashes a notebook on an unwritten exercise."""
 
 import importlib
 import inspect
-
 import warnings
 
 import numpy as np
