@@ -615,6 +615,8 @@ _ZERO_MAX_OR_FIRST_ROWS = np.array([[0.0, -0.6, -0.8], [-1.0, 0.0, -2.0], [0.0, 
 #: random weights: about 3e-10), yet not zeros: an epsilon added to every length, a floor on the lengths or a
 #: threshold under which a row counts as zero leaves them short or zeroes them.
 _SHORT_ROWS = _FEATURES * 2e-10
+#: One such short row between two ordinary ones: a threshold relative to the longest row zeroes it.
+_SHORT_BESIDE_LONG = np.vstack([_FEATURES[:1], _SHORT_ROWS[1:2], _FEATURES[2:3]])
 
 
 _MAP_5X5 = np.round(np.random.default_rng(20).normal(size=(5, 5, 2)), 2)
@@ -987,28 +989,32 @@ _NAN_HINT = ("NaN where a query meets itself: rounding (float32 keeps about 7 di
 
 _SHORT_ROWS_HINT = ("these rows are very short, as an untrained network's features can be, but they are not zeros: "
                     "each has a direction and must come out of length 1. An epsilon added to every length shortens "
-                    "such rows, and a floor or a threshold as large as their lengths shrinks or zeroes them: only a "
-                    "row of length 0 needs treating apart (a floor far below any real length does that)")
+                    "such rows, and a floor or a threshold as large as their lengths (or one relative to the longest "
+                    "row) shrinks or zeroes them: only a row of length 0 needs treating apart (a floor far below any "
+                    "real length does that)")
 
 
 class _UnitRowsExercise(Exercise):
-    """Notebook 3's L2 normalisation: an answer right on every case but the very short rows of :data:`_SHORT_ROWS`,
-    where its rows come out shorter than 1 or zero (an epsilon, a floor or a threshold as large as those rows'
-    lengths; one far below them is right), gets :data:`_SHORT_ROWS_HINT` and the lengths it gave."""
+    """Notebook 3's L2 normalisation: an answer right on every case but the very short rows of :data:`_SHORT_ROWS`
+    (or the one of :data:`_SHORT_BESIDE_LONG`), where its rows come out shorter than 1 or zero (an epsilon, a floor
+    or a threshold as large as those rows' lengths, or one relative to the longest row; one far below them is
+    right), gets :data:`_SHORT_ROWS_HINT` and the lengths it gave."""
 
     def problem(self, function: Callable) -> str | None:
         found = super().problem(function)
-        if found is None or self.refusal(function) or not found.startswith(self.describe(_SHORT_ROWS)):
+        if found is None or self.refusal(function):
             return found
-        got = _quietly(function, (_SHORT_ROWS,))
-        if _shape(got) != _SHORT_ROWS.shape:
+        rows = next((rows for rows in (_SHORT_ROWS, _SHORT_BESIDE_LONG) if found.startswith(self.describe(rows))),
+                    None)
+        got = None if rows is None else _quietly(function, (rows.copy(),))
+        if rows is None or _shape(got) != rows.shape:
             return found
         got = np.asarray(got, dtype=float)
         lengths = np.linalg.norm(got, axis=1)
-        expected = self.solution_function(_SHORT_ROWS.copy())
+        expected = self.solution_function(rows.copy())
         cosines = np.sum(got * expected, axis=1) / np.maximum(lengths, 1e-300)
         if np.isfinite(got).all() and ((lengths < 1e-12) | (cosines > 1 - 1e-6)).all():
-            given = np.linalg.norm(_SHORT_ROWS, axis=1)
+            given = np.linalg.norm(rows, axis=1)
             shown = np.array2string(lengths, separator=", ", precision=4)
             return (f"for rows {given.min():.1e} to {given.max():.1e} long, yours gives rows of length {shown}: "
                     f"{_SHORT_ROWS_HINT}")
@@ -1407,7 +1413,7 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
         rule=_a_feature_array),
     _UnitRowsExercise(
         "l2_normalise", ((_FEATURES,), (_FEATURES[:, :2],), (_WITH_A_ZERO_ROW,), (_ZERO_SUM_ROWS,),
-                         (_ZERO_MAX_OR_FIRST_ROWS,), (_SHORT_ROWS,)),
+                         (_ZERO_MAX_OR_FIRST_ROWS,), (_SHORT_ROWS,), (_SHORT_BESIDE_LONG,)),
         lambda features: f"for the input {_list(features)}, the L2-normalised rows",
         (("you scaled the columns to length 1: scale each row, one photo's vector",
           lambda f: f / np.linalg.norm(f, axis=0, keepdims=True)),

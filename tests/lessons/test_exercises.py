@@ -1221,6 +1221,20 @@ def test_l2_normalise_refuses_an_epsilon_or_a_threshold_that_shortens_very_short
     assert "these rows are very short" not in capsys.readouterr().out
 
 
+def test_l2_normalise_refuses_a_threshold_relative_to_the_longest_row(capsys):
+    """Review round 34: a row shorter than a millionth of the longest counted as zeros passed, since the one case of
+    very short rows scaled every row alike."""
+    def relative(f):
+        lengths = np.linalg.norm(f, axis=1, keepdims=True)
+        return np.where(lengths > 1e-6 * lengths.max(), f / np.maximum(lengths, 1e-300), 0.0)
+
+    assert check("l2_normalise", relative) is False
+    out = capsys.readouterr().out
+    assert "these rows are very short" in out and "relative to the longest row" in out, out
+    assert check("l2_normalise", lambda f: np.where(np.linalg.norm(f, axis=1, keepdims=True) > 1e-20 * np.linalg.norm(
+        f, axis=1, keepdims=True).max(), f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-300), 0.0))
+
+
 def test_l2_normalise_refuses_a_row_of_zeros_told_by_its_largest_or_its_first_value(capsys):
     """Review round 12: zeroing the rows whose maximum (or first value) is 0 passed every case, though [-1, 0, -2] and
     [0, 0.5, 1.2] are not zeros."""
