@@ -252,8 +252,10 @@ class Trainer:
             backup.restore()  # it had stopped early: nothing more to learn
             result.stopped_early = True
         else:
+            # verbose 2: Keras's line once an epoch ends, after the run's own; a live bar would still be open when
+            # the run's line prints, and the two would share a line
             self.model.fit(self.batches, epochs=s.epochs, callbacks=[Epochs(self, result), best, backup, early],
-                           verbose=1 if self.progress else 0)
+                           verbose=2 if self.progress else 0)
             result.stopped_early = early.stopped_epoch > 0
         self.net.model.load_weights(self.out / WEIGHTS_FILE)  # the best epoch's (or the probe's)
         saved = read_trained(self.out) if meta is not None else {}
