@@ -401,9 +401,13 @@ def test_a_chapter_page_shows_its_outputs_without_errors_or_broken_links(site, s
         long_lines = page.evaluate("() => [...document.querySelectorAll('.cell_output pre:not(.cbir-wrap)')]"
                                    ".filter(pre => pre.scrollWidth > pre.clientWidth + 1).flatMap(pre => "
                                    "pre.textContent.split('\\n')).filter(line => line.length > 60 && "
-                                   "!/\\S {2,}\\S/.test(line) && !/[\\u2502-\\u257f]/.test(line))"
+                                   "!/\\S {2,}[^\\s\\]]/.test(line) && !/[\\u2502-\\u257f]/.test(line))"
                                    ".map(line => line.slice(0, 60))")
         assert not long_lines, f"{name}: printed sentences that do not wrap beside a printed table: {long_lines}"
+        kept = page.evaluate("() => [...document.querySelectorAll('.cell_output .cbir-keep')].map(span => "
+                             "span.textContent).filter(line => !/\\S {2,}[^\\s\\]]/.test(line) && "
+                             "!/[\\u2502-\\u257f]/.test(line)).map(line => line.slice(0, 60))")
+        assert not kept, f"{name}: sentences kept on one line as if table rows (site.js tableLine): {kept}"
         pale = page.evaluate(PALE_COLOURS)
         assert not pale, f"{name}: coloured printed text below 4.5:1 contrast (site.js readableColours): {pale[:5]}"
         cramped = page.evaluate("() => [...document.querySelectorAll('.cell_output table[id^=T_] td')].filter(cell => "

@@ -52,7 +52,7 @@ function cueWideTable(table) {
 // a table, except the horizontal lines alone: a Keras progress bar (━━━━) is a sentence.
 const TABLE_DRAWING = /[\u2502-\u257f]/;
 function tableLine(line) {
-  return TABLE_DRAWING.test(line) || /\S {2,}\S/.test(line);
+  return TABLE_DRAWING.test(line) || /\S {2,}[^\s\]]/.test(line);  // not numpy's padding before a "]"
 }
 // The pre's content as one span per line, its nodes moved in order (a coloured part holding a line break stays in
 // the line where it starts).
