@@ -950,14 +950,19 @@ def _zero_row_from_freed_memory(function: Callable) -> bool:
     return False
 
 
+def _source_tree(function: Callable) -> ast.Module | None:
+    """``function``'s source, parsed; None where it cannot be read (a builtin, a function typed at a prompt)."""
+    try:
+        return ast.parse(textwrap.dedent(inspect.getsource(function)))
+    except (OSError, TypeError, SyntaxError):
+        return None
+
+
 def _ufunc_where_without_out(function: Callable) -> bool:
     """Whether ``function``'s source calls one of numpy's ufuncs (``np.divide``...) with ``where=`` and no ``out=``:
     the entries it skips are left as whatever memory held (numpy documents it; newer versions warn)."""
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
-    except (OSError, TypeError, SyntaxError):
-        return False
-    for node in ast.walk(tree):
+    tree = _source_tree(function)
+    for node in ast.walk(tree) if tree is not None else ():
         if isinstance(node, ast.Call):
             keywords = {k.arg for k in node.keywords}
             name = getattr(node.func, "attr", getattr(node.func, "id", ""))
@@ -1006,8 +1011,10 @@ class _UnitRowsExercise(Exercise):
             return found
         rows = next((rows for rows in (_SHORT_ROWS, _SHORT_BESIDE_LONG) if found.startswith(self.describe(rows))),
                     None)
-        got = None if rows is None else _quietly(function, (rows.copy(),))
-        if rows is None or _shape(got) != rows.shape:
+        if rows is None:
+            return found
+        got = _quietly(function, (rows.copy(),))
+        if _shape(got) != rows.shape:
             return found
         got = np.asarray(got, dtype=float)
         lengths = np.linalg.norm(got, axis=1)
@@ -2003,9 +2010,8 @@ def _not_done(name: str, function_name: str) -> Callable:
 def is_stub(function: Callable) -> bool:
     """True when ``function``'s body holds nothing but a docstring, ``...`` or ``pass``."""
     try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
-        body = tree.body[0].body
-    except (OSError, TypeError, SyntaxError, IndexError, AttributeError):
+        body = _source_tree(function).body[0].body
+    except (IndexError, AttributeError):  # no source to read, or not a def
         return function.__code__.co_code in {_empty.__code__.co_code, _empty_documented.__code__.co_code}
     return all(isinstance(s, ast.Pass) or (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)
                and (s.value.value is Ellipsis or isinstance(s.value.value, str))) for s in body)
