@@ -43,10 +43,11 @@ def made_once(tmp_path_factory, name: str, make: Callable[[Path], object]):
     """What ``make(folder)`` returned, ``folder`` (empty, for what it makes) made once per run as the run's folder
     ``name/`` (:func:`built_once`), whichever worker asks first; the others read the value back, pickled beside
     the folder. A model shared this way is trained once per run, not once per worker."""
-    value = Path(f"{run_folder(tmp_path_factory) / name}.pickle")
+    folder = run_folder(tmp_path_factory) / name
+    value = folder.with_name(f"{name}.pickle")
 
     def build(folder: Path) -> None:
         value.write_bytes(pickle.dumps(make(folder)))
 
-    built_once(run_folder(tmp_path_factory) / name, build)
+    built_once(folder, build)
     return pickle.loads(value.read_bytes())

@@ -17,14 +17,18 @@ from urllib.parse import unquote, urlparse
 import pytest
 
 from cbir_tutorial.lessons.site import (benchmarks_page, blank_missing_cells, folded_explanation, folded_solution,
-                                        heading_anchor,
-                                        linked_results, notebook_links, page_header, section_anchors,
+                                        heading_anchor, linked_results, notebook_links, page_header, section_anchors,
                                         settings_read_by, shown_paths, site_repository, site_url, streams_as_shown,
                                         test_run_note, without_empty_columns)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(path.stem for path in (ROOT / "notebooks").glob("*.ipynb"))
 CHROMIUM = "/usr/bin/chromium"
+#: A predict-then-run question's check in a code cell (docs/build folds its answer).
+PREDICTION = re.compile(r"\bquestions\.nb\d\d\.p\d+\.check\(")
+#: site.js's test for a printed table's line (a gap of two spaces or more, not numpy's padding before a "]"; or
+#: box-drawing characters), as a JavaScript expression of ``line``.
+TABLE_LINE_JS = "(/\\S {2,}[^\\s\\]]/.test(line) || /[\\u2502-\\u257f]/.test(line))"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 
@@ -319,14 +323,13 @@ def draws(notebook: Path) -> bool:
 def predictions(notebook: Path) -> int:
     """How many predict-then-run questions the notebook checks (``questions.nbNN.pN.check(``)."""
     cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
-    return sum(bool(re.search(r"\bquestions\.nb\d\d\.p\d+\.check\(", "".join(cell["source"])))
-               for cell in cells if cell["cell_type"] == "code")
+    return sum(bool(PREDICTION.search("".join(cell["source"]))) for cell in cells if cell["cell_type"] == "code")
 
 
 def explanations(notebook: Path) -> int:
     """How many predictions the notebook follows with text before a heading (docs/build folds it with the answer)."""
     cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
-    return sum(re.search(r"\bquestions\.nb\d\d\.p\d+\.check\(", "".join(cell["source"])) is not None
+    return sum(PREDICTION.search("".join(cell["source"])) is not None
                and after["cell_type"] == "markdown" and not "".join(after["source"]).startswith("#")
                for cell, after in zip(cells, cells[1:]) if cell["cell_type"] == "code")
 
@@ -401,12 +404,10 @@ def test_a_chapter_page_shows_its_outputs_without_errors_or_broken_links(site, s
         long_lines = page.evaluate("() => [...document.querySelectorAll('.cell_output pre:not(.cbir-wrap)')]"
                                    ".filter(pre => pre.scrollWidth > pre.clientWidth + 1).flatMap(pre => "
                                    "pre.textContent.split('\\n')).filter(line => line.length > 60 && "
-                                   "!/\\S {2,}[^\\s\\]]/.test(line) && !/[\\u2502-\\u257f]/.test(line))"
-                                   ".map(line => line.slice(0, 60))")
+                                   f"!{TABLE_LINE_JS}).map(line => line.slice(0, 60))")
         assert not long_lines, f"{name}: printed sentences that do not wrap beside a printed table: {long_lines}"
         kept = page.evaluate("() => [...document.querySelectorAll('.cell_output .cbir-keep')].map(span => "
-                             "span.textContent).filter(line => !/\\S {2,}[^\\s\\]]/.test(line) && "
-                             "!/[\\u2502-\\u257f]/.test(line)).map(line => line.slice(0, 60))")
+                             f"span.textContent).filter(line => !{TABLE_LINE_JS}).map(line => line.slice(0, 60))")
         assert not kept, f"{name}: sentences kept on one line as if table rows (site.js tableLine): {kept}"
         pale = page.evaluate(PALE_COLOURS)
         assert not pale, f"{name}: coloured printed text below 4.5:1 contrast (site.js readableColours): {pale[:5]}"
