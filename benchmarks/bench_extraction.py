@@ -166,11 +166,11 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=0, help="0: the package's default for the device")
     parser.add_argument("--mixed-precision", choices=("auto", "off", "on", "both"), default="auto",
                         help="model precision: 'auto' = both with a GPU, off on a CPU")
-    parser.add_argument("--smoke", action="store_true", help="2 images, batch 2: checks the script runs")
+    parser.add_argument("--smoke", action="store_true", help="2 images, batch 2, 1 repeat: checks the script runs")
     add_json_option(parser)
     args = parser.parse_args(argv)
     if args.smoke:
-        args.images, args.batch_size = 2, 2
+        args.images, args.batch_size, args.repeats = 2, 2, 1
 
     print_header("Feature extraction: original per-image loop vs batched package pipeline",
                  ("numpy", "tensorflow", "keras", "PIL"))

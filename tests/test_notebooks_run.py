@@ -30,10 +30,8 @@ from run_folders import built_once, run_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(path.name for path in (ROOT / "notebooks").glob("*.ipynb"))
-#: The Farfetch run: every notebook with catalogue="auto", on 300 listings, small indexes; of the random-weight
-#: Keras backbones that 04 and 06 build (the sample run builds all three, on the same photos), ResNet50 alone.
-DATASETS = {"sample": {}, "farfetch": {"CBIR_NB_CATALOGUE": "auto", "CBIR_NB_N_IMAGES": "150",
-                                       "CBIR_NB_BACKBONES": "resnet50"}}
+#: The Farfetch run: every notebook with catalogue="auto", on 300 listings; both runs at notebooks/test_run.env's sizes.
+DATASETS = {"sample": {}, "farfetch": {"CBIR_NB_CATALOGUE": "auto"}}
 FARFETCH_LISTINGS = 300
 #: One thread per numeric library in each kernel: pytest-xdist already keeps every core busy.
 ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1",

@@ -4,6 +4,8 @@ colab session executed, then runs this file; without a built site those tests sk
 
 from __future__ import annotations
 
+import builtins
+import dis
 import functools
 import http.server
 import json
@@ -11,11 +13,13 @@ import os
 import re
 import tempfile
 import threading
+import types
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
 
+from cbir_tutorial.lessons.exercises import LESSONS
 from cbir_tutorial.lessons.site import (benchmarks_page, blank_missing_cells, folded_explanation, folded_solution,
                                         heading_anchor, linked_results, notebook_links, page_header, section_anchors,
                                         settings_read_by, shown_paths, site_repository, site_url, streams_as_shown,
@@ -237,6 +241,24 @@ def test_a_folded_solution_holds_the_worked_answer():
     assert blank.endswith(folded)
     with pytest.raises(ValueError, match="nb06 has exercises q1 to q3, not q9"):
         folded_solution("nb06", "q9")
+
+
+@pytest.mark.parametrize("lesson", sorted(LESSONS))
+def test_every_folded_answer_runs_pasted_alone_into_a_fresh_namespace(lesson):
+    for number, name in enumerate(LESSONS[lesson], start=1):
+        folded = folded_solution(lesson, f"q{number}")
+        code = folded.split("```python\n", 1)[1].rsplit("\n```", 1)[0]
+        namespace = {}
+        exec(compile(code, f"{lesson} q{number}", "exec"), namespace)  # a NameError here: an import is missing
+        assert callable(namespace[name]), f"{lesson} q{number}'s folded answer does not define {name}"
+        unbound = sorted(global_names(namespace[name].__code__) - set(namespace) - set(dir(builtins)))
+        assert not unbound, f"{lesson} q{number}'s folded answer calls {unbound}, which it neither defines nor imports"
+
+
+def global_names(code) -> set[str]:
+    """The global names ``code`` (and the functions and comprehensions inside it) reads."""
+    names = {i.argval for i in dis.get_instructions(code) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
+    return names.union(*(global_names(c) for c in code.co_consts if isinstance(c, types.CodeType)))
 
 
 def test_the_text_after_a_prediction_is_folded_up_to_its_first_heading():

@@ -189,10 +189,10 @@ class Exercise:
     def solution(self) -> None:
         """Print a worked answer (the package's solution, numpy only), whole: with its imports and the other
         solutions it calls, so that it runs pasted alone into a cell."""
-        print(f"Solution ({self.name}):\n\n{_pasteable(self.solution_function)}")
+        print(f"Solution ({self.name}):\n\n{pasteable_source(self.solution_function)}")
 
 
-def _pasteable(function: Callable) -> str:
+def pasteable_source(function: Callable) -> str:
     """The source of the solution ``function`` as it runs pasted alone into a cell: numpy's import, the typing
     names its annotations use, and before it the other solutions it calls (``map_at_k`` calls ``ap_at_k``)."""
     needed, todo = [], [function]

@@ -110,17 +110,14 @@ def folded_solution(lesson: str, question: str, *, blank: bool = False) -> str:
     """A folded MyST dropdown holding the worked answer of exercise ``question`` (``"q2"``) of ``lesson``
     (``"nb08"``): shown on the site under the exercise's check, closed until the reader opens it. ``blank``: the
     page ran with the exercise left blank (solutions mode), so a line above it says whose answer the check passed."""
-    import inspect
-    import textwrap
-
     from . import solutions
-    from .exercises import LESSONS
+    from .exercises import LESSONS, pasteable_source
 
     names = LESSONS[lesson]
     number = int(question.lstrip("q"))
     if not 1 <= number <= len(names):
         raise ValueError(f"{lesson} has exercises q1 to q{len(names)}, not {question}")
-    source = textwrap.dedent(inspect.getsource(getattr(solutions, names[number - 1]))).strip()
+    source = pasteable_source(getattr(solutions, names[number - 1])).strip()  # runs pasted alone, as solution()
     caption = (["*On this page the exercise cell was left blank: the check above ran the package's answer, the "
                 "one folded here.*", ""] if blank else [])
     return "\n".join([*caption, "::::{dropdown} A worked answer (open it once you have tried)", "```python", source,

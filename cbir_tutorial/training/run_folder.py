@@ -27,6 +27,7 @@ from ..models.trained import TRAINED_FILE, WEIGHTS_FILE, save_trained
 from ..paths import atomic_write_bytes, replace_folder, temporary_sibling
 from .checkpoint import CHECKPOINT_FILE, CHECKPOINT_FIX, CheckpointError, checkpoint_arrays, first_line
 from .output_folder import OutputWriteError
+from .result import TrainingDivergedError
 
 
 class RunFolder:
@@ -58,13 +59,17 @@ class RunFolder:
         """What the folder holds of this run, in words: its checkpoint and best model."""
         return " and ".join(self.on_disk[key] for key in ("checkpoint", "best") if key in self.on_disk)
 
-    def left(self) -> tuple[str, str]:
-        """For a run that diverged: what the folder keeps, and how to train again."""
+    def diverged(self, where: str, what: str, learning_rate: float) -> TrainingDivergedError:
+        """The error of a run that diverged at ``where`` (``what`` is not finite), saying what the folder keeps
+        and which setting to lower."""
         if self.replaced is not None:
-            return f"{self.replaced} is left as it was", " (--overwrite again, or another folder)"
-        if self.on_disk:
-            return f"{self.path} keeps {self.kept()}", " with --overwrite, or into another folder"
-        return "nothing was saved", ""
+            kept, again = f"{self.replaced} is left as it was", " (--overwrite again, or another folder)"
+        elif self.on_disk:
+            kept, again = f"{self.path} keeps {self.kept()}", " with --overwrite, or into another folder"
+        else:
+            kept, again = "nothing was saved", ""
+        return TrainingDivergedError(f"training diverged at {where}: {what}; {kept}: lower the learning rate "
+                                     f"(learning_rate={learning_rate:g}, --learning-rate) and train again{again}")
 
     def write_failed(self, what: str, error: OSError) -> OutputWriteError:
         """The error of a write of ``what`` that failed, saying what the folder still holds."""

@@ -18,14 +18,13 @@ stops it at once (:class:`TrainingDivergedError`); a failed write leaves every f
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..data.catalogue import Catalogue
 from ..models.backbones import backbone_spec
-from ..models.features import built_in_policy, default_batch_size, mixed_precision_policy
+from ..models.features import built_in_policy, mixed_precision_policy
 from ..models.runtime import keras_module
 from ..models.trained import WEIGHTS_FILE, read_trained, weights_hash
 from .checkpoint import (CHECKPOINT_FILE, CHECKPOINT_META, CheckpointError, check_replaceable, checkpoint_meta,
@@ -33,42 +32,18 @@ from .checkpoint import (CHECKPOINT_FILE, CHECKPOINT_META, CheckpointError, chec
 from .model import trainable_model
 from .output_folder import OutputLock, check_output_folder
 from .photos import TrainingPhotos
-from .probe import class_mean_proxies, fitted_probe, gain_over_probe
-from .protocols import category_ap_at_k, training_split
+from .probe import class_mean_proxies, fitted_probe
+from .protocols import training_split
+from .result import TrainingDivergedError, TrainingResult
 from .run_folder import RunFolder
 from .settings import TrainingSettings
+from .validation import Validation
 
 __all__ = ["CHECKPOINT_FILE", "CHECKPOINT_META", "CheckpointError", "Trainer", "TrainingDivergedError",
            "TrainingResult", "TrainingSettings", "checkpoint_meta", "train", "training_split"]
 
 
-class TrainingDivergedError(RuntimeError):
-    """A loss or an embedding that is not finite: the run stopped there; one line naming the epoch and step."""
-
-
-@dataclass
-class TrainingResult:
-    """What a run did: ``history`` (one dict per epoch: ``epoch``, ``phase``, ``loss``, ``val_map``,
-    ``seconds`` and, after a probe, ``gain`` over its validation MAP, its interval ``gain_low`` / ``gain_high``
-    and ``beats_probe``, :meth:`Trainer.gain_over_probe`), the ``best_epoch`` and its ``best_val_map`` (epoch
-    0: the probe was best), ``frozen_val_map`` (the backbone's own features on the same validation split),
-    ``probe_val_map`` (the head fitted on frozen features; NaN without one), ``refit`` (the photos the kept
-    probe was fitted again on; 0: not refitted), ``mixing`` (the fusion weight chosen and its curve,
-    :meth:`Trainer.mixing`) and ``folder`` (the saved trained model)."""
-
-    folder: Path
-    history: list[dict] = field(default_factory=list)
-    best_epoch: int = -1
-    best_val_map: float = -1.0
-    frozen_val_map: float = float("nan")
-    probe_val_map: float = float("nan")
-    refit: int = 0
-    stopped_early: bool = False
-    skipped: list[str] = field(default_factory=list)
-    mixing: dict = field(default_factory=dict)
-
-
-class Trainer:
+class Trainer(Validation):
     """Fine-tunes ``settings.backbone`` on ``catalogue`` (its ``category`` labels) into the folder ``out``.
 
     ``catalogue``: the training side of a protocol (products of other categories or held-out products never
@@ -80,6 +55,7 @@ class Trainer:
     def __init__(self, catalogue: Catalogue, settings: TrainingSettings, out, *, progress: bool = True):
         self.settings = s = settings.checked()
         self.folder, self.progress = RunFolder(Path(out).expanduser()), progress
+        self.say = print if progress else (lambda line: None)  # the run's progress lines
         self.spec = backbone_spec(s.backbone)
         self.size = int(s.image_size or self.spec.input_size)
         self.photos = TrainingPhotos.decoded(catalogue, s, self.size)
@@ -108,27 +84,6 @@ class Trainer:
         pooled = keras.Model(self.net.model.input, self.net.model.get_layer("embedding_input_l2").output)
         self._pooled = learner.embedding_function(pooled, preprocess)
 
-    # --------------------------------------------------------------------------------------------
-    def step(self, rows: np.ndarray, *, fine_tune: bool, epoch: int = 0, batch: int = 0) -> float:
-        """One optimiser step (Keras's ``train_on_batch``, the step ``fit`` takes) on the batch ``rows``
-        (positions in the train side); ``fine_tune``: the backbone's last blocks move too. Returns the loss."""
-        self.optimizer.fine_tune.assign(float(fine_tune))
-        seed = np.array([self.settings.seed, epoch * 100_000 + batch], dtype=np.int64)
-        p = self.photos
-        return float(self.model.train_on_batch((p.pixels[p.train_rows[rows]], seed), p.train_codes[rows]))
-
-    def _batched(self, model, positions: np.ndarray) -> np.ndarray:
-        """``model`` (a compiled images → vectors function) over the decoded photos at ``positions``, in
-        device-sized batches: ``(len(positions), D)`` float32."""
-        batch, images = default_batch_size(), self.photos.pixels[positions]
-        return np.concatenate([np.asarray(model(images[i:i + batch]), dtype=np.float32)
-                               for i in range(0, len(images), batch)])
-
-    def pooled_features(self, positions: np.ndarray) -> np.ndarray:
-        """``(len(positions), D)`` float32 L2-normalised: the backbone's pooled features (no augmentation) of
-        the decoded photos at ``positions``, what the head receives (and what the frozen engine searches)."""
-        return self._batched(self._pooled, positions)
-
     def probe(self) -> list[float]:
         """Fit the head alone on the frozen features of the training photos (:func:`.probe.fitted_probe`) and
         start the proxies at its class means; returns the losses."""
@@ -153,48 +108,9 @@ class Trainer:
         self._fitted_head(self.pooled_features(everything), self.photos.labels, "the refitted probe")
         return len(everything)
 
-    def validation_scores(self, frozen: bool = False, *, after: str = "the last step") -> np.ndarray:
-        """``(Q,)`` leave-one-out AP@k of each validation query (no augmentation), in a fixed order; ``frozen``:
-        of the backbone's pooled features instead (what the search engine uses without training). Embeddings
-        that are not finite raise :class:`TrainingDivergedError` (``after``: where the run is)."""
-        embeddings = self._batched(self._pooled if frozen else self._embed, self.photos.validation_rows)
-        bad = ~np.isfinite(embeddings).all(axis=1)
-        if bad.any() and not frozen:
-            raise self.diverged(after, f"{int(bad.sum())} of the {len(bad)} validation embeddings hold NaN or "
-                                       "infinity")
-        return category_ap_at_k(embeddings, self.photos.validation_labels, self.settings.k)
-
-    def gain_over_probe(self, scores: np.ndarray) -> dict | None:
-        """:func:`.probe.gain_over_probe` of ``scores`` (at ``beat_probe_level``); None without a probe."""
-        s = self.settings
-        return None if self.probe_scores is None else gain_over_probe(scores, self.probe_scores,
-                                                                        s.beat_probe_level, s.seed)
-
-    def validation_map(self, frozen: bool = False, *, after: str = "the last step") -> float:
-        """Leave-one-out MAP@k of the current model on the validation split: the mean of
-        :meth:`validation_scores`."""
-        return float(np.mean(self.validation_scores(frozen, after=after)))
-
-    def mixing(self, frozen: np.ndarray | None) -> dict:
-        """The fusion weight of the folder's best model and how it was chosen (:func:`.mixing.fusion_choice`;
-        :func:`.mixing.no_fusion` without held-out categories). ``frozen``: the frozen features of the validation
-        then held-out photos, computed before any training; the model holds the folder's best weights."""
-        from .mixing import fusion_choice, no_fusion
-
-        if frozen is None:
-            return no_fusion(self.settings.mixing_fraction)
-        trained = self._batched(self._embed, np.concatenate([self.photos.validation_rows, self.photos.held_out_rows]))
-        labels = np.concatenate([self.photos.validation_labels, self.photos.held_out_labels])
-        return fusion_choice(frozen, trained, labels, self.photos.classes, self.settings.k,
-                             n_validation=len(self.photos.validation_rows))
-
     def diverged(self, where: str, what: str) -> TrainingDivergedError:
-        """The error of a run that diverged at ``where`` (``what`` is not finite), saying what the folder keeps
-        and which setting to lower."""
-        kept, again = self.folder.left()
-        return TrainingDivergedError(f"training diverged at {where}: {what}; {kept}: lower the learning rate "
-                                     f"(learning_rate={self.settings.learning_rate:g}, --learning-rate) and train "
-                                     f"again{again}")
+        """:meth:`.run_folder.RunFolder.diverged` at this run's learning rate."""
+        return self.folder.diverged(where, what, self.settings.learning_rate)
 
     @property
     def out(self) -> Path:
@@ -204,15 +120,13 @@ class Trainer:
 
     def run(self, *, resume: bool = False, overwrite: bool = False) -> TrainingResult:
         """Train, saving the best epoch to ``out`` and a checkpoint after each epoch; ``resume``: carry on from
-        ``out``'s checkpoint (a fresh start when there is none). ``out`` is locked for the run
-        (:class:`~.output_folder.OutputLock`). A folder holding a checkpoint or a trained model is refused
-        (:func:`~.checkpoint.resumable_checkpoint`) unless resumed or ``overwrite``: then the run trains in a
-        hidden sibling folder and swaps it in at the end, so the old model stays until the new one is whole."""
+        ``out``'s checkpoint (none: a fresh start). ``out`` is locked (:class:`~.output_folder.OutputLock`); one
+        holding a run is refused (:func:`startable`) unless resumed or ``overwrite``: then the run trains in a
+        hidden sibling folder swapped in at the end, so the old model stays until the new one is whole."""
         final = check_output_folder(self.out)
         with OutputLock(final):
-            meta = resumable_checkpoint(final, self.settings, resume, overwrite=overwrite, catalogue=self.record)
+            meta = startable(final, self.settings, self.record, resume, overwrite)
             if overwrite and holds_a_run(final):
-                check_replaceable(final)
                 with self.folder.replacing():
                     result = self._train(None)
                 result.folder = final
@@ -252,8 +166,7 @@ class Trainer:
             backup.restore()  # it had stopped early: nothing more to learn
             result.stopped_early = True
         else:
-            # verbose 2: Keras's line once an epoch ends, after the run's own; a live bar would still be open when
-            # the run's line prints, and the two would share a line
+            # verbose 2: Keras's line after the run's own once an epoch ends (a live bar would share the run's line)
             self.model.fit(self.batches, epochs=s.epochs, callbacks=[Epochs(self, result), best, backup, early],
                            verbose=2 if self.progress else 0)
             result.stopped_early = early.stopped_epoch > 0
@@ -278,10 +191,14 @@ class Trainer:
         self.folder.write_info(info)
         return result
 
-    def say(self, line: str) -> None:
-        """Print ``line`` when the run shows its progress."""
-        if self.progress:
-            print(line)
+
+def startable(folder: Path, settings: TrainingSettings, record: dict, resume: bool, overwrite: bool) -> dict | None:
+    """The checkpoint record a run into ``folder`` resumes (None: a fresh start), or the refusal
+    (:func:`~.checkpoint.resumable_checkpoint`, :func:`~.checkpoint.check_replaceable`)."""
+    meta = resumable_checkpoint(folder, settings, resume, overwrite=overwrite, catalogue=record)
+    if overwrite and holds_a_run(folder):
+        check_replaceable(folder)
+    return meta
 
 
 def train(catalogue: Catalogue, out, settings: TrainingSettings | None = None, *, resume: bool = False,
@@ -298,8 +215,5 @@ def train(catalogue: Catalogue, out, settings: TrainingSettings | None = None, *
     folder = check_output_folder(out)
     with OutputLock(folder):
         train_side, validation, _ = training_split(catalogue.labels, settings)
-        resumable_checkpoint(folder, settings, resume, overwrite=overwrite,
-                             catalogue=split_record(catalogue, train_side, validation))
-        if overwrite and holds_a_run(folder):
-            check_replaceable(folder)
+        startable(folder, settings, split_record(catalogue, train_side, validation), resume, overwrite)
         return Trainer(catalogue, settings, folder, progress=progress).run(resume=resume, overwrite=overwrite)
