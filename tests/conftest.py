@@ -9,6 +9,7 @@ import pytest
 
 from cbir_tutorial.data.loaders import CHECKOUT_SAMPLE as SAMPLE
 from run_folders import run_folder
+from threads import ONE_THREAD_EACH
 
 # pymilvus sets up logging when first imported, closing the stream of TensorFlow's (absl's) log handler
 # unless that is sys.stderr; under pytest it is a finished test's capture. So it is imported first.
@@ -21,6 +22,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CBIR_TUTORIAL_DATA", str(SAMPLE))
+# Under pytest-xdist (-n, one worker per core and more), one thread per numeric library in each worker and in
+# what it starts (the command line, benchmark scripts, kernels): a worker's TensorFlow sizes its thread pools
+# for the whole machine, and several workers doing so spin against each other (CI's 2 cores, the training
+# tests: 135 s with one thread each against 242 s, one run each, the same day). Set before TensorFlow starts.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for name, value in ONE_THREAD_EACH.items():
+        os.environ.setdefault(name, value)
 
 
 def pytest_addoption(parser):
@@ -54,9 +62,17 @@ def pytest_xdist_auto_num_workers(config) -> int:
 LONGEST_FIRST = ("notebooks", "smoke")
 
 
+#: The notebooks whose runs take longest at the test-run settings, longest first (the tests' --durations, 2026-12-07:
+#: 08 and 10 about three times 02 or 07): started first, they do not run alone at the end.
+LONGEST_NOTEBOOKS = ("08_", "10_", "06_", "03_", "04_")
+
+
 def pytest_collection_modifyitems(items):
-    def rank(item) -> int:
-        return next((i for i, name in enumerate(LONGEST_FIRST) if item.get_closest_marker(name)), len(LONGEST_FIRST))
+    def rank(item) -> tuple[int, int]:
+        kind = next((i for i, name in enumerate(LONGEST_FIRST) if item.get_closest_marker(name)), len(LONGEST_FIRST))
+        notebook = item.callspec.params.get("notebook", "") if hasattr(item, "callspec") else ""
+        return kind, next((i for i, start in enumerate(LONGEST_NOTEBOOKS) if notebook.startswith(start)),
+                          len(LONGEST_NOTEBOOKS))
 
     items.sort(key=rank)  # stable: the order within each kind stays as collected
 
