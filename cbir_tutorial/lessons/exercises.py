@@ -971,6 +971,16 @@ def _ufunc_where_without_out(function: Callable) -> bool:
     return False
 
 
+def _skipped_queries_start_at_zero(function: Callable) -> str | None:
+    """ap_at_k's and map_at_k's rule: None unless ``function`` calls a numpy ufunc with ``where=`` and no ``out=``
+    (:func:`_ufunc_where_without_out`): the queries it skips (R = 0) would hold whatever memory held."""
+    if not _ufunc_where_without_out(function):
+        return None
+    return ("right values this time, but `np.divide(..., where=...)` without `out=` leaves the entries it skips (the "
+            "queries with R = 0) uninitialised: whatever memory held, which the next run can change; give it "
+            "`out=np.zeros(...)` so that they start at 0. Hint")
+
+
 def _features_left_unchanged(function: Callable) -> str | None:
     """None when ``function(features)`` (L2 normalisation) returns a numpy array, the (N, D) array its docstring
     asks for, leaves the array it is given as it was, and fills every row itself; else a note."""
@@ -1550,7 +1560,8 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
           lambda r, n, k: float(np.sum(np.arange(1, len(r) + 1) / np.asarray(r, dtype=float)) / min(k, n))
           if n else 0.0),
          ("a query with R = 0 gives 0 / 0 = nan: its AP@K is 0, returned without dividing",
-          lambda r, n, k: float("nan") if n == 0 else solutions.ap_at_k(r, n, k)))),
+          lambda r, n, k: float("nan") if n == 0 else solutions.ap_at_k(r, n, k))),
+        rule=_skipped_queries_start_at_zero),
     Exercise(
         "map_at_k", tuple((hits, np.array(n_relevant), k) for hits, n_relevant, k in (
             (_HITS, [3, 4, 8, 2], 5), (_HITS[:3], [3, 4, 8], 5), (_HITS[:, :3], [2, 1, 3, 2], 3),
@@ -1569,7 +1580,8 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
          ("did you divide each AP@K by K instead of min(K, R)? When R < K, a perfect list could not score 1",
           lambda h, n, k: float(np.mean([_ap_of_row(r, m, k) * min(k, m) / k for r, m in zip(h, n)]))),
          ("only the first k results of each list count, and a list can be longer than k",
-          lambda h, n, k: float(np.mean([_ap_of_row(r, m, len(r)) for r, m in zip(h, n)]))))),
+          lambda h, n, k: float(np.mean([_ap_of_row(r, m, len(r)) for r, m in zip(h, n)])))),
+        rule=_skipped_queries_start_at_zero),
     Exercise(
         "filtered_top_k", ((_DISTANCES, _ALLOWED, 3), (_DISTANCES, _ALLOWED, 5), (_DISTANCES, ~_ALLOWED, 2),
                            (_MANY_DISTANCES, _MANY_ALLOWED, 12), (_MANY_DISTANCES, ~_MANY_ALLOWED, 8),

@@ -627,6 +627,24 @@ def test_l2_normalise_refuses_a_divide_that_leaves_the_zero_row_to_chance(capsys
         assert check("l2_normalise", with_out) is True
 
 
+def test_map_at_k_refuses_a_divide_that_leaves_the_queries_without_relevant_products_to_chance(capsys):
+    """Review round 37: a vectorised MAP@K whose ``np.divide(..., where=R > 0)`` has no ``out=`` passed every case (the
+    freed buffer held zeros), then gave 2.214 or NaN for a query with R = 0 after some ordinary numpy work."""
+    def vectorised(hits, n_relevant, k, out=False):
+        hits = np.asarray(hits)[:, :k].astype(float)
+        precision = np.cumsum(hits, axis=1) / np.arange(1, hits.shape[1] + 1)
+        total, denominator = (precision * hits).sum(axis=1), np.minimum(k, np.asarray(n_relevant)).astype(float)
+        if out:
+            return float(np.divide(total, denominator, out=np.zeros_like(total), where=denominator > 0).mean())
+        return float(np.divide(total, denominator, where=denominator > 0).mean())
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # newer numpy warns about where= without out=
+        assert check("map_at_k", vectorised) is False
+        assert "without `out=` leaves the entries it skips (the queries with R = 0)" in capsys.readouterr().out
+        assert check("map_at_k", lambda h, n, k: vectorised(h, n, k, out=True)) is True
+
+
 def test_the_l2_normalise_solution_gives_length_1_to_any_nonzero_row_however_short():
     """Notebook 3's prompt: a row of zeros stays zeros, any other row, however short, gets length 1."""
     rows = np.array([[3e-14, 4e-14, 0.0], [0.0, 0.0, 0.0], [3.0, 4.0, 0.0]])
