@@ -22,10 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CBIR_TUTORIAL_DATA", str(SAMPLE))
-# Under pytest-xdist (-n, one worker per core and more), one thread per numeric library in each worker and in
-# what it starts (the command line, benchmark scripts, kernels): a worker's TensorFlow sizes its thread pools
-# for the whole machine, and several workers doing so spin against each other (CI's 2 cores, the training
-# tests: 135 s with one thread each against 242 s, one run each, the same day). Set before TensorFlow starts.
+# Under pytest-xdist (-n: one worker per core, and one more), one thread per numeric library in each worker and in
+# what it starts (the command line, benchmark scripts, kernels): each worker's TensorFlow would size its thread pools
+# for the whole machine, and the workers' threads would contend for the same cores. Set before TensorFlow starts.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     for name, value in ONE_THREAD_EACH.items():
         os.environ.setdefault(name, value)

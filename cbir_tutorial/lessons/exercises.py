@@ -1541,7 +1541,7 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
         # numpy arrays of ranks, as notebook 6's later cells and my_map_at_k (np.flatnonzero(row) + 1) pass them
         "ap_at_k", tuple((np.array(ranks, dtype=int), n, k) for ranks, n, k in (
             ([1, 3, 4], 3, 5), ([5], 4, 5), ([1, 2, 3, 4, 5], 8, 5), ([1, 6, 7], 3, 5), ([2, 3, 9], 3, 10),
-            ([], 0, 5), ([1], 1, 5), ([3], 1, 5), ([6, 8], 2, 5))),
+            ([], 0, 5), ([1], 1, 5), ([3], 1, 5), ([6, 8], 2, 5), ([1, 3], 8, 5))),
         lambda ranks, n_relevant, k: f"AP@{k} with relevant results at ranks {_items(ranks)} and R = {n_relevant}",
         (("did you divide by K instead of min(K, R)? When R < K, a perfect list could not score 1",
           lambda r, n, k: solutions.ap_at_k(r, n, k) * min(k, n) / k),
@@ -1666,9 +1666,41 @@ def _int8_unguarded(f):
         return offset + scale * np.clip(np.rint((f - offset) / scale), -127, 127)
 
 
+class _Traced(np.ndarray):
+    """An array whose ufunc calls (``np.rint``, ``-``, ``*``...) note every array of its shape they read or write
+    in ``seen``: how :func:`_codes_outside_int8` sees the codes that a round trip never returns."""
+
+    seen: list
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        plain = [np.asarray(x) if isinstance(x, _Traced) else x for x in inputs]
+        result = super().__array_ufunc__(ufunc, method, *plain, **kwargs)
+        _Traced.seen.extend(np.asarray(x) for x in (*plain, result) if np.shape(x) == _SPREAD.shape)
+        return result.view(_Traced) if isinstance(result, np.ndarray) else result
+
+
+def _codes_outside_int8(function: Callable) -> tuple[float, float] | None:
+    """The range of the codes ``function`` computes on :data:`_SPREAD` (its arrays of whole numbers) when none of
+    them fits in -127..127 (an offset at a column's minimum gives codes 0..254, which decode to the right values but
+    do not fit in a signed byte); None when one fits (codes shifted into range afterwards fit), or none is seen."""
+    _Traced.seen = []
+    _quietly(function, (_SPREAD.copy().view(_Traced),))
+    whole = [a for a in _Traced.seen if a.size and np.isfinite(a).all() and np.array_equal(a, np.rint(a))
+             and np.ptp(a) > 0]
+    if not whole or any(a.min() >= -127 and a.max() <= 127 for a in whole):
+        return None
+    return float(whole[0].min()), float(whole[0].max())
+
+
 def _int8_input_unchanged(function: Callable) -> str | None:
-    """None when ``function(features)`` (the int8 round trip) leaves the array it is given as it was; else a note.
-    Notebook 9 passes it its real features, which every later cell uses."""
+    """None when ``function(features)`` (the int8 round trip) leaves the array it is given as it was and its codes
+    fit in -127..127 (:func:`_codes_outside_int8`); else a note. Notebook 9 passes it its real features, which every
+    later cell uses."""
+    outside = _codes_outside_int8(function)
+    if outside:
+        return (f"right values, but your codes run from {outside[0]:g} to {outside[1]:g}: a signed byte holds "
+                "-127..127 (stored as int8, yours would wrap around), so put the offset where the column's smallest "
+                "value encodes to -127 and its largest to +127. Hint")
     if not _written_arguments(function, [(_SPREAD,)], ("features",)):
         return None
     return ("right values, but your function wrote into `features`, the array it was given (`-=`, `/=` or "

@@ -627,6 +627,40 @@ def test_l2_normalise_refuses_a_divide_that_leaves_the_zero_row_to_chance(capsys
         assert check("l2_normalise", with_out) is True
 
 
+def test_int8_roundtrip_refuses_codes_that_do_not_fit_in_a_signed_byte(capsys):
+    """Review round 38 (notebook 9): an offset at a column's minimum (codes 0..254) or maximum (-254..0) decodes to
+    the right values, so only the codes tell it apart; codes shifted into -127..127 afterwards are right."""
+    def round_trip(features, offset_at="middle", shift=False):
+        low, high = features.min(axis=0), features.max(axis=0)
+        scale = np.where(high > low, (high - low) / 254, 1.0)
+        offset = {"middle": (high + low) / 2, "min": low, "max": high}[offset_at]
+        codes = np.rint((features - offset) / scale)
+        if shift:  # from 0..254 into -127..127, and back when decoding
+            return offset + scale * ((codes - 127).astype(np.int8).astype(float) + 127)
+        return offset + scale * codes
+
+    for offset_at, shown in (("min", "from 0 to 254"), ("max", "from -254 to 0")):
+        assert check("int8_roundtrip", lambda f: round_trip(f, offset_at)) is False
+        assert f"right values, but your codes run {shown}: a signed byte holds -127..127" in capsys.readouterr().out
+    assert check("int8_roundtrip", round_trip) is True
+    assert check("int8_roundtrip", lambda f: round_trip(f, "min", shift=True)) is True
+
+
+def test_ap_at_k_refuses_dividing_by_the_results_found_when_r_exceeds_k():
+    """Review round 38: the only case with R > K was a perfect list, so dividing by the relevant results found
+    (instead of min(K, R)) whenever R > K passed every case."""
+    def ap(ranks, n_relevant, k, r_above_k_divides_by_found=False):
+        found = np.sort(np.asarray(ranks))[np.sort(np.asarray(ranks)) <= k]
+        if n_relevant == 0 or len(found) == 0:
+            return 0.0
+        precisions = np.arange(1, len(found) + 1) / found
+        return float(precisions.sum() / (len(found) if r_above_k_divides_by_found and n_relevant > k
+                                         else min(k, n_relevant)))
+
+    assert check("ap_at_k", lambda r, n, k: ap(r, n, k, r_above_k_divides_by_found=True)) is False
+    assert check("ap_at_k", ap) is True
+
+
 def test_map_at_k_refuses_a_divide_that_leaves_the_queries_without_relevant_products_to_chance(capsys):
     """Review round 37: a vectorised MAP@K whose ``np.divide(..., where=R > 0)`` has no ``out=`` passed every case (the
     freed buffer held zeros), then gave 2.214 or NaN for a query with R = 0 after some ordinary numpy work."""
