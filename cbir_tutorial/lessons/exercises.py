@@ -1667,26 +1667,29 @@ def _int8_unguarded(f):
 
 
 class _Traced(np.ndarray):
-    """An array whose ufunc calls (``np.rint``, ``-``, ``*``...) note every array of its shape they read or write
-    in ``seen``: how :func:`_codes_outside_int8` sees the codes that a round trip never returns."""
+    """An array whose ufunc calls (``np.rint``, ``-``, ``*``...) note every array they read or write in ``seen``,
+    and whose slices, views and results are traced too (a column, the transpose, a flattened copy): how
+    :func:`_codes_outside_int8` sees the codes that a round trip never returns. Python numbers (a loop over the
+    elements) escape it."""
 
     seen: list
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         plain = [np.asarray(x) if isinstance(x, _Traced) else x for x in inputs]
         result = super().__array_ufunc__(ufunc, method, *plain, **kwargs)
-        _Traced.seen.extend(np.asarray(x) for x in (*plain, result) if np.shape(x) == _SPREAD.shape)
+        _Traced.seen.extend(np.asarray(x) for x in (*plain, result) if isinstance(x, np.ndarray))
         return result.view(_Traced) if isinstance(result, np.ndarray) else result
 
 
 def _codes_outside_int8(function: Callable) -> tuple[float, float] | None:
-    """The range of the codes ``function`` computes on :data:`_SPREAD` (its arrays of whole numbers) when none of
-    them fits in -127..127 (an offset at a column's minimum gives codes 0..254, which decode to the right values but
-    do not fit in a signed byte); None when one fits (codes shifted into range afterwards fit), or none is seen."""
+    """The range of the codes ``function`` computes on :data:`_SPREAD` (its arrays of whole numbers, of any shape)
+    when none of them fits in -127..127 (an offset at a column's minimum gives codes 0..254, which decode to the
+    right values but do not fit in a signed byte); None when one fits (codes shifted into range afterwards), or
+    none is seen."""
     _Traced.seen = []
     _quietly(function, (_SPREAD.copy().view(_Traced),))
-    whole = [a for a in _Traced.seen if a.size and np.isfinite(a).all() and np.array_equal(a, np.rint(a))
-             and np.ptp(a) > 0]
+    whole = [a for a in _Traced.seen if a.size > 1 and (a.dtype.kind in "iu" or (
+             a.dtype.kind == "f" and np.isfinite(a).all() and np.array_equal(a, np.rint(a)))) and a.min() < a.max()]
     if not whole or any(a.min() >= -127 and a.max() <= 127 for a in whole):
         return None
     return float(whole[0].min()), float(whole[0].max())

@@ -639,11 +639,22 @@ def test_int8_roundtrip_refuses_codes_that_do_not_fit_in_a_signed_byte(capsys):
             return offset + scale * ((codes - 127).astype(np.int8).astype(float) + 127)
         return offset + scale * codes
 
-    for offset_at, shown in (("min", "from 0 to 254"), ("max", "from -254 to 0")):
-        assert check("int8_roundtrip", lambda f: round_trip(f, offset_at)) is False
+    def column_by_column(features):  # review round 39: the codes of one column at a time
+        return np.stack([round_trip(features[:, [j]], "min")[:, 0] for j in range(features.shape[1])], axis=1)
+
+    def guarded(features):  # review round 39: a right answer whose mask of equal columns crashed the check
+        low, high = features.min(axis=0), features.max(axis=0)
+        flat = np.isclose(high, low)
+        scale = np.where(flat, 1.0, (high - low) / 254)
+        return (high + low) / 2 + scale * np.rint((features - (high + low) / 2) / scale)
+
+    for wrong, shown in ((lambda f: round_trip(f, "min"), "from 0 to 254"), (lambda f: round_trip(f, "max"),
+                         "from -254 to 0"), (column_by_column, "from 0 to 254"),
+                         (lambda f: round_trip(f.T.copy().T, "min"), "from 0 to 254")):
+        assert check("int8_roundtrip", wrong) is False
         assert f"right values, but your codes run {shown}: a signed byte holds -127..127" in capsys.readouterr().out
-    assert check("int8_roundtrip", round_trip) is True
-    assert check("int8_roundtrip", lambda f: round_trip(f, "min", shift=True)) is True
+    for right in (round_trip, lambda f: round_trip(f, "min", shift=True), guarded):
+        assert check("int8_roundtrip", right) is True
 
 
 def test_ap_at_k_refuses_dividing_by_the_results_found_when_r_exceeds_k():
