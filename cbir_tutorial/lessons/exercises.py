@@ -1640,6 +1640,9 @@ _FOUND_SKEWED = np.array([[1, 2, 3, 4], [4, 3, 2, 1], [1, 9, 8, 7], [9, 8, 1, 2]
 _REFERENCE_SKEWED = np.array([[1, 2, 3, 4]] * 4)
 #: FAISS pads a query's answer with -1 when the lists it probed hold fewer than k rows.
 _FOUND_PADDED = np.array([[3, 1, -1, -1]])
+#: Two queries, the second served by none of its exact neighbours (recall 0), which the mean must keep.
+_FOUND_MISSED = np.array([[1, 3, 9, 0], [7, 7, 6, 5]])
+_REFERENCE_MISSED = np.array([[1, 3, 9, 0], [2, 4, 8, 1]])
 
 
 def _no_power_mean_library(function: Callable) -> str | None:
@@ -1759,7 +1762,8 @@ EXERCISES.update({e.name: e for e in [
           lambda q, nb, a: solutions.l2_normalise((q + np.maximum(nb @ q, 0) @ nb)[None])[0]))),
     Exercise(
         "ann_recall", ((_FOUND, _REFERENCE), (_FOUND[:1], _REFERENCE[:1]), (_REFERENCE[::-1, ::-1], _REFERENCE[::-1]),
-                       (_FOUND_SKEWED, _REFERENCE_SKEWED), (_FOUND_PADDED, _REFERENCE[:1])),
+                       (_FOUND_SKEWED, _REFERENCE_SKEWED), (_FOUND_PADDED, _REFERENCE[:1]),
+                       (_FOUND_MISSED, _REFERENCE_MISSED)),
         lambda found, reference: f"the recall of results {_items(found)} against the exact top k {_items(reference)}",
         (("the order does not matter: an exact neighbour found at another rank still counts (use sets)",
           lambda f, r: float(np.mean(np.asarray(f) == np.asarray(r)))),

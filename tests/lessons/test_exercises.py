@@ -627,6 +627,16 @@ def test_l2_normalise_refuses_a_divide_that_leaves_the_zero_row_to_chance(capsys
         assert check("l2_normalise", with_out) is True
 
 
+def test_ann_recall_keeps_a_query_that_found_none_of_its_neighbours_in_the_mean():
+    """Review round 41 (notebook 9): no case had a query of recall 0, so averaging over the queries that found
+    something passed every case."""
+    def recalls(found, reference):
+        return [len(set(f) & set(r)) / len(r) for f, r in zip(found, reference)]
+
+    assert check("ann_recall", lambda f, r: float(np.mean([x for x in recalls(f, r) if x > 0]))) is False
+    assert check("ann_recall", lambda f, r: float(np.mean(recalls(f, r)))) is True
+
+
 def test_int8_roundtrip_refuses_codes_that_do_not_fit_in_a_signed_byte(capsys):
     """Review round 38 (notebook 9): an offset at a column's minimum (codes 0..254) or maximum (-254..0) decodes to
     the right values, so only the codes tell it apart; codes shifted into -127..127 afterwards are right."""
