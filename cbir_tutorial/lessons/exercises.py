@@ -971,14 +971,21 @@ def _ufunc_where_without_out(function: Callable) -> bool:
     return False
 
 
+def _where_without_out_note(right: str, skipped: str, out: str) -> str:
+    """The note for an answer that is right (``right``: "values", "rows") only by luck: ``np.divide(..., where=...)``
+    without ``out=`` left the entries it skips (``skipped``, e.g. " (the queries with R = 0)") as memory held;
+    ``out``: the argument that fixes it."""
+    return (f"right {right} this time, but `np.divide(..., where=...)` without `out=` leaves the entries it skips"
+            f"{skipped} uninitialised: whatever memory held, which the next run can change; give it `out={out}` so "
+            "that they start at 0. Hint")
+
+
 def _skipped_queries_start_at_zero(function: Callable) -> str | None:
     """ap_at_k's and map_at_k's rule: None unless ``function`` calls a numpy ufunc with ``where=`` and no ``out=``
     (:func:`_ufunc_where_without_out`): the queries it skips (R = 0) would hold whatever memory held."""
     if not _ufunc_where_without_out(function):
         return None
-    return ("right values this time, but `np.divide(..., where=...)` without `out=` leaves the entries it skips (the "
-            "queries with R = 0) uninitialised: whatever memory held, which the next run can change; give it "
-            "`out=np.zeros(...)` so that they start at 0. Hint")
+    return _where_without_out_note("values", " (the queries with R = 0)", "np.zeros(...)")
 
 
 def _features_left_unchanged(function: Callable) -> str | None:
@@ -989,9 +996,7 @@ def _features_left_unchanged(function: Callable) -> str | None:
         return (f"right values, but {_kind(got)} instead of a numpy array: the exercise asks for an (N, D) array, "
                 "which the search's matrix products and `.shape` need, so return numpy's result as it is")
     if _ufunc_where_without_out(function) or _zero_row_from_freed_memory(function):
-        return ("right rows this time, but the row of zeros can come back as whatever memory held: "
-                "`np.divide(..., where=...)` without `out=` leaves the entries it skips uninitialised; give it "
-                "`out=np.zeros_like(features)` so that they start at 0. Hint")
+        return _where_without_out_note("rows", "", "np.zeros_like(features)")
     if not _written_arguments(function, [(_FEATURES,)], ("features",)):
         return None
     return ("right rows, but your function wrote into `features`, the array it was given (`/=` divides in place): "
