@@ -1,6 +1,6 @@
 """The tests against other versions of the dependencies than a fresh install resolves: ``nox -s NAME``.
 
-- ``colab`` (what ``nox`` alone runs, as CI does after the README's test command): Colab's versions of
+- ``colab`` (what ``nox`` alone runs, as CI does beside the README's two commands): Colab's versions of
   what it preinstalls (:data:`COLAB`, ipywidgets 7.7.1 among them) with the Python nox runs on. The
   package is not installed: the first notebook's first cell installs it from the wheel beside it, with
   the dependencies Colab lacks, as a learner's Colab does; then the widget tests and every notebook on

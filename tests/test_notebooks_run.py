@@ -95,7 +95,7 @@ def kernel_environment(settings: dict[str, str]) -> dict[str, str]:
 
 def pytest_generate_tests(metafunc):
     """The notebook runs of the datasets ``--notebook-data`` names: ``farfetch`` alone by default, since CI's
-    ``colab`` session runs every notebook on the sample (with Colab's versions) after the README's test command."""
+    ``colab`` session runs every notebook on the sample (with Colab's versions) beside the README's test command."""
     if "dataset_settings" in metafunc.fixturenames:
         datasets = metafunc.config.getoption("notebook_data") or ["farfetch"]
         metafunc.parametrize("dataset_settings", list(dict.fromkeys(datasets)), indirect=True, scope="session")

