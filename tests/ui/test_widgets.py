@@ -7,20 +7,21 @@ from cbir_tutorial.search.filters import ALL
 from cbir_tutorial.ui.widget_compat import VIEW_MIME, send_upload, uploaded_files
 from cbir_tutorial.ui.widgets import SearchExplorer
 
-LITE, RANDOM = "efficientnet_lite0:imagenet", "resnet50:random"
+LITE, RANDOM = "efficientnet_lite0:imagenet", "efficientnet_lite2:random"
 K = 6
 
 
 @pytest.fixture(scope="module")
 def catalogue(sample_catalogue):
-    """125 products of the sample, every category kept (random-weight ResNet50 is slow on CPU)."""
+    """125 products of the sample (100 asked: every category keeps at least 2 of its products)."""
     return sample_catalogue.stratified_sample(100, seed=0)
 
 
 @pytest.fixture(scope="module")
 def session(catalogue):
-    """One explorer for the module: EfficientNet-Lite0 built at start, random ResNet50 on first use."""
-    return SearchExplorer(catalogue, backbones={"efficientnet_lite0": "imagenet", "resnet50": None}, k=K,
+    """One explorer for the module: EfficientNet-Lite0 built at start, random EfficientNet-Lite2 (260 px) on first
+    use."""
+    return SearchExplorer(catalogue, backbones={"efficientnet_lite0": "imagenet", "efficientnet_lite2": None}, k=K,
                           row=0, progress=False)
 
 
@@ -58,7 +59,8 @@ def test_starts_on_the_first_backbone_with_k_results(explorer, catalogue):
     assert explorer.controls["results_view"].value.count('class="cbir-result') == K
     assert explorer.controls["k"].continuous_update is False and explorer.controls["query"].continuous_update is False
     labels = dict((key, label) for label, key in explorer.controls["backbone"].options)
-    assert labels == {LITE: "EfficientNet-Lite0, ImageNet weights", RANDOM: "ResNet50, RANDOM weights (untrained)"}
+    assert labels == {LITE: "EfficientNet-Lite0, ImageNet weights",
+                      RANDOM: "EfficientNet-Lite2, RANDOM weights (untrained)"}
     from IPython.core.formatters import DisplayFormatter
 
     data, _ = DisplayFormatter().format(explorer)  # what a cell ending in `explorer` shows
