@@ -30,7 +30,8 @@ class Backbone:
     ``module`` holds ``preprocess_input`` and the ``constructor``, called as
     ``constructor(weights=, input_shape=, include_top=)``; ``include_top``: the features come from the
     classifier head (VGG16's ``fc1``); ``conv_map_layer``: the layer giving the last convolutional map
-    (``None``: the input of ``avg_pool``, or the body's output); ``weights_file``: the Keras cache file
+    (``None``: the input of ``avg_pool``, or the body's output), ``conv_channels`` wide (``None``: ``feature_dim``,
+    the features being that map pooled); ``weights_file``: the Keras cache file
     of its ImageNet weights, head included, under :data:`KERAS_WEIGHTS_URL` ``/weights_folder/`` (``None``:
     shipped offline), with its MD5 ``weights_md5``: the one file downloaded for both the classifier and
     the feature extractor (see :func:`imagenet_weights_path`).
@@ -45,9 +46,15 @@ class Backbone:
     constructor: str
     include_top: bool = False
     conv_map_layer: str | None = None
+    conv_channels: int | None = None
     weights_file: str | None = None
     weights_folder: str | None = None
     weights_md5: str | None = None
+
+    @property
+    def map_channels(self) -> int:
+        """The channels of the last convolutional map (:attr:`conv_map_layer`)."""
+        return self.conv_channels or self.feature_dim
 
     @property
     def headless_weights_file(self) -> str | None:
@@ -74,7 +81,8 @@ BACKBONES: dict[str, Backbone] = {
     b.name: b
     for b in (
         Backbone("vgg16", "VGG16", 224, "fc1", 4096, "keras.applications.vgg16", "VGG16", include_top=True,
-                 conv_map_layer="block5_pool", weights_file="vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+                 conv_map_layer="block5_pool", conv_channels=512,
+                 weights_file="vgg16_weights_tf_dim_ordering_tf_kernels.h5",
                  weights_folder="vgg16", weights_md5="64373286793e3c8b2b4e3219cbf3544b"),
         Backbone("resnet50", "ResNet50", 224, "avg_pool", 2048, "keras.applications.resnet50", "ResNet50",
                  weights_file="resnet50_weights_tf_dim_ordering_tf_kernels.h5", weights_folder="resnet",

@@ -124,6 +124,10 @@ class FeatureExtractor:
     model only, and features are float32 and L2-normalised either way. ``spec``: the backbone as this
     extractor runs it when it is not the table's (a trained model's input size and embedding; its
     ``weights`` are then taken as given); :meth:`built_model` builds the model.
+
+    The model is built on first use (:attr:`model`, or the first photo that is not in the cache): an
+    extraction answered from the cache builds none. :func:`available_extractor` builds it at once, so that
+    missing ImageNet weights are found there.
     """
 
     def __init__(self, backbone: str = OFFLINE_BACKBONE, weights: Weights = "imagenet", *, batch_size: int | None = None,
@@ -140,12 +144,30 @@ class FeatureExtractor:
         self.resize = resize_from_word(resize)
         self.workers = workers or min(8, (os.cpu_count() or 2) + 1)
         self.seed = seed
-        self.model = built_in_policy(self.built_model, self.precision)
-        self._infer = compiled_inference(self.model, self.spec)
+        self._model = self._inference = None
+
+    @property
+    def model(self):
+        """The Keras model, images → features: :meth:`built_model`, called once, under the extractor's
+        precision policy."""
+        if self._model is None:
+            self._model = built_in_policy(self.built_model, self.precision)
+        return self._model
 
     def built_model(self):
-        """The Keras model, images → features (built once, under the extractor's precision policy)."""
+        """A new Keras model of the backbone, images → features."""
         return feature_model(self.spec.name, self.weights, seed=self.seed)
+
+    @property
+    def _infer(self):
+        """The traced function that turns pixels into features (:meth:`inference`), made once."""
+        if self._inference is None:
+            self._inference = self.inference()
+        return self._inference
+
+    def inference(self):
+        """A traced function of :attr:`model`: see :func:`compiled_inference`."""
+        return compiled_inference(self.model, self.spec)
 
     @property
     def backbone(self) -> str:
@@ -385,7 +407,9 @@ def available_extractor(backbone: str = OFFLINE_BACKBONE, weights=IMAGENET, fall
     """
     choice = BackboneChoice.of(backbone, weights)
     try:
-        return FeatureExtractor(choice.backbone, choice.weights, **options)
+        extractor = FeatureExtractor(choice.backbone, choice.weights, **options)
+        extractor.model  # built now: weights that cannot be had are found here, not at the first photo
+        return extractor
     except WeightsUnavailableError:
         if fallback is None:
             raise

@@ -110,11 +110,21 @@ class PooledExtractor(FeatureExtractor):
         self.scales = tuple(float(s) for s in scales)
         if not self.scales or min(self.scales) <= 0:
             raise ValueError(f"scales={scales!r}: give one or more positive factors, e.g. (1.0,)")
-        any_size = self.scales != (1.0,)
-        self.conv_model = conv_map_model(self.spec.name, self.weights, any_size=any_size, seed=self.seed,
-                                         features=None if any_size else self.model)
-        self.map_channels = int(self.conv_model.output.shape[-1])
-        self._infer = _pooled_inference(self.conv_model, self.spec, self.pooling, self.p, self.flip, self.scales)
+        self.map_channels = self.spec.map_channels
+        self._conv_model = None
+
+    @property
+    def conv_model(self):
+        """The model from preprocessed images to the last conv map (:func:`conv_map_model`), built on first use:
+        of :attr:`model` at the backbone's size, else a body that takes any size."""
+        if self._conv_model is None:
+            any_size = self.scales != (1.0,)
+            self._conv_model = conv_map_model(self.spec.name, self.weights, any_size=any_size, seed=self.seed,
+                                              features=None if any_size else self.model)
+        return self._conv_model
+
+    def inference(self):
+        return _pooled_inference(self.conv_model, self.spec, self.pooling, self.p, self.flip, self.scales)
 
     @property
     def feature_dim(self) -> int:

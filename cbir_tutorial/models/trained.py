@@ -354,6 +354,7 @@ class TrainedExtractor(FeatureExtractor):
                        feature_layer="fused" if self.fused else "embedding", feature_dim=dim)
         super().__init__(spec.name, str(folder), batch_size=batch_size, mixed_precision=mixed_precision,
                          resize=self.info["resize"], workers=workers, spec=spec)
+        self.model  # built now (it sets self.embedding): a folder that cannot be used fails here
         found = weights_hash(self.embedding, self.info)
         if found != self.info["weights_hash"]:
             raise TrainedModelError(folder, TRAINED_FILE, f"the weights and settings hash to {found}, not the "

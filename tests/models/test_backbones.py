@@ -4,6 +4,7 @@ import pytest
 from cbir_tutorial import FeatureExtractor, WeightsUnavailableError
 from cbir_tutorial.models.backbones import backbone_spec
 from cbir_tutorial.models.backbones import BACKBONES, feature_model
+from cbir_tutorial.models.pooling import conv_map_model
 
 
 @pytest.mark.parametrize("name, canonical", [
@@ -147,6 +148,8 @@ def test_random_weight_backbones_give_the_documented_features(name):
     assert features.shape == (2, BACKBONES[name].feature_dim) and features.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(features, axis=1), 1.0, atol=1e-5)
     assert extractor.model.layers[-1].name == BACKBONES[name].feature_layer
+    conv_map = conv_map_model(name, features=extractor.model)  # what PooledExtractor pools: as wide as the table says
+    assert conv_map.output.shape[-1] == BACKBONES[name].map_channels
 
 
 def test_random_weights_are_reproducible():

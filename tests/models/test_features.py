@@ -103,6 +103,23 @@ def test_cache_is_reused_and_keyed_by_what_changes_the_numbers(lite_extractor, p
     assert variant(batch_size=3, workers=1) == lite_extractor.cache_key
 
 
+def test_an_extraction_answered_from_the_cache_builds_no_model(lite_extractor, photos, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    first = lite_extractor.extract(photos[:4], cache=cache, progress=False)
+    builds = []
+    build = FeatureExtractor.built_model
+    monkeypatch.setattr(FeatureExtractor, "built_model", lambda self: builds.append(self) or build(self))
+    fresh = FeatureExtractor("efficientnet_lite0")
+    again = fresh.extract(photos[:4], cache=cache, progress=False)
+    assert again.from_cache and builds == []
+    np.testing.assert_array_equal(again.features, first.features)
+    more = fresh.extract(photos[:5], cache=cache, progress=False)  # one photo the cache lacks: built for it, once
+    assert (more.reused, more.extracted) == (4, 1) and builds == [fresh]
+    np.testing.assert_allclose(more.features[4], lite_extractor.features_of(photos[4]), atol=1e-5)
+    fresh.features_of(photos[5])
+    assert builds == [fresh]
+
+
 class FakeDevice:
     def __init__(self, device_type):
         self.device_type = device_type

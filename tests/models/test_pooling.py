@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cbir_tutorial.models import pooling
+from cbir_tutorial.models.backbones import backbone_spec
 from cbir_tutorial.models.pooling import PooledExtractor, conv_map_model, pool, pooling_from_word
 
 
@@ -21,7 +23,7 @@ def gem_flip(lite_extractor):
 
 def test_conv_map_is_the_input_of_average_pooling(lite_extractor, photo):
     model = conv_map_model("efficientnet_lite0", features=lite_extractor.model)
-    assert tuple(model.output.shape[1:]) == (7, 7, 1280)
+    assert tuple(model.output.shape[1:]) == (7, 7, 1280) and backbone_spec("efficientnet_lite0").map_channels == 1280
     avg = PooledExtractor("efficientnet_lite0", pooling="avg")
     np.testing.assert_allclose(avg.features_of(photo), lite_extractor.features_of(photo), atol=1e-5)
 
@@ -58,14 +60,18 @@ def test_multi_scale_features_are_normalised_and_differ_from_one_scale(photo):
     assert "scales (1.0, 1.25)" in repr(multi)
 
 
-def test_cache_key_names_the_pooling(gem_flip, sample_catalogue):
+def test_cache_key_names_the_pooling_and_a_cached_extraction_builds_no_model(gem_flip, sample_catalogue,
+                                                                             monkeypatch):
     paths = sample_catalogue.paths[:5]
     plain = PooledExtractor("efficientnet_lite0", pooling="gem")
     assert gem_flip.cache_key != plain.cache_key
     extraction = gem_flip.extract(paths, progress=False)
     assert extraction.features.shape == (5, 1280)
     np.testing.assert_allclose(extraction.features[3], gem_flip.features_of(paths[3]), atol=1e-5)
-    assert gem_flip.extract(paths, progress=False).from_cache
+    monkeypatch.setattr(pooling, "conv_map_model", lambda *args, **kwargs: pytest.fail("built a model"))
+    again = PooledExtractor("efficientnet_lite0", pooling="gem", p=3.0, flip=True).extract(paths, progress=False)
+    assert again.from_cache
+    np.testing.assert_array_equal(again.features, extraction.features)
 
 
 def test_bad_pooling_words_name_the_choices():
