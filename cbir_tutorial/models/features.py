@@ -274,6 +274,7 @@ class FeatureExtractor:
         batches = [todo[i:i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
         if not batches:
             return reasons
+        self._infer  # the model built before the bar starts: weights that cannot be read fail before any work
         bar = _progress_bar(len(todo), f"{self.spec.name} features", progress)
         with ThreadPoolExecutor(self.workers) as pool:
             ahead = max(1, self.prefetch_batches)
