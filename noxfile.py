@@ -6,7 +6,7 @@
   the dependencies Colab lacks, as a learner's Colab does; then the widget tests and every notebook on
   the sample, each checking that no pinned package changed. The executed notebooks are kept in
   ``docs/_build/executed/sample/``, from which CI builds the course site (``docs/build --executed``).
-- ``widgets7``: the widget tests and notebook 07 with ipywidgets 7.7.1 and everything else as
+- ``widgets7``: the widget tests and notebook 07 (on the sample) with ipywidgets 7.7.1 and everything else as
   ``pip install -e ".[dev,scale]"`` resolves it: a quicker check of the 7.x code paths while editing the
   explorer (``colab`` runs the same tests on 7.7.1, so CI leaves it out).
 """
@@ -17,15 +17,17 @@ from pathlib import Path
 
 import nox
 
-#: uv, where installed (``pip install uv``; CI does), fills a session's environment in seconds where pip takes a
-#: minute (TensorFlow alone is 1.8 GB unpacked); else the standard library's venv and pip.
+#: uv, where nox finds it (on the PATH or installed beside nox: ``pip install uv``, as CI does), fills a session's
+#: environment in seconds where pip takes a minute (TensorFlow alone is 1.8 GB unpacked); else the standard
+#: library's venv and pip.
 nox.options.default_venv_backend = "uv|venv"
 nox.options.sessions = ["colab"]
 
 #: What Colab preinstalls today, at its versions (Python aside).
 COLAB = {"tensorflow": "2.20.0", "keras": "3.13.2", "numpy": "2.1.3", "pandas": "2.2.3", "pillow": "11.3.0",
          "matplotlib": "3.10.0", "ipywidgets": "7.7.1", "ipykernel": "6.17.1"}
-#: The test tools a session needs beside the package (the dev extra's, without JupyterLab and Milvus).
+#: The test tools a session needs beside the package: the part of the dev extra that the widget and notebook tests
+#: import, and setuptools for the notebook test's ``pip wheel --no-build-isolation``.
 TEST_TOOLS = ["pytest>=7.4,<9.2", "pytest-xdist>=3.5", "pytest-timeout>=2.2", "filelock>=3.12", "nbclient>=0.9",
               "hypothesis>=6.100", "setuptools>=68"]
 WIDGET_TESTS = ["tests/ui/test_widget_compat.py", "tests/ui/test_widgets.py"]
@@ -57,7 +59,8 @@ def widgets7(session: nox.Session) -> None:
 def colab(session: nox.Session) -> None:
     """The notebooks and the widget tests on Colab's versions, the package installed by the first cell."""
     pins = [f"{name}=={version}" for name, version in COLAB.items()]
-    session.install("pip", *pins, *TEST_TOOLS)  # pip: the notebooks' first cell installs with it (uv adds none)
+    # pip: a venv made by uv has none, and the test's wheel build and the notebooks' %pip install need it
+    session.install("pip", *pins, *TEST_TOOLS)
     pinned = [option for pin in pins for option in ("--pinned", pin)]
     keep = ["--executed-notebooks", str(EXECUTED)]  # docs/build --executed renders them (CI's site step)
     # one notebook first, alone: its first cell installs the package (two at once would race in pip)

@@ -5,7 +5,7 @@ pytest-xdist spreads them and a failure names the notebook and its cell.
 
 Nothing but ``CBIR_TUTORIAL_DATA`` and ``CBIR_TUTORIAL_KAGGLE_INPUT`` tells the notebooks where data is: no
 ``../shared``, no checkout on ``sys.path``. Settings: ``notebooks/test_run.env`` (as for a run in place,
-``python -m pytest notebooks/05_image_retrieval.ipynb``, through notebooks/conftest.py).
+``python -m pytest --nbval-lax notebooks/05_image_retrieval.ipynb``, through notebooks/conftest.py).
 
 ``--first-cell-installs`` (the ``colab`` nox session): the wheel lies beside each notebook instead, and its
 first cell installs it with the dependencies the environment lacks, as on Colab; every ``--pinned
