@@ -3,8 +3,8 @@
 - ``colab`` (what ``nox`` alone runs, as CI does beside the README's two commands): Colab's versions of
   what it preinstalls (:data:`COLAB`, ipywidgets 7.7.1 among them) with the Python nox runs on. The
   package is not installed: the first notebook's first cell installs it from the wheel beside it, with
-  the dependencies Colab lacks, as a learner's Colab does; then the widget tests and every notebook on
-  the sample, each checking that no pinned package changed. The executed notebooks are kept in
+  the dependencies Colab lacks, as a learner's Colab does; then every notebook on the sample, each
+  checking that no pinned package changed, and the widget tests. The executed notebooks are kept in
   ``docs/_build/executed/sample/``, from which CI builds the course site (``docs/build --executed``).
 - ``widgets7``: the widget tests and notebook 07 (on the sample) with ipywidgets 7.7.1 and everything else as
   ``pip install -e ".[dev,scale]"`` resolves it: a quicker check of the 7.x code paths while editing the
@@ -26,10 +26,11 @@ nox.options.sessions = ["colab"]
 #: What Colab preinstalls today, at its versions (Python aside).
 COLAB = {"tensorflow": "2.20.0", "keras": "3.13.2", "numpy": "2.1.3", "pandas": "2.2.3", "pillow": "11.3.0",
          "matplotlib": "3.10.0", "ipywidgets": "7.7.1", "ipykernel": "6.17.1"}
-#: The test tools a session needs beside the package: the part of the dev extra that the widget and notebook tests
-#: import, and setuptools for the notebook test's ``pip wheel --no-build-isolation``.
+#: The test tools a session needs beside the package: pytest with the plugins pyproject.toml's options name
+#: (``--dist loadgroup``: pytest-xdist; ``timeout``: pytest-timeout), what the widget and notebook tests import
+#: (filelock, nbclient), and setuptools for the notebook test's ``pip wheel --no-build-isolation``.
 TEST_TOOLS = ["pytest>=7.4,<9.2", "pytest-xdist>=3.5", "pytest-timeout>=2.2", "filelock>=3.12", "nbclient>=0.9",
-              "hypothesis>=6.100", "setuptools>=68"]
+              "setuptools>=68"]
 WIDGET_TESTS = ["tests/ui/test_widget_compat.py", "tests/ui/test_widgets.py"]
 PYTEST = ["python", "-m", "pytest", "-p", "no:cacheprovider"]
 
@@ -50,7 +51,7 @@ def notebook_tests(*names: str) -> list[str]:
 @nox.session
 def widgets7(session: nox.Session) -> None:
     """The widget tests and notebook 07 under ipywidgets 7.7.1."""
-    session.install("-e", ".[dev,scale]", "ipywidgets==7.7.1")
+    session.install("pip", "-e", ".[dev,scale]", "ipywidgets==7.7.1")  # pip: see colab
     session.run("python", "-c", "import ipywidgets; assert ipywidgets.__version__ == '7.7.1', ipywidgets.__version__")
     session.run(*PYTEST, "-n", "auto", *WIDGET_TESTS, *notebook_tests("07_explore.ipynb"))
 
