@@ -3,9 +3,10 @@
 - ``colab`` (what ``nox`` alone runs, as CI does beside the README's two commands): Colab's versions of
   what it preinstalls (:data:`COLAB`, ipywidgets 7.7.1 among them) with the Python nox runs on. The
   package is not installed: the first notebook's first cell installs it from the wheel beside it, with
-  the dependencies Colab lacks, as a learner's Colab does; then every notebook on the sample, each
-  checking that no pinned package changed, and the widget tests. The executed notebooks are kept in
-  ``docs/_build/executed/sample/``, from which CI builds the course site (``docs/build --executed``).
+  the dependencies the session's environment lacks, as on a learner's Colab (there, those Colab lacks);
+  then every notebook on the sample, each checking that no pinned package changed, and the widget tests.
+  The executed notebooks are kept in ``docs/_build/executed/sample/``, from which CI builds the course
+  site (``docs/build --executed``).
 - ``widgets7``: the widget tests and notebook 07 (on the sample) with ipywidgets 7.7.1 and everything else as
   ``pip install -e ".[dev,scale]"`` resolves it: a quicker check of the 7.x code paths while editing the
   explorer (``colab`` runs the same tests on 7.7.1, so CI leaves it out).
@@ -31,6 +32,9 @@ COLAB = {"tensorflow": "2.20.0", "keras": "3.13.2", "numpy": "2.1.3", "pandas": 
 #: (filelock, nbclient), and setuptools for the notebook test's ``pip wheel --no-build-isolation``.
 TEST_TOOLS = ["pytest>=7.4,<9.2", "pytest-xdist>=3.5", "pytest-timeout>=2.2", "filelock>=3.12", "nbclient>=0.9",
               "setuptools>=68"]
+#: uv byte-compiles what it installs, as pip does by default: where PYTHONDONTWRITEBYTECODE is set (as on CI's machine),
+#: every kernel would otherwise compile TensorFlow's modules again (10 against 4.5 CPU-s for ``import tensorflow``).
+COMPILED = {"UV_COMPILE_BYTECODE": "1"}
 WIDGET_TESTS = ["tests/ui/test_widget_compat.py", "tests/ui/test_widgets.py"]
 PYTEST = ["python", "-m", "pytest", "-p", "no:cacheprovider"]
 
@@ -51,7 +55,7 @@ def notebook_tests(*names: str) -> list[str]:
 @nox.session
 def widgets7(session: nox.Session) -> None:
     """The widget tests and notebook 07 under ipywidgets 7.7.1."""
-    session.install("pip", "-e", ".[dev,scale]", "ipywidgets==7.7.1")  # pip: see colab
+    session.install("pip", "-e", ".[dev,scale]", "ipywidgets==7.7.1", env=COMPILED)  # pip: see colab
     session.run("python", "-c", "import ipywidgets; assert ipywidgets.__version__ == '7.7.1', ipywidgets.__version__")
     session.run(*PYTEST, "-n", "auto", *WIDGET_TESTS, *notebook_tests("07_explore.ipynb"))
 
@@ -61,7 +65,7 @@ def colab(session: nox.Session) -> None:
     """The notebooks and the widget tests on Colab's versions, the package installed by the first cell."""
     pins = [f"{name}=={version}" for name, version in COLAB.items()]
     # pip: a venv made by uv has none, and the test's wheel build and the notebooks' %pip install need it
-    session.install("pip", *pins, *TEST_TOOLS)
+    session.install("pip", *pins, *TEST_TOOLS, env=COMPILED)
     pinned = [option for pin in pins for option in ("--pinned", pin)]
     keep = ["--executed-notebooks", str(EXECUTED)]  # docs/build --executed renders them (CI's site step)
     # one notebook first, alone: its first cell installs the package (two at once would race in pip)
