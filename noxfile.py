@@ -32,8 +32,9 @@ COLAB = {"tensorflow": "2.20.0", "keras": "3.13.2", "numpy": "2.1.3", "pandas": 
 #: (filelock, nbclient), and setuptools for the notebook test's ``pip wheel --no-build-isolation``.
 TEST_TOOLS = ["pytest>=7.4,<9.2", "pytest-xdist>=3.5", "pytest-timeout>=2.2", "filelock>=3.12", "nbclient>=0.9",
               "setuptools>=68"]
-#: uv byte-compiles what it installs, as pip does by default: where PYTHONDONTWRITEBYTECODE is set (as on CI's machine),
-#: every kernel would otherwise compile TensorFlow's modules again (10 against 4.5 CPU-s for ``import tensorflow``).
+#: uv, unlike pip, byte-compiles what it installs only when asked (``UV_COMPILE_BYTECODE=1``): where
+#: PYTHONDONTWRITEBYTECODE is set (as on CI's machine), every kernel would otherwise compile TensorFlow's modules
+#: again (10 against 4.5 CPU-s for ``import tensorflow``).
 COMPILED = {"UV_COMPILE_BYTECODE": "1"}
 WIDGET_TESTS = ["tests/ui/test_widget_compat.py", "tests/ui/test_widgets.py"]
 PYTEST = ["python", "-m", "pytest", "-p", "no:cacheprovider"]
