@@ -2,7 +2,8 @@
 
 - ``colab`` (what ``nox`` alone runs, as CI does beside the README's two commands): Colab's versions of
   what it preinstalls (:data:`COLAB`, ipywidgets 7.7.1 among them) with the Python nox runs on. The
-  package is not installed: the first notebook's first cell installs it from the wheel beside it, with
+  package is not installed (pytest, run as ``python -m pytest`` from the checkout, imports it from there for the
+  tests' own helpers): the first notebook's first cell installs it from the wheel beside it, with
   the dependencies the session's environment lacks, as on a learner's Colab (there, those Colab lacks);
   then every notebook on the sample, each checking that no pinned package changed, and the widget tests.
   The executed notebooks are kept in ``docs/_build/executed/sample/``, from which CI builds the course
@@ -18,9 +19,9 @@ from pathlib import Path
 
 import nox
 
-#: uv, where nox finds it (on the PATH or installed beside nox: ``pip install uv``, as CI does), fills a session's
-#: environment in seconds where pip takes a minute (TensorFlow alone is 1.8 GB unpacked); else the standard
-#: library's venv and pip.
+#: uv, where nox finds it (on the PATH, or installed beside nox 2024.4.15 or later: ``pip install uv``, as CI
+#: does), fills a session's environment in seconds where pip takes a minute (TensorFlow alone is 1.8 GB
+#: unpacked); else the standard library's venv and pip.
 nox.options.default_venv_backend = "uv|venv"
 nox.options.sessions = ["colab"]
 
