@@ -58,8 +58,8 @@ class SearchEngine:
         self.changes = int(changes)
         self.keys = keys
         self._rows = pd.Index(keys)
-        self.digests = (row_digests(self.features) if digests is None
-                        else np.asarray(digests, dtype=np.uint64))
+        # 0: not known, so the next add of the product rewrites it
+        self.digests = np.zeros(len(keys), np.uint64) if digests is None else np.asarray(digests, dtype=np.uint64)
 
     @property
     def recipe(self) -> Recipe:
@@ -120,15 +120,16 @@ class SearchEngine:
         indexed = catalogue.subset(kept)
         keys = product_keys(indexed.table["id"])
         pipeline = Pipeline(list(extractors), recipe.with_backbone(extractors[0].backbone))
-        features = pipeline.fit(kept_features(extractions, kept), keys)
+        raw = kept_features(extractions, kept)
+        features = pipeline.fit(raw, keys)
         stored = features if pipeline.expansion is None else pipeline.expansion.stored(features, keys)
         built = make_index(index, stored, keys, indexed.table, **dict(index_options or {}))
-        return cls(indexed, pipeline, built, extractions[0], digests=row_digests(features))
+        return cls(indexed, pipeline, built, extractions[0], digests=image_digests(raw))
 
     def add(self, catalogue: Catalogue, *, cache=True, progress: bool = False) -> dict:
         """Follow a catalogue that changed: its products whose id is new are added, those whose id exists are
         updated when one of their fields (``path`` included: a moved photo folder updates every product) or
-        their vector changed (images through the fitted pipeline: nothing is refitted; the feature cache
+        their photo's features changed (images through the fitted pipeline: nothing is refitted; the feature cache
         serves the images already seen), the others left as they are. Products the engine holds and
         ``catalogue`` lacks stay: they leave with :meth:`remove`. Returns ``{"added", "updated",
         "unchanged", "skipped"}`` counts (``skipped``: unreadable images, see ``self.extraction``; a product
@@ -143,9 +144,10 @@ class SearchEngine:
         if not kept.any():
             return counts
         incoming = catalogue.subset(kept)
-        vectors = self.pipeline.transform(kept_features(extractions, kept))
+        raw = kept_features(extractions, kept)
+        vectors = self.pipeline.transform(raw)
         keys = incoming_keys[kept]
-        digests = row_digests(vectors)
+        digests = image_digests(raw)
         rows = self._rows.get_indexer(keys)
         known = rows >= 0
         table = incoming.table.reindex(columns=self.catalogue.table.columns, fill_value="")
@@ -232,7 +234,7 @@ class SearchEngine:
     def save(self, folder) -> Path:
         """Write the engine into ``folder``: ``engine.json`` (the pipeline: recipe, weights, extractor
         options; the catalogue's name; changes since the fit), ``catalogue.json`` (the indexed products),
-        ``digests.npy`` (one digest per product's vector, which :meth:`add` compares), ``index/`` and, for a
+        ``digests.npy`` (one digest per product's extracted features, which :meth:`add` compares), ``index/`` and, for a
         recipe with whitening, ``whitening.npz``. Atomic: a reader sees the old folder or the whole new
         one (on Linux, never no folder), and what a killed save left beside it is removed by the next one.
         A Milvus index saves its connection and the checksum of its rows; its rows stay in the Milvus database,
@@ -387,6 +389,13 @@ class SearchEngine:
             "category": table["category"].to_numpy(), "distance": distances,
             "path": table["path"].to_numpy(), "row": rows.astype(np.int64),
         })
+
+
+def image_digests(raw: list[np.ndarray]) -> np.ndarray:
+    """``(n,)`` uint64 digests of each product's extracted features (every backbone's), what :meth:`SearchEngine.add`
+    compares to tell a changed photo. Not of the pipeline's output: a matrix product's last bits depend on the batch
+    it ran in (BLAS kernels differ by CPU), while the feature cache returns a photo's features bit for bit."""
+    return row_digests(np.hstack(raw))
 
 
 def kept_features(extractions: list, kept: np.ndarray) -> list[np.ndarray]:

@@ -99,7 +99,7 @@ def test_expansion_beats_the_baseline_on_the_sample_in_honest_leave_one_out(feat
     (d, found), (d0, found0) = plain.search_stored(None, 10), make_index("exact", features).search_stored(None, 10)
     np.testing.assert_allclose(d ** 2, d0 ** 2, atol=1e-6)  # squared: a duplicate photo's 0 is sqrt of rounding
     swapped = found != found0
-    assert swapped.mean() < 0.001 and np.allclose(d[swapped] ** 2, d0[swapped] ** 2, atol=1e-6)
+    assert swapped.mean() < 0.01 and np.allclose(d[swapped] ** 2, d0[swapped] ** 2, atol=1e-6)  # only near-ties
 
 
 def has_faiss() -> bool:
