@@ -23,7 +23,7 @@ from cbir_tutorial.lessons.exercises import LESSONS
 from cbir_tutorial.lessons.site import (benchmarks_page, blank_missing_cells, folded_explanation, folded_solution,
                                         heading_anchor, linked_results, notebook_links, page_header, section_anchors,
                                         settings_read_by, shown_paths, site_repository, site_url, streams_as_shown,
-                                        test_run_note, without_empty_columns)
+                                        small_run_note, without_empty_columns)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(path.stem for path in (ROOT / "notebooks").glob("*.ipynb"))
@@ -77,8 +77,8 @@ def test_a_page_header_says_what_ran_and_where_to_run_it():
     # what a reader needs first opens the note; the settings in full are folded below the links
     assert tested.startswith("::::{note}\n**A test-run build: the numbers on this page show that every step runs")
     assert "a build with `notebooks/site_run.env` (what the published course runs)" in tested
-    assert "[published course](https://me.github.io/cbir/) runs every chapter" in test_run_note("me/cbir")
-    index = test_run_note(where="site")  # the index has no numbers of its own; the benchmark page's are full runs
+    assert "[published course](https://me.github.io/cbir/) runs every chapter" in small_run_note("me/cbir")
+    index = small_run_note(where="site")  # the index has no numbers of its own; the benchmark page's are full runs
     assert "the numbers in the chapters show" in index and "benchmark results come from full runs" in index
     assert "CBIR_NB_WEIGHTS=random" not in offline.partition(":::{dropdown}")[0]  # the settings in full are folded
     assert tested.index("Run it yourself") < tested.index(":::{dropdown} How this page was made") < \

@@ -60,7 +60,7 @@ def settings_read_by(code: str, settings: Mapping[str, str]) -> dict[str, str]:
     return {name: value for name, value in settings.items() if name in names or name.startswith("CBIR_TUTORIAL_")}
 
 
-def test_run_note(repository: str | None = None, *, where: str = "page") -> str:
+def small_run_note(repository: str | None = None, *, where: str = "page") -> str:
     """The line that opens every page of a site built with the test-run settings (``where``: ``"page"`` for a
     chapter, ``"site"`` for the index, which also says that the benchmark page's numbers are not the test run's):
     what its numbers mean, and where the representative ones are (the published site, once ``repository`` is set)."""
@@ -87,7 +87,7 @@ def page_header(notebook: str, settings: Mapping[str, str], source: str, *, gpu:
                       if name not in _QUIET and not name.startswith("TF_"))
     lines = []
     if test_run:
-        lines.append(test_run_note(repository))
+        lines.append(small_run_note(repository))
     hardware = "" if gpu is None else f" on {'a GPU (' + gpu + ')' if gpu else 'a CPU, without a GPU'}"
     networks = any(name in settings for name in ("CBIR_NB_WEIGHTS", "CBIR_NB_BACKBONE", "CBIR_NB_BACKBONES"))
     lines.append(f"This chapter ran top to bottom{hardware}"
