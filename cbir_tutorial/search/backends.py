@@ -172,7 +172,7 @@ def load_index(folder, **options) -> Index:
 
 def row_digests(vectors: np.ndarray) -> np.ndarray:
     """``(n,)`` uint64: an 8-byte BLAKE2b digest of each float32 row of ``(n, D)`` ``vectors`` (what a saved
-    Milvus index's checksum and an engine's record of its products' vectors compare)."""
+    Milvus index's checksum and an engine's record of its products' extracted features compare)."""
     rows = np.ascontiguousarray(vectors, dtype=np.float32)
     return np.array([int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest(), "little")
                      for row in rows], dtype=np.uint64)

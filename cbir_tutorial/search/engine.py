@@ -25,7 +25,7 @@ from .recipes import Recipe, recipe_from_word
 ENGINE_FILE = "engine.json"
 #: The layout of ``engine.json`` this version writes and reads (4: a recipe is an embedding and its post-processing).
 ENGINE_VERSION = 4
-#: The file of a saved engine holding each product's vector digest.
+#: The file of a saved engine holding the digest of each product's extracted features.
 DIGESTS_FILE = "digests.npy"
 RESULT_COLUMNS = ["rank", "id", "brand", "description", "price", "category", "distance", "path", "row"]
 
@@ -58,8 +58,10 @@ class SearchEngine:
         self.changes = int(changes)
         self.keys = keys
         self._rows = pd.Index(keys)
-        # 0: not known, so the next add of the product rewrites it
-        self.digests = np.zeros(len(keys), np.uint64) if digests is None else np.asarray(digests, dtype=np.uint64)
+        # without digests: those of the stored vectors, which are the extracted features for a baseline recipe of one
+        # backbone (other recipes: the next add of a product rewrites it once)
+        self.digests = (row_digests(self.features) if digests is None
+                        else np.asarray(digests, dtype=np.uint64))
 
     @property
     def recipe(self) -> Recipe:
@@ -208,7 +210,7 @@ class SearchEngine:
             self.index.add(vectors, keys, table.iloc[rows].reset_index(drop=True))
 
     def _set_catalogue(self, table: pd.DataFrame, digests: np.ndarray, keys: np.ndarray) -> None:
-        """The engine's products after a change: their table, vector digests and keys, row for row."""
+        """The engine's products after a change: their table, feature digests and keys, row for row."""
         c = self.catalogue
         self.catalogue = Catalogue(table, name=c.name, root=c.root, n_dropped=c.n_dropped, notes=c.notes)
         self.keys, self._rows, self.digests = keys, pd.Index(keys), digests
@@ -394,7 +396,8 @@ class SearchEngine:
 def image_digests(raw: list[np.ndarray]) -> np.ndarray:
     """``(n,)`` uint64 digests of each product's extracted features (every backbone's), what :meth:`SearchEngine.add`
     compares to tell a changed photo. Not of the pipeline's output: a matrix product's last bits depend on the batch
-    it ran in (BLAS kernels differ by CPU), while the feature cache returns a photo's features bit for bit."""
+    it ran in (BLAS kernels differ by CPU), while the feature cache returns a photo's features bit for bit (with
+    ``cache=False`` an unchanged photo extracted again may differ in its last bits and be rewritten)."""
     return row_digests(np.hstack(raw))
 
 

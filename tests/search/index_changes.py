@@ -17,7 +17,8 @@ def product_ids(n: int, seed: int) -> np.ndarray:
 
 def assert_same_answer(found, reference, atol=1e-6):
     """The same ids in the same order, and the same squared distances to ``atol`` (a distance is the square root of
-    a rounded sum, so near 0 its rounding is magnified: sqrt(6e-7) = 8e-4 between two CPUs' BLAS kernels)."""
+    a rounded sum, so near 0 its rounding is magnified: sqrt(6e-7) = 8e-4 where batches of other shapes round
+    differently)."""
     np.testing.assert_array_equal(found[1], reference[1])
     np.testing.assert_allclose(found[0] ** 2, reference[0] ** 2, atol=atol)
 
